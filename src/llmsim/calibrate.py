@@ -1,0 +1,223 @@
+"""Fit the roofline's efficiency parameters to measured kernel tables, with held-out error.
+
+Reads AIConfigurator-format kernel tables (GEMM, context attention, generation
+attention), predicts every row with `llmsim.cost.roofline` — the same formulas the
+cost model uses — and fits `Efficiency` by robust least squares on log(pred/measured).
+
+Held-out rows are whole *shapes* the fit never sees: GEMM rows grouped by (n, k),
+attention rows by (heads, KV heads, head dim, window, dtypes); a seeded random
+fraction of groups is held out. `evaluate` reports median / p90 absolute percentage
+error separately for training and held-out rows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .cost import roofline as rf
+from .cost.ops import decode_attention_cost, gemm_bytes, prefill_attention_cost
+from .dtypes import bytes_per_element, canonical
+from .errors import LlmsimError
+from .hardware.spec import Efficiency, GPUSpec
+
+KINDS = ("gemm", "context_attention", "generation_attention")
+
+# columns each kind needs, and the op_name that identifies it
+_COLUMNS = {
+    "gemm": ("m", "n", "k", "gemm_dtype", "latency"),
+    "context_attention": ("batch_size", "isl", "num_heads", "num_key_value_heads", "head_dim", "window_size", "attn_dtype", "kv_cache_dtype", "latency"),
+    "generation_attention": ("batch_size", "isl", "step", "num_heads", "num_key_value_heads", "head_dim", "window_size", "kv_cache_dtype", "latency"),
+}
+
+# parameters fitted per kind, with bounds
+_FIT = {
+    "gemm": {
+        "gemm_peak_fraction": (0.3, 1.0),
+        "gemm_lowp_peak_fraction": (0.2, 1.0),
+        "gemm_lowp_launch_s": (0.0, 50e-6),
+        "gemm_k_half_saturation": (0.0, 4096.0),
+        "gemm_launch_s": (0.0, 50e-6),
+        "mem_bw_fraction": (0.3, 1.0),
+        "mem_ramp_s": (0.0, 50e-6),
+        "mem_half_saturation_bytes": (1e4, 1e9),
+    },
+    "context_attention": {
+        "attn_peak_fraction": (0.1, 1.0),
+        "attn_q_half_saturation": (0.0, 8192.0),
+        "attn_launch_s": (0.0, 50e-6),
+        "attn_block_s": (0.0, 50e-6),
+    },
+    "generation_attention": {
+        "decode_attn_bw_fraction": (0.2, 1.0),
+        "decode_attn_launch_s": (0.0, 50e-6),
+        "decode_attn_block_s": (0.0, 50e-6),
+    },
+}
+
+
+Rows = dict[str, np.ndarray]
+
+
+def read_kernel_tables(paths: list[str | Path]) -> dict[str, Rows]:
+    """Rows of every recognised AIConfigurator-format table in `paths` (files or directories), by kind."""
+    import pyarrow.parquet as pq
+
+    files: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(p.glob("*.parquet"))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise LlmsimError(f"no such file or directory: {p}")
+    out: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in KINDS}
+    for f in files:
+        schema = pq.read_schema(f)
+        names = set(schema.names)
+        for kind, cols in _COLUMNS.items():
+            if set(cols) <= names:
+                t = pq.read_table(f, columns=list(cols) + (["op_name"] if "op_name" in names else []))
+                d = {c: t.column(c).to_numpy(zero_copy_only=False) for c in t.column_names}
+                if "op_name" in d and not np.all(d["op_name"] == kind if kind != "gemm" else d["op_name"] == "gemm"):
+                    continue
+                out[kind].append(d)
+    merged = {k: {c: np.concatenate([d[c] for d in v]) for c in v[0]} for k, v in out.items() if v}
+    if not merged:
+        raise LlmsimError(
+            "no kernel table recognised",
+            hint="expected AIConfigurator-format parquet files (gemm_perf, context_attention_perf, generation_attention_perf)",
+        )
+    return merged
+
+
+def _dt(a: np.ndarray) -> np.ndarray:
+    return np.array([canonical(x) for x in a])
+
+
+def predict(kind: str, rows: Rows, gpu: GPUSpec, e: Efficiency | None = None) -> np.ndarray:
+    """Roofline seconds for every row of a kernel table."""
+    e = e or gpu.efficiency
+    bw, sms = gpu.memory_bandwidth_bytes_per_s, gpu.num_sms
+    if kind == "gemm":
+        m, n, k = (rows[c].astype(float) for c in ("m", "n", "k"))
+        dt = _dt(rows["gemm_dtype"])
+        out = np.empty(len(m))
+        for d in np.unique(dt):
+            s = dt == d
+            b = bytes_per_element(d)
+            nbytes = gemm_bytes(m[s], n[s], k[s], b, b)
+            out[s] = rf.gemm_time_s(m[s], n[s], k[s], nbytes, gpu.peak_flops_per_s(d), bw, e, sms, d)
+        return out
+    b = rows["batch_size"].astype(float)
+    nh, nkv, d = (rows[c].astype(float) for c in ("num_heads", "num_key_value_heads", "head_dim"))
+    w = rows["window_size"].astype(float)
+    kvb = np.array([bytes_per_element(x) for x in rows["kv_cache_dtype"]])
+    d_v = np.where(d == 192, 128.0, d)  # head_dim 192 is MLA prefill (qk 128+64, v 128)
+    kv_tok = nkv * (d + d_v) * kvb
+    if kind == "context_attention":
+        s = rows["isl"].astype(float)
+        win = np.where(w > 0, np.minimum(w, s), s)
+        pairs = b * (win * (win + 1) / 2 + (s - win) * win)
+        flops, nbytes = prefill_attention_cost(pairs, b * s, b * win, nh, nkv, d, d_v, kv_tok)
+        blocks = b * nh * np.ceil(s / 128)
+        out = np.empty(len(b))
+        for dt in np.unique(rows["attn_dtype"]):
+            sel = rows["attn_dtype"] == dt
+            out[sel] = rf.prefill_attention_time_s(flops[sel], nbytes[sel], s[sel], blocks[sel], gpu.peak_flops_per_s(canonical(dt)), bw, e, sms)
+        return out
+    if kind == "generation_attention":
+        ctx = rows["isl"].astype(float) + rows["step"].astype(float)
+        ctx = np.where(w > 0, np.minimum(ctx, w), ctx)
+        flops, nbytes = decode_attention_cost(b, b * ctx, nh, d, d_v, kv_tok)
+        blocks = rf.decode_attention_blocks(b, nh, nkv, e)
+        return rf.decode_attention_time_s(flops, nbytes, blocks, gpu.peak_flops_per_s("bf16"), bw, e, sms)
+    raise ValueError(kind)
+
+
+def measured_s(rows: Rows) -> np.ndarray:
+    return rows["latency"].astype(float) * 1e-3  # tables are in milliseconds
+
+
+def _group_keys(kind: str, rows: Rows) -> np.ndarray:
+    cols = ("n", "k", "gemm_dtype") if kind == "gemm" else ("num_heads", "num_key_value_heads", "head_dim", "window_size", "kv_cache_dtype")
+    return np.array(["|".join(map(str, t)) for t in zip(*(rows[c] for c in cols))])
+
+
+def holdout_mask(kind: str, rows: Rows, frac: float = 0.3, seed: int = 0) -> np.ndarray:
+    """True for rows whose shape group is held out (never used for fitting)."""
+    keys = _group_keys(kind, rows)
+    uniq = np.unique(keys)
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(uniq, size=int(round(frac * len(uniq))), replace=False).tolist())
+    return np.array([k in held for k in keys])
+
+
+def ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    return np.abs(pred - meas) / meas * 100.0
+
+
+@dataclass
+class ErrorStats:
+    n: int
+    median_ape: float
+    p90_ape: float
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "median_ape": self.median_ape, "p90_ape": self.p90_ape}
+
+
+def stats(pred: np.ndarray, meas: np.ndarray) -> ErrorStats:
+    if len(pred) == 0:
+        return ErrorStats(0, math.nan, math.nan)
+    a = ape(pred, meas)
+    return ErrorStats(len(a), float(np.median(a)), float(np.percentile(a, 90)))
+
+
+def _subsample(mask: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    idx = np.flatnonzero(mask)
+    if len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+    return idx
+
+
+def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0, max_rows: int = 20_000) -> Efficiency:
+    """Least-squares fit of the Efficiency parameters on the rows selected by `train` (all rows if None)."""
+    from scipy.optimize import least_squares
+
+    e = gpu.efficiency
+    groups = [(k, [k]) for k in KINDS]
+    for group, kinds in groups:
+        kinds = [k for k in kinds if k in tables]
+        if not kinds:
+            continue
+        names = list(_FIT[group])
+        lo = np.array([_FIT[group][n][0] for n in names])
+        hi = np.array([_FIT[group][n][1] for n in names])
+        scale = np.maximum(np.abs(hi), 1e-12)
+        sel = {k: _subsample(train[k] if train else np.ones(len(tables[k]["latency"]), bool), max_rows, seed) for k in kinds}
+        sub = {k: {c: v[sel[k]] for c, v in tables[k].items()} for k in kinds}
+        meas = {k: measured_s(sub[k]) for k in kinds}
+
+        def resid(x: np.ndarray) -> np.ndarray:
+            cand = e.model_copy(update=dict(zip(names, (x * scale).tolist())))
+            r = [np.log(predict(k, sub[k], gpu, cand) / meas[k]) / math.sqrt(len(meas[k])) for k in kinds]
+            return np.concatenate(r)
+
+        x0 = np.clip(np.array([getattr(e, n) for n in names]), lo, hi) / scale
+        res = least_squares(resid, x0, bounds=(lo / scale, hi / scale), loss="soft_l1", f_scale=0.02, max_nfev=400)
+        e = e.model_copy(update=dict(zip(names, (res.x * scale).tolist())))
+    return Efficiency.model_validate(e.model_dump())
+
+
+def evaluate(gpu: GPUSpec, tables: dict[str, Rows], held: dict[str, np.ndarray] | None = None, e: Efficiency | None = None) -> dict[str, dict[str, ErrorStats]]:
+    """Median / p90 APE per kind, split into train and held-out rows."""
+    out: dict[str, dict[str, ErrorStats]] = {}
+    for kind, rows in tables.items():
+        pred, meas = predict(kind, rows, gpu, e), measured_s(rows)
+        h = held[kind] if held else np.zeros(len(meas), bool)
+        out[kind] = {"train": stats(pred[~h], meas[~h]), "held_out": stats(pred[h], meas[h])}
+    return out

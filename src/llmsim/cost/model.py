@@ -1,0 +1,181 @@
+"""CostModel: time of each operator on one GPU — measured kernel table if one covers it, else roofline.
+
+For every operator the result says how long it takes, what bounds it (compute,
+memory, network, or latency: fixed launch/sync cost dominates), where the number
+came from ('measured:<table>' or 'roofline') and the efficiency achieved
+(fraction of peak FLOP/s, HBM bandwidth or link bandwidth).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable
+
+from ..hardware.spec import GPUSpec
+from . import roofline as rf
+from .ops import Op, _pairs
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .measured import KernelTables
+
+
+@dataclass(slots=True)
+class OpCost:
+    op: Op
+    time_s: float  # one execution
+    bound: str  # compute | memory | network | latency
+    source: str  # roofline | measured
+    efficiency: float  # achieved fraction of the bounding resource's peak
+
+    @property
+    def total_s(self) -> float:
+        return self.time_s * self.op.count
+
+    def to_dict(self) -> dict:
+        o = self.op
+        return {
+            "name": o.name,
+            "layers": o.layer_group,
+            "kind": o.kind,
+            "count": o.count,
+            "time_ms": self.time_s * 1e3,
+            "total_ms": self.total_s * 1e3,
+            "flops": o.flops,
+            "bytes": o.bytes,
+            "bound": self.bound,
+            "source": self.source,
+            "efficiency": self.efficiency,
+        }
+
+
+class CostModel:
+    """Times operators on `gpu`, using `kernels` (measured tables) where they cover a shape."""
+
+    def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None):
+        self.gpu = gpu
+        self.kernels = kernels
+        self.framework = framework
+        self.e = gpu.efficiency
+        self.bw = gpu.memory_bandwidth_bytes_per_s
+        self._peak: dict[str, float] = {}
+        self._cache: dict[tuple, tuple[float, str, str, float]] = {}
+
+    def peak(self, dtype: str) -> float:
+        p = self._peak.get(dtype)
+        if p is None:
+            p = self._peak[dtype] = self.gpu.peak_flops_per_s(dtype)
+        return p
+
+    # ---------------------------------------------------------------- public
+    def cost(self, op: Op) -> OpCost:
+        key = (op.kind, op.name in ("moe_router", "lm_head"), op.dtype, op.shape, op.bytes, op.flops)
+        hit = self._cache.get(key)
+        if hit is None:
+            hit = self._cost(op)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = hit
+        t, bound, source, eff = hit
+        return OpCost(op, t, bound, source, eff)
+
+    def costs(self, ops: Iterable[Op]) -> list[OpCost]:
+        return [self.cost(o) for o in ops]
+
+    def step_time_s(self, ops: Iterable[Op]) -> float:
+        return sum(self.cost(o).total_s for o in ops)
+
+    # ---------------------------------------------------------------- internals
+    def _classify(self, t: float, t_c: float, t_m: float) -> tuple[str, float]:
+        """Bound and achieved efficiency from the roofline components of an op taking t seconds."""
+        if t_c >= t_m and t_c >= 0.5 * t:
+            return "compute", t_c / t
+        if t_m > t_c and t_m >= 0.5 * t:
+            return "memory", t_m / t
+        return "latency", max(t_c, t_m) / t
+
+    def _ideal(self, op: Op) -> tuple[float, float]:
+        """Time at 100% of peak compute and of peak bandwidth (for bound / efficiency reporting)."""
+        dt = op.dtype if op.kind in ("gemm", "moe_gemm", "attn_prefill") else "bf16"
+        if op.kind == "attn_decode" or op.kind == "memory":
+            dt = "bf16"
+        return op.flops / self.peak(dt), op.bytes / self.bw
+
+    def _cost(self, op: Op) -> tuple[float, str, str, float]:
+        if op.kind == "comm":
+            return self._comm(op)
+        t = self._measured(op) if self.kernels is not None else None
+        source = "measured"
+        if t is None:
+            t = self._roofline(op)
+            source = "roofline"
+        t_c, t_m = self._ideal(op)
+        bound, eff = self._classify(t, t_c, t_m)
+        return t, bound, source, eff
+
+    def _roofline(self, op: Op) -> float:
+        e, g = self.e, self.gpu
+        if op.kind == "gemm":
+            m, n, k = op.shape
+            return float(rf.gemm_time_s(float(m), float(n), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
+        if op.kind == "moe_gemm":
+            m_e, n, k, active = op.shape
+            if op.flops <= 0:
+                return 0.0
+            # grouped GEMM: all active experts' tiles in one launch (experts concatenated along n)
+            return float(rf.gemm_time_s(max(m_e, 1.0), n * max(active, 1.0), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
+        if op.kind == "attn_prefill":
+            items, nh, _nkv, _d, _w, share = op.shape
+            nseq = max(len(items) * share, 1.0)
+            q_mean = sum(q for q, _ in items) / max(len(items), 1)
+            blocks = nseq * nh * max(1.0, q_mean / 128.0)
+            return float(rf.prefill_attention_time_s(op.flops, op.bytes, q_mean, blocks, self.peak("bf16" if op.dtype != "fp8" else "fp8"), self.bw, e, g.num_sms))
+        if op.kind == "attn_decode":
+            n, _ctx, nh, nkv, _d, _w = op.shape
+            blocks = rf.decode_attention_blocks(n, nh, nkv, e)
+            return float(rf.decode_attention_time_s(op.flops, op.bytes, blocks, self.peak("bf16"), self.bw, e, g.num_sms))
+        if op.kind == "memory":
+            return float(rf.elementwise_time_s(op.bytes, self.bw, e))
+        raise ValueError(f"no roofline for op kind {op.kind!r}")
+
+    def _comm(self, op: Op) -> tuple[float, str, str, float]:
+        collective, group = op.shape
+        if group <= 1 or op.bytes <= 0:
+            return 0.0, "network", "none", 0.0
+        bw, lat, tier = self.gpu.link(group)
+        t = None
+        if self.kernels is not None and tier == "nvlink" and collective != "send_recv":
+            t = self.kernels.collective_s(collective, group, op.bytes)
+        source = "measured" if t is not None else "roofline"
+        if t is None:
+            t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
+        ideal = op.bytes / bw
+        bound = "network" if ideal >= 0.5 * t else "latency"
+        return t, bound, f"{source}:{tier}", min(1.0, ideal / t) if t > 0 else 0.0
+
+    def _measured(self, op: Op) -> float | None:
+        kt = self.kernels
+        assert kt is not None
+        if op.kind == "gemm":
+            if op.dtype not in ("bf16", "fp8"):
+                return None
+            m, n, k = op.shape
+            return kt.gemm_s(m, n, k, op.dtype, framework=self.framework)
+        if op.kind == "attn_prefill":
+            items, nh, nkv, d, window, share = op.shape
+            total = 0.0
+            for (q, p), cnt in Counter(items).items():
+                b = max(1, round(cnt * share))
+                L = q + p
+                t = kt.context_attention_s(b, L, nh, nkv, d, dtype="bf16", kv_dtype="bf16", window=window)
+                if t is None:
+                    return None
+                # a chunk after p cached tokens does pairs(q,p) of the pairs(q+p,0) work of a full prefill
+                total += t * (_pairs(q, p, window) / _pairs(L, 0, window)) if p else t
+            return total
+        if op.kind == "attn_decode":
+            n, ctx_mean, nh, nkv, d, window = op.shape
+            if op.dtype not in ("bf16", "fp8"):
+                return None
+            return kt.generation_attention_s(max(1, round(n)), max(1, round(ctx_mean)), nh, nkv, d, kv_dtype=op.dtype, window=window)
+        return None

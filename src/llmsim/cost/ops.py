@@ -1,0 +1,284 @@
+"""Decompose one forward iteration of a transformer into operators with FLOPs and bytes.
+
+An iteration processes a `Batch`: prefill chunks (new tokens on top of tokens already
+cached) and decode tokens (one new token each, at its own context length), as
+continuous-batching engines do. `build_ops` returns the operators one GPU executes for
+that batch, layer group by layer group, each with:
+
+- `flops`: multiply-adds x 2 for one execution,
+- `bytes`: HBM bytes read + written for one execution (for collectives: the message
+  size per GPU),
+- `count`: how many times it runs in the iteration (number of layers in its group),
+- the shape a measured kernel table needs.
+
+Formulas (per GPU; T = tokens this GPU's attention rank processes, h = hidden size,
+tp-local head counts nh, nkv, head dim d):
+
+    GEMM (m, n, k):   flops = 2 m n k,   bytes = m k a + n k w + m n o
+    prefill attention, chunk of q new tokens after p cached:
+        pairs = sum_{i=1..q} min(window, p + i)   (causal)
+        flops = 2 nh pairs (d_qk + d_v)
+        bytes = Q + O + K,V of the p+q context (read once, FlashAttention-style) + K,V written
+    decode attention, context c:  flops = 2 nh c (d_qk + d_v),  bytes = c * kv_bytes_per_token
+
+where a, w, o are bytes per element of activations, weights and outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from ..dtypes import bytes_per_element, gemm_compute_dtype
+from ..layout import Parallel, Precision
+from ..models.spec import LayerGroup, ModelSpec
+
+ACT_BYTES = 2.0  # bf16 activations between kernels (residual stream, norms, outputs)
+
+
+@dataclass(slots=True)
+class Op:
+    name: str
+    kind: str  # gemm | moe_gemm | attn_prefill | attn_decode | memory | comm
+    count: int
+    flops: float
+    bytes: float
+    dtype: str = "bf16"
+    shape: tuple = ()
+    layer_group: str = ""
+
+
+@dataclass
+class Batch:
+    """One engine iteration: prefill chunks as (new_tokens, cached_tokens), decode tokens as context lengths.
+
+    A decode token's context length counts every token it attends to, itself included.
+    """
+
+    prefill: list[tuple[int, int]] = field(default_factory=list)
+    decode_ctx: list[int] = field(default_factory=list)
+
+    @property
+    def num_prefill_tokens(self) -> int:
+        return sum(q for q, _ in self.prefill)
+
+    @property
+    def num_decode_tokens(self) -> int:
+        return len(self.decode_ctx)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.num_prefill_tokens + self.num_decode_tokens
+
+    @property
+    def num_logit_rows(self) -> int:
+        """Rows of the LM head: the last prefill token of each chunk plus every decode token."""
+        return len(self.prefill) + len(self.decode_ctx)
+
+
+def _pairs(q: int, p: int, window: int) -> float:
+    """Causal query-key pairs for q new tokens after p cached tokens, optional sliding window."""
+    if not window or p + q <= window:
+        return q * p + q * (q + 1) / 2
+    # tokens i=1..q see min(window, p+i) keys
+    full_until = max(0, min(q, window - p))  # i <= window - p see p + i keys
+    s = full_until * p + full_until * (full_until + 1) / 2
+    return s + (q - full_until) * window
+
+
+def prefill_attention_cost(pairs, q_tokens, ctx_tokens, nh, nkv, d_qk, d_v, kv_token_bytes):
+    """(flops, bytes) of causal prefill attention; arguments may be numpy arrays.
+
+    Reads Q and the dequantised K,V of the whole context once, writes O and the new K,V."""
+    flops = 2.0 * nh * pairs * (d_qk + d_v)
+    nbytes = q_tokens * nh * (d_qk + d_v) * ACT_BYTES + ctx_tokens * nkv * (d_qk + d_v) * ACT_BYTES + q_tokens * kv_token_bytes
+    return flops, nbytes
+
+
+def decode_attention_cost(n_tokens, ctx_sum, nh, d_qk, d_v, kv_token_bytes):
+    """(flops, bytes) of decode attention: every token reads its whole KV context once."""
+    flops = 2.0 * nh * ctx_sum * (d_qk + d_v)
+    nbytes = ctx_sum * kv_token_bytes + n_tokens * nh * (d_qk + d_v) * ACT_BYTES
+    return flops, nbytes
+
+
+def gemm_bytes(m, n, k, w_bytes, a_bytes):
+    """HBM bytes of a GEMM: read A (m x k) and W (n x k), write C (m x n) in bf16.
+
+    With fp8 activations the bf16 input is first quantised (read 2 bytes, write 1 per
+    element), which engines run as a separate pass before the GEMM."""
+    quant = m * k * (ACT_BYTES + a_bytes) if a_bytes < ACT_BYTES else 0.0
+    return m * k * a_bytes + n * k * w_bytes + m * n * ACT_BYTES + quant
+
+
+def gemm(name: str, m: float, n: float, k: float, w_bytes: float, a_bytes: float, dtype: str, count: int, grp: str) -> Op:
+    m_i = max(1, int(math.ceil(m)))
+    return Op(name, "gemm", count, 2.0 * m_i * n * k, gemm_bytes(m_i, n, k, w_bytes, a_bytes), dtype, (m_i, int(n), int(k)), grp)
+
+
+def elementwise(name: str, nbytes: float, flops: float, count: int, grp: str) -> Op:
+    return Op(name, "memory", count, flops, nbytes, "bf16", (), grp)
+
+
+def comm(name: str, collective: str, nbytes: float, group: int, count: int, grp: str) -> Op:
+    return Op(name, "comm", count, 0.0, nbytes, "bf16", (collective, group), grp)
+
+
+class OpBuilder:
+    """Builds the per-GPU operator list for (model, layout, precision). Reused across batches."""
+
+    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision):
+        self.m, self.par, self.prec = model, par, prec
+        self.w_bytes = bytes_per_element(prec.weight)
+        self.a_bytes = bytes_per_element(prec.act)
+        self.kv_bytes = bytes_per_element(prec.kv)
+        self.gemm_dtype = gemm_compute_dtype(prec.weight, prec.act)
+        self.nh = model.num_heads // par.tp
+        self.nkv = par.kv_heads_per_gpu(model)
+
+    # ------------------------------------------------------------ attention
+    def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
+        m, nh = self.m, self.nh
+        window = m.sliding_window if grp.attention == "sliding" else 0
+        tag = f"{grp.attention}/{grp.mlp}"
+        ops: list[Op] = []
+        if m.is_mla:
+            d_qk, d_v = m.q_head_dim, m.v_head_dim
+            nkv, kv_tok_bytes = nh, (m.kv_lora_rank + m.qk_rope_head_dim) * self.kv_bytes
+        else:
+            d_qk = d_v = m.head_dim
+            nkv, kv_tok_bytes = self.nkv, 2 * self.nkv * m.head_dim * self.kv_bytes
+        if batch.prefill:
+            pairs = sum(_pairs(q, p, window) for q, p in batch.prefill) * dp_share
+            ctx = sum(min(p + q, window) if window else p + q for q, p in batch.prefill) * dp_share
+            q_tok = batch.num_prefill_tokens * dp_share
+            flops, nbytes = prefill_attention_cost(pairs, q_tok, ctx, nh, nkv, d_qk, d_v, kv_tok_bytes)
+            shape = (tuple(batch.prefill), nh, nkv, d_qk, window, dp_share)
+            ops.append(Op("attn_prefill", "attn_prefill", grp.count, flops, nbytes, self.prec.act, shape, tag))
+        if batch.decode_ctx:
+            n = len(batch.decode_ctx) * dp_share
+            ctx_sum = (sum(min(c, window) for c in batch.decode_ctx) if window else sum(batch.decode_ctx)) * dp_share
+            if m.is_mla:  # absorbed MLA: attend over the shared latent (MQA-like, one cache read per token)
+                lat = m.kv_lora_rank + m.qk_rope_head_dim
+                flops = 2.0 * nh * ctx_sum * (lat + m.kv_lora_rank)
+                nbytes = ctx_sum * lat * self.kv_bytes + n * nh * (lat + m.kv_lora_rank) * ACT_BYTES
+                shape = (n, ctx_sum / max(n, 1e-9), nh, 1, lat, window)
+            else:
+                flops, nbytes = decode_attention_cost(n, ctx_sum, nh, d_qk, d_v, kv_tok_bytes)
+                shape = (n, ctx_sum / max(n, 1e-9), nh, nkv, d_qk, window)
+            ops.append(Op("attn_decode", "attn_decode", grp.count, flops, nbytes, self.prec.kv, shape, tag))
+        return ops
+
+    # ------------------------------------------------------------ one layer group
+    def layer_ops(self, batch: Batch, grp: LayerGroup) -> list[Op]:
+        m, par = self.m, self.par
+        h, c, tag = m.hidden_size, grp.count, f"{grp.attention}/{grp.mlp}"
+        wb, ab, gd = self.w_bytes, self.a_bytes, self.gemm_dtype
+        dp_share = 1.0 / par.dp
+        T = batch.num_tokens * dp_share  # tokens on this GPU's attention rank
+        nh = self.nh
+        ops: list[Op] = [elementwise("input_norm", 2 * T * h * ACT_BYTES, 4 * T * h, c, tag)]
+
+        if m.is_mla:
+            ql = m.q_lora_rank
+            lat = m.kv_lora_rank + m.qk_rope_head_dim
+            # fused down-projections (q_a, kv_a), replicated on every tp rank
+            ops.append(gemm("qkv_a_proj", T, (ql or 0) + lat, h, wb, ab, gd, c, tag))
+            if ql:
+                ops.append(gemm("q_b_proj", T, nh * m.q_head_dim, ql, wb, ab, gd, c, tag))
+            else:
+                ops.append(gemm("q_proj", T, nh * m.q_head_dim, h, wb, ab, gd, c, tag))
+            if batch.prefill:  # decompress the latent cache of the prefilled context to full K, V
+                ctx = sum(p + q for q, p in batch.prefill) * dp_share
+                ops.append(gemm("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, wb, ab, gd, c, tag))
+            if batch.decode_ctx:  # weight absorption: q_nope -> latent, latent -> v, per head
+                nd = batch.num_decode_tokens * dp_share
+                ops.append(gemm("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, wb, ab, gd, c, tag))
+                ops.append(gemm("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, wb, ab, gd, c, tag))
+            ops.append(elementwise("rope", 2 * T * (nh * m.qk_rope_head_dim + m.qk_rope_head_dim) * ACT_BYTES, 0, c, tag))
+            ops += self.attention_ops(batch, grp, dp_share)
+            ops.append(gemm("o_proj", T, h, nh * m.v_head_dim, wb, ab, gd, c, tag))
+        else:
+            d = m.head_dim
+            ops.append(gemm("qkv_proj", T, (nh + 2 * self.nkv) * d, h, wb, ab, gd, c, tag))
+            ops.append(elementwise("rope", 2 * T * (nh + self.nkv) * d * ACT_BYTES, 0, c, tag))
+            ops += self.attention_ops(batch, grp, dp_share)
+            ops.append(gemm("o_proj", T, h, nh * d, wb, ab, gd, c, tag))
+        if par.tp > 1:
+            ops.append(comm("attn_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
+        ops.append(elementwise("post_attn_norm", 3 * T * h * ACT_BYTES, 4 * T * h, c, tag))
+
+        if grp.mlp == "dense":
+            ops += self._mlp("mlp", T, m.intermediate_size // par.tp, c, tag)
+            if par.tp > 1:
+                ops.append(comm("mlp_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
+        else:
+            ops += self._moe(batch, T, c, tag)
+        ops.append(elementwise("residual_add", 3 * T * h * ACT_BYTES, T * h, c, tag))
+        return ops
+
+    def _mlp(self, name: str, T: float, width: int, c: int, tag: str) -> list[Op]:
+        h, wb, ab, gd = self.m.hidden_size, self.w_bytes, self.a_bytes, self.gemm_dtype
+        up = 2 * width if self.m.gated_mlp else width
+        return [
+            gemm(f"{name}_up", T, up, h, wb, ab, gd, c, tag),
+            elementwise(f"{name}_act", T * (up + width) * ACT_BYTES, 4 * T * width, c, tag),
+            gemm(f"{name}_down", T, h, width, wb, ab, gd, c, tag),
+        ]
+
+    def _moe(self, batch: Batch, T: float, c: int, tag: str) -> list[Op]:
+        m, par = self.m, self.par
+        h, wb, ab, gd = m.hidden_size, self.w_bytes, self.a_bytes, self.gemm_dtype
+        E, k = m.num_experts, m.experts_per_token
+        ops = [gemm("moe_router", T, E, h, 2.0, 2.0, "bf16", c, tag)]
+        T_all = batch.num_tokens  # tokens of every attention rank meet in the MoE layer
+        ep_group = par.gpus_per_stage
+        if ep_group > 1 and par.ep > 1:
+            ops.append(comm("moe_dispatch", "alltoall", T * k * h * ab, ep_group, c, tag))
+        width = m.moe_intermediate_size // par.moe_tp
+        up = 2 * width if m.gated_mlp else width
+        local_experts = E // par.ep
+        routed = T_all * k / par.ep  # token-expert pairs landing on this GPU (uniform routing)
+        # expected number of local experts that receive at least one token
+        active = local_experts * (1.0 - (1.0 - k / E) ** max(T_all, 0))
+        m_per_expert = routed / max(active, 1e-9)
+        for name, n_, k_ in (("moe_experts_up", up, h), ("moe_experts_down", h, width)):
+            flops = 2.0 * routed * n_ * k_
+            nbytes = active * n_ * k_ * wb + routed * (k_ * ab + n_ * ACT_BYTES)
+            ops.append(Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag))
+        ops.append(elementwise("moe_act", routed * (up + width) * ACT_BYTES, 4 * routed * width, c, tag))
+        if ep_group > 1 and par.ep > 1:
+            ops.append(comm("moe_combine", "alltoall", T * k * h * ACT_BYTES, ep_group, c, tag))
+        if m.num_shared_experts:
+            sw = m.num_shared_experts * (m.shared_expert_intermediate_size or m.moe_intermediate_size) // par.tp
+            ops += self._mlp("shared_expert", T, sw, c, tag)
+        if par.moe_tp > 1 or par.tp > 1:
+            ops.append(comm("moe_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
+        return ops
+
+    # ------------------------------------------------------------ whole iteration
+    def build(self, batch: Batch) -> list[Op]:
+        """All operators of one iteration through every pipeline stage (its latency path)."""
+        m, par = self.m, self.par
+        h = m.hidden_size
+        T = batch.num_tokens / par.dp
+        ops: list[Op] = [elementwise("embedding", T * h * ACT_BYTES * 2, 0, 1, "embed")]
+        for grp in m.layer_groups:
+            ops += self.layer_ops(batch, grp)
+        if par.pp > 1:
+            ops.append(comm("pp_send_recv", "send_recv", T * h * ACT_BYTES, 2, par.pp - 1, "pipeline"))
+        rows = batch.num_logit_rows / par.dp
+        ops.append(elementwise("final_norm", 2 * rows * h * ACT_BYTES, 4 * rows * h, 1, "head"))
+        ops.append(gemm("lm_head", rows, m.vocab_size / par.tp, h, 2.0, 2.0, "bf16", 1, "head"))
+        if par.tp > 1:
+            ops.append(comm("logits_allgather", "all_gather", rows * m.vocab_size / par.tp * 4, par.tp, 1, "head"))
+        return ops
+
+
+def build_ops(model: ModelSpec, par: Parallel, prec: Precision, batch: Batch) -> list[Op]:
+    return OpBuilder(model, par, prec).build(batch)
+
+
+def uniform_batch(prefill_lens: Sequence[int] = (), decode_ctx: Sequence[int] = ()) -> Batch:
+    return Batch([(int(q), 0) for q in prefill_lens], [int(c) for c in decode_ctx])

@@ -1,0 +1,187 @@
+"""`estimate`: latency, throughput and memory of a static batch — the question a roofline calculator answers.
+
+A batch of `batch` sequences, each with `isl` prompt tokens, is prefilled in one
+iteration, then generates `osl` tokens together (the first comes out of the prefill,
+the other osl-1 from decode steps whose context grows by one token each).
+
+    prefill_ms = time of the prefill iteration                        (= TTFT of every sequence)
+    tpot_ms    = mean decode-step time over the osl-1 decode steps    (time per output token)
+    e2e_ms     = prefill_ms + (osl - 1) * tpot_ms
+    output_tokens_per_s = batch * osl / e2e
+
+Decode steps differ only in attention (context isl+1 ... isl+osl-1); the other
+operators are costed once and attention is integrated over the context range
+(trapezoid rule on up to 9 points; exact when attention time is linear in context).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .cost.model import CostModel, OpCost
+from .cost.ops import Batch, OpBuilder
+from .errors import LlmsimError
+from .hardware.catalog import get_gpu
+from .hardware.spec import GPUSpec
+from .layout import Parallel, Precision
+from .memory.model import MemoryBreakdown, memory_breakdown
+from .models.catalog import get_model
+from .models.spec import ModelSpec
+
+_DECODE_SAMPLES = 9
+
+
+@dataclass
+class EstimateResult:
+    model: str
+    gpu: str
+    tp: int
+    pp: int
+    dp: int
+    ep: int
+    num_gpus: int
+    weight_dtype: str
+    act_dtype: str
+    kv_dtype: str
+    batch: int
+    isl: int
+    osl: int
+    fits: bool
+    message: str
+    prefill_ms: float
+    tpot_ms: float
+    e2e_ms: float
+    output_tokens_per_s: float
+    output_tokens_per_s_per_gpu: float
+    total_tokens_per_s: float
+    max_concurrency: int
+    usd_per_million_output_tokens: float
+    memory: MemoryBreakdown
+    kernel_source: str
+    prefill_ops: list[OpCost] = field(default_factory=list, repr=False)
+    decode_ops: list[OpCost] = field(default_factory=list, repr=False)
+
+    @property
+    def ttft_ms(self) -> float:
+        return self.prefill_ms
+
+    def to_dict(self, explain: bool = False) -> dict:
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k not in ("memory", "prefill_ops", "decode_ops")}
+        d["ttft_ms"] = self.ttft_ms
+        d["memory"] = self.memory.to_dict()
+        if explain:
+            d["prefill_ops"] = [c.to_dict() for c in self.prefill_ops]
+            d["decode_ops"] = [c.to_dict() for c in self.decode_ops]
+        return d
+
+
+def _positive(name: str, v: int) -> int:
+    if not isinstance(v, (int,)) or isinstance(v, bool) or v <= 0:
+        raise LlmsimError(f"{name} must be a positive integer, got {v!r}")
+    return v
+
+
+def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
+    """'auto' → bundled tables if measured on this GPU, else none; 'none' → roofline only; a path → that directory."""
+    if kernels is None or str(kernels).lower() in ("none", "roofline", "off"):
+        return None
+    from .cost.measured import KernelTables
+
+    if str(kernels).lower() == "auto":
+        kt = KernelTables.load(None)
+        return kt if kt.matches_gpu(gpu.name) else None
+    return KernelTables.load(kernels)
+
+
+def estimate(
+    model: str | ModelSpec = "llama-3.1-70b",
+    gpu: str | GPUSpec = "h100-sxm",
+    *,
+    tp: int = 1,
+    pp: int = 1,
+    dp: int = 1,
+    ep: int = 1,
+    batch: int = 1,
+    isl: int = 1024,
+    osl: int = 128,
+    weight_dtype: str = "bf16",
+    act_dtype: str | None = None,
+    kv_dtype: str | None = None,
+    kernels: str | Path | None = "auto",
+    framework: str | None = None,
+    memory_fraction: float = 0.9,
+    block_size: int = 16,
+    price_per_hour_usd: float | None = None,
+    cost_model: CostModel | None = None,
+) -> EstimateResult:
+    """Predict prefill latency, TPOT, end-to-end latency, throughput and memory for a static batch."""
+    spec = model if isinstance(model, ModelSpec) else get_model(model)
+    hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
+    for name, v in (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)):
+        _positive(name, v)
+    if not 0 < memory_fraction <= 1:
+        raise LlmsimError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
+    if isl + osl > spec.max_position_embeddings:
+        raise LlmsimError(
+            f"isl + osl = {isl + osl} exceeds the {spec.max_position_embeddings}-token context of {spec.name}",
+            hint="shorten the prompt or the output",
+        )
+    par = Parallel(tp, pp, dp, ep).validate(spec)
+    prec = Precision.make(weight_dtype, act_dtype, kv_dtype)
+    from .dtypes import gemm_compute_dtype
+
+    hw.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))  # clear error if the chip lacks the format
+    if prec.weight == "fp4" and not hw.supports("fp4"):
+        raise LlmsimError(f"{hw.name} cannot run fp4 weights", hint="use fp8/int8/int4 weights or a Blackwell GPU")
+
+    cm = cost_model or CostModel(hw, resolve_kernels(kernels, hw), framework)
+    builder = OpBuilder(spec, par, prec)
+
+    # prefill: the whole batch in one iteration
+    pre_ops = cm.costs(builder.build(Batch([(isl, 0)] * batch, [])))
+    prefill_s = sum(c.total_s for c in pre_ops)
+
+    # decode: osl-1 steps, context isl+1 .. isl+osl-1
+    steps = osl - 1
+    if steps > 0:
+        mid = isl + (steps + 1) // 2
+        dec_ops = cm.costs(builder.build(Batch([], [mid] * batch)))
+        non_attn = sum(c.total_s for c in dec_ops if c.op.kind != "attn_decode")
+        pts = list(range(isl + 1, isl + steps + 1)) if steps <= _DECODE_SAMPLES else [
+            isl + 1 + round(i * (steps - 1) / (_DECODE_SAMPLES - 1)) for i in range(_DECODE_SAMPLES)
+        ]
+        attn = []
+        for c in pts:
+            b = Batch([], [c] * batch)
+            attn.append(sum(cm.cost(o).total_s for g in spec.layer_groups for o in builder.attention_ops(b, g, 1.0 / par.dp)))
+        if steps <= _DECODE_SAMPLES:
+            attn_mean = sum(attn) / len(attn)
+        else:  # trapezoid over the sampled contexts
+            attn_mean = (sum(attn) - 0.5 * (attn[0] + attn[-1])) / (len(attn) - 1)
+        tpot_s = non_attn + attn_mean
+    else:
+        dec_ops, tpot_s = [], 0.0
+
+    e2e_s = prefill_s + steps * tpot_s
+    mem = memory_breakdown(
+        spec, hw, par, prec, batch=batch, seq_len=isl + osl, max_batched_tokens=batch * isl,
+        memory_fraction=memory_fraction, block_size=block_size,
+    )
+    out_tps = batch * osl / e2e_s
+    usd_per_mtok = hw.price_per_hour_usd * par.num_gpus / 3600.0 / out_tps * 1e6
+    sources = {c.source.split(":")[0] for c in pre_ops + dec_ops if c.op.kind != "comm"}
+    return EstimateResult(
+        model=spec.name, gpu=hw.name, tp=tp, pp=pp, dp=dp, ep=ep, num_gpus=par.num_gpus,
+        weight_dtype=prec.weight, act_dtype=prec.act, kv_dtype=prec.kv,
+        batch=batch, isl=isl, osl=osl, fits=mem.fits, message=mem.message,
+        prefill_ms=prefill_s * 1e3, tpot_ms=tpot_s * 1e3, e2e_ms=e2e_s * 1e3,
+        output_tokens_per_s=out_tps, output_tokens_per_s_per_gpu=out_tps / par.num_gpus,
+        total_tokens_per_s=batch * (isl + osl) / e2e_s,
+        max_concurrency=mem.max_concurrency,
+        usd_per_million_output_tokens=usd_per_mtok,
+        memory=mem,
+        kernel_source="+".join(sorted(sources)) or "roofline",
+        prefill_ops=pre_ops, decode_ops=dec_ops,
+    )

@@ -1,0 +1,94 @@
+"""Parallel layout and precision of a deployment, with the divisibility rules checked up front.
+
+Conventions (the same as TRT-LLM / AIConfigurator):
+- `tp` splits attention heads and dense MLPs across GPUs; KV heads are split when
+  tp divides them and *replicated* when tp is a multiple of them (tp=8 on 8 KV heads
+  gives one KV head per GPU; tp=16 gives each KV head to two GPUs).
+- `dp` is attention data parallelism inside one instance: dp groups of tp GPUs each
+  run attention on their own requests (used with expert parallelism for MoE).
+- MoE layers run on all tp*dp GPUs of a stage: `ep` GPUs each hold num_experts/ep
+  experts, and each expert is split `moe_tp = tp*dp/ep` ways.
+- `pp` splits the layers into stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .dtypes import ACT_DTYPES, KV_DTYPES, WEIGHT_DTYPES, check_allowed
+from .errors import LlmsimError
+from .models.spec import ModelSpec
+
+
+@dataclass(frozen=True)
+class Parallel:
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+
+    @property
+    def gpus_per_stage(self) -> int:
+        return self.tp * self.dp
+
+    @property
+    def num_gpus(self) -> int:
+        return self.tp * self.dp * self.pp
+
+    @property
+    def moe_tp(self) -> int:
+        return self.gpus_per_stage // self.ep
+
+    def kv_heads_per_gpu(self, model: ModelSpec) -> int:
+        return max(1, model.num_kv_heads // self.tp)
+
+    def validate(self, model: ModelSpec) -> "Parallel":
+        for k in ("tp", "pp", "dp", "ep"):
+            if getattr(self, k) < 1:
+                raise LlmsimError(f"{k} must be ≥ 1, got {getattr(self, k)}")
+        if model.num_heads % self.tp:
+            divs = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and d <= 64]
+            raise LlmsimError(
+                f"tp={self.tp} does not divide the {model.num_heads} attention heads of {model.name}",
+                hint=f"use tp in {divs}",
+            )
+        if not model.is_mla and model.num_kv_heads % self.tp and self.tp % model.num_kv_heads:
+            raise LlmsimError(
+                f"tp={self.tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}",
+                hint="KV heads are split when tp divides them and replicated when tp is a multiple of them",
+            )
+        if self.pp > model.num_layers:
+            raise LlmsimError(f"pp={self.pp} exceeds the {model.num_layers} layers of {model.name}")
+        if model.is_moe:
+            if self.gpus_per_stage % self.ep:
+                raise LlmsimError(
+                    f"ep={self.ep} must divide tp*dp={self.gpus_per_stage}",
+                    hint="MoE layers run on the tp*dp GPUs of a stage: ep * moe_tp = tp * dp",
+                )
+            if model.num_experts % self.ep:
+                raise LlmsimError(
+                    f"ep={self.ep} does not divide the {model.num_experts} experts of {model.name}"
+                )
+        elif self.ep != 1:
+            raise LlmsimError(f"ep={self.ep} given but {model.name} is not a mixture-of-experts model", hint="use ep=1")
+        return self
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Formats of weights, activations (GEMM inputs) and the KV cache."""
+
+    weight: str = "bf16"
+    act: str = "bf16"
+    kv: str = "bf16"
+
+    @classmethod
+    def make(cls, weight: str = "bf16", act: str | None = None, kv: str | None = None) -> "Precision":
+        """Defaults as serving engines do: fp8/fp4 weights imply fp8 activations (W8A8 / W4A8);
+        int8/int4 weights are weight-only (W8A16 / W4A16); the KV cache stays bf16 unless asked."""
+        w = check_allowed(weight, WEIGHT_DTYPES, "weight")
+        if act is None:
+            act = "fp8" if w in ("fp8", "fp4") else "bf16"
+        a = check_allowed(act, ACT_DTYPES, "activation")
+        k = check_allowed(kv or "bf16", KV_DTYPES, "KV-cache")
+        return cls(w, a, k)

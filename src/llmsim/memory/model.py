@@ -1,0 +1,163 @@
+"""Per-GPU memory of an inference deployment: weights, KV cache, activations, runtime overhead.
+
+Budget (as vLLM's `gpu_memory_utilization` / TRT-LLM's `free_gpu_memory_fraction`):
+
+    usable   = memory_fraction x capacity
+    kv_space = usable - weights - activations - runtime_overhead
+    max KV tokens = kv_space / kv_bytes_per_token            (whole paged blocks)
+
+Weights are sharded as the layout says (see `llmsim.layout`): attention and dense MLPs
+by tp, routed experts by ep (and moe_tp inside an expert), embeddings and LM head
+vocab-parallel by tp, layers by pp (the stage with the embedding or the LM head is the
+largest). Embeddings, LM head, norms and routers stay in bf16 when weights are quantised,
+as serving engines keep them. The KV cache is split across tp by KV heads
+(replicated when tp exceeds them); MLA's latent cache is not split by tp. Sliding-window
+layers keep at most `window` tokens per sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from ..dtypes import bytes_per_element
+from ..hardware.spec import GIB, GPUSpec
+from ..layout import Parallel, Precision
+from ..models.spec import ModelSpec
+
+BF16 = 2.0
+
+
+@dataclass
+class MemoryBreakdown:
+    """Bytes per GPU. `fits` False carries the reason and what to change in `message`."""
+
+    weights_bytes: float
+    kv_cache_bytes: float  # KV cache the requested batch needs
+    activation_bytes: float
+    runtime_overhead_bytes: float
+    total_bytes: float  # weights + kv_cache + activations + runtime overhead
+    capacity_bytes: float
+    usable_bytes: float  # memory_fraction x capacity
+    kv_bytes_per_token: float  # one token of one sequence, all layers on this GPU (full-attention layers)
+    max_kv_tokens: int
+    max_concurrency: int  # sequences of the requested length that fit at once
+    fits: bool
+    message: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> float:
+    wb = bytes_per_element(prec.weight)
+    m = model
+    attn = m.attention_params() / par.tp
+    per_layer_norms = 2 * m._norm_params(m.hidden_size)
+    dense = m.dense_mlp_params() / par.tp
+    moe = 0.0
+    router = 0.0
+    if m.is_moe:
+        moe = (m.num_experts / par.ep) * m.expert_params() / par.moe_tp + m.shared_expert_params() / par.tp
+        router = m.router_params()
+    layers_per_stage = math.ceil(m.num_layers / par.pp)
+    # the densest stage: dense layers come first, so take the worst mix for this stage size
+    n_moe = min(layers_per_stage, m.num_moe_layers)
+    n_dense = layers_per_stage - n_moe
+    quantised = layers_per_stage * attn + n_dense * dense + n_moe * moe
+    bf16 = layers_per_stage * per_layer_norms + n_moe * router
+    emb, head = m.embedding_params() / par.tp, m.lm_head_params() / par.tp
+    bf16 += (emb + head) if par.pp == 1 else max(emb, head)
+    return quantised * wb + bf16 * BF16
+
+
+def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision, layers: int | None = None) -> float:
+    """KV bytes one token adds on one GPU in `layers` layers (default: a full pipeline stage)."""
+    layers = layers if layers is not None else math.ceil(model.num_layers / par.pp)
+    kvb = bytes_per_element(prec.kv)
+    if model.is_mla:
+        per_layer = model.kv_cache_elements_per_token_per_layer
+    else:
+        per_layer = 2 * par.kv_heads_per_gpu(model) * model.head_dim
+    return layers * per_layer * kvb
+
+
+def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_len: int, block_size: int = 16) -> float:
+    """KV bytes of one sequence of `seq_len` tokens on one GPU, in whole blocks; sliding layers capped at the window."""
+    stage_frac = math.ceil(model.num_layers / par.pp) / model.num_layers
+    n_slide = model.num_sliding_layers * stage_frac
+    n_full = model.num_layers * stage_frac - n_slide
+    per_layer_tok = kv_bytes_per_token_per_gpu(model, par, prec, layers=1)
+    blocks = math.ceil(seq_len / block_size) * block_size
+    slide_blocks = math.ceil(min(seq_len, model.sliding_window or seq_len) / block_size) * block_size
+    return per_layer_tok * (n_full * blocks + n_slide * slide_blocks)
+
+
+def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, max_seqs: int) -> float:
+    """Peak transient activations of the largest forward pass (max_tokens tokens, max_seqs logit rows)."""
+    m = model
+    h = m.hidden_size
+    qkv = (m.num_heads // par.tp) * m.q_head_dim + 2 * par.kv_heads_per_gpu(m) * m.head_dim
+    mlp = max(
+        (3 * m.intermediate_size // par.tp) if m.num_dense_layers else 0,
+        (3 * m.moe_intermediate_size * m.experts_per_token // par.moe_tp) if m.is_moe else 0,
+    )
+    per_token = (2 * h + max(qkv, mlp)) * BF16
+    logits = max_seqs * m.vocab_size / par.tp * 4.0  # fp32 logits of the sampled rows
+    return max_tokens / par.dp * per_token + logits
+
+
+def memory_breakdown(
+    model: ModelSpec,
+    gpu: GPUSpec,
+    par: Parallel,
+    prec: Precision,
+    *,
+    batch: int,
+    seq_len: int,
+    max_batched_tokens: int,
+    memory_fraction: float = 0.9,
+    block_size: int = 16,
+    runtime_overhead_gib: float = 1.0,
+) -> MemoryBreakdown:
+    capacity = gpu.memory_bytes
+    usable = memory_fraction * capacity
+    w = weights_bytes_per_gpu(model, par, prec)
+    act = activation_bytes_per_gpu(model, par, max_batched_tokens, batch)
+    rt = runtime_overhead_gib * GIB
+    per_seq = kv_bytes_per_sequence(model, par, prec, seq_len, block_size)
+    seqs_per_gpu = math.ceil(batch / par.dp)
+    kv = per_seq * seqs_per_gpu
+    total = w + kv + act + rt
+    kv_space = usable - w - act - rt
+    per_tok = kv_bytes_per_token_per_gpu(model, par, prec)
+    max_tokens = max(0, int(kv_space // per_tok) // block_size * block_size) if per_tok > 0 else 0
+    max_conc = max(0, int(kv_space // per_seq)) * par.dp if kv_space > 0 else 0
+    fits = total <= usable
+    msg = "fits" if fits else _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, memory_fraction)
+    return MemoryBreakdown(w, kv, act, rt, total, capacity, usable, per_tok, max_tokens, max_conc, fits, msg)
+
+
+def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, fraction) -> str:
+    gib = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731
+    head = (
+        f"does not fit: needs {gib(total)} per GPU (weights {gib(w)}, KV cache {gib(kv)}, "
+        f"activations {gib(act)}, runtime {gib(rt)}), has {gib(usable)} usable "
+        f"({fraction:.0%} of {gib(gpu.memory_bytes)})"
+    )
+    tips = []
+    if w + act + rt > usable:
+        # smallest tensor/pipeline degree that leaves room for the weights
+        need = (w * par.tp * par.pp) / max(usable - act - rt, 1.0)
+        tp_min = 1 << max(0, math.ceil(math.log2(max(need, 1.0))))
+        tips.append(f"try tp*pp ≥ {tp_min}")
+        if prec.weight in ("bf16", "fp16") and gpu.supports("fp8"):
+            tips.append("or fp8 weights (--weight-dtype fp8)")
+        elif prec.weight in ("bf16", "fp16"):
+            tips.append("or int8/int4 weights")
+    else:
+        tips.append(f"at most {max_conc} sequences of this length fit; lower the batch")
+        if prec.kv in ("bf16", "fp16"):
+            tips.append("or an fp8 KV cache (--kv-dtype fp8)")
+        tips.append("or more GPUs (tp/pp)")
+    return head + "; " + " ".join(tips)

@@ -1,0 +1,458 @@
+"""Build a ModelSpec from a Hugging Face `config.json`.
+
+Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe,
+deepseek_v2, deepseek_v3, gpt_oss, gpt2, opt. Each reader maps the keys its
+architecture publishes onto ModelSpec's fields; where a key is optional, the
+default is the one the matching `transformers` config class uses, so a
+config.json that omits it means the same thing here as in `transformers`.
+
+What the readers deliberately do not model (all tiny or absent in the catalog):
+
+* OPT's learned position table has `max_position_embeddings + 2` rows (fairseq
+  offset); the two extra rows (2 x hidden parameters) are not counted.
+* OPT with `word_embed_proj_dim != hidden_size` (only OPT-350m) needs extra
+  project_in/out matrices that ModelSpec has no field for: rejected.
+* Qwen-MoE `mlp_only_layers` / `decoder_sparse_step` and DeepSeek `moe_layer_freq`
+  patterns other than "the first k layers are dense" are rejected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from ..errors import LlmsimError
+from .spec import ModelSpec
+
+__all__ = ["from_hf_config", "load_hf_config_file", "SUPPORTED_MODEL_TYPES"]
+
+_MISSING = object()
+
+
+class _Cfg:
+    """Read access to a config dict that names its origin in every error."""
+
+    def __init__(self, cfg: dict, origin: str, model_type: str):
+        self.cfg = cfg
+        self.origin = origin
+        self.model_type = model_type
+
+    def req(self, key: str, *alternatives: str) -> Any:
+        for k in (key, *alternatives):
+            v = self.cfg.get(k, _MISSING)
+            if v is not _MISSING and v is not None:
+                return v
+        names = " or ".join(repr(k) for k in (key, *alternatives))
+        raise LlmsimError(
+            f"{self.origin}: required key {names} is missing from the {self.model_type!r} config",
+            hint="copy the model's config.json from its Hugging Face repository unchanged",
+        )
+
+    def get(self, key: str, default: Any = None, *alternatives: str) -> Any:
+        """Value of the first present, non-null key; `default` otherwise (null means default)."""
+        for k in (key, *alternatives):
+            v = self.cfg.get(k, _MISSING)
+            if v is not _MISSING and v is not None:
+                return v
+        return default
+
+    def int(self, key: str, default: Any = _MISSING, *alternatives: str) -> int:
+        v = self.req(key, *alternatives) if default is _MISSING else self.get(key, default, *alternatives)
+        return self._as_int(key, v)
+
+    def _as_int(self, key: str, v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+            raise LlmsimError(f"{self.origin}: key {key!r} must be an integer, got {v!r}")
+        return int(v)
+
+    def bool(self, key: str, default: bool) -> bool:
+        v = self.get(key, default)
+        if not isinstance(v, bool):
+            raise LlmsimError(f"{self.origin}: key {key!r} must be true or false, got {v!r}")
+        return v
+
+    def fail(self, message: str, hint: str | None = None) -> LlmsimError:
+        return LlmsimError(f"{self.origin}: {message}", hint=hint)
+
+
+# ---------------------------------------------------------------------- shared pieces
+def _attention(c: _Cfg, *, derive_head_dim: bool = True) -> dict:
+    hidden = c.int("hidden_size")
+    heads = c.int("num_attention_heads")
+    kv = c.int("num_key_value_heads", heads)  # absent or null: multi-head attention
+    head_dim = c.int("head_dim", 0)
+    if not head_dim and derive_head_dim:
+        if hidden % heads:
+            raise c.fail(f"hidden_size={hidden} is not a multiple of num_attention_heads={heads}",
+                         hint="give 'head_dim' explicitly")
+        head_dim = hidden // heads
+    return {
+        "hidden_size": hidden,
+        "num_heads": heads,
+        "num_kv_heads": kv,
+        "head_dim": head_dim,
+        "num_layers": c.int("num_hidden_layers"),
+        "vocab_size": c.int("vocab_size"),
+    }
+
+
+def _layer_types(c: _Cfg, num_layers: int) -> tuple[str, ...] | None:
+    """The config's explicit per-layer attention kinds, mapped to 'full'/'sliding'."""
+    raw = c.get("layer_types")
+    if raw is None:
+        return None
+    if not isinstance(raw, list) or len(raw) != num_layers:
+        raise c.fail(f"'layer_types' must be a list with one entry per layer ({num_layers})")
+    out = []
+    for t in raw:
+        if t in ("sliding_attention", "sliding"):
+            out.append("sliding")
+        elif t in ("full_attention", "full"):
+            out.append("full")
+        else:
+            raise c.fail(f"unsupported layer type {t!r} in 'layer_types'",
+                         hint="supported: 'sliding_attention', 'full_attention'")
+    return tuple(out)
+
+
+def _sliding(c: _Cfg, num_layers: int, *, gated_by_flag: bool) -> dict:
+    """Sliding-window fields.
+
+    Mistral/Mixtral: a non-null `sliding_window` applies to every layer.
+    Qwen2/Qwen3: `sliding_window` is only used when `use_sliding_window` is true, and then
+    only on layers at index >= `max_window_layers` (the first ones stay full), unless the
+    config lists `layer_types` explicitly.
+    """
+    window = c.int("sliding_window", 0)
+    types = _layer_types(c, num_layers)
+    if gated_by_flag and not c.bool("use_sliding_window", False):
+        return {"sliding_window": 0, "layer_types": ()}
+    if not window:
+        return {"sliding_window": 0, "layer_types": ()}
+    if types is None and gated_by_flag:
+        full = min(c.int("max_window_layers", num_layers), num_layers)
+        types = ("full",) * full + ("sliding",) * (num_layers - full)
+    if types is not None:
+        if "sliding" not in types:
+            return {"sliding_window": 0, "layer_types": ()}
+        if "full" not in types:
+            types = ()
+    return {"sliding_window": window, "layer_types": types or ()}
+
+
+def _max_pos(c: _Cfg, default: int) -> int:
+    return c.int("max_position_embeddings", default)
+
+
+# ---------------------------------------------------------------------- readers
+def _llama_like(c: _Cfg, *, max_pos_default: int, gated_sliding: bool, mistral_sliding: bool,
+                qkv_bias_default: bool = False, o_bias_from_attention_bias: bool = True,
+                qk_norm: bool = False) -> dict:
+    f = _attention(c)
+    L = f["num_layers"]
+    attention_bias = c.bool("attention_bias", False)
+    f.update(
+        intermediate_size=c.int("intermediate_size"),
+        activation=c.get("hidden_act", "silu"),
+        qkv_bias=qkv_bias_default or attention_bias,
+        o_bias=attention_bias and o_bias_from_attention_bias,
+        mlp_bias=c.bool("mlp_bias", False),
+        qk_norm=qk_norm,
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
+        max_position_embeddings=_max_pos(c, max_pos_default),
+    )
+    if mistral_sliding or gated_sliding:
+        f.update(_sliding(c, L, gated_by_flag=gated_sliding))
+    return f
+
+
+def _read_llama(c: _Cfg) -> dict:
+    # LlamaConfig: attention_bias covers q/k/v/o; max_position_embeddings default 2048
+    return _llama_like(c, max_pos_default=2048, gated_sliding=False, mistral_sliding=False)
+
+
+def _read_mistral(c: _Cfg) -> dict:
+    # MistralConfig: sliding_window (default 4096, null = none) applies to every layer
+    if "sliding_window" not in c.cfg:
+        c.cfg = {**c.cfg, "sliding_window": 4096}
+    return _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True)
+
+
+def _read_mixtral(c: _Cfg) -> dict:
+    f = _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True)
+    f.update(
+        num_experts=c.int("num_local_experts", 8),
+        experts_per_token=c.int("num_experts_per_tok", 2),
+        moe_intermediate_size=f["intermediate_size"],
+        intermediate_size=0,  # every layer is MoE: no dense MLP
+    )
+    return f
+
+
+def _read_qwen2(c: _Cfg) -> dict:
+    # Qwen2 (and Qwen2.5): q/k/v projections always carry a bias, o_proj does not
+    return _llama_like(c, max_pos_default=32768, gated_sliding=True, mistral_sliding=False,
+                       qkv_bias_default=True, o_bias_from_attention_bias=False)
+
+
+def _read_qwen3(c: _Cfg) -> dict:
+    # Qwen3: per-head RMSNorm on q and k; head_dim given explicitly (128 for every size)
+    return _llama_like(c, max_pos_default=32768, gated_sliding=True, mistral_sliding=False, qk_norm=True)
+
+
+def _moe_dense_prefix(c: _Cfg, num_layers: int) -> int:
+    """Qwen-MoE: number of leading dense layers; rejects patterns ModelSpec cannot express."""
+    mlp_only = sorted(set(c.get("mlp_only_layers", []) or []))
+    step = c.int("decoder_sparse_step", 1)
+    if mlp_only != list(range(len(mlp_only))):
+        raise c.fail(f"mlp_only_layers={mlp_only} is not a prefix of the layers",
+                     hint="only 'the first k layers are dense' is supported")
+    if step != 1:
+        raise c.fail(f"decoder_sparse_step={step} is not supported", hint="only every-layer MoE (1) is supported")
+    return len(mlp_only)
+
+
+def _read_qwen3_moe(c: _Cfg) -> dict:
+    f = _read_qwen3(c)
+    dense = _moe_dense_prefix(c, f["num_layers"])
+    f.update(
+        num_experts=c.int("num_experts"),
+        experts_per_token=c.int("num_experts_per_tok"),
+        moe_intermediate_size=c.int("moe_intermediate_size"),
+        first_k_dense_layers=dense,
+    )
+    if not dense:
+        f["intermediate_size"] = 0
+    return f
+
+
+def _read_deepseek(c: _Cfg) -> dict:
+    f = _attention(c, derive_head_dim=False)  # MLA head widths come from qk_*_head_dim
+    L = f["num_layers"]
+    nope, rope = c.int("qk_nope_head_dim"), c.int("qk_rope_head_dim")
+    freq = c.int("moe_layer_freq", 1)
+    if freq != 1:
+        raise c.fail(f"moe_layer_freq={freq} is not supported", hint="only every layer after the dense prefix being MoE (1)")
+    routed = c.int("n_routed_experts", 0)
+    f.update(
+        head_dim=nope + rope,  # query/key head width (MLA)
+        intermediate_size=c.int("intermediate_size"),
+        activation=c.get("hidden_act", "silu"),
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
+        max_position_embeddings=_max_pos(c, 4096),
+        q_lora_rank=c.int("q_lora_rank", 0),  # null: queries projected directly (V2-Lite)
+        kv_lora_rank=c.int("kv_lora_rank"),
+        qk_nope_head_dim=nope,
+        qk_rope_head_dim=rope,
+        v_head_dim=c.int("v_head_dim"),
+        num_mtp_layers=c.int("num_nextn_predict_layers", 0),
+    )
+    if c.bool("attention_bias", False):
+        raise c.fail("attention_bias=true is not supported for MLA attention")
+    if routed:
+        shared = c.int("n_shared_experts", 0)
+        moe_width = c.int("moe_intermediate_size")
+        f.update(
+            num_experts=routed,
+            experts_per_token=c.int("num_experts_per_tok"),
+            moe_intermediate_size=moe_width,
+            num_shared_experts=shared,
+            shared_expert_intermediate_size=moe_width if shared else 0,
+            first_k_dense_layers=min(c.int("first_k_dense_replace", 0), L),
+            # DeepSeek-V3's aux-loss-free routing keeps a per-expert score-correction bias
+            router_bias=c.get("topk_method") == "noaux_tc",
+        )
+    return f
+
+
+def _read_gpt_oss(c: _Cfg) -> dict:
+    f = _attention(c)
+    L = f["num_layers"]
+    types = _layer_types(c, L)
+    if types is None:  # GptOssConfig default: even layers sliding, odd layers full
+        types = tuple("sliding" if (i + 1) % 2 else "full" for i in range(L))
+    window = c.int("sliding_window", 128)
+    if not window or "sliding" not in types:
+        window, types = 0, ()
+    width = c.int("intermediate_size")
+    attention_bias = c.bool("attention_bias", True)
+    f.update(
+        num_experts=c.int("num_local_experts", _MISSING, "num_experts"),
+        experts_per_token=c.int("num_experts_per_tok", _MISSING, "experts_per_token"),
+        moe_intermediate_size=width,
+        intermediate_size=0,
+        activation=c.get("hidden_act", "silu"),
+        qkv_bias=attention_bias,
+        o_bias=attention_bias,
+        expert_bias=True,
+        router_bias=True,
+        attention_sinks=True,
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
+        max_position_embeddings=_max_pos(c, 131072),
+        sliding_window=window,
+        layer_types=types,
+    )
+    return f
+
+
+def _read_gpt2(c: _Cfg) -> dict:
+    hidden = c.int("n_embd", _MISSING, "hidden_size")
+    heads = c.int("n_head", _MISSING, "num_attention_heads")
+    if hidden % heads:
+        raise c.fail(f"n_embd={hidden} is not a multiple of n_head={heads}")
+    inner = c.int("n_inner", 4 * hidden)  # null: 4 x n_embd
+    return {
+        "hidden_size": hidden,
+        "num_layers": c.int("n_layer", _MISSING, "num_hidden_layers"),
+        "num_heads": heads,
+        "num_kv_heads": heads,
+        "head_dim": hidden // heads,
+        "vocab_size": c.int("vocab_size"),
+        "intermediate_size": inner,
+        "gated_mlp": False,
+        "activation": c.get("activation_function", "gelu_new"),
+        "norm": "layernorm",
+        "qkv_bias": True,
+        "o_bias": True,
+        "mlp_bias": True,
+        "learned_pos_embeddings": True,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", True),
+        "max_position_embeddings": c.int("n_positions", 1024, "max_position_embeddings"),
+    }
+
+
+def _read_opt(c: _Cfg) -> dict:
+    hidden = c.int("hidden_size")
+    heads = c.int("num_attention_heads")
+    proj = c.int("word_embed_proj_dim", hidden)
+    if proj != hidden:
+        raise c.fail(f"word_embed_proj_dim={proj} differs from hidden_size={hidden}",
+                     hint="OPT checkpoints with project_in/project_out (OPT-350m) are not supported")
+    if hidden % heads:
+        raise c.fail(f"hidden_size={hidden} is not a multiple of num_attention_heads={heads}")
+    bias = c.bool("enable_bias", True)
+    return {
+        "hidden_size": hidden,
+        "num_layers": c.int("num_hidden_layers"),
+        "num_heads": heads,
+        "num_kv_heads": heads,
+        "head_dim": hidden // heads,
+        "vocab_size": c.int("vocab_size"),
+        "intermediate_size": c.int("ffn_dim"),
+        "gated_mlp": False,
+        "activation": c.get("activation_function", "relu"),
+        "norm": "layernorm",
+        "qkv_bias": bias,
+        "o_bias": bias,
+        "mlp_bias": bias,
+        "learned_pos_embeddings": True,
+        "tie_word_embeddings": c.bool("tie_word_embeddings", True),
+        "max_position_embeddings": c.int("max_position_embeddings", 2048),
+    }
+
+
+_READERS: dict[str, Callable[[_Cfg], dict]] = {
+    "llama": _read_llama,
+    "mistral": _read_mistral,
+    "mixtral": _read_mixtral,
+    "qwen2": _read_qwen2,
+    "qwen3": _read_qwen3,
+    "qwen3_moe": _read_qwen3_moe,
+    "deepseek_v2": _read_deepseek,
+    "deepseek_v3": _read_deepseek,
+    "gpt_oss": _read_gpt_oss,
+    "gpt2": _read_gpt2,
+    "opt": _read_opt,
+}
+
+SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_READERS))
+
+
+# ---------------------------------------------------------------------- public API
+def _default_name(cfg: dict, hf_id: str | None, model_type: str) -> str:
+    for candidate in (hf_id, cfg.get("_name_or_path")):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.rstrip("/").split("/")[-1].lower()
+    return f"custom-{model_type}"
+
+
+def _build(cfg: Any, *, name: str | None, hf_id: str | None, aliases: Iterable[str], source: str,
+           origin: str) -> ModelSpec:
+    if not isinstance(cfg, dict):
+        raise LlmsimError(f"{origin}: a config must be a JSON object, got {type(cfg).__name__}")
+    model_type = cfg.get("model_type")
+    if model_type is None:
+        raise LlmsimError(
+            f"{origin}: required key 'model_type' is missing",
+            hint=f"Hugging Face configs name their architecture in 'model_type'; supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
+        )
+    reader = _READERS.get(str(model_type))
+    if reader is None:
+        raise LlmsimError(
+            f"{origin}: unsupported model_type {model_type!r}",
+            hint=f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}",
+        )
+    fields = reader(_Cfg(cfg, origin, str(model_type)))
+    try:
+        return ModelSpec(
+            name=name or _default_name(cfg, hf_id, str(model_type)),
+            hf_id=hf_id,
+            aliases=tuple(aliases),
+            source=source,
+            architecture=str(model_type),
+            **fields,
+        )
+    except LlmsimError:
+        raise
+    except ValueError as e:  # pydantic validation: a value out of range
+        raise LlmsimError(f"{origin}: invalid config: {e}") from None
+
+
+def from_hf_config(
+    cfg: dict,
+    *,
+    name: str | None = None,
+    hf_id: str | None = None,
+    aliases: Iterable[str] = (),
+    source: str = "",
+) -> ModelSpec:
+    """ModelSpec from a parsed Hugging Face config.json dict.
+
+    `name` defaults to the last part of `hf_id` (or the config's `_name_or_path`), lower-cased.
+    Raises LlmsimError for an unsupported `model_type` (listing the supported ones) or a
+    missing required key (naming it).
+    """
+    origin = f"config of {hf_id or name}" if (hf_id or name) else "config"
+    return _build(cfg, name=name, hf_id=hf_id, aliases=aliases, source=source, origin=origin)
+
+
+def read_json_file(path: Path) -> Any:
+    """Parse a JSON file, turning every failure into an LlmsimError that names the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LlmsimError(f"config file {str(path)!r} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise LlmsimError(f"cannot read config file {str(path)!r}: {e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise LlmsimError(
+            f"config file {str(path)!r} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}",
+            hint="a Hugging Face config.json is a single JSON object",
+        ) from None
+
+
+def load_hf_config_file(path: str | Path) -> ModelSpec:
+    """ModelSpec from a config.json file, or from a directory containing one."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+        if not p.is_file():
+            raise LlmsimError(f"directory {str(p.parent)!r} has no config.json",
+                              hint="pass the path of a Hugging Face model directory or its config.json")
+    cfg = read_json_file(p)
+    # named after its directory (the usual layout: <model-name>/config.json)
+    name = p.resolve().parent.name.lower() or None
+    return _build(cfg, name=name, hf_id=None, aliases=(), source=str(p), origin=str(p))

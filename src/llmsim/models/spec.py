@@ -1,0 +1,249 @@
+"""ModelSpec: the architecture facts the cost and memory models need, and parameter counts.
+
+One class covers every supported family. Dense (Llama, Mistral, Qwen), GQA,
+MoE with routed + shared experts and dense first-k layers (Mixtral, Qwen3-MoE,
+DeepSeek-V3, gpt-oss), MLA with a compressed latent KV cache (DeepSeek-V2/V3),
+sliding-window attention (Mistral v0.1, gpt-oss alternating layers) and GPT-2/OPT
+style MHA with a GELU MLP, biases and learned position embeddings.
+
+Every parameter count below is a closed-form sum over the weight matrices the
+architecture defines; `param_breakdown()` lists each term so a reader can check it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..errors import LlmsimError
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Consecutive-or-not layers that cost the same: `count` layers of one kind."""
+
+    count: int
+    attention: Literal["full", "sliding"]
+    mlp: Literal["dense", "moe"]
+
+
+class ModelSpec(BaseModel):
+    """Architecture of a decoder-only transformer. Sizes are in elements, not bytes."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(description="short catalog id, e.g. 'llama-3.1-70b'")
+    hf_id: str | None = Field(None, description="Hugging Face repository id")
+    aliases: tuple[str, ...] = ()
+    source: str = Field("", description="where these facts come from")
+    architecture: str = Field(description="HF model_type, e.g. 'llama', 'deepseek_v3'")
+
+    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    intermediate_size: int = Field(0, ge=0, description="dense MLP width (dense layers)")
+    gated_mlp: bool = Field(True, description="SwiGLU-style gate+up+down (3 matrices) vs up+down (2)")
+    activation: str = "silu"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    qkv_bias: bool = False
+    o_bias: bool = False
+    mlp_bias: bool = False
+    qk_norm: bool = False
+    tie_word_embeddings: bool = False
+    learned_pos_embeddings: bool = False
+    max_position_embeddings: int = Field(4096, gt=0)
+
+    # Mixture of experts
+    num_experts: int = Field(0, ge=0)
+    experts_per_token: int = Field(0, ge=0)
+    moe_intermediate_size: int = Field(0, ge=0)
+    num_shared_experts: int = Field(0, ge=0)
+    shared_expert_intermediate_size: int = Field(0, ge=0, description="width of each shared expert")
+    first_k_dense_layers: int = Field(0, ge=0, description="leading layers with a dense MLP")
+    router_bias: bool = False
+    expert_bias: bool = False
+
+    # Multi-head latent attention (DeepSeek-V2/V3): kv_lora_rank > 0 enables it
+    q_lora_rank: int = Field(0, ge=0)
+    kv_lora_rank: int = Field(0, ge=0)
+    qk_nope_head_dim: int = Field(0, ge=0)
+    qk_rope_head_dim: int = Field(0, ge=0)
+    v_head_dim: int = Field(0, ge=0)
+
+    # Sliding-window attention
+    sliding_window: int = Field(0, ge=0, description="window in tokens; 0 = none")
+    layer_types: tuple[Literal["full", "sliding"], ...] = Field(
+        (), description="per-layer attention kind; empty = all 'sliding' if sliding_window else all 'full'"
+    )
+    attention_sinks: bool = Field(False, description="gpt-oss learned per-head sink logits")
+
+    num_mtp_layers: int = Field(0, ge=0, description="multi-token-prediction modules (not counted)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelSpec":
+        if self.num_heads % self.num_kv_heads:
+            raise LlmsimError(
+                f"model {self.name}: num_heads={self.num_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
+            )
+        if self.num_experts:
+            if not (0 < self.experts_per_token <= self.num_experts) or self.moe_intermediate_size <= 0:
+                raise LlmsimError(
+                    f"model {self.name}: MoE needs 0 < experts_per_token <= num_experts and moe_intermediate_size > 0"
+                )
+        if self.layer_types and len(self.layer_types) != self.num_layers:
+            raise LlmsimError(
+                f"model {self.name}: layer_types has {len(self.layer_types)} entries for {self.num_layers} layers"
+            )
+        if self.num_dense_layers and self.intermediate_size <= 0:
+            raise LlmsimError(f"model {self.name}: dense layers need intermediate_size > 0")
+        return self
+
+    # ------------------------------------------------------------------ structure
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def num_moe_layers(self) -> int:
+        return self.num_layers - self.first_k_dense_layers if self.is_moe else 0
+
+    @property
+    def num_dense_layers(self) -> int:
+        return self.num_layers - self.num_moe_layers
+
+    @property
+    def num_sliding_layers(self) -> int:
+        if self.layer_types:
+            return sum(t == "sliding" for t in self.layer_types)
+        return self.num_layers if self.sliding_window else 0
+
+    @cached_property
+    def layer_groups(self) -> tuple[LayerGroup, ...]:
+        """Layers grouped by (attention kind, MLP kind), so each group is costed once."""
+        counts: dict[tuple[str, str], int] = {}
+        for i in range(self.num_layers):
+            if self.layer_types:
+                att = self.layer_types[i]
+            else:
+                att = "sliding" if self.sliding_window else "full"
+            mlp = "moe" if (self.is_moe and i >= self.first_k_dense_layers) else "dense"
+            counts[(att, mlp)] = counts.get((att, mlp), 0) + 1
+        return tuple(LayerGroup(c, a, m) for (a, m), c in counts.items())  # type: ignore[arg-type]
+
+    # q/k/v widths per token (all heads)
+    @property
+    def q_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def attn_v_head_dim(self) -> int:
+        return self.v_head_dim if self.is_mla else self.head_dim
+
+    @property
+    def kv_cache_elements_per_token_per_layer(self) -> int:
+        """Elements stored per token per layer: K and V for every KV head, or MLA's latent + rope key."""
+        if self.is_mla:
+            return self.kv_lora_rank + self.qk_rope_head_dim
+        return 2 * self.num_kv_heads * self.head_dim
+
+    # ------------------------------------------------------------------ parameters
+    def _norm_params(self, width: int) -> int:
+        return width * (2 if self.norm == "layernorm" else 1)
+
+    def attention_params(self) -> int:
+        h, nh, nkv, hd = self.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim
+        if self.is_mla:
+            qd = self.q_head_dim
+            if self.q_lora_rank:
+                q = h * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * nh * qd
+            else:
+                q = h * nh * qd
+            kv_a = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+            kv_b = self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
+            o = nh * self.v_head_dim * h
+            return q + kv_a + kv_b + o
+        p = h * nh * hd + 2 * h * nkv * hd + nh * hd * h
+        if self.qkv_bias:
+            p += (nh + 2 * nkv) * hd
+        if self.o_bias:
+            p += h
+        if self.qk_norm:
+            p += 2 * hd
+        if self.attention_sinks:
+            p += nh
+        return p
+
+    def _mlp_params(self, width: int, bias: bool) -> int:
+        h = self.hidden_size
+        if self.gated_mlp:
+            return 3 * h * width + ((2 * width + h) if bias else 0)
+        return 2 * h * width + ((width + h) if bias else 0)
+
+    def dense_mlp_params(self) -> int:
+        return self._mlp_params(self.intermediate_size, self.mlp_bias)
+
+    def expert_params(self) -> int:
+        """One routed expert."""
+        return self._mlp_params(self.moe_intermediate_size, self.expert_bias)
+
+    def shared_expert_params(self) -> int:
+        """All shared experts of one layer together."""
+        if not self.num_shared_experts:
+            return 0
+        width = self.shared_expert_intermediate_size or self.moe_intermediate_size
+        return self.num_shared_experts * self._mlp_params(width, self.expert_bias)
+
+    def router_params(self) -> int:
+        return self.hidden_size * self.num_experts + (self.num_experts if self.router_bias else 0)
+
+    def embedding_params(self) -> int:
+        p = self.vocab_size * self.hidden_size
+        if self.learned_pos_embeddings:
+            p += self.max_position_embeddings * self.hidden_size
+        return p
+
+    def lm_head_params(self) -> int:
+        return 0 if self.tie_word_embeddings else self.vocab_size * self.hidden_size
+
+    def param_breakdown(self, active: bool = False) -> dict[str, int]:
+        """Parameter count by component. `active=True` counts only the routed experts a token uses."""
+        L = self.num_layers
+        experts = self.experts_per_token if active else self.num_experts
+        out = {
+            "embedding": self.embedding_params(),
+            "attention": L * self.attention_params(),
+            "norms": L * 2 * self._norm_params(self.hidden_size) + self._norm_params(self.hidden_size),
+            "dense_mlp": self.num_dense_layers * self.dense_mlp_params(),
+            "moe_router": self.num_moe_layers * self.router_params(),
+            "moe_routed_experts": self.num_moe_layers * experts * self.expert_params() if self.is_moe else 0,
+            "moe_shared_experts": self.num_moe_layers * self.shared_expert_params(),
+            "lm_head": self.lm_head_params(),
+        }
+        return out
+
+    @cached_property
+    def total_params(self) -> int:
+        return sum(self.param_breakdown(active=False).values())
+
+    @cached_property
+    def active_params(self) -> int:
+        return sum(self.param_breakdown(active=True).values())
+
+    def summary(self) -> dict:
+        """JSON-ready description, including derived counts."""
+        d = self.model_dump(mode="json")
+        d["total_params"] = self.total_params
+        d["active_params"] = self.active_params
+        d["param_breakdown"] = self.param_breakdown()
+        d["kv_cache_elements_per_token"] = self.kv_cache_elements_per_token_per_layer * self.num_layers
+        return d
