@@ -21,7 +21,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmsim.cost.measured import BUNDLE_FILENAME, KernelTables  # noqa: E402
+from llmsim.cost.measured import KernelTables  # noqa: E402
 
 DEFAULT_SRC = ROOT.parent / "shared" / "data" / "kernels" / "h100"
 DEFAULT_OUT = ROOT / "src" / "llmsim" / "kernels_data" / "h100"

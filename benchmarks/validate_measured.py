@@ -76,7 +76,7 @@ def slice_holdout(kt: KernelTables, table: str, axis: str, subset: np.ndarray | 
     r = kt.records(table)
     n = len(r["latency_s"])
     subset = np.ones(n, bool) if subset is None else subset
-    gid = _group_ids(r, KEY[table])
+    gid = _group_ids(r, tuple(f for f in KEY[table] if f != axis))
     x = r[axis].astype(float)
     # per-configuration range of this axis -> interior points only
     lo = np.full(gid.max() + 1, np.inf)

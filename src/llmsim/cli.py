@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -17,7 +16,7 @@ from rich.table import Table
 
 from .errors import LlmsimError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Predict speed, memory and cost of LLMs on GPUs, and explain every number.")
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Predict speed, memory and cost of LLMs on GPUs, and explain every number.")
 models_app = typer.Typer(no_args_is_help=True, help="The built-in model catalog.")
 gpus_app = typer.Typer(no_args_is_help=True, help="The built-in hardware catalog.")
 app.add_typer(models_app, name="models")
@@ -169,26 +168,16 @@ def gpus_show(name: str, as_json: bool = typer.Option(False, "--json")) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning LlmsimError into a clear message and exit status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone mode: typer/click print usage errors themselves and exit with status 2
+        app(args=argv, prog_name="llmsim")
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise
     except LlmsimError as e:
         err.print(f"[bold red]error:[/] {e.message}")
         if e.hint:
             err.print(f"[yellow]hint:[/] {e.hint}")
         raise SystemExit(2)
-    except typer.Abort:
-        raise SystemExit(1)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            raise SystemExit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            raise SystemExit(e.exit_code)
-        raise
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()

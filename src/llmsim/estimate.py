@@ -16,7 +16,6 @@ operators are costed once and attention is integrated over the context range
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -34,6 +34,7 @@ import importlib.resources
 import json
 import math
 import re
+from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -82,6 +83,12 @@ _REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "nccl": ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency"),
     "custom_allreduce": ("num_gpus", "message_size", "latency"),
 }
+
+_EXPECTED = (
+    "AIConfigurator-format parquet files such as *gemm_perf.parquet, *context_attention_perf.parquet, "
+    "*generation_attention_perf.parquet, *nccl_perf.parquet, *custom_allreduce_perf.parquet "
+    f"(columns like m, n, k, gemm_dtype, latency), or an llmsim {BUNDLE_FILENAME} bundle"
+)
 
 _OPS = {
     "allreduce": "all_reduce",
@@ -178,7 +185,15 @@ class _Grid:
             tokens = self.axes[0][:, None] * self.axes[1][None, :]
             self._cap = np.where(fin, tokens[None], 0.0).reshape(nk, -1).max(axis=1).tolist()
         with np.errstate(divide="ignore", invalid="ignore"):
-            self._flat = np.log(self.values).ravel().tolist()
+            lv = np.log(self.values)
+        self._flat = array("d", np.ascontiguousarray(lv).tobytes())
+        # 2-D tables interpolate with monotone cubic Hermite (PCHIP) along each axis
+        self._cubic = self._triangle and nk > 0
+        self._slopes: list[array] = []
+        if self._cubic:
+            for d in range(nd):
+                sl = _pchip_slopes(lv, logs[d], d + 1)
+                self._slopes.append(array("d", np.ascontiguousarray(sl).tobytes()))
 
     # ---------------------------------------------------------------- building / records
     @classmethod
@@ -238,38 +253,72 @@ class _Grid:
     # ---------------------------------------------------------------- lookup
     def interp(self, ki: int, xs: tuple[float, ...]) -> float | None:
         """Interpolate log latency of key `ki` at axis values `xs`; seconds, or None outside."""
-        offs = [ki * self._kstride]
-        ws = [1.0]
         kax = self._kax[ki]
+        st = self._strides
+        br = []  # per axis: (offset of lower node, offset of upper node or -1 on a node, fraction, log step)
         for d, x in enumerate(xs):
             vals, logs, gidx = kax[d]
             if not vals or not (vals[0] <= x <= vals[-1]):  # also rejects NaN
                 return None
             i = bisect_left(vals, x)
-            st = self._strides[d]
             if vals[i] == x:
-                lo = gidx[i] * st
+                br.append((gidx[i] * st[d], -1, 0.0, 0.0))
+            else:
+                h = logs[i] - logs[i - 1]
+                br.append((gidx[i - 1] * st[d], gidx[i] * st[d], (math.log(x) - logs[i - 1]) / h, h))
+        base = ki * self._kstride
+        if self._cubic:
+            return self._hermite2(base, br)
+        return self._linear(base, br)
+
+    def _linear(self, base: int, br: list) -> float | None:
+        offs = [base]
+        ws = [1.0]
+        for lo, hi, f, _ in br:
+            if hi < 0:
                 offs = [o + lo for o in offs]
             else:
-                lo, hi = gidx[i - 1] * st, gidx[i] * st
-                f = (math.log(x) - logs[i - 1]) / (logs[i] - logs[i - 1])
                 g = 1.0 - f
                 offs = [o + lo for o in offs] + [o + hi for o in offs]
                 ws = [w * g for w in ws] + [w * f for w in ws]
         flat = self._flat
-        vs = [flat[o] for o in offs]
         acc = 0.0
         missing = -1
-        for j, v in enumerate(vs):
+        for j, o in enumerate(offs):
+            v = flat[o]
             if v != v:  # NaN: unmeasured corner
-                if missing >= 0 or len(vs) != 4 or not self._triangle:
+                if missing >= 0 or len(offs) != 4 or not self._triangle:
                     return None
                 missing = j
             else:
                 acc += ws[j] * v
-        if missing >= 0:  # complete the one missing corner of a 2-D cell: v[j] = v[adj1] + v[adj2] - v[opp]
-            others = [vs[j] for j in range(4) if j != missing and j != 3 - missing]
-            acc += ws[missing] * (others[0] + others[1] - vs[3 - missing])
+        if missing >= 0:
+            # one missing corner of a 2-D cell: planar interpolation on the other three
+            # (= completing it by the parallelogram rule v[j] = v[adj1] + v[adj2] - v[opp])
+            adj = [flat[offs[j]] for j in range(4) if j != missing and j != 3 - missing]
+            acc += ws[missing] * (adj[0] + adj[1] - flat[offs[3 - missing]])
+        return math.exp(acc)
+
+    def _hermite2(self, base: int, br: list) -> float | None:
+        """2-D cubic Hermite with PCHIP node slopes and zero twist: exactly 1-D PCHIP on grid lines."""
+        terms = []
+        for lo, hi, f, h in br:
+            if hi < 0:
+                terms.append(((lo, 1.0, 0.0),))
+            else:
+                f2 = f * f
+                f3 = f2 * f
+                terms.append(((lo, 2 * f3 - 3 * f2 + 1, (f3 - 2 * f2 + f) * h), (hi, 3 * f2 - 2 * f3, (f3 - f2) * h)))
+        flat = self._flat
+        s0, s1 = self._slopes
+        acc = 0.0
+        for o0, v0, d0 in terms[0]:
+            for o1, v1, d1 in terms[1]:
+                o = base + o0 + o1
+                v = flat[o]
+                if v != v:
+                    return self._linear(base, br)  # ragged hull edge: triangle rule or None
+                acc += v0 * v1 * v + d0 * v1 * s0[o] + v0 * d1 * s1[o]
         return math.exp(acc)
 
     def interp_attention(self, ki: int, batch: float, seq: float) -> float | None:
@@ -281,6 +330,54 @@ class _Grid:
     def key_values(self, field: str) -> list:
         j = _KEY_FIELDS[self.kind].index(field)
         return sorted({k[j] for k, ne in zip(self.keys, self.nonempty) if ne})
+
+
+def _pchip_slopes(lv: np.ndarray, x: np.ndarray, axis: int) -> np.ndarray:
+    """d(log latency)/d(log axis) at every measured node, Fritsch-Carlson (PCHIP) rule.
+
+    Neighbours are the nearest *measured* nodes along the axis (unmeasured ones are
+    skipped, as the per-key axes skip them); ends use the shape-preserving 3-point rule.
+    """
+    y = np.moveaxis(lv, axis, -1)
+    L = y.shape[-1]
+    valid = np.isfinite(y)
+    ar = np.arange(L)
+    pad_lo = np.full(y.shape[:-1] + (1,), -1)
+    pad_hi = np.full(y.shape[:-1] + (1,), L)
+    prev_incl = np.maximum.accumulate(np.where(valid, ar, -1), axis=-1)
+    prev = np.concatenate([pad_lo, prev_incl[..., :-1]], axis=-1)
+    next_incl = np.minimum.accumulate(np.where(valid, ar, L)[..., ::-1], axis=-1)[..., ::-1]
+    nxt = np.concatenate([next_incl[..., 1:], pad_hi], axis=-1)
+    hasp, hasn = prev >= 0, nxt < L
+    pi, ni = np.clip(prev, 0, L - 1), np.clip(nxt, 0, L - 1)
+    pi2 = np.clip(np.take_along_axis(prev, pi, -1), 0, L - 1)  # second neighbour to the left
+    ni2 = np.clip(np.take_along_axis(nxt, ni, -1), 0, L - 1)
+    hasp2 = hasp & (np.take_along_axis(prev, pi, -1) >= 0)
+    hasn2 = hasn & (np.take_along_axis(nxt, ni, -1) < L)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xj = x[ar]
+        hl, hr = xj - x[pi], x[ni] - xj
+        ml = (y - np.take_along_axis(y, pi, -1)) / hl
+        mr = (np.take_along_axis(y, ni, -1) - y) / hr
+        w1, w2 = 2 * hr + hl, hr + 2 * hl
+        interior = np.where(ml * mr > 0, (w1 + w2) / (w1 / ml + w2 / mr), 0.0)
+        # ends: d = ((2 h0 + h1) m0 - h0 m1) / (h0 + h1), kept shape-preserving
+        h1r = x[ni2] - x[ni]
+        m1r = (np.take_along_axis(y, ni2, -1) - np.take_along_axis(y, ni, -1)) / h1r
+        left_end = _end_slope(hr, h1r, mr, m1r, hasn2)
+        h1l = x[pi] - x[pi2]
+        m1l = (np.take_along_axis(y, pi, -1) - np.take_along_axis(y, pi2, -1)) / h1l
+        right_end = _end_slope(hl, h1l, ml, m1l, hasp2)
+    d = np.where(hasp & hasn, interior, np.where(hasn, left_end, np.where(hasp, right_end, 0.0)))
+    d = np.where(valid & np.isfinite(d), d, np.where(valid, 0.0, np.nan))
+    return np.moveaxis(d, -1, axis)
+
+
+def _end_slope(h0, h1, m0, m1, has_second):
+    d = ((2 * h0 + h1) * m0 - h0 * m1) / (h0 + h1)
+    d = np.where(np.sign(d) != np.sign(m0), 0.0, d)
+    d = np.where((np.sign(m0) != np.sign(m1)) & (np.abs(d) > 3 * np.abs(m0)), 3 * m0, d)
+    return np.where(has_second, d, m0)
 
 
 class _Family:
@@ -372,8 +469,7 @@ class KernelTables:
         if not p.is_dir():
             raise LlmsimError(
                 f"kernel table directory {str(p)!r} does not exist",
-                hint="pass a directory of AIConfigurator *_perf.parquet files (gemm, context/generation "
-                     "attention, nccl, custom all-reduce) or an llmsim kernel_tables.npz bundle",
+                hint=f"pass a directory holding {_EXPECTED}",
             )
         if (p / BUNDLE_FILENAME).is_file():
             return cls._load_bundle(p / BUNDLE_FILENAME)
@@ -416,9 +512,7 @@ class KernelTables:
         if not sources:
             raise LlmsimError(
                 f"no AIConfigurator-format kernel tables found in {str(root)!r}",
-                hint="expected parquet files such as *gemm_perf.parquet, *context_attention_perf.parquet, "
-                     "*generation_attention_perf.parquet, *nccl_perf.parquet, *custom_allreduce_perf.parquet "
-                     f"(columns like m,n,k,gemm_dtype,latency), or an llmsim {BUNDLE_FILENAME}",
+                hint=f"expected {_EXPECTED}",
             )
         if len(devices) > 1:
             raise LlmsimError(f"kernel tables in {str(root)!r} come from different GPUs: {sorted(devices)}",
@@ -705,8 +799,7 @@ class KernelTables:
                     other = tuple(a for a in range(3) if a != d)
                     present = g.axes[d][fin.any(axis=other)]
                     rng[name] = [int(present.min()), int(present.max())]
-                    rng[f"{name}_values" if name != "m" else "m_count"] = (
-                        [int(x) for x in present] if name != "m" else int(len(present)))
+                    rng[f"{name}_values"] = [int(x) for x in present]
                 gem.setdefault(fw, {})[dt] = {**rng, "points": int(fin.sum())}
             out["gemm"] = gem
         for kind in _ATTENTION:
@@ -727,7 +820,7 @@ class KernelTables:
                 caps = [g._cap[i] for i in idxs]
                 per.setdefault(fw, []).append({
                     "dtypes": dts, "head_dim": int(hd), "window": int(w),
-                    "heads": sorted(f"{h}/{kv}" for h, kv in F.pairs),
+                    "heads": [f"{h}/{kv}" for h, kv in sorted(F.pairs)],
                     "batch": [int(b.min()), int(b.max())], seq: [int(s.min()), int(s.max())],
                     "max_tokens": [int(min(caps)), int(max(caps))], "points": int(fin.sum()),
                 })

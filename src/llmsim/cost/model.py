@@ -69,7 +69,7 @@ class CostModel:
 
     # ---------------------------------------------------------------- public
     def cost(self, op: Op) -> OpCost:
-        key = (op.kind, op.name in ("moe_router", "lm_head"), op.dtype, op.shape, op.bytes, op.flops)
+        key = (op.kind, op.dtype, op.weight_only_quant, op.shape, op.bytes, op.flops)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._cost(op)
@@ -157,7 +157,7 @@ class CostModel:
         kt = self.kernels
         assert kt is not None
         if op.kind == "gemm":
-            if op.dtype not in ("bf16", "fp8"):
+            if op.dtype not in ("bf16", "fp8") or op.weight_only_quant:
                 return None
             m, n, k = op.shape
             return kt.gemm_s(m, n, k, op.dtype, framework=self.framework)

@@ -47,6 +47,7 @@ class Op:
     dtype: str = "bf16"
     shape: tuple = ()
     layer_group: str = ""
+    weight_only_quant: str = ""  # int8/int4 weights dequantised to bf16 inside the GEMM (no measured table)
 
 
 @dataclass
@@ -134,8 +135,16 @@ class OpBuilder:
         self.a_bytes = bytes_per_element(prec.act)
         self.kv_bytes = bytes_per_element(prec.kv)
         self.gemm_dtype = gemm_compute_dtype(prec.weight, prec.act)
+        # weight-only quantisation: weights stored narrower than the format the GEMM computes in
+        self.woq = prec.weight if bytes_per_element(prec.weight) < bytes_per_element(self.gemm_dtype) else ""
         self.nh = model.num_heads // par.tp
         self.nkv = par.kv_heads_per_gpu(model)
+
+    def _g(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
+        """A GEMM on the model's (quantised) weights."""
+        op = gemm(name, m, n, k, self.w_bytes, self.a_bytes, self.gemm_dtype, count, tag)
+        op.weight_only_quant = self.woq
+        return op
 
     # ------------------------------------------------------------ attention
     def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
@@ -174,7 +183,6 @@ class OpBuilder:
     def layer_ops(self, batch: Batch, grp: LayerGroup) -> list[Op]:
         m, par = self.m, self.par
         h, c, tag = m.hidden_size, grp.count, f"{grp.attention}/{grp.mlp}"
-        wb, ab, gd = self.w_bytes, self.a_bytes, self.gemm_dtype
         dp_share = 1.0 / par.dp
         T = batch.num_tokens * dp_share  # tokens on this GPU's attention rank
         nh = self.nh
@@ -184,27 +192,27 @@ class OpBuilder:
             ql = m.q_lora_rank
             lat = m.kv_lora_rank + m.qk_rope_head_dim
             # fused down-projections (q_a, kv_a), replicated on every tp rank
-            ops.append(gemm("qkv_a_proj", T, (ql or 0) + lat, h, wb, ab, gd, c, tag))
+            ops.append(self._g("qkv_a_proj", T, (ql or 0) + lat, h, c, tag))
             if ql:
-                ops.append(gemm("q_b_proj", T, nh * m.q_head_dim, ql, wb, ab, gd, c, tag))
+                ops.append(self._g("q_b_proj", T, nh * m.q_head_dim, ql, c, tag))
             else:
-                ops.append(gemm("q_proj", T, nh * m.q_head_dim, h, wb, ab, gd, c, tag))
+                ops.append(self._g("q_proj", T, nh * m.q_head_dim, h, c, tag))
             if batch.prefill:  # decompress the latent cache of the prefilled context to full K, V
                 ctx = sum(p + q for q, p in batch.prefill) * dp_share
-                ops.append(gemm("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, wb, ab, gd, c, tag))
+                ops.append(self._g("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, c, tag))
             if batch.decode_ctx:  # weight absorption: q_nope -> latent, latent -> v, per head
                 nd = batch.num_decode_tokens * dp_share
-                ops.append(gemm("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, wb, ab, gd, c, tag))
-                ops.append(gemm("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, wb, ab, gd, c, tag))
+                ops.append(self._g("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, c, tag))
+                ops.append(self._g("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, c, tag))
             ops.append(elementwise("rope", 2 * T * (nh * m.qk_rope_head_dim + m.qk_rope_head_dim) * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
-            ops.append(gemm("o_proj", T, h, nh * m.v_head_dim, wb, ab, gd, c, tag))
+            ops.append(self._g("o_proj", T, h, nh * m.v_head_dim, c, tag))
         else:
             d = m.head_dim
-            ops.append(gemm("qkv_proj", T, (nh + 2 * self.nkv) * d, h, wb, ab, gd, c, tag))
+            ops.append(self._g("qkv_proj", T, (nh + 2 * self.nkv) * d, h, c, tag))
             ops.append(elementwise("rope", 2 * T * (nh + self.nkv) * d * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
-            ops.append(gemm("o_proj", T, h, nh * d, wb, ab, gd, c, tag))
+            ops.append(self._g("o_proj", T, h, nh * d, c, tag))
         if par.tp > 1:
             ops.append(comm("attn_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
         ops.append(elementwise("post_attn_norm", 3 * T * h * ACT_BYTES, 4 * T * h, c, tag))
@@ -219,12 +227,12 @@ class OpBuilder:
         return ops
 
     def _mlp(self, name: str, T: float, width: int, c: int, tag: str) -> list[Op]:
-        h, wb, ab, gd = self.m.hidden_size, self.w_bytes, self.a_bytes, self.gemm_dtype
+        h, _wb, _ab, _gd = self.m.hidden_size, self.w_bytes, self.a_bytes, self.gemm_dtype
         up = 2 * width if self.m.gated_mlp else width
         return [
-            gemm(f"{name}_up", T, up, h, wb, ab, gd, c, tag),
+            self._g(f"{name}_up", T, up, h, c, tag),
             elementwise(f"{name}_act", T * (up + width) * ACT_BYTES, 4 * T * width, c, tag),
-            gemm(f"{name}_down", T, h, width, wb, ab, gd, c, tag),
+            self._g(f"{name}_down", T, h, width, c, tag),
         ]
 
     def _moe(self, batch: Batch, T: float, c: int, tag: str) -> list[Op]:

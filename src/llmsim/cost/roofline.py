@@ -6,10 +6,10 @@ B = HBM bandwidth (bytes/s), e = `GPUSpec.efficiency`.
 
 GEMM (m, n, k):
     tiles  = ceil(m / tm) * ceil(n / tn)            tm = 64 when m <= 64 else e.gemm_tile_m
-    splits = split-K factor filling idle SMs when tiles < SMs (K chunks of >= 256)
+    splits = max(1, min(SMs / tiles, k / 256))       split-K filling idle SMs when tiles < SMs
     util   = units / (ceil(units / SMs) * SMs)      units = tiles * splits  (last-wave idling)
     pad    = tiles * tm * tn / (m * n)              (tile padding)
-    k_eff  = k / (k + e.gemm_k_half_saturation)     (short-K pipelines never fill)
+    k_eff  = kc / (kc + e.gemm_k_half_saturation)   kc = k / splits (short-K pipelines never fill)
     t_compute = 2 m n k * pad / (P * f * util * k_eff)
                 f = e.gemm_peak_fraction (bf16) or e.gemm_lowp_peak_fraction (fp8/int8/fp4)
     t_memory  = bytes / (B * e.mem_bw_fraction) + e.mem_ramp_s * bytes / (bytes + e.mem_half_saturation_bytes)
@@ -85,10 +85,11 @@ def gemm_compute_time_s(m: Num, n: Num, k: Num, peak_flops: float, e: Efficiency
     tm = _where(m <= 64, 64.0, float(e.gemm_tile_m))
     tn = float(e.gemm_tile_n)
     tiles = _ceil(m / tm) * _ceil(n / tn)
-    splits = _max(1.0, _min(_floor(num_sms / tiles), _floor(k / 256.0)))
+    splits = _max(1.0, _min(num_sms / tiles, k / 256.0))
     util = sm_utilisation(tiles * splits, num_sms)
     pad = tiles * tm * tn / (m * n)
-    k_eff = k / (k + e.gemm_k_half_saturation)
+    k_chunk = k / splits
+    k_eff = k_chunk / (k_chunk + e.gemm_k_half_saturation)
     frac = e.gemm_peak_fraction if peak_fraction is None else peak_fraction
     return 2.0 * m * n * k * pad / (peak_flops * frac * util * k_eff)
 

@@ -53,6 +53,10 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     wb = bytes_per_element(prec.weight)
     m = model
     attn = m.attention_params() / par.tp
+    if not m.is_mla and par.tp > m.num_kv_heads:
+        # K/V projections are replicated once tp exceeds the KV heads: each GPU holds whole KV heads
+        kv_proj = 2 * m.hidden_size * m.num_kv_heads * m.head_dim + (2 * m.num_kv_heads * m.head_dim if m.qkv_bias else 0)
+        attn += kv_proj * (par.kv_heads_per_gpu(m) / m.num_kv_heads - 1.0 / par.tp)
     per_layer_norms = 2 * m._norm_params(m.hidden_size)
     dense = m.dense_mlp_params() / par.tp
     moe = 0.0
@@ -66,7 +70,8 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     n_dense = layers_per_stage - n_moe
     quantised = layers_per_stage * attn + n_dense * dense + n_moe * moe
     bf16 = layers_per_stage * per_layer_norms + n_moe * router
-    emb, head = m.embedding_params() / par.tp, m.lm_head_params() / par.tp
+    emb = m.embedding_params() / par.tp
+    head = m.lm_head_params() / par.tp + m._norm_params(m.hidden_size)  # LM head + final norm (last stage)
     bf16 += (emb + head) if par.pp == 1 else max(emb, head)
     return quantised * wb + bf16 * BF16
 

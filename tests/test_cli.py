@@ -1,0 +1,210 @@
+"""The command line: `llmsim estimate | models | gpus`, JSON output and error exits."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from rich.console import Console
+
+from llmsim import cli
+from llmsim.cli import main
+
+
+def run_json(capsys, *argv):
+    main(list(argv))
+    out = capsys.readouterr().out
+    return json.loads(out)
+
+
+def run_error(capsys, *argv):
+    with pytest.raises(SystemExit) as ei:
+        main(list(argv))
+    cap = capsys.readouterr()
+    return ei.value.code, cap.out, cap.err
+
+
+# ------------------------------------------------------------------ estimate
+
+
+def test_estimate_json(capsys):
+    d = run_json(capsys, "estimate", "--model", "meta-llama/Llama-3.1-70B", "--gpu", "h100-sxm", "--tp", "4", "--json")
+    assert d["model"] == "llama-3.1-70b"
+    assert d["gpu"] == "h100-sxm"
+    assert d["tp"] == 4 and d["num_gpus"] == 4
+    assert d["fits"] is True
+    for k in ("prefill_ms", "tpot_ms", "e2e_ms", "output_tokens_per_s", "max_concurrency", "memory"):
+        assert k in d
+    for k in ("weights_bytes", "kv_cache_bytes", "activation_bytes", "total_bytes"):
+        assert k in d["memory"]
+    # defaults: batch 1, isl 1024, osl 128
+    assert (d["batch"], d["isl"], d["osl"]) == (1, 1024, 128)
+    assert d["e2e_ms"] == pytest.approx(d["prefill_ms"] + 127 * d["tpot_ms"], rel=1e-9)
+    assert "prefill_ops" not in d
+
+
+def test_estimate_explain_json(capsys):
+    d = run_json(capsys, "estimate", "--model", "llama-3.1-8b", "--explain", "--json", "--isl", "256", "--osl", "8")
+    assert d["prefill_ops"] and d["decode_ops"]
+    for o in d["prefill_ops"]:
+        assert o["bound"] in ("compute", "memory", "network", "latency")
+        assert o["source"].split(":")[0] in ("measured", "roofline", "none")
+        for k in ("name", "count", "time_ms", "flops", "bytes", "efficiency"):
+            assert k in o
+    names = {o["name"] for o in d["prefill_ops"]}
+    assert {"qkv_proj", "attn_prefill", "mlp_up", "lm_head"} <= names
+
+
+def test_estimate_text(capsys):
+    main(["estimate", "--model", "llama-3.1-8b", "--isl", "256", "--osl", "8"])
+    out = capsys.readouterr().out
+    assert "TPOT" in out
+    assert "fits" in out
+    assert "llama-3.1-8b" in out
+
+
+def test_estimate_text_explain(capsys, monkeypatch):
+    # a wide console so that rich does not truncate the per-operator table's cells
+    monkeypatch.setattr(cli, "out", Console(width=250))
+    main(["estimate", "--model", "llama-3.1-8b", "--isl", "256", "--osl", "8", "--explain", "--kernels", "none"])
+    out = capsys.readouterr().out
+    assert "qkv_proj" in out and "roofline" in out
+
+
+def test_estimate_options_reach_the_model(capsys):
+    d = run_json(
+        capsys, "estimate", "--model", "llama-3.1-8b", "--batch", "4", "--isl", "300", "--osl", "20",
+        "--weight-dtype", "fp8", "--kv-dtype", "fp8", "--kernels", "none", "--price", "10", "--json",
+    )
+    assert (d["batch"], d["isl"], d["osl"]) == (4, 300, 20)
+    assert (d["weight_dtype"], d["act_dtype"], d["kv_dtype"]) == ("fp8", "fp8", "fp8")
+    assert d["kernel_source"] == "roofline"
+    assert d["usd_per_million_output_tokens"] == pytest.approx(10 / 3600 / d["output_tokens_per_s"] * 1e6, rel=1e-9)
+
+
+def test_estimate_not_fitting_is_not_an_error(capsys):
+    d = run_json(capsys, "estimate", "--model", "llama-3.1-70b", "--json", "--kernels", "none")
+    assert d["fits"] is False
+    assert "does not fit" in d["message"]
+
+
+# ------------------------------------------------------------------ catalogs
+
+
+def test_models_list_json(capsys):
+    d = run_json(capsys, "models", "list", "--json")
+    by = {m["name"]: m for m in d}
+    assert "llama-3.1-70b" in by
+    assert 70.0e9 < by["llama-3.1-70b"]["total_params"] < 71.0e9
+    assert by["llama-3.1-70b"]["hf_id"] == "meta-llama/Llama-3.1-70B"
+    # MoE: active < total
+    assert by["mixtral-8x7b"]["active_params"] < by["mixtral-8x7b"]["total_params"]
+
+
+def test_models_list_text(capsys):
+    main(["models", "list"])
+    assert "llama-3.1-70b" in capsys.readouterr().out
+
+
+def test_models_show_gpt3(capsys):
+    d = run_json(capsys, "models", "show", "gpt3-175b", "--json")
+    assert d["name"] == "gpt3-175b"
+    assert d["hidden_size"] == 12288 and d["num_layers"] == 96 and d["num_heads"] == 96
+    # 96 layers x 12 d^2 (attention 4 d^2 + MLP 8 d^2) = 173.9B, plus embeddings: ~175B
+    assert 174e9 < d["total_params"] < 176e9
+    assert d["kv_cache_elements_per_token"] == 96 * 2 * 96 * 128
+
+
+def test_gpus_list_json(capsys):
+    d = run_json(capsys, "gpus", "list", "--json")
+    names = {g["name"] for g in d}
+    assert {"h100-sxm", "a100-sxm-80gb"} <= names
+    h = next(g for g in d if g["name"] == "h100-sxm")
+    assert h["peak_tflops"]["bf16"] == pytest.approx(989.4)
+    assert "efficiency" not in h
+
+
+def test_gpus_show_json(capsys):
+    d = run_json(capsys, "gpus", "show", "h100", "--json")
+    assert d["name"] == "h100-sxm"
+    assert d["memory_bytes"] == pytest.approx(79.65 * 1024**3)
+    assert d["memory_bandwidth_bytes_per_s"] == pytest.approx(3.35e12)
+
+
+# ------------------------------------------------------------------ errors
+
+
+def test_unknown_model_exit_2(capsys):
+    code, out, err = run_error(capsys, "estimate", "--model", "no-such-model-xyz", "--json")
+    assert code == 2
+    assert "unknown model" in err
+    assert "Traceback" not in err and "Traceback" not in out
+    assert out == ""
+
+
+def test_tp3_exit_2(capsys):
+    code, _, err = run_error(capsys, "estimate", "--tp", "3")
+    assert code == 2
+    assert "tp=3" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_gpu_exit_2(capsys):
+    code, _, err = run_error(capsys, "gpus", "show", "h999")
+    assert code == 2
+    assert "unknown GPU" in err
+
+
+def test_bad_batch_exit_2(capsys):
+    code, _, err = run_error(capsys, "estimate", "--batch", "0")
+    assert code == 2
+    assert "batch" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["estimate", "--tp", "three"], ["estimate", "--no-such-option"], ["models", "show"]],
+    ids=["bad-int", "unknown-option", "missing-argument"],
+)
+def test_usage_error_exit_2(capsys, argv):
+    code, _, err = run_error(capsys, *argv)
+    assert code == 2
+    assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------ custom GPU files
+
+
+def test_custom_gpu_file_double_bandwidth(capsys, tmp_path):
+    f = tmp_path / "h100-2xbw.yaml"
+    f.write_text(yaml.safe_dump({"base": "h100-sxm", "memory_bandwidth_gbps": 6700}))
+    common = ["--model", "llama-3.1-8b", "--batch", "1", "--isl", "512", "--osl", "64", "--kernels", "none", "--json"]
+    fast = run_json(capsys, "estimate", "--gpu", str(f), *common)
+    base = run_json(capsys, "estimate", "--gpu", "h100-sxm", *common)
+    assert fast["gpu"] == "h100-2xbw"
+    # batch-1 decode streams the weights: doubling HBM bandwidth cuts TPOT substantially (not fully: launches)
+    assert fast["tpot_ms"] < 0.75 * base["tpot_ms"]
+    assert fast["tpot_ms"] > 0.5 * base["tpot_ms"]
+
+    shown = run_json(capsys, "gpus", "show", str(f), "--json")
+    assert shown["memory_bandwidth_bytes_per_s"] == pytest.approx(6.7e12)
+    assert shown["peak_tflops"]["bf16"] == pytest.approx(989.4)  # inherited
+
+
+def test_custom_gpu_file_default_kernels(capsys, tmp_path):
+    # with kernels=auto the custom chip is not the measured H100: it falls back to the roofline
+    f = tmp_path / "fastchip.yaml"
+    f.write_text("base: h100-sxm\nmemory_bandwidth_gbps: 6700\n")
+    d = run_json(capsys, "estimate", "--gpu", str(f), "--model", "llama-3.1-8b", "--isl", "256", "--osl", "8", "--json")
+    assert d["kernel_source"] == "roofline"
+
+
+def test_bad_gpu_file_exit_2(capsys, tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("base: h100-sxm\nmemory_bandwith_gbps: 6700\n")  # typo
+    code, _, err = run_error(capsys, "estimate", "--gpu", str(f))
+    assert code == 2
+    assert "memory_bandwith_gbps" in err
+    assert "Traceback" not in err

@@ -1,0 +1,209 @@
+"""Per-GPU memory: weights, KV cache (GQA, replication, MLA, sliding windows), concurrency and fit advice."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim.estimate import estimate
+from llmsim.hardware import get_gpu
+from llmsim.hardware.spec import GIB
+from llmsim.layout import Parallel, Precision
+from llmsim.memory.model import (
+    kv_bytes_per_sequence,
+    kv_bytes_per_token_per_gpu,
+    memory_breakdown,
+    weights_bytes_per_gpu,
+)
+from llmsim.models import get_model
+
+BF16 = Precision.make("bf16")
+
+
+@pytest.fixture(scope="module")
+def l70():
+    return get_model("llama-3.1-70b")
+
+
+@pytest.fixture(scope="module")
+def l8():
+    return get_model("llama-3.1-8b")
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_gpu("h100-sxm")
+
+
+# ------------------------------------------------------------------ weights
+
+
+def test_llama70b_weights_tp4(l70):
+    # everything but the (replicated, tiny) norms is split 4 ways
+    w = weights_bytes_per_gpu(l70, Parallel(tp=4), BF16)
+    assert w == pytest.approx(l70.total_params * 2 / 4, rel=0.01)
+    assert 70.0e9 * 2 / 4 < w < 71.0e9 * 2 / 4
+
+
+def test_llama70b_weights_tp4_exact(l70):
+    h, L, I, V = 8192, 80, 28672, 128256
+    attn = h * 64 * 128 + 2 * h * 8 * 128 + 64 * 128 * h
+    mlp = 3 * h * I
+    sharded = L * (attn + mlp) + 2 * V * h  # layers + embedding + LM head, all split by tp
+    norms = L * 2 * h  # two RMSNorms per layer, replicated on every GPU
+    expected = (sharded / 4 + norms) * 2
+    # rel 1e-6: the final RMSNorm (8192 params = 16 KB) is not counted (see report)
+    assert weights_bytes_per_gpu(l70, Parallel(tp=4), BF16) == pytest.approx(expected, rel=1e-6)
+
+
+def test_fp8_weights_halve_layers_keep_embeddings_bf16(l8):
+    w16 = weights_bytes_per_gpu(l8, Parallel(), BF16)
+    w8 = weights_bytes_per_gpu(l8, Parallel(), Precision.make("fp8"))
+    h, L, I, V = 4096, 32, 14336, 128256
+    layer_params = L * (h * 32 * 128 + 2 * h * 8 * 128 + 32 * 128 * h + 3 * h * I)
+    # only the layer matrices go from 2 to 1 byte; embedding, LM head and norms stay bf16
+    assert w16 - w8 == pytest.approx(layer_params * 1, rel=1e-12)
+    assert w8 > 2 * V * h * 2  # embedding + head in bf16 alone
+
+
+def test_pp2_weights_half_layers_plus_larger_end(l70):
+    h, L, I, V = 8192, 80, 28672, 128256
+    per_layer = (h * 64 * 128 + 2 * h * 8 * 128 + 64 * 128 * h + 3 * h * I + 2 * h) * 2
+    w = weights_bytes_per_gpu(l70, Parallel(pp=2), BF16)
+    # 40 layers and the larger end: the last stage's LM head + final norm (h) beats the embedding
+    assert w == pytest.approx(40 * per_layer + (V * h + h) * 2, rel=1e-9)
+
+
+def test_tp16_replicated_kv_projection_weights(l70):
+    h, L, I, V = 8192, 80, 28672, 128256
+    q_o = 2 * h * 64 * 128 / 16
+    kv = 2 * h * 1 * 128  # one whole (replicated) KV head per GPU
+    per_layer = q_o + kv + 3 * h * I / 16 + 2 * h
+    expected = (L * per_layer + 2 * V * h / 16) * 2
+    assert weights_bytes_per_gpu(l70, Parallel(tp=16), BF16) == pytest.approx(expected, rel=1e-4)
+
+
+# ------------------------------------------------------------------ KV cache
+
+
+def test_kv_bytes_per_token_llama70b(l70):
+    assert kv_bytes_per_token_per_gpu(l70, Parallel(tp=1), BF16) == 80 * 2 * 8 * 128 * 2 == 327_680
+    assert kv_bytes_per_token_per_gpu(l70, Parallel(tp=8), BF16) == 40_960
+    assert kv_bytes_per_token_per_gpu(l70, Parallel(tp=4), BF16) == 80 * 2 * 2 * 128 * 2
+    # tp=16 > 8 KV heads: each GPU keeps one whole (replicated) KV head
+    assert kv_bytes_per_token_per_gpu(l70, Parallel(tp=16), BF16) == 40_960
+
+
+def test_kv_fp8_halves(l70):
+    fp8 = Precision.make("bf16", kv="fp8")
+    for tp in (1, 8):
+        assert kv_bytes_per_token_per_gpu(l70, Parallel(tp=tp), fp8) * 2 == kv_bytes_per_token_per_gpu(
+            l70, Parallel(tp=tp), BF16
+        )
+
+
+def test_kv_pp_splits_layers(l70):
+    assert kv_bytes_per_token_per_gpu(l70, Parallel(pp=4), BF16) == 20 * 2 * 8 * 128 * 2
+
+
+@pytest.mark.parametrize("tp", [1, 8, 16])
+def test_deepseek_mla_latent_not_split(tp):
+    m = get_model("deepseek-v3")
+    assert kv_bytes_per_token_per_gpu(m, Parallel(tp=tp), BF16) == 61 * (512 + 64) * 2 == 70_272
+
+
+def test_gpt_oss_sliding_layers_capped():
+    m = get_model("gpt-oss-120b")
+    seq = 10_000
+    per_layer_tok = 2 * 8 * 64 * 2  # K+V, 8 KV heads of 64 dims, bf16
+    got = kv_bytes_per_sequence(m, Parallel(), BF16, seq, block_size=16)
+    # 18 full layers hold all 10,000 tokens, 18 sliding layers only the 128-token window
+    assert got == per_layer_tok * (18 * 10_000 + 18 * 128)
+    all_full = 36 * seq * per_layer_tok
+    assert got < 0.52 * all_full
+
+
+def test_kv_sequence_rounds_to_blocks(l8):
+    per_tok = 32 * 2 * 8 * 128 * 2
+    assert kv_bytes_per_sequence(l8, Parallel(), BF16, 17, block_size=16) == 32 * per_tok
+    assert kv_bytes_per_sequence(l8, Parallel(), BF16, 16, block_size=16) == 16 * per_tok
+
+
+# ------------------------------------------------------------------ budget and concurrency
+
+
+def breakdown(model, gpu, tp=1, batch=1, seq_len=2048, fraction=0.9, prec=BF16):
+    return memory_breakdown(
+        model, gpu, Parallel(tp=tp), prec, batch=batch, seq_len=seq_len, max_batched_tokens=2048,
+        memory_fraction=fraction,
+    )
+
+
+def test_budget_arithmetic(l8, h100):
+    b = breakdown(l8, h100, batch=4, seq_len=2048)
+    assert b.capacity_bytes == pytest.approx(79.65 * 1024**3)
+    assert b.usable_bytes == pytest.approx(0.9 * 79.65 * 1024**3)
+    assert b.runtime_overhead_bytes == 1024**3
+    assert b.total_bytes == pytest.approx(b.weights_bytes + b.kv_cache_bytes + b.activation_bytes + b.runtime_overhead_bytes)
+    assert b.kv_cache_bytes == 4 * 2048 * 131_072  # 4 sequences x 2048 tokens x 32 layers*2*8*128*2
+    kv_space = b.usable_bytes - b.weights_bytes - b.activation_bytes - b.runtime_overhead_bytes
+    assert b.max_concurrency == int(kv_space // (2048 * 131_072))
+    assert b.max_kv_tokens % 16 == 0
+    assert b.max_kv_tokens == int(kv_space // 131_072) // 16 * 16
+    assert b.fits and b.message == "fits"
+
+
+@settings(max_examples=60, deadline=None)
+@given(s1=st.integers(1, 100_000), s2=st.integers(1, 100_000))
+def test_max_concurrency_non_increasing_in_seq_len(l8, h100, s1, s2):
+    a, b = sorted((s1, s2))
+    assert breakdown(l8, h100, seq_len=b).max_concurrency <= breakdown(l8, h100, seq_len=a).max_concurrency
+
+
+@settings(max_examples=60, deadline=None)
+@given(f1=st.floats(0.05, 1.0), f2=st.floats(0.05, 1.0), seq=st.integers(1, 32_768))
+def test_max_concurrency_non_decreasing_in_memory_fraction(l8, h100, f1, f2, seq):
+    a, b = sorted((f1, f2))
+    assert breakdown(l8, h100, seq_len=seq, fraction=b).max_concurrency >= breakdown(
+        l8, h100, seq_len=seq, fraction=a
+    ).max_concurrency
+
+
+def test_llama70b_one_h100_does_not_fit(l70, h100):
+    b = breakdown(l70, h100, tp=1)  # a result, not an exception
+    assert b.fits is False
+    assert b.max_concurrency == 0
+    assert "does not fit" in b.message
+    needed = float(re.search(r"needs ([\d.]+) GiB", b.message).group(1))
+    # 70.55e9 bf16 weights alone are 131.4 GiB
+    assert needed > 70.5e9 * 2 / GIB
+    assert needed == pytest.approx(b.total_bytes / GIB, abs=0.051)
+    assert "try" in b.message
+
+
+def test_llama70b_tp4_fits(l70, h100):
+    b = breakdown(l70, h100, tp=4)
+    assert b.fits is True
+    assert b.max_concurrency >= 1
+
+
+def test_estimate_reports_not_fitting_without_raising():
+    r = estimate("llama-3.1-70b", "h100-sxm", tp=1, batch=1, isl=512, osl=8, kernels="none")
+    assert r.fits is False
+    assert "does not fit" in r.message and "GiB" in r.message and "try" in r.message
+    assert r.prefill_ms > 0  # speed is still estimated
+
+
+def test_kv_advice_when_weights_fit(l8, h100):
+    # weights fit, but 64 sequences of 100k tokens (64 x 12.2 GiB of KV) do not
+    b = breakdown(l8, h100, batch=64, seq_len=100_000)
+    assert not b.fits
+    assert "does not fit" in b.message
+    assert "lower the batch" in b.message
+
+
+def test_runtime_overhead_default_is_one_gib(l8, h100):
+    assert breakdown(l8, h100).runtime_overhead_bytes == GIB

@@ -1,0 +1,384 @@
+"""Operator decomposition: FLOPs and bytes of every operator against hand-derived formulas.
+
+All expected numbers below are written out from the model's published architecture
+(hidden size, heads, ...) and the formulas of `llmsim.cost.ops`' docstring, never taken
+from the code's own output.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmsim.cost.ops import Batch, OpBuilder, _pairs, build_ops, uniform_batch
+from llmsim.layout import Parallel, Precision
+from llmsim.models import get_model
+
+BF16 = Precision.make("bf16")
+
+# Llama-3.1-8B architecture (HF config.json)
+H, NH, NKV, D, I, V, L = 4096, 32, 8, 128, 14336, 128256, 32
+
+
+@pytest.fixture(scope="module")
+def llama8b():
+    return get_model("llama-3.1-8b")
+
+
+@pytest.fixture(scope="module")
+def llama70b():
+    return get_model("llama-3.1-70b")
+
+
+def by_name(ops, name):
+    found = [o for o in ops if o.name == name]
+    assert found, f"no op named {name!r} in {[o.name for o in ops]}"
+    return found
+
+
+def one(ops, name):
+    found = by_name(ops, name)
+    assert len(found) == 1, f"{name!r} appears {len(found)} times"
+    return found[0]
+
+
+def gemm_bytes_bf16(m, n, k):
+    return 2 * (m * k + n * k + m * n)
+
+
+# ------------------------------------------------------------------ dense prefill, tp=1
+
+
+@pytest.fixture(scope="module")
+def prefill_8b(llama8b):
+    return build_ops(llama8b, Parallel(), BF16, uniform_batch([128]))
+
+
+def test_qkv_proj_prefill(prefill_8b):
+    op = one(prefill_8b, "qkv_proj")
+    n = (32 + 2 * 8) * 128  # q heads + k heads + v heads, 128 dims each
+    assert n == 6144
+    assert op.flops == 2 * 128 * n * 4096
+    assert op.flops == 2 * 128 * (32 + 2 * 8) * 128 * 4096
+    assert op.bytes == gemm_bytes_bf16(128, n, 4096)
+    assert op.shape == (128, 6144, 4096)
+    assert op.count == 32
+
+
+def test_o_proj_prefill(prefill_8b):
+    op = one(prefill_8b, "o_proj")
+    assert op.flops == 2 * 128 * 4096 * (32 * 128)
+    assert op.bytes == gemm_bytes_bf16(128, 4096, 4096)
+
+
+def test_gated_mlp_prefill(prefill_8b):
+    up = one(prefill_8b, "mlp_up")
+    down = one(prefill_8b, "mlp_down")
+    # SwiGLU: gate and up fused into one GEMM of width 2 * I
+    assert up.flops == 2 * 128 * (2 * 14336) * 4096
+    assert up.bytes == gemm_bytes_bf16(128, 2 * 14336, 4096)
+    assert down.flops == 2 * 128 * 4096 * 14336
+    assert down.bytes == gemm_bytes_bf16(128, 4096, 14336)
+
+
+def test_lm_head_only_on_last_prefill_token(prefill_8b):
+    op = one(prefill_8b, "lm_head")
+    assert op.count == 1
+    assert op.shape[0] == 1
+    assert op.flops == 2 * 1 * 128256 * 4096
+    assert op.bytes == gemm_bytes_bf16(1, 128256, 4096)
+
+
+def test_lm_head_rows_per_sequence_and_decode_token(llama8b):
+    ops = build_ops(llama8b, Parallel(), BF16, Batch([(100, 0), (50, 0)], [300, 400, 500]))
+    # 2 prefill chunks -> 2 rows, 3 decode tokens -> 3 rows
+    assert one(ops, "lm_head").flops == 2 * 5 * 128256 * 4096
+
+
+def test_prefill_attention_causal(prefill_8b):
+    op = one(prefill_8b, "attn_prefill")
+    pairs = 128 * 129 / 2  # token i attends to keys 1..i
+    assert pairs == 8256
+    assert op.flops == 2 * 32 * pairs * (128 + 128)
+    # Q and O of 128 tokens x 32 heads, K,V of the 128-token context read, new K,V written
+    q_o = 128 * 32 * 256 * 2
+    kv_read = 128 * 8 * 256 * 2
+    kv_write = 128 * (2 * 8 * 128 * 2)
+    assert op.bytes == q_o + kv_read + kv_write
+    assert op.count == 32
+
+
+def test_prefill_attention_chunk_after_cached_tokens(llama8b):
+    # 10 new tokens after 90 cached: token i sees 90 + i keys
+    ops = build_ops(llama8b, Parallel(), BF16, Batch([(10, 90)], []))
+    pairs = sum(90 + i for i in range(1, 11))
+    assert one(ops, "attn_prefill").flops == 2 * 32 * pairs * 256
+
+
+# ------------------------------------------------------------------ precision
+
+
+def test_fp8_weight_only_halves_weight_bytes(llama8b):
+    w8 = Precision("fp8", "bf16", "bf16")
+    a = one(build_ops(llama8b, Parallel(), BF16, uniform_batch([128])), "qkv_proj")
+    b = one(build_ops(llama8b, Parallel(), w8, uniform_batch([128])), "qkv_proj")
+    weight_bytes_bf16 = 6144 * 4096 * 2
+    assert a.bytes - b.bytes == weight_bytes_bf16 / 2
+    assert a.flops == b.flops
+
+
+def test_fp8_w8a8_gemm_bytes(llama8b):
+    prec = Precision.make("fp8")  # fp8 weights imply fp8 activations
+    assert prec.act == "fp8"
+    op = one(build_ops(llama8b, Parallel(), prec, uniform_batch([128])), "mlp_down")
+    m, n, k = 128, 4096, 14336
+    # fp8 A + fp8 W + bf16 C, plus the quantisation pass of A (read bf16, write fp8)
+    assert op.bytes == m * k * 1 + n * k * 1 + m * n * 2 + m * k * (2 + 1)
+    assert op.dtype == "fp8"
+
+
+def test_lm_head_stays_bf16_with_fp8_weights(llama8b):
+    op = one(build_ops(llama8b, Parallel(), Precision.make("fp8"), uniform_batch([128])), "lm_head")
+    assert op.bytes == gemm_bytes_bf16(1, 128256, 4096)
+
+
+# ------------------------------------------------------------------ decode attention
+
+
+@pytest.mark.parametrize("ctx", [1, 777, 4096])
+def test_decode_attention_bytes(llama8b, ctx):
+    op = one(build_ops(llama8b, Parallel(), BF16, uniform_batch([], [ctx])), "attn_decode")
+    cache = ctx * 2 * 8 * 128 * 2  # K and V, 8 KV heads, 128 dims, bf16
+    q_o = 1 * 32 * 256 * 2
+    assert op.bytes == cache + q_o
+    assert op.flops == 2 * 32 * ctx * 256
+
+
+def test_decode_attention_fp8_kv_halves_cache(llama8b):
+    ctx = 2048
+    b16 = one(build_ops(llama8b, Parallel(), BF16, uniform_batch([], [ctx] * 4)), "attn_decode")
+    b8 = one(build_ops(llama8b, Parallel(), Precision.make("bf16", kv="fp8"), uniform_batch([], [ctx] * 4)), "attn_decode")
+    q_o = 4 * 32 * 256 * 2
+    assert b16.bytes - q_o == 4 * ctx * 2 * 8 * 128 * 2
+    assert b8.bytes - q_o == (b16.bytes - q_o) / 2
+
+
+def test_decode_batch_sums_contexts(llama8b):
+    op = one(build_ops(llama8b, Parallel(), BF16, uniform_batch([], [100, 200, 300])), "attn_decode")
+    assert op.bytes == 600 * 4096 + 3 * 32 * 256 * 2
+
+
+# ------------------------------------------------------------------ tensor parallelism
+
+
+def test_tp4_splits_heads_and_mlp(llama8b):
+    ops = build_ops(llama8b, Parallel(tp=4), BF16, uniform_batch([128]))
+    qkv = one(ops, "qkv_proj")
+    assert qkv.shape[1] == (8 + 2 * 2) * 128  # 32/4 q heads, 8/4 KV heads
+    assert qkv.flops == 2 * 128 * 1536 * 4096
+    assert one(ops, "o_proj").shape == (128, 4096, 8 * 128)
+    assert one(ops, "mlp_up").shape == (128, 2 * 14336 // 4, 4096)
+    assert one(ops, "mlp_down").shape == (128, 4096, 14336 // 4)
+    assert one(ops, "lm_head").shape == (1, 128256 // 4, 4096)
+    # attention heads split 4 ways
+    assert one(ops, "attn_prefill").flops == 2 * 8 * 8256 * 256
+    dec = one(build_ops(llama8b, Parallel(tp=4), BF16, uniform_batch([], [1000])), "attn_decode")
+    assert dec.bytes == 1000 * 2 * 2 * 128 * 2 + 8 * 256 * 2
+
+
+def test_tp16_replicates_kv_heads(llama70b):
+    # Llama-3.1-70B: 64 heads, 8 KV heads -> tp=16 gives 4 q heads and 1 (replicated) KV head per GPU
+    ops = build_ops(llama70b, Parallel(tp=16), BF16, uniform_batch([], [1000]))
+    qkv = one(ops, "qkv_proj")
+    assert qkv.shape == (1, (4 + 2 * 1) * 128, 8192)
+    dec = one(ops, "attn_decode")
+    assert dec.bytes == 1000 * 2 * 1 * 128 * 2 + 4 * 256 * 2
+    assert dec.count == 80
+
+
+def test_no_allreduce_at_tp1(prefill_8b):
+    assert not [o for o in prefill_8b if o.kind == "comm"]
+
+
+@pytest.mark.parametrize("tp", [2, 4, 8])
+def test_allreduce_at_tp(llama8b, tp):
+    T = 3 * 100
+    ops = build_ops(llama8b, Parallel(tp=tp), BF16, uniform_batch([100, 100, 100]))
+    ars = [o for o in ops if o.kind == "comm" and o.shape[0] == "all_reduce"]
+    assert {o.name for o in ars} == {"attn_allreduce", "mlp_allreduce"}
+    for o in ars:
+        assert o.bytes == T * 4096 * 2
+        assert o.shape == ("all_reduce", tp)
+        assert o.count == 32
+    # the vocab-parallel LM head gathers fp32 logits of the 3 sampled rows
+    ag = one(ops, "logits_allgather")
+    assert ag.bytes == 3 * 128256 / tp * 4
+
+
+# ------------------------------------------------------------------ sliding-window pairs
+
+
+def brute_pairs(q, p, window):
+    return sum(min(window, p + i) if window else p + i for i in range(1, q + 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(q=st.integers(1, 300), p=st.integers(0, 300), window=st.integers(0, 400))
+def test_pairs_matches_brute_force(q, p, window):
+    assert _pairs(q, p, window) == brute_pairs(q, p, window)
+
+
+def test_sliding_window_caps_prefill_pairs():
+    m = get_model("mistral-7b")  # every layer slides over a 4096-token window
+    assert m.sliding_window == 4096
+    op = one(build_ops(m, Parallel(), BF16, uniform_batch([8192])), "attn_prefill")
+    pairs = 4096 * 4097 / 2 + 4096 * 4096
+    assert op.flops == 2 * m.num_heads * pairs * (2 * m.head_dim)
+
+
+def test_sliding_window_caps_decode_context():
+    m = get_model("gpt-oss-120b")
+    ops = build_ops(m, Parallel(), BF16, uniform_batch([], [10_000]))
+    dec = {o.layer_group: o for o in ops if o.kind == "attn_decode"}
+    kv_tok = 2 * 8 * 64 * 2
+    q_o = 64 * 128 * 2
+    assert dec["sliding/moe"].bytes == 128 * kv_tok + q_o
+    assert dec["full/moe"].bytes == 10_000 * kv_tok + q_o
+
+
+# ------------------------------------------------------------------ mixture of experts
+
+
+@pytest.fixture(scope="module")
+def mixtral():
+    return get_model("mixtral-8x7b")
+
+
+def test_moe_router_and_experts_ep1(mixtral):
+    T, k = 64, 2
+    ops = build_ops(mixtral, Parallel(), BF16, uniform_batch([T]))
+    router = one(ops, "moe_router")
+    assert router.flops == 2 * T * 8 * 4096
+    up = one(ops, "moe_experts_up")
+    down = one(ops, "moe_experts_down")
+    assert up.flops == pytest.approx(2 * T * k * (2 * 14336) * 4096, rel=1e-12)
+    assert down.flops == pytest.approx(2 * T * k * 4096 * 14336, rel=1e-12)
+    assert up.count == down.count == 32
+    # no dense MLP and no communication on one GPU
+    assert not [o for o in ops if o.name.startswith("mlp_") or o.kind == "comm"]
+
+
+def test_moe_ep2_routed_pairs_and_alltoall(mixtral):
+    T, k, ep = 64, 2, 2
+    ops = build_ops(mixtral, Parallel(tp=2, ep=ep), BF16, uniform_batch([T]))
+    up = one(ops, "moe_experts_up")
+    # each GPU holds 4 whole experts (moe_tp = tp/ep = 1) and gets T*k/ep token-expert pairs
+    assert up.flops == pytest.approx(2 * (T * k / ep) * (2 * 14336) * 4096, rel=1e-12)
+    assert up.shape[1:3] == (2 * 14336, 4096)
+    names = {o.name for o in ops if o.kind == "comm" and o.shape[0] == "alltoall"}
+    assert names == {"moe_dispatch", "moe_combine"}
+
+
+def test_moe_no_alltoall_without_ep(mixtral):
+    ops = build_ops(mixtral, Parallel(tp=2), BF16, uniform_batch([64]))
+    assert not [o for o in ops if o.kind == "comm" and o.shape[0] == "alltoall"]
+    # moe_tp=2 splits each expert's width
+    assert one(ops, "moe_experts_up").shape[1:3] == (14336, 4096)
+
+
+# ------------------------------------------------------------------ MLA
+
+
+def test_deepseek_v3_mla_decode_reads_latent():
+    m = get_model("deepseek-v3")
+    ctx = 1000
+    for prec, kvb in ((BF16, 2), (Precision.make("bf16", kv="fp8"), 1)):
+        for tp in (1, 8):
+            ops = build_ops(m, Parallel(tp=tp), prec, uniform_batch([], [ctx]))
+            dec = by_name(ops, "attn_decode")
+            assert sum(o.count for o in dec) == 61
+            nh = 128 // tp
+            for o in dec:
+                # latent (512) + rope key (64) per cached token, not split by tp;
+                # plus absorbed q (576) and latent output (512) per head in bf16
+                assert o.bytes == ctx * (512 + 64) * kvb + nh * (576 + 512) * 2
+
+
+# ------------------------------------------------------------------ layer counts
+
+
+def layer_counts(ops):
+    c = defaultdict(int)
+    for o in ops:
+        c[o.name] += o.count
+    return c
+
+
+@pytest.mark.parametrize(
+    "name, layers",
+    [("llama-3.1-8b", 32), ("llama-3.1-70b", 80), ("mixtral-8x7b", 32), ("gpt-oss-120b", 36), ("deepseek-v3", 61)],
+)
+def test_layer_counts_sum_to_num_layers(name, layers):
+    m = get_model(name)
+    assert m.num_layers == layers
+    ops = build_ops(m, Parallel(), BF16, uniform_batch([64], [500]))
+    c = layer_counts(ops)
+    for op_name in ("input_norm", "attn_prefill", "attn_decode", "o_proj", "post_attn_norm", "residual_add"):
+        assert c[op_name] == layers, op_name
+    assert c["lm_head"] == 1 and c["embedding"] == 1
+
+
+def test_layer_counts_llama8b_qkv(prefill_8b):
+    assert layer_counts(prefill_8b)["qkv_proj"] == 32
+
+
+def test_gpt_oss_groups():
+    m = get_model("gpt-oss-120b")
+    ops = build_ops(m, Parallel(), BF16, uniform_batch([64]))
+    per_group = defaultdict(int)
+    for o in by_name(ops, "qkv_proj"):
+        per_group[o.layer_group] += o.count
+    assert dict(per_group) == {"sliding/moe": 18, "full/moe": 18}
+
+
+def test_deepseek_dense_and_moe_layers():
+    m = get_model("deepseek-v3")
+    c = layer_counts(build_ops(m, Parallel(), BF16, uniform_batch([64])))
+    assert c["mlp_up"] == 3  # first_k_dense_replace
+    assert c["moe_experts_up"] == 58
+    assert c["shared_expert_up"] == 58
+
+
+# ------------------------------------------------------------------ FLOPs ~ 2 x params x tokens
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "llama-3.1-70b", "qwen3-32b"])
+def test_prefill_gemm_flops_about_2_params_tokens(name):
+    """Every non-embedding weight is one multiply-add per token: a dense decoder's GEMM FLOPs are
+    2 x (non-embedding params) x tokens. The LM head runs on 1 row only (not 512), norms and
+    biases are not GEMMs, and the embedding is a gather; all of that moves the total < 1%."""
+    m = get_model(name)
+    tokens = 512
+    ops = build_ops(m, Parallel(), BF16, uniform_batch([tokens]))
+    gemm_flops = sum(o.flops * o.count for o in ops if o.kind == "gemm")
+    non_embedding = m.total_params - m.embedding_params() - m.lm_head_params()
+    assert gemm_flops == pytest.approx(2 * non_embedding * tokens, rel=0.01)
+
+
+def test_prefill_gemm_flops_explicit_llama8b(prefill_8b):
+    per_layer = 4096 * (32 + 2 * 8) * 128 + 32 * 128 * 4096 + 3 * 4096 * 14336
+    expected = 2 * 128 * 32 * per_layer + 2 * 1 * 128256 * 4096
+    assert sum(o.flops * o.count for o in prefill_8b if o.kind == "gemm") == expected
+
+
+# ------------------------------------------------------------------ data parallel attention
+
+
+def test_builder_reusable_across_batches(llama8b):
+    b = OpBuilder(llama8b, Parallel(), BF16)
+    a1 = one(b.build(uniform_batch([], [100])), "attn_decode").bytes
+    a2 = one(b.build(uniform_batch([], [200])), "attn_decode").bytes
+    assert a2 - a1 == 100 * 4096

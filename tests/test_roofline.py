@@ -1,0 +1,279 @@
+"""Roofline and CostModel: bounds, times from spec-sheet peaks, monotonicity, links, measured tables."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from llmsim.cost import roofline as rf
+from llmsim.cost.measured import KernelTables
+from llmsim.cost.model import CostModel
+from llmsim.cost.ops import Op, build_ops, comm, elementwise, gemm, uniform_batch
+from llmsim.estimate import estimate
+from llmsim.hardware import get_gpu
+from llmsim.layout import Parallel, Precision
+from llmsim.models import get_model
+
+H100_BF16_PEAK = 989.4e12  # dense, spec sheet
+H100_HBM = 3.35e12  # bytes/s
+
+
+@pytest.fixture(scope="module")
+def h100():
+    return get_gpu("h100-sxm")
+
+
+@pytest.fixture(scope="module")
+def cm(h100):
+    return CostModel(h100)  # roofline only
+
+
+@pytest.fixture(scope="module")
+def tables():
+    return KernelTables.load(None)
+
+
+def bf16_gemm(m, n, k):
+    return gemm("g", m, n, k, 2.0, 2.0, "bf16", 1, "")
+
+
+# ------------------------------------------------------------------ bounds and absolute times
+
+
+def test_large_gemm_compute_bound(cm, h100):
+    c = cm.cost(bf16_gemm(8192, 8192, 8192))
+    assert c.bound == "compute"
+    assert c.source == "roofline"
+    ideal = 2 * 8192**3 / (H100_BF16_PEAK * h100.efficiency.gemm_peak_fraction)
+    assert c.time_s == pytest.approx(ideal, rel=0.10)
+    assert c.time_s >= ideal  # tiles, waves and short-K only ever slow it down
+    # efficiency reported against 100% of peak
+    assert c.efficiency == pytest.approx(2 * 8192**3 / H100_BF16_PEAK / c.time_s, rel=1e-9)
+
+
+def test_decode_gemm_memory_bound(cm, h100):
+    e = h100.efficiency
+    op = bf16_gemm(1, 8192, 8192)
+    nbytes = 2 * (1 * 8192 + 8192 * 8192 + 1 * 8192)
+    assert op.bytes == nbytes
+    c = cm.cost(op)
+    assert c.bound == "memory"
+    ramp = e.mem_ramp_s * nbytes / (nbytes + e.mem_half_saturation_bytes)
+    expected = nbytes / (H100_HBM * e.mem_bw_fraction) + ramp + e.gemm_launch_s
+    assert c.time_s == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        gemm("tiny", 1, 64, 64, 2.0, 2.0, "bf16", 1, ""),
+        elementwise("tiny_norm", 1024.0, 512.0, 1, ""),
+    ],
+    ids=["gemm", "elementwise"],
+)
+def test_tiny_ops_latency_bound(cm, op):
+    c = cm.cost(op)
+    assert c.bound == "latency"
+    assert c.efficiency < 0.5
+    assert c.time_s >= 2e-6  # at least a kernel launch
+
+
+def test_elementwise_time(cm, h100):
+    e = h100.efficiency
+    nbytes = 4e9
+    c = cm.cost(elementwise("big", nbytes, 0.0, 1, ""))
+    assert c.bound == "memory"
+    ramp = e.mem_ramp_s * nbytes / (nbytes + e.mem_half_saturation_bytes)
+    assert c.time_s == pytest.approx(nbytes / (H100_HBM * e.mem_bw_fraction) + ramp + e.elementwise_launch_s, rel=1e-9)
+
+
+def test_fp8_gemm_uses_fp8_peak(h100):
+    cm = CostModel(h100)
+    e = h100.efficiency
+    op = gemm("g8", 8192, 8192, 8192, 1.0, 1.0, "fp8", 1, "")
+    c = cm.cost(op)
+    assert c.bound == "compute"
+    ideal = 2 * 8192**3 / (1978.9e12 * e.gemm_lowp_peak_fraction)
+    assert c.time_s == pytest.approx(ideal, rel=0.10)
+
+
+# ------------------------------------------------------------------ monotonicity
+
+
+def gemm_time(cm, m, n, k):
+    return cm.cost(bf16_gemm(m, n, k)).time_s
+
+
+dims = st.integers(1, 20000)
+
+
+@settings(max_examples=150, deadline=None)
+@given(m=dims, n=dims, k=dims, dm=st.integers(1, 5000))
+def test_gemm_time_monotone_in_m(cm, m, n, k, dm):
+    assert gemm_time(cm, m + dm, n, k) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(m=dims, n=dims, k=dims, dn=st.integers(1, 5000))
+def test_gemm_time_monotone_in_n(cm, m, n, k, dn):
+    assert gemm_time(cm, m, n + dn, k) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+
+
+@settings(max_examples=150, deadline=None)
+@example(m=128, n=128, k=511, dk=1)
+@given(m=dims, n=dims, k=dims, dk=st.integers(1, 5000))
+def test_gemm_time_monotone_in_k(cm, m, n, k, dk):
+    assert gemm_time(cm, m, n, k + dk) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    coll=st.sampled_from(["all_reduce", "all_gather", "reduce_scatter", "alltoall", "send_recv"]),
+    nbytes=st.floats(1.0, 1e10),
+    factor=st.floats(1.001, 100.0),
+    group=st.sampled_from([2, 4, 8, 16, 32]),
+)
+def test_collective_time_increases_with_message_size(cm, coll, nbytes, factor, group):
+    a = cm.cost(comm("c", coll, nbytes, group, 1, "")).time_s
+    b = cm.cost(comm("c", coll, nbytes * factor, group, 1, "")).time_s
+    assert b > a > 0
+
+
+@pytest.mark.parametrize("coll", ["all_reduce", "all_gather", "alltoall"])
+@pytest.mark.parametrize("nbytes", [1e3, 1e6, 1e9])
+def test_collective_time_increases_with_group(cm, coll, nbytes):
+    times = [cm.cost(comm("c", coll, nbytes, g, 1, "")).time_s for g in (2, 4, 8, 16, 64)]
+    assert all(b > a for a, b in zip(times, times[1:])), times
+
+
+def test_all_reduce_formula(h100):
+    # ring all-reduce on 8 GPUs over NVLink: alpha(8) + 2 * 7/8 * S / (W * f)
+    e = h100.efficiency
+    S = 64e6
+    t = rf.collective_time_s("all_reduce", S, 8, 450e9, 3e-6, e)
+    assert t == pytest.approx(3e-6 * (1 + 3) + 2 * 7 / 8 * S / (450e9 * e.comm_bw_fraction), rel=1e-12)
+    assert rf.collective_time_s("all_reduce", S, 1, 450e9, 3e-6, e) == 0.0
+
+
+# ------------------------------------------------------------------ link tiers
+
+
+def comm_sources(tp, kernels=None):
+    m = get_model("llama-3.1-70b")
+    cm = CostModel(get_gpu("h100-sxm"), kernels)
+    ops = build_ops(m, Parallel(tp=tp), Precision.make(), uniform_batch([], [1000] * 8))
+    costs = [cm.cost(o) for o in ops if o.kind == "comm"]
+    assert costs
+    return {c.source for c in costs}
+
+
+def test_tp16_uses_network():
+    srcs = comm_sources(16)
+    assert srcs and all(s.endswith(":network") for s in srcs), srcs
+
+
+def test_tp8_uses_nvlink():
+    srcs = comm_sources(8)
+    assert srcs and all(s.endswith(":nvlink") for s in srcs), srcs
+
+
+def test_network_slower_than_nvlink(cm):
+    # same per-GPU message: 16 GPUs span two nodes and go through 50 GB/s NICs
+    t8 = cm.cost(comm("c", "all_reduce", 1e8, 8, 1, "")).time_s
+    t16 = cm.cost(comm("c", "all_reduce", 1e8, 16, 1, "")).time_s
+    assert t16 > 5 * t8
+
+
+# ------------------------------------------------------------------ hardware overrides
+
+
+def test_double_bandwidth_speeds_up_memory_bound_only(h100):
+    fast = h100.with_overrides(memory_bandwidth_gbps=2 * h100.memory_bandwidth_gbps)
+    e = h100.efficiency
+    a, b = CostModel(h100), CostModel(fast)
+
+    dec = bf16_gemm(1, 16384, 16384)
+    ta, tb = a.cost(dec).time_s, b.cost(dec).time_s
+    assert a.cost(dec).bound == b.cost(dec).bound == "memory"
+    assert 1.7 < ta / tb <= 2.0
+    # exactly: the streaming part halves, ramp and launch stay
+    fixed = e.mem_ramp_s * dec.bytes / (dec.bytes + e.mem_half_saturation_bytes) + e.gemm_launch_s
+    assert tb - fixed == pytest.approx((ta - fixed) / 2, rel=1e-9)
+
+    big = bf16_gemm(8192, 8192, 8192)
+    assert a.cost(big).bound == "compute"
+    assert b.cost(big).time_s == pytest.approx(a.cost(big).time_s, rel=1e-12)
+
+
+# ------------------------------------------------------------------ measured tables
+
+
+def test_measured_bf16_gemm_on_h100(h100, tables):
+    cm = CostModel(h100, tables)
+    op = bf16_gemm(1024, 4096, 4096)
+    c = cm.cost(op)
+    assert c.source == "measured"
+    # the measured time is physically plausible: not faster than 100% of peak or of HBM bandwidth
+    assert c.time_s >= 2 * 1024 * 4096 * 4096 / H100_BF16_PEAK
+    assert c.time_s >= op.bytes / H100_HBM
+
+
+def test_measured_tables_only_on_h100(tables):
+    assert tables.matches_gpu("h100-sxm")
+    assert not tables.matches_gpu("a100-sxm-80gb")
+
+
+def test_out_of_range_gemm_falls_back_to_roofline(h100, tables):
+    cm = CostModel(h100, tables)
+    assert cm.cost(bf16_gemm(1024, 4096, 200_000)).source == "roofline"  # k beyond 65536
+
+
+def test_elementwise_is_roofline_even_with_tables(h100, tables):
+    assert CostModel(h100, tables).cost(elementwise("n", 1e6, 0, 1, "")).source == "roofline"
+
+
+def test_int4_weights_gemm_uses_roofline(h100, tables):
+    m = get_model("llama-3.1-8b")
+    cm = CostModel(h100, tables)
+    ops = build_ops(m, Parallel(), Precision.make("int4"), uniform_batch([], [1000]))
+    qkv = next(o for o in ops if o.name == "qkv_proj")
+    assert cm.cost(qkv).source == "roofline"
+
+
+def test_int4_decode_gemm_faster_than_bf16_roofline(h100):
+    # with the roofline, a memory-bound decode GEMM with int4 weights moves ~1/4 of the bytes
+    m = get_model("llama-3.1-8b")
+    cm = CostModel(h100)
+    t = {}
+    for w in ("bf16", "int4"):
+        ops = build_ops(m, Parallel(), Precision.make(w), uniform_batch([], [1000]))
+        t[w] = cm.cost(next(o for o in ops if o.name == "mlp_up")).time_s
+    assert t["int4"] < 0.5 * t["bf16"]
+
+
+def test_a100_estimate_is_roofline():
+    r = estimate("llama-3.1-8b", "a100", batch=1, isl=128, osl=4, kernels="auto")
+    assert r.kernel_source == "roofline"
+    assert all(c.source.split(":")[0] in ("roofline", "none") for c in r.prefill_ops + r.decode_ops)
+
+
+def test_h100_estimate_uses_measured():
+    r = estimate("llama-3.1-8b", "h100-sxm", batch=1, isl=128, osl=4, kernels="auto")
+    assert "measured" in r.kernel_source.split("+")
+    qkv = next(c for c in r.prefill_ops if c.op.name == "qkv_proj")
+    assert qkv.source == "measured"
+    r2 = estimate("llama-3.1-8b", "h100-sxm", batch=1, isl=128, osl=4, kernels="none")
+    assert r2.kernel_source == "roofline"
+
+
+def test_cost_op_count_multiplies(cm):
+    op1 = gemm("g", 256, 4096, 4096, 2.0, 2.0, "bf16", 1, "")
+    op7 = gemm("g", 256, 4096, 4096, 2.0, 2.0, "bf16", 7, "")
+    assert cm.cost(op7).total_s == pytest.approx(7 * cm.cost(op1).time_s, rel=1e-12)
+    assert cm.step_time_s([op1, op7]) == pytest.approx(8 * cm.cost(op1).time_s, rel=1e-12)
+
+
+def test_comm_single_gpu_is_free(cm):
+    c = cm.cost(Op("c", "comm", 1, 0.0, 1e6, "bf16", ("all_reduce", 1), ""))
+    assert c.time_s == 0.0
