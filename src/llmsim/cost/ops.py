@@ -227,7 +227,7 @@ class OpBuilder:
         return ops
 
     def _mlp(self, name: str, T: float, width: int, c: int, tag: str) -> list[Op]:
-        h, _wb, _ab, _gd = self.m.hidden_size, self.w_bytes, self.a_bytes, self.gemm_dtype
+        h = self.m.hidden_size
         up = 2 * width if self.m.gated_mlp else width
         return [
             self._g(f"{name}_up", T, up, h, c, tag),

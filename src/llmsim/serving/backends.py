@@ -1,0 +1,55 @@
+"""Serving engines as named parameter sets: what differs between vLLM, SGLang and TRT-LLM.
+
+Each field is an explicit, documented assumption — the same for every run of that backend,
+never adjusted per benchmark row:
+
+- `gemm_framework`: which measured GEMM table to use where tables exist ('vllm' or 'trtllm'
+  kernels; SGLang runs the same cuBLAS/CUTLASS GEMMs as vLLM).
+- `cpu_overhead_s`: per-iteration host time not hidden behind the GPU (scheduling, input
+  preparation, sampling, detokenisation) — the time an iteration takes beyond its kernels.
+- `max_num_seqs`, `max_num_batched_tokens`, `chunked_prefill`: scheduler defaults of the
+  engine (vLLM V1: chunked prefill on, 8192-token budget; SGLang: chunked prefill size 8192,
+  prefill batches not mixed with decode unless enabled; TRT-LLM: in-flight batching with
+  chunked context, max_num_tokens 8192).
+- `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
+  0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
+  left after weights — expressed here as of the whole).
+
+`cpu_overhead_s` defaults were chosen once from public engine overhead reports before any
+comparison with the shared silicon rows; `llmsim calibrate` can refit them on a user's own
+benchmarks (with held-out error).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..errors import LlmsimError
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    gemm_framework: str
+    cpu_overhead_s: float
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    chunked_prefill: bool
+    memory_fraction: float
+
+    def with_(self, **kw) -> "Backend":
+        return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+BACKENDS: dict[str, Backend] = {
+    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
+    "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88),
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90),
+}
+
+
+def get_backend(name: str) -> Backend:
+    b = BACKENDS.get(str(name).lower().replace("-", "").replace("_", "").replace("tensorrtllm", "trtllm"))
+    if b is None:
+        raise LlmsimError(f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}")
+    return b

@@ -1,0 +1,360 @@
+"""`simulate`: run a request stream through a deployment, event by event.
+
+A deployment is one or more engine replicas of a model (aggregated), or a prefill pool and
+a decode pool (disaggregated, as Splitwise / DistServe / Dynamo), each pool with its own
+GPU type, count and layout. Requests arrive (open loop: timestamps; closed loop: N clients
+each sending the next request when the previous finishes), a router picks a replica, and
+each engine (`engine.Engine`) runs iterations whose duration comes from the operator cost
+model (`steptime.StepTimeModel`).
+
+Parallelism inside a replica:
+- tp / dp / ep: one engine whose iteration time comes from the cost model for that layout;
+  with attention-DP the KV cache of all dp ranks is pooled (dp x per-GPU capacity).
+- pp: the replica runs `pp` virtual engines (as vLLM's virtual engines), each with 1/pp of the
+  KV cache and a full pipeline latency per iteration, so pp micro-batches are in flight.
+
+Disaggregation: a prefill engine produces the first token (TTFT), then the request's KV cache
+moves to a decode engine: transfer time = KV bytes per GPU / link bandwidth + latency, over
+NVLink when both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends
+its shard in parallel). The decode engine admits it when blocks are free.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+import numpy as np
+
+from ..cost.model import CostModel
+from ..dtypes import gemm_compute_dtype
+from ..errors import LlmsimError
+from ..estimate import resolve_kernels
+from ..hardware.catalog import get_gpu
+from ..hardware.spec import GPUSpec
+from ..layout import Parallel, Precision
+from ..memory.model import kv_bytes_per_token_per_gpu, memory_breakdown
+from ..models.catalog import get_model
+from ..models.spec import ModelSpec
+from .backends import Backend, get_backend
+from .engine import Engine, EngineConfig, Requests
+from .metrics import SLO, ItlHistogram, summarize
+from .steptime import StepTimeModel
+from .workload import Workload
+
+ROUTERS = ("round_robin", "least_outstanding", "prefix")
+
+
+@dataclass
+class Pool:
+    """A set of identical engine replicas."""
+
+    gpu: str | GPUSpec = "h100-sxm"
+    tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    ep: int = 1
+    workers: int = 1
+
+    @property
+    def gpus_per_worker(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+@dataclass
+class Deployment:
+    model: str | ModelSpec = "llama-3.1-8b"
+    pool: Pool = field(default_factory=Pool)  # aggregated serving
+    prefill: Pool | None = None  # disaggregated: both prefill and decode set
+    decode: Pool | None = None
+    backend: str = "vllm"
+    weight_dtype: str = "bf16"
+    act_dtype: str | None = None
+    kv_dtype: str | None = None
+    max_num_seqs: int | None = None
+    max_num_batched_tokens: int | None = None
+    chunked_prefill: bool | None = None
+    static_batching: bool = False
+    block_size: int = 16
+    preemption: str = "recompute"
+    prefix_caching: bool = True
+    router: str = "least_outstanding"
+    kernels: str | None = "auto"
+    cpu_overhead_s: float | None = None
+    memory_fraction: float | None = None
+    price_per_hour_usd: float | None = None
+
+    @property
+    def disaggregated(self) -> bool:
+        return self.prefill is not None or self.decode is not None
+
+
+@dataclass
+class ServeResult:
+    summary: dict
+    requests: Requests
+    engines: list[Engine]
+    wall_s: float
+
+    def per_request(self) -> dict[str, np.ndarray]:
+        from .metrics import per_request_table
+
+        r = self.requests
+        return per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
+                                 np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
+                                 first_scheduled_s=np.frombuffer(r.t_sched))
+
+
+@dataclass
+class _PoolBuild:
+    pool: Pool
+    gpu: GPUSpec
+    par: Parallel
+    st: StepTimeModel
+    cfg: EngineConfig
+    engines: list[Engine] = field(default_factory=list)
+
+
+def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str) -> _PoolBuild:
+    if pool.workers < 1:
+        raise LlmsimError(f"a pool needs at least one worker, got {pool.workers}")
+    gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
+    par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
+    gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
+    seqs = dep.max_num_seqs or be.max_num_seqs
+    mbt = dep.max_num_batched_tokens or be.max_num_batched_tokens
+    chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
+    if not chunked:
+        mbt = max(mbt, spec.max_position_embeddings)  # whole prompts must fit one prefill iteration
+    if mbt < seqs and chunked:
+        raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) with chunked prefill")
+    frac = dep.memory_fraction or be.memory_fraction
+    mem = memory_breakdown(spec, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
+                           memory_fraction=frac, block_size=dep.block_size)
+    if mem.max_kv_tokens <= 0:
+        raise LlmsimError(
+            f"{spec.name} on {pool.tp * pool.pp * pool.dp}x {gpu.name} (tp={pool.tp} pp={pool.pp} dp={pool.dp}) leaves no room for a KV cache: "
+            + mem.message.replace("does not fit", "weights and activations do not fit"),
+            hint="use more GPUs per replica (tp/pp), fp8 weights, or a GPU with more memory",
+        )
+    kernels = resolve_kernels(dep.kernels, gpu)
+    cm = CostModel(gpu, kernels, framework=be.gemm_framework)
+    ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
+    st = StepTimeModel(spec, par, prec, cm, ovh)
+    cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
+    cfg = EngineConfig(
+        max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, static_batching=dep.static_batching,
+        block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
+        swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
+        role=role,
+    )
+    return _PoolBuild(pool, gpu, par, st, cfg)
+
+
+class _Router:
+    def __init__(self, engines: list[Engine], policy: str):
+        if policy not in ROUTERS:
+            raise LlmsimError(f"unknown router {policy!r}", hint=f"use one of {', '.join(ROUTERS)}")
+        self.engines, self.policy, self._rr = engines, policy, 0
+
+    def pick(self, rid: int) -> Engine:
+        es = self.engines
+        if len(es) == 1:
+            return es[0]
+        if self.policy == "round_robin":
+            e = es[self._rr % len(es)]
+            self._rr += 1
+            return e
+        if self.policy == "prefix":
+            best = max(es, key=lambda e: (e.prefix_match_tokens(rid), -e.outstanding, -e.eid))
+            if best.prefix_match_tokens(rid) > 0:
+                return best
+        return min(es, key=lambda e: (e.outstanding, e.eid))
+
+
+def simulate(
+    dep: Deployment,
+    wl: Workload,
+    *,
+    slo: SLO | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    keep_itl: bool = True,
+) -> ServeResult:
+    """Simulate `wl` on `dep`; returns the metrics summary and per-request state."""
+    t_wall = time.perf_counter()
+    spec = dep.model if isinstance(dep.model, ModelSpec) else get_model(dep.model)
+    be = get_backend(dep.backend)
+    prec = Precision.make(dep.weight_dtype, dep.act_dtype, dep.kv_dtype)
+    if dep.preemption not in ("recompute", "swap"):
+        raise LlmsimError(f"unknown preemption mode {dep.preemption!r}", hint="use recompute or swap")
+    n = len(wl)
+    longest = int((wl.input_len + wl.output_len).max())
+    if longest > spec.max_position_embeddings:
+        raise LlmsimError(
+            f"a request of {longest} tokens (input + output) exceeds the {spec.max_position_embeddings}-token context of {spec.name}",
+            hint="cap request lengths (e.g. --max-len) or choose a longer-context model",
+        )
+
+    reqs = Requests(wl.input_len, wl.output_len, wl.hash_ids, wl.hash_block_tokens)
+    itl = ItlHistogram() if keep_itl else None
+    events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off
+    seq = 0
+    finished = 0
+    issued = 0
+    order: list[int] = []  # completion order (warm-up exclusion)
+
+    if dep.disaggregated:
+        if dep.prefill is None or dep.decode is None:
+            raise LlmsimError("disaggregated serving needs both a prefill and a decode pool")
+        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill"), _build_pool(spec, dep.decode, dep, be, prec, "decode")]
+    else:
+        builds = [_build_pool(spec, dep.pool, dep, be, prec, "both")]
+    for b in builds:
+        cap_need = longest + 1
+        if b.cfg.kv_capacity_tokens < cap_need:
+            raise LlmsimError(
+                f"the KV cache of one {b.cfg.role} engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}",
+                hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
+            )
+
+    def on_first(rid: int, t: float, e: Engine) -> None:
+        pass
+
+    def on_finish(rid: int, t: float, e: Engine) -> None:
+        nonlocal seq, finished, issued
+        if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
+            # hand the KV cache to the decode pool
+            toks = reqs.inp[rid] + 1
+            src = builds[0]
+            bw, lat = _handoff_link(src, builds[1])
+            dt = lat + toks * src.cfg.kv_bytes_per_token / bw
+            seq += 1
+            heapq.heappush(events, (t + dt, seq, 1, rid))
+            return
+        reqs.t_finish[rid] = t
+        finished += 1
+        order.append(rid)
+        if wl.concurrency is not None and issued < n:
+            seq += 1
+            heapq.heappush(events, (t, seq, 0, issued))
+            issued += 1
+        if progress is not None and finished % 1000 == 0:
+            progress(finished, n)
+
+    for b in builds:
+        for w in range(b.pool.workers * b.par.pp):
+            b.engines.append(Engine(len([e for bb in builds for e in bb.engines]), b.st, b.cfg, reqs, on_first, on_finish, itl))
+    routers = [_Router(b.engines, dep.router) for b in builds]
+    entry, handoff = routers[0], routers[-1]
+    all_engines = [e for b in builds for e in b.engines]
+
+    # arrivals
+    arr_times = wl.arrival_s
+    next_open = 0
+    if wl.concurrency is not None:
+        for i in range(min(wl.concurrency, n)):
+            seq += 1
+            heapq.heappush(events, (0.0, seq, 0, i))
+        issued = min(wl.concurrency, n)
+
+    active: list[tuple[float, int]] = []  # (wake time, engine id)
+    is_active = [False] * len(all_engines)
+
+    def next_arrival_time() -> float:
+        t1 = events[0][0] if events else math.inf
+        t2 = arr_times[next_open] if arr_times is not None and next_open < n else math.inf
+        return t1 if t1 < t2 else t2
+
+    def wake(e: Engine, t: float) -> None:
+        if not is_active[e.eid]:
+            is_active[e.eid] = True
+            heapq.heappush(active, (max(t, e.busy_until), e.eid))
+
+    while True:
+        t_ev = events[0][0] if events else math.inf
+        t_open = float(arr_times[next_open]) if arr_times is not None and next_open < n else math.inf
+        t_arr = min(t_ev, t_open)
+        t_eng = active[0][0] if active else math.inf
+        if t_arr == math.inf and t_eng == math.inf:
+            break
+        if t_arr <= t_eng:
+            if t_open <= t_ev:
+                rid, kind, t = next_open, 0, t_open
+                next_open += 1
+            else:
+                t, _s, kind, rid = heapq.heappop(events)
+            if kind == 0:
+                reqs.arrival[rid] = t
+                e = entry.pick(rid)
+            else:
+                e = handoff.pick(rid)
+            e.add(rid, t)
+            wake(e, t)
+            continue
+        t, eid = heapq.heappop(active)
+        e = all_engines[eid]
+        if e.idle:
+            is_active[eid] = False
+            continue
+        end = e.step(t, next_arrival_time())
+        if end <= t:  # blocked until something arrives or finishes elsewhere
+            is_active[eid] = False
+            continue
+        heapq.heappush(active, (end, eid))
+
+    wall = time.perf_counter() - t_wall
+    summary = _summarize(dep, builds, wl, reqs, order, itl, slo)
+    summary["simulation_wall_s"] = wall
+    return ServeResult(summary, reqs, all_engines, wall)
+
+
+def _handoff_link(src: _PoolBuild, dst: _PoolBuild) -> tuple[float, float]:
+    """(bytes/s per GPU, latency s) for moving KV from a prefill to a decode engine."""
+    g = src.gpu
+    same_domain = src.gpu.name == dst.gpu.name and src.pool.gpus_per_worker + dst.pool.gpus_per_worker <= g.nvlink_domain_size and g.nvlink_bandwidth_gbps > 0
+    if same_domain:
+        return g.nvlink_bandwidth_gbps * 1e9, g.nvlink_latency_us * 1e-6
+    return g.nic_bandwidth_gbps * 1e9, g.nic_latency_us * 1e-6
+
+
+def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
+    done = np.array(order, dtype=np.int64)
+    warm = min(wl.warmup, max(len(done) - 1, 0))
+    arrival = np.frombuffer(reqs.arrival)
+    first = np.frombuffer(reqs.t_first)
+    fin = np.frombuffer(reqs.t_finish)
+    inp = np.frombuffer(reqs.inp, dtype=np.int64)
+    out = np.frombuffer(reqs.out, dtype=np.int64)
+    sched = np.frombuffer(reqs.t_sched)
+    # metrics in completion order so warm-up exclusion drops the first completions
+    idx = done
+    num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
+    engines = [e for b in builds for e in b.engines]
+    duration = (np.nanmax(fin) - np.nanmin(arrival)) if len(done) else 0.0
+    busy = sum(e.busy_time for e in engines) / max(len(engines) * duration, 1e-12) if duration > 0 else 0.0
+    gpu = builds[0].gpu
+    price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
+    prompt = sum(e.prompt_tokens for e in engines)
+    extra = {
+        "num_gpus": num_gpus,
+        "backend": dep.backend,
+        "preemptions": int(sum(e.num_preemptions for e in engines)),
+        "prefix_cache_hit_rate": (sum(e.prefix_hit_tokens for e in engines) / prompt) if prompt else 0.0,
+        "kv_cache_utilisation_mean": float(np.mean([u for e in engines for _, u in e.kv_samples])) if any(e.kv_samples for e in engines) else 0.0,
+        "kv_cache_utilisation_max": float(max((u for e in engines for _, u in e.kv_samples), default=0.0)),
+        "engine_busy_fraction": busy,
+        "num_iterations": int(sum(e.num_iterations for e in engines)),
+        "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
+    }
+    return summarize(
+        arrival[idx], first[idx], fin[idx], inp[idx], out[idx], first_scheduled_s=sched[idx], itl=itl, warmup=warm, slo=slo,
+        num_gpus=num_gpus, gpu_power_w=gpu.tdp_w, gpu_idle_w=gpu.idle_power_w, busy_fraction=busy,
+        price_per_gpu_hour_usd=price, extra=extra,
+    )
+
+
+def with_defaults(dep: Deployment, **kw) -> Deployment:
+    return replace(dep, **{k: v for k, v in kw.items() if v is not None})
