@@ -352,7 +352,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
     return summarize(
         arrival[idx], first[idx], fin[idx], inp[idx], out[idx], first_scheduled_s=sched[idx], itl=itl, warmup=warm, slo=slo,
         num_gpus=num_gpus, gpu_power_w=gpu.tdp_w, gpu_idle_w=gpu.idle_power_w, busy_fraction=busy,
-        price_per_gpu_hour_usd=price, extra=extra,
+        price_per_gpu_hour_usd=price, extra=extra, closed_loop=wl.concurrency is not None,
     )
 
 

@@ -82,18 +82,40 @@ class StepTimeModel:
             t = self._head[rows] = self._sum(Batch([], [1] * rows), lambda n: n in _HEAD_NAMES)
         return t
 
-    def prefill_attention(self, q: int, past: int) -> float:
-        key = (q, past)
+    def _attn_sum(self, batch: Batch) -> float:
+        """Attention-dependent operators of a batch (MLA also decompresses / absorbs with GEMMs)."""
+        if self.model.is_mla:
+            return self._sum(batch, lambda n: n in _ATTN_NAMES)
+        share = 1.0 / self.par.dp
+        return sum(self.cost.cost(o).total_s for g in self.model.layer_groups for o in self.builder.attention_ops(batch, g, share))
+
+    def _pre_exact(self, q: int, p: int) -> float:
+        key = (q, p)
         t = self._pre.get(key)
         if t is None:
-            t = self._pre[key] = self._sum(Batch([(q, past)], []), lambda n: n in _ATTN_NAMES)
+            t = self._pre[key] = self._attn_sum(Batch([(q, p)], []))
         return t
+
+    def prefill_attention(self, q: int, past: int) -> float:
+        """Bilinear on a grid: chunk length exact up to 64 then ratio 1.05; cached length 0 exact,
+        exact up to 64, then ratio 1.05."""
+        q0, q1, wq = _grid(q, 64, 1.05)
+        p0, p1, wp = _grid(past, 64, 1.05)
+        a = self._pre_exact(q0, p0)
+        if wp:
+            a += (self._pre_exact(q0, p1) - a) * wp
+        if wq:
+            b = self._pre_exact(q1, p0)
+            if wp:
+                b += (self._pre_exact(q1, p1) - b) * wp
+            a += (b - a) * wq
+        return a
 
     def _dec_exact(self, n: int, c: int) -> float:
         key = (n, c)
         t = self._dec.get(key)
         if t is None:
-            t = self._dec[key] = self._sum(Batch([], [c] * n), lambda nm: nm in _ATTN_NAMES)
+            t = self._dec[key] = self._attn_sum(Batch([], [c] * n))
         return t
 
     def decode_attention(self, n: int, ctx_sum: float) -> float:

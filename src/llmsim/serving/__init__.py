@@ -1,0 +1,1 @@
+"""Discrete-event serving simulation (`llmsim serve`): workloads, the engine and metrics."""
