@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -19,8 +20,10 @@ from .errors import LlmsimError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Predict speed, memory and cost of LLMs on GPUs, and explain every number.")
 models_app = typer.Typer(no_args_is_help=True, help="The built-in model catalog.")
 gpus_app = typer.Typer(no_args_is_help=True, help="The built-in hardware catalog.")
+validate_app = typer.Typer(no_args_is_help=True, help="Compare llmsim with real benchmark measurements.")
 app.add_typer(models_app, name="models")
 app.add_typer(gpus_app, name="gpus")
+app.add_typer(validate_app, name="validate")
 
 out = Console()
 err = Console(stderr=True)
@@ -93,6 +96,122 @@ def estimate(
                 et.add_row(o.name, o.layer_group, str(o.count), f"{c.time_s * 1e6:,.1f} µs", f"{c.total_s * 1e3:,.3f} ms ({c.total_s / total:.0%})",
                            f"{o.flops / 1e9:,.2f}", f"{o.bytes / 1e6:,.2f}", c.bound, f"{c.efficiency:.0%}", c.source)
             out.print(et)
+
+
+@app.command()
+def serve(
+    model: str = typer.Option("meta-llama/Llama-3.1-8B", "--model", "-m", help="catalog id, HF id or path to a config.json"),
+    gpu: str = typer.Option("h100-sxm", "--gpu", "-g", help="catalog id or GPU YAML/JSON (aggregated pool)"),
+    tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"), ep: int = typer.Option(1, help="expert parallel"),
+    replicas: int = typer.Option(1, help="engine replicas behind the router"),
+    backend: str = typer.Option("vllm", help="vllm | sglang | trtllm"),
+    weight_dtype: str = typer.Option("bf16"), act_dtype: Optional[str] = typer.Option(None), kv_dtype: Optional[str] = typer.Option(None),
+    concurrency: Optional[int] = typer.Option(None, help="closed loop: N clients (N = num-requests: offline max throughput)"),
+    rate: Optional[float] = typer.Option(None, help="open loop: arrivals per second"),
+    cv: Optional[float] = typer.Option(None, help="Gamma arrivals with this coefficient of variation (default Poisson)"),
+    trace: Optional[Path] = typer.Option(None, help="replay a trace (Azure CSV, Mooncake JSONL, or llmsim CSV/JSONL)"),
+    isl: Optional[int] = typer.Option(None, help="fixed input tokens"), osl: Optional[int] = typer.Option(None, help="fixed output tokens"),
+    input_dist: Optional[str] = typer.Option(None, help="fixed:N | uniform:A,B | normal:MEAN,STD | lognormal:MEAN,STD | trace:PATH"),
+    output_dist: Optional[str] = typer.Option(None, help="as --input-dist"),
+    lengths_from: Optional[Path] = typer.Option(None, help="resample (input, output) pairs from a trace"),
+    max_len: Optional[int] = typer.Option(None, help="drop/clip requests longer than this many tokens"),
+    num_requests: Optional[int] = typer.Option(None, help="requests to simulate"),
+    warmup: int = typer.Option(0, help="completed requests excluded from metrics"),
+    max_num_seqs: Optional[int] = typer.Option(None), max_num_batched_tokens: Optional[int] = typer.Option(None),
+    chunked_prefill: Optional[bool] = typer.Option(None, "--chunked-prefill/--no-chunked-prefill"),
+    static_batching: bool = typer.Option(False, help="baseline: admit a new batch only when the previous one is done"),
+    preemption: str = typer.Option("recompute", help="recompute | swap"),
+    prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
+    block_size: int = typer.Option(16), router: str = typer.Option("least_outstanding", help="round_robin | least_outstanding | prefix"),
+    prefill_gpu: Optional[str] = typer.Option(None, help="disaggregated: prefill pool GPU"), prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1),
+    prefill_dp: int = typer.Option(1), prefill_ep: int = typer.Option(1), prefill_workers: int = typer.Option(1),
+    decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU"), decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1),
+    decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
+    ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
+    tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
+    kernels: str = typer.Option("auto", help="auto | none | DIR of kernel tables"),
+    cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
+    price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
+    seed: int = typer.Option(0), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Simulate serving a request stream: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, cost."""
+    from .serving.metrics import SLO, write_per_request
+    from .serving.simulate import Deployment, Pool, simulate
+    from .serving.workload import make_workload
+
+    if num_requests is None and trace is None:
+        num_requests = 1000
+    if isl is None and osl is None and input_dist is None and output_dist is None and lengths_from is None and trace is None:
+        isl, osl = 1024, 128
+    wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+                       lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
+                       trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len)
+    disagg = prefill_gpu is not None or decode_gpu is not None
+    dep = Deployment(
+        model=model, pool=Pool(gpu, tp, pp, dp, ep, replicas),
+        prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
+        decode=Pool(decode_gpu or gpu, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers) if disagg else None,
+        backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, static_batching=static_batching,
+        block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
+        cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
+    )
+    slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
+    show_progress = not as_json and len(wl) >= 20_000
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as prog:
+            task = prog.add_task("simulating", total=len(wl))
+            res = simulate(dep, wl, slo=slo, progress=lambda done, total: prog.update(task, completed=done))
+    else:
+        res = simulate(dep, wl, slo=slo)
+    if output is not None:
+        write_per_request(res.per_request(), output)
+    s = res.summary
+    if as_json:
+        _print_json(s)
+        return
+    layout = (f"prefill {prefill_workers}x tp{prefill_tp} on {prefill_gpu or gpu} + decode {decode_workers}x tp{decode_tp} on {decode_gpu or gpu}"
+              if disagg else f"{replicas}x (tp={tp} pp={pp} dp={dp} ep={ep}) on {gpu}")
+    t = Table(title=f"{model} — {backend}, {layout}; {wl.name or ''}")
+    for c in ("metric", "mean", "p50", "p90", "p99"):
+        t.add_column(c, justify="left" if c == "metric" else "right")
+    for key, label in (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)"), ("itl_ms", "ITL (ms)"), ("e2e_ms", "E2E (ms)"), ("queue_ms", "queueing (ms)")):
+        d = s.get(key) or {}
+        t.add_row(label, *(f"{d[q]:,.2f}" if d.get(q) is not None else "-" for q in ("mean", "p50", "p90", "p99")))
+    out.print(t)
+    g = Table(show_header=False)
+    g.add_row("requests", f"{s['num_requests']} counted ({s['num_completed']} completed) over {s['duration_s']:,.1f} s simulated")
+    g.add_row("throughput", f"{s['output_tokens_per_s']:,.0f} output tok/s ({s['output_tokens_per_s_per_gpu']:,.0f}/GPU), {s['total_tokens_per_s']:,.0f} total tok/s, {s['requests_per_s']:,.2f} req/s")
+    if "goodput_requests_per_s" in s:
+        g.add_row("goodput", f"{s['goodput_requests_per_s']:,.2f} req/s meeting SLOs ({s['slo_attainment']:.1%} attainment)")
+    g.add_row("KV cache", f"mean {s['kv_cache_utilisation_mean']:.0%}, max {s['kv_cache_utilisation_max']:.0%} used; {s['preemptions']} preemptions; prefix-cache hit rate {s['prefix_cache_hit_rate']:.1%}")
+    if s.get("energy_j_per_output_token") is not None:
+        g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
+    g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall")
+    out.print(g)
+
+
+@validate_app.command("silicon")
+def validate_silicon(
+    file: Path = typer.Argument(..., help="CSV in the AIConfigurator silicon format"),
+    limit: Optional[int] = typer.Option(None, help="only the first N rows"),
+    jobs: int = typer.Option(1, help="worker processes"),
+    as_json: bool = typer.Option(False, "--json"),
+    rows_out: Optional[Path] = typer.Option(None, "--rows", help="write per-row predicted vs measured (CSV)"),
+) -> None:
+    """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT."""
+    from .serving.validate import validate_silicon as run
+
+    rep = run(file, limit=limit, jobs=jobs)
+    if rows_out is not None:
+        rep.write_rows(rows_out)
+    if as_json:
+        _print_json(rep.to_dict())
+        return
+    rep.render(out)
 
 
 @models_app.command("list")

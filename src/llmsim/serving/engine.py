@@ -101,6 +101,7 @@ class Engine:
         self.prefix_hit_tokens = 0
         self.prompt_tokens = 0
         self.kv_samples: list[tuple[float, float]] = []
+        self._stall_s = 0.0  # prefill-only time decoding requests waited since their last token
         self._kv_stride = 1
         self._lru: OrderedDict[int, None] = OrderedDict()
         self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
@@ -306,6 +307,8 @@ class Engine:
             self.pref_tokens += q
         if n_dec:
             self._advance_ticks(1, end, [(t, n_dec)])
+        elif self.n_dec:
+            self._stall_s += t  # decodes wait behind a prefill-only iteration: part of their next ITL
         for rid in finishing:
             self.prefilling.remove(rid)
             self.pref_tokens -= r.prefilled[rid]
@@ -327,8 +330,14 @@ class Engine:
         """k decode ticks happened, ending at `end`; pop the requests that completed."""
         self.tick += k
         if self.itl is not None:
+            if self._stall_s:
+                (v0, c0), n = itl_samples[0], self.n_dec
+                self.itl.add(v0 + self._stall_s, n)  # the first token after a stall
+                itl_samples = [(v0, c0 - n)] + list(itl_samples[1:])
             for v, c in itl_samples:
-                self.itl.add(v, c)
+                if c > 0:
+                    self.itl.add(v, c)
+        self._stall_s = 0.0
         heap, r = self.heap, self.r
         while heap and heap[0][0] <= self.tick:
             _target, ver, rid = heapq.heappop(heap)

@@ -22,6 +22,7 @@ lookups once warm, which is what lets the simulator run ~10^5 iterations per sec
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from ..cost.model import CostModel
 from ..cost.ops import Batch, OpBuilder
@@ -34,6 +35,7 @@ _EXACT_T = 512
 _GRID_RATIO = 1.03
 
 
+@lru_cache(maxsize=1 << 18)
 def _grid(x: int, exact_upto: int, ratio: float) -> tuple[int, int, float]:
     """Grid points bracketing x (exact below `exact_upto`, geometric above) and the weight of the upper one."""
     if x <= exact_upto:
@@ -60,6 +62,8 @@ class StepTimeModel:
         self._head: dict[int, float] = {}
         self._pre: dict[tuple[int, int], float] = {}
         self._dec: dict[tuple[int, int], float] = {}
+        self._pre_memo: dict[tuple[int, int], float] = {}  # interpolated values, by exact arguments
+        self._dec_memo: dict[tuple[int, int], float] = {}
 
     # ------------------------------------------------------------------ parts
     def _sum(self, batch: Batch, keep) -> float:
@@ -99,6 +103,10 @@ class StepTimeModel:
     def prefill_attention(self, q: int, past: int) -> float:
         """Bilinear on a grid: chunk length exact up to 64 then ratio 1.05; cached length 0 exact,
         exact up to 64, then ratio 1.05."""
+        key = (q, past)
+        v = self._pre_memo.get(key)
+        if v is not None:
+            return v
         q0, q1, wq = _grid(q, 64, 1.05)
         p0, p1, wp = _grid(past, 64, 1.05)
         a = self._pre_exact(q0, p0)
@@ -109,6 +117,9 @@ class StepTimeModel:
             if wp:
                 b += (self._pre_exact(q1, p1) - b) * wp
             a += (b - a) * wq
+        if len(self._pre_memo) > 1 << 20:
+            self._pre_memo.clear()
+        self._pre_memo[key] = a
         return a
 
     def _dec_exact(self, n: int, c: int) -> float:
@@ -123,8 +134,13 @@ class StepTimeModel:
         to 64 then ratio 1.05."""
         if n <= 0:
             return 0.0
+        c = max(1, round(ctx_sum / n))
+        key = (n, c)
+        v = self._dec_memo.get(key)
+        if v is not None:
+            return v
         n0, n1, wn = _grid(n, 16, 1.1)
-        c0, c1, wc = _grid(max(1, round(ctx_sum / n)), 64, 1.05)
+        c0, c1, wc = _grid(c, 64, 1.05)
         a = self._dec_exact(n0, c0)
         if wc:
             a += (self._dec_exact(n0, c1) - a) * wc
@@ -133,6 +149,9 @@ class StepTimeModel:
             if wc:
                 b += (self._dec_exact(n1, c1) - b) * wc
             a += (b - a) * wn
+        if len(self._dec_memo) > 1 << 20:
+            self._dec_memo.clear()
+        self._dec_memo[key] = a
         return a
 
     # ------------------------------------------------------------------ whole iteration

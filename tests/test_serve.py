@@ -1,0 +1,242 @@
+"""Serving simulator: conservation, capacity, determinism, queueing laws, policies and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from llmsim.errors import LlmsimError
+from llmsim.serving.engine import Engine
+from llmsim.serving.metrics import SLO
+from llmsim.serving.simulate import Deployment, Pool, simulate
+from llmsim.serving.workload import Workload, make_workload
+
+MODEL = "llama-3.1-8b"
+
+
+def dep(**kw) -> Deployment:
+    kw.setdefault("model", MODEL)
+    kw.setdefault("kernels", "none")
+    return Deployment(**kw)
+
+
+def arrays(res):
+    r = res.requests
+    return (np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
+            np.frombuffer(r.gen, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64))
+
+
+def check_conservation(res, n):
+    arrival, first, finish, gen, out = arrays(res)
+    assert res.summary["num_completed"] == n
+    assert np.all(np.isfinite(finish)) and np.all(np.isfinite(first))
+    assert np.all(gen == out), "every request generated exactly the tokens it asked for"
+    assert np.all(arrival <= first + 1e-12) and np.all(first <= finish + 1e-12)
+    assert all(e.outstanding == 0 and e.idle for e in res.engines)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_open_loop_conservation(chunked):
+    wl = make_workload(num_requests=300, input_dist="uniform:16,3000", output_dist="uniform:1,400", rate=8.0, seed=1)
+    res = simulate(dep(chunked_prefill=chunked), wl)
+    check_conservation(res, 300)
+    s = res.summary
+    assert s["total_output_tokens"] == int(wl.output_len.sum())
+
+
+def test_closed_loop_never_exceeds_concurrency():
+    wl = make_workload(num_requests=200, isl=512, osl=64, concurrency=8, seed=0)
+    res = simulate(dep(), wl)
+    check_conservation(res, 200)
+    arrival, _, finish, _, _ = arrays(res)
+    # at any arrival instant at most 8 requests are in the system
+    for t in arrival[::7]:
+        assert np.sum((arrival <= t) & (finish > t)) <= 8
+
+
+def test_offline_all_requests_queued_at_once():
+    wl = make_workload(num_requests=64, isl=256, osl=32, concurrency=64, seed=0)
+    res = simulate(dep(), wl)
+    arrival = np.frombuffer(res.requests.arrival)
+    assert np.all(arrival == 0.0)
+
+
+def test_kv_never_exceeds_capacity_and_preemption_completes():
+    # a tiny KV cache forces preemptions; every request still completes and usage stays within capacity
+    wl = make_workload(num_requests=120, isl=900, osl=600, concurrency=40, seed=2)
+    for mode in ("recompute", "swap"):
+        res = simulate(dep(memory_fraction=0.225, preemption=mode), wl)
+        check_conservation(res, 120)
+        assert res.summary["preemptions"] > 0, mode
+        for e in res.engines:
+            assert max(u for _, u in e.kv_samples) <= 1.0 + 1e-9
+
+
+def test_determinism():
+    wl1 = make_workload(num_requests=200, input_dist="lognormal:800,400", output_dist="uniform:1,200", rate=6, cv=2.0, seed=7)
+    wl2 = make_workload(num_requests=200, input_dist="lognormal:800,400", output_dist="uniform:1,200", rate=6, cv=2.0, seed=7)
+    a = simulate(dep(), wl1).summary
+    b = simulate(dep(), wl2).summary
+    a.pop("simulation_wall_s"), b.pop("simulation_wall_s")
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_littles_law_on_stable_open_loop():
+    # L (time-average number in system, sampled independently) = lambda x W (mean E2E)
+    wl = make_workload(num_requests=1500, isl=400, osl=100, rate=4.0, seed=3)
+    res = simulate(dep(), wl)
+    arrival, _, finish, _, _ = arrays(res)
+    lam = res.summary["requests_per_s"]
+    w = float(np.mean(finish - arrival))
+    ts = np.random.default_rng(0).uniform(arrival[100], arrival[-100], 4000)
+    L = np.mean([np.sum((arrival <= t) & (finish > t)) for t in ts])
+    assert L == pytest.approx(lam * w, rel=0.08)
+    assert lam == pytest.approx(4.0, rel=0.1)  # stable: throughput follows the offered load
+
+
+def test_metric_definitions_match_timestamps():
+    wl = make_workload(num_requests=50, isl=300, osl=40, rate=2, seed=0)
+    res = simulate(dep(), wl)
+    arrival, first, finish, _, out = arrays(res)
+    tpot = (finish - first) / (out - 1)
+    assert res.summary["ttft_ms"]["mean"] == pytest.approx(np.mean(first - arrival) * 1e3, rel=1e-9)
+    assert res.summary["tpot_ms"]["mean"] == pytest.approx(np.mean(tpot) * 1e3, rel=1e-9)
+    # ITL samples average to TPOT when every request decodes every step
+    assert res.summary["itl_ms"]["mean"] == pytest.approx(res.summary["tpot_ms"]["mean"], rel=0.05)
+
+
+def test_more_load_more_latency():
+    lo = simulate(dep(), make_workload(num_requests=300, isl=1000, osl=100, rate=2, seed=0)).summary
+    hi = simulate(dep(), make_workload(num_requests=300, isl=1000, osl=100, rate=20, seed=0)).summary
+    assert hi["tpot_ms"]["mean"] > lo["tpot_ms"]["mean"]
+    assert hi["ttft_ms"]["p90"] > lo["ttft_ms"]["p90"]
+
+
+def test_chunked_prefill_smooths_inter_token_latency():
+    # Sarathi-Serve: chunking long prompts bounds the stall decodes see behind a prefill
+    wl = make_workload(num_requests=200, isl=6000, osl=200, rate=1.5, seed=0)
+    chunked = simulate(dep(chunked_prefill=True, max_num_batched_tokens=512), wl).summary
+    whole = simulate(dep(chunked_prefill=False), wl).summary
+    assert chunked["itl_ms"]["max"] < whole["itl_ms"]["max"]
+
+
+def test_static_batching_is_slower_than_continuous():
+    wl = make_workload(num_requests=200, input_dist="uniform:100,1000", output_dist="uniform:10,500", concurrency=32, seed=0)
+    cont = simulate(dep(), wl).summary
+    static = simulate(dep(static_batching=True), wl).summary
+    assert static["output_tokens_per_s"] < cont["output_tokens_per_s"]
+
+
+def test_prefix_caching_hits_and_lowers_ttft():
+    n = 200
+    rng = np.random.default_rng(0)
+    inp = np.full(n, 4096)
+    hashes = [np.concatenate([np.arange(6), 1000 + i * 10 + np.arange(2)]) for i in range(n)]  # 3072 shared tokens
+    wl = Workload(inp, rng.integers(20, 60, n), np.cumsum(rng.exponential(0.5, n)), hash_ids=hashes, hash_block_tokens=512)
+    on = simulate(dep(prefix_caching=True), wl).summary
+    off = simulate(dep(prefix_caching=False), wl).summary
+    assert on["prefix_cache_hit_rate"] > 0.6
+    assert off["prefix_cache_hit_rate"] == 0.0
+    assert on["ttft_ms"]["mean"] < off["ttft_ms"]["mean"]
+
+
+def test_replicas_and_routers_split_load():
+    wl = make_workload(num_requests=400, isl=500, osl=50, rate=20, seed=0)
+    one = simulate(dep(), wl).summary
+    for router in ("round_robin", "least_outstanding"):
+        res = simulate(dep(pool=Pool(replicas := "h100-sxm", workers=4), router=router), wl)
+        check_conservation(res, 400)
+        served = np.bincount(np.frombuffer(res.requests.engine, dtype=np.int64), minlength=4)
+        assert served.min() > 50, served
+        assert res.summary["ttft_ms"]["p90"] <= one["ttft_ms"]["p90"]
+        assert res.summary["num_gpus"] == 4
+    del replicas
+
+
+def test_pipeline_parallel_runs_virtual_engines():
+    wl = make_workload(num_requests=100, isl=500, osl=50, concurrency=16, seed=0)
+    res = simulate(dep(model="llama-3.1-70b", pool=Pool("h100-sxm", tp=2, pp=2)), wl)
+    check_conservation(res, 100)
+    assert len(res.engines) == 2 and res.summary["num_gpus"] == 4
+
+
+def test_disaggregated_prefill_decode():
+    wl = make_workload(num_requests=200, isl=2000, osl=100, rate=4, seed=0)
+    d = dep(prefill=Pool("h100-sxm", tp=1, workers=1), decode=Pool("h100-sxm", tp=1, workers=1))
+    res = simulate(d, wl)
+    check_conservation(res, 200)
+    assert res.summary["num_gpus"] == 2
+    roles = [e.cfg.role for e in res.engines]
+    assert roles == ["prefill", "decode"]
+    # decode engine never prefills: its iterations have no prefill chunks, so its ITL is smooth
+    agg = simulate(dep(pool=Pool("h100-sxm", workers=2)), wl).summary
+    assert res.summary["itl_ms"]["p99"] < agg["itl_ms"]["p99"]
+
+
+def test_moe_with_attention_dp_and_ep():
+    wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
+    res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)
+    check_conservation(res, 60)
+
+
+def test_goodput_and_slo():
+    wl = make_workload(num_requests=200, isl=1000, osl=100, rate=10, seed=0)
+    s = simulate(dep(), wl, slo=SLO(ttft_ms=1e9, tpot_ms=1e9)).summary
+    assert s["slo_attainment"] == 1.0
+    assert s["goodput_requests_per_s"] == pytest.approx(s["requests_per_s"])
+    tight = simulate(dep(), wl, slo=SLO(ttft_ms=1e-3)).summary
+    assert tight["slo_attainment"] == 0.0
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def test_request_longer_than_context_is_rejected():
+    wl = make_workload(num_requests=4, isl=200_000, osl=10, concurrency=1)
+    with pytest.raises(LlmsimError, match="context"):
+        simulate(dep(), wl)
+
+
+def test_kv_too_small_for_one_request():
+    wl = make_workload(num_requests=2, isl=100_000, osl=100, concurrency=1)
+    with pytest.raises(LlmsimError, match="KV cache"):
+        simulate(dep(memory_fraction=0.22), wl)
+
+
+def test_model_that_does_not_fit():
+    wl = make_workload(num_requests=2, isl=100, osl=10, concurrency=1)
+    with pytest.raises(LlmsimError, match="no room for a KV cache|do not fit"):
+        simulate(dep(model="llama-3.1-70b"), wl)
+
+
+@pytest.mark.parametrize("kw", [{"rate": 0}, {"rate": -1.0}])
+def test_bad_rate(kw):
+    with pytest.raises(LlmsimError):
+        make_workload(num_requests=10, isl=10, osl=10, **kw)
+
+
+def test_empty_trace(tmp_path):
+    f = tmp_path / "empty.csv"
+    f.write_text("arrival_s,input_tokens,output_tokens\n")
+    with pytest.raises(LlmsimError):
+        make_workload(trace=str(f))
+
+
+def test_unknown_router_and_backend():
+    wl = make_workload(num_requests=4, isl=10, osl=10, concurrency=1)
+    with pytest.raises(LlmsimError, match="router"):
+        simulate(dep(router="random"), wl)
+    with pytest.raises(LlmsimError, match="backend"):
+        simulate(dep(backend="tgi"), wl)
+
+
+def test_engine_state_is_consistent_after_run():
+    wl = make_workload(num_requests=150, input_dist="uniform:10,2000", output_dist="uniform:1,300", rate=10, seed=5)
+    res = simulate(dep(memory_fraction=0.25), wl)
+    for e in res.engines:
+        assert isinstance(e, Engine)
+        assert e.n_dec == 0 and e.dec_base == 0 and e.pref_tokens == 0 and not e.running
+    assert math.isfinite(res.summary["e2e_ms"]["p99"])
