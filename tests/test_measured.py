@@ -438,3 +438,9 @@ def test_raw_rows_are_reproduced():
                                         t["num_key_value_heads"][i], t["head_dim"][i],
                                         kv_dtype=t["kv_cache_dtype"][i], window=t["window_size"][i])
         assert _rel(got, t["latency"][i] * MS) < 0.005
+
+
+def test_bundled_device_constant_matches_the_bundle():
+    from llmsim.cost.measured import BUNDLED_DEVICE
+
+    assert KernelTables.load(None).device == BUNDLED_DEVICE

@@ -240,3 +240,28 @@ def test_engine_state_is_consistent_after_run():
         assert isinstance(e, Engine)
         assert e.n_dec == 0 and e.dec_base == 0 and e.pref_tokens == 0 and not e.running
     assert math.isfinite(res.summary["e2e_ms"]["p99"])
+
+
+def test_step_time_grid_matches_exact_cost_model():
+    import random
+
+    from llmsim.cost.ops import Batch
+    from llmsim.layout import Precision
+    from llmsim.models import get_model
+    from llmsim.serving.backends import get_backend
+    from llmsim.serving.simulate import _build_pool
+
+    spec = get_model("llama-3-8b")
+    st = _build_pool(spec, Pool("a100-sxm-80gb"), dep(model=spec), get_backend("vllm"), Precision(), "both").st
+    rnd = random.Random(0)
+    errs = []
+    for _ in range(60):
+        q, p = rnd.randint(1, 512), rnd.choice([0, rnd.randint(0, 8000)])
+        errs.append(abs(st.prefill_attention(q, p) / st._attn_sum(Batch([(q, p)], [])) - 1))
+        n, c = rnd.randint(1, 256), rnd.randint(1, 8000)
+        errs.append(abs(st.decode_attention(n, n * c) / st._attn_sum(Batch([], [c] * n)) - 1))
+        T = rnd.randint(1, 8192)
+        exact = st._sum(Batch([(T, 0)], []), lambda name: name not in ("attn_prefill", "attn_decode", "final_norm", "lm_head", "logits_allgather"))
+        errs.append(abs(st.body(T) / exact - 1))
+    errs.sort()
+    assert errs[len(errs) // 2] < 0.003 and errs[int(0.9 * len(errs))] < 0.02

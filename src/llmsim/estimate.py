@@ -86,11 +86,10 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
     """'auto' → bundled tables if measured on this GPU, else none; 'none' → roofline only; a path → that directory."""
     if kernels is None or str(kernels).lower() in ("none", "roofline", "off"):
         return None
-    from .cost.measured import KernelTables
+    from .cost.measured import BUNDLED_DEVICE, KernelTables, device_matches
 
     if str(kernels).lower() == "auto":
-        kt = KernelTables.load(None)
-        return kt if kt.matches_gpu(gpu.name) else None
+        return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu.name) else None
     return KernelTables.load(kernels)
 
 

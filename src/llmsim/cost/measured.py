@@ -625,11 +625,7 @@ class KernelTables:
 
         Accepts a string, or an object with ``name``/``display_name``/``aliases`` (a GPUSpec).
         """
-        names = [gpu_name] if isinstance(gpu_name, str) else [
-            getattr(gpu_name, "name", ""), getattr(gpu_name, "display_name", ""), *getattr(gpu_name, "aliases", ())]
-        dev = _norm(self.device)
-        ok = set(_DEVICE_ALIASES.get(dev, ())) | {dev, dev.removeprefix("nvidia")}
-        return any(n and _norm(n) in ok for n in names)
+        return device_matches(self.device, gpu_name)
 
     def __repr__(self) -> str:
         have = [k for k, g in self._grids.items() if g is not None and g.nonempty.any()]
@@ -1023,3 +1019,17 @@ def _bundled() -> KernelTables:
                           hint="reinstall llmsim, or run benchmarks/build_kernel_bundle.py")
     with importlib.resources.as_file(res) as p:
         return KernelTables._load_bundle(Path(p))
+
+
+# The device the bundled tables were measured on (checked by build_kernel_bundle.py / tests), so
+# callers can tell whether the bundle applies to a GPU without loading it.
+BUNDLED_DEVICE = "NVIDIA H100 80GB HBM3"
+
+
+def device_matches(device: str, gpu_name) -> bool:
+    """Whether kernel tables measured on `device` apply to `gpu_name` (a string or a GPUSpec)."""
+    names = [gpu_name] if isinstance(gpu_name, str) else [
+        getattr(gpu_name, "name", ""), getattr(gpu_name, "display_name", ""), *getattr(gpu_name, "aliases", ())]
+    dev = _norm(device)
+    ok = set(_DEVICE_ALIASES.get(dev, ())) | {dev, dev.removeprefix("nvidia")}
+    return any(n and _norm(n) in ok for n in names)
