@@ -199,7 +199,7 @@ class Engine:
     def step(self, now: float, next_arrival: float) -> float:
         """Run the next iteration (or closed-form run of decode iterations) starting at `now`;
         returns its end time. Completions are reported through the callbacks at that time."""
-        cfg, r, st = self.cfg, self.r, self.st
+        cfg, r = self.cfg, self.r
         extra_s = 0.0
         # make room for the next decode token of every running sequence
         while self.n_dec and self.blocks_used(1) > self.cap_blocks and len(self.running) > 1:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -345,6 +345,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
         "prefix_cache_hit_rate": (sum(e.prefix_hit_tokens for e in engines) / prompt) if prompt else 0.0,
         "kv_cache_utilisation_mean": float(np.mean([u for e in engines for _, u in e.kv_samples])) if any(e.kv_samples for e in engines) else 0.0,
         "kv_cache_utilisation_max": float(max((u for e in engines for _, u in e.kv_samples), default=0.0)),
+        "kv_cache_utilisation_timeline": _timeline(engines),
         "engine_busy_fraction": busy,
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
@@ -356,5 +357,16 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
     )
 
 
-def with_defaults(dep: Deployment, **kw) -> Deployment:
-    return replace(dep, **{k: v for k, v in kw.items() if v is not None})
+def _timeline(engines: list[Engine], points: int = 100) -> list[list[float]]:
+    """[time_s, mean KV utilisation over engines] at up to `points` instants (engine samples, binned)."""
+    samples = [(t, u) for e in engines for t, u in e.kv_samples]
+    if not samples:
+        return []
+    t = np.array([x[0] for x in samples])
+    u = np.array([x[1] for x in samples])
+    edges = np.linspace(t.min(), t.max(), points + 1)
+    idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
+    sums, counts = np.bincount(idx, u, points), np.bincount(idx, None, points)
+    keep = counts > 0
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    return [[float(a), float(b)] for a, b in zip(mids[keep], sums[keep] / counts[keep])]
