@@ -235,16 +235,18 @@ class Engine:
             return now
         if not chunks:
             return self._decode_run(now, next_arrival, extra_s)
+        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and cfg.chunked_prefill and not self.swapped:
+            return self._chunk_run(now, chunks[0], extra_s)
         return self._iteration(now, chunks, finishing, extra_s)
 
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
+        if not self.waiting and not self.prefilling:
+            return [], []
         cfg, r = self.cfg, self.r
         if cfg.role == "decode":
             return [], []
         mixing = cfg.chunked_prefill
-        if not mixing and not self.waiting and not self.prefilling:
-            return [], []
         if cfg.static_batching and (self.n_dec or self.prefilling):
             return [], []
         budget = cfg.max_num_batched_tokens - (self.n_dec if mixing else 0)
@@ -324,6 +326,38 @@ class Engine:
             else:
                 self._join_decode(rid, gen)
         self.num_iterations += 1
+        return self._finish_step(now, end)
+
+    def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
+        """Back-to-back iterations in which one long prompt's chunk takes the whole token budget.
+
+        While the prompt has more left than the budget, every iteration is the same decisions
+        the scheduler would make (decodes + one full-budget chunk; nothing else can be admitted
+        because no budget is left), so they run here without returning to the event loop. Stops
+        before the prompt's last chunk, after any completion (new requests may arrive), or when
+        the KV cache would need a preemption — the regular path then takes over.
+        """
+        cfg, r, st = self.cfg, self.r, self.st
+        rid = self.prefilling[0]
+        q, p = chunk
+        end = now
+        while True:
+            n = self.n_dec
+            t = st.iteration([(q, p)], n, self._dec_ctx_sum() if n else 0, n) + extra_s
+            extra_s = 0.0
+            end += t
+            r.prefilled[rid] += q
+            self.pref_tokens += q
+            p += q
+            self.num_iterations += 1
+            if n:
+                self._advance_ticks(1, end, [(t, n)])
+            budget = cfg.max_num_batched_tokens - self.n_dec
+            if self.n_dec != n or r.ptotal[rid] - p <= budget or budget <= 0:
+                break
+            if self.blocks_used(1) + budget / cfg.block_size + 1 > self.cap_blocks:
+                break
+            q = budget
         return self._finish_step(now, end)
 
     def _advance_ticks(self, k: int, end: float, itl_samples) -> None:

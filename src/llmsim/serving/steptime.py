@@ -158,10 +158,15 @@ class StepTimeModel:
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """Seconds for one iteration: prefill `chunks` (new, cached) + n_decode decode tokens."""
-        T = n_decode + sum(q for q, _ in chunks)
-        t = self.body(T) + self.head(max(sampling_rows, 1)) + self.cpu_overhead_s
-        for q, p in chunks:
-            t += self.prefill_attention(q, p)
+        if len(chunks) == 1:
+            q, p = chunks[0]
+            t = self.body(n_decode + q) + self.prefill_attention(q, p)
+        else:
+            t = self.body(n_decode + sum(q for q, _ in chunks))
+            for q, p in chunks:
+                t += self.prefill_attention(q, p)
+        h = self._head.get(sampling_rows)
+        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
