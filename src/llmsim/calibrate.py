@@ -2,10 +2,21 @@
 
 Reads AIConfigurator-format kernel tables (GEMM, context attention, generation
 attention), predicts every row with `llmsim.cost.roofline` — the same formulas the
-cost model uses — and fits `Efficiency` by robust least squares on log(pred/measured).
+cost model uses — and fits `Efficiency` by robust least squares on log(pred/measured)
+(Cauchy loss at a 5% scale: rows whose kernel an engine picks by an unmodelled heuristic
+do not pull the physical parameters), in stages (`_STAGES`): GEMM parameters shared by all
+formats on the 16-bit rows, then the fp8 and block-scaled fp8 format parameters on their
+own rows, then prefill and decode attention.
 
-Held-out rows are whole *shapes* the fit never sees: GEMM rows grouped by (n, k),
-attention rows by (heads, KV heads, head dim, window, dtypes); a seeded random
+How table rows map onto the formulas: block-scaled fp8 GEMMs ('fp8_block') get their own
+format parameters (the cost model only ever uses per-tensor 'fp8'); an fp8 KV cache makes
+TRT-LLM run an fp8 context FMHA even with bf16 activations; K and V heads have the same
+size (the head_dim 192 rows are GQA models with sliding windows, not MLA). The GEMM tables
+of TRT-LLM and vLLM are pooled: the model has no notion of the engine, so where their
+kernels differ (fp8 GEMMs at small m differ by up to 2x) it predicts in between.
+
+Held-out rows are whole *shapes* the fit never sees: GEMM rows grouped by (n, k, dtype),
+attention rows by (heads, KV heads, head dim, window, KV dtype); a seeded random
 fraction of groups is held out. `evaluate` reports median / p90 absolute percentage
 error separately for training and held-out rows.
 """
@@ -33,30 +44,71 @@ _COLUMNS = {
     "generation_attention": ("batch_size", "isl", "step", "num_heads", "num_key_value_heads", "head_dim", "window_size", "kv_cache_dtype", "latency"),
 }
 
-# parameters fitted per kind, with bounds
-_FIT = {
-    "gemm": {
+# Fitting stages, in order: (kind, rows, parameters with bounds). Parameters shared by all
+# GEMM formats (tiles, split-K, HBM streaming, launch) are fitted on the 16-bit rows alone;
+# the fp8 and block-scaled fp8 rows then fit only their own format parameters, so that
+# the spread between engines' fp8 kernels cannot bend the shared hardware parameters.
+_STAGES: list[tuple[str, str, dict[str, tuple[float, float]]]] = [
+    ("gemm", "wide", {
         "gemm_peak_fraction": (0.3, 1.0),
-        "gemm_lowp_peak_fraction": (0.2, 1.0),
-        "gemm_lowp_launch_s": (0.0, 50e-6),
         "gemm_k_half_saturation": (0.0, 4096.0),
         "gemm_launch_s": (0.0, 50e-6),
+        "gemm_splitk_min_flops": (1e5, 1e9),
         "mem_bw_fraction": (0.3, 1.0),
         "mem_ramp_s": (0.0, 50e-6),
-        "mem_half_saturation_bytes": (1e4, 1e9),
-    },
-    "context_attention": {
+        "mem_half_saturation_bytes": (0.0, 1e9),
+    }),
+    ("gemm", "fp8", {
+        "gemm_lowp_peak_fraction": (0.2, 1.0),
+        "gemm_lowp_launch_s": (0.0, 50e-6),
+        "gemm_lowp_quant_bw_fraction": (0.05, 1.0),
+    }),
+    ("gemm", "fp8_block", {
+        "gemm_block_fp8_peak_fraction": (0.2, 1.0),
+        "gemm_block_fp8_launch_s": (0.0, 50e-6),
+        "gemm_block_fp8_quant_bw_fraction": (0.05, 1.0),
+    }),
+    ("context_attention", "all", {
         "attn_peak_fraction": (0.1, 1.0),
-        "attn_q_half_saturation": (0.0, 8192.0),
+        "attn_lowp_peak_fraction": (0.1, 1.0),
+        "attn_softmax_flops": (0.0, 4096.0),
+        "attn_row_overhead_pairs": (0.0, 8192.0),
         "attn_launch_s": (0.0, 50e-6),
         "attn_block_s": (0.0, 50e-6),
-    },
-    "generation_attention": {
+    }),
+    ("generation_attention", "all", {
         "decode_attn_bw_fraction": (0.2, 1.0),
+        "decode_attn_cta_bw_fraction": (0.001, 1.0),
+        "decode_attn_setup_exposed": (0.0, 1.0),
+        "decode_attn_ramp_s": (0.0, 100e-6),
+        "decode_attn_ramp_half_bytes": (1e5, 1e10),
         "decode_attn_launch_s": (0.0, 50e-6),
         "decode_attn_block_s": (0.0, 50e-6),
-    },
-}
+        "decode_attn_gqa_block_s": (0.0, 50e-6),
+        "decode_attn_gqa_lowp_block_s": (0.0, 50e-6),
+        "decode_attn_gqa_lowp_launch_s": (0.0, 50e-6),
+        "decode_attn_split_min_tokens": (16.0, 65536.0),
+        "decode_attn_split_s": (0.0, 50e-6),
+    }),
+]
+
+
+# Robust loss on log(pred / measured): rows whose kernel an engine picks by some
+# unmodelled heuristic should not pull the physical parameters, so large residuals are
+# down-weighted (Cauchy) beyond a scale of ~5%.
+_LOSS, _F_SCALE = "cauchy", 0.05
+
+
+def _stage_rows(kind: str, subset: str, rows: "Rows") -> np.ndarray:
+    if subset == "all":
+        return np.ones(len(rows["latency"]), bool)
+    raw = np.asarray(rows["gemm_dtype"]).astype(str)
+    if subset == "fp8_block":
+        return raw == "fp8_block"
+    canon = np.array([canonical(x) for x in raw])
+    if subset == "wide":
+        return np.isin(canon, ("bf16", "fp16", "fp32"))
+    return (canon == subset) & (raw != "fp8_block")
 
 
 Rows = dict[str, np.ndarray]
@@ -94,21 +146,17 @@ def read_kernel_tables(paths: list[str | Path]) -> dict[str, Rows]:
     return merged
 
 
-def _dt(a: np.ndarray) -> np.ndarray:
-    return np.array([canonical(x) for x in a])
-
-
 def predict(kind: str, rows: Rows, gpu: GPUSpec, e: Efficiency | None = None) -> np.ndarray:
     """Roofline seconds for every row of a kernel table."""
     e = e or gpu.efficiency
     bw, sms = gpu.memory_bandwidth_bytes_per_s, gpu.num_sms
     if kind == "gemm":
         m, n, k = (rows[c].astype(float) for c in ("m", "n", "k"))
-        dt = _dt(rows["gemm_dtype"])
+        dt = np.array([x if x == "fp8_block" else canonical(x) for x in rows["gemm_dtype"]])
         out = np.empty(len(m))
         for d in np.unique(dt):
             s = dt == d
-            b = bytes_per_element(d)
+            b = bytes_per_element(canonical(d))
             nbytes = gemm_bytes(m[s], n[s], k[s], b, b)
             out[s] = rf.gemm_time_s(m[s], n[s], k[s], nbytes, gpu.peak_flops_per_s(d), bw, e, sms, d)
         return out
@@ -116,25 +164,36 @@ def predict(kind: str, rows: Rows, gpu: GPUSpec, e: Efficiency | None = None) ->
     nh, nkv, d = (rows[c].astype(float) for c in ("num_heads", "num_key_value_heads", "head_dim"))
     w = rows["window_size"].astype(float)
     kvb = np.array([bytes_per_element(x) for x in rows["kv_cache_dtype"]])
-    d_v = np.where(d == 192, 128.0, d)  # head_dim 192 is MLA prefill (qk 128+64, v 128)
+    # K and V heads have the same size: the head_dim 192 rows are GQA models with sliding windows
+    # (not MLA, whose value head is smaller)
+    d_v = d
     kv_tok = nkv * (d + d_v) * kvb
     if kind == "context_attention":
         s = rows["isl"].astype(float)
         win = np.where(w > 0, np.minimum(w, s), s)
         pairs = b * (win * (win + 1) / 2 + (s - win) * win)
         flops, nbytes = prefill_attention_cost(pairs, b * s, b * win, nh, nkv, d, d_v, kv_tok)
-        blocks = b * nh * np.ceil(s / 128)
+        # TRT-LLM runs an fp8 FMHA whenever the KV cache (or the activations) are fp8
+        lowp = (np.array([canonical(x) for x in rows["attn_dtype"]]) == "fp8") | (kvb < 2)
         out = np.empty(len(b))
-        for dt in np.unique(rows["attn_dtype"]):
-            sel = rows["attn_dtype"] == dt
-            out[sel] = rf.prefill_attention_time_s(flops[sel], nbytes[sel], s[sel], blocks[sel], gpu.peak_flops_per_s(canonical(dt)), bw, e, sms)
+        p16 = gpu.peak_flops_per_s("bf16")
+        for lp in (False, True):
+            sel = lowp == lp
+            if sel.any():
+                out[sel] = rf.prefill_attention_time_s(
+                    flops[sel], nbytes[sel], (pairs * nh)[sel], (b * nh)[sel], s[sel], win[sel], ((w > 0) & (w < s)).astype(float)[sel],
+                    gpu.peak_flops_per_s("fp8" if lp else "bf16"), p16, bw, e, sms, lowp=lp)
         return out
     if kind == "generation_attention":
         ctx = rows["isl"].astype(float) + rows["step"].astype(float)
         ctx = np.where(w > 0, np.minimum(ctx, w), ctx)
         flops, nbytes = decode_attention_cost(b, b * ctx, nh, d, d_v, kv_tok)
-        blocks = rf.decode_attention_blocks(b, nh, nkv, e)
-        return rf.decode_attention_time_s(flops, nbytes, blocks, gpu.peak_flops_per_s("bf16"), bw, e, sms)
+        out = np.empty(len(b))
+        for lp in (False, True):
+            sel = (kvb < 2) == lp
+            if sel.any():
+                out[sel] = rf.decode_attention_time_s(flops[sel], nbytes[sel], b[sel], ctx[sel], nh[sel], nkv[sel], gpu.peak_flops_per_s("bf16"), bw, e, sms, lowp_kv=lp)
+        return out
     raise ValueError(kind)
 
 
@@ -185,30 +244,32 @@ def _subsample(mask: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 
 def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0, max_rows: int = 20_000) -> Efficiency:
-    """Least-squares fit of the Efficiency parameters on the rows selected by `train` (all rows if None)."""
+    """Robust least-squares fit of the Efficiency parameters on the rows selected by `train`
+    (all rows if None), stage by stage (`_STAGES`), starting from `gpu.efficiency`."""
     from scipy.optimize import least_squares
 
     e = gpu.efficiency
-    groups = [(k, [k]) for k in KINDS]
-    for group, kinds in groups:
-        kinds = [k for k in kinds if k in tables]
-        if not kinds:
+    for kind, subset, bounds in _STAGES:
+        if kind not in tables:
             continue
-        names = list(_FIT[group])
-        lo = np.array([_FIT[group][n][0] for n in names])
-        hi = np.array([_FIT[group][n][1] for n in names])
+        rows = tables[kind]
+        use = _stage_rows(kind, subset, rows) & (train[kind] if train else True)
+        if not use.any():
+            continue
+        names = list(bounds)
+        lo = np.array([bounds[n][0] for n in names])
+        hi = np.array([bounds[n][1] for n in names])
         scale = np.maximum(np.abs(hi), 1e-12)
-        sel = {k: _subsample(train[k] if train else np.ones(len(tables[k]["latency"]), bool), max_rows, seed) for k in kinds}
-        sub = {k: {c: v[sel[k]] for c, v in tables[k].items()} for k in kinds}
-        meas = {k: measured_s(sub[k]) for k in kinds}
+        sel = _subsample(use, max_rows, seed)
+        sub = {c: v[sel] for c, v in rows.items()}
+        meas = measured_s(sub)
 
         def resid(x: np.ndarray) -> np.ndarray:
             cand = e.model_copy(update=dict(zip(names, (x * scale).tolist())))
-            r = [np.log(predict(k, sub[k], gpu, cand) / meas[k]) / math.sqrt(len(meas[k])) for k in kinds]
-            return np.concatenate(r)
+            return np.log(predict(kind, sub, gpu, cand) / meas) / math.sqrt(len(meas))
 
-        x0 = np.clip(np.array([getattr(e, n) for n in names]), lo, hi) / scale
-        res = least_squares(resid, x0, bounds=(lo / scale, hi / scale), loss="soft_l1", f_scale=0.02, max_nfev=400)
+        x0 = np.clip(np.array([getattr(e, n) for n in names], float), lo, hi) / scale
+        res = least_squares(resid, x0, bounds=(lo / scale, hi / scale), loss=_LOSS, f_scale=_F_SCALE, max_nfev=400)
         e = e.model_copy(update=dict(zip(names, (res.x * scale).tolist())))
     return Efficiency.model_validate(e.model_dump())
 

@@ -125,15 +125,24 @@ class CostModel:
             # grouped GEMM: all active experts' tiles in one launch (experts concatenated along n)
             return float(rf.gemm_time_s(max(m_e, 1.0), n * max(active, 1.0), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
         if op.kind == "attn_prefill":
-            items, nh, _nkv, _d, _w, share = op.shape
-            nseq = max(len(items) * share, 1.0)
-            q_mean = sum(q for q, _ in items) / max(len(items), 1)
-            blocks = nseq * nh * max(1.0, q_mean / 128.0)
-            return float(rf.prefill_attention_time_s(op.flops, op.bytes, q_mean, blocks, self.peak("bf16" if op.dtype != "fp8" else "fp8"), self.bw, e, g.num_sms))
+            items, nh, _nkv, _d, window, share, kv_dtype = op.shape
+            n = max(len(items), 1)
+            nseq = max(len(items) * share, 1e-9)
+            q_mean = sum(q for q, _ in items) / n
+            kv_last = sum(min(q + p, window) if window else q + p for q, p in items) / n
+            windowed = 1.0 if window and any(q + p > window for q, p in items) else 0.0
+            pairs = sum(_pairs(q, p, window) for q, p in items) * share * nh
+            # fp8 activations, or an fp8 KV cache on a chip with fp8 tensor cores -> fp8 FMHA (as TRT-LLM)
+            lowp = op.dtype == "fp8" or (kv_dtype == "fp8" and g.supports("fp8"))
+            return float(rf.prefill_attention_time_s(op.flops, op.bytes, pairs, nseq * nh, q_mean, kv_last, windowed,
+                                                     self.peak("fp8" if lowp else "bf16"), self.peak("bf16"), self.bw, e, g.num_sms, lowp=lowp))
         if op.kind == "attn_decode":
-            n, _ctx, nh, nkv, _d, _w = op.shape
-            blocks = rf.decode_attention_blocks(n, nh, nkv, e)
-            return float(rf.decode_attention_time_s(op.flops, op.bytes, blocks, self.peak("bf16"), self.bw, e, g.num_sms))
+            n, ctx, nh, nkv, d, _w = op.shape
+            # absorbed MLA (one shared latent KV head wider than any real head): one CTA serves a
+            # sequence's query heads, like a GQA kernel, instead of one CTA per query head
+            latent = nkv == 1 and d > 256
+            return float(rf.decode_attention_time_s(op.flops, op.bytes, n, ctx, nh, nkv, self.peak("bf16"), self.bw, e, g.num_sms,
+                                                    lowp_kv=op.dtype in ("fp8", "int8", "int4"), force_gqa=latent))
         if op.kind == "memory":
             return float(rf.elementwise_time_s(op.bytes, self.bw, e))
         raise ValueError(f"no roofline for op kind {op.kind!r}")
@@ -162,7 +171,7 @@ class CostModel:
             m, n, k = op.shape
             return kt.gemm_s(m, n, k, op.dtype, framework=self.framework)
         if op.kind == "attn_prefill":
-            items, nh, nkv, d, window, share = op.shape
+            items, nh, nkv, d, window, share = op.shape[:6]
             total = 0.0
             for (q, p), cnt in Counter(items).items():
                 b = max(1, round(cnt * share))

@@ -163,7 +163,8 @@ class OpBuilder:
             ctx = sum(min(p + q, window) if window else p + q for q, p in batch.prefill) * dp_share
             q_tok = batch.num_prefill_tokens * dp_share
             flops, nbytes = prefill_attention_cost(pairs, q_tok, ctx, nh, nkv, d_qk, d_v, kv_tok_bytes)
-            shape = (tuple(batch.prefill), nh, nkv, d_qk, window, dp_share)
+            # the KV-cache format picks the FMHA kernel (fp8 KV cache -> fp8 FMHA)
+            shape = (tuple(batch.prefill), nh, nkv, d_qk, window, dp_share, self.prec.kv)
             ops.append(Op("attn_prefill", "attn_prefill", grp.count, flops, nbytes, self.prec.act, shape, tag))
         if batch.decode_ctx:
             n = len(batch.decode_ctx) * dp_share

@@ -6,7 +6,7 @@ bidirectional = 450 GB/s each way).
 
 `Efficiency` holds the calibrated, shape-dependent efficiency curve parameters of
 the roofline cost model (see `llmsim.cost.roofline` for the formulas). They are
-fitted on measured kernels (`llmsim calibrate`); chips without measurements
+fitted on measured kernels (`llmsim.calibrate.fit_efficiency`); chips without measurements
 inherit the defaults, which were fitted on the shared H100 tables.
 """
 
@@ -24,33 +24,67 @@ GB = 1e9
 class Efficiency(BaseModel):
     """Parameters of the shape-dependent roofline (see cost/roofline.py for each formula).
 
-    Defaults were fitted by `python benchmarks/validate_kernels.py --fit` on the training
-    split (70% of shapes, seed 0) of the shared H100 SXM kernel tables
-    (ai-dynamo/aiconfigurator, TRT-LLM 1.3.0rc20 + vLLM 0.19.0). Other chips inherit them
-    until calibrated on their own measurements (`llmsim calibrate`).
+    Units are in the names: *_fraction of the chip's spec-sheet peak FLOP/s or HBM bandwidth,
+    *_s seconds, *_bytes bytes, *_flops FLOP, *_tokens / *_pairs / *_heads counts.
+
+    Defaults were fitted by `llmsim.calibrate.fit_efficiency` (`python
+    benchmarks/validate_kernels.py --fit`) on the training split only (70% of shapes grouped
+    by (n, k, dtype) or (heads, KV heads, head dim, window, KV dtype), seed 0) of the shared
+    H100 SXM kernel tables (ai-dynamo/aiconfigurator: TRT-LLM 1.3.0rc20 + vLLM 0.19.0 GEMMs,
+    TRT-LLM attention), by robust least squares on log(predicted / measured), in stages:
+    GEMM parameters shared by all formats on the 16-bit GEMM rows, then the fp8 and
+    block-scaled fp8 parameters on their own rows, then prefill and decode attention.
+    decode_attn_gqa_heads / decode_attn_gqa_lowp_heads / decode_attn_max_group and the
+    tile sizes are integers read off the train-split per-wave timings, not least-squares
+    fitted; elementwise_launch_s and comm_bw_fraction are priors (no table measures them).
+    Other chips inherit these values until calibrated on their own measurements
+    (`llmsim.calibrate.fit_efficiency`); most are fractions of the chip's own peaks, counts,
+    or per-wave / per-kernel latencies.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    gemm_peak_fraction: float = Field(0.873, gt=0, le=1, description="best sustained fraction of peak FLOP/s on large GEMMs")
-    gemm_lowp_peak_fraction: float = Field(0.543, gt=0, le=1, description="same for fp8/int8/fp4 GEMMs (scaling overheads keep them further from peak)")
-    gemm_tile_m: int = Field(128, gt=0, description="output tile rows used for tile/wave quantisation")
-    gemm_tile_n: int = Field(128, gt=0, description="output tile columns")
-    gemm_k_half_saturation: float = Field(102.0, ge=0, description="K at which per-tile pipeline efficiency is 1/2 of its max")
-    gemm_launch_s: float = Field(2.65e-06, ge=0, description="fixed kernel time floor (launch + prologue/epilogue)")
-    gemm_lowp_launch_s: float = Field(6.45e-06, ge=0, description="extra floor of fp8/int8/fp4 GEMMs (activation-quantisation kernel)")
-    mem_bw_fraction: float = Field(0.78, gt=0, le=1, description="best sustained fraction of HBM bandwidth")
-    mem_ramp_s: float = Field(1.39e-05, ge=0, description="pipeline fill time a large streaming kernel adds")
-    mem_half_saturation_bytes: float = Field(138000000.0, ge=0, description="bytes moved at which half of mem_ramp_s is paid")
-    attn_peak_fraction: float = Field(0.486, gt=0, le=1, description="best sustained fraction of peak on prefill attention")
-    attn_q_half_saturation: float = Field(1084.0, ge=0, description="query tokens per head at which prefill attention reaches 1/2 of its rate")
-    attn_launch_s: float = Field(1.01e-05, ge=0, description="attention kernel time floor")
-    attn_block_s: float = Field(8.41e-06, ge=0, description="minimum time of one wave of attention thread blocks (per-sequence/head set-up)")
-    decode_attn_bw_fraction: float = Field(0.638, gt=0, le=1, description="sustained fraction of HBM bandwidth when streaming the KV cache")
-    decode_attn_launch_s: float = Field(8.52e-06, ge=0, description="decode attention kernel time floor")
-    decode_attn_block_s: float = Field(2.11e-06, ge=0, description="minimum time of one wave of (sequence, KV head) blocks")
+    # ------------------------------------------------------------ GEMM
+    gemm_peak_fraction: float = Field(0.89, gt=0, le=1, description="sustained fraction of the 16-bit peak FLOP/s in a GEMM main loop")
+    gemm_lowp_peak_fraction: float = Field(0.607, gt=0, le=1, description="same for fp8/int8/fp4 GEMMs, as a fraction of that format's peak")
+    gemm_lowp_launch_s: float = Field(5.9e-06, ge=0, description="extra floor of fp8/int8/fp4 GEMMs (activation-quantisation kernel launch)")
+    gemm_lowp_quant_bw_fraction: float = Field(0.364, gt=0, le=1, description="fraction of HBM bandwidth the activation-quantisation pass (read 16-bit, write 8-bit) reaches")
+    gemm_block_fp8_peak_fraction: float = Field(0.511, gt=0, le=1, description="block-scaled fp8 GEMM peak fraction (kernel tables only: the cost model runs every fp8 GEMM with gemm_lowp_*)")
+    gemm_block_fp8_launch_s: float = Field(6.86e-06, ge=0, description="block-scaled fp8 extra floor (kernel tables only)")
+    gemm_block_fp8_quant_bw_fraction: float = Field(0.262, gt=0, le=1, description="block-scaled fp8 quantisation-pass bandwidth fraction (kernel tables only)")
+    gemm_tile_m: int = Field(128, gt=0, description="output tile rows per CTA (64 when m <= 64)")
+    gemm_tile_n: int = Field(128, gt=0, description="output tile columns per CTA")
+    gemm_k_half_saturation: float = Field(208.0, ge=0, description="K slice at which a CTA's main loop reaches half its rate (prologue/epilogue, in K elements)")
+    gemm_splitk_min_flops: float = Field(3.67e7, gt=0, description="least work (FLOP) a split-K GEMM leaves to one CTA")
+    gemm_launch_s: float = Field(0.0, ge=0, description="fixed GEMM time beyond the operand-stream fill mem_ramp_s (fitted ~0)")
+    mem_bw_fraction: float = Field(0.787, gt=0, le=1, description="sustained fraction of HBM bandwidth of a streaming (memory-bound) kernel")
+    mem_ramp_s: float = Field(2.68e-06, ge=0, description="pipeline fill time a streaming kernel adds (its first bytes' latency): the floor of every GEMM and elementwise kernel")
+    mem_half_saturation_bytes: float = Field(0.0, ge=0, description="bytes moved at which half of mem_ramp_s is paid (0: every stream pays all of it)")
+    # ------------------------------------------------------------ prefill (context) attention
+    attn_peak_fraction: float = Field(0.925, gt=0, le=1, description="fraction of the 16-bit peak the FMHA matmuls (QK^T, PV) sustain")
+    attn_lowp_peak_fraction: float = Field(0.612, gt=0, le=1, description="fraction of the fp8 peak an fp8 FMHA (fp8 KV cache or activations) sustains")
+    attn_softmax_flops: float = Field(226.0, ge=0, description="softmax (exp, rescale) cost of one (query, key) pair, in 16-bit tensor FLOPs at attn_peak_fraction; not overlapped with the matmuls")
+    attn_row_overhead_pairs: float = Field(587.0, ge=0, description="per query row, extra keys' worth of work a CTA spends on pipeline fill and epilogue")
+    attn_launch_s: float = Field(1.17e-05, ge=0, description="prefill attention time floor (FMHA and its pre-processing kernels)")
+    attn_block_s: float = Field(3.51e-06, ge=0, description="set-up time of one wave of FMHA CTAs")
+    # ------------------------------------------------------------ decode (generation) attention
+    decode_attn_bw_fraction: float = Field(0.919, gt=0, le=1, description="sustained fraction of HBM bandwidth when streaming the KV cache")
+    decode_attn_cta_bw_fraction: float = Field(0.0108, gt=0, le=1, description="fraction of HBM bandwidth one decode CTA pulls on its own (few CTAs cannot fill HBM)")
+    decode_attn_ramp_s: float = Field(2.68e-05, ge=0, description="fill / drain time a long KV stream adds")
+    decode_attn_ramp_half_bytes: float = Field(1.5e08, gt=0, description="KV bytes at which half of decode_attn_ramp_s is paid")
+    decode_attn_setup_exposed: float = Field(0.604, ge=0, le=1, description="fraction of the CTAs' set-up time (beyond the first wave) not hidden behind KV streaming")
+    decode_attn_launch_s: float = Field(9.81e-06, ge=0, description="decode attention time floor (16-bit KV cache; one-block-per-query-head kernels)")
+    decode_attn_block_s: float = Field(1.22e-06, ge=0, description="set-up time of one wave of one-query-head blocks (MHA, or groups above decode_attn_max_group)")
+    decode_attn_gqa_block_s: float = Field(4.79e-06, ge=0, description="set-up time of one wave of (sequence, KV head) blocks serving a query-head group, 16-bit KV cache")
+    decode_attn_gqa_heads: int = Field(32, gt=0, description="query heads a 16-bit GQA block serves per pass (its set-up repeats per pass)")
+    decode_attn_gqa_lowp_block_s: float = Field(1.04e-06, ge=0, description="same as decode_attn_gqa_block_s with an 8-bit KV cache")
+    decode_attn_gqa_lowp_heads: int = Field(8, gt=0, description="query heads an 8-bit-KV GQA block serves per pass")
+    decode_attn_gqa_lowp_launch_s: float = Field(6.71e-06, ge=0, description="time floor of the 8-bit-KV GQA decode kernel")
+    decode_attn_split_min_tokens: float = Field(26.4, gt=0, description="fewest context tokens a split-KV (multi-block) CTA is given")
+    decode_attn_split_s: float = Field(8.48e-07, ge=0, description="time per level of the split-KV partial-result reduction (log2(splits) levels)")
     decode_attn_max_group: int = Field(32, gt=0, description="query heads per KV head one decode block serves; larger groups run a block per query head")
-    elementwise_launch_s: float = Field(3e-6, ge=0, description="norm/activation/elementwise kernel time floor")
+    # ------------------------------------------------------------ other
+    elementwise_launch_s: float = Field(3.2e-07, ge=0, description="norm/activation/elementwise kernel time on top of mem_ramp_s (prior, not fitted: ~3 us floor in all)")
     comm_bw_fraction: float = Field(0.80, gt=0, le=1, description="achieved fraction of link bandwidth for large collectives")
 
 
