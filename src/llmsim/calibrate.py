@@ -282,3 +282,76 @@ def evaluate(gpu: GPUSpec, tables: dict[str, Rows], held: dict[str, np.ndarray] 
         h = held[kind] if held else np.zeros(len(meas), bool)
         out[kind] = {"train": stats(pred[~h], meas[~h]), "held_out": stats(pred[h], meas[h])}
     return out
+
+
+# --------------------------------------------------------------------------- k-fold calibration
+
+
+@dataclass
+class CalibrationReport:
+    """Held-out error of three models on the same rows, per table kind:
+    'uncalibrated' (spec-sheet roofline), 'shipped' (the GPU's current Efficiency) and
+    'calibrated' (k-fold cross-validated: every row predicted by a fit that never saw its shape)."""
+
+    gpu: str
+    folds: int
+    errors: dict[str, dict[str, ErrorStats]]
+    efficiency: Efficiency  # fitted on all rows
+
+    def to_dict(self) -> dict:
+        return {"gpu": self.gpu, "folds": self.folds,
+                "errors": {k: {m: s.to_dict() for m, s in v.items()} for k, v in self.errors.items()},
+                "efficiency": self.efficiency.model_dump()}
+
+
+def fold_ids(kind: str, rows: Rows, k: int, seed: int = 0) -> np.ndarray:
+    """Fold index per row; all rows of one shape group share a fold."""
+    keys = _group_keys(kind, rows)
+    uniq, inv = np.unique(keys, return_inverse=True)
+    perm = np.random.default_rng(seed).permutation(len(uniq))
+    return (perm % k)[inv]
+
+
+def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000) -> CalibrationReport:
+    """Cross-validated fit of `Efficiency` to measured kernel tables.
+
+    Each of k folds (shape groups, seeded) is predicted by a fit on the other k-1; the
+    reported 'calibrated' error is over those out-of-fold predictions only. The returned
+    efficiency is then fitted on all rows.
+    """
+    from .hardware.spec import uncalibrated_efficiency
+
+    if k < 2:
+        raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    folds = {kind: fold_ids(kind, rows, k, seed) for kind, rows in tables.items()}
+    oof = {kind: np.full(len(rows["latency"]), np.nan) for kind, rows in tables.items()}
+    for f in range(k):
+        e = fit_efficiency(gpu, tables, {kind: folds[kind] != f for kind in tables}, seed=seed, max_rows=max_rows)
+        for kind, rows in tables.items():
+            held = folds[kind] == f
+            if held.any():
+                sub = {c: v[held] for c, v in rows.items()}
+                oof[kind][held] = predict(kind, sub, gpu, e)
+    errors: dict[str, dict[str, ErrorStats]] = {}
+    for kind, rows in tables.items():
+        meas = measured_s(rows)
+        errors[kind] = {
+            "uncalibrated": stats(predict(kind, rows, gpu, uncalibrated_efficiency()), meas),
+            "shipped": stats(predict(kind, rows, gpu, gpu.efficiency), meas),
+            "calibrated": stats(oof[kind], meas),
+        }
+    final = fit_efficiency(gpu, tables, None, seed=seed, max_rows=max_rows)
+    return CalibrationReport(gpu.name, k, errors, final)
+
+
+def write_spec(gpu: GPUSpec, efficiency: Efficiency, path: str | Path, note: str = "") -> Path:
+    """A GPU spec file that inherits `gpu` from the catalog and overrides its efficiency."""
+    import yaml
+
+    path = Path(path)
+    data = {"base": gpu.name, "name": f"{gpu.name}-calibrated",
+            "source": f"{gpu.source} | efficiency calibrated by llmsim calibrate {note}".strip(),
+            "efficiency": {k: (float(v) if isinstance(v, float) else v) for k, v in efficiency.model_dump().items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path

@@ -194,6 +194,41 @@ def serve(
     out.print(g)
 
 
+@app.command()
+def calibrate(
+    files: list[Path] = typer.Argument(..., help="kernel tables: AIConfigurator-format parquet files or directories (incl. `llmsim profile` output)"),
+    gpu: str = typer.Option(..., "--gpu", "-g", help="the GPU the measurements were taken on (catalog id or spec file)"),
+    out_file: Optional[Path] = typer.Option(None, "--out", help="write the calibrated spec (YAML; use it with --gpu FILE)"),
+    folds: int = typer.Option(5, help="k for k-fold cross-validation (by shape group)"),
+    seed: int = typer.Option(0),
+    max_rows: int = typer.Option(5000, help="rows per fitting stage (subsampled, seeded)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Fit the roofline's efficiency parameters to your measurements, with held-out error before and after."""
+    from . import calibrate as cal
+    from .hardware import get_gpu
+
+    g = get_gpu(gpu)
+    tables = cal.read_kernel_tables([str(f) for f in files])
+    rep = cal.kfold_calibrate(g, tables, k=folds, seed=seed, max_rows=max_rows)
+    if out_file is not None:
+        cal.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in files)} ({folds}-fold CV)")
+    if as_json:
+        d = rep.to_dict()
+        d["spec_file"] = str(out_file) if out_file else None
+        _print_json(d)
+        return
+    t = Table(title=f"{g.name}: held-out error (median / p90 APE), {folds}-fold cross-validation by shape")
+    for c in ("table", "rows", "uncalibrated roofline", f"shipped {g.name} defaults", "calibrated (held out)"):
+        t.add_column(c, justify="left" if c == "table" else "right")
+    for kind, v in rep.errors.items():
+        cells = [f"{v[m].median_ape:.1f}% / {v[m].p90_ape:.1f}%" for m in ("uncalibrated", "shipped", "calibrated")]
+        t.add_row(kind, f"{v['calibrated'].n:,}", *cells)
+    out.print(t)
+    if out_file is not None:
+        out.print(f"calibrated spec written to {out_file}: use it with --gpu {out_file}")
+
+
 @validate_app.command("silicon")
 def validate_silicon(
     file: Path = typer.Argument(..., help="CSV in the AIConfigurator silicon format"),

@@ -88,6 +88,25 @@ class Efficiency(BaseModel):
     comm_bw_fraction: float = Field(0.80, gt=0, le=1, description="achieved fraction of link bandwidth for large collectives")
 
 
+def _uncalibrated_values() -> dict:
+    """Neutral values: every fraction at 100% of peak, every overhead at zero (structural
+    choices — tile sizes, split thresholds, head-group limits — kept)."""
+    out = {}
+    for name, f in Efficiency.model_fields.items():
+        if name.endswith("_fraction") and name != "decode_attn_setup_exposed":
+            out[name] = 1.0
+        elif name.endswith("_s") or name in ("attn_softmax_flops", "attn_row_overhead_pairs", "gemm_k_half_saturation",
+                                             "mem_half_saturation_bytes", "decode_attn_setup_exposed"):
+            out[name] = 0.0
+    return out
+
+
+def uncalibrated_efficiency() -> Efficiency:
+    """The plain spec-sheet roofline (what a spreadsheet or an uncalibrated calculator assumes):
+    the baseline `llmsim calibrate` reports its improvement against."""
+    return Efficiency(**_uncalibrated_values())
+
+
 class GPUSpec(BaseModel):
     """One accelerator. Add your own in YAML/JSON with these field names."""
 

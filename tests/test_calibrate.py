@@ -1,0 +1,70 @@
+"""`llmsim calibrate`: k-fold fit of the roofline efficiency on the shared H100 tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmsim import calibrate as cal
+from llmsim.cli import main
+from llmsim.errors import LlmsimError
+from llmsim.hardware import get_gpu
+from llmsim.hardware.spec import uncalibrated_efficiency
+
+H100 = Path(__file__).resolve().parents[2] / "shared" / "data" / "kernels" / "h100"
+needs_shared = pytest.mark.skipif(not H100.exists(), reason="../shared data not present")
+
+
+@pytest.fixture(scope="module")
+def gemm_tables():
+    tabs = cal.read_kernel_tables([H100 / "h100_gemm_trtllm_1.3.0rc20_gemm_perf.parquet"])
+    rows = tabs["gemm"]
+    keep = rows["gemm_dtype"] == "bfloat16"
+    return {"gemm": {c: v[keep] for c, v in rows.items()}}
+
+
+def test_folds_keep_shape_groups_together():
+    rows = {"n": np.array([1, 1, 2, 2, 3, 3]), "k": np.array([5, 5, 5, 5, 5, 5]), "gemm_dtype": np.array(["bfloat16"] * 6)}
+    f = cal.fold_ids("gemm", rows, 3, seed=1)
+    assert f[0] == f[1] and f[2] == f[3] and f[4] == f[5]
+    assert set(f.tolist()) == {0, 1, 2}
+
+
+@needs_shared
+def test_calibration_halves_held_out_error_from_uncalibrated_roofline(gemm_tables):
+    h100 = get_gpu("h100-sxm").with_overrides(efficiency=uncalibrated_efficiency())
+    rep = cal.kfold_calibrate(h100, gemm_tables, k=2, max_rows=1500)
+    e = rep.errors["gemm"]
+    assert e["calibrated"].n == len(gemm_tables["gemm"]["latency"])  # every row predicted out of fold
+    assert e["calibrated"].median_ape * 2 <= e["uncalibrated"].median_ape
+
+
+@needs_shared
+def test_cli_writes_a_spec_the_catalog_loads(tmp_path, capsys, gemm_tables):
+    f = tmp_path / "gemm_perf.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sub = {c: v[:4000] for c, v in gemm_tables["gemm"].items()}
+    sub["op_name"] = np.array(["gemm"] * 4000)
+    pq.write_table(pa.table(sub), f)
+    spec = tmp_path / "h100-cal.yaml"
+    main(["calibrate", str(f), "--gpu", "h100-sxm", "--out", str(spec), "--folds", "2", "--max-rows", "800", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert set(d["errors"]["gemm"]) == {"uncalibrated", "shipped", "calibrated"}
+    g = get_gpu(str(spec))
+    assert g.name == "h100-sxm-calibrated"
+    assert g.efficiency.gemm_peak_fraction == pytest.approx(d["efficiency"]["gemm_peak_fraction"])
+    assert g.memory_gib == get_gpu("h100-sxm").memory_gib  # inherited from the base
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(LlmsimError):
+        cal.read_kernel_tables([tmp_path / "missing"])
+    with pytest.raises(LlmsimError):
+        cal.read_kernel_tables([tmp_path])  # no table inside
+    with pytest.raises(LlmsimError, match="folds"):
+        cal.kfold_calibrate(get_gpu("h100-sxm"), {"gemm": {}}, k=1)
