@@ -195,6 +195,37 @@ def serve(
 
 
 @app.command()
+def train(
+    model: str = typer.Option("gpt3-175b", "--model", "-m", help="catalog id, HF id or path to a config.json"),
+    gpu: str = typer.Option("h100-sxm", "--gpu", "-g"),
+    num_gpus: Optional[int] = typer.Option(None, help="total GPUs (dp is derived)"),
+    tp: int = typer.Option(1), pp: int = typer.Option(1), vpp: int = typer.Option(1, help="virtual stages per pipeline rank (interleaved 1F1B)"),
+    cp: int = typer.Option(1, help="context parallel (ring attention)"), ep: int = typer.Option(1, help="expert parallel (MoE)"),
+    dp: Optional[int] = typer.Option(None, help="data parallel (default: num_gpus / (tp·pp·cp))"),
+    zero: int = typer.Option(1, help="ZeRO / FSDP stage 0-3"),
+    micro_batch: int = typer.Option(1), global_batch: Optional[int] = typer.Option(None, help="sequences per optimizer step"),
+    seq_len: Optional[int] = typer.Option(None),
+    recompute: str = typer.Option("none", help="none | selective | full"),
+    dtype: str = typer.Option("bf16", help="bf16 | fp8 (GEMMs)"),
+    tokens: Optional[str] = typer.Option(None, help="training tokens for time / cost / energy, e.g. 15T or 300B"),
+    price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
+    search: bool = typer.Option(False, "--search", help="enumerate every valid layout for --num-gpus and rank by throughput"),
+    top: int = typer.Option(20, help="layouts to show with --search"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Training step time, tokens/s/GPU, MFU, memory per GPU, and time / $ / energy to train."""
+    from .training import train_command
+
+    kw = dict(num_gpus=num_gpus, tp=tp, pp=pp, vpp=vpp, cp=cp, ep=ep, dp=dp, zero=zero, micro_batch=micro_batch,
+              global_batch=global_batch, seq_len=seq_len, recompute=recompute, dtype=dtype, tokens=tokens, price_per_hour_usd=price)
+    if search:
+        kw["top"] = top
+    res = train_command(model, gpu, search=search, console=None if as_json else out, as_json=as_json, **kw)
+    if as_json:
+        _print_json(res)
+
+
+@app.command()
 def calibrate(
     files: list[Path] = typer.Argument(..., help="kernel tables: AIConfigurator-format parquet files or directories (incl. `llmsim profile` output)"),
     gpu: str = typer.Option(..., "--gpu", "-g", help="the GPU the measurements were taken on (catalog id or spec file)"),
