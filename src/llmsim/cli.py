@@ -226,6 +226,28 @@ def train(
 
 
 @app.command()
+def profile(
+    out_dir: Path = typer.Option(..., "--out", help="directory for the hardware profile (parquet tables + metadata.json)"),
+    budget_minutes: float = typer.Option(15.0, help="time budget for the measurements"),
+    device: Optional[str] = typer.Option(None, help="CUDA device (default: current); with --dry-run a catalog GPU to plan for"),
+    kinds: Optional[str] = typer.Option(None, help="comma-separated subset: gemm,context_attention,generation_attention,elementwise,collective"),
+    framework: str = typer.Option("torch", help="framework label written into the GEMM tables"),
+    seed: int = typer.Option(0),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the measurement plan without running anything (no GPU needed)"),
+) -> None:
+    """Measure GEMMs, attention, bandwidth and (under torchrun) collectives on this GPU; use the result with --kernels DIR.
+
+    Needs PyTorch on a CUDA GPU (`pip install 'llmsim[profile]'`). Several GPUs:
+    `torchrun --nproc-per-node 8 -m llmsim.profile --out DIR`.
+    """
+    from .profile import run_profile
+
+    path = run_profile(out_dir, budget_minutes=budget_minutes, device=device, seed=seed, dry_run=dry_run,
+                       kinds=kinds.split(",") if kinds else None, framework=framework)
+    out.print(f"{'plan' if dry_run else 'profile'} written to {path}" + ("" if dry_run else f"; use it with --kernels {path}"))
+
+
+@app.command()
 def calibrate(
     files: list[Path] = typer.Argument(..., help="kernel tables: AIConfigurator-format parquet files or directories (incl. `llmsim profile` output)"),
     gpu: str = typer.Option(..., "--gpu", "-g", help="the GPU the measurements were taken on (catalog id or spec file)"),
@@ -359,9 +381,11 @@ def main(argv: list[str] | None = None) -> None:
         if e.code not in (0, None):
             raise
     except LlmsimError as e:
-        err.print(f"[bold red]error:[/] {e.message}")
+        from rich.markup import escape
+
+        err.print(f"[bold red]error:[/] {escape(e.message)}")
         if e.hint:
-            err.print(f"[yellow]hint:[/] {e.hint}")
+            err.print(f"[yellow]hint:[/] {escape(e.hint)}")
         raise SystemExit(2)
 
 if __name__ == "__main__":  # pragma: no cover

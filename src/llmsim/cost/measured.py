@@ -454,6 +454,8 @@ class KernelTables:
         self._head_plans: dict[tuple, tuple | None] = {}
         self._coll_keys: dict[tuple, int] = {}
         self._default_fw = {kind: self._pick_default_framework(kind) for kind in TABLE_KINDS}
+        g = self._grids.get("gemm")
+        self._gemm_frameworks = frozenset(g.key_values("framework")) if g is not None and g.keys else frozenset()
 
     def _pick_default_framework(self, kind: str) -> str | None:
         g = self._grids[kind]
@@ -638,7 +640,8 @@ class KernelTables:
         `dtype`: 'bf16' (also 'fp16', which runs at the same rate and uses the bf16 table
         unless an fp16 one is loaded), 'fp8' (per-tensor scaled fp8) or 'fp8_block'
         (DeepSeek-style block-scaled fp8). `framework`: 'trtllm' or 'vllm' (default:
-        trtllm if loaded). Returns None for a dtype/framework without a table, or when
+        trtllm if loaded); a framework the tables do not have falls back to the default
+        one (a `llmsim profile` table, framework 'torch', serves every engine). Returns None for a dtype/framework without a table, or when
         m, n or k lies outside the measured grid (m 1..32768, n and k 32..65536 on the
         bundled H100 tables) or the interpolation cell touches an unmeasured shape.
         """
@@ -646,6 +649,8 @@ class KernelTables:
         if g is None:
             return None
         fw = self._default_fw["gemm"] if framework is None else _framework_name(framework)
+        if framework is not None and fw not in self._gemm_frameworks:
+            fw = self._default_fw["gemm"]  # e.g. a `llmsim profile` ('torch') table serves any engine
         d = _query_dtype(dtype)
         ki = g.index.get((fw, d))
         if ki is None and d == "fp16":
