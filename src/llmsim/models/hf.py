@@ -1,10 +1,23 @@
 """Build a ModelSpec from a Hugging Face `config.json`.
 
 Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, gpt_oss, gpt2, opt. Each reader maps the keys its
-architecture publishes onto ModelSpec's fields; where a key is optional, the
-default is the one the matching `transformers` config class uses, so a
-config.json that omits it means the same thing here as in `transformers`.
+deepseek_v2, deepseek_v3, kimi_k2, kimi_k25, minimax_m2, gpt_oss, gpt2, opt. Each
+reader maps the keys its architecture publishes onto ModelSpec's fields; where a
+key is optional, the default is the one the matching `transformers` config class
+uses, so a config.json that omits it means the same thing here as in `transformers`.
+
+* kimi_k2 (Kimi-K2) is the DeepSeek-V3 architecture under another name and is read
+  by the DeepSeek reader. kimi_k25 (Kimi-K2.5) wraps that language model in a
+  multimodal config: the `text_config` is read; the vision tower (MoonViT) and its
+  projector are not modelled (text serving; an image request would add encoder work).
+* minimax_m2 (MiniMax-M2/M2.1/M2.5): GQA softmax attention in every layer, top-k MoE
+  in every layer with a sigmoid router and per-expert score-correction bias, no shared
+  expert. Partial RoPE (`rotary_dim`) does not change any weight or cost term. Its
+  QK-norm weights span all heads (`qk_norm_type` "per_layer": (heads + kv_heads) x
+  head_dim per layer) where ModelSpec counts 2 x head_dim: 6,912 parameters per layer
+  less (0.4M of 229B for M2.5). Lightning (linear) attention layers
+  (`attn_type_list` entries 0, as in MiniMax-01), sliding windows and shared experts
+  are rejected rather than approximated.
 
 What the readers deliberately do not model (all tiny or absent in the catalog):
 
@@ -266,6 +279,60 @@ def _read_deepseek(c: _Cfg) -> dict:
     return f
 
 
+def _read_kimi_k25(c: _Cfg) -> dict:
+    """Kimi-K2.5: a multimodal wrapper whose `text_config` is a Kimi-K2 (DeepSeek-V3) model."""
+    text = c.get("text_config")
+    if not isinstance(text, dict):
+        raise c.fail("required key 'text_config' (the language model's config) is missing or not an object",
+                     hint="copy the model's config.json from its Hugging Face repository unchanged")
+    inner_type = str(text.get("model_type") or "kimi_k2")  # KimiK25Config's text_config is a DeepseekV3Config
+    if inner_type not in ("kimi_k2", "deepseek_v3"):
+        raise c.fail(f"text_config model_type {inner_type!r} is not supported",
+                     hint="supported text models for kimi_k25: 'kimi_k2', 'deepseek_v3'")
+    return _read_deepseek(_Cfg(text, f"{c.origin} (text_config)", inner_type))
+
+
+def _read_minimax_m2(c: _Cfg) -> dict:
+    # Optional keys default as in transformers' MiniMaxM2Config (8 KV heads of 128, 256 experts
+    # top-8, untied, 196608 positions; QK-norm and the routing bias always on); the other keys
+    # (attn_type_list, shared_intermediate_size, use_mtp/num_mtp_modules) are the remote-code config's.
+    for key, default in (("head_dim", 128), ("num_key_value_heads", 8)):
+        if c.cfg.get(key) is None:
+            c.cfg = {**c.cfg, key: default}
+    f = _attention(c)
+    L = f["num_layers"]
+    types = c.get("attn_type_list")
+    if types is not None:
+        if not isinstance(types, list) or len(types) != L:
+            raise c.fail(f"'attn_type_list' must be a list with one entry per layer ({L})")
+        if any(t != 1 for t in types):
+            raise c.fail("attn_type_list marks layers as lightning (linear) attention (0)",
+                         hint="only softmax-attention layers (1) are supported, as in MiniMax-M2/M2.1/M2.5")
+    if c.get("sliding_window"):
+        raise c.fail("sliding_window is not supported for minimax_m2 (M2-family models use full attention)")
+    layer_types = _layer_types(c, L)
+    if layer_types is not None and "sliding" in layer_types:
+        raise c.fail("'layer_types' lists sliding-window layers; not supported for minimax_m2")
+    if c.int("shared_intermediate_size", 0):
+        raise c.fail("shared experts (shared_intermediate_size > 0) are not supported for minimax_m2")
+    if c.bool("attention_bias", False):
+        raise c.fail("attention_bias=true is not supported for minimax_m2")
+    mtp = c.int("num_mtp_modules", 0) if c.bool("use_mtp", False) else 0
+    f.update(
+        num_experts=c.int("num_local_experts", 256, "num_experts"),
+        experts_per_token=c.int("num_experts_per_tok", 8),
+        moe_intermediate_size=c.int("intermediate_size", 1536),  # the expert width: every layer is MoE
+        intermediate_size=0,
+        activation=c.get("hidden_act", "silu"),
+        qk_norm=c.bool("use_qk_norm", True),
+        router_bias=c.bool("use_routing_bias", True),  # e_score_correction_bias, one per expert
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
+        max_position_embeddings=_max_pos(c, 196608),
+        num_mtp_layers=mtp,
+    )
+    return f
+
+
 def _read_gpt_oss(c: _Cfg) -> dict:
     f = _attention(c)
     L = f["num_layers"]
@@ -361,6 +428,9 @@ _READERS: dict[str, Callable[[_Cfg], dict]] = {
     "qwen3_moe": _read_qwen3_moe,
     "deepseek_v2": _read_deepseek,
     "deepseek_v3": _read_deepseek,
+    "kimi_k2": _read_deepseek,  # Kimi-K2: DeepseekV3ForCausalLM under its own model_type
+    "kimi_k25": _read_kimi_k25,
+    "minimax_m2": _read_minimax_m2,
     "gpt_oss": _read_gpt_oss,
     "gpt2": _read_gpt2,
     "opt": _read_opt,
