@@ -248,6 +248,58 @@ def profile(
 
 
 @app.command()
+def plan(
+    model: str = typer.Option(..., "--model", "-m", help="catalog id, HF id or path to a config.json"),
+    gpus: Optional[str] = typer.Option(None, help="GPU types with max counts and optional $/GPU-hour: h200-sxm:32,h100-sxm:64@2.5 (default: every catalog GPU, 8 each)"),
+    isl: Optional[int] = typer.Option(None, help="input tokens per request"),
+    osl: Optional[int] = typer.Option(None, help="output tokens per request"),
+    input_dist: Optional[str] = typer.Option(None, help="fixed:N | uniform:A,B | normal:MEAN,STD | lognormal:MEAN,STD | trace:PATH"),
+    output_dist: Optional[str] = typer.Option(None, help="as --input-dist"),
+    lengths_from: Optional[Path] = typer.Option(None, help="resample (input, output) pairs from a trace"),
+    trace: Optional[Path] = typer.Option(None, help="take request lengths (and prefix hash ids) from a trace"),
+    prefix: int = typer.Option(0, help="tokens of shared prefix per request (prefix-cache hits)"),
+    ttft: Optional[str] = typer.Option(None, help="TTFT target: 300ms, 0.3s or 300 (ms)"),
+    tpot: Optional[str] = typer.Option(None, help="TPOT target: 10ms, 0.01s or 10 (ms)"),
+    rate: Optional[float] = typer.Option(None, help="target requests/s (sizes every configuration to serve it)"),
+    objective: Optional[str] = typer.Option(None, help="goodput | cost | gpus | energy (default: gpus with --rate, else goodput)"),
+    percentile: float = typer.Option(90.0, help="SLO percentile"),
+    backend_engine: str = typer.Option("vllm", help="vllm | sglang | trtllm | all"),
+    disagg: bool = typer.Option(True, "--disagg/--no-disagg", help="also search prefill/decode disaggregation"),
+    agg: bool = typer.Option(True, "--agg/--no-agg", help="search aggregated replicas"),
+    precision: Optional[str] = typer.Option(None, help="WEIGHT[/KV] list, e.g. bf16,fp8 (default bf16,fp8 and fp4 on Blackwell)"),
+    max_gpus: Optional[int] = typer.Option(None, help="at most this many GPUs in all"),
+    budget_usd_per_hour: Optional[float] = typer.Option(None, help="at most this many $/hour"),
+    max_power_w: Optional[float] = typer.Option(None, help="at most this much provisioned power (GPUs x TDP, W)"),
+    max_num_batched_tokens: Optional[str] = typer.Option(None, help="token budgets to search, e.g. 2048,8192 (default 1024..16384)"),
+    chunked_prefill: Optional[bool] = typer.Option(None, "--chunked-prefill/--no-chunked-prefill", help="restrict to chunked prefill on/off (default both)"),
+    max_concurrency: Optional[int] = typer.Option(None, help="cap on clients per engine in the search"),
+    mix: bool = typer.Option(False, "--mix", help="also solve the cheapest heterogeneous GPU mix (Mélange; needs --rate)"),
+    report: Optional[Path] = typer.Option(None, help="write a self-contained HTML report"),
+    jobs: Optional[int] = typer.Option(None, help="worker processes (default: all cores)"),
+    backend: str = typer.Option("local", help="local | ray"),
+    kernels: str = typer.Option("auto", help="auto | none | DIR of kernel tables"),
+    seed: int = typer.Option(0),
+    top: int = typer.Option(10, help="configurations to list"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON"),
+) -> None:
+    """Which GPUs, how many, in what layout and at what cost to serve MODEL under the latency targets."""
+    from .planner import plan_command
+
+    res = plan_command(model=model, gpus=gpus, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+                       lengths_from=str(lengths_from) if lengths_from else None, trace=str(trace) if trace else None, prefix=prefix,
+                       ttft=ttft, tpot=tpot, rate=rate, objective=objective, percentile=percentile, backend_engine=backend_engine,
+                       disagg=disagg, aggregated=agg, precision=precision, max_gpus=max_gpus, budget_usd_per_hour=budget_usd_per_hour,
+                       max_power_w=max_power_w, max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
+                       max_concurrency=max_concurrency, mix=mix, report=report, jobs=jobs, backend=backend, kernels=kernels, seed=seed,
+                       top=top, console=None if as_json else out, as_json=as_json)
+    if as_json:
+        _print_json(res)
+    feasible = res.get("feasible") if isinstance(res, dict) else getattr(res, "feasible", True)
+    if feasible is False:
+        raise SystemExit(1)  # no configuration meets the targets (the closest one is shown)
+
+
+@app.command()
 def calibrate(
     files: list[Path] = typer.Argument(..., help="kernel tables: AIConfigurator-format parquet files or directories (incl. `llmsim profile` output)"),
     gpu: str = typer.Option(..., "--gpu", "-g", help="the GPU the measurements were taken on (catalog id or spec file)"),

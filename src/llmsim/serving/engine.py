@@ -398,13 +398,14 @@ class Engine:
         room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * (B - 1) * 0.5)
         k_kv = max(1, int(room // n)) if n else k_done
         k = min(k_done, k_kv)
-        admissible = len(self.running) < self.cfg.max_num_seqs and self.cfg.role != "decode" and not self.cfg.static_batching
+        # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary
+        admissible = len(self.running) < self.cfg.max_num_seqs and not self.cfg.static_batching
         a = st.decode_step(n, S) + extra_s
         if k > 1:
             b = (st.decode_step(n, S + n * (k - 1)) - a + extra_s) / (k - 1)
         else:
             b = 0.0
-        if admissible and not self.waiting and next_arrival < math.inf and k > 1:
+        if admissible and not self.waiting and not self.incoming and next_arrival < math.inf and k > 1:
             # stop at the first iteration boundary at or after the next arrival
             dt = next_arrival - now
             # smallest k' with k' a + b k'(k'-1)/2 >= dt

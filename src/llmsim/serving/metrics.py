@@ -28,7 +28,10 @@ cut-off, the finish time of the last warm-up request (clients keep the system fu
 so that is when steady state is measured from).
 
 Throughput over that window: ``output_tokens_per_s``, ``total_tokens_per_s``
-(input + output), ``requests_per_s``, ``output_tokens_per_s_per_gpu``.
+(input + output), ``requests_per_s``, ``output_tokens_per_s_per_gpu``. Only tokens produced
+inside the window count: after a closed-loop warm-up cut-off, a request already decoding
+contributes the share of its output generated after the cut-off (decode taken as uniform
+between its first token and its finish), and its prompt only if its first token came after.
 
 Goodput (DistServe): with an `SLO`, a counted request is *good* when it meets every
 SLO given: TTFT <= ttft_ms and TPOT <= tpot_ms (a request with one output token has
@@ -421,10 +424,22 @@ def summarize(
     res["total_output_tokens"] = out_tokens
     res["mean_input_tokens"] = float(c_in.mean()) if n_counted else None
     res["mean_output_tokens"] = float(c_out.mean()) if n_counted else None
-    res["output_tokens_per_s"] = out_tokens / window if window else None
-    res["total_tokens_per_s"] = (in_tokens + out_tokens) / window if window else None
+    # tokens produced inside the window: with a closed-loop warm-up cut-off, requests already
+    # in flight at the cut-off contribute only what they generate after it (their decode is
+    # taken as uniform between first token and finish; a prompt counts if its first token
+    # comes after the cut-off)
+    win_out, win_in = float(out_tokens), float(in_tokens)
+    if n_counted and closed_loop and w > 0:
+        cut = start
+        after_first = c_ft >= cut
+        span = np.maximum(c_fin - c_ft, 1e-300)
+        frac = np.where(after_first, 1.0, np.clip((c_fin - cut) / span, 0.0, 1.0))
+        win_out = float(np.sum(np.where(after_first, c_out, frac * (c_out - 1))))
+        win_in = float(np.sum(np.where(after_first, c_in, 0)))
+    res["output_tokens_per_s"] = win_out / window if window else None
+    res["total_tokens_per_s"] = (win_in + win_out) / window if window else None
     res["requests_per_s"] = n_counted / window if window else None
-    res["output_tokens_per_s_per_gpu"] = out_tokens / window / int(num_gpus) if window else None
+    res["output_tokens_per_s_per_gpu"] = win_out / window / int(num_gpus) if window else None
     res["num_gpus"] = int(num_gpus)
 
     if slo is not None and not isinstance(slo, SLO):

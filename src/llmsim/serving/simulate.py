@@ -334,7 +334,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     duration = (np.nanmax(fin) - np.nanmin(arrival)) if len(done) else 0.0
-    busy = sum(e.busy_time for e in engines) / max(len(engines) * duration, 1e-12) if duration > 0 else 0.0
+    busy = min(1.0, sum(e.busy_time for e in engines) / max(len(engines) * duration, 1e-12)) if duration > 0 else 0.0
     gpu = builds[0].gpu
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)

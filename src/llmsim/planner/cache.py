@@ -1,0 +1,108 @@
+"""Step-time models shared across planner candidates.
+
+`llmsim.serving.simulate` builds a fresh `StepTimeModel` (and `CostModel`) for every pool of
+every run, so each run re-costs the same operators from scratch. A planner runs hundreds of
+simulations of the same few layouts, so every (model, GPU, layout, precision, engine) gets one
+`StepTimeModel` here, reused by the analytic bounds (`prune.py`) and by every simulation of
+that layout (`evaluate.py`). The cached values are exact functions of their arguments (the
+step-time model's grids and memo tables only remember what it computed), so sharing changes
+no result, only the time: a warm layout simulates ~3-5x faster than a cold one.
+
+Simulations pick the shared models up through `shared_step_times()`, a context manager that
+points `llmsim.serving.simulate.StepTimeModel` at `step_time_model` for its duration (and puts
+the original back). The key is what `_build_pool` passes in — the model spec, the layout, the
+precision, the cost model's GPU / kernel tables / GEMM framework and the CPU overhead — so two
+pools share a model only if they would compute identical step times.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+from ..cost.model import CostModel
+from ..estimate import resolve_kernels
+from ..hardware.spec import GPUSpec
+from ..layout import Parallel, Precision
+from ..models.spec import ModelSpec
+from ..serving.steptime import StepTimeModel
+
+_MODELS: dict[tuple, StepTimeModel] = {}
+_GPU_KEYS: dict[int, tuple[GPUSpec, str]] = {}
+_LOCK = threading.RLock()
+_MAX_MODELS = 512
+
+
+def _gpu_key(gpu: GPUSpec) -> str:
+    hit = _GPU_KEYS.get(id(gpu))
+    if hit is not None and hit[0] is gpu:
+        return hit[1]
+    k = gpu.model_dump_json()
+    if len(_GPU_KEYS) > 4096:
+        _GPU_KEYS.clear()
+    _GPU_KEYS[id(gpu)] = (gpu, k)
+    return k
+
+
+def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float) -> tuple:
+    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s))
+
+
+def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0) -> StepTimeModel:
+    """The shared StepTimeModel for this (model, layout, precision, cost model, overhead);
+    same signature as the `StepTimeModel` constructor so it can stand in for it."""
+    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s)
+    st = _MODELS.get(key)
+    if st is None:
+        with _LOCK:
+            st = _MODELS.get(key)
+            if st is None:
+                if len(_MODELS) >= _MAX_MODELS:
+                    _MODELS.clear()
+                st = _MODELS[key] = StepTimeModel(spec, par, prec, cost, cpu_overhead_s)
+    return st
+
+
+def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, *, framework: str,
+                  cpu_overhead_s: float, kernels="auto") -> StepTimeModel:
+    """The StepTimeModel a simulation of this pool would use (built the way `_build_pool` builds it)."""
+    kt = resolve_kernels(kernels, gpu)
+    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s)
+    st = _MODELS.get(key)
+    if st is None:
+        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework), cpu_overhead_s)
+    return st
+
+
+def cache_size() -> int:
+    return len(_MODELS)
+
+
+def clear() -> None:
+    _MODELS.clear()
+    _GPU_KEYS.clear()
+
+
+_DEPTH = 0
+
+
+@contextmanager
+def shared_step_times():
+    """Within this block, `simulate()` reuses the shared step-time models (re-entrant)."""
+    global _DEPTH
+    from ..serving import simulate as sim_mod
+
+    if not hasattr(sim_mod, "StepTimeModel"):  # the simulator changed shape: run uncached, still correct
+        yield
+        return
+    with _LOCK:
+        _DEPTH += 1
+        if _DEPTH == 1:
+            sim_mod.StepTimeModel = step_time_model  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _DEPTH -= 1
+            if _DEPTH == 0:
+                sim_mod.StepTimeModel = StepTimeModel  # type: ignore[assignment]
