@@ -1,0 +1,646 @@
+"""`validate_silicon`: simulate every row of an AIConfigurator silicon CSV and compare with it.
+
+Each row of the shared silicon format (ai-dynamo/aiconfigurator `systems/silicon_sample.csv`,
+Apache-2.0) is one end-to-end serving benchmark: a model on a GPU system with a backend,
+a precision, fixed input/output lengths (ISL/OSL), a closed loop of N clients and a parallel
+layout, either aggregated (`mode=agg`) or prefill/decode-disaggregated (`mode=disagg`). For
+every row this module builds the `Deployment` and closed-loop `Workload` that reproduce that
+benchmark, runs `simulate`, and reports predicted vs measured mean TTFT and TPOT with the
+absolute percentage error (APE, in percent). Nothing is fitted, per row or otherwise. Rows
+that cannot be modelled are kept with status 'skipped' and the reason -- never dropped.
+
+Mapping rules (assumptions a reader of the numbers must know):
+
+1. Model. `model_path` is looked up in the catalog (`get_model`) as given; if that fails, a
+   quantisation suffix (-FP8, -NVFP4, -FP4, ...) and an `nvidia/` republisher prefix are
+   stripped and the lookup retried (Qwen/Qwen3-235B-A22B-FP8 -> qwen3-235b-a22b,
+   nvidia/DeepSeek-R1-NVFP4 -> deepseek-r1, nvidia/Qwen3-32B-NVFP4 -> qwen3-32b).
+   DeepSeek-V3.1 has the config shapes of DeepSeek-V3 and is simulated as deepseek-v3.
+   Models the catalog does not hold (e.g. GLM-5, Qwen3.5-397B-A17B at the time of writing)
+   are skipped with reason "model not in catalog: <model_path>".
+2. GPU. `system` goes to `get_gpu` (h100_sxm, b200_sxm, b300_sxm, gb200, gb300); both pools of
+   a disagg row use that GPU.
+3. Precision. `gemm_quant_mode` (falling back to `precision`) gives the weight format:
+   fp8 / fp8_block -> fp8 weights, fp8 activations (W8A8); nvfp4 -> fp4 weights, fp8
+   activations (llmsim has no fp4 activation format; the GEMM runs at the chip's fp4 rate);
+   int4_wo -> int4 weights, bf16 activations (W4A16); empty / bf16 -> bf16. fp4 weights on a
+   GPU without fp4 tensor cores (H100: gpt-oss MXFP4) run weight-only with bf16 activations,
+   as the Hopper MXFP4 kernels do. `moe_quant_mode` must name the same format class, else the
+   row is skipped (llmsim has one weight format per model). The KV-cache format is not in the
+   CSV; rule: fp8 KV cache when the weights are fp8 or fp4, bf16 otherwise (TRT-LLM's and
+   NVIDIA ModelOpt checkpoints' usual setting; a vLLM / SGLang run of a plain FP8 checkpoint
+   with kv_cache_dtype=auto would keep bf16 KV -- a known ambiguity).
+4. Layout. Agg rows: `tp_size`, `pp_size`, `attention_dp_size` (empty or 0 -> 1),
+   `moe_tp_size`, `moe_ep_size` -> one replica `Pool(tp, pp, dp, ep=moe_ep_size)`. llmsim's
+   MoE layers use moe_tp = tp*dp/ep, so a MoE row must have moe_tp*moe_ep == tp*dp (skipped
+   otherwise); for dense models the MoE columns are ignored (ep = 1). Disagg rows: a prefill
+   pool from the `prefill_*` columns and a decode pool from the `decode_*` columns, each with
+   `*_num_workers` replicas. Disagg rows whose worker counts are empty (all DeepSeek-R1,
+   gpt-oss and some Kimi/GLM disagg rows) do not say how many GPUs served the benchmark: they
+   are skipped unless `assume_one_worker=True` (1 prefill + 1 decode worker, a guess; such
+   rows carry a note and `benchmarks/validate_serving.py` reports them apart, never in the
+   headline numbers).
+4b. Layout artefacts (skipped, with the reason): (i) where the id encodes `_tpT_epE_` (the
+   2026-03-25 / 2026-04-06 sources), the columns must agree: tp*attention_dp == T and, for MoE,
+   moe_ep_size == E; (ii) a MoE layout with moe_tp == moe_ep > 1 whose tp*dp exceeds one NVLink
+   domain (e.g. tp_size 64 = 8 x 8 for an id saying tp8/ep8 on an 8-GPU B200 node) is the
+   `tp = moe_tp x moe_ep` encoding artefact of some sources. Layouts the simulator rejects
+   (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
+   the simulator's message.
+5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
+   (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
+   (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
+   decode_attention_dp x decode_num_workers` (disagg), noted on the row. An agg row's
+   `batch_size` is the batch per attention-DP rank: batch_size x attention_dp == N in all but
+   ~30 rows, which are skipped as ambiguous (mostly TRT-LLM rows with N == batch_size x tp:
+   attention DP on but not recorded). Engine limits: `max_num_seqs = max(backend default, N)`
+   (the benchmarks size the engine batch to hold every client: batch_size per rank) and
+   `max_num_batched_tokens = max(backend default x attention_dp, max_num_seqs)` with the
+   attention_dp of the pool that prefills (agg pool, or the prefill pool of a disagg row):
+   every attention-DP rank schedules its own token budget and llmsim pools the dp ranks of a
+   replica in one engine; one value serves both pools of a `Deployment`, and decode-role
+   engines do not use it.
+6. Workload. Closed loop of N clients with fixed ISL/OSL (every request exactly ISL prompt and
+   OSL output tokens, random tokens so no prefix-cache hits), all clients starting together
+   at t = 0 (the benchmark clients' behaviour and `simulate`'s closed loop), seed 0,
+   num_requests = max(3 N, 16), the first N completions (one warm-up round) excluded. Option
+   `stagger=True` instead spreads the warm-up round's output lengths over 1..OSL so the
+   measured rounds run with the clients' phases spread over a request cycle (a sensitivity
+   check, not the default).
+7. Metric. Benchmark clients (aiperf / genai-perf / the backends' benchmark_serving) report
+   the *mean* over requests of TTFT and of TPOT = (E2E - TTFT) / (OSL - 1); the simulated
+   means of the same quantities are compared with `silicon_ttft_ms` / `silicon_tpot_ms`.
+8. Backend. `backend` picks the named parameter set in `backends.py` (vllm / sglang /
+   trtllm), the same for every row of that backend whatever `backend_version` says.
+9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
+   memory, tp not dividing heads, ...) skips the row with that message as the reason; an
+   unexpected exception skips it with "internal error: ...".
+
+APE = |predicted - measured| / measured x 100. Group statistics (median and p90 APE, and the
+median signed error as a bias indicator) are over the modelled rows of each
+system/backend/mode group, per backend, per mode, per backend x mode and overall.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import LlmsimError
+
+# ----------------------------------------------------------------------------- constants
+
+SEED = 0
+MIN_REQUESTS = 16
+ROUNDS = 3  # num_requests = ROUNDS x concurrency (one warm-up round)
+
+_QUANT_SUFFIX = re.compile(r"-(fp8|nvfp4|fp4|fp8-dynamic|awq|gptq)$", re.IGNORECASE)
+_MODEL_ALIASES = {"deepseek-v3.1": "deepseek-v3"}  # same architecture (config shapes) as V3
+
+_WEIGHT_FROM_QUANT = {
+    "fp8": "fp8",
+    "fp8_block": "fp8",
+    "nvfp4": "fp4",
+    "fp4": "fp4",
+    "mxfp4": "fp4",
+    "int4_wo": "int4",
+    "int4": "int4",
+    "int8_wo": "int8",
+    "bf16": "bf16",
+    "fp16": "bf16",
+    "": "bf16",
+}
+
+ROW_FIELDS = (
+    "id", "system", "backend", "backend_version", "mode", "model_path", "model", "precision", "isl", "osl",
+    "concurrency", "layout", "num_gpus", "measured_ttft_ms", "predicted_ttft_ms", "ttft_ape", "measured_tpot_ms",
+    "predicted_tpot_ms", "tpot_ape", "status", "reason", "note", "sim_wall_s",
+)
+
+
+# ----------------------------------------------------------------------------- parsing helpers
+
+
+def _num(x: Any) -> float | None:
+    """A CSV cell as float; empty / NaN -> None."""
+    if x is None:
+        return None
+    s = str(x).strip()
+    if not s or s.lower() in ("nan", "none", "null"):
+        return None
+    try:
+        v = float(s)
+    except ValueError:
+        return None
+    return None if math.isnan(v) else v
+
+
+def _int(x: Any, default: int | None = None) -> int | None:
+    v = _num(x)
+    return default if v is None else round(v)
+
+
+def _size(x: Any) -> int:
+    """A layout size: empty or 0 -> 1."""
+    v = _int(x, 1)
+    return v if v and v > 0 else 1
+
+
+def _concurrency_from_source(row: dict) -> int | None:
+    m = re.search(r"silicon_concurrency=(\d+)", row.get("silicon_data_source") or "")
+    if m:
+        return int(m.group(1))
+    m = re.search(r"_c(\d+)_", row.get("id") or "")
+    return int(m.group(1)) if m else None
+
+
+def resolve_model(model_path: str):
+    """Catalog spec for a silicon `model_path` (rule 1), or raise LlmsimError."""
+    from ..models.catalog import get_model
+
+    mp = (model_path or "").strip()
+    tries = [mp]
+    name = mp.split("/", 1)[1] if "/" in mp else mp
+    base = _QUANT_SUFFIX.sub("", name)
+    if base != name or mp.lower().startswith("nvidia/"):
+        tries += [base, _MODEL_ALIASES.get(base.lower(), base)]
+        org = mp.split("/", 1)[0] if "/" in mp else ""
+        if org and org.lower() != "nvidia":
+            tries.insert(1, f"{org}/{base}")
+    else:
+        tries.append(_MODEL_ALIASES.get(name.lower(), name))
+    for t in dict.fromkeys(tries):
+        try:
+            return get_model(t)
+        except LlmsimError:
+            continue
+    raise LlmsimError(f"model not in catalog: {mp}")
+
+
+def _precision(row: dict) -> tuple[str, str, str, str]:
+    """(weight, act, kv, label) per rule 3."""
+    g = (row.get("gemm_quant_mode") or "").strip().lower()
+    m = (row.get("moe_quant_mode") or "").strip().lower()
+    p = (row.get("precision") or "").strip().lower()
+    if g in ("nan",):
+        g = ""
+    if m in ("nan",):
+        m = ""
+    if p in ("nan",):
+        p = ""
+    src = g or p
+    if src not in _WEIGHT_FROM_QUANT:
+        raise LlmsimError(f"unknown quantisation mode {src!r}")
+    w = _WEIGHT_FROM_QUANT[src]
+    if m and m not in _WEIGHT_FROM_QUANT:
+        raise LlmsimError(f"unknown MoE quantisation mode {m!r}")
+    if m and _WEIGHT_FROM_QUANT[m] != w:
+        raise LlmsimError(f"GEMM ({g}) and MoE ({m}) quantisation differ: one weight format per model in llmsim")
+    act = "fp8" if w in ("fp8", "fp4") else "bf16"
+    kv = "fp8" if w in ("fp8", "fp4") else "bf16"
+    return w, act, kv, f"w{w}/a{act}/kv{kv}"
+
+
+@dataclass
+class _Plan:
+    """What one row asks for: a deployment and a closed loop, or the reason it cannot be modelled."""
+
+    base: dict
+    dep_kwargs: dict | None = None
+    concurrency: int | None = None
+    isl: int = 0
+    osl: int = 0
+    reason: str = ""
+    note: str = ""
+
+    @property
+    def cost(self) -> float:
+        """Rough relative simulation cost (for load balancing)."""
+        c = self.concurrency or 1
+        return max(ROUNDS * c, MIN_REQUESTS) * (1.0 + self.isl / 4096.0) + 200.0
+
+
+def _layout(tp, pp, dp, ep, workers=None) -> str:
+    s = f"tp{tp}" + (f" pp{pp}" if pp > 1 else "") + (f" dp{dp}" if dp > 1 else "") + (f" ep{ep}" if ep > 1 else "")
+    return s if workers is None else f"{workers}x({s})"
+
+
+def _pool_args(row: dict, prefix: str, spec, *, what: str) -> tuple[int, int, int, int]:
+    tp = _size(row.get(prefix + "tp_size"))
+    pp = _size(row.get(prefix + "pp_size"))
+    dp = _size(row.get(prefix + "attention_dp_size"))
+    if spec.is_moe:
+        mtp = _int(row.get(prefix + "moe_tp_size"))
+        mep = _int(row.get(prefix + "moe_ep_size"))
+        if not mtp or not mep:
+            raise LlmsimError(f"{what}: MoE model without moe_tp_size / moe_ep_size")
+        if mtp * mep != tp * dp:
+            raise LlmsimError(
+                f"{what}: moe_tp {mtp} x moe_ep {mep} != tp {tp} x attention_dp {dp} (llmsim runs MoE on the tp*dp GPUs of a stage)"
+            )
+        ep = mep
+    else:
+        ep = 1
+    return tp, pp, dp, ep
+
+
+_ID_LAYOUT = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
+
+
+def _check_node_artefact(row: dict, spec, gpu, tp: int, dp: int, ep: int, prefix: str = "") -> None:
+    """Rule 4b: a MoE layout with moe_tp == moe_ep > 1 whose tp*dp (= moe_tp*moe_ep) exceeds one
+    NVLink domain is the `tp = moe_tp x moe_ep` encoding artefact of some sources (e.g. ids saying
+    tp8/ep8 with tp_size 64 on an 8-GPU B200 node): the real GPU count is unknown."""
+    if not spec.is_moe:
+        return
+    mtp, mep = _int(row.get(prefix + "moe_tp_size")), _int(row.get(prefix + "moe_ep_size"))
+    if mtp and mep and mtp == mep > 1 and tp * dp > gpu.nvlink_domain_size:
+        raise LlmsimError(
+            f"suspect layout: {prefix}tp {tp} x attention_dp {dp} = moe_tp {mtp} x moe_ep {mep} spans more than one "
+            f"{gpu.nvlink_domain_size}-GPU NVLink domain (tp = moe_tp x moe_ep encoding artefact?)"
+        )
+
+
+def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> None:
+    """Rule 4b for agg rows: the id's `_tpT_epE_` (2026-03-25 / 2026-04-06 sources) must agree with the
+    columns (world size tp*dp == T and, for MoE, moe_ep == E); plus the NVLink-domain artefact check."""
+    m = _ID_LAYOUT.search(row.get("id") or "")
+    if m:
+        t_id, e_id = int(m.group(1)), int(m.group(2))
+        if tp * dp != t_id or (spec.is_moe and ep != e_id):
+            raise LlmsimError(
+                f"layout columns (tp {tp} x attention_dp {dp}, moe_ep {ep}) disagree with the id (tp{t_id} ep{e_id})"
+            )
+    _check_node_artefact(row, spec, gpu, tp, dp, ep)
+
+
+def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
+    """Map one CSV row to a deployment and a workload (rules in the module docstring)."""
+    from ..hardware.catalog import get_gpu
+    from .backends import get_backend
+
+    mode = (row.get("mode") or "").strip().lower()
+    isl, osl = _int(row.get("isl"), 0) or 0, _int(row.get("osl"), 0) or 0
+    base = {
+        "id": row.get("id", ""),
+        "system": row.get("system", ""),
+        "backend": row.get("backend", ""),
+        "backend_version": row.get("backend_version") or "",
+        "mode": mode,
+        "model_path": row.get("model_path", ""),
+        "model": "",
+        "precision": "",
+        "isl": isl,
+        "osl": osl,
+        "concurrency": None,
+        "layout": "",
+        "num_gpus": None,
+        "measured_ttft_ms": _num(row.get("silicon_ttft_ms")),
+        "measured_tpot_ms": _num(row.get("silicon_tpot_ms")),
+    }
+    plan = _Plan(base, isl=isl, osl=osl)
+    notes: list[str] = []
+    try:
+        if mode not in ("agg", "disagg"):
+            raise LlmsimError(f"unknown mode {mode!r}")
+        if isl < 1 or osl < 1:
+            raise LlmsimError(f"isl/osl must be >= 1, got {isl}/{osl}")
+        if base["measured_ttft_ms"] is None and base["measured_tpot_ms"] is None:
+            raise LlmsimError("no measured TTFT or TPOT")
+        spec = resolve_model(base["model_path"])
+        base["model"] = spec.name
+        gpu = get_gpu(base["system"])
+        be = get_backend(base["backend"])
+        w, a, kv, label = _precision(row)
+        if w == "fp4" and "fp4" not in gpu.peak_tflops:
+            # no fp4 tensor cores (Hopper): MXFP4/NVFP4 checkpoints run weight-only (W4A16)
+            a = "bf16"
+            label = f"w{w}/a{a}/kv{kv}"
+            notes.append("fp4 weights on a GPU without fp4 tensor cores: weight-only W4A16")
+        base["precision"] = label
+        conc = _concurrency_from_source(row)
+        if mode == "agg":
+            tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
+            _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
+            base["layout"] = _layout(tp, pp, dp, ep)
+            base["num_gpus"] = tp * pp * dp
+            bs = _int(row.get("batch_size"))
+            if conc is None:
+                if not bs:
+                    raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no batch_size)")
+                conc = bs * dp
+                notes.append(f"concurrency = batch_size {bs} x attention_dp {dp} (not recorded)")
+            elif bs and bs * dp != conc:
+                raise LlmsimError(
+                    f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
+                )
+            pools = {"pool": (tp, pp, dp, ep, 1)}
+        else:
+            ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
+            dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
+            pw, dw = _int(row.get("prefill_num_workers")), _int(row.get("decode_num_workers"))
+            if not pw or not dw:
+                if not assume_one_worker:
+                    raise LlmsimError("disagg worker counts not recorded (prefill_num_workers / decode_num_workers empty)")
+                pw, dw = 1, 1
+                notes.append("worker counts not recorded: assumed 1 prefill + 1 decode worker")
+            base["layout"] = f"P {_layout(ptp, ppp, pdp, pep, pw)} + D {_layout(dtp, dpp, ddp, dep_, dw)}"
+            base["num_gpus"] = pw * ptp * ppp * pdp + dw * dtp * dpp * ddp
+            if conc is None:
+                dbs = _int(row.get("decode_batch_size"))
+                if not dbs:
+                    raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no decode_batch_size)")
+                conc = dbs * ddp * dw
+                notes.append(f"concurrency = decode_batch_size {dbs} x decode_dp {ddp} x decode workers {dw} (not recorded)")
+            pools = {"prefill": (ptp, ppp, pdp, pep, pw), "decode": (dtp, dpp, ddp, dep_, dw)}
+            for pre, (t_, _p, d_, e_, _w) in pools.items():
+                _check_node_artefact(row, spec, gpu, t_, d_, e_, pre + "_")
+        if conc < 1:
+            raise LlmsimError(f"client concurrency {conc} < 1")
+        base["concurrency"] = conc
+        plan.concurrency = conc
+        seqs = max(be.max_num_seqs, conc)
+        # token budget: per attention-DP rank of the engine that prefills (agg pool / prefill pool)
+        dp_pre = pools["pool" if mode == "agg" else "prefill"][2]
+        plan.dep_kwargs = {
+            "model": spec.name,
+            "gpu": gpu.name,
+            "pools": pools,
+            "backend": be.name,
+            "weight_dtype": w,
+            "act_dtype": a,
+            "kv_dtype": kv,
+            "max_num_seqs": seqs,
+            "max_num_batched_tokens": max(be.max_num_batched_tokens * dp_pre, seqs),
+        }
+    except LlmsimError as e:
+        plan.reason = e.message
+    plan.note = "; ".join(notes)
+    return plan
+
+
+# ----------------------------------------------------------------------------- running one row
+
+
+def _ape(pred: float | None, meas: float | None) -> float | None:
+    if pred is None or meas is None or not (meas > 0) or not math.isfinite(pred):
+        return None
+    return abs(pred - meas) / meas * 100.0
+
+
+def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None):
+    from .simulate import Deployment, Pool
+
+    pools = {k: Pool(kw["gpu"], *v) for k, v in kw["pools"].items()}
+    common = {
+        "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
+        "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"], "max_num_batched_tokens": kw["max_num_batched_tokens"],
+        "cpu_overhead_s": cpu_overhead_s,
+    }
+    if "pool" in pools:
+        return Deployment(pool=pools["pool"], **common)
+    return Deployment(prefill=pools["prefill"], decode=pools["decode"], **common)
+
+
+def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
+    """The closed loop of rule 6: c clients, max(3c, 16) requests of exactly isl/osl tokens, the
+    first c completions (the warm-up round) excluded. With `stagger`, the warm-up round's output
+    lengths are spread evenly over 1..osl (request i of the first c gets 1 + i*osl//c tokens) so
+    that the measured rounds start with the clients' phases spread uniformly over one request
+    cycle -- the steady state of a long closed-loop run -- instead of all c clients in lock-step."""
+    from .workload import Workload, make_workload
+
+    n = max(ROUNDS * c, MIN_REQUESTS)
+    wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=min(c, n - 1), seed=SEED)
+    if not stagger or c < 2:
+        return wl
+    out = np.array(wl.output_len, dtype=np.int64)
+    k = min(c, n)
+    out[:k] = 1 + (np.arange(k, dtype=np.int64) * osl) // k
+    np.minimum(out, osl, out=out)
+    return Workload(wl.input_len, out, None, concurrency=c, warmup=wl.warmup, name=wl.name + ", staggered warm-up round")
+
+
+def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False) -> dict:
+    """Simulate one planned row; returns its report row (status 'ok' or 'skipped')."""
+    from .simulate import simulate
+
+    out = dict(plan.base)
+    out.update(predicted_ttft_ms=None, predicted_tpot_ms=None, ttft_ape=None, tpot_ape=None, status="skipped",
+               reason=plan.reason, note=plan.note, sim_wall_s=0.0)
+    if plan.dep_kwargs is None:
+        return out
+    t0 = time.perf_counter()
+    try:
+        wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, stagger=stagger)
+        dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s)
+        res = simulate(dep, wl, keep_itl=False)
+        s = res.summary
+        ttft = (s.get("ttft_ms") or {}).get("mean")
+        tpot = (s.get("tpot_ms") or {}).get("mean") if plan.osl > 1 else None
+        out.update(
+            predicted_ttft_ms=None if ttft is None else float(ttft),
+            predicted_tpot_ms=None if tpot is None else float(tpot),
+            status="ok",
+            reason="",
+        )
+        out["ttft_ape"] = _ape(out["predicted_ttft_ms"], out["measured_ttft_ms"])
+        out["tpot_ape"] = _ape(out["predicted_tpot_ms"], out["measured_tpot_ms"])
+    except LlmsimError as e:
+        out["reason"] = e.message
+    except Exception as e:  # noqa: BLE001 - listed, never dropped
+        out["reason"] = f"internal error: {type(e).__name__}: {e}"
+    out["sim_wall_s"] = time.perf_counter() - t0
+    return out
+
+
+def _run_task(args: tuple) -> tuple[int, dict]:
+    i, plan, ovh, stagger = args
+    return i, run_plan(plan, cpu_overhead_s=ovh, stagger=stagger)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def ape_stats(rows: Iterable[dict]) -> dict:
+    """Median / p90 APE (percent) of TTFT and TPOT over the modelled rows, and row counts."""
+    rows = list(rows)
+    ok = [r for r in rows if r["status"] == "ok"]
+    d: dict[str, Any] = {}
+    for k in ("ttft", "tpot"):
+        v = np.array([r[f"{k}_ape"] for r in ok if r.get(f"{k}_ape") is not None], dtype=float)
+        d[f"{k}_median_ape"] = float(np.median(v)) if v.size else None
+        d[f"{k}_p90_ape"] = float(np.percentile(v, 90)) if v.size else None
+        # signed bias: median of (pred - meas) / meas
+        s = np.array([(r[f"predicted_{k}_ms"] - r[f"measured_{k}_ms"]) / r[f"measured_{k}_ms"] * 100 for r in ok
+                      if r.get(f"{k}_ape") is not None], dtype=float)
+        d[f"{k}_median_signed_error"] = float(np.median(s)) if s.size else None
+    d["rows_modelled"] = len(ok)
+    d["rows_skipped"] = len(rows) - len(ok)
+    return d
+
+
+def _group_by(rows: list[dict], key) -> dict[str, dict]:
+    g: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        g[key(r)].append(r)
+    return {k: ape_stats(v) for k, v in sorted(g.items())}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@dataclass
+class SiliconReport:
+    rows: list[dict]
+    source: str = ""
+    wall_s: float = 0.0
+    jobs: int = 1
+    meta: dict = field(default_factory=dict)
+
+    def groups(self) -> dict[str, dict]:
+        return _group_by(self.rows, lambda r: f"{r['system']}/{r['backend']}/{r['mode']}")
+
+    def to_dict(self) -> dict:
+        rows = self.rows
+        skipped = [{"id": r["id"], "reason": r["reason"]} for r in rows if r["status"] != "ok"]
+        return {
+            "source": self.source,
+            "rules": "see llmsim.serving.validate module docstring; APE values in percent; predicted = simulated mean",
+            "groups": self.groups(),
+            "by_backend": _group_by(rows, lambda r: r["backend"]),
+            "by_mode": _group_by(rows, lambda r: r["mode"]),
+            "by_backend_mode": _group_by(rows, lambda r: f"{r['backend']}/{r['mode']}"),
+            "overall": ape_stats(rows),
+            "skipped_reasons": dict(Counter(_reason_class(r["reason"]) for r in rows if r["status"] != "ok").most_common()),
+            "skipped": skipped,
+            "rows": rows,
+            "wall_s": self.wall_s,
+            "jobs": self.jobs,
+            **({"meta": self.meta} if self.meta else {}),
+        }
+
+    def render(self, console) -> None:
+        from rich.table import Table
+
+        def fmt(x):
+            return "-" if x is None else (f"{x:.0f}" if abs(x) >= 99.95 else f"{x:.1f}")
+
+        def table(title: str, stats: dict[str, dict], label: str) -> Table:
+            t = Table(title=title)
+            for c in (label, "ok", "skip", "TTFT med", "TTFT p90", "TTFT bias", "TPOT med", "TPOT p90", "TPOT bias"):
+                t.add_column(c, justify="left" if c == label else "right", no_wrap=c == label)
+            for k, s in stats.items():
+                t.add_row(k, str(s["rows_modelled"]), str(s["rows_skipped"]), fmt(s["ttft_median_ape"]), fmt(s["ttft_p90_ape"]),
+                          fmt(s["ttft_median_signed_error"]), fmt(s["tpot_median_ape"]), fmt(s["tpot_p90_ape"]),
+                          fmt(s["tpot_median_signed_error"]))
+            return t
+
+        d = self.to_dict()
+        console.print(table(f"predicted vs measured mean TTFT / TPOT — {Path(self.source).name or 'silicon rows'}: "
+                            "median and p90 APE %, bias = median signed error %", d["groups"], "system/backend/mode"))
+        console.print(table("per backend and mode", d["by_backend_mode"], "backend/mode"))
+        console.print(table("per backend", d["by_backend"], "backend"))
+        console.print(table("per mode", d["by_mode"], "mode"))
+        console.print(table("overall", {"all": d["overall"]}, "rows"))
+        if d["skipped_reasons"]:
+            t = Table(title=f"skipped rows ({len(d['skipped'])}), by reason")
+            t.add_column("reason")
+            t.add_column("rows", justify="right")
+            for k, v in d["skipped_reasons"].items():
+                t.add_row(k, str(v))
+            console.print(t)
+        console.print(f"{len(self.rows)} rows in {self.wall_s:,.1f} s wall ({self.jobs} job{'s' if self.jobs != 1 else ''})")
+
+    def write_rows(self, path) -> None:
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with p.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
+            w.writeheader()
+            for r in self.rows:
+                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS})
+
+
+def _reason_class(reason: str) -> str:
+    """Group skip reasons that differ only in numbers / names."""
+    if reason.startswith("model not in catalog:"):
+        return reason
+    r = re.sub(r"\d[\d,.]*", "N", reason)
+    return r if len(r) <= 160 else r[:157] + "..."
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def read_silicon_csv(path) -> list[dict]:
+    p = Path(path)
+    if not p.is_file():
+        raise LlmsimError(f"silicon CSV not found: {p}", hint="give the path of an AIConfigurator silicon CSV")
+    with p.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise LlmsimError(f"silicon CSV {p} has no rows")
+    need = {"id", "backend", "model_path", "system", "mode", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms"}
+    missing = need - set(rows[0].keys())
+    if missing:
+        raise LlmsimError(f"silicon CSV {p} lacks columns {sorted(missing)}", hint="expected the AIConfigurator silicon format")
+    return rows
+
+
+def validate_silicon(
+    path,
+    *,
+    limit: int | None = None,
+    jobs: int = 1,
+    assume_one_worker: bool = False,
+    cpu_overhead_s: dict[str, float] | None = None,
+    stagger: bool = False,
+    rows: list[dict] | None = None,
+) -> SiliconReport:
+    """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
+
+    `limit`: only the first N rows. `jobs`: worker processes (spawn). `assume_one_worker`:
+    simulate disagg rows without worker counts as 1 prefill + 1 decode worker (rule 4).
+    `cpu_overhead_s`: per-backend override of the backends' `cpu_overhead_s` (calibration
+    experiments; None uses backends.py).
+    """
+    t0 = time.perf_counter()
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise LlmsimError(f"limit must be an integer >= 1, got {limit!r}")
+    if not isinstance(jobs, int) or jobs < 1:
+        raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}")
+    raw = rows if rows is not None else read_silicon_csv(path)
+    if limit is not None:
+        raw = raw[:limit]
+    plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
+    ovh = cpu_overhead_s or {}
+    tasks = [(i, p, ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, stagger) for i, p in enumerate(plans)]
+    results: list[dict | None] = [None] * len(plans)
+    todo = [t for t in tasks if t[1].dep_kwargs is not None]
+    for i, p, _, _ in tasks:
+        if p.dep_kwargs is None:
+            results[i] = run_plan(p)
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        todo.sort(key=lambda t: -t[1].cost)  # longest first for load balance
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(min(jobs, len(todo))) as pool:
+            for i, r in pool.imap_unordered(_run_task, todo, chunksize=1):
+                results[i] = r
+    else:
+        for t in todo:
+            i, r = _run_task(t)
+            results[i] = r
+    return SiliconReport(rows=[r for r in results if r is not None], source=str(path or ""), wall_s=time.perf_counter() - t0,
+                         jobs=jobs)

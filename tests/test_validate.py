@@ -1,0 +1,195 @@
+"""`llmsim validate silicon`: row mapping, skip reasons, report shape (a handful of rows, fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from llmsim.cli import main
+from llmsim.errors import LlmsimError
+from llmsim.serving.validate import (
+    SiliconReport,
+    closed_loop_workload,
+    plan_row,
+    resolve_model,
+    validate_silicon,
+)
+
+SILICON = Path(__file__).resolve().parents[2] / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
+
+COLUMNS = [
+    "id", "silicon_data_source", "backend", "backend_version", "model_path", "system", "precision", "mode", "isl", "osl",
+    "gemm_quant_mode", "moe_quant_mode", "batch_size", "tp_size", "pp_size", "attention_dp_size", "moe_tp_size", "moe_ep_size",
+    "prefill_batch_size", "prefill_num_workers", "prefill_tp_size", "prefill_pp_size", "prefill_attention_dp_size",
+    "prefill_moe_tp_size", "prefill_moe_ep_size", "decode_batch_size", "decode_num_workers", "decode_tp_size", "decode_pp_size",
+    "decode_attention_dp_size", "decode_moe_tp_size", "decode_moe_ep_size", "silicon_ttft_ms", "silicon_tpot_ms",
+]
+
+
+def row(**kw) -> dict:
+    r = {c: "" for c in COLUMNS}
+    r.update(id="x_c8_cfg1", silicon_data_source="db; silicon_concurrency=8; measured=x", backend="vllm", model_path="meta-llama/Llama-3.1-8B-Instruct",
+             system="h100_sxm", mode="agg", isl="512", osl="64", batch_size="8", tp_size="1", pp_size="1", attention_dp_size="1",
+             moe_tp_size="1", moe_ep_size="1", silicon_ttft_ms="50", silicon_tpot_ms="8")
+    r.update({k: str(v) for k, v in kw.items()})
+    return r
+
+
+ROWS = [
+    row(id="llama8b_agg_c8_cfg1"),
+    row(id="llama70b_fp8_agg_c4_cfg2", model_path="meta-llama/Llama-3.1-70B", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+        tp_size="4", batch_size="4", silicon_data_source="db; silicon_concurrency=4", backend="trtllm", isl="1024", osl="32"),
+    row(id="qwen235_c16_cfg3", model_path="Qwen/Qwen3-235B-A22B-FP8", precision="fp8", gemm_quant_mode="fp8_block", moe_quant_mode="fp8_block",
+        tp_size="4", moe_tp_size="1", moe_ep_size="4", batch_size="16", silicon_data_source="db; silicon_concurrency=16", backend="sglang", osl="32"),
+    row(id="dsv3_disagg_c8_cfg4", model_path="deepseek-ai/DeepSeek-V3", system="b200_sxm", mode="disagg", precision="fp4", gemm_quant_mode="nvfp4",
+        moe_quant_mode="nvfp4", backend="trtllm", batch_size="", tp_size="", pp_size="", attention_dp_size="", moe_tp_size="", moe_ep_size="",
+        prefill_num_workers="1", prefill_tp_size="4", prefill_pp_size="1", prefill_attention_dp_size="1", prefill_moe_tp_size="1", prefill_moe_ep_size="4",
+        decode_num_workers="2", decode_tp_size="4", decode_pp_size="1", decode_attention_dp_size="1", decode_moe_tp_size="1", decode_moe_ep_size="4",
+        decode_batch_size="4", silicon_data_source="db; silicon_concurrency=8", isl="1024", osl="32", silicon_ttft_ms="120", silicon_tpot_ms="9"),
+    # skipped: model not in catalog (a name no catalog will hold)
+    row(id="unknown_model_c8_cfg5", model_path="example-org/No-Such-Model-7B"),
+    # skipped: disagg without worker counts
+    row(id="dsr1_disagg_noworkers_c8_cfg6", model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", mode="disagg", precision="fp8", gemm_quant_mode="fp8",
+        moe_quant_mode="fp8", backend="trtllm", tp_size="", prefill_tp_size="8", prefill_moe_tp_size="1", prefill_moe_ep_size="8",
+        decode_tp_size="8", decode_moe_tp_size="1", decode_moe_ep_size="8"),
+    # skipped: concurrency != batch_size x attention_dp
+    row(id="ambiguous_c16_cfg7", batch_size="8", silicon_data_source="db; silicon_concurrency=16"),
+    # skipped: does not fit (70B bf16 on one H100)
+    row(id="nofit_c8_cfg8", model_path="meta-llama/Llama-3.1-70B"),
+]
+
+
+@pytest.fixture(scope="module")
+def report() -> SiliconReport:
+    return validate_silicon(None, rows=ROWS)
+
+
+def test_rows_kept_and_statuses(report):
+    assert [r["id"] for r in report.rows] == [r["id"] for r in ROWS]  # nothing dropped, order kept
+    by = {r["id"]: r for r in report.rows}
+    for i in ("llama8b_agg_c8_cfg1", "llama70b_fp8_agg_c4_cfg2", "qwen235_c16_cfg3", "dsv3_disagg_c8_cfg4"):
+        r = by[i]
+        assert r["status"] == "ok", r["reason"]
+        assert r["predicted_ttft_ms"] > 0 and r["predicted_tpot_ms"] > 0
+        assert r["ttft_ape"] == pytest.approx(abs(r["predicted_ttft_ms"] - r["measured_ttft_ms"]) / r["measured_ttft_ms"] * 100)
+        assert r["tpot_ape"] == pytest.approx(abs(r["predicted_tpot_ms"] - r["measured_tpot_ms"]) / r["measured_tpot_ms"] * 100)
+    assert by["unknown_model_c8_cfg5"]["reason"] == "model not in catalog: example-org/No-Such-Model-7B"
+    assert "worker counts not recorded" in by["dsr1_disagg_noworkers_c8_cfg6"]["reason"]
+    assert "ambiguous layout" in by["ambiguous_c16_cfg7"]["reason"]
+    assert "KV cache" in by["nofit_c8_cfg8"]["reason"] or "fit" in by["nofit_c8_cfg8"]["reason"]
+    for i in ("unknown_model_c8_cfg5", "dsr1_disagg_noworkers_c8_cfg6", "ambiguous_c16_cfg7", "nofit_c8_cfg8"):
+        assert by[i]["status"] == "skipped" and by[i]["predicted_tpot_ms"] is None
+
+
+def test_mapping():
+    p = plan_row(ROWS[2])
+    assert p.dep_kwargs["model"] == "qwen3-235b-a22b" and p.dep_kwargs["pools"]["pool"] == (4, 1, 1, 4, 1)
+    assert (p.dep_kwargs["weight_dtype"], p.dep_kwargs["act_dtype"], p.dep_kwargs["kv_dtype"]) == ("fp8", "fp8", "fp8")
+    assert p.concurrency == 16 and p.dep_kwargs["max_num_seqs"] >= 16
+    d = plan_row(ROWS[3])
+    assert d.dep_kwargs["pools"] == {"prefill": (4, 1, 1, 4, 1), "decode": (4, 1, 1, 4, 2)}
+    assert d.dep_kwargs["weight_dtype"] == "fp4" and d.base["layout"].startswith("P 1x(tp4 ep4) + D 2x(tp4 ep4)")
+    assert d.base["num_gpus"] == 12
+    # dense model: MoE columns ignored, bf16 everything
+    q = plan_row(ROWS[0])
+    assert q.dep_kwargs["pools"]["pool"] == (1, 1, 1, 1, 1) and q.dep_kwargs["weight_dtype"] == "bf16" and q.dep_kwargs["kv_dtype"] == "bf16"
+    # concurrency: silicon_concurrency wins; attention-DP batch is per rank
+    r = plan_row(row(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4",
+                     tp_size="1", attention_dp_size="8", moe_tp_size="1", moe_ep_size="8", batch_size="32",
+                     silicon_data_source="s; silicon_concurrency=256", id="d_c256_cfg9"))
+    assert r.concurrency == 256 and r.dep_kwargs["pools"]["pool"] == (1, 1, 8, 8, 1)
+    assert r.dep_kwargs["max_num_batched_tokens"] >= 8 * 8192
+    # fp4 on Hopper runs weight-only
+    g = plan_row(row(model_path="openai/gpt-oss-120b", precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", tp_size="2",
+                     moe_tp_size="2", moe_ep_size="1"))
+    assert (g.dep_kwargs["weight_dtype"], g.dep_kwargs["act_dtype"]) == ("fp4", "bf16") and "weight-only" in g.note
+    # concurrency from the id when the source does not say
+    n = plan_row(row(silicon_data_source="src", id="m_c8_x", batch_size="8"))
+    assert n.concurrency == 8
+
+
+def test_layout_checks():
+    # moe_tp x moe_ep must equal tp x dp
+    bad = plan_row(row(model_path="deepseek-ai/DeepSeek-V3", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                       tp_size="8", moe_tp_size="2", moe_ep_size="8"))
+    assert "moe_tp 2 x moe_ep 8 != tp 8" in bad.reason
+    # id says tp8/ep8 but the columns say tp 64
+    art = plan_row(row(id="2026_04_06_deepseek_r1_b200_sxm_trtllm_fp8_agg_1024x1024_c4_tp8_ep8_940", model_path="deepseek-ai/DeepSeek-R1",
+                       system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8", tp_size="64", moe_tp_size="8",
+                       moe_ep_size="8", batch_size="4", silicon_data_source="s; silicon_concurrency=4"))
+    assert "disagree with the id" in art.reason
+    art2 = plan_row(row(id="dsr1_c4_cfg1", model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8",
+                        moe_quant_mode="fp8", tp_size="64", moe_tp_size="8", moe_ep_size="8", batch_size="4", silicon_data_source="s; silicon_concurrency=4"))
+    assert "suspect layout" in art2.reason
+    # mixed quantisation classes
+    mix = plan_row(row(precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="nvfp4"))
+    assert "differ" in mix.reason
+
+
+def test_model_resolution():
+    assert resolve_model("nvidia/DeepSeek-R1-NVFP4").name == "deepseek-r1"
+    assert resolve_model("nvidia/DeepSeek-V3.1-NVFP4").name == "deepseek-v3"
+    assert resolve_model("nvidia/Qwen3-32B-NVFP4").name == "qwen3-32b"
+    assert resolve_model("Qwen/Qwen3-235B-A22B-FP8").name == "qwen3-235b-a22b"
+    with pytest.raises(LlmsimError, match="model not in catalog: example-org/No-Such-Model-7B-FP8"):
+        resolve_model("example-org/No-Such-Model-7B-FP8")
+
+
+def test_closed_loop_workload():
+    w = closed_loop_workload(8, 100, 50)
+    assert len(w) == 24 and w.concurrency == 8 and w.warmup == 8 and set(w.output_len) == {50}
+    s = closed_loop_workload(8, 100, 50, stagger=True)
+    assert sorted(s.output_len[:8]) == sorted(1 + i * 50 // 8 for i in range(8)) and set(s.output_len[8:]) == {50}
+    assert len(closed_loop_workload(1, 10, 10)) == 16
+
+
+def test_report_dict_render_and_rows(report, tmp_path):
+    d = report.to_dict()
+    assert set(d) >= {"groups", "overall", "skipped", "rows"}
+    keys = {"ttft_median_ape", "tpot_median_ape", "ttft_p90_ape", "tpot_p90_ape", "rows_modelled", "rows_skipped"}
+    assert keys <= set(d["overall"])
+    assert d["overall"]["rows_modelled"] == 4 and d["overall"]["rows_skipped"] == 4
+    g = d["groups"]["h100_sxm/vllm/agg"]
+    assert keys <= set(g) and g["rows_modelled"] == 1
+    assert "b200_sxm/trtllm/disagg" in d["groups"]
+    assert {s["id"] for s in d["skipped"]} == {"unknown_model_c8_cfg5", "dsr1_disagg_noworkers_c8_cfg6", "ambiguous_c16_cfg7", "nofit_c8_cfg8"}
+    json.dumps(d)  # serialisable
+    con = Console(record=True, width=200)
+    report.render(con)
+    text = con.export_text()
+    assert "h100_sxm/vllm/agg" in text and "model not in catalog: example-org/No-Such-Model-7B" in text
+    out = tmp_path / "rows.csv"
+    report.write_rows(out)
+    got = list(csv.DictReader(out.open()))
+    assert len(got) == len(ROWS) and {"predicted_ttft_ms", "measured_tpot_ms", "status", "reason"} <= set(got[0])
+
+
+def test_jobs_two_matches_one():
+    a = validate_silicon(None, rows=ROWS[:3])
+    b = validate_silicon(None, rows=ROWS[:3], jobs=2)
+    for x, y in zip(a.rows, b.rows):
+        assert x["id"] == y["id"] and x["predicted_tpot_ms"] == pytest.approx(y["predicted_tpot_ms"])
+
+
+@pytest.mark.skipif(not SILICON.is_file(), reason="shared silicon CSV not present")
+def test_cli_on_shared_csv(capsys, tmp_path):
+    out = tmp_path / "rows.csv"
+    main(["validate", "silicon", str(SILICON), "--limit", "6", "--json", "--rows", str(out)])
+    d = json.loads(capsys.readouterr().out)
+    assert len(d["rows"]) == 6 and d["overall"]["rows_modelled"] + d["overall"]["rows_skipped"] == 6
+    assert out.is_file()
+
+
+def test_bad_input(tmp_path):
+    with pytest.raises(LlmsimError, match="not found"):
+        validate_silicon(tmp_path / "nope.csv")
+    p = tmp_path / "x.csv"
+    p.write_text("a,b\n1,2\n")
+    with pytest.raises(LlmsimError, match="lacks columns"):
+        validate_silicon(p)
+    with pytest.raises(LlmsimError, match="jobs"):
+        validate_silicon(None, rows=ROWS[:1], jobs=0)
