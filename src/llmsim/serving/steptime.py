@@ -53,6 +53,27 @@ def _grid(x: int, exact_upto: int, ratio: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
+def _bilinear(f, gx: tuple[int, int, float], gy: tuple[int, int, float]) -> float:
+    """Interpolate f between the grid points bracketing x and y (from `_grid`)."""
+    x0, x1, wx = gx
+    y0, y1, wy = gy
+    a = f(x0, y0)
+    if wy:
+        a += (f(x0, y1) - a) * wy
+    if wx:
+        b = f(x1, y0)
+        if wy:
+            b += (f(x1, y1) - b) * wy
+        a += (b - a) * wx
+    return a
+
+
+def _remember(memo: dict, key, value: float, limit: int = 1 << 20) -> None:
+    if len(memo) > limit:
+        memo.clear()
+    memo[key] = value
+
+
 class StepTimeModel:
     """Iteration time of one engine (one model replica: tp x pp x dp GPUs)."""
 
@@ -106,22 +127,10 @@ class StepTimeModel:
         """Bilinear on a grid: chunk and cached lengths exact up to 32, then ratio 1.1."""
         key = (q, past)
         v = self._pre_memo.get(key)
-        if v is not None:
-            return v
-        q0, q1, wq = _grid(q, 32, 1.1)
-        p0, p1, wp = _grid(past, 32, 1.1)
-        a = self._pre_exact(q0, p0)
-        if wp:
-            a += (self._pre_exact(q0, p1) - a) * wp
-        if wq:
-            b = self._pre_exact(q1, p0)
-            if wp:
-                b += (self._pre_exact(q1, p1) - b) * wp
-            a += (b - a) * wq
-        if len(self._pre_memo) > 1 << 20:
-            self._pre_memo.clear()
-        self._pre_memo[key] = a
-        return a
+        if v is None:
+            v = _bilinear(self._pre_exact, _grid(q, 32, 1.1), _grid(past, 32, 1.1))
+            _remember(self._pre_memo, key, v)
+        return v
 
     def _dec_exact(self, n: int, c: int) -> float:
         key = (n, c)
@@ -131,29 +140,15 @@ class StepTimeModel:
         return t
 
     def decode_attention(self, n: int, ctx_sum: float) -> float:
-        """Bilinear interpolation on a grid: n exact up to 16 then ratio 1.1; mean context exact up
-        to 64 then ratio 1.05."""
+        """Bilinear on a grid: n exact up to 16 then ratio 1.1; mean context exact up to 64 then ratio 1.05."""
         if n <= 0:
             return 0.0
-        c = max(1, round(ctx_sum / n))
-        key = (n, c)
+        key = (n, max(1, round(ctx_sum / n)))
         v = self._dec_memo.get(key)
-        if v is not None:
-            return v
-        n0, n1, wn = _grid(n, 16, 1.1)
-        c0, c1, wc = _grid(c, 64, 1.05)
-        a = self._dec_exact(n0, c0)
-        if wc:
-            a += (self._dec_exact(n0, c1) - a) * wc
-        if wn:
-            b = self._dec_exact(n1, c0)
-            if wc:
-                b += (self._dec_exact(n1, c1) - b) * wc
-            a += (b - a) * wn
-        if len(self._dec_memo) > 1 << 20:
-            self._dec_memo.clear()
-        self._dec_memo[key] = a
-        return a
+        if v is None:
+            v = _bilinear(self._dec_exact, _grid(n, 16, 1.1), _grid(key[1], 64, 1.05))
+            _remember(self._dec_memo, key, v)
+        return v
 
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
