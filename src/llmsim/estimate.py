@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .cost.model import CostModel, OpCost
 from .cost.ops import Batch, OpBuilder
+from .dtypes import gemm_compute_dtype
 from .errors import LlmsimError
 from .hardware.catalog import get_gpu
 from .hardware.spec import GPUSpec
@@ -144,8 +145,6 @@ def estimate(
         )
     par = Parallel(tp, pp, dp, ep).validate(spec)
     prec = Precision.make(weight_dtype, act_dtype, kv_dtype)
-    from .dtypes import gemm_compute_dtype
-
     hw.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))  # clear error if the chip lacks the format
     if prec.weight == "fp4" and not hw.supports("fp4"):
         raise LlmsimError(f"{hw.name} cannot run fp4 weights", hint="use fp8/int8/int4 weights or a Blackwell GPU")

@@ -97,8 +97,6 @@ class CostModel:
     def _ideal(self, op: Op) -> tuple[float, float]:
         """Time at 100% of peak compute and of peak bandwidth (for bound / efficiency reporting)."""
         dt = op.dtype if op.kind in ("gemm", "moe_gemm", "attn_prefill") else "bf16"
-        if op.kind == "attn_decode" or op.kind == "memory":
-            dt = "bf16"
         return op.flops / self.peak(dt), op.bytes / self.bw
 
     def _cost(self, op: Op) -> tuple[float, str, str, float]:

@@ -8,9 +8,8 @@ that layout (`evaluate.py`). The cached values are exact functions of their argu
 step-time model's grids and memo tables only remember what it computed), so sharing changes
 no result, only the time: a warm layout simulates ~3-5x faster than a cold one.
 
-Simulations pick the shared models up through `shared_step_times()`, a context manager that
-points `llmsim.serving.simulate.StepTimeModel` at `step_time_model` for its duration (and puts
-the original back). The key is what `_build_pool` passes in — the model spec, the layout, the
+Simulations use them by passing `step_time_model=step_time_model` to `simulate()`. The key is
+what `_build_pool` passes in — the model spec, the layout, the
 precision, the cost model's GPU / kernel tables / GEMM framework and the CPU overhead — so two
 pools share a model only if they would compute identical step times.
 """
@@ -18,7 +17,6 @@ pools share a model only if they would compute identical step times.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 
 from ..cost.model import CostModel
 from ..estimate import resolve_kernels
@@ -81,28 +79,3 @@ def cache_size() -> int:
 def clear() -> None:
     _MODELS.clear()
     _GPU_KEYS.clear()
-
-
-_DEPTH = 0
-
-
-@contextmanager
-def shared_step_times():
-    """Within this block, `simulate()` reuses the shared step-time models (re-entrant)."""
-    global _DEPTH
-    from ..serving import simulate as sim_mod
-
-    if not hasattr(sim_mod, "StepTimeModel"):  # the simulator changed shape: run uncached, still correct
-        yield
-        return
-    with _LOCK:
-        _DEPTH += 1
-        if _DEPTH == 1:
-            sim_mod.StepTimeModel = step_time_model  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        with _LOCK:
-            _DEPTH -= 1
-            if _DEPTH == 0:
-                sim_mod.StepTimeModel = StepTimeModel  # type: ignore[assignment]

@@ -48,8 +48,8 @@ from ..errors import LlmsimError
 from ..models.spec import ModelSpec
 from ..serving.backends import get_backend
 from ..serving.metrics import SLO
-from ..serving.simulate import Deployment, Pool, simulate
-from .cache import shared_step_times
+from ..serving.simulate import Deployment, Pool, busy_fraction, simulate
+from .cache import step_time_model
 from .space import Candidate
 from .workload import PlanWorkload
 
@@ -191,19 +191,9 @@ def _reference_prefill_workers(ctx: EvalContext, cand: Candidate, c: int) -> int
 
 
 def run_simulation(dep: Deployment, make_workload, n: int, slo: SLO | None):
-    """simulate() with shared step-time models. Works around a rounding issue in
-    `simulate._summarize` (an engine busy for the whole run can get a busy fraction of
-    1.0000000000000002, which `summarize` rejects): on that error the run is repeated with one
-    more request (deterministic)."""
-    for k in range(3):
-        wl = make_workload(n + k)
-        try:
-            with shared_step_times():
-                return simulate(dep, wl, slo=slo, keep_itl=False), wl
-        except LlmsimError as e:
-            if "busy_fraction" not in e.message or k == 2:
-                raise
-    raise AssertionError("unreachable")
+    """simulate() of n requests with the step-time models shared across candidates."""
+    wl = make_workload(n)
+    return simulate(dep, wl, slo=slo, keep_itl=False, step_time_model=step_time_model), wl
 
 
 def simulate_point(ctx: EvalContext, cand: Candidate, c: int) -> Point:
@@ -291,7 +281,7 @@ def point_from_result(ctx: EvalContext, res, c: int, warmup: int, *, role: str, 
     elif role == "prefill":
         engines = [e for e in engines if e.cfg.role in ("prefill", "both")]
     t_end = float(np.nanmax(np.frombuffer(res.requests.t_finish))) if s["num_completed"] else 0.0
-    busy = min(1.0, sum(e.busy_time for e in engines) / max(len(engines) * t_end, 1e-12)) if t_end > 0 and engines else 0.0
+    busy = busy_fraction(engines, t_end)
     g = res.engines[-1].st.cost.gpu if res.engines else None
     tdp = float(getattr(g, "tdp_w", 0.0) or 0.0)
     idle = float(getattr(g, "idle_power_w", tdp) or 0.0)

@@ -35,7 +35,7 @@ from ..errors import LlmsimError
 from ..hardware.spec import GIB
 from ..layout import Parallel
 from ..models.catalog import get_model
-from ..serving.simulate import Deployment, Pool
+from ..serving.simulate import Deployment, Pool, busy_fraction
 from .compose import OBJECTIVES, Budget, Config, compose_agg, compose_disagg
 from .evaluate import GRID, EvalContext, Point, Sweep, SweepTask, point_from_result, run_simulation, run_tasks
 from .pareto import frontiers
@@ -218,7 +218,7 @@ def _verify(ctx: EvalContext, cfg: Config) -> Point:
     watts = 0.0
     for role, (cand, n_workers) in zip(("both",) if cfg.mode == "aggregated" else ("prefill", "decode"), cfg.parts):
         engs = [e for e in res.engines if e.cfg.role == role]
-        busy = min(1.0, sum(e.busy_time for e in engs) / max(len(engs) * t_end, 1e-12)) if t_end > 0 and engs else 0.0
+        busy = busy_fraction(engs, t_end)
         g = cand.family.gpu.spec
         watts += n_workers * cand.family.num_gpus * (g.idle_power_w + (g.tdp_w - g.idle_power_w) * busy)
     pt.avg_power_w = watts / cfg.num_gpus

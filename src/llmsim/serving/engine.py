@@ -80,9 +80,9 @@ class Requests:
 
 
 class Engine:
-    def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_first_token, on_finish, itl=None):
+    def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
-        self.on_first_token, self.on_finish, self.itl = on_first_token, on_finish, itl
+        self.on_finish, self.itl = on_finish, itl
         self.waiting: deque[int] = deque()  # new and recompute-preempted requests
         self.swapped: deque[int] = deque()
         self.incoming: deque[int] = deque()  # decode role: requests whose KV has arrived
@@ -95,7 +95,7 @@ class Engine:
         self.pref_tokens = 0  # KV tokens held by prefilling requests
         self.swap_tokens = 0
         self.busy_until = 0.0
-        self.busy_time = 0.0
+        self.busy_s = 0.0
         self.num_iterations = 0
         self.num_preemptions = 0
         self.prefix_hit_tokens = 0
@@ -292,8 +292,6 @@ class Engine:
             used += need
             if q == rem:
                 finishing.append(rid)
-            if cfg.static_batching:
-                continue
         return chunks, finishing
 
     def _iteration(self, now: float, chunks, finishing, extra_s: float) -> float:
@@ -318,7 +316,6 @@ class Engine:
             gen = r.gen[rid] + 1
             if r.gen[rid] == 0:
                 r.t_first[rid] = end
-                self.on_first_token(rid, end, self)
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
                 self.running.remove(rid)
@@ -426,7 +423,7 @@ class Engine:
         return self._finish_step(now, end)
 
     def _finish_step(self, now: float, end: float) -> float:
-        self.busy_time += end - now
+        self.busy_s += end - now
         self.busy_until = end
         if self.num_iterations % self._kv_stride == 0:
             self.kv_samples.append((end, self.kv_utilisation()))

@@ -118,7 +118,8 @@ class _PoolBuild:
     engines: list[Engine] = field(default_factory=list)
 
 
-def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str) -> _PoolBuild:
+def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
+                step_time_model: Callable[..., StepTimeModel] = StepTimeModel) -> _PoolBuild:
     if pool.workers < 1:
         raise LlmsimError(f"a pool needs at least one worker, got {pool.workers}")
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
@@ -143,7 +144,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     kernels = resolve_kernels(dep.kernels, gpu)
     cm = CostModel(gpu, kernels, framework=be.gemm_framework)
     ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
-    st = StepTimeModel(spec, par, prec, cm, ovh)
+    st = step_time_model(spec, par, prec, cm, ovh)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, static_batching=dep.static_batching,
@@ -182,8 +183,12 @@ def simulate(
     slo: SLO | None = None,
     progress: Callable[[int, int], None] | None = None,
     keep_itl: bool = True,
+    step_time_model: Callable[..., StepTimeModel] = StepTimeModel,
 ) -> ServeResult:
-    """Simulate `wl` on `dep`; returns the metrics summary and per-request state."""
+    """Simulate `wl` on `dep`; returns the metrics summary and per-request state.
+
+    `step_time_model` builds each pool's iteration-time model (same signature as
+    `StepTimeModel`); the planner passes a factory that shares them across runs."""
     t_wall = time.perf_counter()
     spec = dep.model if isinstance(dep.model, ModelSpec) else get_model(dep.model)
     be = get_backend(dep.backend)
@@ -209,9 +214,10 @@ def simulate(
     if dep.disaggregated:
         if dep.prefill is None or dep.decode is None:
             raise LlmsimError("disaggregated serving needs both a prefill and a decode pool")
-        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill"), _build_pool(spec, dep.decode, dep, be, prec, "decode")]
+        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model),
+                  _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
     else:
-        builds = [_build_pool(spec, dep.pool, dep, be, prec, "both")]
+        builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model)]
     for b in builds:
         cap_need = longest + 1
         if b.cfg.kv_capacity_tokens < cap_need:
@@ -219,9 +225,6 @@ def simulate(
                 f"the KV cache of one {b.cfg.role} engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}",
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
             )
-
-    def on_first(rid: int, t: float, e: Engine) -> None:
-        pass
 
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished, issued
@@ -246,7 +249,7 @@ def simulate(
 
     for b in builds:
         for w in range(b.pool.workers * b.par.pp):
-            b.engines.append(Engine(len([e for bb in builds for e in bb.engines]), b.st, b.cfg, reqs, on_first, on_finish, itl))
+            b.engines.append(Engine(len([e for bb in builds for e in bb.engines]), b.st, b.cfg, reqs, on_finish, itl))
     routers = [_Router(b.engines, dep.router) for b in builds]
     entry, handoff = routers[0], routers[-1]
     all_engines = [e for b in builds for e in b.engines]
@@ -334,7 +337,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     duration = (np.nanmax(fin) - np.nanmin(arrival)) if len(done) else 0.0
-    busy = min(1.0, sum(e.busy_time for e in engines) / max(len(engines) * duration, 1e-12)) if duration > 0 else 0.0
+    busy = busy_fraction(engines, duration)
     gpu = builds[0].gpu
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
@@ -355,6 +358,13 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo) -> dict:
         num_gpus=num_gpus, gpu_power_w=gpu.tdp_w, gpu_idle_w=gpu.idle_power_w, busy_fraction=busy,
         price_per_gpu_hour_usd=price, extra=extra, closed_loop=wl.concurrency is not None,
     )
+
+
+def busy_fraction(engines: list[Engine], duration_s: float) -> float:
+    """Mean share of `duration_s` the engines spent running iterations (0 for an empty window)."""
+    if duration_s <= 0 or not engines:
+        return 0.0
+    return min(1.0, sum(e.busy_s for e in engines) / (len(engines) * duration_s))
 
 
 def _timeline(engines: list[Engine], points: int = 100) -> list[list[float]]:
