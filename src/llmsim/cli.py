@@ -301,23 +301,39 @@ def plan(
 
 @app.command()
 def calibrate(
-    files: list[Path] = typer.Argument(..., help="kernel tables: AIConfigurator-format parquet files or directories (incl. `llmsim profile` output)"),
+    files: list[Path] = typer.Argument(..., help="kernel tables (AIConfigurator-format parquet files or directories, incl. `llmsim profile` output) "
+                                                 "or end-to-end benchmark rows (CSV in the silicon format of `llmsim validate silicon`)"),
     gpu: str = typer.Option(..., "--gpu", "-g", help="the GPU the measurements were taken on (catalog id or spec file)"),
     out_file: Optional[Path] = typer.Option(None, "--out", help="write the calibrated spec (YAML; use it with --gpu FILE)"),
-    folds: int = typer.Option(5, help="k for k-fold cross-validation (by shape group)"),
+    folds: int = typer.Option(5, help="k for k-fold cross-validation (kernel tables: by shape group; benchmark rows: by deployment configuration)"),
     seed: int = typer.Option(0),
-    max_rows: int = typer.Option(5000, help="rows per fitting stage (subsampled, seeded)"),
+    max_rows: int = typer.Option(5000, help="kernel tables: rows per fitting stage (subsampled, seeded)"),
+    metric: str = typer.Option("tpot", help="benchmark rows: what the fit minimises: tpot, ttft or both"),
+    system: Optional[str] = typer.Option(None, help="benchmark rows: use rows of this `system` value (default: every row whose system is this GPU)"),
+    jobs: int = typer.Option(1, help="benchmark rows: worker processes for the simulations"),
+    rows_out: Optional[Path] = typer.Option(None, "--rows", help="benchmark rows: write per-row measured / shipped / held-out predictions (CSV)"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Fit the roofline's efficiency parameters to your measurements, with held-out error before and after."""
-    from . import calibrate as cal
     from .hardware import get_gpu
 
     g = get_gpu(gpu)
+    # the written spec inherits what --gpu named: a catalog id, or that file (absolute path)
+    gp = Path(gpu).expanduser()
+    base = str(gp.resolve()) if gp.is_file() else g.name
+    csvs = [f for f in files if f.suffix.lower() == ".csv"]
+    if csvs and len(csvs) != len(files):
+        raise LlmsimError("pass either kernel tables or benchmark CSVs to one `llmsim calibrate` call, not both",
+                          hint="calibrate on kernel tables first (--out k.yaml), then on the benchmarks with --gpu k.yaml")
+    if csvs:
+        _calibrate_serving(g, base, csvs, out_file, folds, seed, metric, system, jobs, rows_out, as_json)
+        return
+    from . import calibrate as cal
+
     tables = cal.read_kernel_tables([str(f) for f in files])
     rep = cal.kfold_calibrate(g, tables, k=folds, seed=seed, max_rows=max_rows)
     if out_file is not None:
-        cal.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in files)} ({folds}-fold CV)")
+        cal.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in files)} ({folds}-fold CV)", base=base)
     if as_json:
         d = rep.to_dict()
         d["spec_file"] = str(out_file) if out_file else None
@@ -330,6 +346,48 @@ def calibrate(
         cells = [f"{v[m].median_ape:.1f}% / {v[m].p90_ape:.1f}%" for m in ("uncalibrated", "shipped", "calibrated")]
         t.add_row(kind, f"{v['calibrated'].n:,}", *cells)
     out.print(t)
+    if out_file is not None:
+        out.print(f"calibrated spec written to {out_file}: use it with --gpu {out_file}")
+
+
+def _calibrate_serving(g, base, csvs, out_file, folds, seed, metric, system, jobs, rows_out, as_json) -> None:
+    """`llmsim calibrate` on end-to-end benchmark rows (llmsim.calibrate_serving)."""
+    from . import calibrate_serving as cs
+
+    if jobs < 1:
+        raise LlmsimError(f"--jobs must be ≥ 1, got {jobs}")
+    rows, skipped = cs.silicon_rows(csvs, g, system=system)
+    rep = cs.kfold_calibrate_serving(g, rows, k=folds, metric=metric, seed=seed, jobs=jobs, skipped=skipped)
+    if out_file is not None:
+        cs.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in csvs)} ({rep.rows} rows, fit on {metric}, {folds}-fold CV)", base=base)
+    if rows_out is not None:
+        import csv
+
+        rows_out.parent.mkdir(parents=True, exist_ok=True)
+        with open(rows_out, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rep.per_row[0]))
+            w.writeheader()
+            w.writerows(rep.per_row)
+    if as_json:
+        d = rep.to_dict()
+        d["spec_file"] = str(out_file) if out_file else None
+        _print_json(d)
+        return
+    out.print(f"{rep.rows} benchmark rows ({rep.configs} configurations) measured on {g.name}; "
+              f"{sum(rep.skipped.values())} other rows not used")
+    t = Table(title=f"{g.name}: mean TTFT / TPOT error (median / p90 APE), {folds}-fold cross-validation by configuration, fit on {metric}")
+    for c in ("metric", "backend", "rows", f"shipped {g.name}", "calibrated (held out)", "calibrated (in sample)"):
+        t.add_column(c, justify="left" if c in ("metric", "backend") else "right")
+    blocks = [("all", rep.errors)] + list(rep.by_backend.items())
+    for m in ("tpot", "ttft"):
+        for name, b in blocks:
+            v = b[m]
+            cells = [f"{v[k].median_ape:.1f}% / {v[k].p90_ape:.1f}%" for k in ("shipped", "held_out", "in_sample")]
+            t.add_row(m.upper(), name, f"{v['held_out'].n:,}", *cells)
+    out.print(t)
+    knobs = ", ".join(f"{k} x{v:.3f}" for k, v in rep.scales.items() if k not in rep.inactive)
+    out.print(f"fitted time scales (all rows; > 1 = slower than the shipped spec): {knobs or 'none'}"
+              + (f"; not identifiable from these rows: {', '.join(rep.inactive)}" if rep.inactive else ""))
     if out_file is not None:
         out.print(f"calibrated spec written to {out_file}: use it with --gpu {out_file}")
 

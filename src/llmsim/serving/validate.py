@@ -397,10 +397,11 @@ def _ape(pred: float | None, meas: float | None) -> float | None:
     return abs(pred - meas) / meas * 100.0
 
 
-def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None):
+def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None):
+    """The row's Deployment; `gpu` (a GPUSpec) replaces the system's catalog GPU in every pool."""
     from .simulate import Deployment, Pool
 
-    pools = {k: Pool(kw["gpu"], *v) for k, v in kw["pools"].items()}
+    pools = {k: Pool(kw["gpu"] if gpu is None else gpu, *v) for k, v in kw["pools"].items()}
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
         "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"], "max_num_batched_tokens": kw["max_num_batched_tokens"],
@@ -430,8 +431,9 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
     return Workload(wl.input_len, out, None, concurrency=c, warmup=wl.warmup, name=wl.name + ", staggered warm-up round")
 
 
-def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False) -> dict:
-    """Simulate one planned row; returns its report row (status 'ok' or 'skipped')."""
+def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, gpu=None) -> dict:
+    """Simulate one planned row; returns its report row (status 'ok' or 'skipped').
+    `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration)."""
     from .simulate import simulate
 
     out = dict(plan.base)
@@ -442,7 +444,7 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
     t0 = time.perf_counter()
     try:
         wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, stagger=stagger)
-        dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s)
+        dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu)
         res = simulate(dep, wl, keep_itl=False)
         s = res.summary
         ttft = (s.get("ttft_ms") or {}).get("mean")

@@ -1,0 +1,315 @@
+"""Fit a GPU spec's efficiency to end-to-end serving benchmarks, with held-out error.
+
+`llmsim.calibrate` fits the roofline to *kernel* measurements. Many users have no kernel
+tables, only end-to-end benchmark results (aiperf / genai-perf / `vllm bench serve` runs,
+one row per model x layout x ISL/OSL x concurrency) -- the silicon CSV format of
+`llmsim validate silicon`. This module fits the same `Efficiency` to those rows.
+
+What is fitted. Four scale factors, each applied to one group of `Efficiency` fields
+(`KNOBS`), so that the result is an ordinary GPU spec:
+
+    compute  s_c: every *_peak_fraction (GEMM, fp8 GEMM, FMHA) divided by s_c
+    memory   s_m: every HBM-bandwidth fraction divided by s_m
+    latency  s_l: every fixed per-kernel time (launch floors, wave set-up, ramps) times s_l
+    network  s_n: comm_bw_fraction divided by s_n
+
+s > 1 means the hardware is slower than the spec says on that resource. A fraction cannot
+exceed 1 (peak), so s_c and s_m are bounded below by the largest fraction of their group.
+Operators timed from measured kernel tables (bundled H100 tables, `--kernels`) are not
+changed by any knob: only the roofline part of a prediction moves.
+
+How (one simulation per row per knob, then a cheap fit, then exact re-simulation):
+
+1. Every row is simulated exactly as `llmsim validate silicon` does (same mapping rules,
+   closed loop, warm-up round excluded) with the shipped spec, giving y0, and once more per
+   knob with that knob at 1.5, giving the slope g_k = (y_k - y0) / 0.5 of the row's mean
+   TTFT and TPOT. A closed loop's schedule does not change when every time is scaled, so the
+   first-order surrogate y(s) = y0 + sum_k g_k (s_k - 1) is close over the fitted range.
+2. s is fitted by robust least squares (Cauchy loss, 10% scale) on log(y(s) / measured) of
+   the fitting metric (TPOT by default: TTFT also carries client/front-end queueing that
+   hardware efficiency should not absorb) over the training rows.
+3. Held-out error is exact: k folds by *configuration* (model x system x backend x mode x
+   layout x precision -- rows of one deployment that differ only in ISL/OSL/concurrency
+   stay together); each fold's rows are re-simulated with the spec fitted on the other
+   folds. The in-sample error of the final fit (all rows) is re-simulated too and reported
+   separately, never mixed with held-out error.
+
+The written spec inherits its GPU (`base:`) and keeps the GPU's catalog name as an alias,
+so bundled kernel tables of that GPU still apply -- the same model the fit evaluated.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .calibrate import ErrorStats, stats
+from .errors import LlmsimError
+from .hardware.spec import Efficiency, GPUSpec
+
+# knob -> (Efficiency fields, how the scale applies: 'divide' a fraction or 'multiply' a time)
+KNOBS: dict[str, tuple[tuple[str, ...], str]] = {
+    "compute": (("gemm_peak_fraction", "gemm_lowp_peak_fraction", "gemm_block_fp8_peak_fraction",
+                 "attn_peak_fraction", "attn_lowp_peak_fraction"), "divide"),
+    "memory": (("mem_bw_fraction", "decode_attn_bw_fraction", "decode_attn_cta_bw_fraction",
+                "gemm_lowp_quant_bw_fraction", "gemm_block_fp8_quant_bw_fraction"), "divide"),
+    "latency": (("gemm_launch_s", "gemm_lowp_launch_s", "gemm_block_fp8_launch_s", "mem_ramp_s", "attn_launch_s",
+                 "attn_block_s", "decode_attn_ramp_s", "decode_attn_launch_s", "decode_attn_block_s",
+                 "decode_attn_gqa_block_s", "decode_attn_gqa_lowp_block_s", "decode_attn_gqa_lowp_launch_s",
+                 "decode_attn_split_s", "elementwise_launch_s"), "multiply"),
+    "network": (("comm_bw_fraction",), "divide"),
+}
+PROBE = 1.5  # knob value of the slope simulations
+MAX_SCALE = 5.0
+METRICS = ("tpot", "ttft", "both")
+_F_SCALE = 0.10  # Cauchy loss scale on log error
+
+
+def scale_efficiency(e: Efficiency, scales: dict[str, float]) -> Efficiency:
+    """`e` with every knob group scaled (see `KNOBS`); fractions are capped at 1 (peak)."""
+    upd: dict[str, float] = {}
+    for knob, s in scales.items():
+        fields, how = KNOBS[knob]
+        for f in fields:
+            v = getattr(e, f)
+            upd[f] = min(1.0, v / s) if how == "divide" else v * s
+    return Efficiency.model_validate({**e.model_dump(), **upd})
+
+
+def knob_bounds(e: Efficiency) -> dict[str, tuple[float, float]]:
+    """Allowed range of each knob: a fraction knob cannot push any field of its group above 1."""
+    out = {}
+    for knob, (fields, how) in KNOBS.items():
+        lo = max(getattr(e, f) for f in fields) if how == "divide" else 0.0
+        out[knob] = (lo, MAX_SCALE)
+    return out
+
+
+def calibrated_gpu(gpu: GPUSpec, e: Efficiency) -> GPUSpec:
+    """The spec `write_spec` writes, as an object: `gpu` with efficiency `e`, named
+    '<gpu>-calibrated' and answering to '<gpu>' (so that its kernel tables still apply)."""
+    return gpu.model_copy(update={"name": f"{gpu.name}-calibrated", "aliases": (gpu.name,), "display_name": "",
+                                  "efficiency": e})
+
+
+def write_spec(gpu: GPUSpec, e: Efficiency, path: str | Path, note: str = "", base: str | None = None) -> Path:
+    """Write `calibrated_gpu(gpu, e)` as a YAML spec inheriting `base` (a catalog id or a GPU
+    file; default `gpu.name`, right when `gpu` came from the catalog)."""
+    import yaml
+
+    path = Path(path)
+    data = {"base": base or gpu.name, "name": f"{gpu.name}-calibrated", "aliases": [gpu.name],
+            "source": f"{gpu.source} | efficiency calibrated on end-to-end benchmarks by llmsim calibrate {note}".strip(),
+            "efficiency": {k: (float(v) if isinstance(v, float) else v) for k, v in e.model_dump().items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# ----------------------------------------------------------------------------- rows
+
+
+@dataclass
+class _Row:
+    plan: object  # serving.validate._Plan
+    config: str
+    meas: dict[str, float | None]  # 'ttft' / 'tpot' ms
+
+
+def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = None) -> tuple[list[_Row], dict[str, int]]:
+    """The rows of silicon CSVs measured on `gpu` that the simulator can model, and a count of
+    the others by reason."""
+    from .hardware.catalog import get_gpu
+    from .serving.validate import plan_row, read_silicon_csv
+
+    rows: list[_Row] = []
+    skipped: dict[str, int] = {}
+    names = {gpu.name, *gpu.aliases}
+    for p in paths:
+        for r in read_silicon_csv(p):
+            sysname = (r.get("system") or "").strip()
+            if system is not None:
+                if sysname != system:
+                    skipped["other system"] = skipped.get("other system", 0) + 1
+                    continue
+            else:
+                try:
+                    if get_gpu(sysname).name not in names:
+                        skipped["other GPU"] = skipped.get("other GPU", 0) + 1
+                        continue
+                except LlmsimError:
+                    skipped["unknown system"] = skipped.get("unknown system", 0) + 1
+                    continue
+            plan = plan_row(r)
+            if plan.dep_kwargs is None:
+                skipped[plan.reason] = skipped.get(plan.reason, 0) + 1
+                continue
+            b = plan.base
+            config = "|".join(str(b[k]) for k in ("model", "system", "backend", "mode", "layout", "precision"))
+            rows.append(_Row(plan, config, {"ttft": b["measured_ttft_ms"], "tpot": b["measured_tpot_ms"]}))
+    return rows, skipped
+
+
+def _task(args: tuple) -> tuple[int, float, float]:
+    from .serving.validate import run_plan
+
+    i, plan, gpu = args
+    r = run_plan(plan, gpu=gpu)
+    nan = math.nan
+    if r["status"] != "ok":
+        return i, nan, nan
+    t, p = r["predicted_ttft_ms"], r["predicted_tpot_ms"]
+    return i, (nan if t is None else t), (nan if p is None else p)
+
+
+def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.ndarray:
+    """Mean TTFT and TPOT (ms) of every row under each spec: array [spec, row, (ttft, tpot)]."""
+    tasks = [(j * len(rows) + i, r.plan, g) for j, g in enumerate(gpus) for i, r in enumerate(rows)]
+    out = np.full((len(gpus) * len(rows), 2), np.nan)
+    if jobs > 1 and len(tasks) > 1:
+        import multiprocessing as mp
+
+        tasks.sort(key=lambda t: -t[1].cost)  # longest first
+        with mp.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
+            for i, a, b in pool.imap_unordered(_task, tasks, chunksize=1):
+                out[i] = a, b
+    else:
+        for t in tasks:
+            i, a, b = _task(t)
+            out[i] = a, b
+    return out.reshape(len(gpus), len(rows), 2)
+
+
+# ----------------------------------------------------------------------------- fit
+
+
+def _targets(rows: list[_Row], metric: str) -> list[int]:
+    """Columns (0 = TTFT, 1 = TPOT) the fit uses."""
+    return {"ttft": [0], "tpot": [1], "both": [0, 1]}[metric]
+
+
+def fit_scales(y0: np.ndarray, slopes: np.ndarray, meas: np.ndarray, cols: list[int], bounds: dict[str, tuple[float, float]],
+               knobs: list[str]) -> dict[str, float]:
+    """Knob values minimising the robust log error of the first-order surrogate
+    y0 + slopes . (s - 1) on the given rows (y0, meas: [row, 2]; slopes: [knob, row, 2])."""
+    from scipy.optimize import least_squares
+
+    y0c, mc = y0[:, cols].ravel(), meas[:, cols].ravel()
+    gc = np.stack([slopes[k][:, cols].ravel() for k in range(len(knobs))])
+    ok = np.isfinite(y0c) & np.isfinite(mc) & (mc > 0) & np.all(np.isfinite(gc), axis=0)
+    y0c, mc, gc = y0c[ok], mc[ok], gc[:, ok]
+    if len(mc) == 0:
+        raise LlmsimError("no row has both a prediction and a measurement of the fitted metric")
+    lo = np.array([bounds[k][0] for k in knobs])
+    hi = np.array([bounds[k][1] for k in knobs])
+
+    def resid(s: np.ndarray) -> np.ndarray:
+        y = y0c + (s - 1.0) @ gc
+        return np.log(np.maximum(y, 1e-6 * y0c) / mc) / math.sqrt(len(mc))
+
+    x0 = np.clip(np.ones(len(knobs)), lo, hi)
+    res = least_squares(resid, x0, bounds=(lo, hi + 1e-12), loss="cauchy", f_scale=_F_SCALE / math.sqrt(len(mc)), max_nfev=200)
+    return dict(zip(knobs, map(float, res.x)))
+
+
+def config_folds(rows: list[_Row], k: int, seed: int = 0) -> np.ndarray:
+    """Fold per row; all rows of one configuration share a fold."""
+    keys = np.array([r.config for r in rows])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    perm = np.random.default_rng(seed).permutation(len(uniq))
+    return (perm % k)[inv]
+
+
+@dataclass
+class ServingCalibrationReport:
+    gpu: str
+    folds: int
+    metric: str
+    rows: int
+    configs: int
+    skipped: dict[str, int]
+    scales: dict[str, float]  # final fit, on all rows
+    fold_scales: list[dict[str, float]]
+    inactive: list[str]  # knobs no row is sensitive to (left at 1)
+    errors: dict[str, dict[str, ErrorStats]]  # metric -> shipped / held_out / in_sample
+    by_backend: dict[str, dict[str, dict[str, ErrorStats]]]
+    efficiency: Efficiency
+    per_row: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        def e(d):
+            return {m: {k: s.to_dict() for k, s in v.items()} for m, v in d.items()}
+
+        return {"gpu": self.gpu, "folds": self.folds, "metric": self.metric, "rows": self.rows, "configs": self.configs,
+                "skipped": self.skipped, "scales": self.scales, "fold_scales": self.fold_scales, "inactive": self.inactive,
+                "errors": e(self.errors), "by_backend": {b: e(v) for b, v in self.by_backend.items()},
+                "efficiency": self.efficiency.model_dump()}
+
+
+def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metric: str = "tpot", seed: int = 0,
+                            jobs: int = 1, skipped: dict[str, int] | None = None) -> ServingCalibrationReport:
+    """k-fold cross-validated fit of the four efficiency knobs to end-to-end rows (module docstring)."""
+    if metric not in METRICS:
+        raise LlmsimError(f"unknown metric {metric!r}", hint=f"use one of {', '.join(METRICS)}")
+    if k < 2:
+        raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    if not rows:
+        raise LlmsimError(f"no benchmark row to calibrate {gpu.name} on",
+                          hint="the rows' `system` must name this GPU (or pass --system); see `llmsim validate silicon` for why rows are skipped")
+    n_conf = len({r.config for r in rows})
+    if n_conf < k:
+        raise LlmsimError(f"{n_conf} configuration(s) cannot be split into {k} folds", hint=f"use --folds {max(2, n_conf)} (or fewer), or add rows of other configurations")
+
+    knobs = list(KNOBS)
+    e0 = gpu.efficiency
+    probes = [gpu.model_copy(update={"efficiency": scale_efficiency(e0, {kn: PROBE})}) for kn in knobs]
+    sims = simulate_rows(rows, [gpu, *probes], jobs)
+    y0 = sims[0]
+    slopes = (sims[1:] - y0[None]) / (PROBE - 1.0)
+    meas = np.array([[np.nan if r.meas[m] is None else r.meas[m] for m in ("ttft", "tpot")] for r in rows], float)
+    cols = _targets(rows, metric)
+    sens = np.nanmax(np.abs(slopes[:, :, cols]).reshape(len(knobs), -1) / np.maximum(np.abs(y0[:, cols]).ravel(), 1e-12), axis=1)
+    active = [kn for kn, s in zip(knobs, sens) if s > 1e-4]
+    inactive = [kn for kn in knobs if kn not in active]
+    act = [knobs.index(kn) for kn in active]
+    bounds = knob_bounds(e0)
+
+    def fit(mask: np.ndarray) -> dict[str, float]:
+        s = fit_scales(y0[mask], slopes[act][:, mask], meas[mask], cols, bounds, active) if active else {}
+        return {kn: s.get(kn, 1.0) for kn in knobs}
+
+    folds = config_folds(rows, k, seed)
+    fold_scales = [fit(folds != f) for f in range(k)]
+    final = fit(np.ones(len(rows), bool))
+    e_final = scale_efficiency(e0, final)
+    specs = [calibrated_gpu(gpu, scale_efficiency(e0, s)) for s in fold_scales] + [calibrated_gpu(gpu, e_final)]
+    # exact re-simulation: each row under its fold's held-out spec, and under the final spec
+    held = np.full_like(y0, np.nan)
+    by_fold = simulate_rows(rows, specs, jobs)
+    for f in range(k):
+        held[folds == f] = by_fold[f][folds == f]
+    insample = by_fold[k]
+
+    def st(pred: np.ndarray, col: int, sel: np.ndarray) -> ErrorStats:
+        p, m = pred[sel, col], meas[sel, col]
+        ok = np.isfinite(p) & np.isfinite(m) & (m > 0)
+        return stats(p[ok], m[ok])
+
+    def block(sel: np.ndarray) -> dict[str, dict[str, ErrorStats]]:
+        return {name: {"shipped": st(y0, c, sel), "held_out": st(held, c, sel), "in_sample": st(insample, c, sel)}
+                for name, c in (("ttft", 0), ("tpot", 1))}
+
+    backends = np.array([r.plan.base["backend"] for r in rows])
+    per_row = [{"id": r.plan.base["id"], "config": r.config, "fold": int(folds[i]),
+                "measured_ttft_ms": meas[i, 0], "measured_tpot_ms": meas[i, 1],
+                "shipped_ttft_ms": y0[i, 0], "shipped_tpot_ms": y0[i, 1],
+                "held_out_ttft_ms": held[i, 0], "held_out_tpot_ms": held[i, 1]} for i, r in enumerate(rows)]
+    return ServingCalibrationReport(
+        gpu=gpu.name, folds=k, metric=metric, rows=len(rows), configs=n_conf, skipped=dict(skipped or {}),
+        scales=final, fold_scales=fold_scales, inactive=inactive,
+        errors=block(np.ones(len(rows), bool)),
+        by_backend={b: block(backends == b) for b in sorted(set(backends))},
+        efficiency=e_final, per_row=per_row)
