@@ -288,3 +288,56 @@ def test_closed_loop_throughput_follows_littles_law():
     order = np.argsort(finish)[16:-16]
     little = 16 * np.mean(out[order]) / np.mean(finish[order] - arrival[order])
     assert res.summary["output_tokens_per_s"] == pytest.approx(little, rel=0.06)
+
+
+def _no_macro_steps(monkeypatch):
+    """Make every engine step a single event-loop step (the horizon never lets one run on)."""
+    step = Engine.step
+    monkeypatch.setattr(Engine, "step", lambda self, now, next_arrival, horizon=-math.inf: step(self, now, next_arrival))
+
+
+@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "closed", "preempt", "disagg", "replicas"])
+def test_macro_steps_do_not_change_results(case, monkeypatch):
+    # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
+    # while nothing else can happen first; it must reproduce the event loop exactly
+    open_wl = make_workload(num_requests=300, input_dist="lognormal:1500,1200", output_dist="uniform:1,300", rate=4.0, seed=3)
+    d, wl = {
+        "open_chunked": (dep(max_num_batched_tokens=512), open_wl),
+        "open_whole": (dep(chunked_prefill=False), open_wl),
+        "closed": (dep(max_num_batched_tokens=512), make_workload(num_requests=200, input_dist="uniform:100,3000", output_dist="uniform:1,200", concurrency=6, seed=1)),
+        "preempt": (dep(memory_fraction=0.225, max_num_batched_tokens=512), make_workload(num_requests=120, isl=900, osl=600, concurrency=40, seed=2)),
+        "disagg": (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), open_wl),
+        "replicas": (dep(pool=Pool("h100-sxm", workers=3), max_num_batched_tokens=512), open_wl),
+    }[case]
+    fast = simulate(d, wl)
+    _no_macro_steps(monkeypatch)
+    slow = simulate(d, wl)
+    fast.summary.pop("simulation_wall_s"), slow.summary.pop("simulation_wall_s")
+    assert json.dumps(fast.summary, sort_keys=True) == json.dumps(slow.summary, sort_keys=True)
+    for name in ("arrival", "t_sched", "t_first", "t_finish", "gen", "preemptions", "engine"):
+        assert getattr(fast.requests, name) == getattr(slow.requests, name), name
+
+
+def test_decode_attention_table_matches_interpolation(monkeypatch):
+    # decode attention is kept in per-batch-size rows indexed by mean context; rows are dropped
+    # when they outgrow their budget, and every value equals the grid interpolation it caches
+    import random
+
+    from llmsim.layout import Precision
+    from llmsim.models import get_model
+    from llmsim.serving import steptime
+    from llmsim.serving.backends import get_backend
+    from llmsim.serving.simulate import _build_pool
+
+    monkeypatch.setattr(steptime, "_DEC_SLOTS", 5000)
+    spec = get_model("llama-3-8b")
+    st = _build_pool(spec, Pool("a100-sxm-80gb"), dep(model=spec), get_backend("vllm"), Precision(), "both").st
+    rnd = random.Random(1)
+    for _ in range(400):
+        n, c = rnd.randint(1, 40), rnd.randint(1, 4000)
+        ctx_sum = n * c + rnd.randint(-(n // 2), n // 2)
+        want = st._dec_interp(n, max(1, round(ctx_sum / n)))
+        assert st.decode_attention(n, ctx_sum) == want
+        assert st.decode_attention(n, ctx_sum) == want  # now from the table
+        assert st._dec_slots <= 5000
+    assert st.decode_attention(3, 10**7) == st._dec_interp(3, round(10**7 / 3))  # a row too long to keep

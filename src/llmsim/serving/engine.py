@@ -20,7 +20,11 @@ Speed: a decode-phase request's progress is implied by the engine's decode tick 
 (tokens = tokens at join + ticks since join), completions come from a heap keyed by target
 tick, and a run of decode-only iterations with an unchanged batch is advanced in closed form
 (`StepTimeModel.decode_run`) up to the next event (a completion, the next arrival that could
-be admitted, or KV exhaustion). No per-request work happens per iteration.
+be admitted, or KV exhaustion). No per-request work happens per iteration. A macro step
+(`Engine.step`) runs on while the event loop guarantees nothing else happens first: a long
+prompt's full-budget chunks, its last chunk, and the decode runs after it (`Engine._quiet`
+checks that each continuation is the step the event loop would have started). Token gaps
+for the ITL histogram are buffered in flat arrays and binned with numpy.
 
 KV accounting: a sequence of L tokens holds ceil(L / block_size) blocks; for the decode set
 the total is tracked as (sum of contexts + n * (block_size - 1) / 2) / block_size, i.e. on
@@ -31,10 +35,15 @@ from __future__ import annotations
 
 import heapq
 import math
+from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
+import numpy as np
+
 from .steptime import StepTimeModel
+
+_ITL_BATCH = 4096  # token-gap samples buffered per engine before they are binned (numpy) into the histogram
 
 
 @dataclass
@@ -56,12 +65,10 @@ class Requests:
     """Per-request state shared by all engines of a simulation (compact arrays, indexed by request id)."""
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
-        from array import array
-
         n = len(input_len)
         self.n = n
-        self.inp = array("q", (int(x) for x in input_len))
-        self.out = array("q", (int(x) for x in output_len))
+        self.inp = array("q", np.asarray(input_len, dtype=np.int64).tobytes())
+        self.out = array("q", np.asarray(output_len, dtype=np.int64).tobytes())
         self.hash_ids = hash_ids
         self.hash_block_tokens = hash_block_tokens
         nan = float("nan")
@@ -83,6 +90,9 @@ class Engine:
     def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
         self.on_finish, self.itl = on_finish, itl
+        # token gaps (s) and their counts not yet binned into `itl`; None when ITL is not kept
+        self._itl_v: array | None = array("d") if itl is not None else None
+        self._itl_c = array("q")
         self.waiting: deque[int] = deque()  # new and recompute-preempted requests
         self.swapped: deque[int] = deque()
         self.incoming: deque[int] = deque()  # decode role: requests whose KV has arrived
@@ -107,21 +117,18 @@ class Engine:
         self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
         self.cap_blocks = cfg.kv_capacity_tokens // cfg.block_size
         self.outstanding = 0  # routed here and not finished (router's load signal)
+        self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
+        self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
 
     # ------------------------------------------------------------------ queries
     @property
     def idle(self) -> bool:
         return not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming)
 
-    def _dec_ctx_sum(self) -> int:
-        """Sum of decode-set contexts at the next tick."""
-        return self.dec_base + self.n_dec * self.tick
-
     def blocks_used(self, extra_decode_ticks: int = 0) -> float:
-        B = self.cfg.block_size
-        n_seq = self.n_dec + len(self.prefilling)
-        toks = self._dec_ctx_sum() + self.n_dec * extra_decode_ticks + self.pref_tokens
-        return (toks + n_seq * (B - 1) * 0.5) / B
+        B, n = self.cfg.block_size, self.n_dec
+        toks = self.dec_base + n * (self.tick + extra_decode_ticks) + self.pref_tokens  # decode contexts + prefills
+        return (toks + (n + len(self.prefilling)) * (B - 1) * 0.5) / B
 
     def kv_utilisation(self) -> float:
         return min(1.0, self.blocks_used() / max(self.cap_blocks, 1))
@@ -196,16 +203,69 @@ class Engine:
         return 0.0
 
     # ------------------------------------------------------------------ one macro step
-    def step(self, now: float, next_arrival: float) -> float:
+    def step(self, now: float, next_arrival: float, horizon: float = -math.inf) -> float:
         """Run the next iteration (or closed-form run of decode iterations) starting at `now`;
-        returns its end time. Completions are reported through the callbacks at that time."""
-        cfg, r = self.cfg, self.r
+        returns its end time. Completions are reported through the callbacks at that time.
+
+        `horizon`: the event loop guarantees nothing else happens before it (no arrival, no
+        other engine's step). Until then a prompt's full-budget chunks run on into its last
+        chunk, and that into the decode runs after it, as one macro step: the same iterations,
+        each scheduled as the event loop would have scheduled it (see `_quiet`).
+        """
+        cfg = self.cfg
+        outstanding = self.outstanding
         extra_s = 0.0
         # make room for the next decode token of every running sequence
         while self.n_dec and self.blocks_used(1) > self.cap_blocks and len(self.running) > 1:
             extra_s += self._preempt_one(now)
+        if self.swapped:
+            extra_s = self._swap_in(extra_s)
+        if self.incoming:
+            self._admit_incoming(now)
 
-        # swapped-out requests come back first, while they fit
+        if self.waiting or self.prefilling:
+            chunks, finishing = self._schedule_prefill(now)
+        else:
+            chunks = finishing = None
+        if not chunks:
+            if self.n_dec == 0:
+                # nothing runnable (e.g. KV full with only waiting work): idle until something changes
+                self.busy_until = now
+                return now
+            end = self._decode_run(now, next_arrival, extra_s)
+            return self._decode_on(end, next_arrival, horizon, outstanding)
+        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and cfg.chunked_prefill and not self.swapped:
+            end = self._chunk_run(now, chunks[0], extra_s)
+            rid = self.prefilling[0]
+            p = self.r.prefilled[rid]
+            rem = self.r.ptotal[rid] - p
+            if rem > cfg.max_num_batched_tokens - self.n_dec or not self._quiet(end, horizon, outstanding):
+                return end
+            # what the next step would schedule: this prompt's last chunk, and nothing else
+            now, chunks, finishing, extra_s = end, [(rem, p)], [rid], 0.0
+        end = self._iteration(now, chunks, finishing, extra_s)
+        return self._decode_on(end, next_arrival, horizon, outstanding)
+
+    def _decode_on(self, end: float, next_arrival: float, horizon: float, outstanding: int) -> float:
+        """While the next steps would be plain decode runs (no prefill left, nothing waiting) and
+        nothing else happens first, run them now; returns the new end time."""
+        while self.n_dec and not self.prefilling and self._quiet(end, horizon, outstanding):
+            end = self._decode_run(end, next_arrival, 0.0)
+        return end
+
+    def _quiet(self, t: float, horizon: float, outstanding: int) -> bool:
+        """Whether the step the event loop would start at `t` can start here and now, and sees
+        exactly what it would see there: nothing external happens first (t < horizon), no request
+        of this engine finished if completions may queue new events, nothing waits for admission
+        or swap-in, no preemption is due, and the scheduler is not a static batcher."""
+        return (t < horizon and (self.outstanding == outstanding or not self.finish_queues_events)
+                and not self.waiting and not self.swapped
+                and not self.incoming and not self.cfg.static_batching
+                and not (self.n_dec and len(self.running) > 1 and self.blocks_used(1) > self.cap_blocks))
+
+    def _swap_in(self, extra_s: float) -> float:
+        """Swapped-out requests come back first, while they fit; adds their copy time to extra_s."""
+        cfg, r = self.cfg, self.r
         while self.swapped and len(self.running) < cfg.max_num_seqs:
             rid = self.swapped[0]
             toks = r.inp[rid] + r.gen[rid]
@@ -216,8 +276,11 @@ class Engine:
             extra_s += toks * cfg.kv_bytes_per_token / cfg.swap_bandwidth_bytes_per_s
             self.running.append(rid)
             self._join_decode(rid, r.gen[rid])
+        return extra_s
 
-        # decode role: requests whose KV arrived join the decode set when they fit
+    def _admit_incoming(self, now: float) -> None:
+        """Decode role: requests whose KV arrived join the decode set when they fit."""
+        cfg, r = self.cfg, self.r
         while self.incoming and len(self.running) < cfg.max_num_seqs:
             rid = self.incoming[0]
             if self.blocks_used(1) + (r.inp[rid] + 1) / cfg.block_size + 1 > self.cap_blocks and self.running:
@@ -228,21 +291,8 @@ class Engine:
             self.running.append(rid)
             self._join_decode(rid, 1)
 
-        chunks, finishing = self._schedule_prefill(now)
-        if not chunks and self.n_dec == 0:
-            # nothing runnable (e.g. KV full with only waiting work): idle until something changes
-            self.busy_until = now
-            return now
-        if not chunks:
-            return self._decode_run(now, next_arrival, extra_s)
-        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and cfg.chunked_prefill and not self.swapped:
-            return self._chunk_run(now, chunks[0], extra_s)
-        return self._iteration(now, chunks, finishing, extra_s)
-
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
-        if not self.waiting and not self.prefilling:
-            return [], []
         cfg, r = self.cfg, self.r
         if cfg.role == "decode":
             return [], []
@@ -252,42 +302,50 @@ class Engine:
         budget = cfg.max_num_batched_tokens - (self.n_dec if mixing else 0)
         chunks: list[tuple[int, int]] = []
         finishing: list[int] = []
-        B = cfg.block_size
-        used = self.blocks_used(1 if self.n_dec and mixing else 0)
+        prefilled, ptotal = r.prefilled, r.ptotal
         # continue partially prefilled requests
         for rid in self.prefilling:
             if budget <= 0:
                 break
-            rem = r.ptotal[rid] - r.prefilled[rid]
-            q = min(rem, budget) if mixing else rem
-            chunks.append((q, r.prefilled[rid]))
+            p = prefilled[rid]
+            rem = ptotal[rid] - p
+            q = rem if not mixing or rem < budget else budget
+            chunks.append((q, p))
             budget -= q
-            used += q / B
             if q == rem:
                 finishing.append(rid)
-        # admit new requests
-        while self.waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
-            rid = self.waiting[0]
-            if r.prefilled[rid] == 0 and r.gen[rid] == 0:
-                hit = self.prefix_match_tokens(rid)
+        # admit new requests while budget, sequence slots and KV blocks last
+        waiting = self.waiting
+        if not (waiting and budget > 0):
+            return chunks, finishing
+        B = cfg.block_size
+        used = self.blocks_used(1 if self.n_dec and mixing else 0)
+        for q, _p in chunks:
+            used += q / B
+        while waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
+            rid = waiting[0]
+            fresh = r.gen[rid] == 0  # not a preempted request coming back
+            if prefilled[rid] == 0 and fresh:
+                hit = self.prefix_match_tokens(rid) if self._prefix else 0
                 r.cached[rid] = hit
-                r.prefilled[rid] = hit
-            rem = r.ptotal[rid] - r.prefilled[rid]
+                prefilled[rid] = hit
+            p = prefilled[rid]
+            rem = ptotal[rid] - p
             if not mixing and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
-            q = min(rem, budget) if mixing else rem
-            need = (r.prefilled[rid] + q) / B + 1
+            q = rem if not mixing or rem < budget else budget
+            need = (p + q) / B + 1
             if used + need > self.cap_blocks and (self.running or chunks):
                 break
-            self.waiting.popleft()
+            waiting.popleft()
             if math.isnan(r.t_sched[rid]):
                 r.t_sched[rid] = now
-            self.prompt_tokens += r.inp[rid] if r.gen[rid] == 0 else 0
-            self.prefix_hit_tokens += r.cached[rid] if r.gen[rid] == 0 else 0
+            self.prompt_tokens += r.inp[rid] if fresh else 0
+            self.prefix_hit_tokens += r.cached[rid] if fresh else 0
             self.running.append(rid)
             self.prefilling.append(rid)
-            self.pref_tokens += r.prefilled[rid]
-            chunks.append((q, r.prefilled[rid]))
+            self.pref_tokens += p
+            chunks.append((q, p))
             budget -= q
             used += need
             if q == rem:
@@ -296,25 +354,26 @@ class Engine:
 
     def _iteration(self, now: float, chunks, finishing, extra_s: float) -> float:
         cfg, r = self.cfg, self.r
-        mixing = cfg.chunked_prefill
-        n_dec = self.n_dec if mixing else 0
+        n_dec = self.n_dec if cfg.chunked_prefill else 0
         rows = n_dec + len(finishing)
-        t = self.st.iteration(chunks, n_dec, self._dec_ctx_sum() if n_dec else 0, rows) + extra_s
+        t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
         end = now + t
         # apply prefill progress (chunks were taken in self.prefilling order)
-        for (q, _p), rid in zip(chunks, self.prefilling[: len(chunks)]):
-            r.prefilled[rid] += q
+        prefilling, prefilled = self.prefilling, r.prefilled
+        for i, (q, _p) in enumerate(chunks):
+            prefilled[prefilling[i]] += q
             self.pref_tokens += q
         if n_dec:
-            self._advance_ticks(1, end, [(t, n_dec)])
+            self._advance_ticks(1, end, t, n_dec)
         elif self.n_dec:
             self._stall_s += t  # decodes wait behind a prefill-only iteration: part of their next ITL
         for rid in finishing:
-            self.prefilling.remove(rid)
-            self.pref_tokens -= r.prefilled[rid]
-            self._cache_insert(rid)
+            prefilling.remove(rid)
+            self.pref_tokens -= prefilled[rid]
+            if self._prefix:
+                self._cache_insert(rid)
             gen = r.gen[rid] + 1
-            if r.gen[rid] == 0:
+            if gen == 1:
                 r.t_first[rid] = end
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
@@ -338,39 +397,50 @@ class Engine:
         rid = self.prefilling[0]
         q, p = chunk
         end = now
+        ptotal = r.ptotal[rid]
+        iterations = 0
         while True:
             n = self.n_dec
-            t = st.iteration([(q, p)], n, self._dec_ctx_sum() if n else 0, n) + extra_s
+            t = st.one_chunk(q, p, n, self.dec_base + n * self.tick if n else 0, n) + extra_s
             extra_s = 0.0
             end += t
-            r.prefilled[rid] += q
             self.pref_tokens += q
             p += q
-            self.num_iterations += 1
+            iterations += 1
             if n:
-                self._advance_ticks(1, end, [(t, n)])
+                self._advance_ticks(1, end, t, n)
             budget = cfg.max_num_batched_tokens - self.n_dec
-            if self.n_dec != n or r.ptotal[rid] - p <= budget or budget <= 0:
+            if self.n_dec != n or ptotal - p <= budget or budget <= 0:
                 break
             if self.blocks_used(1) + budget / cfg.block_size + 1 > self.cap_blocks:
                 break
             q = budget
+        r.prefilled[rid] = p
+        self.num_iterations += iterations
         return self._finish_step(now, end)
 
-    def _advance_ticks(self, k: int, end: float, itl_samples) -> None:
-        """k decode ticks happened, ending at `end`; pop the requests that completed."""
+    def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0) -> None:
+        """k decode ticks happened, ending at `end`, with c0 token gaps of v0 s and c1 of v1 s
+        (decode runs report two mean gaps, one per half); completes the requests that are done."""
         self.tick += k
-        if self.itl is not None:
-            if self._stall_s:
-                (v0, c0), n = itl_samples[0], self.n_dec
-                self.itl.add(v0 + self._stall_s, n)  # the first token after a stall
-                itl_samples = [(v0, c0 - n)] + list(itl_samples[1:])
-            for v, c in itl_samples:
-                if c > 0:
-                    self.itl.add(v, c)
-        self._stall_s = 0.0
-        heap, r = self.heap, self.r
-        while heap and heap[0][0] <= self.tick:
+        vs = self._itl_v
+        if vs is not None:
+            if c0 > 0:
+                vs.append(v0)
+                self._itl_c.append(c0)
+            if c1 > 0:
+                vs.append(v1)
+                self._itl_c.append(c1)
+            if len(vs) >= _ITL_BATCH:
+                self.flush_itl()
+        heap = self.heap
+        if heap and heap[0][0] <= self.tick:
+            self._complete_due(end)
+
+    def _complete_due(self, end: float) -> None:
+        """Pop the decode requests whose target tick has come (skipping stale heap entries)."""
+        heap, r, tick = self.heap, self.r, self.tick
+        while heap and heap[0][0] <= tick:
             _target, ver, rid = heapq.heappop(heap)
             if ver != r.ver[rid]:
                 continue
@@ -383,26 +453,30 @@ class Engine:
 
     def _decode_run(self, now: float, next_arrival: float, extra_s: float) -> float:
         """Decode-only iterations with an unchanging batch, advanced in closed form to the next event."""
-        st, n = self.st, self.n_dec
-        S = self._dec_ctx_sum()
+        st, n, cfg = self.st, self.n_dec, self.cfg
+        S = self.dec_base + n * self.tick  # context sum at the next tick
         # stale heap tops do not bound the run
-        heap, r = self.heap, self.r
-        while heap and heap[0][1] != r.ver[heap[0][2]]:
+        heap, ver = self.heap, self.r.ver
+        while heap and heap[0][1] != ver[heap[0][2]]:
             heapq.heappop(heap)
-        k_done = max(1, heap[0][0] - self.tick) if heap else 1
+        k_done = heap[0][0] - self.tick if heap else 1
+        if k_done < 1:
+            k_done = 1
         # KV exhaustion: blocks_used(k) <= cap
-        B = self.cfg.block_size
+        B = cfg.block_size
         room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * (B - 1) * 0.5)
-        k_kv = max(1, int(room // n)) if n else k_done
-        k = min(k_done, k_kv)
-        # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary
-        admissible = len(self.running) < self.cfg.max_num_seqs and not self.cfg.static_batching
+        k_kv = int(room // n) if n else k_done
+        k = k_done if k_done < k_kv else k_kv
+        if k < 1:
+            k = 1
         a = st.decode_step(n, S) + extra_s
         if k > 1:
             b = (st.decode_step(n, S + n * (k - 1)) - a + extra_s) / (k - 1)
         else:
             b = 0.0
-        if admissible and not self.waiting and not self.incoming and next_arrival < math.inf and k > 1:
+        # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary
+        if k > 1 and next_arrival < math.inf and not self.waiting and not self.incoming \
+                and len(self.running) < cfg.max_num_seqs and not cfg.static_batching:
             # stop at the first iteration boundary at or after the next arrival
             dt = next_arrival - now
             # smallest k' with k' a + b k'(k'-1)/2 >= dt
@@ -410,15 +484,20 @@ class Engine:
                 kk = math.ceil((-(a - b / 2) + math.sqrt((a - b / 2) ** 2 + 2 * b * dt)) / b)
             else:
                 kk = math.ceil(dt / a)
-            k = max(1, min(k, kk))
+            if kk < k:
+                k = kk if kk > 1 else 1
         total = k * a + b * k * (k - 1) / 2
         end = now + total
-        if k > 1:
-            h = k // 2
-            samples = [(a + b * (h - 1) / 2, n * h), (a + b * (h + (k - 1)) / 2, n * (k - h))]
-        else:
-            samples = [(a, n)]
-        self._advance_ticks(k, end, samples)
+        # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)
+        h = k // 2 or 1
+        v0, c0 = a + b * (h - 1) / 2, n * h
+        if self._stall_s:  # the first token after prefill-only iterations also waited for those
+            if self._itl_v is not None:
+                self._itl_v.append(v0 + self._stall_s)
+                self._itl_c.append(n)
+            c0 -= n
+            self._stall_s = 0.0
+        self._advance_ticks(k, end, v0, c0, a + b * (h + (k - 1)) / 2, n * (k - h))
         self.num_iterations += k
         return self._finish_step(now, end)
 
@@ -432,16 +511,21 @@ class Engine:
                 self._kv_stride *= 2
         return end
 
+    def flush_itl(self) -> None:
+        """Bin the buffered token gaps into the shared ITL histogram (one numpy pass)."""
+        if self._itl_v:
+            self.itl.add_many(np.frombuffer(self._itl_v), np.frombuffer(self._itl_c, dtype=np.int64))
+            self._itl_v, self._itl_c = array("d"), array("q")  # (numpy views pin the old buffers)
+
     def _done(self, rid: int, t: float) -> None:
         self.outstanding -= 1
         self.on_finish(rid, t, self)
 
     def _cache_insert(self, rid: int) -> None:
-        h = self.r.hash_ids
-        if h is None or not self.cfg.prefix_caching:
+        if not self._prefix:
             return
         lru = self._lru
-        for x in h[rid]:
+        for x in self.r.hash_ids[rid]:
             x = int(x)
             if x in lru:
                 lru.move_to_end(x)

@@ -253,9 +253,12 @@ def simulate(
     routers = [_Router(b.engines, dep.router) for b in builds]
     entry, handoff = routers[0], routers[-1]
     all_engines = [e for b in builds for e in b.engines]
+    for e in all_engines:  # open-loop completions queue nothing (closed-loop ones the next request)
+        e.finish_queues_events = wl.concurrency is not None or e.cfg.role == "prefill"
 
-    # arrivals
-    arr_times = wl.arrival_s
+    # arrivals: open-loop times as a list of floats (cheap to index), closed-loop ones as events
+    arr_times = wl.arrival_s.tolist() if wl.arrival_s is not None else []
+    n_open = len(arr_times)
     next_open = 0
     if wl.concurrency is not None:
         for i in range(min(wl.concurrency, n)):
@@ -268,7 +271,7 @@ def simulate(
 
     def next_arrival_time() -> float:
         t1 = events[0][0] if events else math.inf
-        t2 = arr_times[next_open] if arr_times is not None and next_open < n else math.inf
+        t2 = arr_times[next_open] if next_open < n_open else math.inf
         return t1 if t1 < t2 else t2
 
     def wake(e: Engine, t: float) -> None:
@@ -278,8 +281,8 @@ def simulate(
 
     while True:
         t_ev = events[0][0] if events else math.inf
-        t_open = float(arr_times[next_open]) if arr_times is not None and next_open < n else math.inf
-        t_arr = min(t_ev, t_open)
+        t_open = arr_times[next_open] if next_open < n_open else math.inf
+        t_arr = t_ev if t_ev < t_open else t_open
         t_eng = active[0][0] if active else math.inf
         if t_arr == math.inf and t_eng == math.inf:
             break
@@ -299,15 +302,28 @@ def simulate(
             continue
         t, eid = heapq.heappop(active)
         e = all_engines[eid]
-        if e.idle:
-            is_active[eid] = False
-            continue
-        end = e.step(t, next_arrival_time())
-        if end <= t:  # blocked until something arrives or finishes elsewhere
-            is_active[eid] = False
-            continue
-        heapq.heappush(active, (end, eid))
+        # step the engine; while nothing else is due before its next step (no arrival at or before
+        # its end, no other engine earlier in the (time, eid) order), step it again in place: the
+        # same order of events the loop above would produce, without the heap round trip
+        t_next = t_arr
+        while True:
+            if e.idle:
+                is_active[eid] = False
+                break
+            # nothing external happens before the next arrival or another engine's next step
+            horizon = active[0][0] if active and active[0][0] < t_next else t_next
+            end = e.step(t, t_next, horizon)
+            if end <= t:  # blocked until something arrives or finishes elsewhere
+                is_active[eid] = False
+                break
+            t_next = next_arrival_time()  # completions may have queued requests (closed loop, hand-offs)
+            if t_next <= end or (active and active[0] < (end, eid)):
+                heapq.heappush(active, (end, eid))
+                break
+            t = end
 
+    for e in all_engines:
+        e.flush_itl()
     wall = time.perf_counter() - t_wall
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo)
     summary["simulation_wall_s"] = wall

@@ -24,6 +24,7 @@ lookups once warm, which is what lets the simulator run ~10^5 iterations per sec
 from __future__ import annotations
 
 import math
+from array import array
 from functools import lru_cache
 
 from ..cost.model import CostModel
@@ -35,6 +36,7 @@ _ATTN_NAMES = frozenset({"attn_prefill", "attn_decode", "kv_b_proj", "mla_q_abso
 _HEAD_NAMES = frozenset({"final_norm", "lm_head", "logits_allgather"})
 _EXACT_T = 512
 _GRID_RATIO = 1.03
+_DEC_SLOTS = 1 << 23  # decode-attention memo entries (8 bytes each) kept at most
 
 
 @lru_cache(maxsize=1 << 18)
@@ -53,25 +55,50 @@ def _grid(x: int, exact_upto: int, ratio: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
-def _bilinear(f, gx: tuple[int, int, float], gy: tuple[int, int, float]) -> float:
-    """Interpolate f between the grid points bracketing x and y (from `_grid`)."""
-    x0, x1, wx = gx
-    y0, y1, wy = gy
-    a = f(x0, y0)
-    if wy:
-        a += (f(x0, y1) - a) * wy
-    if wx:
-        b = f(x1, y0)
-        if wy:
-            b += (f(x1, y1) - b) * wy
-        a += (b - a) * wx
-    return a
-
-
-def _remember(memo: dict, key, value: float, limit: int = 1 << 20) -> None:
+def _remember(memo: dict, key, value, limit: int = 1 << 20) -> None:
     if len(memo) > limit:
         memo.clear()
     memo[key] = value
+
+
+class _Bilinear:
+    """f(x, y) interpolated bilinearly between the grid points bracketing x and y (`_grid`).
+
+    `f` is exact and slow (the cost model); each grid cell keeps the four corner values
+    it needs together, so interpolating at a new point is two grid look-ups, one cell
+    look-up and a few multiply-adds."""
+
+    def __init__(self, f, x_grid: tuple[int, float], y_grid: tuple[int, float]):
+        self.f, self.x_grid, self.y_grid = f, x_grid, y_grid
+        self._gx: dict[int, tuple[int, int, float]] = {}  # `_grid` of each argument seen
+        self._gy: dict[int, tuple[int, int, float]] = {}
+        self._cells: dict[tuple[int, int, int, int], tuple[float, float, float, float]] = {}
+
+    def __call__(self, x: int, y: int) -> float:
+        gx = self._gx.get(x)
+        if gx is None:
+            gx = _grid(x, *self.x_grid)
+            _remember(self._gx, x, gx)
+        gy = self._gy.get(y)
+        if gy is None:
+            gy = _grid(y, *self.y_grid)
+            _remember(self._gy, y, gy)
+        x0, x1, wx = gx
+        y0, y1, wy = gy
+        key = (x0, x1, y0, y1)
+        c = self._cells.get(key)
+        if c is None:
+            f = self.f
+            c = self._cells[key] = (f(x0, y0), f(x0, y1), f(x1, y0), f(x1, y1))
+        a = c[0]
+        if wy:
+            a += (c[1] - a) * wy
+        if wx:
+            b = c[2]
+            if wy:
+                b += (c[3] - b) * wy
+            a += (b - a) * wx
+        return a
 
 
 class StepTimeModel:
@@ -85,8 +112,15 @@ class StepTimeModel:
         self._head: dict[int, float] = {}
         self._pre: dict[tuple[int, int], float] = {}
         self._dec: dict[tuple[int, int], float] = {}
-        self._pre_memo: dict[tuple[int, int], float] = {}  # interpolated values, by exact arguments
-        self._dec_memo: dict[tuple[int, int], float] = {}
+        # interpolated values by exact arguments: body by T; prefill attention by the int
+        # p << 32 | q (q < 2**32 tokens; ints hash and compare faster than tuples); decode
+        # attention in rows, one per decode count n, indexed by mean context (`_dec_store`)
+        self._body_memo: dict[int, float] = {}
+        self._pre_memo: dict[int, float] = {}
+        self._dec_rows: list[array] = []
+        self._dec_slots = 0
+        self._pre_interp = _Bilinear(self._pre_exact, (32, 1.1), (32, 1.1))
+        self._dec_interp = _Bilinear(self._dec_exact, (16, 1.1), (64, 1.05))
 
     # ------------------------------------------------------------------ parts
     def _sum(self, batch: Batch, keep) -> float:
@@ -99,9 +133,13 @@ class StepTimeModel:
         return t
 
     def body(self, T: int) -> float:
-        lo, hi, w = _grid(T, _EXACT_T, _GRID_RATIO)
-        t_lo = self._body_exact(lo)
-        return t_lo if w == 0.0 else t_lo + (self._body_exact(hi) - t_lo) * w
+        v = self._body_memo.get(T)
+        if v is None:
+            lo, hi, w = _grid(T, _EXACT_T, _GRID_RATIO)
+            t_lo = self._body_exact(lo)
+            v = t_lo if w == 0.0 else t_lo + (self._body_exact(hi) - t_lo) * w
+            _remember(self._body_memo, T, v)
+        return v
 
     def head(self, rows: int) -> float:
         t = self._head.get(rows)
@@ -125,10 +163,10 @@ class StepTimeModel:
 
     def prefill_attention(self, q: int, past: int) -> float:
         """Bilinear on a grid: chunk and cached lengths exact up to 32, then ratio 1.1."""
-        key = (q, past)
+        key = past << 32 | q
         v = self._pre_memo.get(key)
         if v is None:
-            v = _bilinear(self._pre_exact, _grid(q, 32, 1.1), _grid(past, 32, 1.1))
+            v = self._pre_interp(q, past)
             _remember(self._pre_memo, key, v)
         return v
 
@@ -143,23 +181,70 @@ class StepTimeModel:
         """Bilinear on a grid: n exact up to 16 then ratio 1.1; mean context exact up to 64 then ratio 1.05."""
         if n <= 0:
             return 0.0
-        key = (n, max(1, round(ctx_sum / n)))
-        v = self._dec_memo.get(key)
-        if v is None:
-            v = _bilinear(self._dec_exact, _grid(n, 16, 1.1), _grid(key[1], 64, 1.05))
-            _remember(self._dec_memo, key, v)
+        c = round(ctx_sum / n)
+        if c < 1:
+            c = 1
+        try:
+            v = self._dec_rows[n][c]
+        except IndexError:
+            v = -1.0
+        if v < 0.0:  # not computed yet
+            v = self._dec_interp(n, c)
+            self._dec_store(n, c, v)
         return v
+
+    def _dec_store(self, n: int, c: int, v: float) -> None:
+        """Keep decode_attention(n, c) at _dec_rows[n][c] (-1.0 marks a gap). A flat float array
+        per n beats a dict on the simulator's pattern (a few batch sizes, slowly growing mean
+        contexts): no key objects, no hashing, neighbours in neighbouring memory. Rows grow on
+        demand; past `_DEC_SLOTS` entries in all they are dropped and refilled."""
+        rows = self._dec_rows
+        while len(rows) <= n:
+            rows.append(array("d"))
+        row = rows[n]
+        if c >= len(row):
+            grow = max(c + 1, 2 * len(row), 256) - len(row)
+            if self._dec_slots + grow > _DEC_SLOTS:
+                if grow > _DEC_SLOTS:
+                    return  # a context too long to keep: recomputed on every call
+                self._dec_rows, self._dec_slots = [], 0
+                return self._dec_store(n, c, v)
+            row.extend(array("d", [-1.0]) * grow)
+            self._dec_slots += grow
+        row[c] = v
 
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """Seconds for one iteration: prefill `chunks` (new, cached) + n_decode decode tokens."""
         if len(chunks) == 1:
             q, p = chunks[0]
-            t = self.body(n_decode + q) + self.prefill_attention(q, p)
-        else:
-            t = self.body(n_decode + sum(q for q, _ in chunks))
-            for q, p in chunks:
-                t += self.prefill_attention(q, p)
+            return self.one_chunk(q, p, n_decode, decode_ctx_sum, sampling_rows)
+        T = n_decode
+        for q, _p in chunks:
+            T += q
+        t = self.body(T)
+        for q, p in chunks:
+            t += self.prefill_attention(q, p)
+        h = self._head.get(sampling_rows)
+        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s
+        if n_decode:
+            t += self.decode_attention(n_decode, decode_ctx_sum)
+        return t
+
+    # The two calls below are the simulator's innermost code (a few per simulated request), so
+    # they look up the memos of `body`, `prefill_attention` and `head` themselves and fall back
+    # to those methods on a miss. Same values, same order of additions as the methods.
+
+    def one_chunk(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
+        """`iteration` with one prefill chunk: q new tokens after p cached."""
+        T = n_decode + q
+        body = self._body_memo.get(T)
+        if body is None:
+            body = self.body(T)
+        pre = self._pre_memo.get(p << 32 | q)
+        if pre is None:
+            pre = self.prefill_attention(q, p)
+        t = body + pre
         h = self._head.get(sampling_rows)
         t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s
         if n_decode:
@@ -168,7 +253,13 @@ class StepTimeModel:
 
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
-        return self.body(n) + self.head(n) + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s
+        body = self._body_memo.get(n)
+        if body is None:
+            body = self.body(n)
+        h = self._head.get(n)
+        if h is None:
+            h = self.head(n)
+        return body + h + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s
 
     def decode_run(self, n: int, ctx_sum: float, steps: int) -> float:
         """Total time of `steps` consecutive decode-only iterations of the same n sequences, each
