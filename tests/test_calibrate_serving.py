@@ -67,11 +67,14 @@ def test_surrogate_tracks_exact_simulation(tmp_path):
     g = get_gpu("b200-sxm")
     rows, _ = cs.silicon_rows([_small_csv(tmp_path)], g)
     rows = rows[::3]
-    probes = [g.model_copy(update={"efficiency": cs.scale_efficiency(g.efficiency, {k: cs.PROBE})}) for k in cs.KNOBS]
-    sims = cs.simulate_rows(rows, [g, *probes])
-    slopes = (sims[1:] - sims[0][None]) / (cs.PROBE - 1)
-    s = {"compute": 1.2, "memory": 1.3, "latency": 0.7, "network": 1.1}
-    approx = sims[0] + np.tensordot(np.array(list(s.values())) - 1, slopes, axes=1)
+    knobs = list(cs.KNOBS)
+    lo = np.array([min(1.0, max(cs.PROBE_LO, cs.knob_bounds(g.efficiency)[k][0])) for k in knobs])
+    hi = np.full(len(knobs), cs.PROBE_HI)
+    specs = [g.model_copy(update={"efficiency": cs.scale_efficiency(g.efficiency, {k: v})}) for arr in (lo, hi) for k, v in zip(knobs, arr)]
+    sims = cs.simulate_rows(rows, [g, *specs])
+    sur = cs.Surrogate(sims[0], lo, sims[1:1 + len(knobs)], hi, sims[1 + len(knobs):])
+    s = {"compute": 1.2, "memory": 1.3, "latency": 0.6, "network": 1.1}
+    approx = sur.predict(np.array([s[k] for k in knobs]))
     exact = cs.simulate_rows(rows, [g.model_copy(update={"efficiency": cs.scale_efficiency(g.efficiency, s)})])[0]
     err = np.abs(approx - exact) / exact
     assert np.nanmedian(err[:, 1]) < 0.02  # TPOT

@@ -21,10 +21,14 @@ changed by any knob: only the roofline part of a prediction moves.
 How (one simulation per row per knob, then a cheap fit, then exact re-simulation):
 
 1. Every row is simulated exactly as `llmsim validate silicon` does (same mapping rules,
-   closed loop, warm-up round excluded) with the shipped spec, giving y0, and once more per
-   knob with that knob at 1.5, giving the slope g_k = (y_k - y0) / 0.5 of the row's mean
-   TTFT and TPOT. A closed loop's schedule does not change when every time is scaled, so the
-   first-order surrogate y(s) = y0 + sum_k g_k (s_k - 1) is close over the fitted range.
+   closed loop, warm-up round excluded) with the shipped spec, giving y0, and twice more per
+   knob, with that knob at 0.5 and at 2 (a fraction knob's low probe stops at its bound).
+   The surrogate of a row's mean TTFT and TPOT is piecewise linear in each knob through
+   those three points, the knobs' effects adding up. A closed loop's schedule does not change
+   when every time is scaled, so it stays close over the fitted range, which is limited to
+   the probes' range [0.5, 2] (tests check it against exact simulation). Knobs interact
+   (a kernel at its latency floor does not speed up with more bandwidth), so far from 1 the
+   surrogate drifts: the report gives its error against the exact in-sample simulation.
 2. s is fitted by robust least squares (Cauchy loss, 10% scale) on log(y(s) / measured) of
    the fitting metric (TPOT by default: TTFT also carries client/front-end queueing that
    hardware efficiency should not absorb) over the training rows.
@@ -62,8 +66,8 @@ KNOBS: dict[str, tuple[tuple[str, ...], str]] = {
                  "decode_attn_split_s", "elementwise_launch_s"), "multiply"),
     "network": (("comm_bw_fraction",), "divide"),
 }
-PROBE = 1.5  # knob value of the slope simulations
-MAX_SCALE = 5.0
+PROBE_LO, PROBE_HI = 0.5, 2.0  # knob values of the probe simulations (the surrogate's nodes)
+MIN_SCALE, MAX_SCALE = PROBE_LO, PROBE_HI  # fitted range: between the nodes (the surrogate interpolates)
 METRICS = ("tpot", "ttft", "both")
 _F_SCALE = 0.10  # Cauchy loss scale on log error
 
@@ -84,7 +88,7 @@ def knob_bounds(e: Efficiency) -> dict[str, tuple[float, float]]:
     out = {}
     for knob, (fields, how) in KNOBS.items():
         lo = max(getattr(e, f) for f in fields) if how == "divide" else 0.0
-        out[knob] = (lo, MAX_SCALE)
+        out[knob] = (max(lo, MIN_SCALE), MAX_SCALE)
     return out
 
 
@@ -165,10 +169,11 @@ def _task(args: tuple) -> tuple[int, float, float]:
     return i, (nan if t is None else t), (nan if p is None else p)
 
 
-def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.ndarray:
-    """Mean TTFT and TPOT (ms) of every row under each spec: array [spec, row, (ttft, tpot)]."""
-    tasks = [(j * len(rows) + i, r.plan, g) for j, g in enumerate(gpus) for i, r in enumerate(rows)]
-    out = np.full((len(gpus) * len(rows), 2), np.nan)
+def simulate_pairs(pairs: list[tuple[_Row, GPUSpec]], jobs: int = 1) -> np.ndarray:
+    """Mean TTFT and TPOT (ms) of each (row, spec) pair: array [pair, (ttft, tpot)], NaN where
+    the simulation fails."""
+    tasks = [(i, r.plan, g) for i, (r, g) in enumerate(pairs)]
+    out = np.full((len(pairs), 2), np.nan)
     if jobs > 1 and len(tasks) > 1:
         import multiprocessing as mp
 
@@ -180,6 +185,12 @@ def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.nd
         for t in tasks:
             i, a, b = _task(t)
             out[i] = a, b
+    return out
+
+
+def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.ndarray:
+    """Every row under each spec: array [spec, row, (ttft, tpot)]."""
+    out = simulate_pairs([(r, g) for g in gpus for r in rows], jobs)
     return out.reshape(len(gpus), len(rows), 2)
 
 
@@ -191,24 +202,50 @@ def _targets(rows: list[_Row], metric: str) -> list[int]:
     return {"ttft": [0], "tpot": [1], "both": [0, 1]}[metric]
 
 
-def fit_scales(y0: np.ndarray, slopes: np.ndarray, meas: np.ndarray, cols: list[int], bounds: dict[str, tuple[float, float]],
+@dataclass
+class Surrogate:
+    """Piecewise-linear model of every row's (TTFT, TPOT) in the knobs, from probe simulations:
+    per knob, y moves linearly from y0 (all knobs 1) to the probe below 1 and to the probe
+    above 1, and the knobs' effects add. y0: [row, 2]; lo / hi: [knob, row, 2]."""
+
+    y0: np.ndarray
+    s_lo: np.ndarray  # [knob] probe value below 1 (1.0: no probe, knob cannot go below 1)
+    lo: np.ndarray
+    s_hi: np.ndarray
+    hi: np.ndarray
+
+    def subset(self, mask: np.ndarray) -> "Surrogate":
+        return Surrogate(self.y0[mask], self.s_lo, self.lo[:, mask], self.s_hi, self.hi[:, mask])
+
+    def predict(self, s: np.ndarray) -> np.ndarray:
+        y = self.y0.copy()
+        for k, v in enumerate(s):
+            if v >= 1.0:
+                y += (self.hi[k] - self.y0) * ((v - 1.0) / (self.s_hi[k] - 1.0))
+            elif self.s_lo[k] < 1.0:
+                y += (self.lo[k] - self.y0) * ((1.0 - v) / (1.0 - self.s_lo[k]))
+        return y
+
+
+def fit_scales(sur: Surrogate, meas: np.ndarray, cols: list[int], bounds: dict[str, tuple[float, float]],
                knobs: list[str]) -> dict[str, float]:
-    """Knob values minimising the robust log error of the first-order surrogate
-    y0 + slopes . (s - 1) on the given rows (y0, meas: [row, 2]; slopes: [knob, row, 2])."""
+    """Knob values minimising the robust log error of the surrogate against `meas` [row, 2]
+    (columns `cols`: 0 TTFT, 1 TPOT)."""
     from scipy.optimize import least_squares
 
-    y0c, mc = y0[:, cols].ravel(), meas[:, cols].ravel()
-    gc = np.stack([slopes[k][:, cols].ravel() for k in range(len(knobs))])
-    ok = np.isfinite(y0c) & np.isfinite(mc) & (mc > 0) & np.all(np.isfinite(gc), axis=0)
-    y0c, mc, gc = y0c[ok], mc[ok], gc[:, ok]
-    if len(mc) == 0:
+    m = meas[:, cols]
+    ok = np.isfinite(m) & (m > 0) & np.isfinite(sur.y0[:, cols])
+    ok &= np.all(np.isfinite(sur.lo[:, :, cols]), axis=0) & np.all(np.isfinite(sur.hi[:, :, cols]), axis=0)
+    if not ok.any():
         raise LlmsimError("no row has both a prediction and a measurement of the fitted metric")
+    mc = m[ok]
+    floor = 1e-3 * sur.y0[:, cols][ok]
     lo = np.array([bounds[k][0] for k in knobs])
     hi = np.array([bounds[k][1] for k in knobs])
 
-    def resid(s: np.ndarray) -> np.ndarray:
-        y = y0c + (s - 1.0) @ gc
-        return np.log(np.maximum(y, 1e-6 * y0c) / mc) / math.sqrt(len(mc))
+    def resid(x: np.ndarray) -> np.ndarray:
+        y = sur.predict(x)[:, cols][ok]
+        return np.log(np.maximum(y, floor) / mc) / math.sqrt(len(mc))
 
     x0 = np.clip(np.ones(len(knobs)), lo, hi)
     res = least_squares(resid, x0, bounds=(lo, hi + 1e-12), loss="cauchy", f_scale=_F_SCALE / math.sqrt(len(mc)), max_nfev=200)
@@ -235,6 +272,7 @@ class ServingCalibrationReport:
     fold_scales: list[dict[str, float]]
     inactive: list[str]  # knobs no row is sensitive to (left at 1)
     errors: dict[str, dict[str, ErrorStats]]  # metric -> shipped / held_out / in_sample
+    surrogate_error: dict[str, float]  # median |surrogate - exact| / exact, %, at the final fit, per metric
     by_backend: dict[str, dict[str, dict[str, ErrorStats]]]
     efficiency: Efficiency
     per_row: list[dict] = field(default_factory=list)
@@ -245,7 +283,7 @@ class ServingCalibrationReport:
 
         return {"gpu": self.gpu, "folds": self.folds, "metric": self.metric, "rows": self.rows, "configs": self.configs,
                 "skipped": self.skipped, "scales": self.scales, "fold_scales": self.fold_scales, "inactive": self.inactive,
-                "errors": e(self.errors), "by_backend": {b: e(v) for b, v in self.by_backend.items()},
+                "errors": e(self.errors), "surrogate_error": self.surrogate_error, "by_backend": {b: e(v) for b, v in self.by_backend.items()},
                 "efficiency": self.efficiency.model_dump()}
 
 
@@ -265,33 +303,42 @@ def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metri
 
     knobs = list(KNOBS)
     e0 = gpu.efficiency
-    probes = [gpu.model_copy(update={"efficiency": scale_efficiency(e0, {kn: PROBE})}) for kn in knobs]
-    sims = simulate_rows(rows, [gpu, *probes], jobs)
+    bounds = knob_bounds(e0)
+    s_lo = np.array([min(1.0, max(PROBE_LO, bounds[kn][0])) for kn in knobs])
+    s_hi = np.full(len(knobs), PROBE_HI)
+    probe_specs = [gpu.model_copy(update={"efficiency": scale_efficiency(e0, {kn: v})})
+                   for v_arr in (s_lo, s_hi) for kn, v in zip(knobs, v_arr) if v != 1.0]
+    sims = simulate_rows(rows, [gpu, *probe_specs], jobs)
     y0 = sims[0]
-    slopes = (sims[1:] - y0[None]) / (PROBE - 1.0)
+    it = iter(sims[1:])
+    lo_sims = np.stack([next(it) if v != 1.0 else y0 for v in s_lo])
+    hi_sims = np.stack([next(it) for _ in s_hi])
+    sur_all = Surrogate(y0, s_lo, lo_sims, s_hi, hi_sims)
     meas = np.array([[np.nan if r.meas[m] is None else r.meas[m] for m in ("ttft", "tpot")] for r in rows], float)
     cols = _targets(rows, metric)
-    sens = np.nanmax(np.abs(slopes[:, :, cols]).reshape(len(knobs), -1) / np.maximum(np.abs(y0[:, cols]).ravel(), 1e-12), axis=1)
-    active = [kn for kn, s in zip(knobs, sens) if s > 1e-4]
+    spread = np.maximum(np.abs(hi_sims - y0[None]), np.abs(lo_sims - y0[None]))[:, :, cols].reshape(len(knobs), -1)
+    sens = np.nanmax(spread / np.maximum(np.abs(y0[:, cols]).ravel(), 1e-12), axis=1)  # largest relative move per knob
+    active = [kn for kn, v in zip(knobs, sens) if v > 1e-4]
     inactive = [kn for kn in knobs if kn not in active]
     act = [knobs.index(kn) for kn in active]
-    bounds = knob_bounds(e0)
 
     def fit(mask: np.ndarray) -> dict[str, float]:
-        s = fit_scales(y0[mask], slopes[act][:, mask], meas[mask], cols, bounds, active) if active else {}
+        if not active:
+            return {kn: 1.0 for kn in knobs}
+        sub = sur_all.subset(mask)
+        sub = Surrogate(sub.y0, sub.s_lo[act], sub.lo[act], sub.s_hi[act], sub.hi[act])
+        s = fit_scales(sub, meas[mask], cols, bounds, active)
         return {kn: s.get(kn, 1.0) for kn in knobs}
 
     folds = config_folds(rows, k, seed)
     fold_scales = [fit(folds != f) for f in range(k)]
     final = fit(np.ones(len(rows), bool))
     e_final = scale_efficiency(e0, final)
-    specs = [calibrated_gpu(gpu, scale_efficiency(e0, s)) for s in fold_scales] + [calibrated_gpu(gpu, e_final)]
-    # exact re-simulation: each row under its fold's held-out spec, and under the final spec
-    held = np.full_like(y0, np.nan)
-    by_fold = simulate_rows(rows, specs, jobs)
-    for f in range(k):
-        held[folds == f] = by_fold[f][folds == f]
-    insample = by_fold[k]
+    fold_specs = [calibrated_gpu(gpu, scale_efficiency(e0, s)) for s in fold_scales]
+    final_spec = calibrated_gpu(gpu, e_final)
+    # exact re-simulation: each row under the spec fitted without its fold, and under the final spec
+    both = simulate_pairs([(r, fold_specs[folds[i]]) for i, r in enumerate(rows)] + [(r, final_spec) for r in rows], jobs)
+    held, insample = both[: len(rows)], both[len(rows):]
 
     def st(pred: np.ndarray, col: int, sel: np.ndarray) -> ErrorStats:
         p, m = pred[sel, col], meas[sel, col]
@@ -302,14 +349,19 @@ def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metri
         return {name: {"shipped": st(y0, c, sel), "held_out": st(held, c, sel), "in_sample": st(insample, c, sel)}
                 for name, c in (("ttft", 0), ("tpot", 1))}
 
+    surrogate = sur_all.predict(np.array([final[kn] for kn in knobs]))
     backends = np.array([r.plan.base["backend"] for r in rows])
     per_row = [{"id": r.plan.base["id"], "config": r.config, "fold": int(folds[i]),
                 "measured_ttft_ms": meas[i, 0], "measured_tpot_ms": meas[i, 1],
                 "shipped_ttft_ms": y0[i, 0], "shipped_tpot_ms": y0[i, 1],
-                "held_out_ttft_ms": held[i, 0], "held_out_tpot_ms": held[i, 1]} for i, r in enumerate(rows)]
+                "held_out_ttft_ms": held[i, 0], "held_out_tpot_ms": held[i, 1],
+                "in_sample_ttft_ms": insample[i, 0], "in_sample_tpot_ms": insample[i, 1],
+                "surrogate_ttft_ms": surrogate[i, 0], "surrogate_tpot_ms": surrogate[i, 1]} for i, r in enumerate(rows)]
     return ServingCalibrationReport(
         gpu=gpu.name, folds=k, metric=metric, rows=len(rows), configs=n_conf, skipped=dict(skipped or {}),
         scales=final, fold_scales=fold_scales, inactive=inactive,
         errors=block(np.ones(len(rows), bool)),
+        surrogate_error={name: float(np.nanmedian(np.abs(surrogate[:, c] - insample[:, c]) / insample[:, c]) * 100)
+                         for name, c in (("ttft", 0), ("tpot", 1))},
         by_backend={b: block(backends == b) for b in sorted(set(backends))},
         efficiency=e_final, per_row=per_row)

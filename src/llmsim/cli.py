@@ -388,6 +388,13 @@ def _calibrate_serving(g, base, csvs, out_file, folds, seed, metric, system, job
     knobs = ", ".join(f"{k} x{v:.3f}" for k, v in rep.scales.items() if k not in rep.inactive)
     out.print(f"fitted time scales (all rows; > 1 = slower than the shipped spec): {knobs or 'none'}"
               + (f"; not identifiable from these rows: {', '.join(rep.inactive)}" if rep.inactive else ""))
+    out.print(f"surrogate vs exact simulation at the fit (median): TPOT {rep.surrogate_error['tpot']:.1f}%, "
+              f"TTFT {rep.surrogate_error['ttft']:.1f}%")
+    e = rep.errors[metric if metric != "both" else "tpot"]
+    if e["in_sample"].median_ape > e["shipped"].median_ape:
+        out.print(f"[yellow]warning:[/] the fit does not reduce the {metric} median error even in sample "
+                  f"({e['shipped'].median_ape:.1f}% → {e['in_sample'].median_ape:.1f}%): these errors are not a global "
+                  "hardware-efficiency offset (see `llmsim validate silicon` for their structure); keep the shipped spec")
     if out_file is not None:
         out.print(f"calibrated spec written to {out_file}: use it with --gpu {out_file}")
 
