@@ -13,8 +13,9 @@ What is fitted. Four scale factors, each applied to one group of `Efficiency` fi
     latency  s_l: every fixed per-kernel time (launch floors, wave set-up, ramps) times s_l
     network  s_n: comm_bw_fraction divided by s_n
 
-s > 1 means the hardware is slower than the spec says on that resource. A fraction cannot
-exceed 1 (peak), so s_c and s_m are bounded below by the largest fraction of their group.
+s > 1 means the hardware is slower than the spec says on that resource. Each s stays in
+[0.5, 2], the surrogate's range (below); a fraction cannot exceed 1 (peak), so s_c and s_m
+are also bounded below by the largest fraction of their group.
 Operators timed from measured kernel tables (bundled H100 tables, `--kernels`) are not
 changed by any knob: only the roofline part of a prediction moves.
 
@@ -197,9 +198,7 @@ def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.nd
 # ----------------------------------------------------------------------------- fit
 
 
-def _targets(rows: list[_Row], metric: str) -> list[int]:
-    """Columns (0 = TTFT, 1 = TPOT) the fit uses."""
-    return {"ttft": [0], "tpot": [1], "both": [0, 1]}[metric]
+_COLUMNS = {"ttft": [0], "tpot": [1], "both": [0, 1]}  # fitted metric -> columns of [row, (ttft, tpot)]
 
 
 @dataclass
@@ -315,7 +314,7 @@ def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metri
     hi_sims = np.stack([next(it) for _ in s_hi])
     sur_all = Surrogate(y0, s_lo, lo_sims, s_hi, hi_sims)
     meas = np.array([[np.nan if r.meas[m] is None else r.meas[m] for m in ("ttft", "tpot")] for r in rows], float)
-    cols = _targets(rows, metric)
+    cols = _COLUMNS[metric]
     spread = np.maximum(np.abs(hi_sims - y0[None]), np.abs(lo_sims - y0[None]))[:, :, cols].reshape(len(knobs), -1)
     sens = np.nanmax(spread / np.maximum(np.abs(y0[:, cols]).ravel(), 1e-12), axis=1)  # largest relative move per knob
     active = [kn for kn, v in zip(knobs, sens) if v > 1e-4]
