@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -141,7 +142,10 @@ def test_model_resolution():
 
 def test_closed_loop_workload():
     w = closed_loop_workload(8, 100, 50)
-    assert len(w) == 24 and w.concurrency == 8 and w.warmup == 8 and set(w.output_len) == {50}
+    assert len(w) == 64 and w.concurrency == 8 and w.warmup == 32 and set(w.output_len) == {50}
+    d = w.send_delay_s  # client turnaround: seeded, within [0, 5 ms), not all equal
+    assert d is not None and len(d) == 64 and d.min() >= 0 and d.max() < 0.005 and d.std() > 0
+    assert np.array_equal(d, closed_loop_workload(8, 100, 50).send_delay_s)
     s = closed_loop_workload(8, 100, 50, stagger=True)
     assert sorted(s.output_len[:8]) == sorted(1 + i * 50 // 8 for i in range(8)) and set(s.output_len[8:]) == {50}
     assert len(closed_loop_workload(1, 10, 10)) == 16

@@ -443,3 +443,22 @@ def test_lengthdist_is_plain_data():
     assert d.mean == 2.0 and d.sample(0, rng()).size == 0
     with pytest.raises(LlmsimError):
         LengthDist("weird")
+
+
+def test_client_jitter_delays_closed_loop_sends_deterministically():
+    from llmsim.serving.simulate import Deployment, Pool, simulate
+
+    w = make_workload(num_requests=40, isl=256, osl=16, concurrency=4, seed=3, client_jitter_s=0.01)
+    again = make_workload(num_requests=40, isl=256, osl=16, concurrency=4, seed=3, client_jitter_s=0.01)
+    assert np.array_equal(w.send_delay_s, again.send_delay_s) and 0 <= w.send_delay_s.min() and w.send_delay_s.max() < 0.01
+    assert make_workload(num_requests=40, isl=256, osl=16, concurrency=4, seed=3).send_delay_s is None
+    res = simulate(Deployment(model="llama-3.1-8b", pool=Pool("h100-sxm")), w)
+    # no request is sent before its client's delay has passed: the first round starts at the delays
+    assert np.allclose(np.asarray(res.requests.arrival)[:4], w.send_delay_s[:4])
+    a, b = dict(res.summary), dict(simulate(Deployment(model="llama-3.1-8b", pool=Pool("h100-sxm")), again).summary)
+    a.pop("simulation_wall_s"), b.pop("simulation_wall_s")
+    assert a == b
+    with pytest.raises(LlmsimError, match="client_jitter_s"):
+        make_workload(num_requests=4, isl=8, osl=2, concurrency=2, client_jitter_s=-1)
+    with pytest.raises(LlmsimError, match="closed loop"):
+        Workload(np.array([4]), np.array([2]), np.array([0.0]), send_delay_s=np.array([0.1]))

@@ -226,6 +226,8 @@ def simulate(
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
             )
 
+    delay = wl.send_delay_s.tolist() if wl.send_delay_s is not None else None  # closed-loop client turnaround
+
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished, issued
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
@@ -242,7 +244,7 @@ def simulate(
         order.append(rid)
         if wl.concurrency is not None and issued < n:
             seq += 1
-            heapq.heappush(events, (t, seq, 0, issued))
+            heapq.heappush(events, (t if delay is None else t + delay[issued], seq, 0, issued))
             issued += 1
         if progress is not None and finished % 1000 == 0:
             progress(finished, n)
@@ -257,13 +259,14 @@ def simulate(
         e.finish_queues_events = wl.concurrency is not None or e.cfg.role == "prefill"
 
     # arrivals: open-loop times as a list of floats (cheap to index), closed-loop ones as events
+    # (each sent its client's turnaround delay after the client is free, if the workload has one)
     arr_times = wl.arrival_s.tolist() if wl.arrival_s is not None else []
     n_open = len(arr_times)
     next_open = 0
     if wl.concurrency is not None:
         for i in range(min(wl.concurrency, n)):
             seq += 1
-            heapq.heappush(events, (0.0, seq, 0, i))
+            heapq.heappush(events, (0.0 if delay is None else delay[i], seq, 0, i))
         issued = min(wl.concurrency, n)
 
     active: list[tuple[float, int]] = []  # (wake time, engine id)

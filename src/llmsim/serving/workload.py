@@ -152,6 +152,10 @@ class Workload:
     ``hash_ids``: per request an int64 array of prefix-block ids (each block is
     ``hash_block_tokens`` tokens), or None when there is no prefix-sharing information.
     ``warmup``: the first ``warmup`` requests to *complete* are left out of metrics.
+    ``send_delay_s``: closed loop only, optional: request i is sent ``send_delay_s[i]``
+    seconds after its client is free (t = 0 for the first round, else its previous
+    request's completion) -- client / network turnaround, which keeps real clients from
+    running in lock-step.
     """
 
     input_len: np.ndarray
@@ -162,6 +166,7 @@ class Workload:
     hash_block_tokens: int = 512
     warmup: int = 0
     name: str = ""
+    send_delay_s: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.input_len = _as_lengths(self.input_len, "input_len")
@@ -210,6 +215,13 @@ class Workload:
                 hint="lower warmup or send more requests",
             )
         self.warmup = int(self.warmup)
+        if self.send_delay_s is not None:
+            if self.concurrency is None:
+                raise LlmsimError("send_delay_s applies to a closed loop (concurrency) only")
+            d = np.asarray(self.send_delay_s, dtype=np.float64)
+            if d.ndim != 1 or d.size != n or not np.all(np.isfinite(d)) or np.any(d < 0):
+                raise LlmsimError(f"send_delay_s must be {n} finite delays >= 0 (one per request)")
+            self.send_delay_s = np.ascontiguousarray(d)
 
     def __len__(self) -> int:
         return int(self.input_len.size)
@@ -986,6 +998,7 @@ def make_workload(
     max_len: int | None = None,
     time_scale: float = 1.0,
     trace_format: str = "auto",
+    client_jitter_s: float = 0.0,
 ) -> Workload:
     """Build a workload: the one builder the CLI uses.
 
@@ -998,6 +1011,9 @@ def make_workload(
     keeping their correlation; its prefix hashes are not used). `max_len` caps
     input + output: trace rows over it are dropped; fixed isl + osl over it is an error;
     sampled lengths are clipped (output to max_len - 1, then input to max_len - output).
+
+    Closed loop: `client_jitter_s` > 0 sends each request a uniform random delay in
+    [0, client_jitter_s) after its client is free (stream ``PCG64(SeedSequence([seed, 7]))``).
 
     Deterministic: arrivals use ``PCG64(seed)`` (so `rate` alone reproduces
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
@@ -1089,5 +1105,12 @@ def make_workload(
     if not _is_int(concurrency) or concurrency < 1:
         raise LlmsimError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     how = "offline batch" if concurrency >= n else f"closed loop, {concurrency} clients"
+    jitter = float(client_jitter_s)
+    if not (jitter >= 0 and math.isfinite(jitter)):
+        raise LlmsimError(f"client_jitter_s must be a finite number >= 0, got {client_jitter_s!r}")
+    delays = None
+    if jitter > 0:
+        delays = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 7]))).uniform(0.0, jitter, n)
+        how += f", client turnaround U(0, {jitter * 1e3:g} ms)"
     return Workload(inp, out, None, concurrency=int(concurrency), warmup=warmup,
-                    name=f"{how}, {n} requests, {len_desc}, seed {seed}")
+                    name=f"{how}, {n} requests, {len_desc}, seed {seed}", send_delay_s=delays)
