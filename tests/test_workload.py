@@ -461,4 +461,6 @@ def test_client_jitter_delays_closed_loop_sends_deterministically():
     with pytest.raises(LlmsimError, match="client_jitter_s"):
         make_workload(num_requests=4, isl=8, osl=2, concurrency=2, client_jitter_s=-1)
     with pytest.raises(LlmsimError, match="closed loop"):
+        make_workload(num_requests=4, isl=8, osl=2, rate=1.0, client_jitter_s=0.01)
+    with pytest.raises(LlmsimError, match="closed loop"):
         Workload(np.array([4]), np.array([2]), np.array([0.0]), send_delay_s=np.array([0.1]))

@@ -117,6 +117,7 @@ def serve(
     max_len: Optional[int] = typer.Option(None, help="drop/clip requests longer than this many tokens"),
     num_requests: Optional[int] = typer.Option(None, help="requests to simulate"),
     warmup: int = typer.Option(0, help="completed requests excluded from metrics"),
+    client_jitter_ms: float = typer.Option(0.0, "--client-jitter-ms", help="closed loop: each request is sent a uniform random 0..X ms after its client is free (client/network turnaround; `validate silicon` uses 5)"),
     max_num_seqs: Optional[int] = typer.Option(None), max_num_batched_tokens: Optional[int] = typer.Option(None),
     chunked_prefill: Optional[bool] = typer.Option(None, "--chunked-prefill/--no-chunked-prefill"),
     static_batching: bool = typer.Option(False, help="baseline: admit a new batch only when the previous one is done"),
@@ -146,7 +147,8 @@ def serve(
         isl, osl = 1024, 128
     wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
                        lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
-                       trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len)
+                       trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len,
+                       client_jitter_s=client_jitter_ms / 1e3)
     disagg = prefill_gpu is not None or decode_gpu is not None
     dep = Deployment(
         model=model, pool=Pool(gpu, tp, pp, dp, ep, replicas),

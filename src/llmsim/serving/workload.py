@@ -1019,6 +1019,9 @@ def make_workload(
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
     resampling use independent streams ``PCG64(SeedSequence([seed, k]))``.
     """
+    if client_jitter_s and concurrency is None:
+        raise LlmsimError("client turnaround jitter applies to a closed loop (concurrency) only",
+                          hint="drop the jitter, or use concurrency=N instead of a rate or a trace")
     modes = [m for m, v in (("rate", rate), ("concurrency", concurrency), ("trace", trace)) if v is not None]
     if len(modes) != 1:
         raise LlmsimError(
