@@ -54,7 +54,7 @@ def main() -> None:
         t1 = time.perf_counter()
         rep = cs.kfold_calibrate_serving(g, rows, k=a.folds, metric=a.metric, jobs=a.jobs)
         scales = ", ".join(f"{k} {v:.2f}" for k, v in rep.scales.items() if k not in rep.inactive)
-        scales += f" (surrogate vs exact {rep.surrogate_error['tpot']:.1f}%)"
+        scales += f" (surrogate vs exact {rep.surrogate_median_ape['tpot']:.1f}%)"
         for m in ("tpot", "ttft"):
             e = rep.errors[m]
             cells = [f"{e[k].median_ape:.1f} / {e[k].p90_ape:.1f}" for k in ("shipped", "held_out", "in_sample")]

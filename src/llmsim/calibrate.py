@@ -344,13 +344,15 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
     return CalibrationReport(gpu.name, k, errors, final)
 
 
-def write_spec(gpu: GPUSpec, efficiency: Efficiency, path: str | Path, note: str = "", base: str | None = None) -> Path:
-    """A GPU spec file that inherits `base` (a catalog id or a GPU file; default `gpu.name`,
-    right when `gpu` came from the catalog) and overrides its efficiency."""
+def write_spec(gpu: GPUSpec, efficiency: Efficiency, path: str | Path, note: str = "", base: str | None = None,
+               aliases: tuple[str, ...] = ()) -> Path:
+    """A GPU spec file named '<gpu>-calibrated' that inherits `base` (a catalog id or a GPU file;
+    default `gpu.name`, right when `gpu` came from the catalog) and overrides its efficiency;
+    `aliases` are names it also answers to (kernel tables measured on them apply)."""
     import yaml
 
     path = Path(path)
-    data = {"base": base or gpu.name, "name": f"{gpu.name}-calibrated",
+    data = {"base": base or gpu.name, "name": f"{gpu.name}-calibrated", **({"aliases": list(aliases)} if aliases else {}),
             "source": f"{gpu.source} | efficiency calibrated by llmsim calibrate {note}".strip(),
             "efficiency": {k: (float(v) if isinstance(v, float) else v) for k, v in efficiency.model_dump().items()}}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,7 @@ so bundled kernel tables of that GPU still apply -- the same model the fit evalu
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -67,8 +68,7 @@ KNOBS: dict[str, tuple[tuple[str, ...], str]] = {
                  "decode_attn_split_s", "elementwise_launch_s"), "multiply"),
     "network": (("comm_bw_fraction",), "divide"),
 }
-PROBE_LO, PROBE_HI = 0.5, 2.0  # knob values of the probe simulations (the surrogate's nodes)
-MIN_SCALE, MAX_SCALE = PROBE_LO, PROBE_HI  # fitted range: between the nodes (the surrogate interpolates)
+PROBE_LO, PROBE_HI = 0.5, 2.0  # knob values of the probe simulations: the surrogate's nodes and the fitted range
 METRICS = ("tpot", "ttft", "both")
 _F_SCALE = 0.10  # Cauchy loss scale on log error
 
@@ -89,29 +89,16 @@ def knob_bounds(e: Efficiency) -> dict[str, tuple[float, float]]:
     out = {}
     for knob, (fields, how) in KNOBS.items():
         lo = max(getattr(e, f) for f in fields) if how == "divide" else 0.0
-        out[knob] = (max(lo, MIN_SCALE), MAX_SCALE)
+        out[knob] = (max(lo, PROBE_LO), PROBE_HI)
     return out
 
 
 def calibrated_gpu(gpu: GPUSpec, e: Efficiency) -> GPUSpec:
-    """The spec `write_spec` writes, as an object: `gpu` with efficiency `e`, named
-    '<gpu>-calibrated' and answering to '<gpu>' (so that its kernel tables still apply)."""
+    """The spec `llmsim.calibrate.write_spec(gpu, e, ..., aliases=(gpu.name,))` writes, as an
+    object: `gpu` with efficiency `e`, named '<gpu>-calibrated' and answering to '<gpu>' (so
+    that its kernel tables still apply)."""
     return gpu.model_copy(update={"name": f"{gpu.name}-calibrated", "aliases": (gpu.name,), "display_name": "",
                                   "efficiency": e})
-
-
-def write_spec(gpu: GPUSpec, e: Efficiency, path: str | Path, note: str = "", base: str | None = None) -> Path:
-    """Write `calibrated_gpu(gpu, e)` as a YAML spec inheriting `base` (a catalog id or a GPU
-    file; default `gpu.name`, right when `gpu` came from the catalog)."""
-    import yaml
-
-    path = Path(path)
-    data = {"base": base or gpu.name, "name": f"{gpu.name}-calibrated", "aliases": [gpu.name],
-            "source": f"{gpu.source} | efficiency calibrated on end-to-end benchmarks by llmsim calibrate {note}".strip(),
-            "efficiency": {k: (float(v) if isinstance(v, float) else v) for k, v in e.model_dump().items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 # ----------------------------------------------------------------------------- rows
@@ -131,62 +118,44 @@ def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = 
     from .serving.validate import plan_row, read_silicon_csv
 
     rows: list[_Row] = []
-    skipped: dict[str, int] = {}
+    skipped: Counter[str] = Counter()
     names = {gpu.name, *gpu.aliases}
     for p in paths:
         for r in read_silicon_csv(p):
             sysname = (r.get("system") or "").strip()
             if system is not None:
                 if sysname != system:
-                    skipped["other system"] = skipped.get("other system", 0) + 1
+                    skipped["other system"] += 1
                     continue
             else:
                 try:
                     if get_gpu(sysname).name not in names:
-                        skipped["other GPU"] = skipped.get("other GPU", 0) + 1
+                        skipped["other GPU"] += 1
                         continue
                 except LlmsimError:
-                    skipped["unknown system"] = skipped.get("unknown system", 0) + 1
+                    skipped["unknown system"] += 1
                     continue
             plan = plan_row(r)
             if plan.dep_kwargs is None:
-                skipped[plan.reason] = skipped.get(plan.reason, 0) + 1
+                skipped[plan.reason] += 1
                 continue
             b = plan.base
             config = "|".join(str(b[k]) for k in ("model", "system", "backend", "mode", "layout", "precision"))
             rows.append(_Row(plan, config, {"ttft": b["measured_ttft_ms"], "tpot": b["measured_tpot_ms"]}))
-    return rows, skipped
-
-
-def _task(args: tuple) -> tuple[int, float, float]:
-    from .serving.validate import run_plan
-
-    i, plan, gpu = args
-    r = run_plan(plan, gpu=gpu)
-    nan = math.nan
-    if r["status"] != "ok":
-        return i, nan, nan
-    t, p = r["predicted_ttft_ms"], r["predicted_tpot_ms"]
-    return i, (nan if t is None else t), (nan if p is None else p)
+    return rows, dict(skipped)
 
 
 def simulate_pairs(pairs: list[tuple[_Row, GPUSpec]], jobs: int = 1) -> np.ndarray:
-    """Mean TTFT and TPOT (ms) of each (row, spec) pair: array [pair, (ttft, tpot)], NaN where
-    the simulation fails."""
-    tasks = [(i, r.plan, g) for i, (r, g) in enumerate(pairs)]
-    out = np.full((len(pairs), 2), np.nan)
-    if jobs > 1 and len(tasks) > 1:
-        import multiprocessing as mp
+    """Mean TTFT and TPOT (ms) of each (row, spec) pair, simulated as `validate silicon` does:
+    array [pair, (ttft, tpot)], NaN where the simulation fails."""
+    from .serving.validate import run_plans
 
-        tasks.sort(key=lambda t: -t[1].cost)  # longest first
-        with mp.get_context("spawn").Pool(min(jobs, len(tasks))) as pool:
-            for i, a, b in pool.imap_unordered(_task, tasks, chunksize=1):
-                out[i] = a, b
-    else:
-        for t in tasks:
-            i, a, b = _task(t)
-            out[i] = a, b
-    return out
+    def ms(x) -> float:
+        return math.nan if x is None else float(x)
+
+    reports = run_plans([(r.plan, {"gpu": g}) for r, g in pairs], jobs)
+    return np.array([[ms(x["predicted_ttft_ms"]), ms(x["predicted_tpot_ms"])] if x["status"] == "ok" else [math.nan, math.nan]
+                     for x in reports], dtype=float).reshape(len(pairs), 2)
 
 
 def simulate_rows(rows: list[_Row], gpus: list[GPUSpec], jobs: int = 1) -> np.ndarray:
@@ -271,7 +240,7 @@ class ServingCalibrationReport:
     fold_scales: list[dict[str, float]]
     inactive: list[str]  # knobs no row is sensitive to (left at 1)
     errors: dict[str, dict[str, ErrorStats]]  # metric -> shipped / held_out / in_sample
-    surrogate_error: dict[str, float]  # median |surrogate - exact| / exact, %, at the final fit, per metric
+    surrogate_median_ape: dict[str, float]  # median |surrogate - exact| / exact x 100 at the final fit, per metric
     by_backend: dict[str, dict[str, dict[str, ErrorStats]]]
     efficiency: Efficiency
     per_row: list[dict] = field(default_factory=list)
@@ -282,7 +251,7 @@ class ServingCalibrationReport:
 
         return {"gpu": self.gpu, "folds": self.folds, "metric": self.metric, "rows": self.rows, "configs": self.configs,
                 "skipped": self.skipped, "scales": self.scales, "fold_scales": self.fold_scales, "inactive": self.inactive,
-                "errors": e(self.errors), "surrogate_error": self.surrogate_error, "by_backend": {b: e(v) for b, v in self.by_backend.items()},
+                "errors": e(self.errors), "surrogate_median_ape": self.surrogate_median_ape, "by_backend": {b: e(v) for b, v in self.by_backend.items()},
                 "efficiency": self.efficiency.model_dump()}
 
 
@@ -360,7 +329,7 @@ def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metri
         gpu=gpu.name, folds=k, metric=metric, rows=len(rows), configs=n_conf, skipped=dict(skipped or {}),
         scales=final, fold_scales=fold_scales, inactive=inactive,
         errors=block(np.ones(len(rows), bool)),
-        surrogate_error={name: float(np.nanmedian(np.abs(surrogate[:, c] - insample[:, c]) / insample[:, c]) * 100)
+        surrogate_median_ape={name: float(np.nanmedian(np.abs(surrogate[:, c] - insample[:, c]) / insample[:, c]) * 100)
                          for name, c in (("ttft", 0), ("tpot", 1))},
         by_backend={b: block(backends == b) for b in sorted(set(backends))},
         efficiency=e_final, per_row=per_row)

@@ -361,7 +361,10 @@ def _calibrate_serving(g, base, csvs, out_file, folds, seed, metric, system, job
     rows, skipped = cs.silicon_rows(csvs, g, system=system)
     rep = cs.kfold_calibrate_serving(g, rows, k=folds, metric=metric, seed=seed, jobs=jobs, skipped=skipped)
     if out_file is not None:
-        cs.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in csvs)} ({rep.rows} rows, fit on {metric}, {folds}-fold CV)", base=base)
+        from .calibrate import write_spec
+
+        write_spec(g, rep.efficiency, out_file, base=base, aliases=(g.name,),
+                   note=f"on end-to-end benchmarks {', '.join(str(f) for f in csvs)} ({rep.rows} rows, fit on {metric}, {folds}-fold CV)")
     if rows_out is not None:
         import csv
 
@@ -390,8 +393,8 @@ def _calibrate_serving(g, base, csvs, out_file, folds, seed, metric, system, job
     knobs = ", ".join(f"{k} x{v:.3f}" for k, v in rep.scales.items() if k not in rep.inactive)
     out.print(f"fitted time scales (all rows; > 1 = slower than the shipped spec): {knobs or 'none'}"
               + (f"; not identifiable from these rows: {', '.join(rep.inactive)}" if rep.inactive else ""))
-    out.print(f"surrogate vs exact simulation at the fit (median): TPOT {rep.surrogate_error['tpot']:.1f}%, "
-              f"TTFT {rep.surrogate_error['ttft']:.1f}%")
+    out.print(f"surrogate vs exact simulation at the fit (median): TPOT {rep.surrogate_median_ape['tpot']:.1f}%, "
+              f"TTFT {rep.surrogate_median_ape['ttft']:.1f}%")
     e = rep.errors[metric if metric != "both" else "tpot"]
     if e["in_sample"].median_ape > e["shipped"].median_ape:
         out.print(f"[yellow]warning:[/] the fit does not reduce the {metric} median error even in sample "

@@ -426,7 +426,9 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
     warm-up rounds) excluded. With `stagger`, the first round's output lengths are spread evenly
     over 1..osl (request i of the first c gets 1 + i*osl//c tokens) so that the clients' phases
     start spread uniformly over one request cycle."""
-    from .workload import Workload, make_workload
+    from dataclasses import replace
+
+    from .workload import make_workload
 
     n = max(ROUNDS * c, MIN_REQUESTS)
     wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=min(WARMUP_ROUNDS * c, n - 1), seed=SEED,
@@ -437,8 +439,7 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
     k = min(c, n)
     out[:k] = 1 + (np.arange(k, dtype=np.int64) * osl) // k
     np.minimum(out, osl, out=out)
-    return Workload(wl.input_len, out, None, concurrency=c, warmup=wl.warmup, name=wl.name + ", staggered first round",
-                    send_delay_s=wl.send_delay_s)
+    return replace(wl, output_len=out, name=wl.name + ", staggered first round")
 
 
 def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, gpu=None) -> dict:
@@ -476,8 +477,32 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
 
 
 def _run_task(args: tuple) -> tuple[int, dict]:
-    i, plan, ovh, stagger = args
-    return i, run_plan(plan, cpu_overhead_s=ovh, stagger=stagger)
+    i, plan, kw = args
+    return i, run_plan(plan, **kw)
+
+
+def run_plans(tasks: list[tuple[_Plan, dict]], jobs: int = 1) -> list[dict]:
+    """`run_plan(plan, **kw)` for every (plan, kw), results in task order. With `jobs` > 1 the
+    simulations are spread over worker processes (spawn), longest first for load balance."""
+    out: list[dict | None] = [None] * len(tasks)
+    todo = []
+    for i, (plan, kw) in enumerate(tasks):
+        if plan.dep_kwargs is None:
+            out[i] = run_plan(plan)  # skipped row: nothing to simulate
+        else:
+            todo.append((i, plan, kw))
+    if jobs > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        todo.sort(key=lambda t: -t[1].cost)
+        with mp.get_context("spawn").Pool(min(jobs, len(todo))) as pool:
+            for i, r in pool.imap_unordered(_run_task, todo, chunksize=1):
+                out[i] = r
+    else:
+        for t in todo:
+            i, r = _run_task(t)
+            out[i] = r
+    return out
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -636,23 +661,7 @@ def validate_silicon(
         raw = raw[:limit]
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
     ovh = cpu_overhead_s or {}
-    tasks = [(i, p, ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, stagger) for i, p in enumerate(plans)]
-    results: list[dict | None] = [None] * len(plans)
-    todo = [t for t in tasks if t[1].dep_kwargs is not None]
-    for i, p, _, _ in tasks:
-        if p.dep_kwargs is None:
-            results[i] = run_plan(p)
-    if jobs > 1 and len(todo) > 1:
-        import multiprocessing as mp
-
-        todo.sort(key=lambda t: -t[1].cost)  # longest first for load balance
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(min(jobs, len(todo))) as pool:
-            for i, r in pool.imap_unordered(_run_task, todo, chunksize=1):
-                results[i] = r
-    else:
-        for t in todo:
-            i, r = _run_task(t)
-            results[i] = r
-    return SiliconReport(rows=[r for r in results if r is not None], source=str(path or ""), wall_s=time.perf_counter() - t0,
+    results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger})
+                         for p in plans], jobs)
+    return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
                          jobs=jobs)
