@@ -445,3 +445,25 @@ def test_bundled_device_constant_matches_the_bundle():
     from llmsim.cost.measured import BUNDLED_DEVICE
 
     assert KernelTables.load(None).device == BUNDLED_DEVICE
+
+
+def test_custom_allreduce_is_trtllm_kernel_below_8mib(kt):
+    """allreduce='custom' (the trtllm backend) takes TRT-LLM's measured one-shot/two-shot kernel
+    where it beats NCCL, up to 8 MiB; above that, and for other collectives, NCCL's table."""
+    from llmsim.cost.model import CUSTOM_ALLREDUCE_MAX_BYTES, CostModel
+    from llmsim.cost.ops import comm
+    from llmsim.hardware.catalog import get_gpu
+
+    gpu = get_gpu("h100-sxm")
+    nccl, custom = CostModel(gpu, kt), CostModel(gpu, kt, allreduce="custom")
+    small = comm("ar", "all_reduce", 4 * 8192 * 2, 8, 1, "t")  # 4 decode tokens of an 8192-wide model
+    t_n, t_c = nccl.cost(small).total_s, custom.cost(small).total_s
+    assert t_n == pytest.approx(kt.collective_s("all_reduce", 8, 4 * 8192 * 2))
+    assert t_c == pytest.approx(kt.collective_s("all_reduce", 8, 4 * 8192 * 2, implementation="trtllm"))
+    assert t_c < 0.5 * t_n  # ~5 us vs ~19 us on H100
+    big = comm("ar", "all_reduce", 4 * CUSTOM_ALLREDUCE_MAX_BYTES, 8, 1, "t")
+    assert custom.cost(big).total_s == nccl.cost(big).total_s
+    ag = comm("ag", "all_gather", 4 * 8192 * 2, 8, 1, "t")
+    assert custom.cost(ag).total_s == nccl.cost(ag).total_s
+    with pytest.raises(ValueError, match="allreduce"):
+        CostModel(gpu, kt, allreduce="mpi")

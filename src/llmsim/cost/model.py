@@ -49,13 +49,27 @@ class OpCost:
         }
 
 
+# custom all-reduce only up to 8 MiB (vLLM's CustomAllreduce max_size; TRT-LLM's AUTO also
+# switches to NCCL for large messages); larger all-reduces use NCCL's table
+CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
+
+
 class CostModel:
     """Times operators on `gpu`, using `kernels` (measured tables) where they cover a shape."""
 
-    def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None):
+    def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None,
+                 allreduce: str = "nccl"):
+        """`framework`: which measured GEMM table ('vllm', 'trtllm'; None: any). `allreduce`:
+        'nccl', or 'custom' -- TRT-LLM's one-shot / two-shot all-reduce over NVLink peer memory
+        (its measured table), used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside
+        one NVLink domain when it is faster than NCCL (the engine's AUTO choice); applies only
+        where measured tables exist (the roofline collective model is unchanged)."""
+        if allreduce not in ("nccl", "custom"):
+            raise ValueError(f"allreduce must be 'nccl' or 'custom', got {allreduce!r}")
         self.gpu = gpu
         self.kernels = kernels
         self.framework = framework
+        self.allreduce = allreduce
         self.e = gpu.efficiency
         self.bw = gpu.memory_bandwidth_bytes_per_s
         self._peak: dict[str, float] = {}
@@ -153,6 +167,10 @@ class CostModel:
         t = None
         if self.kernels is not None and tier == "nvlink" and collective != "send_recv":
             t = self.kernels.collective_s(collective, group, op.bytes)
+            if self.allreduce == "custom" and collective == "all_reduce" and op.bytes <= CUSTOM_ALLREDUCE_MAX_BYTES:
+                tc = self.kernels.collective_s(collective, group, op.bytes, implementation="trtllm")
+                if tc is not None and (t is None or tc < t):
+                    t = tc
         source = "measured" if t is not None else "roofline"
         if t is None:
             t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))

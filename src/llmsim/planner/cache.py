@@ -10,7 +10,7 @@ no result, only the time: a warm layout simulates ~3-5x faster than a cold one.
 
 Simulations use them by passing `step_time_model=step_time_model` to `simulate()`. The key is
 what `_build_pool` passes in — the model spec, the layout, the
-precision, the cost model's GPU / kernel tables / GEMM framework and the CPU overhead — so two
+precision, the cost model's GPU / kernel tables / GEMM framework / all-reduce kind and the CPU overhead — so two
 pools share a model only if they would compute identical step times.
 """
 
@@ -42,14 +42,15 @@ def _gpu_key(gpu: GPUSpec) -> str:
     return k
 
 
-def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float) -> tuple:
-    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s))
+def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float,
+         allreduce: str = "nccl") -> tuple:
+    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s), allreduce)
 
 
 def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0) -> StepTimeModel:
     """The shared StepTimeModel for this (model, layout, precision, cost model, overhead);
     same signature as the `StepTimeModel` constructor so it can stand in for it."""
-    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s)
+    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s, cost.allreduce)
     st = _MODELS.get(key)
     if st is None:
         with _LOCK:
@@ -62,13 +63,13 @@ def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostM
 
 
 def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, *, framework: str,
-                  cpu_overhead_s: float, kernels="auto") -> StepTimeModel:
+                  cpu_overhead_s: float, allreduce: str = "nccl", kernels="auto") -> StepTimeModel:
     """The StepTimeModel a simulation of this pool would use (built the way `_build_pool` builds it)."""
     kt = resolve_kernels(kernels, gpu)
-    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s)
+    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s, allreduce)
     st = _MODELS.get(key)
     if st is None:
-        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework), cpu_overhead_s)
+        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework, allreduce=allreduce), cpu_overhead_s)
     return st
 
 
