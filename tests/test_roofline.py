@@ -277,3 +277,21 @@ def test_cost_op_count_multiplies(cm):
 def test_comm_single_gpu_is_free(cm):
     c = cm.cost(Op("c", "comm", 1, 0.0, 1e6, "bf16", ("all_reduce", 1), ""))
     assert c.time_s == 0.0
+
+
+def test_custom_allreduce_one_shot_small_two_shot_large():
+    """The engines' peer-memory all-reduce: one synchronisation for small messages (no log2(n)
+    growth, unlike the ring/tree model), two-shot's 2(n-1)/n volume for large ones."""
+    from llmsim.cost.roofline import collective_time_s, custom_allreduce_time_s
+    from llmsim.hardware.catalog import get_gpu
+
+    g = get_gpu("b200-sxm")
+    e, bw, lat = g.efficiency, g.nvlink_bandwidth_gbps * 1e9, g.nvlink_latency_us * 1e-6
+    eff_bw = bw * e.comm_bw_fraction
+    small = 4 * 8192 * 2
+    for n in (2, 4, 8):
+        assert custom_allreduce_time_s(small, n, bw, lat, e) == pytest.approx(lat + (n - 1) * small / eff_bw)
+        assert custom_allreduce_time_s(small, n, bw, lat, e) < collective_time_s("all_reduce", small, n, bw, lat, e)
+    big = 64 * 2**20
+    assert custom_allreduce_time_s(big, 8, bw, lat, e) == pytest.approx(2 * lat + 2 * 7 / 8 * big / eff_bw)
+    assert custom_allreduce_time_s(small, 1, bw, lat, e) == 0.0

@@ -106,8 +106,8 @@ def _cost_model(hw: GPUSpec, kernels, framework: str | None) -> CostModel:
     if cm is None:
         if len(_COST_MODELS) > 64:
             _COST_MODELS.clear()
-        # TRT-LLM runs its own (measured) custom NVLink all-reduce, as serving's trtllm backend
-        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework, allreduce="custom" if framework == "trtllm" else "nccl")
+        # an inference engine named: its custom NVLink all-reduce, as serving's backends
+        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework, allreduce="custom" if framework else "nccl")
     return cm
 
 

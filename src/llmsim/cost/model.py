@@ -60,10 +60,10 @@ class CostModel:
     def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None,
                  allreduce: str = "nccl"):
         """`framework`: which measured GEMM table ('vllm', 'trtllm'; None: any). `allreduce`:
-        'nccl', or 'custom' -- TRT-LLM's one-shot / two-shot all-reduce over NVLink peer memory
-        (its measured table), used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside
-        one NVLink domain when it is faster than NCCL (the engine's AUTO choice); applies only
-        where measured tables exist (the roofline collective model is unchanged)."""
+        'nccl', or 'custom' -- the inference engines' one-shot / two-shot all-reduce over NVLink
+        peer memory, used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside one NVLink
+        domain when faster than NCCL (the engines' automatic choice): TRT-LLM's measured table
+        where kernel tables exist, else `roofline.custom_allreduce_time_s`."""
         if allreduce not in ("nccl", "custom"):
             raise ValueError(f"allreduce must be 'nccl' or 'custom', got {allreduce!r}")
         self.gpu = gpu
@@ -174,6 +174,8 @@ class CostModel:
         source = "measured" if t is not None else "roofline"
         if t is None:
             t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
+            if self.allreduce == "custom" and collective == "all_reduce" and tier == "nvlink" and op.bytes <= CUSTOM_ALLREDUCE_MAX_BYTES:
+                t = min(t, float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e)))
         ideal = op.bytes / bw
         bound = "network" if ideal >= 0.5 * t else "latency"
         return t, bound, f"{source}:{tier}", min(1.0, ideal / t) if t > 0 else 0.0

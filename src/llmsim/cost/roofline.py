@@ -289,3 +289,19 @@ def collective_time_s(collective: str, nbytes: Num, group: int, link_bw: float, 
     if collective == "send_recv":
         return link_latency_s + nbytes / bw
     raise ValueError(f"unknown collective {collective!r}")
+
+
+def custom_allreduce_time_s(nbytes: Num, group: int, link_bw: float, link_latency_s: float, e: Efficiency) -> Num:
+    """All-reduce by an inference engine's custom kernel over NVLink peer memory (TRT-LLM's, and
+    vLLM's / SGLang's adapted from it), the faster of its two algorithms:
+    one-shot -- every rank reads all peers' buffers and reduces locally: one synchronisation
+    (link latency) and (group - 1) * nbytes through each rank's links;
+    two-shot -- reduce-scatter then all-gather through peer memory: two synchronisations and
+    2 * (group - 1) / group * nbytes.
+    Unlike NCCL's ring/tree (`collective_time_s`), the latency term does not grow with log2(group)."""
+    if group <= 1:
+        return 0.0 * nbytes
+    bw = link_bw * e.comm_bw_fraction
+    one_shot = link_latency_s + (group - 1) * nbytes / bw
+    two_shot = 2.0 * link_latency_s + 2.0 * (group - 1) / group * nbytes / bw
+    return min(one_shot, two_shot)

@@ -11,14 +11,12 @@ never adjusted per benchmark row:
   engine (vLLM V1: chunked prefill on, 8192-token budget; SGLang: chunked prefill size 8192,
   prefill batches not mixed with decode unless enabled; TRT-LLM: in-flight batching with
   chunked context, max_num_tokens 8192).
-- `allreduce`: which all-reduce a tensor-parallel group inside one NVLink domain runs, where
-  measured tables exist. TRT-LLM: 'custom' -- its own one-shot / two-shot kernel over peer
-  memory, whose measured table ships with the H100 data (the faster of it and NCCL is used, as
-  its AUTO strategy picks). vLLM and SGLang also run custom all-reduce kernels of their own
-  (adapted from TRT-LLM's), but no table measures them, so they keep NCCL's table: switching
-  them to TRT-LLM's kernel moved the H100 silicon rows' TPOT bias from -0.6% to -8.5% (vLLM)
-  and -5.9% to -9.5% (SGLang) -- NCCL over-estimates their all-reduce by about as much as the
-  rest of their step time is under-estimated (a known compensating error).
+- `allreduce`: 'custom' for all three -- tensor-parallel all-reduces inside one NVLink domain
+  run the engine's own one-shot / two-shot kernel over peer memory (TRT-LLM's custom
+  all-reduce; vLLM's `CustomAllreduce` and SGLang's are adapted from it, used up to 8 MiB),
+  not NCCL's ring. Where kernel tables exist (H100) the measured TRT-LLM kernel stands for all
+  three (no table measures vLLM's or SGLang's own kernel); elsewhere the roofline's
+  one-shot / two-shot model. The faster of it and NCCL is used, as the engines choose.
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -44,7 +42,7 @@ class Backend:
     max_num_batched_tokens: int
     chunked_prefill: bool
     memory_fraction: float
-    allreduce: str = "nccl"
+    allreduce: str = "custom"
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -53,7 +51,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88),
-    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, allreduce="custom"),
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90),
 }
 
 
