@@ -1,19 +1,25 @@
-"""Speed of the serving simulator: wall time, simulated requests per second, peak RSS.
+"""Speed and memory of the serving simulator: wall time, simulated requests per second, peak RSS.
 
 (a) The reference workload, as run with Vidur (microsoft/vidur @ 7d47513, warm predictor
     cache) on a machine of this kind: Llama-3-8B on one A100-80GB, Sarathi-style chunked
     prefill with chunk 512, Poisson arrivals at 6.45 req/s, lengths sampled from the Azure
     conversation trace (../shared/data/traces/azure2023_conv.csv; Vidur caps at 16,384
-    tokens, Llama-3-8B's context is 8,192 so longer requests are dropped), 10,000 requests.
-    Vidur's published figures for it (from the issue, measured on this machine kind): 74.5 s
-    wall end to end, 4.8 GB peak RSS; 30 s for 1,000 requests.
-(b) 1,000,000 Poisson requests on the same deployment at a stable 5 req/s.
+    tokens, Llama-3-8B's context is 8,192 so longer requests are dropped), 10,000 requests,
+    exact mode. Vidur's published figures for it (from the issue, measured on this machine
+    kind): 74.5 s wall end to end, 4.8 GB peak RSS; 30 s for 1,000 requests.
+(b) 1,000,000 Poisson requests on the same deployment at a stable 5 req/s, streaming mode
+    (`simulate(..., streaming=True)`: metrics accumulated on the fly, engine state in slots
+    recycled as requests complete), and the same at 100,000 and 3,000,000 requests to show
+    that peak RSS does not grow with the request count beyond the workload's own numpy
+    arrays (arrival, input and output lengths: 24 bytes a request, plus the length-resampling
+    index while it is built).
 
 Each case runs in a fresh subprocess so its peak RSS is its own. End-to-end wall time
 includes building the workload, the simulation and the metrics summary; `cpu s` is the
-process's CPU time over the same span (steadier than wall time on a shared machine).
+process's CPU time over the same span (steadier than wall time on a shared machine), and
+`req/s` is requests per CPU second.
 
-    python benchmarks/bench_serve.py [--skip-million]
+    python benchmarks/bench_serve.py [--skip-million] [--skip-3m]
 """
 
 from __future__ import annotations
@@ -35,38 +41,48 @@ t0, c0 = time.perf_counter(), time.process_time()
 sys.path.insert(0, sys.argv[1])
 from llmsim.serving.simulate import Deployment, Pool, simulate
 from llmsim.serving.workload import make_workload
-n, rate, trace = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+n, rate, trace, streaming = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5] == "streaming"
 wl = make_workload(num_requests=n, lengths_from=trace, rate=rate, seed=0, max_len=8192)
 dep = Deployment(model="llama-3-8b", pool=Pool("a100-sxm-80gb"), backend="vllm", max_num_batched_tokens=512, chunked_prefill=True)
-res = simulate(dep, wl, keep_itl=True)
+res = simulate(dep, wl, keep_itl=True, streaming=streaming)
 wall = time.perf_counter() - t0
 s = res.summary
 print(json.dumps({"n": n, "wall_s": wall, "cpu_s": time.process_time() - c0, "sim_s": s["simulation_wall_s"], "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "iterations": s["num_iterations"], "completed": s["num_completed"], "ttft_p50_ms": s["ttft_ms"]["p50"], "tpot_p50_ms": s["tpot_ms"]["p50"],
-                  "duration_s": s["duration_s"]}))
+                  "duration_s": s["duration_s"], "slots": res.requests.n}))
 """
 
 
-def run(n: int, rate: float) -> dict:
-    out = subprocess.run([sys.executable, "-c", CASE, str(ROOT / "src"), str(n), str(rate), str(TRACE)], capture_output=True, text=True, check=True)
+def run(n: int, rate: float, mode: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", CASE, str(ROOT / "src"), str(n), str(rate), str(TRACE), mode], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--skip-million", action="store_true")
+    ap.add_argument("--skip-million", action="store_true", help="only the 1,000- and 10,000-request cases")
+    ap.add_argument("--skip-3m", action="store_true", help="leave out the 3,000,000-request memory case (~2 min)")
     a = ap.parse_args()
     if not TRACE.exists():
         sys.exit(f"trace not found: {TRACE}")
-    cases = [("(a) reference, 1,000 requests", 1_000, 6.45), ("(a) reference, 10,000 requests", 10_000, 6.45)]
+    cases = [("(a) reference, 1,000 requests", 1_000, 6.45, "exact"), ("(a) reference, 10,000 requests", 10_000, 6.45, "exact")]
     if not a.skip_million:
-        cases.append(("(b) 1,000,000 Poisson requests @ 5 req/s", 1_000_000, 5.0))
-    print(f"{'case':<42} {'wall s':>8} {'cpu s':>7} {'sim s':>7} {'req/s':>10} {'iterations':>11} {'peak RSS MB':>12} {'vs Vidur':>9}")
-    for name, n, rate in cases:
-        r = run(n, rate)
+        cases += [("(b) 100,000 Poisson @ 5 req/s, streaming", 100_000, 5.0, "streaming"),
+                  ("(b) 1,000,000 Poisson @ 5 req/s, streaming", 1_000_000, 5.0, "streaming")]
+        if not a.skip_3m:
+            cases.append(("(b) 3,000,000 Poisson @ 5 req/s, streaming", 3_000_000, 5.0, "streaming"))
+    print(f"{'case':<44} {'wall s':>8} {'cpu s':>7} {'sim s':>7} {'req/s':>10} {'iterations':>11} {'peak RSS MB':>12} {'vs Vidur':>9}")
+    rss = {}
+    for name, n, rate, mode in cases:
+        r = run(n, rate, mode)
+        if mode == "streaming":
+            rss[n] = (r["rss_mb"], r["slots"])
         ratio = f"{VIDUR_WALL_S[n] / r['wall_s']:.0f}x" if n in VIDUR_WALL_S else "-"
-        print(f"{name:<42} {r['wall_s']:>8.2f} {r['cpu_s']:>7.2f} {r['sim_s']:>7.2f} {n / r['wall_s']:>10,.0f} {r['iterations']:>11,} {r['rss_mb']:>12,.0f} {ratio:>9}")
+        print(f"{name:<44} {r['wall_s']:>8.2f} {r['cpu_s']:>7.2f} {r['sim_s']:>7.2f} {n / r['cpu_s']:>10,.0f} {r['iterations']:>11,} {r['rss_mb']:>12,.0f} {ratio:>9}")
     print(f"\nVidur on (a): {VIDUR_WALL_S[10_000]} s wall, {VIDUR_RSS_MB} MB peak RSS (10,000 requests); {VIDUR_WALL_S[1_000]} s for 1,000.")
+    if rss:
+        line = ", ".join(f"{n:,}: {mb:,.0f} MB ({slots} slots)" for n, (mb, slots) in rss.items())
+        print(f"streaming peak RSS by request count: {line}; the workload's own arrays are 24 bytes a request")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ app.add_typer(validate_app, name="validate")
 out = Console()
 err = Console(stderr=True)
 GIB = 1024**3
+STREAMING_FROM = 1_000_000  # `serve` runs in streaming mode from this many requests unless per-request output is asked for
 
 
 def _print_json(obj) -> None:
@@ -134,6 +135,8 @@ def serve(
     cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
     seed: int = typer.Option(0), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
+    streaming: Optional[bool] = typer.Option(None, "--streaming/--exact", help="metrics in bounded memory, percentiles from histograms within 0.5% "
+                                             f"(default: streaming from {STREAMING_FROM:,} requests unless -o is given), or exact percentiles and per-request state"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Simulate serving a request stream: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, cost."""
@@ -141,6 +144,9 @@ def serve(
     from .serving.simulate import Deployment, Pool, simulate
     from .serving.workload import make_workload
 
+    if streaming and output is not None:
+        raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",
+                          hint="drop --streaming (exact mode) to write per-request results, or drop -o")
     if num_requests is None and trace is None:
         num_requests = 1000
     if isl is None and osl is None and input_dist is None and output_dist is None and lengths_from is None and trace is None:
@@ -160,15 +166,17 @@ def serve(
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
+    if streaming is None:
+        streaming = output is None and len(wl) >= STREAMING_FROM
     show_progress = not as_json and len(wl) >= 20_000
     if show_progress:
         from rich.progress import Progress
 
         with Progress(console=err, transient=True) as prog:
             task = prog.add_task("simulating", total=len(wl))
-            res = simulate(dep, wl, slo=slo, progress=lambda done, total: prog.update(task, completed=done))
+            res = simulate(dep, wl, slo=slo, progress=lambda done, total: prog.update(task, completed=done), streaming=streaming)
     else:
-        res = simulate(dep, wl, slo=slo)
+        res = simulate(dep, wl, slo=slo, streaming=streaming)
     if output is not None:
         write_per_request(res.per_request(), output)
     s = res.summary
@@ -192,7 +200,8 @@ def serve(
     g.add_row("KV cache", f"mean {s['kv_cache_utilisation_mean']:.0%}, max {s['kv_cache_utilisation_max']:.0%} used; {s['preemptions']} preemptions; prefix-cache hit rate {s['prefix_cache_hit_rate']:.1%}")
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
-    g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall")
+    mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
+    g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode})")
     out.print(g)
 
 

@@ -61,29 +61,104 @@ class EngineConfig:
     role: str = "both"  # both | prefill | decode
 
 
+_VER_STEP = 1 << 32  # a request's version is (times its heap entry was invalidated) * _VER_STEP + request id
+MAX_REQUESTS = _VER_STEP  # request ids must fit the low 32 bits of a version
+
+
 class Requests:
-    """Per-request state shared by all engines of a simulation (compact arrays, indexed by request id)."""
+    """Per-request state shared by all engines of a simulation: compact arrays indexed by slot.
+
+    Exact mode (`Requests(input_len, output_len, ...)`): one slot per request, slot = request id.
+    Streaming mode (`Requests.recycled(...)`): a request takes a free slot when it arrives
+    (`acquire`) and gives it back when its metrics are taken after it finished (`take`, for a
+    batch of finished requests); the arrays grow in place (engines keep references to them) to
+    the peak number of requests in flight or finished and not yet taken.
+
+    `ver` versions a request's decode-heap entries: bumping it by `_VER_STEP` invalidates them.
+    Its low 32 bits hold the request id, so heap ties order by (bumps, request id) whatever the
+    slot, and an entry left in a heap by a slot's earlier request never matches a later one.
+    `hash_ids` (prefix caching) is indexed by slot too: the workload's list in exact mode, a
+    per-slot list filled by `acquire` in streaming mode.
+    """
+
+    _FIELDS = {  # name: (typecode, initial value)
+        "inp": ("q", 0), "out": ("q", 0),
+        "arrival": ("d", math.nan), "t_sched": ("d", math.nan), "t_first": ("d", math.nan), "t_finish": ("d", math.nan),
+        "gen": ("q", 0),  # tokens generated before the current phase
+        "ptotal": ("q", 0),  # prompt tokens of the current prefill attempt
+        "prefilled": ("q", 0),  # of ptotal, already in the KV cache
+        "cached": ("q", 0),  # prompt tokens served from the prefix cache
+        "tick0": ("q", 0),  # decode tick at which it joined the decode set
+        "ver": ("q", 0),  # bumps invalidate heap entries (see the class docstring)
+        "preemptions": ("q", 0),
+        "engine": ("q", -1),
+    }
+    # what a reused slot must reset: the fields engines read before they write them (the others
+    # are always written first: inp, out, ver, arrival by `acquire`; ptotal and engine by
+    # `Engine.add`; tick0 on joining the decode set; cached on admission; t_first at the first token)
+    _RESET = ("t_sched", "gen", "prefilled", "preemptions")  # (t_finish: written when it finishes)
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
         n = len(input_len)
-        self.n = n
+        self._alloc(n, hash_ids, hash_block_tokens)
         self.inp = array("q", np.asarray(input_len, dtype=np.int64).tobytes())
         self.out = array("q", np.asarray(output_len, dtype=np.int64).tobytes())
+        self.ver = array("q", np.arange(n, dtype=np.int64).tobytes())
+
+    @classmethod
+    def recycled(cls, prefix_hashes: bool, hash_block_tokens: int = 512, slots: int = 64) -> Requests:
+        """Empty slot arrays for streaming mode (`prefix_hashes`: keep per-slot hash ids)."""
+        r = cls.__new__(cls)
+        r._alloc(0, [] if prefix_hashes else None, hash_block_tokens)
+        r._reset = [(getattr(r, name), cls._FIELDS[name][1]) for name in cls._RESET]  # (array, fresh value)
+        r._grow(slots)
+        return r
+
+    def _alloc(self, n: int, hash_ids, hash_block_tokens: int) -> None:
+        self.n = n
         self.hash_ids = hash_ids
         self.hash_block_tokens = hash_block_tokens
-        nan = float("nan")
-        self.arrival = array("d", [nan]) * n
-        self.t_sched = array("d", [nan]) * n
-        self.t_first = array("d", [nan]) * n
-        self.t_finish = array("d", [nan]) * n
-        self.gen = array("q", [0]) * n  # tokens generated before the current phase
-        self.ptotal = array("q", [0]) * n  # prompt tokens of the current prefill attempt
-        self.prefilled = array("q", [0]) * n  # of ptotal, already in the KV cache
-        self.cached = array("q", [0]) * n  # prompt tokens served from the prefix cache
-        self.tick0 = array("q", [0]) * n  # decode tick at which it joined the decode set
-        self.ver = array("q", [0]) * n  # bumps invalidate heap entries
-        self.preemptions = array("q", [0]) * n
-        self.engine = array("q", [-1]) * n
+        self._free: list[int] = []  # streaming mode: free slots, taken from the end
+        for name, (code, v) in self._FIELDS.items():
+            setattr(self, name, array(code, [v]) * n)
+
+    def _grow(self, k: int) -> None:
+        """k more slots, appended in place."""
+        for name, (code, v) in self._FIELDS.items():
+            getattr(self, name).extend(array(code, [v]) * k)
+        if self.hash_ids is not None:
+            self.hash_ids.extend([None] * k)
+        self._free.extend(range(self.n + k - 1, self.n - 1, -1))  # lowest slot first
+        self.n += k
+
+    def acquire(self, rid: int, arrival: float, input_len: int, output_len: int, hash_ids=None) -> int:
+        """Streaming mode: a free slot for request `rid` arriving at `arrival`, in a fresh request's state."""
+        if not self._free:
+            self._grow(self.n)
+        s = self._free.pop()
+        for a, v in self._reset:
+            a[s] = v
+        self.arrival[s], self.inp[s], self.out[s], self.ver[s] = arrival, input_len, output_len, rid
+        if self.hash_ids is not None:
+            self.hash_ids[s] = hash_ids
+        return s
+
+    def take(self, slots: list[int]) -> tuple[np.ndarray, ...]:
+        """Streaming mode: (arrival, t_first, t_finish, t_sched, inp, out) of the finished
+        requests in `slots` (numpy arrays: times float64, tokens int64); their slots are free again."""
+        s = np.array(slots, dtype=np.int64)
+        cols = tuple(np.frombuffer(a, dtype=np.float64 if a.typecode == "d" else np.int64)[s]
+                     for a in (self.arrival, self.t_first, self.t_finish, self.t_sched, self.inp, self.out))
+        if self.hash_ids is not None:
+            for k in slots:
+                self.hash_ids[k] = None
+        self._free.extend(slots)
+        return cols
+
+    @property
+    def in_flight(self) -> int:
+        """Streaming mode: slots in use (exact mode: all)."""
+        return self.n - len(self._free)
 
 
 class Engine:
@@ -173,7 +248,7 @@ class Engine:
         g = r.gen[rid] + self.tick - r.tick0[rid]
         self.dec_base -= r.inp[rid] + r.gen[rid] - r.tick0[rid]
         self.n_dec -= 1
-        r.ver[rid] += 1  # its heap entry is now stale
+        r.ver[rid] += _VER_STEP  # its heap entry is now stale
         return g
 
     def _preempt_one(self, now: float) -> float:
@@ -447,7 +522,7 @@ class Engine:
             self.dec_base -= r.inp[rid] + r.gen[rid] - r.tick0[rid]
             r.gen[rid] = r.out[rid]
             self.n_dec -= 1
-            r.ver[rid] += 1
+            r.ver[rid] += _VER_STEP
             self.running.remove(rid)
             self._done(rid, end)
 

@@ -55,7 +55,10 @@ def _grid(x: int, exact_upto: int, ratio: float) -> tuple[int, int, float]:
     return lo, hi, (x - lo) / (hi - lo)
 
 
-def _remember(memo: dict, key, value, limit: int = 1 << 20) -> None:
+_MEMO_ENTRIES = 1 << 18  # interpolated values kept per memo (~100 bytes each, so <= ~26 MB); a full memo starts over
+
+
+def _remember(memo: dict, key, value, limit: int = _MEMO_ENTRIES) -> None:
     if len(memo) > limit:
         memo.clear()
     memo[key] = value
