@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import llmsim.serving.simulate as sim
+from llmsim import cli
 from llmsim.errors import LlmsimError
 from llmsim.serving.metrics import SLO, StreamingSummary, summarize
 from llmsim.serving.simulate import Deployment, Pool, simulate
@@ -30,16 +34,12 @@ def mooncake(n: int, warmup: int = 0, time_scale: float = 1.0) -> Workload:
     """The first n rows of the Mooncake trace (at its own pace it overloads one H100: preemptions)."""
     if not MOONCAKE.exists():
         pytest.skip(f"trace not found: {MOONCAKE}")
-    w = load_trace(MOONCAKE, limit=n, time_scale=time_scale)
-    w.warmup = warmup
-    return w
+    return replace(load_trace(MOONCAKE, limit=n, time_scale=time_scale), warmup=warmup)
 
 
 def run_both(d: Deployment, wl: Workload, slo: SLO | None, monkeypatch) -> tuple[dict, dict, list, object]:
     """Exact and streaming summaries, plus every completion the streaming run recorded (in
     batches of 7, so that slots are reused as soon as possible)."""
-    import llmsim.serving.simulate as sim
-
     monkeypatch.setattr(sim, "_RECORD_BATCH", 7)
     seen: list[tuple] = []
     add = StreamingSummary.add
@@ -89,8 +89,8 @@ def assert_same_completions(seen: list, res) -> None:
                       np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64)], axis=1)
     got = np.array(seen, dtype=np.float64)
     assert got.shape == exact.shape
-    key = lambda x: np.lexsort(x.T[::-1])  # noqa: E731
-    assert np.array_equal(got[key(got)], exact[key(exact)])
+    got, exact = (x[np.lexsort(x.T[::-1])] for x in (got, exact))
+    assert np.array_equal(got, exact)
 
 
 def _open(n=1500, warmup=0):
@@ -127,7 +127,7 @@ def test_streaming_matches_exact(case, monkeypatch):
     assert_same_completions(seen, res)
 
 
-def test_streaming_trajectory_features_are_exercised(monkeypatch):
+def test_streaming_trajectory_features_are_exercised():
     # the cases above do what they claim: preemptions, prefix hits, warm-up, ties at the warm-up cut
     d, wl = CASES["preempt_recompute"]()
     assert simulate(d, wl, streaming=True).summary["preemptions"] > 0
@@ -143,8 +143,6 @@ def test_streaming_trajectory_features_are_exercised(monkeypatch):
 def test_streaming_slots_stay_bounded():
     # a stable open loop: only requests in flight (and a batch of completed ones whose metrics
     # are taken together) hold slots, however many requests there are
-    import llmsim.serving.simulate as sim
-
     slots = {}
     for n in (5_000, 50_000):
         wl = make_workload(num_requests=n, isl=200, osl=20, rate=40.0, seed=0, warmup=100)
@@ -157,8 +155,6 @@ def test_streaming_slots_stay_bounded():
 
 
 def test_recycled_slots_keep_prefix_hashes_per_slot(monkeypatch):
-    import llmsim.serving.simulate as sim
-
     monkeypatch.setattr(sim, "_RECORD_BATCH", 16)
     wl = mooncake(600, time_scale=10.0)
     res = simulate(dep(), wl, streaming=True)
@@ -217,28 +213,34 @@ def test_streaming_summary_edge_cases():
 
 
 def test_cli_streaming_json_and_output_conflict(capsys, tmp_path):
-    import json
-
-    from llmsim.cli import main
-
     argv = ["serve", "--model", MODEL, "--kernels", "none", "--num-requests", "300", "--rate", "4", "--isl", "512", "--osl", "64", "--json"]
-    main(argv)
+    cli.main(argv)
     exact = json.loads(capsys.readouterr().out)
-    main([*argv, "--streaming"])
+    cli.main([*argv, "--streaming"])
     stream = json.loads(capsys.readouterr().out)
     assert_same(exact, stream)
     with pytest.raises(SystemExit) as ei:
-        main([*argv, "--streaming", "-o", str(tmp_path / "r.csv")])
+        cli.main([*argv, "--streaming", "-o", str(tmp_path / "r.csv")])
     assert ei.value.code == 2
     err = capsys.readouterr().err
     assert "per-request" in err and "--streaming" in err
     assert not (tmp_path / "r.csv").exists()
 
 
+def test_cli_streams_large_runs_unless_per_request_output(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "STREAMING_FROM", 200)
+    argv = ["serve", "--model", MODEL, "--kernels", "none", "--num-requests", "200", "--rate", "4", "--isl", "256", "--osl", "16", "--json"]
+    cli.main(argv)
+    assert "percentiles" in json.loads(capsys.readouterr().out)  # streaming
+    cli.main([*argv, "-o", str(tmp_path / "r.csv")])
+    assert "percentiles" not in json.loads(capsys.readouterr().out)  # exact, to write the rows
+    assert (tmp_path / "r.csv").exists()
+    cli.main([*argv, "--exact"])
+    assert "percentiles" not in json.loads(capsys.readouterr().out)
+
+
 def test_open_loop_arrivals_read_in_chunks(monkeypatch):
     # arrival times are turned into Python floats a chunk at a time: chunk boundaries change nothing
-    import llmsim.serving.simulate as sim
-
     d, wl = CASES["open_gamma_warmup"]()
     whole = simulate(d, wl)
     monkeypatch.setattr(sim, "_ARRIVAL_CHUNK", 97)

@@ -38,6 +38,7 @@ import math
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -65,6 +66,11 @@ _VER_STEP = 1 << 32  # a request's version is (times its heap entry was invalida
 MAX_REQUESTS = _VER_STEP  # request ids must fit the low 32 bits of a version
 
 
+def _view(a: array) -> np.ndarray:
+    """A numpy view of an `array` (float64 or int64); drop it before the array grows."""
+    return np.frombuffer(a, dtype=np.float64 if a.typecode == "d" else np.int64)
+
+
 class Requests:
     """Per-request state shared by all engines of a simulation: compact arrays indexed by slot.
 
@@ -81,7 +87,7 @@ class Requests:
     per-slot list filled by `acquire` in streaming mode.
     """
 
-    _FIELDS = {  # name: (typecode, initial value)
+    _FIELDS: ClassVar[dict[str, tuple[str, float]]] = {  # name: (typecode, initial value)
         "inp": ("q", 0), "out": ("q", 0),
         "arrival": ("d", math.nan), "t_sched": ("d", math.nan), "t_first": ("d", math.nan), "t_finish": ("d", math.nan),
         "gen": ("q", 0),  # tokens generated before the current phase
@@ -93,10 +99,11 @@ class Requests:
         "preemptions": ("q", 0),
         "engine": ("q", -1),
     }
-    # what a reused slot must reset: the fields engines read before they write them (the others
+    # what a freed slot must reset: the fields engines read before they write them (the others
     # are always written first: inp, out, ver, arrival by `acquire`; ptotal and engine by
-    # `Engine.add`; tick0 on joining the decode set; cached on admission; t_first at the first token)
-    _RESET = ("t_sched", "gen", "prefilled", "preemptions")  # (t_finish: written when it finishes)
+    # `Engine.add`; tick0 on joining the decode set; cached on admission; t_first at the first
+    # token; t_finish at the end)
+    _RESET: ClassVar[tuple[str, ...]] = ("t_sched", "gen", "prefilled", "preemptions")
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
         n = len(input_len)
@@ -110,7 +117,6 @@ class Requests:
         """Empty slot arrays for streaming mode (`prefix_hashes`: keep per-slot hash ids)."""
         r = cls.__new__(cls)
         r._alloc(0, [] if prefix_hashes else None, hash_block_tokens)
-        r._reset = [(getattr(r, name), cls._FIELDS[name][1]) for name in cls._RESET]  # (array, fresh value)
         r._grow(slots)
         return r
 
@@ -132,12 +138,10 @@ class Requests:
         self.n += k
 
     def acquire(self, rid: int, arrival: float, input_len: int, output_len: int, hash_ids=None) -> int:
-        """Streaming mode: a free slot for request `rid` arriving at `arrival`, in a fresh request's state."""
+        """Streaming mode: a free slot (in a fresh request's state) for request `rid` arriving at `arrival`."""
         if not self._free:
             self._grow(self.n)
         s = self._free.pop()
-        for a, v in self._reset:
-            a[s] = v
         self.arrival[s], self.inp[s], self.out[s], self.ver[s] = arrival, input_len, output_len, rid
         if self.hash_ids is not None:
             self.hash_ids[s] = hash_ids
@@ -147,8 +151,9 @@ class Requests:
         """Streaming mode: (arrival, t_first, t_finish, t_sched, inp, out) of the finished
         requests in `slots` (numpy arrays: times float64, tokens int64); their slots are free again."""
         s = np.array(slots, dtype=np.int64)
-        cols = tuple(np.frombuffer(a, dtype=np.float64 if a.typecode == "d" else np.int64)[s]
-                     for a in (self.arrival, self.t_first, self.t_finish, self.t_sched, self.inp, self.out))
+        cols = tuple(_view(a)[s] for a in (self.arrival, self.t_first, self.t_finish, self.t_sched, self.inp, self.out))
+        for name in self._RESET:  # fresh for the next request (one numpy pass per field, not per request)
+            _view(getattr(self, name))[s] = self._FIELDS[name][1]
         if self.hash_ids is not None:
             for k in slots:
                 self.hash_ids[k] = None

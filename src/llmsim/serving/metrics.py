@@ -92,7 +92,7 @@ class LogHistogram:
     `add_many` bins a numpy batch at once. Values are in whatever unit `lo` and `hi` are.
     """
 
-    __slots__ = ("_bulk", "_c", "_inv_log_r", "_k", "_lo", "_max", "_min", "_nbins", "_ratio", "_rep", "_scale", "_sum", "_hi", "what")
+    __slots__ = ("_bulk", "_c", "_hi", "_inv_log_r", "_k", "_lo", "_max", "_min", "_nbins", "_ratio", "_rep", "_scale", "_sum", "what")
 
     def __init__(self, lo: float, hi: float, ratio: float = 1.01, what: str = "value") -> None:
         if not (0 < lo < hi and math.isfinite(hi) and ratio > 1):

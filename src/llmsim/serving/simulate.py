@@ -230,18 +230,21 @@ def simulate(
         )
 
     # exact: state for every request (slot = request id); streaming: recycled slots, metrics on the fly
-    sink = StreamingSummary(wl.warmup, slo, closed_loop=wl.concurrency is not None) if streaming else None
     if streaming:
+        sink: StreamingSummary | None = StreamingSummary(wl.warmup, slo, closed_loop=wl.concurrency is not None)
         reqs = Requests.recycled(wl.hash_ids is not None, wl.hash_block_tokens)
     else:
+        sink = None
         reqs = Requests(wl.input_len, wl.output_len, wl.hash_ids, wl.hash_block_tokens)
-    inp_len, out_len, hashes = wl.input_len, wl.output_len, wl.hash_ids
-    acquire = reqs.acquire if streaming else None
-    done_slots: list[int] = []  # streaming: completed, metrics not yet taken (their slots still held)
+    acquire = reqs.acquire
+    inp_len, out_len = memoryview(wl.input_len), memoryview(wl.output_len)  # Python ints per arrival, cheaply
+    hashes = wl.hash_ids
+    done_slots: list[int] = []  # streaming: finished, metrics not taken yet (their slots still held)
 
-    def record() -> None:  # streaming: hand the completed requests' metrics to the sink, free their slots
+    def record() -> None:  # streaming: hand the finished requests' metrics to the sink, free their slots
         sink.add(*reqs.take(done_slots))
         done_slots.clear()
+
     itl = ItlHistogram() if keep_itl else None
     events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off
     seq = 0
@@ -431,8 +434,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
     }
-    common = dict(itl=itl, num_gpus=num_gpus, gpu_power_w=gpu.tdp_w, gpu_idle_w=gpu.idle_power_w, busy_fraction=busy,
-                  price_per_gpu_hour_usd=price, extra=extra)
+    common = {"itl": itl, "num_gpus": num_gpus, "gpu_power_w": gpu.tdp_w, "gpu_idle_w": gpu.idle_power_w, "busy_fraction": busy,
+              "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
         return sink.summary(len(wl), **common)
     # metrics in completion order so warm-up exclusion drops the first completions
