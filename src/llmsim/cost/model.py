@@ -25,7 +25,7 @@ class OpCost:
     op: Op
     time_s: float  # one execution
     bound: str  # compute | memory | network | latency
-    source: str  # roofline | measured
+    source: str  # roofline | measured ('-custom': the engines' custom all-reduce), ':tier' for collectives
     efficiency: float  # achieved fraction of the bounding resource's peak
 
     @property
@@ -164,18 +164,21 @@ class CostModel:
         if group <= 1 or op.bytes <= 0:
             return 0.0, "network", "none", 0.0
         bw, lat, tier = self.gpu.link(group)
-        t = None
+        # the engines' peer-memory all-reduce where it applies and beats NCCL ('-custom' in the source)
+        custom = self.allreduce == "custom" and collective == "all_reduce" and tier == "nvlink" and op.bytes <= CUSTOM_ALLREDUCE_MAX_BYTES
+        t = tc = None
         if self.kernels is not None and tier == "nvlink" and collective != "send_recv":
             t = self.kernels.collective_s(collective, group, op.bytes)
-            if self.allreduce == "custom" and collective == "all_reduce" and op.bytes <= CUSTOM_ALLREDUCE_MAX_BYTES:
+            if custom:
                 tc = self.kernels.collective_s(collective, group, op.bytes, implementation="trtllm")
-                if tc is not None and (t is None or tc < t):
-                    t = tc
-        source = "measured" if t is not None else "roofline"
-        if t is None:
+        source = "measured"
+        if t is None and tc is None:
+            source = "roofline"
             t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
-            if self.allreduce == "custom" and collective == "all_reduce" and tier == "nvlink" and op.bytes <= CUSTOM_ALLREDUCE_MAX_BYTES:
-                t = min(t, float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e)))
+            if custom:
+                tc = float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e))
+        if tc is not None and (t is None or tc < t):
+            t, source = tc, source + "-custom"
         ideal = op.bytes / bw
         bound = "network" if ideal >= 0.5 * t else "latency"
         return t, bound, f"{source}:{tier}", min(1.0, ideal / t) if t > 0 else 0.0

@@ -43,7 +43,7 @@ def _gpu_key(gpu: GPUSpec) -> str:
 
 
 def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float,
-         allreduce: str = "nccl") -> tuple:
+         allreduce: str) -> tuple:
     return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s), allreduce)
 
 

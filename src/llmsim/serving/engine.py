@@ -107,10 +107,11 @@ class Requests:
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
         n = len(input_len)
-        self._alloc(n, hash_ids, hash_block_tokens)
-        self.inp = array("q", np.asarray(input_len, dtype=np.int64).tobytes())
-        self.out = array("q", np.asarray(output_len, dtype=np.int64).tobytes())
-        self.ver = array("q", np.arange(n, dtype=np.int64).tobytes())
+        self._alloc(n, hash_ids, hash_block_tokens, given={
+            "inp": array("q", np.asarray(input_len, dtype=np.int64).tobytes()),
+            "out": array("q", np.asarray(output_len, dtype=np.int64).tobytes()),
+            "ver": array("q", np.arange(n, dtype=np.int64).tobytes()),
+        })
 
     @classmethod
     def recycled(cls, prefix_hashes: bool, hash_block_tokens: int = 512, slots: int = 64) -> Requests:
@@ -120,13 +121,15 @@ class Requests:
         r._grow(slots)
         return r
 
-    def _alloc(self, n: int, hash_ids, hash_block_tokens: int) -> None:
+    def _alloc(self, n: int, hash_ids, hash_block_tokens: int, given: dict[str, array] | None = None) -> None:
+        """n slots of every field, at its initial value unless `given` (name -> array of n)."""
         self.n = n
         self.hash_ids = hash_ids
         self.hash_block_tokens = hash_block_tokens
         self._free: list[int] = []  # streaming mode: free slots, taken from the end
+        given = given or {}
         for name, (code, v) in self._FIELDS.items():
-            setattr(self, name, array(code, [v]) * n)
+            setattr(self, name, given[name] if name in given else array(code, [v]) * n)
 
     def _grow(self, k: int) -> None:
         """k more slots, appended in place."""
