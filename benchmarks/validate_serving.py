@@ -27,8 +27,17 @@ Options:
                 errors are printed for the defaults and the fitted values. backends.py is not
                 changed by this script.
   --rows PATH   write the per-row predicted vs measured CSV to PATH (outside the package).
+  --rounds R --warmup-rounds W
+                the benchmark protocol simulated (default 10 and 0: 10 x concurrency requests,
+                all counted, InferenceMAX's recipe; see rule 6 of llmsim.serving.validate).
+  --protocols R:W,R:W,...
+                sensitivity to the protocol: the modelled rows re-run under each R:W and the
+                median APEs printed per backend x mode, and on the two halves of the
+                configuration split used by --calibrate (so a protocol choice can be judged on
+                rows it was not picked on). E.g. --protocols 10:0,8:4,5:0,3:0 (~6 min).
 
     python benchmarks/validate_serving.py [--jobs 2] [--limit N] [--extras] [--calibrate] [--rows out.csv]
+                                          [--rounds 10 --warmup-rounds 0] [--protocols 10:0,8:4]
 """
 
 from __future__ import annotations
@@ -149,6 +158,39 @@ def calibrate(console: Console, raw_by_id: dict[str, dict], rows: list[dict], jo
     console.print(t)
 
 
+def protocols(console: Console, raw: list[dict], rows: list[dict], spec: str, jobs: int) -> None:
+    """Re-run the modelled rows under each benchmark protocol R:W and tabulate the errors."""
+    try:
+        protos = [tuple(int(x) for x in p.split(":")) for p in spec.split(",") if p.strip()]
+        assert protos and all(len(p) == 2 for p in protos)
+    except (ValueError, AssertionError):
+        sys.exit(f"--protocols: expected R:W[,R:W...], e.g. 10:0,8:4; got {spec!r}")
+    ok_ids = {r["id"] for r in rows if r["status"] == "ok"}
+    sub = [r for r in raw if r["id"] in ok_ids]
+    train_keys, test_keys = split(rows)
+    t = Table(title="benchmark protocol sensitivity: R x concurrency requests, first W x concurrency excluded (median APE %, bias %)")
+    for c in ("R:W", "rows", "TTFT med APE", "TTFT bias", "TPOT med APE", "TTFT train / held-out", "TPOT train / held-out"):
+        t.add_column(c)
+    by_bm = Table(title="benchmark protocol sensitivity per backend x mode (TTFT / TPOT median APE %)")
+    by_bm.add_column("R:W")
+    keys = sorted({f"{r['backend']}/{r['mode']}" for r in rows if r["status"] == "ok"})
+    for k in keys:
+        by_bm.add_column(k)
+    for r_, w_ in protos:
+        t1 = time.perf_counter()
+        rr = [r for r in validate_silicon(None, rows=sub, jobs=jobs, rounds=r_, warmup_rounds=w_).rows if r["status"] == "ok"]
+        s = ape_stats(rr)
+        tr = ape_stats([r for r in rr if config_key(r) in train_keys])
+        te = ape_stats([r for r in rr if config_key(r) in test_keys])
+        t.add_row(f"{r_}:{w_}", str(s["rows_modelled"]), _f(s["ttft_median_ape"]), _f(s["ttft_median_signed_error"]), _f(s["tpot_median_ape"]),
+                  f"{_f(tr['ttft_median_ape'])} / {_f(te['ttft_median_ape'])}", f"{_f(tr['tpot_median_ape'])} / {_f(te['tpot_median_ape'])}")
+        g = group(rr, lambda r: f"{r['backend']}/{r['mode']}")
+        by_bm.add_row(f"{r_}:{w_}", *[(lambda st: f"{_f(st['ttft_median_ape'])} / {_f(st['tpot_median_ape'])}")(ape_stats(g.get(k, []))) for k in keys])
+        console.print(f"  protocol {r_}:{w_}: {time.perf_counter() - t1:.0f} s")
+    console.print(t)
+    console.print(by_bm)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--csv", type=Path, default=DEFAULT_CSV)
@@ -157,6 +199,9 @@ def main() -> None:
     ap.add_argument("--extras", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--rows", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--warmup-rounds", type=int, default=0)
+    ap.add_argument("--protocols", type=str, default=None)
     a = ap.parse_args()
     console = Console(width=200)
 
@@ -164,10 +209,11 @@ def main() -> None:
     raw = read_silicon_csv(a.csv)
     if a.limit:
         raw = raw[: a.limit]
-    rep = validate_silicon(a.csv, rows=raw, jobs=a.jobs)
+    rep = validate_silicon(a.csv, rows=raw, jobs=a.jobs, rounds=a.rounds, warmup_rounds=a.warmup_rounds)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
-                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); no parameter fitted\n")
+                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); no parameter fitted; protocol "
+                  f"{a.rounds} x concurrency requests, first {a.warmup_rounds} x concurrency excluded\n")
     rep.render(console)
     rows = rep.rows
     ok = [r for r in rows if r["status"] == "ok"]
@@ -209,6 +255,8 @@ def main() -> None:
                           _f(s["tpot_median_ape"]), _f(s["tpot_median_signed_error"]))
         console.print(t)
 
+    if a.protocols:
+        protocols(console, raw, rows, a.protocols, a.jobs)
     if a.calibrate:
         calibrate(console, {r["id"]: r for r in raw}, rows, a.jobs)
     console.print(f"\ntotal wall time {time.perf_counter() - t0:,.1f} s")

@@ -141,14 +141,37 @@ def test_model_resolution():
 
 
 def test_closed_loop_workload():
+    # default protocol: InferenceMAX's 10 x concurrency requests, none excluded
     w = closed_loop_workload(8, 100, 50)
-    assert len(w) == 64 and w.concurrency == 8 and w.warmup == 32 and set(w.output_len) == {50}
+    assert len(w) == 80 and w.concurrency == 8 and w.warmup == 0 and set(w.output_len) == {50}
     d = w.send_delay_s  # client turnaround: seeded, within [0, 5 ms), not all equal
-    assert d is not None and len(d) == 64 and d.min() >= 0 and d.max() < 0.005 and d.std() > 0
+    assert d is not None and len(d) == 80 and d.min() >= 0 and d.max() < 0.005 and d.std() > 0
     assert np.array_equal(d, closed_loop_workload(8, 100, 50).send_delay_s)
     s = closed_loop_workload(8, 100, 50, stagger=True)
     assert sorted(s.output_len[:8]) == sorted(1 + i * 50 // 8 for i in range(8)) and set(s.output_len[8:]) == {50}
-    assert len(closed_loop_workload(1, 10, 10)) == 16
+    assert len(closed_loop_workload(1, 10, 10)) == 10
+    w = closed_loop_workload(8, 100, 50, rounds=8, warmup_rounds=4)  # a steady-state protocol
+    assert len(w) == 64 and w.warmup == 32
+
+
+@pytest.mark.parametrize("rounds, warmup", [(0, 0), (3, 3), (3, -1), (2.5, 0), (4, 1.0)])
+def test_closed_loop_protocol_rejects_bad_values(rounds, warmup):
+    with pytest.raises(LlmsimError, match="rounds"):
+        closed_loop_workload(4, 100, 10, rounds=rounds, warmup_rounds=warmup)
+
+
+def test_burst_protocol_raises_mean_ttft():
+    """All clients start together: counting the first round (its prompts queue behind each other
+    for prefill) raises the mean TTFT over a steady-state measurement of the same deployment."""
+    from llmsim.serving.validate import build_deployment
+    from llmsim.serving.simulate import simulate
+
+    plan = plan_row(row(id="burst_c32_cfg9", silicon_data_source="db; silicon_concurrency=32", batch_size="32", isl="4096", osl="64"))
+    assert plan.dep_kwargs is not None, plan.reason
+    dep = build_deployment(plan.dep_kwargs)
+    full = simulate(dep, closed_loop_workload(32, 4096, 64), keep_itl=False).summary["ttft_ms"]["mean"]
+    steady = simulate(dep, closed_loop_workload(32, 4096, 64, rounds=8, warmup_rounds=4), keep_itl=False).summary["ttft_ms"]["mean"]
+    assert full > 1.05 * steady
 
 
 def test_report_dict_render_and_rows(report, tmp_path):

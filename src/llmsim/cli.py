@@ -420,11 +420,17 @@ def validate_silicon(
     jobs: int = typer.Option(1, help="worker processes"),
     as_json: bool = typer.Option(False, "--json"),
     rows_out: Optional[Path] = typer.Option(None, "--rows", help="write per-row predicted vs measured (CSV)"),
+    rounds: int = typer.Option(10, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
+    warmup_rounds: int = typer.Option(0, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
 ) -> None:
-    """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT."""
+    """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
+
+    Each row is simulated as the benchmark that measured it: a closed loop of `concurrency`
+    clients starting together, rounds x concurrency requests, means over all but the first
+    warmup_rounds x concurrency completions."""
     from .serving.validate import validate_silicon as run
 
-    rep = run(file, limit=limit, jobs=jobs)
+    rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds)
     if rows_out is not None:
         rep.write_rows(rows_out)
     if as_json:

@@ -60,19 +60,29 @@ Mapping rules (assumptions a reader of the numbers must know):
    every attention-DP rank schedules its own token budget and llmsim pools the dp ranks of a
    replica in one engine; one value serves both pools of a `Deployment`, and decode-role
    engines do not use it.
-6. Workload. Closed loop of N clients with fixed ISL/OSL (every request exactly ISL prompt and
-   OSL output tokens, random tokens so no prefix-cache hits), seed 0, num_requests =
-   max(8 N, 16), the first 4 N completions (four warm-up rounds) excluded. Every request is
-   sent a client turnaround delay, uniform in [0, 5 ms), after its client is free (the first
-   round after t = 0): real clients are never in exact lock-step (HTTP, tokenisation, network
-   jitter), and with fixed ISL/OSL a jitter-free simulation keeps whatever phase pattern it
-   starts in forever; with it, the clients settle into the clumping the scheduler itself
-   produces, which the four warm-up rounds let develop (AIConfigurator's closed-loop estimator
-   also measures after four warm-up generations). The delay's size barely matters (5 ms and
-   20 ms give the same medians within 3 points on a 240-row sample); its presence does (TTFT
-   bias -44% -> -20% on that sample). Option `stagger=True` instead spreads the first
-   round's output lengths over 1..OSL (clients' phases spread uniformly; a sensitivity
-   check, not the default).
+6. Workload: the benchmark protocol. Closed loop of N clients with fixed ISL/OSL (every
+   request exactly ISL prompt and OSL output tokens, random tokens so no prefix-cache hits),
+   seed 0, num_requests = ROUNDS x N = 10 N, all clients starting together at t = 0 and every
+   request counted (WARMUP_ROUNDS = 0). This is the published recipe of the InferenceMAX
+   benchmarks, whose ISL/OSL grid (1024/1024, 1024/8192, 8192/1024) the silicon rows share:
+   `benchmark_serving.py --num-prompts $((CONC * 10)) --max-concurrency $CONC
+   --request-rate inf --ignore-eos`, no warm-up (InferenceMAX README, "Benchmark Client
+   Configuration"). The silicon CSV does not record its protocol; the measured means
+   therefore include the first round, in which all N prompts arrive at once and queue for
+   prefill, so the mean TTFT carries about 1/10 of that burst's queueing. Sensitivity (all
+   modelled rows, median APE TTFT / TPOT): steady state after four warm-up rounds of eight
+   (the previous default) 43.7 / 13.2%; 3 N requests, no warm-up (Dynamo's aiperf helper
+   default) 48.3 / 13.6%; 5 N 38.6 / 13.1%; 10 N 36.4 / 12.8%. `validate_silicon(rounds=,
+   warmup_rounds=)` and `llmsim validate silicon --rounds --warmup-rounds` set the protocol
+   for a user's own benchmarks. Every request is sent a client turnaround delay, uniform in
+   [0, 5 ms), after its client is free (the first round after t = 0): real clients are never
+   in exact lock-step (HTTP, tokenisation, network jitter), and with fixed ISL/OSL a
+   jitter-free simulation keeps whatever phase pattern it starts in forever; with it, the
+   clients settle into the clumping the scheduler itself produces. The delay's size barely
+   matters (5 ms and 20 ms give the same medians within 3 points on a 240-row sample); its
+   presence does (TTFT bias -44% -> -20% on that sample). Option `stagger=True` instead
+   spreads the first round's output lengths over 1..OSL (clients' phases spread uniformly; a
+   sensitivity check, not the default).
 7. Metric. Benchmark clients (aiperf / genai-perf / the backends' benchmark_serving) report
    the *mean* over requests of TTFT and of TPOT = (E2E - TTFT) / (OSL - 1); the simulated
    means of the same quantities are compared with `silicon_ttft_ms` / `silicon_tpot_ms`.
@@ -106,9 +116,8 @@ from ..errors import LlmsimError
 # ----------------------------------------------------------------------------- constants
 
 SEED = 0
-MIN_REQUESTS = 16
-ROUNDS = 8  # num_requests = ROUNDS x concurrency ...
-WARMUP_ROUNDS = 4  # ... of which the first WARMUP_ROUNDS x concurrency completions are excluded
+ROUNDS = 10  # num_requests = ROUNDS x concurrency (InferenceMAX: --num-prompts CONC*10) ...
+WARMUP_ROUNDS = 0  # ... of which the first WARMUP_ROUNDS x concurrency completions are excluded
 CLIENT_JITTER_S = 0.005  # client turnaround: uniform [0, 5 ms) before each request is sent
 
 _QUANT_SUFFIX = re.compile(r"-(fp8|nvfp4|fp4|fp8-dynamic|awq|gptq)$", re.IGNORECASE)
@@ -234,7 +243,7 @@ class _Plan:
     def cost(self) -> float:
         """Rough relative simulation cost (for load balancing)."""
         c = self.concurrency or 1
-        return max(ROUNDS * c, MIN_REQUESTS) * (1.0 + self.isl / 4096.0) + 200.0
+        return ROUNDS * c * (1.0 + self.isl / 4096.0) + 200.0
 
 
 def _layout(tp, pp, dp, ep, workers=None) -> str:
@@ -420,18 +429,30 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None)
     return Deployment(prefill=pools["prefill"], decode=pools["decode"], **common)
 
 
-def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
-    """The closed loop of rule 6: c clients, max(8c, 16) requests of exactly isl/osl tokens, each
-    sent a U(0, 5 ms) client turnaround after its client is free, the first 4c completions (four
-    warm-up rounds) excluded. With `stagger`, the first round's output lengths are spread evenly
-    over 1..osl (request i of the first c gets 1 + i*osl//c tokens) so that the clients' phases
+def _check_protocol(rounds: int, warmup_rounds: int) -> None:
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
+        raise LlmsimError(f"rounds must be an integer >= 1 (requests per client), got {rounds!r}",
+                          hint="the benchmark sends rounds x concurrency requests, e.g. 10 for InferenceMAX")
+    if not isinstance(warmup_rounds, int) or isinstance(warmup_rounds, bool) or not 0 <= warmup_rounds < rounds:
+        raise LlmsimError(f"warmup_rounds must be an integer in [0, rounds) = [0, {rounds}), got {warmup_rounds!r}",
+                          hint="warm-up requests are excluded from the means; at least one round must be measured")
+
+
+def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, warmup_rounds: int = WARMUP_ROUNDS,
+                         stagger: bool = False):
+    """The benchmark protocol of rule 6: c clients starting together, rounds x c requests of
+    exactly isl/osl tokens (default 10 c, InferenceMAX's recipe), each sent a U(0, 5 ms) client
+    turnaround after its client is free, the first warmup_rounds x c completions excluded
+    (default none). With `stagger`, the first round's output lengths are spread evenly over
+    1..osl (request i of the first c gets 1 + i*osl//c tokens) so that the clients' phases
     start spread uniformly over one request cycle."""
     from dataclasses import replace
 
     from .workload import make_workload
 
-    n = max(ROUNDS * c, MIN_REQUESTS)
-    wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=min(WARMUP_ROUNDS * c, n - 1), seed=SEED,
+    _check_protocol(rounds, warmup_rounds)
+    n = rounds * c
+    wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=warmup_rounds * c, seed=SEED,
                        client_jitter_s=CLIENT_JITTER_S)
     if not stagger or c < 2:
         return wl
@@ -442,7 +463,8 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, stagger: bool = False):
     return replace(wl, output_len=out, name=wl.name + ", staggered first round")
 
 
-def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, gpu=None) -> dict:
+def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, rounds: int = ROUNDS,
+             warmup_rounds: int = WARMUP_ROUNDS, gpu=None) -> dict:
     """Simulate one planned row; returns its report row (status 'ok' or 'skipped').
     `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration)."""
     from .simulate import simulate
@@ -454,7 +476,8 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
         return out
     t0 = time.perf_counter()
     try:
-        wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, stagger=stagger)
+        wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, rounds=rounds, warmup_rounds=warmup_rounds,
+                                  stagger=stagger)
         dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu)
         res = simulate(dep, wl, keep_itl=False)
         s = res.summary
@@ -596,6 +619,10 @@ class SiliconReport:
             for k, v in d["skipped_reasons"].items():
                 t.add_row(k, str(v))
             console.print(t)
+        proto = self.meta.get("protocol")
+        if proto:
+            console.print(f"benchmark protocol simulated: {proto['requests_per_client']} x concurrency requests per row, "
+                          f"first {proto['warmup_requests_per_client']} x concurrency excluded as warm-up, clients start together")
         console.print(f"{len(self.rows)} rows in {self.wall_s:,.1f} s wall ({self.jobs} job{'s' if self.jobs != 1 else ''})")
 
     def write_rows(self, path) -> None:
@@ -642,6 +669,8 @@ def validate_silicon(
     assume_one_worker: bool = False,
     cpu_overhead_s: dict[str, float] | None = None,
     stagger: bool = False,
+    rounds: int = ROUNDS,
+    warmup_rounds: int = WARMUP_ROUNDS,
     rows: list[dict] | None = None,
 ) -> SiliconReport:
     """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
@@ -649,19 +678,24 @@ def validate_silicon(
     `limit`: only the first N rows. `jobs`: worker processes (spawn). `assume_one_worker`:
     simulate disagg rows without worker counts as 1 prefill + 1 decode worker (rule 4).
     `cpu_overhead_s`: per-backend override of the backends' `cpu_overhead_s` (calibration
-    experiments; None uses backends.py).
+    experiments; None uses backends.py). `rounds` / `warmup_rounds`: the benchmark protocol
+    (rule 6): rounds x concurrency requests per row, the first warmup_rounds x concurrency
+    completions excluded; the defaults (10, 0) are InferenceMAX's recipe.
     """
     t0 = time.perf_counter()
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise LlmsimError(f"limit must be an integer >= 1, got {limit!r}")
     if not isinstance(jobs, int) or jobs < 1:
         raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}")
+    _check_protocol(rounds, warmup_rounds)
     raw = rows if rows is not None else read_silicon_csv(path)
     if limit is not None:
         raw = raw[:limit]
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
     ovh = cpu_overhead_s or {}
-    results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger})
+    results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger,
+                              "rounds": rounds, "warmup_rounds": warmup_rounds})
                          for p in plans], jobs)
     return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
-                         jobs=jobs)
+                         jobs=jobs, meta={"protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
+                                                       "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger}})
