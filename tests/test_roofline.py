@@ -295,3 +295,23 @@ def test_custom_allreduce_one_shot_small_two_shot_large():
     big = 64 * 2**20
     assert custom_allreduce_time_s(big, 8, bw, lat, e) == pytest.approx(2 * lat + 2 * 7 / 8 * big / eff_bw)
     assert custom_allreduce_time_s(small, 1, bw, lat, e) == 0.0
+
+
+def test_fused_activation_quant_drops_the_quantisation_pass():
+    """TRT-LLM quantises GEMM activations inside the preceding kernel: a roofline fp8/fp4 GEMM
+    then pays neither the quantisation launch nor its slower pass; 16-bit GEMMs are unchanged."""
+    from llmsim.cost.model import CostModel
+    from llmsim.cost.ops import Op
+    from llmsim.hardware.catalog import get_gpu
+    from llmsim.serving.backends import BACKENDS
+
+    gpu = get_gpu("b200")
+    plain, fused = CostModel(gpu), CostModel(gpu, fused_act_quant=True)
+    m, n, k = 8, 8192, 8192
+    for dtype, wb in (("fp8", 1.0), ("fp4", 0.5)):
+        op = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * wb + m * k * 3 + m * n * 2, dtype, (m, n, k))
+        d = plain.cost(op).total_s - fused.cost(op).total_s
+        assert d >= gpu.efficiency.gemm_lowp_launch_s * 0.999 and d < 3 * gpu.efficiency.gemm_lowp_launch_s
+    op16 = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * 2 + m * k * 2 + m * n * 2, "bf16", (m, n, k))
+    assert plain.cost(op16).total_s == fused.cost(op16).total_s
+    assert BACKENDS["trtllm"].fused_act_quant and not BACKENDS["vllm"].fused_act_quant and not BACKENDS["sglang"].fused_act_quant

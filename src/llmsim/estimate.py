@@ -107,7 +107,8 @@ def _cost_model(hw: GPUSpec, kernels, framework: str | None) -> CostModel:
         if len(_COST_MODELS) > 64:
             _COST_MODELS.clear()
         # an inference engine named: its custom NVLink all-reduce, as serving's backends
-        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework, allreduce="custom" if framework else "nccl")
+        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework, allreduce="custom" if framework else "nccl",
+                                                 fused_act_quant=framework == "trtllm")
     return cm
 
 

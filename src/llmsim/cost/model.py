@@ -58,19 +58,26 @@ class CostModel:
     """Times operators on `gpu`, using `kernels` (measured tables) where they cover a shape."""
 
     def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None,
-                 allreduce: str = "nccl"):
+                 allreduce: str = "nccl", fused_act_quant: bool = False):
         """`framework`: which measured GEMM table ('vllm', 'trtllm'; None: any). `allreduce`:
         'nccl', or 'custom' -- the inference engines' one-shot / two-shot all-reduce over NVLink
         peer memory, used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside one NVLink
         domain when faster than NCCL (the engines' automatic choice): TRT-LLM's measured table
-        where kernel tables exist, else `roofline.custom_allreduce_time_s`."""
+        where kernel tables exist, else `roofline.custom_allreduce_time_s`. `fused_act_quant`: the
+        engine quantises fp8/fp4 GEMM activations inside the preceding kernel (RMSNorm / SwiGLU
+        epilogue, as TRT-LLM does), so a roofline low-precision GEMM pays neither the separate
+        quantisation kernel's launch (`gemm_lowp_launch_s`) nor its slower pass
+        (`gemm_lowp_quant_bw_fraction`); measured kernel tables are used as measured."""
         if allreduce not in ("nccl", "custom"):
             raise ValueError(f"allreduce must be 'nccl' or 'custom', got {allreduce!r}")
         self.gpu = gpu
         self.kernels = kernels
         self.framework = framework
         self.allreduce = allreduce
+        self.fused_act_quant = bool(fused_act_quant)
         self.e = gpu.efficiency
+        self._e_gemm = self.e if not fused_act_quant else self.e.model_copy(
+            update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
         self.bw = gpu.memory_bandwidth_bytes_per_s
         self._peak: dict[str, float] = {}
         self._cache: dict[tuple, tuple[float, str, str, float]] = {}
@@ -127,6 +134,8 @@ class CostModel:
 
     def _roofline(self, op: Op) -> float:
         e, g = self.e, self.gpu
+        if op.kind in ("gemm", "moe_gemm"):
+            e = self._e_gemm
         if op.kind == "gemm":
             m, n, k = op.shape
             return float(rf.gemm_time_s(float(m), float(n), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))

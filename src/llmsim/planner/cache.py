@@ -43,14 +43,15 @@ def _gpu_key(gpu: GPUSpec) -> str:
 
 
 def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float,
-         allreduce: str) -> tuple:
-    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s), allreduce)
+         allreduce: str, fused_act_quant: bool) -> tuple:
+    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s), allreduce,
+            bool(fused_act_quant))
 
 
 def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0) -> StepTimeModel:
     """The shared StepTimeModel for this (model, layout, precision, cost model, overhead);
     same signature as the `StepTimeModel` constructor so it can stand in for it."""
-    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s, cost.allreduce)
+    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s, cost.allreduce, cost.fused_act_quant)
     st = _MODELS.get(key)
     if st is None:
         with _LOCK:
@@ -63,13 +64,13 @@ def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostM
 
 
 def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, *, framework: str,
-                  cpu_overhead_s: float, allreduce: str = "nccl", kernels="auto") -> StepTimeModel:
+                  cpu_overhead_s: float, allreduce: str = "nccl", fused_act_quant: bool = False, kernels="auto") -> StepTimeModel:
     """The StepTimeModel a simulation of this pool would use (built the way `_build_pool` builds it)."""
     kt = resolve_kernels(kernels, gpu)
-    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s, allreduce)
+    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s, allreduce, fused_act_quant)
     st = _MODELS.get(key)
     if st is None:
-        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework, allreduce=allreduce), cpu_overhead_s)
+        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework, allreduce=allreduce, fused_act_quant=fused_act_quant), cpu_overhead_s)
     return st
 
 

@@ -17,6 +17,12 @@ never adjusted per benchmark row:
   not NCCL's ring. Where kernel tables exist (H100) the measured TRT-LLM kernel stands for all
   three (no table measures vLLM's or SGLang's own kernel); elsewhere the roofline's
   one-shot / two-shot model. The faster of it and NCCL is used, as the engines choose.
+- `fused_act_quant`: True for TRT-LLM only -- its models quantise the fp8 / nvfp4 GEMM
+  activations in the epilogue of the preceding RMSNorm / SwiGLU kernel (fused norm-quant and
+  act-quant ops), so a low-precision GEMM costs no separate quantisation kernel. vLLM and
+  SGLang are modelled with the separate quantisation pass their default builds launch (vLLM
+  fuses it only when its RMSNorm-quant compile pass is switched on). Roofline GEMMs only:
+  measured kernel tables are used as measured.
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -43,6 +49,7 @@ class Backend:
     chunked_prefill: bool
     memory_fraction: float
     allreduce: str = "custom"
+    fused_act_quant: bool = False
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -51,7 +58,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88),
-    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90),
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True),
 }
 
 
