@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmsim.serving.backends import BACKENDS
-from llmsim.serving.validate import ape_stats, read_silicon_csv, validate_silicon
+from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
@@ -199,8 +199,8 @@ def main() -> None:
     ap.add_argument("--extras", action="store_true")
     ap.add_argument("--calibrate", action="store_true")
     ap.add_argument("--rows", type=Path, default=None)
-    ap.add_argument("--rounds", type=int, default=10)
-    ap.add_argument("--warmup-rounds", type=int, default=0)
+    ap.add_argument("--rounds", type=int, default=ROUNDS)
+    ap.add_argument("--warmup-rounds", type=int, default=WARMUP_ROUNDS)
     ap.add_argument("--protocols", type=str, default=None)
     a = ap.parse_args()
     console = Console(width=200)

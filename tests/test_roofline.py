@@ -312,6 +312,7 @@ def test_fused_activation_quant_drops_the_quantisation_pass():
         op = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * wb + m * k * 3 + m * n * 2, dtype, (m, n, k))
         d = plain.cost(op).total_s - fused.cost(op).total_s
         assert d >= gpu.efficiency.gemm_lowp_launch_s * 0.999 and d < 3 * gpu.efficiency.gemm_lowp_launch_s
+        assert fused.cost(op).source == "roofline-fused-quant" and plain.cost(op).source == "roofline"
     op16 = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * 2 + m * k * 2 + m * n * 2, "bf16", (m, n, k))
-    assert plain.cost(op16).total_s == fused.cost(op16).total_s
+    assert plain.cost(op16).total_s == fused.cost(op16).total_s and fused.cost(op16).source == "roofline"
     assert BACKENDS["trtllm"].fused_act_quant and not BACKENDS["vllm"].fused_act_quant and not BACKENDS["sglang"].fused_act_quant

@@ -220,3 +220,11 @@ def test_bad_input(tmp_path):
         validate_silicon(p)
     with pytest.raises(LlmsimError, match="jobs"):
         validate_silicon(None, rows=ROWS[:1], jobs=0)
+
+
+def test_cli_protocol_defaults_are_the_module_defaults():
+    # the CLI keeps literals (no simulator import for --help); they must be rule 6's protocol
+    from llmsim import cli
+    from llmsim.serving import validate
+
+    assert (cli.VALIDATE_ROUNDS, cli.VALIDATE_WARMUP_ROUNDS) == (validate.ROUNDS, validate.WARMUP_ROUNDS) == (10, 0)

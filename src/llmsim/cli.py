@@ -28,6 +28,10 @@ app.add_typer(validate_app, name="validate")
 out = Console()
 err = Console(stderr=True)
 GIB = 1024**3
+# `validate silicon`'s default benchmark protocol (InferenceMAX: 10 x concurrency requests, no warm-up);
+# literals here so that `llmsim --help` does not import the simulator; tests check they equal
+# llmsim.serving.validate.ROUNDS / WARMUP_ROUNDS
+VALIDATE_ROUNDS, VALIDATE_WARMUP_ROUNDS = 10, 0
 STREAMING_FROM = 1_000_000  # `serve` runs in streaming mode from this many requests unless per-request output is asked for
 
 
@@ -420,8 +424,8 @@ def validate_silicon(
     jobs: int = typer.Option(1, help="worker processes"),
     as_json: bool = typer.Option(False, "--json"),
     rows_out: Optional[Path] = typer.Option(None, "--rows", help="write per-row predicted vs measured (CSV)"),
-    rounds: int = typer.Option(10, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
-    warmup_rounds: int = typer.Option(0, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
+    rounds: int = typer.Option(VALIDATE_ROUNDS, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
+    warmup_rounds: int = typer.Option(VALIDATE_WARMUP_ROUNDS, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
 ) -> None:
     """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
 

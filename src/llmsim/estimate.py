@@ -30,6 +30,7 @@ from .layout import Parallel, Precision
 from .memory.model import MemoryBreakdown, memory_breakdown
 from .models.catalog import get_model
 from .models.spec import ModelSpec
+from .serving.backends import BACKENDS
 
 _DECODE_SAMPLES = 5
 
@@ -106,9 +107,10 @@ def _cost_model(hw: GPUSpec, kernels, framework: str | None) -> CostModel:
     if cm is None:
         if len(_COST_MODELS) > 64:
             _COST_MODELS.clear()
-        # an inference engine named: its custom NVLink all-reduce, as serving's backends
-        cm = _COST_MODELS[key] = CostModel(hw, resolve_kernels(kernels, hw), framework, allreduce="custom" if framework else "nccl",
-                                                 fused_act_quant=framework == "trtllm")
+        # an inference engine named: its kernels as serving models them (custom all-reduce, fused quantisation)
+        be = BACKENDS.get(framework) if framework else None
+        kt = resolve_kernels(kernels, hw)
+        cm = _COST_MODELS[key] = be.cost_model(hw, kt) if be is not None else CostModel(hw, kt, framework)
     return cm
 
 

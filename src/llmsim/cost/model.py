@@ -82,6 +82,11 @@ class CostModel:
         self._peak: dict[str, float] = {}
         self._cache: dict[tuple, tuple[float, str, str, float]] = {}
 
+    @property
+    def settings(self) -> tuple:
+        """What besides the GPU and kernel tables changes this model's times (cache keys)."""
+        return (self.framework, self.allreduce, self.fused_act_quant)
+
     def peak(self, dtype: str) -> float:
         p = self._peak.get(dtype)
         if p is None:
@@ -127,7 +132,9 @@ class CostModel:
         source = "measured"
         if t is None:
             t = self._roofline(op)
-            source = "roofline"
+            # '-fused-quant': a low-precision GEMM without the separate activation-quantisation pass
+            fused = self.fused_act_quant and op.kind in ("gemm", "moe_gemm") and op.dtype not in rf.WIDE_DTYPES
+            source = "roofline-fused-quant" if fused else "roofline"
         t_c, t_m = self._ideal(op)
         bound, eff = self._classify(t, t_c, t_m)
         return t, bound, source, eff

@@ -128,7 +128,7 @@ def sm_utilisation(units: Num, num_sms: int) -> Num:
     return units / (_ceil(units / num_sms) * num_sms)
 
 
-_WIDE = ("bf16", "fp16", "fp32")
+WIDE_DTYPES = ("bf16", "fp16", "fp32")  # 16/32-bit GEMMs: no activation quantisation
 
 
 def gemm_format(dtype: str, e: Efficiency) -> tuple[float, float, float, float]:
@@ -137,7 +137,7 @@ def gemm_format(dtype: str, e: Efficiency) -> tuple[float, float, float, float]:
 
     'fp8_block' (block-scaled fp8, DeepSeek style) only occurs in kernel tables; the cost
     model itself runs every fp8 GEMM with the per-tensor 'fp8' parameters."""
-    if dtype in _WIDE:
+    if dtype in WIDE_DTYPES:
         return e.gemm_peak_fraction, 0.0, 0.0, 1.0
     if dtype == "fp8_block":
         return e.gemm_block_fp8_peak_fraction, e.gemm_block_fp8_launch_s, 1.0, e.gemm_block_fp8_quant_bw_fraction

@@ -10,7 +10,7 @@ no result, only the time: a warm layout simulates ~3-5x faster than a cold one.
 
 Simulations use them by passing `step_time_model=step_time_model` to `simulate()`. The key is
 what `_build_pool` passes in — the model spec, the layout, the
-precision, the cost model's GPU / kernel tables / GEMM framework / all-reduce kind and the CPU overhead — so two
+precision, the cost model's GPU / kernel tables / `settings` (GEMM framework, all-reduce kind, fused quantisation) and the CPU overhead — so two
 pools share a model only if they would compute identical step times.
 """
 
@@ -23,6 +23,7 @@ from ..estimate import resolve_kernels
 from ..hardware.spec import GPUSpec
 from ..layout import Parallel, Precision
 from ..models.spec import ModelSpec
+from ..serving.backends import Backend
 from ..serving.steptime import StepTimeModel
 
 _MODELS: dict[tuple, StepTimeModel] = {}
@@ -42,16 +43,15 @@ def _gpu_key(gpu: GPUSpec) -> str:
     return k
 
 
-def _key(spec: ModelSpec, par: Parallel, prec: Precision, gpu: GPUSpec, kernels, framework, cpu_overhead_s: float,
-         allreduce: str, fused_act_quant: bool) -> tuple:
-    return (spec, par, prec, _gpu_key(gpu), id(kernels) if kernels is not None else None, framework, float(cpu_overhead_s), allreduce,
-            bool(fused_act_quant))
+def _key(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float) -> tuple:
+    return (spec, par, prec, _gpu_key(cost.gpu), id(cost.kernels) if cost.kernels is not None else None, cost.settings,
+            float(cpu_overhead_s))
 
 
 def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0) -> StepTimeModel:
     """The shared StepTimeModel for this (model, layout, precision, cost model, overhead);
     same signature as the `StepTimeModel` constructor so it can stand in for it."""
-    key = _key(spec, par, prec, cost.gpu, cost.kernels, cost.framework, cpu_overhead_s, cost.allreduce, cost.fused_act_quant)
+    key = _key(spec, par, prec, cost, cpu_overhead_s)
     st = _MODELS.get(key)
     if st is None:
         with _LOCK:
@@ -63,15 +63,9 @@ def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostM
     return st
 
 
-def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, *, framework: str,
-                  cpu_overhead_s: float, allreduce: str = "nccl", fused_act_quant: bool = False, kernels="auto") -> StepTimeModel:
-    """The StepTimeModel a simulation of this pool would use (built the way `_build_pool` builds it)."""
-    kt = resolve_kernels(kernels, gpu)
-    key = _key(spec, par, prec, gpu, kt, framework, cpu_overhead_s, allreduce, fused_act_quant)
-    st = _MODELS.get(key)
-    if st is None:
-        st = step_time_model(spec, par, prec, CostModel(gpu, kt, framework=framework, allreduce=allreduce, fused_act_quant=fused_act_quant), cpu_overhead_s)
-    return st
+def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, backend: Backend, kernels="auto") -> StepTimeModel:
+    """The StepTimeModel a simulation of this pool on `backend` would use (built the way `_build_pool` builds it)."""
+    return step_time_model(spec, par, prec, backend.cost_model(gpu, resolve_kernels(kernels, gpu)), backend.cpu_overhead_s)
 
 
 def cache_size() -> int:

@@ -108,7 +108,7 @@ def latency_floors(model: ModelSpec, fam: Family, wl: PlanWorkload, percentile: 
                    want_ttft: bool = True, want_tpot: bool = True) -> tuple[float | None, float | None]:
     """(TTFT floor ms, TPOT floor ms) at `percentile` over the workload pool (module docstring)."""
     be = get_backend(fam.engine)
-    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), framework=be.gemm_framework, cpu_overhead_s=be.cpu_overhead_s, allreduce=be.allreduce, fused_act_quant=be.fused_act_quant)
+    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), be)
     inp, out = wl.input_len, wl.output_len
     ttft = tpot = None
     if want_ttft:
@@ -137,7 +137,7 @@ def decode_batch_hint(model: ModelSpec, fam: Family, wl: PlanWorkload, tpot_ms: 
     if tpot_ms is None:
         return max(1, limit)
     be = get_backend(fam.engine)
-    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), framework=be.gemm_framework, cpu_overhead_s=be.cpu_overhead_s, allreduce=be.allreduce, fused_act_quant=be.fused_act_quant)
+    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), be)
     ctx = wl.mean_isl + wl.mean_osl / 2
     lo, hi = 1, max(1, limit)
     if st.decode_step(1, ctx) * 1e3 > tpot_ms:
@@ -193,7 +193,7 @@ def agg_concurrency_hint(model: ModelSpec, fam: Family, wl: PlanWorkload, tpot_m
     if tpot_ms is None:
         return max(1, limit)
     be = get_backend(fam.engine)
-    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), framework=be.gemm_framework, cpu_overhead_s=be.cpu_overhead_s, allreduce=be.allreduce, fused_act_quant=be.fused_act_quant)
+    st = get_step_time(model, fam.gpu.spec, fam.par, fam.prec.precision(), be)
     isl, osl = wl.mean_isl, max(2.0, wl.mean_osl)
     cached = min(wl.prefix_tokens, int(isl) - 1) if wl.prefix_tokens else 0
     t_pf = _prefill_alone_s(st, int(isl) - cached, cached, mbt, chunked)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from ..cost.model import CostModel
 from ..errors import LlmsimError
 
 
@@ -50,6 +51,10 @@ class Backend:
     memory_fraction: float
     allreduce: str = "custom"
     fused_act_quant: bool = False
+
+    def cost_model(self, gpu, kernels=None) -> CostModel:
+        """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
+        return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant)
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

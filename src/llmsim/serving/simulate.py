@@ -29,7 +29,6 @@ from typing import Callable
 
 import numpy as np
 
-from ..cost.model import CostModel
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
 from ..estimate import resolve_kernels
@@ -148,7 +147,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
             hint="use more GPUs per replica (tp/pp), fp8 weights, or a GPU with more memory",
         )
     kernels = resolve_kernels(dep.kernels, gpu)
-    cm = CostModel(gpu, kernels, framework=be.gemm_framework, allreduce=be.allreduce, fused_act_quant=be.fused_act_quant)
+    cm = be.cost_model(gpu, kernels)
     ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
     st = step_time_model(spec, par, prec, cm, ovh)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
