@@ -467,3 +467,47 @@ def test_custom_allreduce_is_trtllm_kernel_below_8mib(kt):
     assert custom.cost(ag).total_s == nccl.cost(ag).total_s
     with pytest.raises(ValueError, match="allreduce"):
         CostModel(gpu, kt, allreduce="mpi")
+
+
+# ----------------------------------------------------------------------------- bundled `llmsim profile` runs
+def test_bundled_profiles_have_provenance_and_plausible_speeds():
+    import json
+
+    from llmsim.cost.measured import bundled_profiles
+
+    profs = bundled_profiles()
+    assert {"h100-sxm", "h200-sxm"} <= set(profs)
+    for name, path in profs.items():
+        meta = json.loads((path / "metadata.json").read_text())
+        assert meta["timer"] == "cuda_event" and meta["framework"] == "torch" and meta["versions"]["torch"]
+        assert meta["date"].startswith("2026-") and meta["driver"] and meta["timing"]["hold_factor"] > 0
+        kt = KernelTables.load(path)
+        assert kt.matches_gpu(name)
+        # a large bf16 GEMM runs well below peak but at most at it (spec sheet: 989 TFLOP/s dense on both)
+        t = kt.gemm_s(8192, 8192, 8192, "bf16")
+        assert t is not None and 0.55 * 989e12 < 2 * 8192**3 / t <= 989e12
+    # the H200's HBM3e is faster than the H100's HBM3: a long decode attention reads the KV cache faster
+    h100, h200 = (KernelTables.load(profs[n]) for n in ("h100-sxm", "h200-sxm"))
+    a, b = (kt.generation_attention_s(64, 8192, 32, 8, 128) for kt in (h100, h200))
+    assert a is not None and b is not None and b < a
+
+
+def test_kernels_profile_resolves_per_gpu_and_errors_clearly():
+    from llmsim.estimate import estimate, resolve_kernels
+    from llmsim.hardware import get_gpu
+    from llmsim.serving.validate import row_kernels
+
+    assert resolve_kernels("profile", get_gpu("h100-sxm")).device == "NVIDIA H100 80GB HBM3"
+    assert resolve_kernels("profile", get_gpu("h200")).device == "NVIDIA H200"
+    with pytest.raises(LlmsimError, match="no bundled llmsim profile was measured on b200") as e:
+        resolve_kernels("profile", get_gpu("b200"))
+    assert "llmsim profile --out DIR" in e.value.hint and "h100-sxm" in e.value.hint
+    r = estimate("llama-3.1-8b", "h200", batch=8, isl=512, osl=64, kernels="profile")
+    assert "measured" in {op.source for op in r.decode_ops}
+    # validate silicon applies a profile only to rows on its GPU
+    assert row_kernels("profile", get_gpu("h100-sxm")) == "profile"
+    assert row_kernels("profile", get_gpu("b200")) == "auto"
+    from llmsim.cost.measured import bundled_profiles
+
+    d = str(bundled_profiles()["h200-sxm"])
+    assert row_kernels(d, get_gpu("h200")) == d and row_kernels(d, get_gpu("h100-sxm")) == "auto"

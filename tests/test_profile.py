@@ -239,6 +239,33 @@ def test_auto_measure_schedule():
     assert cfg.schedule(0.5) == (1, cfg.min_repeats, 1)
 
 
+def test_hold_covers_the_host_enqueue_of_each_sample():
+    """The device is held before every start mark (never inside the timed region), for
+    hold_factor x host enqueue time x inner + hold_min_s; a hold must not change the times."""
+    cfg = TimingConfig()
+    timer = FakeTimer()
+    fn, _ = _fake_kernel(timer, [2e-6])
+    m = measure(fn, timer, warmup=0, repeats=3, inner=4, hold_s=7e-5)
+    assert timer.held_s == [7e-5] * 3 and m.median_s == pytest.approx(2e-6)
+    # auto_measure: the host time of the probe call (an injected host clock: 10 us per call) sets the hold
+    host = iter(np.arange(0.0, 1.0, 1e-5))  # each read advances 10 us: first call and probe each read twice
+    timer = FakeTimer()
+    fn, _ = _fake_kernel(timer, [1e-6])
+    m = auto_measure(fn, timer, cfg, host_clock=lambda: float(next(host)))
+    assert m.inner == 50 and m.median_s == pytest.approx(1e-6)
+    assert timer.held_s[0] == pytest.approx(cfg.hold_s(1e-5))  # the probe's hold, from the first call
+    assert timer.held_s[1:] == pytest.approx([min(cfg.hold_max_s, 2.0 * 1e-5 * 50 + 2e-5)] * m.repeats)
+    # turned off, and invalid settings
+    off = TimingConfig(hold_factor=0.0, hold_min_s=0.0)
+    assert off.hold_s(1e-3, 64) == 0.0
+    timer = FakeTimer()
+    fn, _ = _fake_kernel(timer, [1e-3])
+    auto_measure(fn, timer, off)
+    assert all(h == 0.0 for h in timer.held_s)
+    with pytest.raises(ValueError):
+        TimingConfig(hold_min_s=1e-3, hold_max_s=1e-4)
+
+
 def test_percentile():
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert percentile([5], 90) == 5

@@ -228,3 +228,16 @@ def test_cli_protocol_defaults_are_the_module_defaults():
     from llmsim.serving import validate
 
     assert (cli.VALIDATE_ROUNDS, cli.VALIDATE_WARMUP_ROUNDS) == (validate.ROUNDS, validate.WARMUP_ROUNDS) == (10, 0)
+
+
+def test_kernels_option_applies_to_matching_gpus_only(tmp_path):
+    rows = [ROWS[0], ROWS[3]]  # an H100 row and a B200 row
+    auto = validate_silicon(None, rows=rows)
+    prof = validate_silicon(None, rows=rows, kernels="profile")
+    assert prof.meta["kernels"] == "profile" and auto.meta["kernels"] == "auto"
+    # the H100 row is simulated on the bundled H100 profile (PyTorch kernels), so its prediction moves;
+    # no profile of the B200 is bundled, so that row keeps 'auto' and is unchanged
+    assert prof.rows[0]["predicted_tpot_ms"] != pytest.approx(auto.rows[0]["predicted_tpot_ms"], rel=1e-6)
+    assert prof.rows[1]["predicted_tpot_ms"] == auto.rows[1]["predicted_tpot_ms"]
+    with pytest.raises(LlmsimError, match="does not exist"):
+        validate_silicon(None, rows=rows, kernels=str(tmp_path / "no-such-dir"))

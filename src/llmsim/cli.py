@@ -57,7 +57,7 @@ def estimate(
     weight_dtype: str = typer.Option("bf16", help="bf16 | fp8 | int8 | int4 | fp4"),
     act_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 (default: fp8 with fp8/fp4 weights)"),
     kv_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4"),
-    kernels: str = typer.Option("auto", help="'auto' (bundled tables when measured on this GPU), 'none' (roofline only), or a directory of AIConfigurator-format kernel tables"),
+    kernels: str = typer.Option("auto", help="'auto' (bundled engine tables when measured on this GPU), 'none' (roofline only), 'profile' (the bundled `llmsim profile` run of this GPU), or a directory of AIConfigurator-format kernel tables"),
     framework: Optional[str] = typer.Option(None, help="which measured GEMM table: trtllm | vllm"),
     memory_fraction: float = typer.Option(0.9, help="fraction of GPU memory the engine may use"),
     block_size: int = typer.Option(16, help="KV-cache block size in tokens"),
@@ -135,7 +135,7 @@ def serve(
     decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
     ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
     tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
-    kernels: str = typer.Option("auto", help="auto | none | DIR of kernel tables"),
+    kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
     cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
     seed: int = typer.Option(0), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
@@ -292,7 +292,7 @@ def plan(
     report: Optional[Path] = typer.Option(None, help="write a self-contained HTML report"),
     jobs: Optional[int] = typer.Option(None, help="worker processes (default: all cores)"),
     backend: str = typer.Option("local", help="local | ray"),
-    kernels: str = typer.Option("auto", help="auto | none | DIR of kernel tables"),
+    kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
     seed: int = typer.Option(0),
     top: int = typer.Option(10, help="configurations to list"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
@@ -426,6 +426,7 @@ def validate_silicon(
     rows_out: Optional[Path] = typer.Option(None, "--rows", help="write per-row predicted vs measured (CSV)"),
     rounds: int = typer.Option(VALIDATE_ROUNDS, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
     warmup_rounds: int = typer.Option(VALIDATE_WARMUP_ROUNDS, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
+    kernels: str = typer.Option("auto", help="auto | none | profile (the bundled `llmsim profile` run of the row's GPU) | DIR of kernel tables; applied to rows on the GPU the tables were measured on, other rows use auto"),
 ) -> None:
     """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
 
@@ -434,7 +435,7 @@ def validate_silicon(
     warmup_rounds x concurrency completions."""
     from .serving.validate import validate_silicon as run
 
-    rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds)
+    rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds, kernels=kernels)
     if rows_out is not None:
         rep.write_rows(rows_out)
     if as_json:

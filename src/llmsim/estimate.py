@@ -86,14 +86,26 @@ def _positive(name: str, v: int) -> int:
 
 
 def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
-    """'auto' → bundled tables if measured on this GPU, else none; 'none' → roofline only; a path → that directory."""
+    """Which measured kernel tables the cost model uses on `gpu`:
+
+    'auto' → the bundled engine tables (AIConfigurator, H100) if measured on this GPU, else
+    none (roofline); 'none' → roofline only; 'profile' → the bundled `llmsim profile` run
+    (PyTorch kernels) measured on this GPU, an error if there is none; a path → that
+    directory of tables (e.g. your own `llmsim profile --out DIR`)."""
     if kernels is None or str(kernels).lower() in ("none", "roofline", "off"):
         return None
-    from .cost.measured import BUNDLED_DEVICE, KernelTables, device_matches
+    from .cost.measured import BUNDLED_DEVICE, KernelTables, bundled_profile, bundled_profiles, device_matches, load_cached
 
     if str(kernels).lower() == "auto":
         return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu.name) else None
-    return KernelTables.load(kernels)
+    if str(kernels).lower() == "profile":
+        kt = bundled_profile(gpu)
+        if kt is None:
+            raise LlmsimError(f"no bundled llmsim profile was measured on {gpu.name}",
+                              hint=f"bundled profiles: {', '.join(bundled_profiles()) or 'none'}; measure this GPU with "
+                                   "`llmsim profile --out DIR` and pass --kernels DIR, or use --kernels auto")
+        return kt
+    return load_cached(kernels)
 
 
 _COST_MODELS: dict[tuple, CostModel] = {}

@@ -120,6 +120,7 @@ _DEVICE_ALIASES: dict[str, frozenset[str]] = {
         {"h100", "h100sxm", "h100sxm5", "h100sxm80gb", "h100sxm580gb", "h10080gb", "h10080gbhbm3",
          "h100sxm80gbhbm3", "h100sxm580gbhbm3", "nvidiah100", "nvidiah100sxm", "nvidiah10080gbhbm3"}
     ),
+    "nvidiah200": frozenset({"h200", "h200sxm", "h200141gb", "h200sxm141gb", "nvidiah200", "nvidiah200sxm"}),
 }
 
 # How far beyond the largest head count of one GQA ratio we extrapolate (see _resolve_heads).
@@ -1029,6 +1030,53 @@ def _bundled() -> KernelTables:
 # The device the bundled tables were measured on (checked by build_kernel_bundle.py / tests), so
 # callers can tell whether the bundle applies to a GPU without loading it.
 BUNDLED_DEVICE = "NVIDIA H100 80GB HBM3"
+
+
+PROFILES_DIR = "profiles"
+
+
+def bundled_profiles() -> dict[str, Path]:
+    """The `llmsim profile` runs shipped with the package, by directory name (a catalog GPU
+    id, e.g. 'h100-sxm'); each directory holds the tables and metadata.json (device,
+    driver, library versions, date, timing settings). Provenance: kernels_data/profiles/README.md."""
+    root = importlib.resources.files("llmsim") / "kernels_data" / PROFILES_DIR
+    if not root.is_dir():
+        return {}
+    return {d.name: Path(str(d)) for d in sorted(root.iterdir(), key=lambda d: d.name)
+            if d.is_dir() and (d / "metadata.json").is_file()}
+
+
+def bundled_profile(gpu_name) -> KernelTables | None:
+    """Tables of the bundled `llmsim profile` run measured on `gpu_name` (a string or a
+    GPUSpec), or None when no bundled profile was measured on that GPU."""
+    for path in bundled_profiles().values():
+        device = json.loads((path / "metadata.json").read_text()).get("device", "")
+        if device_matches(device, gpu_name):
+            return _load_profile(str(path))
+    return None
+
+
+@functools.lru_cache(maxsize=4)
+def _load_profile(path: str) -> KernelTables:
+    return KernelTables.load(path)
+
+
+_DIR_CACHE: dict[tuple, KernelTables] = {}
+
+
+def load_cached(path: str | Path) -> KernelTables:
+    """`KernelTables.load(path)`, reused while the files under `path` are unchanged (path,
+    names, sizes and modification times), so that many simulations of one directory load
+    it once. Treat the result as read-only."""
+    p = Path(path).expanduser().resolve()
+    files = sorted(p.rglob("*")) if p.is_dir() else [p]
+    key = (str(p), tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files if f.is_file()))
+    kt = _DIR_CACHE.get(key)
+    if kt is None:
+        if len(_DIR_CACHE) > 8:
+            _DIR_CACHE.clear()
+        kt = _DIR_CACHE[key] = KernelTables.load(p)
+    return kt
 
 
 def device_matches(device: str, gpu_name) -> bool:

@@ -13,7 +13,14 @@ the time between two marks around `inner` back-to-back calls, divided by `inner`
   (so weights / KV cache are read from HBM, as in a real forward pass where every layer
   reads different data); the flush runs *before* the start mark, so it is not timed;
 * short compute-bound kernels are batched (`inner` calls per sample) so that a sample
-  is long compared with the timer's resolution and the launch gaps.
+  is long compared with the timer's resolution and the launch gaps;
+* before each start mark the device is *held* busy (`Timer.hold`: a GPU spin kernel, not
+  timed) for longer than the host needs to enqueue the sample's calls, so the start mark
+  fires only once the calls are queued. Without it a kernel shorter than its host launch
+  time (a decode GEMM, SDPA at batch 1: ~5-30 us of Python and dispatcher per call) is
+  timed at the host's launch rate instead of the GPU's speed, which inflated sub-10-us
+  kernels about 2x in the first H100 profile. Serving engines replay such kernels from
+  CUDA graphs, without those gaps, so the kernel time is the quantity to measure.
 """
 
 from __future__ import annotations
@@ -54,6 +61,10 @@ class Timer(Protocol):
     def synchronize(self) -> None:
         """Wait until all submitted work has finished."""
 
+    def hold(self, seconds: float) -> None:
+        """Keep the device busy for about `seconds` (untimed), so that work the host submits
+        next is queued before the following mark fires; a no-op for host clocks."""
+
 
 class PerfCounterTimer:
     """Host clock (`time.perf_counter`), synchronising before each mark.
@@ -75,6 +86,9 @@ class PerfCounterTimer:
         self.synchronize()
         return time.perf_counter()
 
+    def hold(self, seconds: float) -> None:
+        pass  # host work is synchronous: nothing to cover
+
     def elapsed_s(self, start: float, end: float) -> float:
         return end - start
 
@@ -89,9 +103,23 @@ class CudaEventTimer:
 
         self._torch = torch
         self._device = device
+        self._cycles_per_s: float | None = None
 
     def synchronize(self) -> None:
         self._torch.cuda.synchronize(self._device)
+
+    def hold(self, seconds: float) -> None:
+        """A spin kernel (`torch.cuda._sleep`) of about `seconds` on the current stream."""
+        if seconds <= 0:
+            return
+        if self._cycles_per_s is None:  # the spin counts clock cycles: measure their rate once
+            cyc = 2_000_000
+            self._torch.cuda._sleep(cyc)  # warm (first launch)
+            a = self.mark()
+            self._torch.cuda._sleep(cyc)
+            b = self.mark()
+            self._cycles_per_s = cyc / max(self.elapsed_s(a, b), 1e-6)
+        self._torch.cuda._sleep(max(1, int(seconds * self._cycles_per_s)))
 
     def mark(self) -> Any:
         e = self._torch.cuda.Event(enable_timing=True)
@@ -116,6 +144,7 @@ class FakeTimer:
         self.now = float(start)
         self.marks = 0
         self.syncs = 0
+        self.held_s: list[float] = []
 
     def advance(self, dt: float) -> None:
         self.now += float(dt)
@@ -126,6 +155,9 @@ class FakeTimer:
     def mark(self) -> float:
         self.marks += 1
         return self.now
+
+    def hold(self, seconds: float) -> None:
+        self.held_s.append(float(seconds))  # recorded for tests; the fake clock does not move
 
     def elapsed_s(self, start: float, end: float) -> float:
         return end - start
@@ -149,10 +181,23 @@ class TimingConfig:
     min_sample_s: float = 5e-5
     max_inner: int = 64
     long_kernel_s: float = 0.01
+    # device hold before each start mark: hold_factor x (host time to enqueue the sample's
+    # calls, measured on the probe call) + hold_min_s, at most hold_max_s; 0, 0 turns it off
+    hold_factor: float = 2.0
+    hold_min_s: float = 2e-5
+    hold_max_s: float = 5e-3
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.min_repeats < 1 or self.max_repeats < self.min_repeats or self.max_inner < 1:
             raise ValueError(f"invalid timing config {self}")
+        if not (self.hold_factor >= 0 and self.hold_min_s >= 0 and self.hold_max_s >= self.hold_min_s):
+            raise ValueError(f"invalid timing config {self}: hold_factor, hold_min_s >= 0 and hold_max_s >= hold_min_s")
+
+    def hold_s(self, host_s: float, inner: int = 1) -> float:
+        """Device hold before a sample of `inner` calls whose host enqueue takes `host_s` each."""
+        if self.hold_factor == 0 and self.hold_min_s == 0:
+            return 0.0
+        return min(self.hold_max_s, self.hold_factor * max(host_s, 0.0) * inner + self.hold_min_s)
 
     def schedule(self, expected_s: float, flush: bool = False) -> tuple[int, int, int]:
         """(warmup, repeats, inner) for a kernel expected to take `expected_s` seconds."""
@@ -196,11 +241,12 @@ def percentile(xs: list[float] | tuple[float, ...], q: float) -> float:
 
 # ------------------------------------------------------------------------------------------ loop
 def measure(fn: Callable[[], Any], timer: Timer, *, warmup: int = 3, repeats: int = 10, inner: int = 1,
-            flush: Callable[[], Any] | None = None) -> Measurement:
+            flush: Callable[[], Any] | None = None, hold_s: float = 0.0) -> Measurement:
     """Time `fn`: `warmup` untimed calls, then `repeats` samples of `inner` calls each.
 
-    With `flush`, it is called before every sample, outside the timed region. Returns the
-    median, 10th and 90th percentile and mean of the per-call sample times.
+    With `flush`, it is called before every sample, outside the timed region; with
+    `hold_s` > 0, `timer.hold(hold_s)` follows it, also untimed (see the module docstring).
+    Returns the median, 10th and 90th percentile and mean of the per-call sample times.
     """
     if repeats < 1 or inner < 1 or warmup < 0:
         raise ValueError("repeats and inner must be >= 1 and warmup >= 0")
@@ -211,6 +257,8 @@ def measure(fn: Callable[[], Any], timer: Timer, *, warmup: int = 3, repeats: in
     for _ in range(repeats):
         if flush is not None:
             flush()
+        if hold_s > 0:
+            timer.hold(hold_s)
         a = timer.mark()
         for _ in range(inner):
             fn()
@@ -226,23 +274,32 @@ def measure(fn: Callable[[], Any], timer: Timer, *, warmup: int = 3, repeats: in
 
 
 def auto_measure(fn: Callable[[], Any], timer: Timer, config: TimingConfig = TimingConfig(), *,
-                 expected_s: float | None = None, flush: Callable[[], Any] | None = None) -> Measurement:
+                 expected_s: float | None = None, flush: Callable[[], Any] | None = None,
+                 host_clock: Callable[[], float] = time.perf_counter) -> Measurement:
     """Time `fn` with repeats chosen from its duration.
 
     One untimed call (compilation, allocator, cuBLAS heuristics), then one timed probe
     call; the schedule (`config.schedule`) comes from the probe's time (`expected_s` only
     where the probe reads 0), then `measure` runs with it. The first call and the probe
-    count towards the warm-up.
+    count towards the warm-up. The host time of the probe call (`host_clock` around its
+    enqueue, no synchronisation) sets the device hold before every sample
+    (`config.hold_s`), so that host launch gaps are not timed.
     """
+    h0 = host_clock()
     fn()
+    first_host_s = host_clock() - h0  # may include compilation: used for the probe's hold only
     if flush is not None:
         flush()
+    timer.hold(config.hold_s(first_host_s))
     a = timer.mark()
+    h0 = host_clock()
     fn()
+    host_s = host_clock() - h0
     b = timer.mark()
     probe = max(timer.elapsed_s(a, b), 0.0)
     t = probe if probe > 0 or expected_s is None else float(expected_s)
     warmup, repeats, inner = config.schedule(t, flush=flush is not None)
-    m = measure(fn, timer, warmup=max(0, warmup - 2), repeats=repeats, inner=inner, flush=flush)
+    m = measure(fn, timer, warmup=max(0, warmup - 2), repeats=repeats, inner=inner, flush=flush,
+                hold_s=config.hold_s(host_s, inner))
     return Measurement(m.median_s, m.p10_s, m.p90_s, m.mean_s, m.samples, warmup=max(warmup, 2),
                        repeats=m.repeats, inner=m.inner, flushed=m.flushed)

@@ -414,15 +414,30 @@ def _ape(pred: float | None, meas: float | None) -> float | None:
     return abs(pred - meas) / meas * 100.0
 
 
-def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None):
-    """The row's Deployment; `gpu` (a GPUSpec) replaces the system's catalog GPU in every pool."""
+def row_kernels(kernels: str | None, gpu) -> str | None:
+    """The `kernels` setting one row is simulated with: `kernels` where it applies to the
+    row's GPU (a GPUSpec or name), else 'auto'. 'profile' applies where a bundled profile
+    was measured on that GPU; a directory where its tables were; 'auto' / 'none' always."""
+    if kernels is None or str(kernels).lower() in ("auto", "none", "roofline", "off"):
+        return kernels
+    from ..cost.measured import bundled_profile, load_cached
+
+    if str(kernels).lower() == "profile":
+        return kernels if bundled_profile(gpu) is not None else "auto"
+    return kernels if load_cached(kernels).matches_gpu(gpu) else "auto"
+
+
+def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None, kernels: str | None = "auto"):
+    """The row's Deployment; `gpu` (a GPUSpec) replaces the system's catalog GPU in every pool;
+    `kernels` as `row_kernels` resolves it for that GPU."""
     from .simulate import Deployment, Pool
 
-    pools = {k: Pool(kw["gpu"] if gpu is None else gpu, *v) for k, v in kw["pools"].items()}
+    g = kw["gpu"] if gpu is None else gpu
+    pools = {k: Pool(g, *v) for k, v in kw["pools"].items()}
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
         "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"], "max_num_batched_tokens": kw["max_num_batched_tokens"],
-        "cpu_overhead_s": cpu_overhead_s,
+        "cpu_overhead_s": cpu_overhead_s, "kernels": row_kernels(kernels, g),
     }
     if "pool" in pools:
         return Deployment(pool=pools["pool"], **common)
@@ -464,9 +479,10 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, wa
 
 
 def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, rounds: int = ROUNDS,
-             warmup_rounds: int = WARMUP_ROUNDS, gpu=None) -> dict:
+             warmup_rounds: int = WARMUP_ROUNDS, gpu=None, kernels: str | None = "auto") -> dict:
     """Simulate one planned row; returns its report row (status 'ok' or 'skipped').
-    `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration)."""
+    `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration).
+    `kernels`: measured tables to use where they apply to the row's GPU (`row_kernels`)."""
     from .simulate import simulate
 
     out = dict(plan.base)
@@ -478,7 +494,7 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
     try:
         wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, rounds=rounds, warmup_rounds=warmup_rounds,
                                   stagger=stagger)
-        dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu)
+        dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu, kernels=kernels)
         res = simulate(dep, wl, keep_itl=False)
         s = res.summary
         ttft = (s.get("ttft_ms") or {}).get("mean")
@@ -672,6 +688,7 @@ def validate_silicon(
     rounds: int = ROUNDS,
     warmup_rounds: int = WARMUP_ROUNDS,
     rows: list[dict] | None = None,
+    kernels: str = "auto",
 ) -> SiliconReport:
     """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
 
@@ -680,7 +697,9 @@ def validate_silicon(
     `cpu_overhead_s`: per-backend override of the backends' `cpu_overhead_s` (calibration
     experiments; None uses backends.py). `rounds` / `warmup_rounds`: the benchmark protocol
     (rule 6): rounds x concurrency requests per row, the first warmup_rounds x concurrency
-    completions excluded; the defaults (10, 0) are InferenceMAX's recipe.
+    completions excluded; the defaults (10, 0) are InferenceMAX's recipe. `kernels`: 'auto'
+    (default), 'none', 'profile' or a directory of tables, applied to the rows whose GPU
+    the tables were measured on (other rows: 'auto'; `row_kernels`).
     """
     t0 = time.perf_counter()
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -688,14 +707,18 @@ def validate_silicon(
     if not isinstance(jobs, int) or jobs < 1:
         raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}")
     _check_protocol(rounds, warmup_rounds)
+    if kernels is not None and str(kernels).lower() not in ("auto", "none", "roofline", "off", "profile"):
+        from ..cost.measured import load_cached
+
+        load_cached(kernels)  # a bad directory is a clear error now, not one per row
     raw = rows if rows is not None else read_silicon_csv(path)
     if limit is not None:
         raw = raw[:limit]
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
     ovh = cpu_overhead_s or {}
     results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger,
-                              "rounds": rounds, "warmup_rounds": warmup_rounds})
+                              "rounds": rounds, "warmup_rounds": warmup_rounds, "kernels": kernels})
                          for p in plans], jobs)
     return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
-                         jobs=jobs, meta={"protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
+                         jobs=jobs, meta={"kernels": kernels, "protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
                                                        "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger}})
