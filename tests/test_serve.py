@@ -176,6 +176,33 @@ def test_disaggregated_prefill_decode():
     assert res.summary["itl_ms"]["p99"] < agg["itl_ms"]["p99"]
 
 
+def test_disaggregated_first_token_from_prefill_or_decode():
+    """'decode': the client's first token is the decode engine's first iteration after the KV
+    hand-off, so waiting for a decode slot is in TTFT; 'prefill': it is in TPOT instead."""
+    wl = make_workload(num_requests=200, isl=1024, osl=128, concurrency=64, seed=0)
+
+    def run(ft, backend="vllm"):
+        d = dep(prefill=Pool("h100-sxm", 1), decode=Pool("h100-sxm", 1), max_num_seqs=16, backend=backend,
+                first_token_from=ft)
+        res = simulate(d, wl)
+        check_conservation(res, 200)
+        return res.summary
+
+    pre, dec = run("prefill"), run("decode")
+    # 48 of 64 clients always wait for one of 16 decode slots: seconds, in TTFT or in TPOT
+    assert dec["ttft_ms"]["mean"] > 4 * pre["ttft_ms"]["mean"]
+    assert pre["tpot_ms"]["mean"] > 2 * dec["tpot_ms"]["mean"]
+    # the same work either way: end-to-end latency within one decode iteration per request
+    assert dec["e2e_ms"]["mean"] == pytest.approx(pre["e2e_ms"]["mean"], rel=0.03)
+    # with 'decode', TPOT is the decode engine's own step time: 16 running sequences, nothing prefills there
+    assert dec["tpot_ms"]["mean"] == pytest.approx(dec["itl_ms"]["mean"], rel=0.02)
+    # defaults follow the backend's front end: TRT-LLM's disaggregated server yields the context token first
+    assert run(None)["ttft_ms"]["mean"] == dec["ttft_ms"]["mean"]
+    assert run(None, "trtllm")["ttft_ms"]["mean"] == run("prefill", "trtllm")["ttft_ms"]["mean"]
+    with pytest.raises(LlmsimError, match="first_token_from"):
+        run("client")
+
+
 def test_moe_with_attention_dp_and_ep():
     wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
     res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)

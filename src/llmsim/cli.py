@@ -133,6 +133,7 @@ def serve(
     prefill_dp: int = typer.Option(1), prefill_ep: int = typer.Option(1), prefill_workers: int = typer.Option(1),
     decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU"), decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1),
     decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
+    first_token_from: Optional[str] = typer.Option(None, help="disaggregated: prefill | decode, which worker's token the client sees first (default: the backend's front end; trtllm prefill, vllm/sglang decode)"),
     ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
     tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
     kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
@@ -168,6 +169,7 @@ def serve(
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, static_batching=static_batching,
         block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
+        first_token_from=first_token_from,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

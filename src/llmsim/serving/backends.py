@@ -23,6 +23,13 @@ never adjusted per benchmark row:
   SGLang are modelled with the separate quantisation pass their default builds launch (vLLM
   fuses it only when its RMSNorm-quant compile pass is switched on). Roofline GEMMs only:
   measured kernel tables are used as measured.
+- `disagg_first_token`: in disaggregated serving, which worker's token the client sees first.
+  TRT-LLM: 'prefill' -- `trtllm-serve disaggregated` first yields the context server's
+  response, which carries the first token, then streams the generation server's
+  (`merge_streaming_responses` in its OpenAI disaggregated server). vLLM and SGLang: 'decode'
+  -- their P/D proxies (vLLM's disaggregated proxy, SGLang's PD router) run the prefill
+  worker for the KV cache only and stream every token from the decode worker, so TTFT includes
+  the KV transfer and the wait for a decode slot.
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -51,6 +58,7 @@ class Backend:
     memory_fraction: float
     allreduce: str = "custom"
     fused_act_quant: bool = False
+    disagg_first_token: str = "decode"
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
@@ -63,7 +71,7 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88),
-    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True),
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill"),
 }
 
 

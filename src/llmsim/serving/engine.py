@@ -60,6 +60,10 @@ class EngineConfig:
     swap_bandwidth_bytes_per_s: float = 25e9
     kv_bytes_per_token: float = 0.0  # per GPU, for swap time and KV transfer
     role: str = "both"  # both | prefill | decode
+    # decode role: the client's first token comes from this engine's first decode iteration
+    # (Dynamo, TRT-LLM's disaggregated server, vLLM/SGLang P/D proxies stream from the decode
+    # worker), so it generates all output tokens; False: the prefill engine's token counts
+    first_token_here: bool = False
 
 
 _VER_STEP = 1 << 32  # a request's version is (times its heap entry was invalidated) * _VER_STEP + request id
@@ -202,6 +206,7 @@ class Engine:
         self.outstanding = 0  # routed here and not finished (router's load signal)
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
+        self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out
 
     # ------------------------------------------------------------------ queries
     @property
@@ -264,6 +269,8 @@ class Engine:
         rid = self.running.pop()
         r = self.r
         r.preemptions[rid] += 1
+        if rid in self._first_pending:
+            self._first_pending.remove(rid)
         self.num_preemptions += 1
         if rid in self.prefilling:
             self.prefilling.remove(rid)
@@ -372,7 +379,11 @@ class Engine:
             if math.isnan(r.t_sched[rid]):
                 r.t_sched[rid] = now
             self.running.append(rid)
-            self._join_decode(rid, 1)
+            if cfg.first_token_here:
+                self._join_decode(rid, 0)  # the first token is this engine's first decode tick
+                self._first_pending.append(rid)
+            else:
+                self._join_decode(rid, 1)
 
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
@@ -553,6 +564,10 @@ class Engine:
         if k < 1:
             k = 1
         a = st.decode_step(n, S) + extra_s
+        if self._first_pending:  # requests admitted at `now` get their first token at the end of this iteration
+            for rid in self._first_pending:
+                self.r.t_first[rid] = now + a
+            self._first_pending.clear()
         if k > 1:
             b = (st.decode_step(n, S + n * (k - 1)) - a + extra_s) / (k - 1)
         else:

@@ -13,10 +13,16 @@ Parallelism inside a replica:
 - pp: the replica runs `pp` virtual engines (as vLLM's virtual engines), each with 1/pp of the
   KV cache and a full pipeline latency per iteration, so pp micro-batches are in flight.
 
-Disaggregation: a prefill engine produces the first token (TTFT), then the request's KV cache
-moves to a decode engine: transfer time = KV bytes per GPU / link bandwidth + latency, over
-NVLink when both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends
-its shard in parallel). The decode engine admits it when blocks are free.
+Disaggregation: a prefill engine runs the prompt, then the request's KV cache moves to a
+decode engine: transfer time = KV bytes per GPU / link bandwidth + latency, over NVLink when
+both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends its shard in
+parallel). The decode engine admits it when a sequence slot and blocks are free. Which token
+the client sees first (TTFT) follows the serving front end (`Deployment.first_token_from`,
+default the backend's `disagg_first_token`): 'decode' -- the decode engine streams it at the
+end of its first iteration with the request (vLLM / SGLang P/D proxies stream every token from
+the decode worker), so TTFT includes the KV transfer and any wait for a decode slot, and the
+decode engine generates all output tokens; 'prefill' -- the prefill engine's token (TRT-LLM's
+disaggregated server yields the context response first; DistServe / Splitwise).
 """
 
 from __future__ import annotations
@@ -87,6 +93,13 @@ class Deployment:
     cpu_overhead_s: float | None = None
     memory_fraction: float | None = None
     price_per_hour_usd: float | None = None
+    # disaggregated: which engine emits the token the client sees first (TTFT). 'decode': the
+    # decode engine's first iteration after the KV hand-off (the vLLM / SGLang P/D proxies
+    # stream every token from the decode worker, so TTFT includes the KV transfer and waiting
+    # for a decode slot); 'prefill': the prefill engine's token (TRT-LLM's disaggregated
+    # server yields the context server's response first; DistServe / Splitwise; AIConfigurator's
+    # estimate). None: the backend's (`Backend.disagg_first_token`)
+    first_token_from: str | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -155,7 +168,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, static_batching=dep.static_batching,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
-        role=role,
+        role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -254,6 +267,11 @@ def simulate(
     if dep.disaggregated:
         if dep.prefill is None or dep.decode is None:
             raise LlmsimError("disaggregated serving needs both a prefill and a decode pool")
+        if dep.first_token_from not in (None, "decode", "prefill"):
+            raise LlmsimError(f"first_token_from must be 'decode' or 'prefill', got {dep.first_token_from!r}",
+                              hint="'decode': the decode worker streams every token (vLLM / SGLang P/D proxies); "
+                                   "'prefill': the prefill engine's token is the first one (TRT-LLM's disaggregated server); "
+                                   "None: the backend's")
         builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model),
                   _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
     else:
