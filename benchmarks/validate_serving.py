@@ -57,7 +57,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmsim.serving.backends import BACKENDS
-from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
+from llmsim.serving.validate import RANGE_RATIO, ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
@@ -201,6 +201,8 @@ def main() -> None:
     ap.add_argument("--rows", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--warmup-rounds", type=int, default=WARMUP_ROUNDS)
+    ap.add_argument("--range-ratio", type=float, default=RANGE_RATIO,
+                    help="lengths uniform in [int(L x ratio), L] (1 = fixed; InferenceMAX runs use 0.8)")
     ap.add_argument("--protocols", type=str, default=None)
     a = ap.parse_args()
     console = Console(width=200)
@@ -209,7 +211,8 @@ def main() -> None:
     raw = read_silicon_csv(a.csv)
     if a.limit:
         raw = raw[: a.limit]
-    rep = validate_silicon(a.csv, rows=raw, jobs=a.jobs, rounds=a.rounds, warmup_rounds=a.warmup_rounds)
+    rep = validate_silicon(a.csv, rows=raw, jobs=a.jobs, rounds=a.rounds, warmup_rounds=a.warmup_rounds,
+                           range_ratio=a.range_ratio)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
                   f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); no parameter fitted; protocol "

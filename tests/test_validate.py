@@ -228,6 +228,22 @@ def test_cli_protocol_defaults_are_the_module_defaults():
     from llmsim.serving import validate
 
     assert (cli.VALIDATE_ROUNDS, cli.VALIDATE_WARMUP_ROUNDS) == (validate.ROUNDS, validate.WARMUP_ROUNDS) == (10, 0)
+    assert cli.VALIDATE_RANGE_RATIO == validate.RANGE_RATIO == 1.0
+
+
+def test_range_ratio_draws_lengths_like_benchmark_serving():
+    from llmsim.serving.validate import closed_loop_workload
+
+    wl = closed_loop_workload(8, 1000, 500, range_ratio=0.8)
+    assert wl.input_len.min() >= 800 and wl.input_len.max() <= 1000 and wl.output_len.min() >= 400
+    assert len(set(wl.input_len.tolist())) > 40  # 80 requests, ~200 possible lengths
+    again = closed_loop_workload(8, 1000, 500, range_ratio=0.8)
+    assert np.array_equal(wl.input_len, again.input_len)  # seeded
+    fixed = closed_loop_workload(8, 1000, 500)
+    assert set(fixed.input_len.tolist()) == {1000} and set(fixed.output_len.tolist()) == {500}
+    for bad in (0, 1.5, -0.2, True):
+        with pytest.raises(LlmsimError, match="range_ratio"):
+            closed_loop_workload(8, 1000, 500, range_ratio=bad)
 
 
 def test_kernels_option_applies_to_matching_gpus_only(tmp_path):

@@ -82,7 +82,15 @@ Mapping rules (assumptions a reader of the numbers must know):
    matters (5 ms and 20 ms give the same medians within 3 points on a 240-row sample); its
    presence does (TTFT bias -44% -> -20% on that sample). Option `stagger=True` instead
    spreads the first round's output lengths over 1..OSL (clients' phases spread uniformly; a
-   sensitivity check, not the default).
+   sensitivity check, not the default). Lengths are fixed (`RANGE_RATIO = 1`). InferenceMAX's
+   recipe also passes `--random-range-ratio 0.8` (prompt and output lengths uniform in
+   [0.8 L, L]); simulating that (`range_ratio=0.8`, CLI `--range-ratio 0.8`) desynchronises the
+   clients and moved every group's TTFT to a large under-prediction (median APE / bias: vllm
+   agg 30.3% -> 55.6% / -55%, trtllm agg 37.9% -> 58.5% / -58%, sglang agg 45.3% -> 85.3% /
+   -85%; TPOT within about one point except sglang agg 12.4% -> 18.2%), i.e. these rows look
+   like fixed-length runs (one isl/osl per row, as AIConfigurator's collector sends); so only
+   InferenceMAX's request count is taken from its recipe, and that choice is a protocol guess
+   the CSV cannot confirm.
 7. Metric. Benchmark clients (aiperf / genai-perf / the backends' benchmark_serving) report
    the *mean* over requests of TTFT and of TPOT = (E2E - TTFT) / (OSL - 1); the simulated
    means of the same quantities are compared with `silicon_ttft_ms` / `silicon_tpot_ms`.
@@ -119,6 +127,7 @@ SEED = 0
 ROUNDS = 10  # num_requests = ROUNDS x concurrency (InferenceMAX: --num-prompts CONC*10) ...
 WARMUP_ROUNDS = 0  # ... of which the first WARMUP_ROUNDS x concurrency completions are excluded
 CLIENT_JITTER_S = 0.005  # client turnaround: uniform [0, 5 ms) before each request is sent
+RANGE_RATIO = 1.0  # lengths uniform in [int(L x ratio), L]; 1 = fixed (InferenceMAX runs use 0.8: see rule 6)
 
 _QUANT_SUFFIX = re.compile(r"-(fp8|nvfp4|fp4|fp8-dynamic|awq|gptq)$", re.IGNORECASE)
 _MODEL_ALIASES = {"deepseek-v3.1": "deepseek-v3"}  # same architecture (config shapes) as V3
@@ -444,6 +453,12 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     return Deployment(prefill=pools["prefill"], decode=pools["decode"], **common)
 
 
+def _check_range_ratio(range_ratio: float) -> None:
+    if isinstance(range_ratio, bool) or not isinstance(range_ratio, (int, float)) or not 0 < range_ratio <= 1:
+        raise LlmsimError(f"range_ratio must be in (0, 1], got {range_ratio!r}",
+                          hint="lengths are drawn uniformly from [int(L x ratio), L]; 1 = every request exactly L tokens")
+
+
 def _check_protocol(rounds: int, warmup_rounds: int) -> None:
     if not isinstance(rounds, int) or isinstance(rounds, bool) or rounds < 1:
         raise LlmsimError(f"rounds must be an integer >= 1 (requests per client), got {rounds!r}",
@@ -454,21 +469,29 @@ def _check_protocol(rounds: int, warmup_rounds: int) -> None:
 
 
 def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, warmup_rounds: int = WARMUP_ROUNDS,
-                         stagger: bool = False):
-    """The benchmark protocol of rule 6: c clients starting together, rounds x c requests of
-    exactly isl/osl tokens (default 10 c, InferenceMAX's recipe), each sent a U(0, 5 ms) client
-    turnaround after its client is free, the first warmup_rounds x c completions excluded
-    (default none). With `stagger`, the first round's output lengths are spread evenly over
-    1..osl (request i of the first c gets 1 + i*osl//c tokens) so that the clients' phases
+                         stagger: bool = False, range_ratio: float = RANGE_RATIO):
+    """The benchmark protocol of rule 6: c clients starting together, rounds x c requests
+    (default 10 c, InferenceMAX's recipe) of exactly isl / osl tokens, or with `range_ratio` < 1
+    lengths drawn uniformly from [int(isl x range_ratio), isl] and [int(osl x range_ratio), osl]
+    (benchmark_serving's --random-range-ratio, 0.8 in InferenceMAX's runs), each sent a U(0, 5 ms)
+    client turnaround after its client is free, the first warmup_rounds x c completions
+    excluded (default none). With `stagger`, the first round's output lengths are spread evenly
+    over 1..osl (request i of the first c gets 1 + i*osl//c tokens) so that the clients' phases
     start spread uniformly over one request cycle."""
     from dataclasses import replace
 
     from .workload import make_workload
 
     _check_protocol(rounds, warmup_rounds)
+    _check_range_ratio(range_ratio)
     n = rounds * c
-    wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=warmup_rounds * c, seed=SEED,
-                       client_jitter_s=CLIENT_JITTER_S)
+    if range_ratio < 1:
+        lo_i, lo_o = max(1, int(isl * range_ratio)), max(1, int(osl * range_ratio))
+        wl = make_workload(num_requests=n, input_dist=f"uniform:{lo_i},{isl}", output_dist=f"uniform:{lo_o},{osl}",
+                           concurrency=c, warmup=warmup_rounds * c, seed=SEED, client_jitter_s=CLIENT_JITTER_S)
+    else:
+        wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=warmup_rounds * c, seed=SEED,
+                           client_jitter_s=CLIENT_JITTER_S)
     if not stagger or c < 2:
         return wl
     out = np.array(wl.output_len, dtype=np.int64)
@@ -479,7 +502,8 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, wa
 
 
 def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, rounds: int = ROUNDS,
-             warmup_rounds: int = WARMUP_ROUNDS, gpu=None, kernels: str | None = "auto") -> dict:
+             warmup_rounds: int = WARMUP_ROUNDS, gpu=None, kernels: str | None = "auto",
+             range_ratio: float = RANGE_RATIO) -> dict:
     """Simulate one planned row; returns its report row (status 'ok' or 'skipped').
     `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration).
     `kernels`: measured tables to use where they apply to the row's GPU (`row_kernels`)."""
@@ -493,7 +517,7 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
     t0 = time.perf_counter()
     try:
         wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, rounds=rounds, warmup_rounds=warmup_rounds,
-                                  stagger=stagger)
+                                  stagger=stagger, range_ratio=range_ratio)
         dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu, kernels=kernels)
         res = simulate(dep, wl, keep_itl=False)
         s = res.summary
@@ -689,6 +713,7 @@ def validate_silicon(
     warmup_rounds: int = WARMUP_ROUNDS,
     rows: list[dict] | None = None,
     kernels: str = "auto",
+    range_ratio: float = RANGE_RATIO,
 ) -> SiliconReport:
     """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
 
@@ -707,6 +732,7 @@ def validate_silicon(
     if not isinstance(jobs, int) or jobs < 1:
         raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}")
     _check_protocol(rounds, warmup_rounds)
+    _check_range_ratio(range_ratio)
     if kernels is not None and str(kernels).lower() not in ("auto", "none", "roofline", "off", "profile"):
         from ..cost.measured import load_cached
 
@@ -717,8 +743,10 @@ def validate_silicon(
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
     ovh = cpu_overhead_s or {}
     results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger,
-                              "rounds": rounds, "warmup_rounds": warmup_rounds, "kernels": kernels})
+                              "rounds": rounds, "warmup_rounds": warmup_rounds, "kernels": kernels,
+                              "range_ratio": range_ratio})
                          for p in plans], jobs)
     return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
                          jobs=jobs, meta={"kernels": kernels, "protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
+                                                                         "range_ratio": range_ratio,
                                                        "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger}})
