@@ -61,8 +61,8 @@ class EngineConfig:
     kv_bytes_per_token: float = 0.0  # per GPU, for swap time and KV transfer
     role: str = "both"  # both | prefill | decode
     # decode role: the client's first token comes from this engine's first decode iteration
-    # (Dynamo, TRT-LLM's disaggregated server, vLLM/SGLang P/D proxies stream from the decode
-    # worker), so it generates all output tokens; False: the prefill engine's token counts
+    # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
+    # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
     first_token_here: bool = False
 
 
