@@ -203,6 +203,29 @@ def test_disaggregated_first_token_from_prefill_or_decode():
         run("client")
 
 
+def test_per_sequence_host_time_scales_with_the_batch_per_dp_rank():
+    from llmsim.cost.model import CostModel
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models import get_model
+    from llmsim.serving.backends import BACKENDS
+    from llmsim.serving.steptime import StepTimeModel
+
+    spec, cm = get_model(MODEL), CostModel(get_gpu("h100-sxm"), None)
+    for dp in (1, 2):
+        par, prec = Parallel(tp=1, dp=dp), Precision()
+        base, per = StepTimeModel(spec, par, prec, cm, 1e-3), StepTimeModel(spec, par, prec, cm, 1e-3, 20e-6)
+        for n in (1, 64, 256):
+            assert per.decode_step(n, n * 1000) - base.decode_step(n, n * 1000) == pytest.approx(n * 20e-6 / dp)
+        assert per.iteration([(512, 0), (256, 0)], 8, 8000, 10) - base.iteration([(512, 0), (256, 0)], 8, 8000, 10) \
+            == pytest.approx(10 * 20e-6 / dp)
+    assert all(b.cpu_per_seq_s == 15e-6 for b in BACKENDS.values())
+    # a deployment can override it; more sequences in the batch -> the difference in TPOT grows
+    wl = make_workload(num_requests=96, isl=256, osl=64, concurrency=32, seed=0)
+    on, off = (simulate(dep(cpu_per_seq_s=x), wl).summary["tpot_ms"]["mean"] for x in (None, 0.0))
+    assert on - off == pytest.approx(32 * 15e-3, rel=0.25)  # ~32 running sequences x 15 us, in ms
+
+
 def test_moe_with_attention_dp_and_ep():
     wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
     res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)

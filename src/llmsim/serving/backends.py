@@ -30,6 +30,11 @@ never adjusted per benchmark row:
   -- their P/D proxies (vLLM's disaggregated proxy, SGLang's PD router) run the prefill
   worker for the KV cache only and stream every token from the decode worker, so TTFT includes
   the KV transfer and the wait for a decode slot.
+- `cpu_per_seq_s`: host time per sequence in the batch, per attention-DP rank, added to every
+  iteration (the one fitted parameter here: see `CPU_PER_SEQ_S`). The decode-step
+  under-prediction grew with concurrency in every engine (median TPOT bias about +15% at
+  c <= 16 down to -15..-20% at c > 64 on several models), which a per-batch constant cannot
+  follow.
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -47,6 +52,15 @@ from ..cost.model import CostModel
 from ..errors import LlmsimError
 
 
+# Host time per sequence in an iteration (scheduling, input preparation and output handling
+# that grow with the batch), per attention-DP rank. FITTED, unlike the other fields: chosen
+# on the train half of the shared silicon rows' configurations (seed-0 split of (model,
+# system, layout), `benchmarks/validate_serving.py`) from 0 / 10 / 15 / 20 us, train TPOT
+# median APE 12.1 / 11.5 / 11.1 / 11.2%; held-out half 11.0% -> 10.0% at 15 us. One value for
+# all three engines (per-engine values were not fitted: too few rows to tell them apart).
+CPU_PER_SEQ_S = 15e-6
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -59,6 +73,7 @@ class Backend:
     allreduce: str = "custom"
     fused_act_quant: bool = False
     disagg_first_token: str = "decode"
+    cpu_per_seq_s: float = CPU_PER_SEQ_S
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""

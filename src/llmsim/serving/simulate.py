@@ -91,6 +91,7 @@ class Deployment:
     router: str = "least_outstanding"
     kernels: str | None = "auto"
     cpu_overhead_s: float | None = None
+    cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
     memory_fraction: float | None = None
     price_per_hour_usd: float | None = None
     # disaggregated: which engine emits the token the client sees first (TTFT). 'decode': the
@@ -162,7 +163,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     kernels = resolve_kernels(dep.kernels, gpu)
     cm = be.cost_model(gpu, kernels)
     ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
-    st = step_time_model(spec, par, prec, cm, ovh)
+    per_seq = be.cpu_per_seq_s if dep.cpu_per_seq_s is None else dep.cpu_per_seq_s
+    st = step_time_model(spec, par, prec, cm, ovh, per_seq)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, static_batching=dep.static_batching,

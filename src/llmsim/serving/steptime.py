@@ -107,9 +107,13 @@ class _Bilinear:
 class StepTimeModel:
     """Iteration time of one engine (one model replica: tp x pp x dp GPUs)."""
 
-    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0):
+    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
+                 cpu_per_seq_s: float = 0.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         self.cpu_overhead_s = cpu_overhead_s
+        self.cpu_per_seq_s = cpu_per_seq_s
+        # host time per sequence in the batch, per attention-DP rank (each rank schedules its own share)
+        self._per_row_s = cpu_per_seq_s / max(par.dp, 1)
         self.builder = OpBuilder(model, par, prec)
         self._body: dict[int, float] = {}
         self._head: dict[int, float] = {}
@@ -229,7 +233,7 @@ class StepTimeModel:
         for q, p in chunks:
             t += self.prefill_attention(q, p)
         h = self._head.get(sampling_rows)
-        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s
+        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
@@ -249,7 +253,7 @@ class StepTimeModel:
             pre = self.prefill_attention(q, p)
         t = body + pre
         h = self._head.get(sampling_rows)
-        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s
+        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
@@ -262,7 +266,7 @@ class StepTimeModel:
         h = self._head.get(n)
         if h is None:
             h = self.head(n)
-        return body + h + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s
+        return body + h + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s + self._per_row_s * n
 
     def decode_run(self, n: int, ctx_sum: float, steps: int) -> float:
         """Total time of `steps` consecutive decode-only iterations of the same n sequences, each
