@@ -283,7 +283,7 @@ def plan(
     backend_engine: str = typer.Option("vllm", help="vllm | sglang | trtllm | all"),
     disagg: bool = typer.Option(True, "--disagg/--no-disagg", help="also search prefill/decode disaggregation"),
     agg: bool = typer.Option(True, "--agg/--no-agg", help="search aggregated replicas"),
-    precision: Optional[str] = typer.Option(None, help="WEIGHT[/KV] list, e.g. bf16,fp8 (default bf16,fp8 and fp4 on Blackwell)"),
+    precision: Optional[str] = typer.Option(None, help="WEIGHT or WEIGHT/KV list, e.g. bf16,fp8/fp8 (default bf16,fp8 and fp4 on Blackwell)"),
     max_gpus: Optional[int] = typer.Option(None, help="at most this many GPUs in all"),
     budget_usd_per_hour: Optional[float] = typer.Option(None, help="at most this many $/hour"),
     max_power_w: Optional[float] = typer.Option(None, help="at most this much provisioned power (GPUs x TDP, W)"),
