@@ -189,6 +189,9 @@ def test_disaggregated_first_token_from_prefill_or_decode():
         return res.summary
 
     pre, dec = run("prefill"), run("decode")
+    # the summary says which rule and which host overheads made these numbers
+    assert (pre["first_token_from"], dec["first_token_from"]) == ("prefill", "decode")
+    assert dec["cpu_per_seq_s"] == 15e-6 and dec["cpu_overhead_per_iteration_s"] == 1e-3
     # 48 of 64 clients always wait for one of 16 decode slots: seconds, in TTFT or in TPOT
     assert dec["ttft_ms"]["mean"] > 4 * pre["ttft_ms"]["mean"]
     assert pre["tpot_ms"]["mean"] > 2 * dec["tpot_ms"]["mean"]

@@ -1046,19 +1046,25 @@ def bundled_profiles() -> dict[str, Path]:
             if d.is_dir() and (d / "metadata.json").is_file()}
 
 
-def bundled_profile(gpu_name) -> KernelTables | None:
-    """Tables of the bundled `llmsim profile` run measured on `gpu_name` (a string or a
+def bundled_profile_path(gpu_name) -> Path | None:
+    """Directory of the bundled `llmsim profile` run measured on `gpu_name` (a string or a
     GPUSpec), or None when no bundled profile was measured on that GPU."""
-    for path in bundled_profiles().values():
-        device = json.loads((path / "metadata.json").read_text()).get("device", "")
+    for device, path in _profile_devices():
         if device_matches(device, gpu_name):
-            return _load_profile(str(path))
+            return path
     return None
 
 
-@functools.lru_cache(maxsize=4)
-def _load_profile(path: str) -> KernelTables:
-    return KernelTables.load(path)
+def bundled_profile(gpu_name) -> KernelTables | None:
+    """Tables of the bundled profile measured on `gpu_name` (`bundled_profile_path`), or None."""
+    path = bundled_profile_path(gpu_name)
+    return None if path is None else load_cached(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _profile_devices() -> tuple[tuple[str, Path], ...]:
+    """(device name from metadata.json, directory) of every bundled profile, read once."""
+    return tuple((json.loads((p / "metadata.json").read_text()).get("device", ""), p) for p in bundled_profiles().values())
 
 
 _DIR_CACHE: dict[tuple, KernelTables] = {}

@@ -30,8 +30,8 @@ never adjusted per benchmark row:
   -- their P/D proxies (vLLM's disaggregated proxy, SGLang's PD router) run the prefill
   worker for the KV cache only and stream every token from the decode worker, so TTFT includes
   the KV transfer and the wait for a decode slot.
-- `cpu_per_seq_s`: host time per sequence in the batch, per attention-DP rank, added to every
-  iteration (the one fitted parameter here: see `CPU_PER_SEQ_S`). The decode-step
+- `cpu_per_seq_s`: host time per sequence sampled in an iteration (decodes and finishing
+  prompts), per attention-DP rank, added to every iteration (the one fitted parameter here: see `CPU_PER_SEQ_S`). The decode-step
   under-prediction grew with concurrency in every engine (median TPOT bias about +15% at
   c <= 16 down to -15..-20% at c > 64 on several models), which a per-batch constant cannot
   follow.

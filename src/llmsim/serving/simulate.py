@@ -452,7 +452,12 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "engine_busy_fraction": busy,
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
+        # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
+        "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
+        "cpu_per_seq_s": float(builds[0].st.cpu_per_seq_s),
     }
+    if dep.disaggregated:
+        extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
     common = {"itl": itl, "num_gpus": num_gpus, "gpu_power_w": gpu.tdp_w, "gpu_idle_w": gpu.idle_power_w, "busy_fraction": busy,
               "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:

@@ -429,10 +429,10 @@ def row_kernels(kernels: str | None, gpu) -> str | None:
     was measured on that GPU; a directory where its tables were; 'auto' / 'none' always."""
     if kernels is None or str(kernels).lower() in ("auto", "none", "roofline", "off"):
         return kernels
-    from ..cost.measured import bundled_profile, load_cached
+    from ..cost.measured import bundled_profile_path, load_cached
 
     if str(kernels).lower() == "profile":
-        return kernels if bundled_profile(gpu) is not None else "auto"
+        return kernels if bundled_profile_path(gpu) is not None else "auto"
     return kernels if load_cached(kernels).matches_gpu(gpu) else "auto"
 
 
@@ -485,13 +485,12 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, wa
     _check_protocol(rounds, warmup_rounds)
     _check_range_ratio(range_ratio)
     n = rounds * c
-    if range_ratio < 1:
-        lo_i, lo_o = max(1, int(isl * range_ratio)), max(1, int(osl * range_ratio))
-        wl = make_workload(num_requests=n, input_dist=f"uniform:{lo_i},{isl}", output_dist=f"uniform:{lo_o},{osl}",
-                           concurrency=c, warmup=warmup_rounds * c, seed=SEED, client_jitter_s=CLIENT_JITTER_S)
-    else:
-        wl = make_workload(num_requests=n, isl=isl, osl=osl, concurrency=c, warmup=warmup_rounds * c, seed=SEED,
-                           client_jitter_s=CLIENT_JITTER_S)
+
+    def lengths(L: int) -> str:  # benchmark_serving's random dataset: uniform in [int(L x ratio), L]
+        return f"fixed:{L}" if range_ratio == 1 else f"uniform:{max(1, int(L * range_ratio))},{L}"
+
+    wl = make_workload(num_requests=n, input_dist=lengths(isl), output_dist=lengths(osl), concurrency=c,
+                       warmup=warmup_rounds * c, seed=SEED, client_jitter_s=CLIENT_JITTER_S)
     if not stagger or c < 2:
         return wl
     out = np.array(wl.output_len, dtype=np.int64)
@@ -661,8 +660,10 @@ class SiliconReport:
             console.print(t)
         proto = self.meta.get("protocol")
         if proto:
+            ratio = proto.get("range_ratio", 1.0)
             console.print(f"benchmark protocol simulated: {proto['requests_per_client']} x concurrency requests per row, "
-                          f"first {proto['warmup_requests_per_client']} x concurrency excluded as warm-up, clients start together")
+                          f"first {proto['warmup_requests_per_client']} x concurrency excluded as warm-up, clients start together, "
+                          + ("fixed lengths" if ratio == 1 else f"lengths uniform in [{ratio:g} L, L]"))
         console.print(f"{len(self.rows)} rows in {self.wall_s:,.1f} s wall ({self.jobs} job{'s' if self.jobs != 1 else ''})")
 
     def write_rows(self, path) -> None:
