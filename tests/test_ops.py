@@ -278,8 +278,18 @@ def test_moe_ep2_routed_pairs_and_alltoall(mixtral):
     # each GPU holds 4 whole experts (moe_tp = tp/ep = 1) and gets T*k/ep token-expert pairs
     assert up.flops == pytest.approx(2 * (T * k / ep) * (2 * 14336) * 4096, rel=1e-12)
     assert up.shape[1:3] == (2 * 14336, 4096)
+    # attention TP (dp = 1): every GPU already holds every token, so no all-to-all; the local
+    # experts' partial sums meet in one all-reduce of T x h activations
+    comms = {o.name: o for o in ops if o.kind == "comm"}
+    assert "moe_dispatch" not in comms and "moe_combine" not in comms
+    assert comms["moe_allreduce"].shape[0] == "all_reduce"
+    # attention DP (tp=1, dp=2): each rank holds T/2 tokens and sends each of them to its top-k
+    # experts: dispatch and combine all-to-alls of (T/2) * k * h activations
+    ops = build_ops(mixtral, Parallel(dp=2, ep=ep), BF16, uniform_batch([T]))
     names = {o.name for o in ops if o.kind == "comm" and o.shape[0] == "alltoall"}
     assert names == {"moe_dispatch", "moe_combine"}
+    assert one(ops, "moe_combine").bytes == pytest.approx((T / 2) * k * 4096 * 2, rel=1e-12)
+    assert "moe_allreduce" not in {o.name for o in ops}
 
 
 def test_moe_no_alltoall_without_ep(mixtral):

@@ -242,9 +242,14 @@ class OpBuilder:
         E, k = m.num_experts, m.experts_per_token
         ops = [gemm("moe_router", T, E, h, 2.0, 2.0, "bf16", c, tag)]
         T_all = batch.num_tokens  # tokens of every attention rank meet in the MoE layer
-        ep_group = par.gpus_per_stage
-        if ep_group > 1 and par.ep > 1:
-            ops.append(comm("moe_dispatch", "alltoall", T * k * h * ab, ep_group, c, tag))
+        # All-to-all dispatch / combine only where attention ranks hold different tokens
+        # (attention DP). With dp = 1 every GPU of the stage already holds every token after the
+        # attention all-reduce: each computes its local experts' share and the partial sums meet
+        # in `moe_allreduce` (TRT-LLM, vLLM and SGLang use their all-to-all paths only with
+        # attention DP).
+        a2a = par.ep > 1 and par.dp > 1
+        if a2a:
+            ops.append(comm("moe_dispatch", "alltoall", T * k * h * ab, par.gpus_per_stage, c, tag))
         width = m.moe_intermediate_size // par.moe_tp
         up = 2 * width if m.gated_mlp else width
         local_experts = E // par.ep
@@ -257,8 +262,8 @@ class OpBuilder:
             nbytes = active * n_ * k_ * wb + routed * (k_ * ab + n_ * ACT_BYTES)
             ops.append(Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag))
         ops.append(elementwise("moe_act", routed * (up + width) * ACT_BYTES, 4 * routed * width, c, tag))
-        if ep_group > 1 and par.ep > 1:
-            ops.append(comm("moe_combine", "alltoall", T * k * h * ACT_BYTES, ep_group, c, tag))
+        if a2a:
+            ops.append(comm("moe_combine", "alltoall", T * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
         if m.num_shared_experts:
             sw = m.num_shared_experts * (m.shared_expert_intermediate_size or m.moe_intermediate_size) // par.tp
             ops += self._mlp("shared_expert", T, sw, c, tag)
