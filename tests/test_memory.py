@@ -207,3 +207,14 @@ def test_kv_advice_when_weights_fit(l8, h100):
 
 def test_runtime_overhead_default_is_one_gib(l8, h100):
     assert breakdown(l8, h100).runtime_overhead_bytes == GIB
+
+
+def test_bf16_attention_weights_counted_at_two_bytes():
+    spec = get_model("gpt-oss-120b")
+    plain = spec.model_copy(update={"bf16_attention": False})
+    fp4 = Precision.make("fp4")
+    extra = weights_bytes_per_gpu(spec, Parallel(tp=2), fp4) - weights_bytes_per_gpu(plain, Parallel(tp=2), fp4)
+    # every layer's attention parameters (per GPU) go from fp4 (0.5 byte + block scales) to 2 bytes
+    from llmsim.dtypes import bytes_per_element
+    per = 2.0 - bytes_per_element("fp4")
+    assert extra == pytest.approx(spec.num_layers * spec.attention_params() / 2 * per, rel=1e-9)

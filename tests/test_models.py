@@ -588,3 +588,17 @@ def test_catalog_configs_load_as_user_files(tmp_path, path):
     ref = get_model(entry["name"])
     assert spec.total_params == ref.total_params and spec.active_params == ref.active_params
     assert spec.layer_groups == ref.layer_groups
+
+
+def test_bf16_attention_from_modules_to_not_convert():
+    cfg = {"model_type": "gpt_oss", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "head_dim": 8, "num_hidden_layers": 2, "intermediate_size": 32, "num_local_experts": 4,
+           "experts_per_token": 2, "vocab_size": 100, "sliding_window": 16}
+    assert not from_hf_config(cfg).bf16_attention  # no quantization_config: nothing kept apart
+    q = {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]}
+    assert from_hf_config({**cfg, "quantization_config": q}).bf16_attention
+    only_head = {"quant_method": "fp8", "modules_to_not_convert": ["lm_head"]}
+    assert not from_hf_config({**cfg, "quantization_config": only_head}).bf16_attention
+    # the catalog's gpt-oss entries carry the published quantization_config; others quantise attention
+    assert get_model("gpt-oss-120b").bf16_attention and get_model("gpt-oss-20b").bf16_attention
+    assert not get_model("deepseek-v3").bf16_attention and not get_model("llama-3.1-70b").bf16_attention

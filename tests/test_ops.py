@@ -392,3 +392,17 @@ def test_builder_reusable_across_batches(llama8b):
     a1 = one(b.build(uniform_batch([], [100])), "attn_decode").bytes
     a2 = one(b.build(uniform_batch([], [200])), "attn_decode").bytes
     assert a2 - a1 == 100 * 4096
+
+
+def test_bf16_attention_projections_stay_bf16_under_fp4_weights():
+    spec = get_model("gpt-oss-120b")  # MXFP4 experts, attention kept in bf16 by the checkpoint
+    ops = build_ops(spec, Parallel(), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
+    qkv, o, up = by_name(ops, "qkv_proj")[0], by_name(ops, "o_proj")[0], by_name(ops, "moe_experts_up")[0]  # sliding layers
+    assert qkv.dtype == o.dtype == "bf16" and not qkv.weight_only_quant
+    h, d = spec.hidden_size, spec.head_dim
+    n = (spec.num_heads + 2 * spec.num_kv_heads) * d
+    assert qkv.bytes >= n * h * 2  # 2-byte weights
+    assert up.dtype != "bf16"  # the experts run on the requested low-precision weights
+    plain = spec.model_copy(update={"bf16_attention": False})
+    q4 = by_name(build_ops(plain, Parallel(), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4)), "qkv_proj")[0]
+    assert q4.dtype != "bf16" and q4.bytes < qkv.bytes

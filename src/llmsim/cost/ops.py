@@ -146,6 +146,13 @@ class OpBuilder:
         op.weight_only_quant = self.woq
         return op
 
+    def _ga(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
+        """An attention-projection GEMM: bf16 where the checkpoint leaves attention unquantised
+        (`ModelSpec.bf16_attention`, gpt-oss), else on the quantised weights like `_g`."""
+        if self.m.bf16_attention:
+            return gemm(name, m, n, k, 2.0, 2.0, "bf16", count, tag)
+        return self._g(name, m, n, k, count, tag)
+
     # ------------------------------------------------------------ attention
     def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
         m, nh = self.m, self.nh
@@ -193,27 +200,27 @@ class OpBuilder:
             ql = m.q_lora_rank
             lat = m.kv_lora_rank + m.qk_rope_head_dim
             # fused down-projections (q_a, kv_a), replicated on every tp rank
-            ops.append(self._g("qkv_a_proj", T, (ql or 0) + lat, h, c, tag))
+            ops.append(self._ga("qkv_a_proj", T, (ql or 0) + lat, h, c, tag))
             if ql:
-                ops.append(self._g("q_b_proj", T, nh * m.q_head_dim, ql, c, tag))
+                ops.append(self._ga("q_b_proj", T, nh * m.q_head_dim, ql, c, tag))
             else:
-                ops.append(self._g("q_proj", T, nh * m.q_head_dim, h, c, tag))
+                ops.append(self._ga("q_proj", T, nh * m.q_head_dim, h, c, tag))
             if batch.prefill:  # decompress the latent cache of the prefilled context to full K, V
                 ctx = sum(p + q for q, p in batch.prefill) * dp_share
-                ops.append(self._g("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, c, tag))
+                ops.append(self._ga("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, c, tag))
             if batch.decode_ctx:  # weight absorption: q_nope -> latent, latent -> v, per head
                 nd = batch.num_decode_tokens * dp_share
-                ops.append(self._g("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, c, tag))
-                ops.append(self._g("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, c, tag))
+                ops.append(self._ga("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, c, tag))
+                ops.append(self._ga("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, c, tag))
             ops.append(elementwise("rope", 2 * T * (nh * m.qk_rope_head_dim + m.qk_rope_head_dim) * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
-            ops.append(self._g("o_proj", T, h, nh * m.v_head_dim, c, tag))
+            ops.append(self._ga("o_proj", T, h, nh * m.v_head_dim, c, tag))
         else:
             d = m.head_dim
-            ops.append(self._g("qkv_proj", T, (nh + 2 * self.nkv) * d, h, c, tag))
+            ops.append(self._ga("qkv_proj", T, (nh + 2 * self.nkv) * d, h, c, tag))
             ops.append(elementwise("rope", 2 * T * (nh + self.nkv) * d * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
-            ops.append(self._g("o_proj", T, h, nh * d, c, tag))
+            ops.append(self._ga("o_proj", T, h, nh * d, c, tag))
         if par.tp > 1:
             ops.append(comm("attn_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
         ops.append(elementwise("post_attn_norm", 3 * T * h * ACT_BYTES, 4 * T * h, c, tag))

@@ -68,8 +68,12 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     # the densest stage: dense layers come first, so take the worst mix for this stage size
     n_moe = min(layers_per_stage, m.num_moe_layers)
     n_dense = layers_per_stage - n_moe
-    quantised = layers_per_stage * attn + n_dense * dense + n_moe * moe
+    quantised = n_dense * dense + n_moe * moe
     bf16 = layers_per_stage * per_layer_norms + n_moe * router
+    if m.bf16_attention:  # the checkpoint keeps attention unquantised (gpt-oss)
+        bf16 += layers_per_stage * attn
+    else:
+        quantised += layers_per_stage * attn
     emb = m.embedding_params() / par.tp
     head = m.lm_head_params() / par.tp + m._norm_params(m.hidden_size)  # LM head + final norm (last stage)
     bf16 += (emb + head) if par.pp == 1 else max(emb, head)

@@ -439,6 +439,21 @@ _READERS: dict[str, Callable[[_Cfg], dict]] = {
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_READERS))
 
 
+def _attention_not_quantised(cfg: dict) -> bool:
+    """True when the checkpoint's quantisation leaves the attention projections unconverted:
+    `quantization_config.modules_to_not_convert` (transformers' name; some quantisers use
+    `ignore` / `ignored_layers`) names the layers' `self_attn` modules, as gpt-oss's MXFP4 release
+    does ("model.layers.*.self_attn")."""
+    q = cfg.get("quantization_config")
+    if not isinstance(q, dict):
+        return False
+    for key in ("modules_to_not_convert", "ignore", "ignored_layers"):
+        names = q.get(key)
+        if isinstance(names, (list, tuple)) and any(isinstance(n, str) and n.rstrip(".*").endswith("self_attn") for n in names):
+            return True
+    return False
+
+
 # ---------------------------------------------------------------------- public API
 def _default_name(cfg: dict, hf_id: str | None, model_type: str) -> str:
     for candidate in (hf_id, cfg.get("_name_or_path")):
@@ -464,6 +479,7 @@ def _build(cfg: Any, *, name: str | None, hf_id: str | None, aliases: Iterable[s
             hint=f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}",
         )
     fields = reader(_Cfg(cfg, origin, str(model_type)))
+    fields.setdefault("bf16_attention", _attention_not_quantised(cfg))
     try:
         return ModelSpec(
             name=name or _default_name(cfg, hf_id, str(model_type)),

@@ -82,6 +82,7 @@ class ModelSpec(BaseModel):
         (), description="per-layer attention kind; empty = all 'sliding' if sliding_window else all 'full'"
     )
     attention_sinks: bool = Field(False, description="gpt-oss learned per-head sink logits")
+    bf16_attention: bool = Field(False, description="the checkpoint keeps the attention projections in bf16 when the rest is quantised (quantization_config.modules_to_not_convert names self_attn, e.g. gpt-oss's MXFP4 checkpoints): q/k/v/o GEMMs then run in bf16 whatever weight dtype is asked for")
 
     num_mtp_layers: int = Field(0, ge=0, description="multi-token-prediction modules (not counted)")
 
