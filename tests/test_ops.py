@@ -290,6 +290,10 @@ def test_moe_ep2_routed_pairs_and_alltoall(mixtral):
     assert names == {"moe_dispatch", "moe_combine"}
     assert one(ops, "moe_combine").bytes == pytest.approx((T / 2) * k * 4096 * 2, rel=1e-12)
     assert "moe_allreduce" not in {o.name for o in ops}
+    # tp=2 inside each of 2 attention-DP ranks: the rank's two GPUs hold the same T/2 tokens and
+    # each dispatches half of them (sequence-parallel MoE)
+    ops = build_ops(mixtral, Parallel(tp=2, dp=2, ep=4), BF16, uniform_batch([T]))
+    assert one(ops, "moe_dispatch").bytes == pytest.approx((T / 2 / 2) * k * 4096 * 2, rel=1e-12)
 
 
 def test_moe_no_alltoall_without_ep(mixtral):

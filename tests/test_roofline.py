@@ -169,8 +169,9 @@ def comm_sources(tp, kernels=None):
 
 
 def test_tp16_uses_network():
+    # 16 GPUs span two 8-GPU NVLink domains: the hierarchical collective (NVLink inside, NICs across)
     srcs = comm_sources(16)
-    assert srcs and all(s.endswith(":network") for s in srcs), srcs
+    assert srcs and all(s.endswith(":nvlink+network") for s in srcs), srcs
 
 
 def test_tp8_uses_nvlink():
@@ -179,10 +180,14 @@ def test_tp8_uses_nvlink():
 
 
 def test_network_slower_than_nvlink(cm):
-    # same per-GPU message: 16 GPUs span two nodes and go through 50 GB/s NICs
+    # same per-GPU message: 16 GPUs span two nodes, and the share that crosses them goes through
+    # 50 GB/s NICs -- slower than inside one node, faster than a flat ring over the NICs
+    from llmsim.cost.roofline import collective_time_s
+    g = cm.gpu
     t8 = cm.cost(comm("c", "all_reduce", 1e8, 8, 1, "")).time_s
     t16 = cm.cost(comm("c", "all_reduce", 1e8, 16, 1, "")).time_s
-    assert t16 > 5 * t8
+    flat = collective_time_s("all_reduce", 1e8, 16, g.nic_bandwidth_gbps * 1e9, g.nic_latency_us * 1e-6, g.efficiency)
+    assert 1.3 * t8 < t16 < flat / 3
 
 
 # ------------------------------------------------------------------ hardware overrides
@@ -316,3 +321,29 @@ def test_fused_activation_quant_drops_the_quantisation_pass():
     op16 = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * 2 + m * k * 2 + m * n * 2, "bf16", (m, n, k))
     assert plain.cost(op16).total_s == fused.cost(op16).total_s and fused.cost(op16).source == "roofline"
     assert BACKENDS["trtllm"].fused_act_quant and not BACKENDS["vllm"].fused_act_quant and not BACKENDS["sglang"].fused_act_quant
+
+
+def test_hierarchical_collectives_send_only_cross_domain_traffic_over_nics():
+    from llmsim.cost.roofline import collective_time_s, hierarchical_collective_time_s
+    from llmsim.hardware import get_gpu
+    g = get_gpu("b200-sxm")
+    e = g.efficiency
+    S, d = 256e6, g.nvlink_domain_size
+    nvl, nvl_lat = g.nvlink_bandwidth_gbps * 1e9, g.nvlink_latency_us * 1e-6
+    nic, nic_lat = g.nic_bandwidth_gbps * 1e9, g.nic_latency_us * 1e-6
+    for coll in ("all_reduce", "all_gather", "reduce_scatter", "alltoall"):
+        flat = collective_time_s(coll, S, 2 * d, nic, nic_lat, e)
+        inside = collective_time_s(coll, S, d, nvl, nvl_lat, e)
+        hier = hierarchical_collective_time_s(coll, S, 2 * d, d, nvl, nvl_lat, nic, nic_lat, e)
+        assert inside < hier < flat, coll
+    # all-to-all over two 8-GPU nodes: half of each GPU's message crosses its NIC
+    a2a = hierarchical_collective_time_s("alltoall", S, 16, 8, nvl, nvl_lat, nic, nic_lat, e)
+    alpha = nic_lat * (1 + 4)
+    assert a2a == pytest.approx(0.7 * alpha + 0.5 * S / (nic * e.comm_bw_fraction), rel=1e-12)
+    # all-reduce: each NIC carries 2 (g - d) / (g d) S = S / 8 instead of a flat ring's 2 (g-1)/g S
+    ar = hierarchical_collective_time_s("all_reduce", S, 16, 8, nvl, nvl_lat, nic, nic_lat, e)
+    w_nvl, w_nic = nvl * e.comm_bw_fraction, nic * e.comm_bw_fraction
+    assert ar == pytest.approx(alpha + 2 * (7 / 8 * S / w_nvl + 8 / 128 * S / w_nic), rel=1e-12)
+    # inside one domain it is the flat NVLink collective
+    assert hierarchical_collective_time_s("all_reduce", S, 8, 8, nvl, nvl_lat, nic, nic_lat, e) == \
+        pytest.approx(collective_time_s("all_reduce", S, 8, nvl, nvl_lat, e))

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from ..hardware.spec import GPUSpec
+from ..hardware.spec import GB, GPUSpec
 from . import roofline as rf
 from .ops import Op, _pairs
 
@@ -190,7 +190,15 @@ class CostModel:
         source = "measured"
         if t is None and tc is None:
             source = "roofline"
-            t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
+            g = self.gpu
+            d = g.nvlink_domain_size
+            if tier == "network" and g.nvlink_bandwidth_gbps > 0 and 1 < d < group and group % d == 0:
+                # spans several NVLink domains: only the traffic leaving a domain crosses the NICs
+                t = float(rf.hierarchical_collective_time_s(collective, op.bytes, group, d, g.nvlink_bandwidth_gbps * GB,
+                                                            g.nvlink_latency_us * 1e-6, bw, lat, self.e))
+                tier = "nvlink+network"
+            else:
+                t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
             if custom:
                 tc = float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e))
         if tc is not None and (t is None or tc < t):

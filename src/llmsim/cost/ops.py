@@ -255,8 +255,12 @@ class OpBuilder:
         # in `moe_allreduce` (TRT-LLM, vLLM and SGLang use their all-to-all paths only with
         # attention DP).
         a2a = par.ep > 1 and par.dp > 1
+        # with tp > 1 inside each attention-DP rank, the rank's tp GPUs hold the same tokens and
+        # each dispatches a 1/tp slice (sequence-parallel MoE: vLLM's use_sequence_parallel_moe,
+        # SGLang's scattered DeepEP mode), so no token crosses the network twice
+        T_a2a = T / par.tp
         if a2a:
-            ops.append(comm("moe_dispatch", "alltoall", T * k * h * ab, par.gpus_per_stage, c, tag))
+            ops.append(comm("moe_dispatch", "alltoall", T_a2a * k * h * ab, par.gpus_per_stage, c, tag))
         width = m.moe_intermediate_size // par.moe_tp
         up = 2 * width if m.gated_mlp else width
         local_experts = E // par.ep
@@ -270,7 +274,7 @@ class OpBuilder:
             ops.append(Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag))
         ops.append(elementwise("moe_act", routed * (up + width) * ACT_BYTES, 4 * routed * width, c, tag))
         if a2a:
-            ops.append(comm("moe_combine", "alltoall", T * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
+            ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
         if m.num_shared_experts:
             sw = m.num_shared_experts * (m.shared_expert_intermediate_size or m.moe_intermediate_size) // par.tp
             ops += self._mlp("shared_expert", T, sw, c, tag)

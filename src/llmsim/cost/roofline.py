@@ -73,6 +73,9 @@ latency L (the tier is chosen by `GPUSpec.link`), message size S bytes:
                     t = 0.7 a(g) + (g-1)/g * S / (W e.comm_bw_fraction)
     send_recv       t = L + S / (W e.comm_bw_fraction)
     a(g) = L * (1 + log2 g)
+A group larger than one NVLink domain (e.g. 16 GPUs on two 8-GPU nodes) runs hierarchically:
+NVLink inside each domain, only the cross-domain share through the NICs
+(`hierarchical_collective_time_s`).
 
 Worked example (H100 SXM defaults: P16 = 989.4e12, B = 3.35e12, S = 132): a bf16 GEMM
 m = n = k = 4096 has tiles = 32 * 32 = 1024, splits = 1, waves = 8, so
@@ -288,6 +291,39 @@ def collective_time_s(collective: str, nbytes: Num, group: int, link_bw: float, 
         return 0.7 * alpha + frac * nbytes / bw
     if collective == "send_recv":
         return link_latency_s + nbytes / bw
+    raise ValueError(f"unknown collective {collective!r}")
+
+
+def hierarchical_collective_time_s(collective: str, nbytes: Num, group: int, domain: int, nvl_bw: float, nvl_latency_s: float,
+                                   nic_bw: float, nic_latency_s: float, e: Efficiency) -> Num:
+    """A collective over `group` GPUs spanning group / domain NVLink domains (nodes), each GPU
+    with its own scale-out NIC. Only the traffic that must leave a domain crosses the NICs:
+    all_reduce      t = a(g) + 2 [(d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic]
+                    (reduce-scatter inside the domain, the domains' 1/d shards reduced across
+                    them by d NICs in parallel, all-gather inside: NCCL's rings / trees move the
+                    same bytes)
+    all_gather, reduce_scatter
+                    t = 0.7 a(g) + (d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic
+    alltoall        t = 0.7 a(g) + max((d-1)/g S / W_nvl, (g-d)/g S / W_nic)
+                    (every GPU's share for the g-d remote peers crosses its own NIC, the rest
+                    goes over NVLink at the same time)
+    a(g) = L_nic (1 + log2 g); W = link bandwidth x e.comm_bw_fraction. A flat ring
+    (`collective_time_s` on the NIC) would send (g-1)/g S through every NIC."""
+    if group <= domain or domain <= 1:
+        return collective_time_s(collective, nbytes, group, nic_bw if group > domain else nvl_bw,
+                                 nic_latency_s if group > domain else nvl_latency_s, e)
+    w_nvl, w_nic = nvl_bw * e.comm_bw_fraction, nic_bw * e.comm_bw_fraction
+    alpha = nic_latency_s * (1.0 + math.log2(group))
+    inside = (domain - 1) / domain * nbytes / w_nvl
+    across = (group - domain) / (group * domain) * nbytes / w_nic
+    if collective == "all_reduce":
+        return alpha + 2.0 * (inside + across)
+    if collective in ("all_gather", "reduce_scatter"):
+        return 0.7 * alpha + inside + across
+    if collective == "alltoall":
+        return 0.7 * alpha + _max((domain - 1) / group * nbytes / w_nvl, (group - domain) / group * nbytes / w_nic)
+    if collective == "send_recv":
+        return nic_latency_s + nbytes / w_nic
     raise ValueError(f"unknown collective {collective!r}")
 
 
