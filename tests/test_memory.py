@@ -211,7 +211,7 @@ def test_runtime_overhead_default_is_one_gib(l8, h100):
 
 def test_bf16_attention_weights_counted_at_two_bytes():
     spec = get_model("gpt-oss-120b")
-    plain = spec.model_copy(update={"bf16_attention": False})
+    plain = spec.model_copy(update={"native_unquantized": ()})
     fp4 = Precision.make("fp4")
     extra = weights_bytes_per_gpu(spec, Parallel(tp=2), fp4) - weights_bytes_per_gpu(plain, Parallel(tp=2), fp4)
     # every layer's attention parameters (per GPU) go from fp4 (0.5 byte + block scales) to 2 bytes

@@ -590,15 +590,34 @@ def test_catalog_configs_load_as_user_files(tmp_path, path):
     assert spec.layer_groups == ref.layer_groups
 
 
-def test_bf16_attention_from_modules_to_not_convert():
+def test_native_quantisation_from_quantization_config():
     cfg = {"model_type": "gpt_oss", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
            "head_dim": 8, "num_hidden_layers": 2, "intermediate_size": 32, "num_local_experts": 4,
            "experts_per_token": 2, "vocab_size": 100, "sliding_window": 16}
-    assert not from_hf_config(cfg).bf16_attention  # no quantization_config: nothing kept apart
+    bare = from_hf_config(cfg)  # no quantization_config: nothing kept apart
+    assert (bare.native_weight_dtype, bare.native_unquantized) == ("", ())
+    assert not bare.bf16_part("attention", "fp4")
     q = {"quant_method": "mxfp4", "modules_to_not_convert": ["model.layers.*.self_attn", "lm_head"]}
-    assert from_hf_config({**cfg, "quantization_config": q}).bf16_attention
+    spec = from_hf_config({**cfg, "quantization_config": q})
+    assert (spec.native_weight_dtype, spec.native_unquantized) == ("fp4", ("attention",))
+    # the exclusions belong to the published format: another format is another checkpoint
+    assert spec.bf16_part("attention", "fp4") and not spec.bf16_part("attention", "fp8")
     only_head = {"quant_method": "fp8", "modules_to_not_convert": ["lm_head"]}
-    assert not from_hf_config({**cfg, "quantization_config": only_head}).bf16_attention
-    # the catalog's gpt-oss entries carry the published quantization_config; others quantise attention
-    assert get_model("gpt-oss-120b").bf16_attention and get_model("gpt-oss-20b").bf16_attention
-    assert not get_model("deepseek-v3").bf16_attention and not get_model("llama-3.1-70b").bf16_attention
+    assert from_hf_config({**cfg, "quantization_config": only_head}).native_unquantized == ()
+    # compressed-tensors W4A16 with an ignore list (Kimi-K2-Thinking / K2.5 style), inside text_config too
+    ct = {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {"num_bits": 4, "type": "int"}}},
+          "ignore": ["lm_head", "re:.*self_attn.*", "re:.*shared_experts.*", "re:.*mlp\\.(gate|up|gate_up|down)_proj.*"]}
+    ds = {"model_type": "deepseek_v3", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 4,
+          "num_hidden_layers": 2, "intermediate_size": 32, "vocab_size": 100, "q_lora_rank": 16, "kv_lora_rank": 16,
+          "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8, "n_routed_experts": 4,
+          "num_experts_per_tok": 2, "moe_intermediate_size": 16, "n_shared_experts": 1, "first_k_dense_replace": 1}
+    k = from_hf_config({**ds, "quantization_config": ct})
+    assert (k.native_weight_dtype, k.native_unquantized) == ("int4", ("attention", "shared_experts", "dense_mlp"))
+    wrapped = from_hf_config({"model_type": "kimi_k25", "text_config": {**ds, "model_type": "kimi_k2", "quantization_config": ct}})
+    assert wrapped.native_unquantized == k.native_unquantized
+    # the catalog carries the published configs: gpt-oss (MXFP4, bf16 attention), Kimi-K2.5 (INT4 routed experts)
+    assert get_model("gpt-oss-120b").bf16_part("attention", "fp4") and get_model("gpt-oss-20b").bf16_part("attention", "fp4")
+    kimi = get_model("kimi-k2.5")
+    assert all(kimi.bf16_part(p, "int4") for p in ("attention", "shared_experts", "dense_mlp"))
+    assert not kimi.bf16_part("attention", "fp4")  # NVFP4 is NVIDIA's re-quantisation, a different checkpoint
+    assert not get_model("deepseek-v3").bf16_part("attention", "fp8")

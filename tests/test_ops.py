@@ -407,6 +407,19 @@ def test_bf16_attention_projections_stay_bf16_under_fp4_weights():
     n = (spec.num_heads + 2 * spec.num_kv_heads) * d
     assert qkv.bytes >= n * h * 2  # 2-byte weights
     assert up.dtype != "bf16"  # the experts run on the requested low-precision weights
-    plain = spec.model_copy(update={"bf16_attention": False})
+    plain = spec.model_copy(update={"native_unquantized": ()})
     q4 = by_name(build_ops(plain, Parallel(), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4)), "qkv_proj")[0]
     assert q4.dtype != "bf16" and q4.bytes < qkv.bytes
+
+
+def test_kimi_int4_quantises_only_the_routed_experts():
+    spec = get_model("kimi-k2.5")
+    int4 = build_ops(spec, Parallel(tp=8), Precision(weight="int4", act="bf16", kv="bf16"), uniform_batch(decode_ctx=[512] * 4))
+    for name in ("q_b_proj", "o_proj", "shared_expert_up", "mlp_up"):
+        op = by_name(int4, name)[0]
+        assert op.dtype == "bf16" and not op.weight_only_quant, name
+    bf16 = build_ops(spec, Parallel(tp=8), Precision(weight="bf16", act="bf16", kv="bf16"), uniform_batch(decode_ctx=[512] * 4))
+    assert by_name(int4, "moe_experts_up")[0].bytes < 0.5 * by_name(bf16, "moe_experts_up")[0].bytes  # 4-bit experts
+    assert by_name(int4, "o_proj")[0].bytes == by_name(bf16, "o_proj")[0].bytes
+    fp4 = build_ops(spec, Parallel(tp=8), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
+    assert by_name(fp4, "o_proj")[0].dtype != "bf16"  # an NVFP4 checkpoint: quantised throughout

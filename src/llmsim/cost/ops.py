@@ -146,12 +146,16 @@ class OpBuilder:
         op.weight_only_quant = self.woq
         return op
 
-    def _ga(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
-        """An attention-projection GEMM: bf16 where the checkpoint leaves attention unquantised
-        (`ModelSpec.bf16_attention`, gpt-oss), else on the quantised weights like `_g`."""
-        if self.m.bf16_attention:
+    def _gp(self, part: str, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
+        """A GEMM of one model part ('attention', 'shared_experts', 'dense_mlp'): bf16 where the
+        served checkpoint leaves that part unquantised (`ModelSpec.bf16_part`: gpt-oss's
+        attention, Kimi-K2.5 INT4's attention / shared expert / dense MLP), else as `_g`."""
+        if self.m.bf16_part(part, self.prec.weight):
             return gemm(name, m, n, k, 2.0, 2.0, "bf16", count, tag)
         return self._g(name, m, n, k, count, tag)
+
+    def _ga(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
+        return self._gp("attention", name, m, n, k, count, tag)
 
     # ------------------------------------------------------------ attention
     def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
@@ -234,13 +238,13 @@ class OpBuilder:
         ops.append(elementwise("residual_add", 3 * T * h * ACT_BYTES, T * h, c, tag))
         return ops
 
-    def _mlp(self, name: str, T: float, width: int, c: int, tag: str) -> list[Op]:
+    def _mlp(self, name: str, T: float, width: int, c: int, tag: str, part: str = "dense_mlp") -> list[Op]:
         h = self.m.hidden_size
         up = 2 * width if self.m.gated_mlp else width
         return [
-            self._g(f"{name}_up", T, up, h, c, tag),
+            self._gp(part, f"{name}_up", T, up, h, c, tag),
             elementwise(f"{name}_act", T * (up + width) * ACT_BYTES, 4 * T * width, c, tag),
-            self._g(f"{name}_down", T, h, width, c, tag),
+            self._gp(part, f"{name}_down", T, h, width, c, tag),
         ]
 
     def _moe(self, batch: Batch, T: float, c: int, tag: str) -> list[Op]:
@@ -277,7 +281,7 @@ class OpBuilder:
             ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
         if m.num_shared_experts:
             sw = m.num_shared_experts * (m.shared_expert_intermediate_size or m.moe_intermediate_size) // par.tp
-            ops += self._mlp("shared_expert", T, sw, c, tag)
+            ops += self._mlp("shared_expert", T, sw, c, tag, part="shared_experts")
         if par.moe_tp > 1 or par.tp > 1:
             ops.append(comm("moe_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
         return ops

@@ -60,20 +60,24 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     per_layer_norms = 2 * m._norm_params(m.hidden_size)
     dense = m.dense_mlp_params() / par.tp
     moe = 0.0
+    shared = 0.0
     router = 0.0
     if m.is_moe:
-        moe = (m.num_experts / par.ep) * m.expert_params() / par.moe_tp + m.shared_expert_params() / par.tp
+        moe = (m.num_experts / par.ep) * m.expert_params() / par.moe_tp
+        shared = m.shared_expert_params() / par.tp
         router = m.router_params()
     layers_per_stage = math.ceil(m.num_layers / par.pp)
     # the densest stage: dense layers come first, so take the worst mix for this stage size
     n_moe = min(layers_per_stage, m.num_moe_layers)
     n_dense = layers_per_stage - n_moe
-    quantised = n_dense * dense + n_moe * moe
+    quantised = n_moe * moe
     bf16 = layers_per_stage * per_layer_norms + n_moe * router
-    if m.bf16_attention:  # the checkpoint keeps attention unquantised (gpt-oss)
-        bf16 += layers_per_stage * attn
-    else:
-        quantised += layers_per_stage * attn
+    # parts the served checkpoint leaves in bf16 (gpt-oss attention; Kimi-K2.5 INT4: all but the routed experts)
+    for part, params in (("attention", layers_per_stage * attn), ("dense_mlp", n_dense * dense), ("shared_experts", n_moe * shared)):
+        if m.bf16_part(part, prec.weight):
+            bf16 += params
+        else:
+            quantised += params
     emb = m.embedding_params() / par.tp
     head = m.lm_head_params() / par.tp + m._norm_params(m.hidden_size)  # LM head + final norm (last stage)
     bf16 += (emb + head) if par.pp == 1 else max(emb, head)

@@ -439,19 +439,46 @@ _READERS: dict[str, Callable[[_Cfg], dict]] = {
 SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(_READERS))
 
 
-def _attention_not_quantised(cfg: dict) -> bool:
-    """True when the checkpoint's quantisation leaves the attention projections unconverted:
-    `quantization_config.modules_to_not_convert` (transformers' name; some quantisers use
-    `ignore` / `ignored_layers`) names the layers' `self_attn` modules, as gpt-oss's MXFP4 release
-    does ("model.layers.*.self_attn")."""
+def _native_quantisation(cfg: dict) -> dict:
+    """The published checkpoint's quantisation, from `quantization_config` (top level, or the
+    language model's `text_config`): its weight format (mxfp4 -> 'fp4'; fp8; compressed-tensors
+    by bits and type; ModelOpt's quant_algo) and the parts it leaves in bf16, read from the
+    exclusion list (`modules_to_not_convert`, compressed-tensors' `ignore`, `ignored_layers`,
+    ModelOpt's `exclude_modules`): self_attn -> attention, shared_expert(s) -> shared_experts,
+    the dense MLP's gate/up/down projections -> dense_mlp."""
     q = cfg.get("quantization_config")
+    if not isinstance(q, dict) and isinstance(cfg.get("text_config"), dict):
+        q = cfg["text_config"].get("quantization_config")
     if not isinstance(q, dict):
-        return False
-    for key in ("modules_to_not_convert", "ignore", "ignored_layers"):
-        names = q.get(key)
-        if isinstance(names, (list, tuple)) and any(isinstance(n, str) and n.rstrip(".*").endswith("self_attn") for n in names):
-            return True
-    return False
+        return {}
+    method = str(q.get("quant_method", "")).lower()
+    dtype = ""
+    if method == "mxfp4":
+        dtype = "fp4"
+    elif method == "fp8":
+        dtype = "fp8"
+    elif method == "modelopt":
+        dtype = {"nvfp4": "fp4", "fp8": "fp8"}.get(str(q.get("quant_algo", "")).lower(), "")
+    elif method == "compressed-tensors":
+        for group in (q.get("config_groups") or {}).values():
+            w = group.get("weights") if isinstance(group, dict) else None
+            if isinstance(w, dict):
+                bits, kind = w.get("num_bits"), str(w.get("type", "int"))
+                dtype = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}.get((bits, kind), "")
+                break
+    names: list[str] = []
+    for key in ("modules_to_not_convert", "ignore", "ignored_layers", "exclude_modules"):
+        v = q.get(key)
+        if isinstance(v, (list, tuple)):
+            names += [str(n) for n in v]
+    parts = []
+    if any("self_attn" in n for n in names):
+        parts.append("attention")
+    if any("shared_expert" in n for n in names):
+        parts.append("shared_experts")
+    if any("mlp" in n and ("gate_proj" in n or "up_proj" in n or "down_proj" in n or "(gate|up" in n) for n in names):
+        parts.append("dense_mlp")
+    return {"native_weight_dtype": dtype, "native_unquantized": tuple(parts)}
 
 
 # ---------------------------------------------------------------------- public API
@@ -479,7 +506,8 @@ def _build(cfg: Any, *, name: str | None, hf_id: str | None, aliases: Iterable[s
             hint=f"supported model types: {', '.join(SUPPORTED_MODEL_TYPES)}",
         )
     fields = reader(_Cfg(cfg, origin, str(model_type)))
-    fields.setdefault("bf16_attention", _attention_not_quantised(cfg))
+    for k, v in _native_quantisation(cfg).items():
+        fields.setdefault(k, v)
     try:
         return ModelSpec(
             name=name or _default_name(cfg, hf_id, str(model_type)),

@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..dtypes import canonical as _canonical_dtype
 from ..errors import LlmsimError
 
 
@@ -82,7 +83,12 @@ class ModelSpec(BaseModel):
         (), description="per-layer attention kind; empty = all 'sliding' if sliding_window else all 'full'"
     )
     attention_sinks: bool = Field(False, description="gpt-oss learned per-head sink logits")
-    bf16_attention: bool = Field(False, description="the checkpoint keeps the attention projections in bf16 when the rest is quantised (quantization_config.modules_to_not_convert names self_attn, e.g. gpt-oss's MXFP4 checkpoints): q/k/v/o GEMMs then run in bf16 whatever weight dtype is asked for")
+    native_weight_dtype: str = Field("", description="weight format of the model's published quantised checkpoint "
+                                     "('fp4', 'int4', 'fp8', ...; '' = none / unknown), from its quantization_config")
+    native_unquantized: tuple[Literal["attention", "shared_experts", "dense_mlp"], ...] = Field(
+        (), description="parts that published checkpoint leaves in bf16 (quantization_config modules_to_not_convert / "
+                        "ignore): gpt-oss's MXFP4 release keeps attention in bf16, Kimi-K2.5's INT4 release quantises "
+                        "only the routed experts")
 
     num_mtp_layers: int = Field(0, ge=0, description="multi-token-prediction modules (not counted)")
 
@@ -104,6 +110,14 @@ class ModelSpec(BaseModel):
         if self.num_dense_layers and self.intermediate_size <= 0:
             raise LlmsimError(f"model {self.name}: dense layers need intermediate_size > 0")
         return self
+
+    def bf16_part(self, part: str, weight_dtype: str) -> bool:
+        """Whether `part` ('attention', 'shared_experts', 'dense_mlp') runs on bf16 weights when
+        serving at `weight_dtype`: the published checkpoint's exclusions apply when that
+        checkpoint's own format is served (another format is another checkpoint, quantised
+        throughout unless told otherwise)."""
+        return part in self.native_unquantized and bool(self.native_weight_dtype) and \
+            _canonical_dtype(weight_dtype) == self.native_weight_dtype
 
     # ------------------------------------------------------------------ structure
     @property
