@@ -423,3 +423,13 @@ def test_kimi_int4_quantises_only_the_routed_experts():
     assert by_name(int4, "o_proj")[0].bytes == by_name(bf16, "o_proj")[0].bytes
     fp4 = build_ops(spec, Parallel(tp=8), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
     assert by_name(fp4, "o_proj")[0].dtype != "bf16"  # an NVFP4 checkpoint: quantised throughout
+
+
+def test_mla_absorbed_gemms_run_bf16_whatever_the_weight_format():
+    # the engines split W_UK / W_UV out of kv_b_proj at load time and keep them in bf16
+    spec = get_model("deepseek-v3")
+    ops = build_ops(spec, Parallel(tp=8), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
+    for name in ("mla_q_absorb", "mla_v_absorb"):
+        op = by_name(ops, name)[0]
+        assert op.dtype == "bf16" and not op.weight_only_quant, name
+    assert by_name(ops, "q_b_proj")[0].dtype != "bf16"  # the checkpoint's own projections stay quantised

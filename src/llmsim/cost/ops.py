@@ -213,9 +213,12 @@ class OpBuilder:
                 ctx = sum(p + q for q, p in batch.prefill) * dp_share
                 ops.append(self._ga("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, c, tag))
             if batch.decode_ctx:  # weight absorption: q_nope -> latent, latent -> v, per head
+                # batched per-head GEMMs on the absorbed W_UK / W_UV, which the engines split out
+                # of kv_b_proj at load time and keep in the activation dtype (bf16): no
+                # quantised weights, no activation-quantisation pass
                 nd = batch.num_decode_tokens * dp_share
-                ops.append(self._ga("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, c, tag))
-                ops.append(self._ga("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, c, tag))
+                ops.append(gemm("mla_q_absorb", nd * nh, m.kv_lora_rank, m.qk_nope_head_dim, 2.0, 2.0, "bf16", c, tag))
+                ops.append(gemm("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, 2.0, 2.0, "bf16", c, tag))
             ops.append(elementwise("rope", 2 * T * (nh * m.qk_rope_head_dim + m.qk_rope_head_dim) * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
             ops.append(self._ga("o_proj", T, h, nh * m.v_head_dim, c, tag))
