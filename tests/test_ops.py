@@ -7,6 +7,7 @@ from the code's own output.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 
 import pytest
@@ -433,3 +434,19 @@ def test_mla_absorbed_gemms_run_bf16_whatever_the_weight_format():
         op = by_name(ops, name)[0]
         assert op.dtype == "bf16" and not op.weight_only_quant, name
     assert by_name(ops, "q_b_proj")[0].dtype != "bf16"  # the checkpoint's own projections stay quantised
+
+
+def test_fp4_moe_quantises_its_intermediate_inside_the_fused_kernel():
+    from llmsim.cost.model import CostModel
+    from llmsim.hardware import get_gpu
+    spec = get_model("gpt-oss-120b")
+    batch = uniform_batch(decode_ctx=[512] * 32)
+    fp4 = build_ops(spec, Parallel(), Precision(weight="fp4", act="fp8", kv="fp8"), batch)
+    up, down = by_name(fp4, "moe_experts_up")[0], by_name(fp4, "moe_experts_down")[0]
+    assert down.fused_quant and not up.fused_quant  # the input is still quantised by its own pass
+    fp8 = build_ops(spec, Parallel(), Precision(weight="fp8", act="fp8", kv="fp8"), batch)
+    assert not by_name(fp8, "moe_experts_down")[0].fused_quant  # fp8 MoE: separate passes (Triton fused_moe)
+    cm = CostModel(get_gpu("b200-sxm"), None, framework="vllm")
+    unfused = dataclasses.replace(down, fused_quant=False)
+    assert cm.cost(down).time_s < cm.cost(unfused).time_s
+    assert cm.cost(down).source == "roofline-fused-quant"

@@ -76,8 +76,8 @@ class CostModel:
         self.allreduce = allreduce
         self.fused_act_quant = bool(fused_act_quant)
         self.e = gpu.efficiency
-        self._e_gemm = self.e if not fused_act_quant else self.e.model_copy(
-            update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
+        self._e_fused = self.e.model_copy(update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
+        self._e_gemm = self._e_fused if fused_act_quant else self.e
         self.bw = gpu.memory_bandwidth_bytes_per_s
         self._peak: dict[str, float] = {}
         self._cache: dict[tuple, tuple[float, str, str, float]] = {}
@@ -95,7 +95,7 @@ class CostModel:
 
     # ---------------------------------------------------------------- public
     def cost(self, op: Op) -> OpCost:
-        key = (op.kind, op.dtype, op.weight_only_quant, op.shape, op.bytes, op.flops)
+        key = (op.kind, op.dtype, op.weight_only_quant, op.fused_quant, op.shape, op.bytes, op.flops)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._cost(op)
@@ -133,7 +133,7 @@ class CostModel:
         if t is None:
             t = self._roofline(op)
             # '-fused-quant': a low-precision GEMM without the separate activation-quantisation pass
-            fused = self.fused_act_quant and op.kind in ("gemm", "moe_gemm") and op.dtype not in rf.WIDE_DTYPES
+            fused = (self.fused_act_quant or op.fused_quant) and op.kind in ("gemm", "moe_gemm") and op.dtype not in rf.WIDE_DTYPES
             source = "roofline-fused-quant" if fused else "roofline"
         t_c, t_m = self._ideal(op)
         bound, eff = self._classify(t, t_c, t_m)
@@ -142,7 +142,7 @@ class CostModel:
     def _roofline(self, op: Op) -> float:
         e, g = self.e, self.gpu
         if op.kind in ("gemm", "moe_gemm"):
-            e = self._e_gemm
+            e = self._e_gemm if not op.fused_quant else self._e_fused
         if op.kind == "gemm":
             m, n, k = op.shape
             return float(rf.gemm_time_s(float(m), float(n), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))

@@ -48,6 +48,7 @@ class Op:
     shape: tuple = ()
     layer_group: str = ""
     weight_only_quant: str = ""  # int8/int4 weights dequantised to bf16 inside the GEMM (no measured table)
+    fused_quant: bool = False  # its low-precision input is quantised inside the previous kernel, in every engine
 
 
 @dataclass
@@ -278,7 +279,12 @@ class OpBuilder:
         for name, n_, k_ in (("moe_experts_up", up, h), ("moe_experts_down", h, width)):
             flops = 2.0 * routed * n_ * k_
             nbytes = active * n_ * k_ * wb + routed * (k_ * ab + n_ * ACT_BYTES)
-            ops.append(Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag))
+            op = Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag)
+            # fp4 experts run in a fused MoE kernel (FlashInfer / CUTLASS / TRT-LLM-gen in every
+            # engine) that quantises the intermediate activation in its SwiGLU epilogue: only the
+            # input is quantised by a separate pass
+            op.fused_quant = name == "moe_experts_down" and self.prec.weight == "fp4"
+            ops.append(op)
         ops.append(elementwise("moe_act", routed * (up + width) * ACT_BYTES, 4 * routed * width, c, tag))
         if a2a:
             ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
