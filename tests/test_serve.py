@@ -229,6 +229,35 @@ def test_per_sequence_host_time_scales_with_the_batch_per_dp_rank():
     assert on - off == pytest.approx(32 * 15e-3, rel=0.25)  # ~32 running sequences x 15 us, in ms
 
 
+def test_attention_dp_iteration_is_as_long_as_its_busiest_rank():
+    from llmsim.cost.model import CostModel
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models import get_model
+    from llmsim.serving.steptime import StepTimeModel
+
+    spec, cm, prec = get_model("mixtral-8x7b"), CostModel(get_gpu("h100-sxm"), None), Precision.make("fp8")
+    one = StepTimeModel(spec, Parallel(tp=1, dp=1, ep=1), prec, cm)
+    four = StepTimeModel(spec, Parallel(tp=1, dp=4, ep=4), prec, cm)
+    # 2048 prompt tokens as one chunk (one rank does all its attention-side work) vs four chunks
+    # of 512 (one per rank): same tokens through the experts, 4x the work on the busiest rank
+    whole = four.iteration([(2048, 0)], 0, 0, 1)
+    spread = four.iteration([(512, 0)] * 4, 0, 0, 4)
+    ratio_dp1 = one.iteration([(2048, 0)], 0, 0, 1) / one.iteration([(512, 0)] * 4, 0, 0, 4)
+    assert whole / spread > 1.5 * ratio_dp1
+    # five chunks on four ranks: the two smallest share a rank, the largest alone sets the time
+    # (the experts still see all 1,728 tokens)
+    five = four.iteration([(1024, 0), (256, 0), (256, 0), (128, 0), (64, 0)], 0, 0, 5)
+    assert five == pytest.approx(four.iteration([(1024, 0), (256, 0), (256, 0), (192, 0)], 0, 0, 5), rel=1e-9)
+    assert four.iteration([(1024, 0), (704, 0)], 0, 0, 5) == pytest.approx(five, rel=1e-9)  # nor does a busier second rank
+    assert four.iteration([(1152, 0), (576, 0)], 0, 0, 5) > five  # a busier busiest rank does
+    # decodes spread evenly: 5 sequences on 4 ranks -> 2 on the busiest
+    assert four.decode_step(5, 5000) == pytest.approx(four.iteration([], 5, 5000, 5))
+    assert four.decode_step(5, 5000) > four.decode_step(4, 4000)
+    # decode-only stretches use the same step
+    assert four.decode_run(8, 8000, 3) == pytest.approx(sum(four.decode_step(8, 8000 + 8 * i) for i in range(3)), rel=1e-3)
+
+
 def test_moe_with_attention_dp_and_ep():
     wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
     res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)

@@ -11,6 +11,11 @@ An engine iteration's time splits into parts that depend on different aspects of
   latent decompression.
 - decode_attention(n, C): n decode tokens whose contexts sum to C (incl. MLA absorption).
 
+With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
+chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
+are spread evenly (ceil(n / dp) on the busiest), and only the routed experts see the tokens of
+all ranks (`_iteration_dp`).
+
 Each part is computed by `llmsim.cost` (the same operators and measured/roofline times as
 `llmsim estimate`) on first use and cached. body(T) is evaluated exactly for T ≤ 512 and on
 a geometric grid (ratio 1.03) above, linearly interpolated between grid points.
@@ -34,6 +39,9 @@ from ..models.spec import ModelSpec
 
 _ATTN_NAMES = frozenset({"attn_prefill", "attn_decode", "kv_b_proj", "mla_q_absorb", "mla_v_absorb"})
 _HEAD_NAMES = frozenset({"final_norm", "lm_head", "logits_allgather"})
+# with attention DP, the routed-expert work is spread over the EP group whatever rank the tokens
+# came from; every other operator runs on one attention-DP rank's own tokens
+_GLOBAL_NAMES = frozenset({"moe_experts_up", "moe_experts_down", "moe_act"})
 _EXACT_T = 512
 _GRID_RATIO = 1.03
 _DEC_SLOTS = 1 << 23  # decode-attention memo entries (8 bytes each) kept at most
@@ -128,6 +136,15 @@ class StepTimeModel:
         self._dec_slots = 0
         self._pre_interp = _Bilinear(self._pre_exact, (32, 1.1), (32, 1.1))
         self._dec_interp = _Bilinear(self._dec_exact, (16, 1.1), (64, 1.05))
+        # attention DP (dp > 1): the busiest rank sets the iteration time (`_iteration_dp`)
+        self._dp = max(par.dp, 1)
+        self._rank: dict[int, float] = {}
+        self._glob: dict[int, float] = {}
+        self._rank_memo: dict[int, float] = {}
+        self._glob_memo: dict[int, float] = {}
+        self._pre1: dict[tuple[int, int], float] = {}
+        self._pre1_memo: dict[int, float] = {}
+        self._pre1_interp = _Bilinear(self._pre1_exact, (32, 1.1), (32, 1.1))
 
     # ------------------------------------------------------------------ parts
     def _sum(self, batch: Batch, keep) -> float:
@@ -220,9 +237,87 @@ class StepTimeModel:
             self._dec_slots += grow
         row[c] = v
 
+    # ------------------------------------------------------------------ attention DP
+    # With dp > 1 attention-DP ranks each run their own requests, and every layer's MoE
+    # all-to-all makes them wait for each other: the iteration takes as long as the busiest
+    # rank. A prefill chunk runs on one rank (its attention and dense operators are not split
+    # dp ways); decodes are spread evenly (the engines balance requests across ranks); the
+    # routed experts see the tokens of all ranks, spread over the EP group.
+    def _interp(self, memo: dict, exact, x: int) -> float:
+        v = memo.get(x)
+        if v is None:
+            lo, hi, w = _grid(x, _EXACT_T, _GRID_RATIO)
+            t_lo = exact(lo)
+            v = t_lo if w == 0.0 else t_lo + (exact(hi) - t_lo) * w
+            _remember(memo, x, v)
+        return v
+
+    def _rank_exact(self, Tr: int) -> float:
+        """Per-rank operators (everything but the routed experts, attention and head) of a rank holding Tr tokens."""
+        t = self._rank.get(Tr)
+        if t is None:
+            skip = _ATTN_NAMES | _HEAD_NAMES | _GLOBAL_NAMES
+            t = self._rank[Tr] = self._sum(Batch([(Tr * self._dp, 0)], []), lambda n: n not in skip)
+        return t
+
+    def _glob_exact(self, T: int) -> float:
+        """Routed-expert operators of an iteration with T tokens over all ranks."""
+        t = self._glob.get(T)
+        if t is None:
+            t = self._glob[T] = self._sum(Batch([(T, 0)], []), lambda n: n in _GLOBAL_NAMES)
+        return t
+
+    def _pre1_exact(self, q: int, p: int) -> float:
+        """Attention operators of one prefill chunk run whole on one rank."""
+        key = (q, p)
+        t = self._pre1.get(key)
+        if t is None:
+            t = self._pre1[key] = self._attn_sum(Batch([(q, p)] * self._dp, []))
+        return t
+
+    def prefill_attention_one_rank(self, q: int, past: int) -> float:
+        key = past << 32 | q
+        v = self._pre1_memo.get(key)
+        if v is None:
+            v = self._pre1_interp(q, past)
+            _remember(self._pre1_memo, key, v)
+        return v
+
+    def _iteration_dp(self, chunks, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
+        dp = self._dp
+        dec_rank = -(-n_decode // dp)  # decodes on the busiest rank
+        T = n_decode
+        for q, _p in chunks:
+            T += q
+        if len(chunks) == 1:
+            busiest = chunks
+            chunk_tokens = chunks[0][0]
+        elif chunks:  # largest chunks first, each onto the least-loaded rank
+            loads = [0] * dp
+            members: list[list[tuple[int, int]]] = [[] for _ in range(dp)]
+            for q, p in sorted(chunks, reverse=True):
+                i = loads.index(min(loads))
+                loads[i] += q
+                members[i].append((q, p))
+            j = loads.index(max(loads))
+            busiest, chunk_tokens = members[j], loads[j]
+        else:
+            busiest, chunk_tokens = (), 0
+        t = self._interp(self._rank_memo, self._rank_exact, dec_rank + chunk_tokens)
+        t += self._interp(self._glob_memo, self._glob_exact, T)
+        for q, p in busiest:
+            t += self.prefill_attention_one_rank(q, p)
+        h = self._head.get(sampling_rows)
+        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
+        if n_decode:
+            t += self.decode_attention(n_decode, decode_ctx_sum)
+        return t
+
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """Seconds for one iteration: prefill `chunks` (new, cached) + n_decode decode tokens."""
+        if self._dp > 1:
+            return self._iteration_dp(chunks, n_decode, decode_ctx_sum, sampling_rows)
         if len(chunks) == 1:
             q, p = chunks[0]
             return self.one_chunk(q, p, n_decode, decode_ctx_sum, sampling_rows)
@@ -244,6 +339,8 @@ class StepTimeModel:
 
     def one_chunk(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """`iteration` with one prefill chunk: q new tokens after p cached."""
+        if self._dp > 1:
+            return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)
         T = n_decode + q
         body = self._body_memo.get(T)
         if body is None:
@@ -260,6 +357,8 @@ class StepTimeModel:
 
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
+        if self._dp > 1:
+            return self._iteration_dp((), n, ctx_sum, n)
         body = self._body_memo.get(n)
         if body is None:
             body = self.body(n)
