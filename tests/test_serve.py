@@ -423,3 +423,14 @@ def test_decode_attention_table_matches_interpolation(monkeypatch):
         assert st.decode_attention(n, ctx_sum) == want  # now from the table
         assert st._dec_slots <= 5000
     assert st.decode_attention(3, 10**7) == st._dec_interp(3, round(10**7 / 3))  # a row too long to keep
+
+
+def test_handoff_to_a_decode_worker_mid_run_joins_at_its_next_boundary():
+    # regression: a decode worker in a long closed-form decode run missed a KV hand-off routed to
+    # it by another engine's step (the run was bounded by the next *arrival* only) and admitted it
+    # only at its next completion -- seconds later. Every request's TTFT must stay near one
+    # prefill plus a decode step.
+    wl = make_workload(num_requests=30, isl=1000, osl=400, concurrency=3, seed=0)
+    d = dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm", workers=2), first_token_from="decode")
+    ttft = simulate(d, wl).per_request()["ttft_ms"]
+    assert ttft.max() < 4 * np.median(ttft)  # the bug: ~80x

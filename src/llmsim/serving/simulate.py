@@ -392,7 +392,10 @@ def simulate(
             horizon = active[0][0] if active and active[0][0] < t_next else t_next
             if sink is not None:
                 sink.now = t  # completions reported from here on finish at or after t
-            end = e.step(t, t_next, horizon)
+            # bounded by the horizon, not just the next arrival: another engine's step can route a
+            # request here (a closed-loop client's next prompt, a KV hand-off), which must join
+            # at this engine's first iteration boundary after it
+            end = e.step(t, horizon, horizon)
             if end <= t:  # blocked until something arrives or finishes elsewhere
                 is_active[eid] = False
                 break
