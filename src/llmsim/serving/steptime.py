@@ -72,6 +72,16 @@ def _remember(memo: dict, key, value, limit: int = _MEMO_ENTRIES) -> None:
     memo[key] = value
 
 
+def _memo2(memo: dict, interp, q: int, past: int) -> float:
+    """interp(q, past), remembered under the int past << 32 | q."""
+    key = past << 32 | q
+    v = memo.get(key)
+    if v is None:
+        v = interp(q, past)
+        _remember(memo, key, v)
+    return v
+
+
 class _Bilinear:
     """f(x, y) interpolated bilinearly between the grid points bracketing x and y (`_grid`).
 
@@ -157,13 +167,7 @@ class StepTimeModel:
         return t
 
     def body(self, T: int) -> float:
-        v = self._body_memo.get(T)
-        if v is None:
-            lo, hi, w = _grid(T, _EXACT_T, _GRID_RATIO)
-            t_lo = self._body_exact(lo)
-            v = t_lo if w == 0.0 else t_lo + (self._body_exact(hi) - t_lo) * w
-            _remember(self._body_memo, T, v)
-        return v
+        return self._interp(self._body_memo, self._body_exact, T)
 
     def head(self, rows: int) -> float:
         t = self._head.get(rows)
@@ -187,12 +191,7 @@ class StepTimeModel:
 
     def prefill_attention(self, q: int, past: int) -> float:
         """Bilinear on a grid: chunk and cached lengths exact up to 32, then ratio 1.1."""
-        key = past << 32 | q
-        v = self._pre_memo.get(key)
-        if v is None:
-            v = self._pre_interp(q, past)
-            _remember(self._pre_memo, key, v)
-        return v
+        return _memo2(self._pre_memo, self._pre_interp, q, past)
 
     def _dec_exact(self, n: int, c: int) -> float:
         key = (n, c)
@@ -276,12 +275,7 @@ class StepTimeModel:
         return t
 
     def prefill_attention_one_rank(self, q: int, past: int) -> float:
-        key = past << 32 | q
-        v = self._pre1_memo.get(key)
-        if v is None:
-            v = self._pre1_interp(q, past)
-            _remember(self._pre1_memo, key, v)
-        return v
+        return _memo2(self._pre1_memo, self._pre1_interp, q, past)
 
     def _iteration_dp(self, chunks, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         dp = self._dp
@@ -307,8 +301,12 @@ class StepTimeModel:
         t += self._interp(self._glob_memo, self._glob_exact, T)
         for q, p in busiest:
             t += self.prefill_attention_one_rank(q, p)
+        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+
+    def _tail(self, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
+        """LM head of the sampled rows, host time and decode attention: the parts every iteration adds."""
         h = self._head.get(sampling_rows)
-        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
+        t = (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
@@ -327,11 +325,7 @@ class StepTimeModel:
         t = self.body(T)
         for q, p in chunks:
             t += self.prefill_attention(q, p)
-        h = self._head.get(sampling_rows)
-        t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
-        if n_decode:
-            t += self.decode_attention(n_decode, decode_ctx_sum)
-        return t
+        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
 
     # The two calls below are the simulator's innermost code (a few per simulated request), so
     # they look up the memos of `body`, `prefill_attention` and `head` themselves and fall back
