@@ -76,8 +76,8 @@ class CostModel:
         self.allreduce = allreduce
         self.fused_act_quant = bool(fused_act_quant)
         self.e = gpu.efficiency
+        # efficiency of a low-precision GEMM whose activation quantisation is fused upstream
         self._e_fused = self.e.model_copy(update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
-        self._e_gemm = self._e_fused if fused_act_quant else self.e
         self.bw = gpu.memory_bandwidth_bytes_per_s
         self._peak: dict[str, float] = {}
         self._cache: dict[tuple, tuple[float, str, str, float]] = {}
@@ -133,16 +133,19 @@ class CostModel:
         if t is None:
             t = self._roofline(op)
             # '-fused-quant': a low-precision GEMM without the separate activation-quantisation pass
-            fused = (self.fused_act_quant or op.fused_quant) and op.kind in ("gemm", "moe_gemm") and op.dtype not in rf.WIDE_DTYPES
-            source = "roofline-fused-quant" if fused else "roofline"
+            source = "roofline-fused-quant" if self._fused(op) and op.dtype not in rf.WIDE_DTYPES else "roofline"
         t_c, t_m = self._ideal(op)
         bound, eff = self._classify(t, t_c, t_m)
         return t, bound, source, eff
 
+    def _fused(self, op: Op) -> bool:
+        """Whether a GEMM's activation quantisation happens inside the previous kernel (the
+        engine fuses it everywhere, or this op's kernel does)."""
+        return op.kind in ("gemm", "moe_gemm") and (self.fused_act_quant or op.fused_quant)
+
     def _roofline(self, op: Op) -> float:
-        e, g = self.e, self.gpu
-        if op.kind in ("gemm", "moe_gemm"):
-            e = self._e_gemm if not op.fused_quant else self._e_fused
+        g = self.gpu
+        e = self._e_fused if self._fused(op) else self.e
         if op.kind == "gemm":
             m, n, k = op.shape
             return float(rf.gemm_time_s(float(m), float(n), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))

@@ -297,7 +297,9 @@ class Engine:
         """Run the next iteration (or closed-form run of decode iterations) starting at `now`;
         returns its end time. Completions are reported through the callbacks at that time.
 
-        `horizon`: the event loop guarantees nothing else happens before it (no arrival, no
+        `next_arrival`: the earliest time a request could be added to this engine -- the next
+        arrival or hand-off, or another engine's next step, which may route one here; a decode
+        run stops at the first iteration boundary after it. `horizon`: the event loop guarantees nothing else happens before it (no arrival, no
         other engine's step). Until then a prompt's full-budget chunks run on into its last
         chunk, and that into the decode runs after it, as one macro step: the same iterations,
         each scheduled as the event loop would have scheduled it (see `_quiet`).

@@ -72,6 +72,17 @@ def _remember(memo: dict, key, value, limit: int = _MEMO_ENTRIES) -> None:
     memo[key] = value
 
 
+def _memo1(memo: dict, exact, x: int) -> float:
+    """exact(x) interpolated linearly on the `_grid` (exact up to _EXACT_T, ratio _GRID_RATIO), remembered under x."""
+    v = memo.get(x)
+    if v is None:
+        lo, hi, w = _grid(x, _EXACT_T, _GRID_RATIO)
+        t_lo = exact(lo)
+        v = t_lo if w == 0.0 else t_lo + (exact(hi) - t_lo) * w
+        _remember(memo, x, v)
+    return v
+
+
 def _memo2(memo: dict, interp, q: int, past: int) -> float:
     """interp(q, past), remembered under the int past << 32 | q."""
     key = past << 32 | q
@@ -155,6 +166,10 @@ class StepTimeModel:
         self._pre1: dict[tuple[int, int], float] = {}
         self._pre1_memo: dict[int, float] = {}
         self._pre1_interp = _Bilinear(self._pre1_exact, (32, 1.1), (32, 1.1))
+        if self._dp > 1:  # chosen once here, so the dp = 1 hot paths below carry no check
+            self.iteration = self._iteration_dp
+            self.one_chunk = self._one_chunk_dp
+            self.decode_step = self._decode_step_dp
 
     # ------------------------------------------------------------------ parts
     def _sum(self, batch: Batch, keep) -> float:
@@ -167,7 +182,7 @@ class StepTimeModel:
         return t
 
     def body(self, T: int) -> float:
-        return self._interp(self._body_memo, self._body_exact, T)
+        return _memo1(self._body_memo, self._body_exact, T)
 
     def head(self, rows: int) -> float:
         t = self._head.get(rows)
@@ -242,15 +257,6 @@ class StepTimeModel:
     # rank. A prefill chunk runs on one rank (its attention and dense operators are not split
     # dp ways); decodes are spread evenly (the engines balance requests across ranks); the
     # routed experts see the tokens of all ranks, spread over the EP group.
-    def _interp(self, memo: dict, exact, x: int) -> float:
-        v = memo.get(x)
-        if v is None:
-            lo, hi, w = _grid(x, _EXACT_T, _GRID_RATIO)
-            t_lo = exact(lo)
-            v = t_lo if w == 0.0 else t_lo + (exact(hi) - t_lo) * w
-            _remember(memo, x, v)
-        return v
-
     def _rank_exact(self, Tr: int) -> float:
         """Per-rank operators (everything but the routed experts, attention and head) of a rank holding Tr tokens."""
         t = self._rank.get(Tr)
@@ -297,11 +303,17 @@ class StepTimeModel:
             busiest, chunk_tokens = members[j], loads[j]
         else:
             busiest, chunk_tokens = (), 0
-        t = self._interp(self._rank_memo, self._rank_exact, dec_rank + chunk_tokens)
-        t += self._interp(self._glob_memo, self._glob_exact, T)
+        t = _memo1(self._rank_memo, self._rank_exact, dec_rank + chunk_tokens)
+        t += _memo1(self._glob_memo, self._glob_exact, T)
         for q, p in busiest:
             t += self.prefill_attention_one_rank(q, p)
         return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+
+    def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
+        return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)
+
+    def _decode_step_dp(self, n: int, ctx_sum: float) -> float:
+        return self._iteration_dp((), n, ctx_sum, n)
 
     def _tail(self, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """LM head of the sampled rows, host time and decode attention: the parts every iteration adds."""
@@ -314,8 +326,6 @@ class StepTimeModel:
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """Seconds for one iteration: prefill `chunks` (new, cached) + n_decode decode tokens."""
-        if self._dp > 1:
-            return self._iteration_dp(chunks, n_decode, decode_ctx_sum, sampling_rows)
         if len(chunks) == 1:
             q, p = chunks[0]
             return self.one_chunk(q, p, n_decode, decode_ctx_sum, sampling_rows)
@@ -333,8 +343,6 @@ class StepTimeModel:
 
     def one_chunk(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """`iteration` with one prefill chunk: q new tokens after p cached."""
-        if self._dp > 1:
-            return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)
         T = n_decode + q
         body = self._body_memo.get(T)
         if body is None:
@@ -351,8 +359,6 @@ class StepTimeModel:
 
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
-        if self._dp > 1:
-            return self._iteration_dp((), n, ctx_sum, n)
         body = self._body_memo.get(n)
         if body is None:
             body = self.body(n)
