@@ -621,3 +621,23 @@ def test_native_quantisation_from_quantization_config():
     assert all(kimi.bf16_part(p, "int4") for p in ("attention", "shared_experts", "dense_mlp"))
     assert not kimi.bf16_part("attention", "fp4")  # NVFP4 is NVIDIA's re-quantisation, a different checkpoint
     assert not get_model("deepseek-v3").bf16_part("attention", "fp8")
+
+
+def test_block_scaled_fp8_checkpoint_from_weight_block_size():
+    cfg = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+           "num_hidden_layers": 2, "intermediate_size": 128, "vocab_size": 100}
+    block = from_hf_config({**cfg, "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}})
+    assert (block.native_weight_dtype, block.native_weight_block_size) == ("fp8", (128, 128))
+    assert block.block_scaled("fp8") and block.block_scaled("float8") and not block.block_scaled("fp4")
+    per_tensor = from_hf_config({**cfg, "quantization_config": {"quant_method": "fp8", "activation_scheme": "static"}})
+    assert per_tensor.native_weight_block_size is None and not per_tensor.block_scaled("fp8")
+    assert not from_hf_config(cfg).block_scaled("fp8")  # a bf16 release served at fp8: per-tensor by default
+    ct = {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": {
+        "num_bits": 8, "type": "float", "strategy": "block", "block_structure": [128, 128]}}}}
+    assert from_hf_config({**cfg, "quantization_config": ct}).block_scaled("fp8")
+    bad = from_hf_config({**cfg, "quantization_config": {"quant_method": "fp8", "weight_block_size": "128"}})
+    assert bad.native_weight_block_size is None  # malformed block sizes are ignored, not guessed
+    # the catalog carries the published 128x128-block FP8 releases
+    for name in ("deepseek-v3", "deepseek-r1", "minimax-m2.5"):
+        assert get_model(name).block_scaled("fp8"), name
+    assert not get_model("llama-3.1-70b").block_scaled("fp8") and not get_model("kimi-k2.5").block_scaled("fp8")

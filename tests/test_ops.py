@@ -450,3 +450,16 @@ def test_fp4_moe_quantises_its_intermediate_inside_the_fused_kernel():
     unfused = dataclasses.replace(down, fused_quant=False)
     assert cm.cost(down).time_s < cm.cost(unfused).time_s
     assert cm.cost(down).source == "roofline-fused-quant"
+
+
+def test_block_scaled_fp8_checkpoints_run_fp8_block_gemms():
+    spec = get_model("deepseek-v3")
+    batch = uniform_batch(decode_ctx=[512] * 8)
+    fp8 = build_ops(spec, Parallel(tp=8), Precision(weight="fp8", act="fp8", kv="fp8"), batch)
+    for name in ("q_b_proj", "o_proj", "moe_experts_up", "shared_expert_down"):
+        assert by_name(fp8, name)[0].dtype == "fp8_block", name
+    assert by_name(fp8, "mla_q_absorb")[0].dtype == "bf16"  # absorbed MLA GEMMs stay bf16
+    fp4 = build_ops(spec, Parallel(tp=8), Precision(weight="fp4", act="fp8", kv="fp8"), batch)
+    assert by_name(fp4, "o_proj")[0].dtype == "fp4"  # NVFP4 is another checkpoint
+    plain = spec.model_copy(update={"native_weight_block_size": None})
+    assert by_name(build_ops(plain, Parallel(tp=8), Precision(weight="fp8", act="fp8", kv="fp8"), batch), "o_proj")[0].dtype == "fp8"

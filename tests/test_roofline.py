@@ -347,3 +347,22 @@ def test_hierarchical_collectives_send_only_cross_domain_traffic_over_nics():
     # inside one domain it is the flat NVLink collective
     assert hierarchical_collective_time_s("all_reduce", S, 8, 8, nvl, nvl_lat, nic, nic_lat, e) == \
         pytest.approx(collective_time_s("all_reduce", S, 8, nvl, nvl_lat, e))
+
+
+def test_block_scaled_fp8_keeps_its_quantisation_pass_and_uses_the_block_table():
+    """A block-scaled fp8 GEMM quantises activations per 1 x 128 group in its own kernel in every
+    engine (TRT-LLM included), and where kernel tables exist it is timed by the fp8_block table."""
+    gpu = get_gpu("b200")
+    plain, fused = CostModel(gpu), CostModel(gpu, fused_act_quant=True)
+    m, n, k = 8, 8192, 8192
+    blk = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k + m * k * 3 + m * n * 2, "fp8_block", (m, n, k))
+    assert plain.cost(blk).total_s == fused.cost(blk).total_s and fused.cost(blk).source == "roofline"
+    per_tensor = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k + m * k * 3 + m * n * 2, "fp8", (m, n, k))
+    assert fused.cost(per_tensor).total_s < fused.cost(blk).total_s
+    kt = KernelTables.load(None)
+    h100 = CostModel(get_gpu("h100-sxm"), kt, framework="vllm")
+    m, n, k = 16, 4096, 4096
+    op = Op("o_proj", "gemm", 1, 2.0 * m * n * k, n * k + m * k * 3 + m * n * 2, "fp8_block", (m, n, k))
+    c = h100.cost(op)
+    assert c.source == "measured" and c.time_s == pytest.approx(kt.gemm_s(m, n, k, "fp8_block", framework="vllm"))
+    assert c.time_s != pytest.approx(kt.gemm_s(m, n, k, "fp8", framework="vllm"), rel=0.05)

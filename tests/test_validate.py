@@ -88,7 +88,16 @@ def test_rows_kept_and_statuses(report):
 
 def test_mapping():
     p = plan_row(ROWS[2])
-    assert p.dep_kwargs["model"] == "qwen3-235b-a22b" and p.dep_kwargs["pools"]["pool"] == (4, 1, 1, 4, 1)
+    # the row's fp8_block names the block-scaled Qwen3-FP8 release: the catalog model served 128x128-block
+    m = p.dep_kwargs["model"]
+    assert m.name == "qwen3-235b-a22b" and m.block_scaled("fp8") and p.dep_kwargs["pools"]["pool"] == (4, 1, 1, 4, 1)
+    assert "block-scaled" in p.note
+    plain = plan_row(row(model_path="Qwen/Qwen3-235B-A22B-FP8", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                         tp_size="4", moe_tp_size="1", moe_ep_size="4", batch_size="8"))
+    assert plain.dep_kwargs["model"] == "qwen3-235b-a22b" and "block-scaled" not in plain.note  # per-tensor fp8
+    ds = plan_row(row(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8",
+                      moe_quant_mode="fp8", tp_size="8", moe_tp_size="1", moe_ep_size="8", batch_size="8"))
+    assert ds.dep_kwargs["model"] == "deepseek-r1" and "block-scaled" in ds.note  # its own release is 128x128-block fp8
     assert (p.dep_kwargs["weight_dtype"], p.dep_kwargs["act_dtype"], p.dep_kwargs["kv_dtype"]) == ("fp8", "fp8", "fp8")
     assert p.concurrency == 16 and p.dep_kwargs["max_num_seqs"] >= 16
     d = plan_row(ROWS[3])

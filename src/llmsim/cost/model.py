@@ -67,7 +67,8 @@ class CostModel:
         engine quantises fp8/fp4 GEMM activations inside the preceding kernel (RMSNorm / SwiGLU
         epilogue, as TRT-LLM does), so a roofline low-precision GEMM pays neither the separate
         quantisation kernel's launch (`gemm_lowp_launch_s`) nor its slower pass
-        (`gemm_lowp_quant_bw_fraction`); measured kernel tables are used as measured."""
+        (`gemm_lowp_quant_bw_fraction`); measured kernel tables are used as measured. Block-scaled
+        fp8 GEMMs ('fp8_block') keep their separate per-token-group quantisation either way."""
         if allreduce not in ("nccl", "custom"):
             raise ValueError(f"allreduce must be 'nccl' or 'custom', got {allreduce!r}")
         self.gpu = gpu
@@ -141,7 +142,11 @@ class CostModel:
     def _fused(self, op: Op) -> bool:
         """Whether a GEMM's activation quantisation happens inside the previous kernel (the
         engine fuses it everywhere, or this op's kernel does)."""
-        return op.kind in ("gemm", "moe_gemm") and (self.fused_act_quant or op.fused_quant)
+        if op.kind not in ("gemm", "moe_gemm"):
+            return False
+        # block-scaled fp8 quantises activations per 1 x 128 group in its own kernel in every
+        # engine (TRT-LLM's FP8BlockScalesLinearMethod: fp8_quantize_1x128, then the GEMM)
+        return op.fused_quant or (self.fused_act_quant and op.dtype != "fp8_block")
 
     def _roofline(self, op: Op) -> float:
         g = self.gpu
@@ -214,7 +219,7 @@ class CostModel:
         kt = self.kernels
         assert kt is not None
         if op.kind == "gemm":
-            if op.dtype not in ("bf16", "fp8") or op.weight_only_quant:
+            if op.dtype not in ("bf16", "fp8", "fp8_block") or op.weight_only_quant:
                 return None
             m, n, k = op.shape
             return kt.gemm_s(m, n, k, op.dtype, framework=self.framework)

@@ -136,6 +136,10 @@ class OpBuilder:
         self.a_bytes = bytes_per_element(prec.act)
         self.kv_bytes = bytes_per_element(prec.kv)
         self.gemm_dtype = gemm_compute_dtype(prec.weight, prec.act)
+        if self.gemm_dtype == "fp8" and model.block_scaled(prec.weight):
+            # the published checkpoint's 128x128-block fp8 (DeepSeek style): block-scaled GEMMs
+            # after a per-token-group (1 x 128) activation quantisation kernel
+            self.gemm_dtype = "fp8_block"
         # weight-only quantisation: weights stored narrower than the format the GEMM computes in
         self.woq = prec.weight if bytes_per_element(prec.weight) < bytes_per_element(self.gemm_dtype) else ""
         self.nh = model.num_heads // par.tp

@@ -21,8 +21,9 @@ GEMM (m, n, k), one CTA per tm x tn output tile:
              the activation-quantisation pass, reading 16-bit and writing q bytes per element,
              reaches only gemm_lowp_quant_bw_fraction of the bandwidth)
     t = max(t_c + t_red, t_m) + e.gemm_launch_s (+ e.gemm_lowp_launch_s for fp8/int8/fp4)
-    Kernel tables also hold block-scaled fp8 ('fp8_block'), predicted with the
-    e.gemm_block_fp8_* parameters; the cost model runs every fp8 GEMM as per-tensor fp8.
+    Block-scaled fp8 ('fp8_block': the 128x128-block checkpoints of DeepSeek-V3/R1, MiniMax-M2.5,
+    Qwen3-*-FP8) has its own e.gemm_block_fp8_* parameters (fitted on the H100 tables' fp8_block
+    rows); per-tensor fp8 uses e.gemm_lowp_*.
 
 memory_time_s(bytes) = bytes / (B e.mem_bw_fraction) + e.mem_ramp_s * bytes / (bytes + e.mem_half_saturation_bytes)
     a stream's first bytes arrive after a pipeline fill (mem_ramp_s; with half-saturation 0
@@ -138,8 +139,8 @@ def gemm_format(dtype: str, e: Efficiency) -> tuple[float, float, float, float]:
     """(peak fraction, extra launch s, quantised-activation bytes per element, bandwidth fraction
     of the activation-quantisation pass) of a GEMM format.
 
-    'fp8_block' (block-scaled fp8, DeepSeek style) only occurs in kernel tables; the cost
-    model itself runs every fp8 GEMM with the per-tensor 'fp8' parameters."""
+    'fp8_block': block-scaled fp8 (DeepSeek style), the GEMMs of a block-scaled fp8 checkpoint
+    (`ModelSpec.block_scaled`)."""
     if dtype in WIDE_DTYPES:
         return e.gemm_peak_fraction, 0.0, 0.0, 1.0
     if dtype == "fp8_block":

@@ -445,7 +445,8 @@ def _native_quantisation(cfg: dict) -> dict:
     by bits and type; ModelOpt's quant_algo) and the parts it leaves in bf16, read from the
     exclusion list (`modules_to_not_convert`, compressed-tensors' `ignore`, `ignored_layers`,
     ModelOpt's `exclude_modules`): self_attn -> attention, shared_expert(s) -> shared_experts,
-    the dense MLP's gate/up/down projections -> dense_mlp."""
+    the dense MLP's gate/up/down projections -> dense_mlp; and for fp8 the scale block
+    (`weight_block_size`, compressed-tensors' block strategy `block_structure`)."""
     q = cfg.get("quantization_config")
     if not isinstance(q, dict) and isinstance(cfg.get("text_config"), dict):
         q = cfg["text_config"].get("quantization_config")
@@ -453,10 +454,12 @@ def _native_quantisation(cfg: dict) -> dict:
         return {}
     method = str(q.get("quant_method", "")).lower()
     dtype = ""
+    block: tuple[int, int] | None = None
     if method == "mxfp4":
         dtype = "fp4"
     elif method == "fp8":
         dtype = "fp8"
+        block = _block_size(q.get("weight_block_size"))
     elif method == "modelopt":
         dtype = {"nvfp4": "fp4", "fp8": "fp8"}.get(str(q.get("quant_algo", "")).lower(), "")
     elif method == "compressed-tensors":
@@ -465,6 +468,8 @@ def _native_quantisation(cfg: dict) -> dict:
             if isinstance(w, dict):
                 bits, kind = w.get("num_bits"), str(w.get("type", "int"))
                 dtype = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}.get((bits, kind), "")
+                if dtype == "fp8" and str(w.get("strategy", "")).lower() == "block":
+                    block = _block_size(w.get("block_structure"))
                 break
     names: list[str] = []
     for key in ("modules_to_not_convert", "ignore", "ignored_layers", "exclude_modules"):
@@ -478,7 +483,17 @@ def _native_quantisation(cfg: dict) -> dict:
         parts.append("shared_experts")
     if any("mlp" in n and ("gate_proj" in n or "up_proj" in n or "down_proj" in n or "(gate|up" in n) for n in names):
         parts.append("dense_mlp")
-    return {"native_weight_dtype": dtype, "native_unquantized": tuple(parts)}
+    out: dict = {"native_weight_dtype": dtype, "native_unquantized": tuple(parts)}
+    if block is not None:
+        out["native_weight_block_size"] = block
+    return out
+
+
+def _block_size(v) -> tuple[int, int] | None:
+    """A (rows, columns) scale block from a config's weight_block_size / block_structure ([128, 128])."""
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v):
+        return (int(v[0]), int(v[1]))
+    return None
 
 
 # ---------------------------------------------------------------------- public API

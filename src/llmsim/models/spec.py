@@ -89,6 +89,10 @@ class ModelSpec(BaseModel):
         (), description="parts that published checkpoint leaves in bf16 (quantization_config modules_to_not_convert / "
                         "ignore): gpt-oss's MXFP4 release keeps attention in bf16, Kimi-K2.5's INT4 release quantises "
                         "only the routed experts")
+    native_weight_block_size: tuple[int, int] | None = Field(
+        None, description="(rows, columns) of the published fp8 checkpoint's weight scale blocks (quantization_config "
+                          "weight_block_size: DeepSeek-V3/R1 and MiniMax-M2.5 ship 128x128 block-scaled fp8); None = "
+                          "per-tensor / per-channel scales or not fp8")
 
     num_mtp_layers: int = Field(0, ge=0, description="multi-token-prediction modules (not counted)")
 
@@ -118,6 +122,14 @@ class ModelSpec(BaseModel):
         throughout unless told otherwise)."""
         return part in self.native_unquantized and bool(self.native_weight_dtype) and \
             _canonical_dtype(weight_dtype) == self.native_weight_dtype
+
+    def block_scaled(self, weight_dtype: str) -> bool:
+        """Whether fp8 weights served at `weight_dtype` are block-scaled: the published checkpoint is
+        block-scaled fp8 (DeepSeek style) and that format is what is served. Engines then quantise
+        activations per token group (1 x 128) in a separate kernel and run block-scaled GEMMs
+        ('fp8_block' kernel tables / efficiency parameters) instead of per-tensor fp8 ones."""
+        return self.native_weight_block_size is not None and self.native_weight_dtype == "fp8" and \
+            _canonical_dtype(weight_dtype) == "fp8"
 
     # ------------------------------------------------------------------ structure
     @property

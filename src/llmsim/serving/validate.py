@@ -21,7 +21,10 @@ Mapping rules (assumptions a reader of the numbers must know):
 2. GPU. `system` goes to `get_gpu` (h100_sxm, b200_sxm, b300_sxm, gb200, gb300); both pools of
    a disagg row use that GPU.
 3. Precision. `gemm_quant_mode` (falling back to `precision`) gives the weight format:
-   fp8 / fp8_block -> fp8 weights, fp8 activations (W8A8); nvfp4 -> fp4 weights, fp8
+   fp8 / fp8_block -> fp8 weights, fp8 activations (W8A8), block-scaled (128x128 weight
+   blocks, 'fp8_block' GEMMs after a per-token-group activation quantisation) when the row
+   says fp8_block or the catalog model's published checkpoint is block-scaled fp8 (DeepSeek-V3/R1,
+   MiniMax-M2.5: their configs' weight_block_size); nvfp4 -> fp4 weights, fp8
    activations (llmsim has no fp4 activation format; the GEMM runs at the chip's fp4 rate);
    int4_wo -> int4 weights, bf16 activations (W4A16); empty / bf16 -> bf16. fp4 weights on a
    GPU without fp4 tensor cores (H100: gpt-oss MXFP4) run weight-only with bf16 activations,
@@ -212,6 +215,15 @@ def resolve_model(model_path: str):
     raise LlmsimError(f"model not in catalog: {mp}")
 
 
+def _quant_modes(row: dict) -> tuple[str, str]:
+    """(gemm_quant_mode, moe_quant_mode) of a row, lower-case ('' when empty)."""
+    out = []
+    for k in ("gemm_quant_mode", "moe_quant_mode"):
+        v = (row.get(k) or "").strip().lower()
+        out.append("" if v == "nan" else v)
+    return out[0], out[1]
+
+
 def _precision(row: dict) -> tuple[str, str, str, str]:
     """(weight, act, kv, label) per rule 3."""
     g = (row.get("gemm_quant_mode") or "").strip().lower()
@@ -352,6 +364,13 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             a = "bf16"
             label = f"w{w}/a{a}/kv{kv}"
             notes.append("fp4 weights on a GPU without fp4 tensor cores: weight-only W4A16")
+        block_copy = w == "fp8" and "fp8_block" in _quant_modes(row) and not spec.block_scaled(w)
+        if block_copy:
+            # the row names a block-scaled fp8 checkpoint (e.g. Qwen3-*-FP8) of a catalog model
+            # whose config has no quantization_config: serve it as 128x128-block fp8
+            spec = spec.model_copy(update={"native_weight_dtype": "fp8", "native_weight_block_size": (128, 128)})
+        if spec.block_scaled(w):
+            notes.append("block-scaled fp8 checkpoint (128x128 weight blocks): fp8_block GEMMs")
         base["precision"] = label
         conc = _concurrency_from_source(row)
         if mode == "agg":
@@ -398,7 +417,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         # token budget: per attention-DP rank of the engine that prefills (agg pool / prefill pool)
         dp_pre = pools["pool" if mode == "agg" else "prefill"][2]
         plan.dep_kwargs = {
-            "model": spec.name,
+            "model": spec if block_copy else spec.name,
             "gpu": gpu.name,
             "pools": pools,
             "backend": be.name,
