@@ -463,3 +463,23 @@ def test_block_scaled_fp8_checkpoints_run_fp8_block_gemms():
     assert by_name(fp4, "o_proj")[0].dtype == "fp4"  # NVFP4 is another checkpoint
     plain = spec.model_copy(update={"native_weight_block_size": None})
     assert by_name(build_ops(plain, Parallel(tp=8), Precision(weight="fp8", act="fp8", kv="fp8"), batch), "o_proj")[0].dtype == "fp8"
+
+
+def test_moe_routing_kernels_only_outside_the_fused_fp4_moe():
+    """fp8 / bf16 MoE paths launch top-k, sort-by-expert and weighted-sum kernels of their own;
+    the fused fp4 MoE kernels route, permute and sum inside."""
+    from llmsim.cost.ops import ACT_BYTES
+    spec = get_model("qwen3-235b-a22b")
+    batch = uniform_batch(decode_ctx=[512] * 16)
+    names = ("moe_topk", "moe_sort", "moe_finalize")
+    fp8 = build_ops(spec, Parallel(tp=4, ep=4), Precision(weight="fp8", act="fp8", kv="fp8"), batch)
+    for n in names:
+        assert len(by_name(fp8, n)) == 1, n
+    fin = by_name(fp8, "moe_finalize")[0]
+    routed = 16 * spec.experts_per_token / 4  # token-expert pairs on this GPU
+    assert fin.bytes == pytest.approx((routed + 16) * spec.hidden_size * ACT_BYTES)  # read k outputs, write the sum
+    assert fin.count == spec.num_layers
+    fp4 = build_ops(spec, Parallel(tp=4, ep=4), Precision(weight="fp4", act="fp8", kv="fp8"), batch)
+    dense = build_ops(get_model("llama-3.1-8b"), Parallel(), Precision(), batch)
+    for ops in (fp4, dense):
+        assert not {o.name for o in ops} & set(names)
