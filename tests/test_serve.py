@@ -434,3 +434,29 @@ def test_handoff_to_a_decode_worker_mid_run_joins_at_its_next_boundary():
     d = dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm", workers=2), first_token_from="decode")
     ttft = simulate(d, wl).per_request()["ttft_ms"]
     assert ttft.max() < 4 * np.median(ttft)  # the bug: ~80x
+
+
+def test_serial_front_end_delays_prompts_in_arrival_order():
+    """The front end (API server: tokenisation, request set-up) handles one prompt at a time:
+    a lone request reaches the engine ISL x frontend_s_per_token after it is sent; a burst of
+    N queues N deep, so the k-th prompt of a burst waits k of those times."""
+    one = make_workload(num_requests=1, isl=2048, osl=8, concurrency=1, seed=0)
+    base = simulate(dep(frontend_s_per_token=0.0), one).summary["ttft_ms"]["mean"]
+    slow = simulate(dep(frontend_s_per_token=2e-6), one).summary["ttft_ms"]["mean"]
+    assert slow - base == pytest.approx(2048 * 2e-6 * 1e3, rel=1e-6)
+    burst = make_workload(num_requests=4, isl=1000, osl=4, concurrency=4, seed=0)  # all four sent at t = 0
+    res = simulate(dep(frontend_s_per_token=1e-3), burst)  # 1 s per prompt: the engine is never the bottleneck
+    check_conservation(res, 4)
+    r = res.requests
+    first = np.sort(np.frombuffer(r.t_first))
+    assert np.diff(first) == pytest.approx([1.0, 1.0, 1.0], rel=1e-3)  # one prompt a second leaves the front end
+    assert first[0] > 1.0
+    # one front end per replica: two replicas take the burst two prompts deep each
+    two = simulate(dep(frontend_s_per_token=1e-3, pool=Pool("h100-sxm", workers=2)), burst)
+    check_conservation(two, 4)
+    assert np.sort(np.frombuffer(two.requests.t_first)) == pytest.approx([first[0], first[0], first[1], first[1]], rel=1e-3)
+    # streaming mode follows the same trajectory
+    st = simulate(dep(frontend_s_per_token=1e-3), burst, streaming=True).summary
+    assert st["ttft_ms"]["mean"] == pytest.approx(res.summary["ttft_ms"]["mean"], rel=0.01)
+    with pytest.raises(LlmsimError, match="frontend_s_per_token"):
+        simulate(dep(frontend_s_per_token=-1.0), one)

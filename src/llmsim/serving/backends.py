@@ -35,6 +35,9 @@ never adjusted per benchmark row:
   under-prediction grew with concurrency in every engine (median TPOT bias about +15% at
   c <= 16 down to -15..-20% at c > 64 on several models), which a per-batch constant cannot
   follow.
+- `frontend_s_per_token`: serial API-server time per prompt token before a request reaches its
+  replica's engine (tokenisation, request set-up); one front end per replica, prompts in
+  arrival order. 0 by default (see `FRONTEND_S_PER_TOKEN`).
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -60,6 +63,14 @@ from ..errors import LlmsimError
 # all three engines (per-engine values were not fitted: too few rows to tell them apart).
 CPU_PER_SEQ_S = 15e-6
 
+# Front end (API server) time per prompt token, serial over the prompts sent to one replica:
+# the engines tokenise and set requests up in one API-server process before the engine sees
+# them. Off by default: on the shared silicon rows' train half, 0 / 0.5 / 1 us per token gave
+# train TTFT median APE 31.8 / 31.2 / 32.1% and held-out 31.0 / 33.7 / 34.1% (no gain to keep);
+# set it (`Deployment.frontend_s_per_token`, `llmsim serve --frontend-us-per-token`) where a
+# front end is known to be slow.
+FRONTEND_S_PER_TOKEN = 0.0
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -74,6 +85,7 @@ class Backend:
     fused_act_quant: bool = False
     disagg_first_token: str = "decode"
     cpu_per_seq_s: float = CPU_PER_SEQ_S
+    frontend_s_per_token: float = FRONTEND_S_PER_TOKEN
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""

@@ -204,6 +204,7 @@ class Engine:
         self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
         self.cap_blocks = cfg.kv_capacity_tokens // cfg.block_size
         self.outstanding = 0  # routed here and not finished (router's load signal)
+        self.in_front = 0  # routed here, still in this replica's API server (front end)
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out

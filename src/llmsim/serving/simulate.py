@@ -92,6 +92,9 @@ class Deployment:
     kernels: str | None = "auto"
     cpu_overhead_s: float | None = None
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
+    # serial front end: seconds per prompt token before a request reaches an engine (None: the
+    # backend's `Backend.frontend_s_per_token`)
+    frontend_s_per_token: float | None = None
     memory_fraction: float | None = None
     price_per_hour_usd: float | None = None
     # disaggregated: which engine emits the token the client sees first (TTFT). 'decode': the
@@ -190,10 +193,10 @@ class _Router:
             self._rr += 1
             return e
         if self.policy == "prefix":
-            best = max(es, key=lambda e: (e.prefix_match_tokens(rid), -e.outstanding, -e.eid))
+            best = max(es, key=lambda e: (e.prefix_match_tokens(rid), -e.outstanding - e.in_front, -e.eid))
             if best.prefix_match_tokens(rid) > 0:
                 return best
-        return min(es, key=lambda e: (e.outstanding, e.eid))
+        return min(es, key=lambda e: (e.outstanding + e.in_front, e.eid))
 
 
 def simulate(
@@ -260,7 +263,7 @@ def simulate(
         done_slots.clear()
 
     itl = ItlHistogram() if keep_itl else None
-    events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off
+    events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off, 2 leaves the front end
     seq = 0
     finished = 0
     issued = 0
@@ -287,6 +290,12 @@ def simulate(
             )
 
     delay = wl.send_delay_s  # closed-loop client turnaround (or None)
+    fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
+    if not fe_tok >= 0:
+        raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
+    # each entry engine (replica) has its own API server: when it is next free, and which engine
+    # the prompts inside it were routed to
+    in_front: dict[int, Engine] = {}
 
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished, issued
@@ -318,6 +327,7 @@ def simulate(
         for w in range(b.pool.workers * b.par.pp):
             b.engines.append(Engine(len([e for bb in builds for e in bb.engines]), b.st, b.cfg, reqs, on_finish, itl))
     routers = [_Router(b.engines, dep.router) for b in builds]
+    fe_free = [0.0] * sum(len(b.engines) for b in builds)
     entry, handoff = routers[0], routers[-1]
     all_engines = [e for b in builds for e in b.engines]
     for e in all_engines:  # open-loop completions queue nothing (closed-loop ones the next request)
@@ -368,11 +378,23 @@ def simulate(
             else:
                 t, _s, kind, rid = heapq.heappop(events)
             if kind == 0:
+                n_in = inp_len[rid]
                 if sink is None:
                     reqs.arrival[rid] = t
                 else:  # rid becomes the request's slot
-                    rid = acquire(rid, t, inp_len[rid], out_len[rid], None if hashes is None else hashes[rid])
+                    rid = acquire(rid, t, n_in, out_len[rid], None if hashes is None else hashes[rid])
                 e = entry.pick(rid)
+                if fe_tok:  # the replica's front end handles prompts one at a time, in arrival order
+                    f = fe_free[e.eid]
+                    f = fe_free[e.eid] = (t if t > f else f) + fe_tok * n_in
+                    e.in_front += 1
+                    in_front[rid] = e
+                    seq += 1
+                    heapq.heappush(events, (f, seq, 2, rid))
+                    continue
+            elif kind == 2:  # leaves the front end
+                e = in_front.pop(rid)
+                e.in_front -= 1
             else:
                 e = handoff.pick(rid)
             e.add(rid, t)
@@ -458,6 +480,9 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
         "cpu_per_seq_s": float(builds[0].st.cpu_per_seq_s),
+        # serial front end (tokenisation) per prompt token, before a request reaches an engine
+        "frontend_s_per_token": float(get_backend(dep.backend).frontend_s_per_token if dep.frontend_s_per_token is None
+                                      else dep.frontend_s_per_token),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
