@@ -38,6 +38,15 @@ never adjusted per benchmark row:
 - `frontend_s_per_token`: serial API-server time per prompt token before a request reaches its
   replica's engine (tokenisation, request set-up); one front end per replica, prompts in
   arrival order. 0 by default (see `FRONTEND_S_PER_TOKEN`).
+- `kv_reserve_output`, `kv_reserve_cap_tokens`: how much KV admission keeps back for the
+  running requests' future output tokens (fraction of each remaining output, capped). vLLM 0:
+  V1 admits a request when its prompt fits and preempts (recompute) the newest one when decodes
+  run out of blocks. TRT-LLM 1: its default capacity scheduler policy GUARANTEED_NO_EVICT
+  admits a request only when its prompt and whole max output fit beside every running
+  request's, so it never evicts. SGLang 0.7 capped at 4096 tokens: its scheduler reserves
+  new_token_ratio x min(remaining max_new_tokens, CLIP_MAX_NEW_TOKENS_ESTIMATION = 4096) per
+  request, and new_token_ratio is back at its initial 0.7 after every retraction -- the only
+  regime in which the reservation binds (it decays to 0.1 while nothing is retracted).
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -86,6 +95,8 @@ class Backend:
     disagg_first_token: str = "decode"
     cpu_per_seq_s: float = CPU_PER_SEQ_S
     frontend_s_per_token: float = FRONTEND_S_PER_TOKEN
+    kv_reserve_output: float = 0.0
+    kv_reserve_cap_tokens: int = 1 << 62
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
@@ -97,8 +108,9 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
-    "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88),
-    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill"),
+    "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096),
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
+                      kv_reserve_output=1.0),
 }
 
 

@@ -10,7 +10,9 @@ What it models (vLLM / SGLang / TRT-LLM style):
 - paged KV cache of `kv_capacity_tokens` in blocks of `block_size` tokens; when the next
   iteration needs more blocks than are free, the most recently admitted request is
   preempted (LIFO, as vLLM): 'recompute' drops its KV and re-prefills prompt + generated
-  tokens later; 'swap' copies its KV to host memory over PCIe and back;
+  tokens later; 'swap' copies its KV to host memory over PCIe and back; admission may keep
+  back KV for the running requests' future output tokens (`EngineConfig.kv_reserve_output`:
+  TRT-LLM's GUARANTEED_NO_EVICT reserves all of it and never preempts, SGLang part of it);
 - prefix caching by block hash (Mooncake `hash_ids`): cached leading blocks are not prefilled;
   an LRU of hash blocks no larger than the KV cache;
 - disaggregation roles: 'prefill' engines stop after the first token, 'decode' engines take
@@ -60,6 +62,14 @@ class EngineConfig:
     swap_bandwidth_bytes_per_s: float = 25e9
     kv_bytes_per_token: float = 0.0  # per GPU, for swap time and KV transfer
     role: str = "both"  # both | prefill | decode
+    # admission keeps back KV for the running requests' future output tokens: this fraction of
+    # each one's remaining output (at most kv_reserve_cap_tokens of it). 0: vLLM (admit while
+    # the prompt fits, preempt when decodes run out of blocks); 1: TRT-LLM's default
+    # GUARANTEED_NO_EVICT capacity scheduler (a request is admitted only if its whole
+    # prompt + max output fits next to everyone else's); SGLang reserves new_token_ratio (0.7
+    # after a retraction) of each remaining output, clipped at 4096 tokens
+    kv_reserve_output: float = 0.0
+    kv_reserve_cap_tokens: int = 1 << 62
     # decode role: the client's first token comes from this engine's first decode iteration
     # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
     # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
@@ -208,6 +218,7 @@ class Engine:
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out
+        self._out_sum = 0  # sum over running of min(output tokens, kv_reserve_cap_tokens): bounds the reservation
 
     # ------------------------------------------------------------------ queries
     @property
@@ -268,6 +279,7 @@ class Engine:
     def _preempt_one(self, now: float) -> float:
         """Preempt the most recently admitted running request; returns swap time to add (s)."""
         rid = self.running.pop()
+        self._out_sum -= min(self.r.out[rid], self.cfg.kv_reserve_cap_tokens)
         r = self.r
         r.preemptions[rid] += 1
         if rid in self._first_pending:
@@ -368,20 +380,58 @@ class Engine:
             self.swap_tokens -= toks
             extra_s += toks * cfg.kv_bytes_per_token / cfg.swap_bandwidth_bytes_per_s
             self.running.append(rid)
+            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
             self._join_decode(rid, r.gen[rid])
         return extra_s
+
+    def _reserved_blocks(self, exact: bool = False, upto: int | None = None) -> float:
+        """Blocks admission keeps back for the running requests' future output tokens
+        (`EngineConfig.kv_reserve_output`; 0 for an optimistic, vLLM-style scheduler): exact over
+        the first `upto` running requests, or (cheap) the bound that keeps back every running
+        request's whole output, which decides the same whenever it admits."""
+        cfg, r, tick = self.cfg, self.r, self.tick
+        frac = cfg.kv_reserve_output
+        if not frac or not self.running:
+            return 0.0
+        if not exact:
+            return frac * self._out_sum / cfg.block_size
+        cap, pre = cfg.kv_reserve_cap_tokens, set(self.prefilling)
+        rest = 0
+        for rid in self.running[:upto]:
+            gen = r.gen[rid] if rid in pre else r.gen[rid] + tick - r.tick0[rid]
+            left = r.out[rid] - gen
+            rest += (left if left < cap else cap) if left > 0 else 0
+        return frac * rest / cfg.block_size
+
+    def _reserve_for(self, rid: int) -> float:
+        """Blocks a request about to be admitted must leave free for its own future output."""
+        cfg, r = self.cfg, self.r
+        if not cfg.kv_reserve_output:
+            return 0.0
+        left = r.out[rid] - r.gen[rid]
+        return cfg.kv_reserve_output * min(max(left, 0), cfg.kv_reserve_cap_tokens) / cfg.block_size
 
     def _admit_incoming(self, now: float) -> None:
         """Decode role: requests whose KV arrived join the decode set when they fit."""
         cfg, r = self.cfg, self.r
+        n0, exact = len(self.running), False
+        bound = reserved = self._reserved_blocks() if self.incoming else 0.0
         while self.incoming and len(self.running) < cfg.max_num_seqs:
             rid = self.incoming[0]
-            if self.blocks_used(1) + (r.inp[rid] + 1) / cfg.block_size + 1 > self.cap_blocks and self.running:
-                break
+            keep = self._reserve_for(rid)
+            if self.blocks_used(1) + (r.inp[rid] + 1) / cfg.block_size + 1 + reserved + keep > self.cap_blocks and self.running:
+                if exact or not bound:
+                    break
+                # the bound refused: decide again on the exact reservation of those running before
+                reserved += self._reserved_blocks(True, n0) - bound
+                exact = True
+                continue
+            reserved += keep
             self.incoming.popleft()
             if math.isnan(r.t_sched[rid]):
                 r.t_sched[rid] = now
             self.running.append(rid)
+            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
             if cfg.first_token_here:
                 self._join_decode(rid, 0)  # the first token is this engine's first decode tick
                 self._first_pending.append(rid)
@@ -416,7 +466,9 @@ class Engine:
         if not (waiting and budget > 0):
             return chunks, finishing
         B = cfg.block_size
-        used = self.blocks_used(1 if self.n_dec and mixing else 0)
+        n0, exact = len(self.running), False
+        bound = self._reserved_blocks()  # exact only if it would refuse someone (below)
+        used = self.blocks_used(1 if self.n_dec and mixing else 0) + bound
         for q, _p in chunks:
             used += q / B
         while waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
@@ -431,15 +483,21 @@ class Engine:
             if not mixing and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
             q = rem if not mixing or rem < budget else budget
-            need = (p + q) / B + 1
+            need = (p + q) / B + 1 + self._reserve_for(rid)
             if used + need > self.cap_blocks and (self.running or chunks):
-                break
+                if exact or not bound:
+                    break
+                used += self._reserved_blocks(True, n0) - bound
+                exact = True
+                if used + need > self.cap_blocks:
+                    break
             waiting.popleft()
             if math.isnan(r.t_sched[rid]):
                 r.t_sched[rid] = now
             self.prompt_tokens += r.inp[rid] if fresh else 0
             self.prefix_hit_tokens += r.cached[rid] if fresh else 0
             self.running.append(rid)
+            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
             self.prefilling.append(rid)
             self.pref_tokens += p
             chunks.append((q, p))
@@ -475,6 +533,7 @@ class Engine:
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
                 self.running.remove(rid)
+                self._out_sum -= min(r.out[rid], cfg.kv_reserve_cap_tokens)
                 self._done(rid, end)
             else:
                 self._join_decode(rid, gen)
@@ -546,6 +605,7 @@ class Engine:
             self.n_dec -= 1
             r.ver[rid] += _VER_STEP
             self.running.remove(rid)
+            self._out_sum -= min(r.out[rid], self.cfg.kv_reserve_cap_tokens)
             self._done(rid, end)
 
     def _decode_run(self, now: float, next_arrival: float, extra_s: float) -> float:

@@ -95,6 +95,10 @@ class Deployment:
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
     frontend_s_per_token: float | None = None
+    # KV kept back at admission for running requests' future output (None: the backend's
+    # `Backend.kv_reserve_output`; 0 = vLLM-style optimistic admission with preemption, 1 =
+    # TRT-LLM's GUARANTEED_NO_EVICT)
+    kv_reserve_output: float | None = None
     memory_fraction: float | None = None
     price_per_hour_usd: float | None = None
     # disaggregated: which engine emits the token the client sees first (TTFT). 'decode': the
@@ -174,6 +178,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
+        # a prefill engine's requests leave after one token: nothing to keep back for
+        kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,
+        kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
