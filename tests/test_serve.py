@@ -126,8 +126,12 @@ def test_chunked_prefill_smooths_inter_token_latency():
 def test_static_batching_is_slower_than_continuous():
     wl = make_workload(num_requests=200, input_dist="uniform:100,1000", output_dist="uniform:10,500", concurrency=32, seed=0)
     cont = simulate(dep(), wl).summary
-    static = simulate(dep(static_batching=True), wl).summary
-    assert static["output_tokens_per_s"] < cont["output_tokens_per_s"]
+    for chunked in (True, False):
+        # regression: with chunked prefill a static batch's later chunks were never scheduled and
+        # the run ended with most requests silently unfinished
+        res = simulate(dep(static_batching=True, chunked_prefill=chunked), wl)
+        check_conservation(res, 200)
+        assert res.summary["output_tokens_per_s"] < cont["output_tokens_per_s"]
 
 
 def test_prefix_caching_hits_and_lowers_ttft():
@@ -487,3 +491,36 @@ def test_admission_that_reserves_output_kv_never_preempts():
     arrival, first, finish, _, _ = arrays(res)
     order = np.argsort(first)
     assert np.all(first[order][1:] >= finish[order][:-1] - 1e-9)  # never two in flight
+
+
+@pytest.mark.parametrize("frac", [0.7, 1.0])
+def test_reservation_bound_shortcut_decides_as_the_exact_sum(frac, monkeypatch):
+    """Admission first checks the cheap bound (every running request's whole output kept back)
+    and sums the exact remaining outputs only when the bound refuses: same trajectory as
+    always summing exactly, on a KV-bound run with chunked prefill and on disaggregated decode."""
+    from llmsim.serving.engine import Engine
+
+    cases = [
+        (dep(memory_fraction=0.225, max_num_batched_tokens=512, kv_reserve_output=frac),
+         make_workload(num_requests=120, input_dist="uniform:200,1500", output_dist="uniform:50,900", concurrency=40, seed=2)),
+        (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), memory_fraction=0.225, kv_reserve_output=frac),
+         make_workload(num_requests=80, isl=900, osl=600, concurrency=30, seed=4)),
+    ]
+    fast = [simulate(d, wl) for d, wl in cases]
+    exact = Engine._reserved_blocks
+    monkeypatch.setattr(Engine, "_reserved_blocks", lambda self, exact_=False, upto=None: exact(self, True, upto))
+    slow = [simulate(d, wl) for d, wl in cases]
+    for f, s in zip(fast, slow):
+        for name in ("t_sched", "t_first", "t_finish", "preemptions"):
+            assert getattr(f.requests, name) == getattr(s.requests, name), name
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.7, 1.0])
+def test_disaggregated_decode_recomputes_what_it_preempts(frac):
+    # regression: a decode engine that preempted (recompute) under KV pressure queued the request
+    # for a prefill it never scheduled, and the run ended with requests silently lost
+    wl = make_workload(num_requests=80, isl=900, osl=600, concurrency=30, seed=4)
+    res = simulate(dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), memory_fraction=0.225, kv_reserve_output=frac), wl)
+    check_conservation(res, 80)
+    if frac == 0.0:
+        assert res.summary["preemptions"] > 0  # the case that used to lose requests

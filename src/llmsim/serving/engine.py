@@ -441,11 +441,12 @@ class Engine:
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
         cfg, r = self.cfg, self.r
-        if cfg.role == "decode":
-            return [], []
+        # a decode engine's waiting queue holds only the requests it preempted (new ones arrive
+        # with their KV, in `incoming`): it recomputes them itself, prompt + generated tokens,
+        # as a vLLM decode instance does -- they are not sent back to a prefill engine
         mixing = cfg.chunked_prefill
-        if cfg.static_batching and (self.n_dec or self.prefilling):
-            return [], []
+        # static batching admits nothing while a batch is in flight, but finishes prefilling it
+        batch_in_flight = cfg.static_batching and (self.n_dec or self.prefilling)
         budget = cfg.max_num_batched_tokens - (self.n_dec if mixing else 0)
         chunks: list[tuple[int, int]] = []
         finishing: list[int] = []
@@ -463,7 +464,7 @@ class Engine:
                 finishing.append(rid)
         # admit new requests while budget, sequence slots and KV blocks last
         waiting = self.waiting
-        if not (waiting and budget > 0):
+        if batch_in_flight or not (waiting and budget > 0):
             return chunks, finishing
         B = cfg.block_size
         n0, exact = len(self.running), False

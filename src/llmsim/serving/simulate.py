@@ -434,6 +434,11 @@ def simulate(
                 break
             t = end
 
+    if finished < n:  # every request completes exactly once; anything else is a simulator bug
+        stuck = sum(len(e.waiting) + len(e.incoming) + len(e.swapped) + len(e.running) for e in all_engines)
+        raise LlmsimError(f"internal error: {n - finished} of {n} requests never completed ({stuck} still queued or "
+                          f"running when the event loop ran dry)",
+                          hint="please report this deployment and workload; the results would be wrong")
     for e in all_engines:
         e.flush_itl()
     if done_slots:
