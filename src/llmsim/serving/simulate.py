@@ -492,6 +492,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
         "cpu_per_seq_s": float(builds[0].st.cpu_per_seq_s),
+        # KV admission: share of each running request's remaining output kept back (0: preempt instead)
+        "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
         "frontend_s_per_token": float(get_backend(dep.backend).frontend_s_per_token if dep.frontend_s_per_token is None
                                       else dep.frontend_s_per_token),
