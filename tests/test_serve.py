@@ -483,6 +483,8 @@ def test_admission_that_reserves_output_kv_never_preempts():
     assert s1["tpot_ms"]["mean"] < s0["tpot_ms"]["mean"] and s1["queue_ms"]["mean"] > s0["queue_ms"]["mean"]
     assert runs[0.7].summary["preemptions"] <= s0["preemptions"]
     assert (BACKENDS["vllm"].kv_reserve_output, BACKENDS["trtllm"].kv_reserve_output, BACKENDS["sglang"].kv_reserve_output) == (0.0, 1.0, 0.7)
+    with pytest.raises(LlmsimError, match="kv_reserve_output"):
+        simulate(dep(kv_reserve_output=1.5), wl)
     # requests that each reserve over half the cache (9,680 tokens here) run one at a time
     big = make_workload(num_requests=6, isl=2000, osl=3500, concurrency=3, seed=0)
     res = simulate(dep(memory_fraction=0.225, kv_reserve_output=1.0), big)

@@ -139,6 +139,8 @@ def serve(
     kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
     cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
     frontend_us_per_token: Optional[float] = typer.Option(None, help="override the backend's serial front-end (API server) time per prompt token, in µs"),
+    kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
+                                                      "(0: admit optimistically and preempt, as vLLM; 1: never evict, as TRT-LLM; default: the backend's)"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
     seed: int = typer.Option(0), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
     streaming: Optional[bool] = typer.Option(None, "--streaming/--exact", help="metrics in bounded memory, percentiles from histograms within 0.5% "
@@ -172,6 +174,7 @@ def serve(
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
+        kv_reserve_output=kv_reserve_output,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

@@ -297,6 +297,9 @@ def simulate(
             )
 
     delay = wl.send_delay_s  # closed-loop client turnaround (or None)
+    if dep.kv_reserve_output is not None and not 0.0 <= dep.kv_reserve_output <= 1.0:
+        raise LlmsimError(f"kv_reserve_output must be in [0, 1], got {dep.kv_reserve_output!r}",
+                          hint="0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
     fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
     if not fe_tok >= 0:
         raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
