@@ -261,10 +261,11 @@ class OpBuilder:
         E, k = m.num_experts, m.experts_per_token
         ops = [gemm("moe_router", T, E, h, 2.0, 2.0, "bf16", c, tag)]
         # fp4 experts run in a fused MoE kernel (TRT-LLM-gen / FlashInfer / CUTLASS) that routes,
-        # permutes and sums the k expert outputs itself; the Triton / CUTLASS fp8 and bf16 paths
-        # launch those steps as kernels of their own (top-k, sort by expert, weighted sum)
-        shuffles = self.prec.weight != "fp4"
-        if shuffles:  # top-k selection over the router logits (fp32 scores in, expert ids + weights out)
+        # permutes and sums the k expert outputs itself and quantises the intermediate activation
+        # in its SwiGLU epilogue; the Triton / CUTLASS fp8 and bf16 paths launch those steps as
+        # kernels of their own (top-k, sort by expert, weighted sum, quantisation passes)
+        fused_moe = self.prec.weight == "fp4"
+        if not fused_moe:  # top-k selection over the router logits (fp32 scores in, expert ids + weights out)
             ops.append(elementwise("moe_topk", T * E * 4 + T * k * 8, T * E * 4, c, tag))
         T_all = batch.num_tokens  # tokens of every attention rank meet in the MoE layer
         # All-to-all dispatch / combine only where attention ranks hold different tokens
@@ -288,20 +289,18 @@ class OpBuilder:
         m_per_expert = routed / max(active, 1e-9)
         # sort the token-expert pairs by expert (vLLM / SGLang's align kernel writes the order and
         # the grouped GEMM gathers rows itself; TRT-LLM's permute also copies them)
-        if shuffles:
+        if not fused_moe:
             ops.append(elementwise("moe_sort", routed * 16, 0, c, tag))
         for name, n_, k_ in (("moe_experts_up", up, h), ("moe_experts_down", h, width)):
             flops = 2.0 * routed * n_ * k_
             nbytes = active * n_ * k_ * wb + routed * (k_ * ab + n_ * ACT_BYTES)
             op = Op(name, "moe_gemm", c, flops, nbytes, gd, (m_per_expert, n_, k_, active), tag)
-            # fp4 experts run in a fused MoE kernel (FlashInfer / CUTLASS / TRT-LLM-gen in every
-            # engine) that quantises the intermediate activation in its SwiGLU epilogue: only the
-            # input is quantised by a separate pass
-            op.fused_quant = name == "moe_experts_down" and self.prec.weight == "fp4"
+            # in the fused fp4 kernel only the MoE input is quantised by a separate pass
+            op.fused_quant = fused_moe and name == "moe_experts_down"
             ops.append(op)
         ops.append(elementwise("moe_act", routed * (up + width) * ACT_BYTES, 4 * routed * width, c, tag))
         # each token's k expert outputs, weighted and summed (vLLM's moe_sum, TRT-LLM's finalize)
-        if shuffles:
+        if not fused_moe:
             ops.append(elementwise("moe_finalize", routed * h * ACT_BYTES + T * h * ACT_BYTES, 2 * routed * h, c, tag))
         if a2a:
             ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))

@@ -218,7 +218,8 @@ class Engine:
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out
-        self._out_sum = 0  # sum over running of min(output tokens, kv_reserve_cap_tokens): bounds the reservation
+        # sum over running requests of their whole (capped) output in tokens: bounds the reservation
+        self._reserve_bound_tokens = 0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -279,7 +280,7 @@ class Engine:
     def _preempt_one(self, now: float) -> float:
         """Preempt the most recently admitted running request; returns swap time to add (s)."""
         rid = self.running.pop()
-        self._out_sum -= min(self.r.out[rid], self.cfg.kv_reserve_cap_tokens)
+        self._released(rid)
         r = self.r
         r.preemptions[rid] += 1
         if rid in self._first_pending:
@@ -379,10 +380,26 @@ class Engine:
             self.swapped.popleft()
             self.swap_tokens -= toks
             extra_s += toks * cfg.kv_bytes_per_token / cfg.swap_bandwidth_bytes_per_s
-            self.running.append(rid)
-            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
+            self._admitted(rid)
             self._join_decode(rid, r.gen[rid])
         return extra_s
+
+    def _admitted(self, rid: int) -> None:
+        """rid joins the running set (admission, swap-in, a KV hand-off)."""
+        self.running.append(rid)
+        self._reserve_bound_tokens += self._kept_tokens(self.r.out[rid])
+
+    def _released(self, rid: int, remove: bool = False) -> None:
+        """rid has left the running set (preempted: already popped; finished: `remove`d here)."""
+        if remove:
+            self.running.remove(rid)
+        self._reserve_bound_tokens -= self._kept_tokens(self.r.out[rid])
+
+    def _kept_tokens(self, left: int) -> int:
+        """Output tokens admission keeps back for a request with `left` still to generate, before
+        the `kv_reserve_output` share (clipped at `kv_reserve_cap_tokens`, as SGLang does)."""
+        cap = self.cfg.kv_reserve_cap_tokens
+        return 0 if left <= 0 else left if left < cap else cap
 
     def _reserved_blocks(self, exact: bool = False, upto: int | None = None) -> float:
         """Blocks admission keeps back for the running requests' future output tokens
@@ -394,22 +411,20 @@ class Engine:
         if not frac or not self.running:
             return 0.0
         if not exact:
-            return frac * self._out_sum / cfg.block_size
-        cap, pre = cfg.kv_reserve_cap_tokens, set(self.prefilling)
+            return frac * self._reserve_bound_tokens / cfg.block_size
+        pre, kept = set(self.prefilling), self._kept_tokens
         rest = 0
         for rid in self.running[:upto]:
             gen = r.gen[rid] if rid in pre else r.gen[rid] + tick - r.tick0[rid]
-            left = r.out[rid] - gen
-            rest += (left if left < cap else cap) if left > 0 else 0
+            rest += kept(r.out[rid] - gen)
         return frac * rest / cfg.block_size
 
     def _reserve_for(self, rid: int) -> float:
         """Blocks a request about to be admitted must leave free for its own future output."""
-        cfg, r = self.cfg, self.r
+        cfg = self.cfg
         if not cfg.kv_reserve_output:
             return 0.0
-        left = r.out[rid] - r.gen[rid]
-        return cfg.kv_reserve_output * min(max(left, 0), cfg.kv_reserve_cap_tokens) / cfg.block_size
+        return cfg.kv_reserve_output * self._kept_tokens(self.r.out[rid] - self.r.gen[rid]) / cfg.block_size
 
     def _admit_incoming(self, now: float) -> None:
         """Decode role: requests whose KV arrived join the decode set when they fit."""
@@ -430,8 +445,7 @@ class Engine:
             self.incoming.popleft()
             if math.isnan(r.t_sched[rid]):
                 r.t_sched[rid] = now
-            self.running.append(rid)
-            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
+            self._admitted(rid)
             if cfg.first_token_here:
                 self._join_decode(rid, 0)  # the first token is this engine's first decode tick
                 self._first_pending.append(rid)
@@ -497,8 +511,7 @@ class Engine:
                 r.t_sched[rid] = now
             self.prompt_tokens += r.inp[rid] if fresh else 0
             self.prefix_hit_tokens += r.cached[rid] if fresh else 0
-            self.running.append(rid)
-            self._out_sum += min(r.out[rid], cfg.kv_reserve_cap_tokens)
+            self._admitted(rid)
             self.prefilling.append(rid)
             self.pref_tokens += p
             chunks.append((q, p))
@@ -533,8 +546,7 @@ class Engine:
                 r.t_first[rid] = end
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
-                self.running.remove(rid)
-                self._out_sum -= min(r.out[rid], cfg.kv_reserve_cap_tokens)
+                self._released(rid, remove=True)
                 self._done(rid, end)
             else:
                 self._join_decode(rid, gen)
@@ -605,8 +617,7 @@ class Engine:
             r.gen[rid] = r.out[rid]
             self.n_dec -= 1
             r.ver[rid] += _VER_STEP
-            self.running.remove(rid)
-            self._out_sum -= min(r.out[rid], self.cfg.kv_reserve_cap_tokens)
+            self._released(rid, remove=True)
             self._done(rid, end)
 
     def _decode_run(self, now: float, next_arrival: float, extra_s: float) -> float:

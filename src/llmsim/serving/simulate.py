@@ -243,6 +243,12 @@ def simulate(
     prec = Precision.make(dep.weight_dtype, dep.act_dtype, dep.kv_dtype)
     if dep.preemption not in ("recompute", "swap"):
         raise LlmsimError(f"unknown preemption mode {dep.preemption!r}", hint="use recompute or swap")
+    if dep.kv_reserve_output is not None and not 0.0 <= dep.kv_reserve_output <= 1.0:
+        raise LlmsimError(f"kv_reserve_output must be in [0, 1], got {dep.kv_reserve_output!r}",
+                          hint="0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
+    fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
+    if not fe_tok >= 0:
+        raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
@@ -297,12 +303,6 @@ def simulate(
             )
 
     delay = wl.send_delay_s  # closed-loop client turnaround (or None)
-    if dep.kv_reserve_output is not None and not 0.0 <= dep.kv_reserve_output <= 1.0:
-        raise LlmsimError(f"kv_reserve_output must be in [0, 1], got {dep.kv_reserve_output!r}",
-                          hint="0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
-    fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
-    if not fe_tok >= 0:
-        raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
     # each entry engine (replica) has its own API server: when it is next free, and which engine
     # the prompts inside it were routed to
     in_front: dict[int, Engine] = {}
@@ -447,7 +447,7 @@ def simulate(
     if done_slots:
         record()
     wall = time.perf_counter() - t_wall
-    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink)
+    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok)
     summary["simulation_wall_s"] = wall
     return ServeResult(summary, reqs, all_engines, wall, streaming)
 
@@ -468,7 +468,8 @@ def _first_arrival(wl: Workload) -> float:
     return float(wl.send_delay_s[:wl.concurrency].min()) if wl.send_delay_s is not None else 0.0
 
 
-def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None) -> dict:
+def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
+               frontend_s_per_token: float) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     if sink is None:
@@ -498,8 +499,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
-        "frontend_s_per_token": float(get_backend(dep.backend).frontend_s_per_token if dep.frontend_s_per_token is None
-                                      else dep.frontend_s_per_token),
+        "frontend_s_per_token": float(frontend_s_per_token),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

@@ -226,13 +226,8 @@ def _quant_modes(row: dict) -> tuple[str, str]:
 
 def _precision(row: dict) -> tuple[str, str, str, str]:
     """(weight, act, kv, label) per rule 3."""
-    g = (row.get("gemm_quant_mode") or "").strip().lower()
-    m = (row.get("moe_quant_mode") or "").strip().lower()
+    g, m = _quant_modes(row)
     p = (row.get("precision") or "").strip().lower()
-    if g in ("nan",):
-        g = ""
-    if m in ("nan",):
-        m = ""
     if p in ("nan",):
         p = ""
     src = g or p
