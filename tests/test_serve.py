@@ -123,6 +123,57 @@ def test_chunked_prefill_smooths_inter_token_latency():
     assert chunked["itl_ms"]["max"] < whole["itl_ms"]["max"]
 
 
+def test_engine_token_budget_defaults():
+    # vLLM / TRT-LLM schedule their budget per attention-DP rank; SGLang's chunked-prefill size
+    # is per replica and doubles on GPUs with >= 160 GB of HBM (its server_args memory tiers)
+    from llmsim.hardware import get_gpu
+    from llmsim.serving.backends import get_backend
+
+    h100, h200, b200 = get_gpu("h100-sxm"), get_gpu("h200"), get_gpu("b200")
+    assert get_backend("vllm").batched_tokens(b200, 8) == get_backend("trtllm").batched_tokens(b200, 8) == 8 * 8192
+    sg = get_backend("sglang")
+    assert (sg.batched_tokens(h100), sg.batched_tokens(h200), sg.batched_tokens(b200), sg.batched_tokens(b200, 8)) == (8192, 8192, 16384, 16384)
+    assert sg.chunked_prefill and not sg.mixed_batches
+    cfg = simulate(dep(backend="sglang", pool=Pool("b200")), make_workload(num_requests=4, isl=64, osl=4, concurrency=4, seed=0)).engines[0].cfg
+    assert (cfg.max_num_batched_tokens, cfg.chunked_prefill, cfg.mixed_batches) == (16384, True, False)
+    # mixed engines get room for every running decode in the default budget; an explicit one is checked
+    cfg = simulate(dep(max_num_seqs=9000), make_workload(num_requests=4, isl=64, osl=4, concurrency=4, seed=0)).engines[0].cfg
+    assert cfg.max_num_batched_tokens == 9000
+    with pytest.raises(LlmsimError, match="max_num_batched_tokens"):
+        simulate(dep(max_num_seqs=9000, max_num_batched_tokens=8192), make_workload(num_requests=4, isl=64, osl=4, concurrency=4, seed=0))
+
+
+def test_unmixed_chunked_prefill_batches(monkeypatch):
+    # SGLang's default scheduler: prompts are chunked at the token budget, a prefill batch holds
+    # at most that many tokens and runs alone (no decode rides in it); decodes run when nothing
+    # waits for prefill
+    from llmsim.serving import steptime
+
+    seen = []
+    orig = steptime.StepTimeModel.iteration
+
+    def spy(self, chunks, n_decode, ctx, rows):
+        seen.append((sum(q for q, _ in chunks), n_decode))
+        return orig(self, chunks, n_decode, ctx, rows)
+
+    monkeypatch.setattr(steptime.StepTimeModel, "iteration", spy)
+    wl = make_workload(num_requests=40, input_dist="uniform:200,5000", output_dist="uniform:2,50", rate=20.0, seed=4)
+    res = simulate(dep(chunked_prefill=True, mixed_batches=False, max_num_batched_tokens=2048), wl)
+    check_conservation(res, 40)
+    assert seen and all(t <= 2048 and n == 0 for t, n in seen)
+    assert any(t == 2048 for t, _ in seen), "long prompts are cut at the budget"
+    # mixed (vLLM-style) batches do carry decodes beside prefill chunks
+    seen.clear()
+    check_conservation(simulate(dep(chunked_prefill=True, max_num_batched_tokens=2048), wl), 40)
+    assert any(n > 0 for _, n in seen)
+    # one 16k-token prefill batch instead of 160k: in a burst of long prompts the early ones get
+    # their first token sooner than when every prompt of the burst is prefilled at once
+    burst = make_workload(num_requests=32, isl=8192, osl=8, concurrency=32, seed=0)
+    chunked = simulate(dep(chunked_prefill=True, mixed_batches=False, max_num_batched_tokens=16384), burst).summary
+    whole = simulate(dep(chunked_prefill=False), burst).summary
+    assert chunked["ttft_ms"]["mean"] < 0.8 * whole["ttft_ms"]["mean"]
+
+
 def test_static_batching_is_slower_than_continuous():
     wl = make_workload(num_requests=200, input_dist="uniform:100,1000", output_dist="uniform:10,500", concurrency=32, seed=0)
     cont = simulate(dep(), wl).summary
@@ -382,7 +433,7 @@ def _no_macro_steps(monkeypatch):
     monkeypatch.setattr(Engine, "step", lambda self, now, next_arrival, horizon=-math.inf: step(self, now, next_arrival))
 
 
-@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "closed", "preempt", "disagg", "replicas"])
+@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas"])
 def test_macro_steps_do_not_change_results(case, monkeypatch):
     # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
     # while nothing else can happen first; it must reproduce the event loop exactly
@@ -390,6 +441,7 @@ def test_macro_steps_do_not_change_results(case, monkeypatch):
     d, wl = {
         "open_chunked": (dep(max_num_batched_tokens=512), open_wl),
         "open_whole": (dep(chunked_prefill=False), open_wl),
+        "open_unmixed": (dep(backend="sglang", max_num_batched_tokens=1024), open_wl),
         "closed": (dep(max_num_batched_tokens=512), make_workload(num_requests=200, input_dist="uniform:100,3000", output_dist="uniform:1,200", concurrency=6, seed=1)),
         "preempt": (dep(memory_fraction=0.225, max_num_batched_tokens=512), make_workload(num_requests=120, isl=900, osl=600, concurrency=40, seed=2)),
         "disagg": (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), open_wl),

@@ -7,10 +7,15 @@ never adjusted per benchmark row:
   kernels; SGLang runs the same cuBLAS/CUTLASS GEMMs as vLLM).
 - `cpu_overhead_s`: per-iteration host time not hidden behind the GPU (scheduling, input
   preparation, sampling, detokenisation) — the time an iteration takes beyond its kernels.
-- `max_num_seqs`, `max_num_batched_tokens`, `chunked_prefill`: scheduler defaults of the
-  engine (vLLM V1: chunked prefill on, 8192-token budget; SGLang: chunked prefill size 8192,
-  prefill batches not mixed with decode unless enabled; TRT-LLM: in-flight batching with
-  chunked context, max_num_tokens 8192).
+- `max_num_seqs`, `max_num_batched_tokens`, `chunked_prefill`, `mixed_batches`: scheduler
+  defaults of the engine. vLLM V1: chunked prefill on, 8192-token budget per data-parallel
+  rank, decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
+  context, max_num_tokens 8192 per attention-DP rank, mixed the same way. SGLang: prompts are
+  chunked at `--chunked-prefill-size` (8192 on GPUs under 160 GB of HBM, 16384 on larger
+  ones such as B200 / B300: `large_hbm_batched_tokens`), a prefill batch holds at most that
+  many tokens, and it runs alone: decodes wait for it (`--enable-mixed-chunk` is off by
+  default), so `mixed_batches` is False. With DP attention SGLang divides the chunk size by
+  the DP size, so its budget is per replica, not per DP rank (`budget_per_dp_rank`).
 - `allreduce`: 'custom' for all three -- tensor-parallel all-reduces inside one NVLink domain
   run the engine's own one-shot / two-shot kernel over peer memory (TRT-LLM's custom
   all-reduce; vLLM's `CustomAllreduce` and SGLang's are adapted from it, used up to 8 MiB),
@@ -80,6 +85,10 @@ CPU_PER_SEQ_S = 15e-6
 # front end is known to be slow.
 FRONTEND_S_PER_TOKEN = 0.0
 
+# SGLang's memory tier for its default chunked-prefill size (server_args: gpu_mem < 160 * 1024
+# MiB -> 8192, e.g. H100 / H200; else 16384, e.g. B200 / B300 / GB200 / GB300)
+LARGE_HBM_GIB = 160.0
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -97,6 +106,17 @@ class Backend:
     frontend_s_per_token: float = FRONTEND_S_PER_TOKEN
     kv_reserve_output: float = 0.0
     kv_reserve_cap_tokens: int = 1 << 62
+    mixed_batches: bool = True
+    large_hbm_batched_tokens: int = 0  # the default budget on GPUs with >= LARGE_HBM_GIB of HBM (0: no change)
+    budget_per_dp_rank: bool = True
+
+    def batched_tokens(self, gpu, dp: int = 1) -> int:
+        """Default token budget of one iteration of a replica with `dp` attention-DP ranks on `gpu`
+        (a GPUSpec): the engine's per-rank budget x dp, or its per-replica budget."""
+        mbt = self.max_num_batched_tokens
+        if self.large_hbm_batched_tokens and gpu.memory_gib >= LARGE_HBM_GIB:
+            mbt = self.large_hbm_batched_tokens
+        return mbt * max(dp, 1) if self.budget_per_dp_rank else mbt
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
@@ -108,7 +128,8 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
-    "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, False, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096),
+    "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
+                      mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0),
 }

@@ -4,8 +4,10 @@ What it models (vLLM / SGLang / TRT-LLM style):
 - continuous batching with `max_num_seqs` running sequences and a `max_num_batched_tokens`
   token budget per iteration;
 - chunked prefill (Sarathi-Serve): decodes first (one token each), then prefill chunks of
-  partially prefilled requests, then new requests, all in one iteration; without chunked
-  prefill an iteration is either prefill-only (whole prompts, prefill first) or decode-only;
+  partially prefilled requests, then new requests, all in one iteration; without mixed
+  batches (`mixed_batches=False`, SGLang's default) prompts are still chunked at the token
+  budget but an iteration is either prefill-only (prefill first) or decode-only; without
+  chunked prefill an iteration is either prefill-only (whole prompts) or decode-only;
 - static batching (baseline): a batch is admitted only when the previous one has finished;
 - paged KV cache of `kv_capacity_tokens` in blocks of `block_size` tokens; when the next
   iteration needs more blocks than are free, the most recently admitted request is
@@ -54,6 +56,10 @@ class EngineConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
+    # decodes ride in the same iteration as prefill chunks (vLLM V1, TRT-LLM); False: prefill
+    # batches of at most max_num_batched_tokens run alone and decodes wait (SGLang without
+    # --enable-mixed-chunk). Only with chunked_prefill.
+    mixed_batches: bool = True
     static_batching: bool = False
     block_size: int = 16
     kv_capacity_tokens: int = 1 << 20
@@ -186,6 +192,7 @@ class Requests:
 class Engine:
     def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
+        self.mixing = cfg.chunked_prefill and cfg.mixed_batches  # decodes share iterations with prefill chunks
         self.on_finish, self.itl = on_finish, itl
         # token gaps (s) and their counts not yet binned into `itl`; None when ITL is not kept
         self._itl_v: array | None = array("d") if itl is not None else None
@@ -340,7 +347,7 @@ class Engine:
                 return now
             end = self._decode_run(now, next_arrival, extra_s)
             return self._decode_on(end, next_arrival, horizon, outstanding)
-        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and cfg.chunked_prefill and not self.swapped:
+        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped:
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -458,7 +465,7 @@ class Engine:
         # a decode engine's waiting queue holds only the requests it preempted (new ones arrive
         # with their KV, in `incoming`): it recomputes them itself, prompt + generated tokens,
         # as a vLLM decode instance does -- they are not sent back to a prefill engine
-        mixing = cfg.chunked_prefill
+        chunking, mixing = cfg.chunked_prefill, self.mixing
         # static batching admits nothing while a batch is in flight, but finishes prefilling it
         batch_in_flight = cfg.static_batching and (self.n_dec or self.prefilling)
         budget = cfg.max_num_batched_tokens - (self.n_dec if mixing else 0)
@@ -471,7 +478,7 @@ class Engine:
                 break
             p = prefilled[rid]
             rem = ptotal[rid] - p
-            q = rem if not mixing or rem < budget else budget
+            q = rem if not chunking or rem < budget else budget
             chunks.append((q, p))
             budget -= q
             if q == rem:
@@ -495,9 +502,9 @@ class Engine:
                 prefilled[rid] = hit
             p = prefilled[rid]
             rem = ptotal[rid] - p
-            if not mixing and rem > budget and chunks:
+            if not chunking and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
-            q = rem if not mixing or rem < budget else budget
+            q = rem if not chunking or rem < budget else budget
             need = (p + q) / B + 1 + self._reserve_for(rid)
             if used + need > self.cap_blocks and (self.running or chunks):
                 if exact or not bound:
@@ -523,7 +530,7 @@ class Engine:
 
     def _iteration(self, now: float, chunks, finishing, extra_s: float) -> float:
         cfg, r = self.cfg, self.r
-        n_dec = self.n_dec if cfg.chunked_prefill else 0
+        n_dec = self.n_dec if self.mixing else 0
         rows = n_dec + len(finishing)
         t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
         end = now + t

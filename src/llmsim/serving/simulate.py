@@ -84,6 +84,9 @@ class Deployment:
     max_num_seqs: int | None = None
     max_num_batched_tokens: int | None = None
     chunked_prefill: bool | None = None
+    # decodes share iterations with prefill chunks (None: the backend's `Backend.mixed_batches`;
+    # False is SGLang's default: prefill batches run alone)
+    mixed_batches: bool | None = None
     static_batching: bool = False
     block_size: int = 16
     preemption: str = "recompute"
@@ -152,12 +155,17 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
     seqs = dep.max_num_seqs or be.max_num_seqs
-    mbt = dep.max_num_batched_tokens or be.max_num_batched_tokens
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
+    mixed = chunked and (be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches)
+    mbt = dep.max_num_batched_tokens
+    if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
+        mbt = be.batched_tokens(gpu, par.dp)
+        mbt = max(mbt, seqs) if mixed else mbt
     if not chunked:
         mbt = max(mbt, spec.max_position_embeddings)  # whole prompts must fit one prefill iteration
-    if mbt < seqs and chunked:
-        raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) with chunked prefill")
+    if mbt < seqs and mixed:
+        raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) when decodes share iterations with prefill chunks",
+                          hint="raise --max-num-batched-tokens or lower --max-num-seqs")
     frac = dep.memory_fraction or be.memory_fraction
     mem = memory_breakdown(spec, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
                            memory_fraction=frac, block_size=dep.block_size)
@@ -174,7 +182,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     st = step_time_model(spec, par, prec, cm, ovh, per_seq)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     cfg = EngineConfig(
-        max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, static_batching=dep.static_batching,
+        max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
@@ -500,6 +508,11 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
         "frontend_s_per_token": float(frontend_s_per_token),
+        # scheduler of the engine that prefills: token budget per iteration, chunking, and
+        # whether decodes share iterations with prefill chunks
+        "max_num_batched_tokens": int(builds[0].cfg.max_num_batched_tokens),
+        "chunked_prefill": bool(builds[0].cfg.chunked_prefill),
+        "mixed_batches": bool(builds[0].cfg.mixed_batches),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

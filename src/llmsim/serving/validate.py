@@ -57,12 +57,12 @@ Mapping rules (assumptions a reader of the numbers must know):
    `batch_size` is the batch per attention-DP rank: batch_size x attention_dp == N in all but
    ~30 rows, which are skipped as ambiguous (mostly TRT-LLM rows with N == batch_size x tp:
    attention DP on but not recorded). Engine limits: `max_num_seqs = max(backend default, N)`
-   (the benchmarks size the engine batch to hold every client: batch_size per rank) and
-   `max_num_batched_tokens = max(backend default x attention_dp, max_num_seqs)` with the
-   attention_dp of the pool that prefills (agg pool, or the prefill pool of a disagg row):
-   every attention-DP rank schedules its own token budget and llmsim pools the dp ranks of a
-   replica in one engine; one value serves both pools of a `Deployment`, and decode-role
-   engines do not use it.
+   (the benchmarks size the engine batch to hold every client: batch_size per rank) and each
+   pool's engine default token budget (`Backend.batched_tokens`): vLLM and TRT-LLM schedule
+   8192 tokens per attention-DP rank (llmsim pools the dp ranks of a replica in one engine, so
+   8192 x dp, raised to max_num_seqs since decodes share it); SGLang's chunked-prefill size is
+   per replica (DP attention divides it among the ranks): 8192 below 160 GB of HBM, 16384
+   above (B200 / B300 / GB200 / GB300).
 6. Workload: the benchmark protocol. Closed loop of N clients with fixed ISL/OSL (every
    request exactly ISL prompt and OSL output tokens, random tokens so no prefix-cache hits),
    seed 0, num_requests = ROUNDS x N = 10 N, all clients starting together at t = 0 and every
@@ -409,8 +409,6 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         base["concurrency"] = conc
         plan.concurrency = conc
         seqs = max(be.max_num_seqs, conc)
-        # token budget: per attention-DP rank of the engine that prefills (agg pool / prefill pool)
-        dp_pre = pools["pool" if mode == "agg" else "prefill"][2]
         plan.dep_kwargs = {
             "model": spec if block_copy else spec.name,
             "gpu": gpu.name,
@@ -420,7 +418,9 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             "act_dtype": a,
             "kv_dtype": kv,
             "max_num_seqs": seqs,
-            "max_num_batched_tokens": max(be.max_num_batched_tokens * dp_pre, seqs),
+            # token budget: each pool's engine default for its GPU and attention-DP size
+            # (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it
+            "max_num_batched_tokens": None,
         }
     except LlmsimError as e:
         plan.reason = e.message
