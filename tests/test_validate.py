@@ -112,7 +112,7 @@ def test_mapping():
                      tp_size="1", attention_dp_size="8", moe_tp_size="1", moe_ep_size="8", batch_size="32",
                      silicon_data_source="s; silicon_concurrency=256", id="d_c256_cfg9"))
     assert r.concurrency == 256 and r.dep_kwargs["pools"]["pool"] == (1, 1, 8, 8, 1)
-    assert r.dep_kwargs["max_num_batched_tokens"] is None  # each pool's engine default (Backend.batched_tokens)
+    assert r.dep_kwargs.get("max_num_batched_tokens") is None  # each pool's engine default (Backend.batched_tokens)
     # fp4 on Hopper runs weight-only
     g = plan_row(row(model_path="openai/gpt-oss-120b", precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", tp_size="2",
                      moe_tp_size="2", moe_ep_size="1"))

@@ -67,6 +67,7 @@ from dataclasses import dataclass, replace
 
 from ..cost.model import CostModel
 from ..errors import LlmsimError
+from ..hardware.spec import GPUSpec
 
 
 # Host time per sequence in an iteration (scheduling, input preparation and output handling
@@ -110,9 +111,9 @@ class Backend:
     large_hbm_batched_tokens: int = 0  # the default budget on GPUs with >= LARGE_HBM_GIB of HBM (0: no change)
     budget_per_dp_rank: bool = True
 
-    def batched_tokens(self, gpu, dp: int = 1) -> int:
-        """Default token budget of one iteration of a replica with `dp` attention-DP ranks on `gpu`
-        (a GPUSpec): the engine's per-rank budget x dp, or its per-replica budget."""
+    def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
+        """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
+        `gpu`: the engine's per-rank budget x dp, or its per-replica budget."""
         mbt = self.max_num_batched_tokens
         if self.large_hbm_batched_tokens and gpu.memory_gib >= LARGE_HBM_GIB:
             mbt = self.large_hbm_batched_tokens

@@ -418,9 +418,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             "act_dtype": a,
             "kv_dtype": kv,
             "max_num_seqs": seqs,
-            # token budget: each pool's engine default for its GPU and attention-DP size
-            # (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it
-            "max_num_batched_tokens": None,
+            # no token budget: each pool takes its engine's default for its GPU and attention-DP
+            # size (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it
         }
     except LlmsimError as e:
         plan.reason = e.message
@@ -459,7 +458,7 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     pools = {k: Pool(g, *v) for k, v in kw["pools"].items()}
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
-        "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"], "max_num_batched_tokens": kw["max_num_batched_tokens"],
+        "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"],
         "cpu_overhead_s": cpu_overhead_s, "kernels": row_kernels(kernels, g),
     }
     if "pool" in pools:
