@@ -115,7 +115,8 @@ def test_catalog_files_have_the_documented_shape():
     assert len(files) == len(list_models()) >= 18
     for f in files:
         raw = json.loads(f.read_text())
-        assert set(raw) == {"name", "hf_id", "aliases", "source", "config"}, f.name
+        assert {"name", "hf_id", "aliases", "source", "config"} <= set(raw) <= {
+            "name", "hf_id", "aliases", "source", "config", "checkpoint_unquantized"}, f.name
         assert f.stem == raw["name"], f.name
         assert raw["source"], f.name
         assert raw["config"]["model_type"] in SUPPORTED_MODEL_TYPES
@@ -619,7 +620,10 @@ def test_native_quantisation_from_quantization_config():
     assert get_model("gpt-oss-120b").bf16_part("attention", "fp4") and get_model("gpt-oss-20b").bf16_part("attention", "fp4")
     kimi = get_model("kimi-k2.5")
     assert all(kimi.bf16_part(p, "int4") for p in ("attention", "shared_experts", "dense_mlp"))
-    assert not kimi.bf16_part("attention", "fp4")  # NVFP4 is NVIDIA's re-quantisation, a different checkpoint
+    # NVFP4 is NVIDIA's re-quantisation, a different checkpoint with its own exclusions (catalog facts):
+    # it keeps self-attention in bf16 but quantises the shared expert and the dense MLP
+    assert kimi.bf16_part("attention_qkv", "fp4") and kimi.bf16_part("attention_out", "fp4")
+    assert not kimi.bf16_part("shared_experts", "fp4") and not kimi.bf16_part("dense_mlp", "fp4")
     assert not get_model("deepseek-v3").bf16_part("attention", "fp8")
 
 
@@ -641,3 +645,29 @@ def test_block_scaled_fp8_checkpoint_from_weight_block_size():
     for name in ("deepseek-v3", "deepseek-r1", "minimax-m2.5"):
         assert get_model(name).block_scaled("fp8"), name
     assert not get_model("llama-3.1-70b").block_scaled("fp8") and not get_model("kimi-k2.5").block_scaled("fp8")
+
+
+def test_checkpoint_unquantized_is_per_served_format():
+    # NVIDIA's DeepSeek-R1-0528-FP4-v2 quantises o_proj but keeps the q / kv projections in bf16;
+    # the native fp8 checkpoint is quantised throughout; other formats follow no recorded checkpoint
+    ds = get_model("deepseek-v3")
+    assert dict(ds.checkpoint_unquantized) == {"fp4": ("attention_qkv",)}
+    assert ds.bf16_part("attention_qkv", "fp4") and not ds.bf16_part("attention_out", "fp4")
+    assert not ds.bf16_part("attention_qkv", "fp8") and not ds.bf16_part("attention_qkv", "int4")
+    assert not ds.bf16_part("shared_experts", "fp4")
+    mm = get_model("minimax-m2.5")  # nvidia/MiniMax-M2.5-NVFP4: all of self-attention unquantised
+    assert mm.bf16_part("attention_qkv", "fp4") and mm.bf16_part("attention_out", "fp4")
+    assert not mm.bf16_part("attention_qkv", "fp8")
+    # the split of attention parameters the memory model uses
+    assert 0 < ds.attention_out_params() < ds.attention_params()
+    assert ds.attention_out_params() == ds.num_heads * ds.v_head_dim * ds.hidden_size
+
+
+def test_catalog_rejects_a_bad_checkpoint_unquantized(tmp_path, monkeypatch):
+    import llmsim.models.catalog as cat
+
+    raw = json.loads((DATA_DIR / "deepseek-v3.json").read_text())
+    for bad in ({"fp4": ["attention_everything"]}, ["attention"], {"fp4": "attention"}):
+        (tmp_path / "deepseek-v3.json").write_text(json.dumps({**raw, "checkpoint_unquantized": bad}))
+        with pytest.raises(LlmsimError, match="checkpoint_unquantized"):
+            cat._load_entry(tmp_path / "deepseek-v3.json")

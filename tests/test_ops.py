@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmsim.cost.ops import Batch, OpBuilder, _pairs, build_ops, uniform_batch
+from llmsim.dtypes import bytes_per_element
 from llmsim.layout import Parallel, Precision
 from llmsim.models import get_model
 
@@ -423,7 +424,9 @@ def test_kimi_int4_quantises_only_the_routed_experts():
     assert by_name(int4, "moe_experts_up")[0].bytes < 0.5 * by_name(bf16, "moe_experts_up")[0].bytes  # 4-bit experts
     assert by_name(int4, "o_proj")[0].bytes == by_name(bf16, "o_proj")[0].bytes
     fp4 = build_ops(spec, Parallel(tp=8), Precision(weight="fp4", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
-    assert by_name(fp4, "o_proj")[0].dtype != "bf16"  # an NVFP4 checkpoint: quantised throughout
+    # NVIDIA's NVFP4 checkpoint: bf16 self-attention (its own exclusions), fp4 shared expert and dense MLP
+    assert by_name(fp4, "o_proj")[0].dtype == "bf16" and by_name(fp4, "q_b_proj")[0].dtype == "bf16"
+    assert by_name(fp4, "shared_expert_up")[0].dtype != "bf16" and by_name(fp4, "mlp_up")[0].dtype != "bf16"
 
 
 def test_mla_absorbed_gemms_run_bf16_whatever_the_weight_format():
@@ -433,7 +436,24 @@ def test_mla_absorbed_gemms_run_bf16_whatever_the_weight_format():
     for name in ("mla_q_absorb", "mla_v_absorb"):
         op = by_name(ops, name)[0]
         assert op.dtype == "bf16" and not op.weight_only_quant, name
-    assert by_name(ops, "q_b_proj")[0].dtype != "bf16"  # the checkpoint's own projections stay quantised
+    fp8 = build_ops(spec, Parallel(tp=8), Precision(weight="fp8", act="fp8", kv="fp8"), uniform_batch(decode_ctx=[512] * 4))
+    assert by_name(fp8, "q_b_proj")[0].dtype != "bf16"  # the checkpoint's own projections stay quantised
+    # NVIDIA's NVFP4 DeepSeek (R1-0528-FP4-v2) keeps the q / kv projections in bf16, quantises o_proj
+    assert by_name(ops, "q_b_proj")[0].dtype == "bf16" and by_name(ops, "qkv_a_proj")[0].dtype == "bf16"
+    assert by_name(ops, "o_proj")[0].dtype == "fp4"
+
+
+def test_weights_memory_follows_the_checkpoint_exclusions():
+    from llmsim.memory.model import weights_bytes_per_gpu
+
+    spec = get_model("deepseek-v3")
+    par = Parallel(tp=8)
+    prec = Precision(weight="fp4", act="fp8", kv="fp8")
+    plain = spec.model_copy(update={"checkpoint_unquantized": ()})
+    extra = weights_bytes_per_gpu(spec, par, prec) - weights_bytes_per_gpu(plain, par, prec)
+    qkv = (spec.attention_params() - spec.attention_out_params()) / par.tp * spec.num_layers
+    wb = bytes_per_element("fp4")
+    assert extra == pytest.approx(qkv * (2.0 - wb), rel=1e-9)
 
 
 def test_fp4_moe_quantises_its_intermediate_inside_the_fused_kernel():

@@ -154,13 +154,15 @@ class OpBuilder:
     def _gp(self, part: str, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
         """A GEMM of one model part ('attention', 'shared_experts', 'dense_mlp'): bf16 where the
         served checkpoint leaves that part unquantised (`ModelSpec.bf16_part`: gpt-oss's
-        attention, Kimi-K2.5 INT4's attention / shared expert / dense MLP), else as `_g`."""
+        attention, Kimi-K2.5 INT4's attention / shared expert / dense MLP, NVIDIA's NVFP4
+        DeepSeek-R1's q / kv projections), else as `_g`."""
         if self.m.bf16_part(part, self.prec.weight):
             return gemm(name, m, n, k, 2.0, 2.0, "bf16", count, tag)
         return self._g(name, m, n, k, count, tag)
 
     def _ga(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
-        return self._gp("attention", name, m, n, k, count, tag)
+        """An attention projection: 'attention_out' for o_proj, 'attention_qkv' for the others."""
+        return self._gp("attention_out" if name == "o_proj" else "attention_qkv", name, m, n, k, count, tag)
 
     # ------------------------------------------------------------ attention
     def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:

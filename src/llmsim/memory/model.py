@@ -53,6 +53,7 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     wb = bytes_per_element(prec.weight)
     m = model
     attn = m.attention_params() / par.tp
+    attn_out = m.attention_out_params() / par.tp
     if not m.is_mla and par.tp > m.num_kv_heads:
         # K/V projections are replicated once tp exceeds the KV heads: each GPU holds whole KV heads
         kv_proj = 2 * m.hidden_size * m.num_kv_heads * m.head_dim + (2 * m.num_kv_heads * m.head_dim if m.qkv_bias else 0)
@@ -72,8 +73,10 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     n_dense = layers_per_stage - n_moe
     quantised = n_moe * moe
     bf16 = layers_per_stage * per_layer_norms + n_moe * router
-    # parts the served checkpoint leaves in bf16 (gpt-oss attention; Kimi-K2.5 INT4: all but the routed experts)
-    for part, params in (("attention", layers_per_stage * attn), ("dense_mlp", n_dense * dense), ("shared_experts", n_moe * shared)):
+    # parts the served checkpoint leaves in bf16 (gpt-oss attention; Kimi-K2.5 INT4: all but the routed experts;
+    # NVIDIA's NVFP4 DeepSeek-R1: the q / kv projections)
+    for part, params in (("attention_qkv", layers_per_stage * (attn - attn_out)), ("attention_out", layers_per_stage * attn_out),
+                         ("dense_mlp", n_dense * dense), ("shared_experts", n_moe * shared)):
         if m.bf16_part(part, prec.weight):
             bf16 += params
         else:

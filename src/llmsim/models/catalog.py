@@ -4,7 +4,9 @@ Each file holds `{"name", "hf_id", "aliases", "source", "config"}` where `config
 model's Hugging Face config.json (the keys that matter, values as published; GPT-3 has
 no HF config and is written as the gpt2-type config its paper describes). Every entry is
 built through `from_hf_config`, so the catalog exercises the same loader users run on
-their own config.json files.
+their own config.json files. An optional `checkpoint_unquantized` ({"fp4": ["attention_qkv"]})
+records which parts the usual published checkpoint of another weight format leaves in bf16
+(its source goes in `source`).
 
 `get_model` accepts a catalog id, an alias or a Hugging Face id (case-insensitive), or a
 path to a config.json / model directory.
@@ -17,6 +19,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ..errors import LlmsimError
 from .hf import from_hf_config, load_hf_config_file, read_json_file
 from .spec import ModelSpec
@@ -24,7 +28,7 @@ from .spec import ModelSpec
 __all__ = ["get_model", "list_models", "DATA_DIR"]
 
 DATA_DIR = Path(__file__).parent / "data"
-_ENTRY_KEYS = {"name", "hf_id", "aliases", "source", "config"}
+_ENTRY_KEYS = {"name", "hf_id", "aliases", "source", "config", "checkpoint_unquantized"}
 
 
 def _load_entry(path: Path) -> ModelSpec:
@@ -43,7 +47,7 @@ def _load_entry(path: Path) -> ModelSpec:
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise LlmsimError(f"catalog file {str(path)!r}: 'aliases' must be a list of strings")
     try:
-        return from_hf_config(
+        spec = from_hf_config(
             raw["config"],
             name=raw["name"],
             hf_id=raw.get("hf_id"),
@@ -52,6 +56,18 @@ def _load_entry(path: Path) -> ModelSpec:
         )
     except LlmsimError as e:
         raise LlmsimError(f"catalog file {path.name}: {e.message}", hint=e.hint) from None
+    other = raw.get("checkpoint_unquantized")
+    if other is None:
+        return spec
+    # {"fp4": ["attention_qkv"]}: parts another format's published checkpoint leaves in bf16
+    if not isinstance(other, dict) or not all(isinstance(v, list) for v in other.values()):
+        raise LlmsimError(f"catalog file {path.name}: 'checkpoint_unquantized' must map a weight format to a list of parts",
+                          hint='e.g. {"fp4": ["attention_qkv"]}')
+    try:
+        return ModelSpec.model_validate({**spec.model_dump(), "checkpoint_unquantized": tuple((k, tuple(v)) for k, v in other.items())})
+    except ValidationError as e:
+        raise LlmsimError(f"catalog file {path.name}: invalid 'checkpoint_unquantized': {e.errors()[0]['msg']}",
+                          hint="parts are attention, attention_qkv, shared_experts, dense_mlp") from None
 
 
 @lru_cache(maxsize=1)

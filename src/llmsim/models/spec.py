@@ -89,6 +89,12 @@ class ModelSpec(BaseModel):
         (), description="parts that published checkpoint leaves in bf16 (quantization_config modules_to_not_convert / "
                         "ignore): gpt-oss's MXFP4 release keeps attention in bf16, Kimi-K2.5's INT4 release quantises "
                         "only the routed experts")
+    checkpoint_unquantized: tuple[tuple[str, tuple[Literal["attention", "attention_qkv", "shared_experts", "dense_mlp"], ...]], ...] = Field(
+        (),
+        description="(weight format, parts) pairs: the parts the usual published checkpoint of another weight format "
+                    "leaves in bf16 (catalog facts with their source). NVIDIA's NVFP4 DeepSeek-R1 release "
+                    "(DeepSeek-R1-0528-FP4-v2) quantises only o_proj of the attention: (('fp4', ('attention_qkv',)),); "
+                    "'attention_qkv' = every attention projection but the output one")
     native_weight_block_size: tuple[int, int] | None = Field(
         None, description="(rows, columns) of the published fp8 checkpoint's weight scale blocks (quantization_config "
                           "weight_block_size: DeepSeek-V3/R1 and MiniMax-M2.5 ship 128x128 block-scaled fp8); None = "
@@ -116,12 +122,21 @@ class ModelSpec(BaseModel):
         return self
 
     def bf16_part(self, part: str, weight_dtype: str) -> bool:
-        """Whether `part` ('attention', 'shared_experts', 'dense_mlp') runs on bf16 weights when
-        serving at `weight_dtype`: the published checkpoint's exclusions apply when that
-        checkpoint's own format is served (another format is another checkpoint, quantised
-        throughout unless told otherwise)."""
-        return part in self.native_unquantized and bool(self.native_weight_dtype) and \
-            _canonical_dtype(weight_dtype) == self.native_weight_dtype
+        """Whether `part` runs on bf16 weights when serving at `weight_dtype`.
+
+        Parts: 'attention_qkv' (the q / k / v-side attention projections), 'attention_out' (the
+        output projection), 'shared_experts', 'dense_mlp'. The published checkpoint's exclusions
+        (`native_unquantized`) apply when that checkpoint's own format is served; another format
+        is another checkpoint: its exclusions where the catalog records them
+        (`checkpoint_unquantized`), else quantised throughout. An excluded 'attention' covers
+        both attention parts, an excluded 'attention_qkv' only the first."""
+        fmt = _canonical_dtype(weight_dtype)
+        parts = dict(self.checkpoint_unquantized).get(fmt)
+        if parts is None:
+            parts = self.native_unquantized if self.native_weight_dtype and fmt == self.native_weight_dtype else ()
+        if part in ("attention_qkv", "attention_out") and "attention" in parts:
+            return True
+        return part in parts
 
     def block_scaled(self, weight_dtype: str) -> bool:
         """Whether fp8 weights served at `weight_dtype` are block-scaled: the published checkpoint is
@@ -186,6 +201,11 @@ class ModelSpec(BaseModel):
     # ------------------------------------------------------------------ parameters
     def _norm_params(self, width: int) -> int:
         return width * (2 if self.norm == "layernorm" else 1)
+
+    def attention_out_params(self) -> int:
+        """Parameters of the attention output projection (o_proj), part of `attention_params`."""
+        v = self.v_head_dim if self.is_mla else self.head_dim
+        return self.num_heads * v * self.hidden_size + (self.hidden_size if self.o_bias else 0)
 
     def attention_params(self) -> int:
         h, nh, nkv, hd = self.hidden_size, self.num_heads, self.num_kv_heads, self.head_dim
