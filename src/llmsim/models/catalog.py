@@ -67,7 +67,7 @@ def _load_entry(path: Path) -> ModelSpec:
         return ModelSpec.model_validate({**spec.model_dump(), "checkpoint_unquantized": tuple((k, tuple(v)) for k, v in other.items())})
     except ValidationError as e:
         raise LlmsimError(f"catalog file {path.name}: invalid 'checkpoint_unquantized': {e.errors()[0]['msg']}",
-                          hint="parts are attention, attention_qkv, shared_experts, dense_mlp") from None
+                          hint="parts are attention, attention_qkv, attention_out, shared_experts, dense_mlp") from None
 
 
 @lru_cache(maxsize=1)

@@ -32,6 +32,7 @@ What the readers deliberately do not model (all tiny or absent in the catalog):
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -444,7 +445,8 @@ def _native_quantisation(cfg: dict) -> dict:
     language model's `text_config`): its weight format (mxfp4 -> 'fp4'; fp8; compressed-tensors
     by bits and type; ModelOpt's quant_algo) and the parts it leaves in bf16, read from the
     exclusion list (`modules_to_not_convert`, compressed-tensors' `ignore`, `ignored_layers`,
-    ModelOpt's `exclude_modules`): self_attn -> attention, shared_expert(s) -> shared_experts,
+    ModelOpt's `exclude_modules`): self_attn -> attention (attention_qkv where only the q / kv
+    projections are named), shared_expert(s) -> shared_experts,
     the dense MLP's gate/up/down projections -> dense_mlp; and for fp8 the scale block
     (`weight_block_size`, compressed-tensors' block strategy `block_structure`)."""
     q = cfg.get("quantization_config")
@@ -477,8 +479,16 @@ def _native_quantisation(cfg: dict) -> dict:
         if isinstance(v, (list, tuple)):
             names += [str(n) for n in v]
     parts = []
-    if any("self_attn" in n for n in names):
-        parts.append("attention")
+    attn = [n for n in names if "self_attn" in n]
+    if attn:
+        # a whole-module exclusion (self_attn, self_attn*, re:.*self_attn.*) or one naming the output
+        # projection covers all of attention; a list of q / kv projections only (ModelOpt's
+        # DeepSeek-R1-0528-FP4-v2, which quantises o_proj) leaves o_proj quantised
+        whole = any(re.search(r"self_attn(\*|\.\*)?\W*$", n) for n in attn)
+        out = any("o_proj" in n for n in attn)
+        qkv = any(re.search(r"(q|k|v|qkv|q_a|q_b|kv_a|kv_b)_proj", n) for n in attn)
+        parts.append("attention_qkv" if qkv and not (whole or out) else "attention_out" if out and not (whole or qkv)
+                     else "attention")
     if any("shared_expert" in n for n in names):
         parts.append("shared_experts")
     if any("mlp" in n and ("gate_proj" in n or "up_proj" in n or "down_proj" in n or "(gate|up" in n) for n in names):

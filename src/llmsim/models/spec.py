@@ -85,11 +85,11 @@ class ModelSpec(BaseModel):
     attention_sinks: bool = Field(False, description="gpt-oss learned per-head sink logits")
     native_weight_dtype: str = Field("", description="weight format of the model's published quantised checkpoint "
                                      "('fp4', 'int4', 'fp8', ...; '' = none / unknown), from its quantization_config")
-    native_unquantized: tuple[Literal["attention", "shared_experts", "dense_mlp"], ...] = Field(
+    native_unquantized: tuple[Literal["attention", "attention_qkv", "attention_out", "shared_experts", "dense_mlp"], ...] = Field(
         (), description="parts that published checkpoint leaves in bf16 (quantization_config modules_to_not_convert / "
                         "ignore): gpt-oss's MXFP4 release keeps attention in bf16, Kimi-K2.5's INT4 release quantises "
                         "only the routed experts")
-    checkpoint_unquantized: tuple[tuple[str, tuple[Literal["attention", "attention_qkv", "shared_experts", "dense_mlp"], ...]], ...] = Field(
+    checkpoint_unquantized: tuple[tuple[str, tuple[Literal["attention", "attention_qkv", "attention_out", "shared_experts", "dense_mlp"], ...]], ...] = Field(
         (),
         description="(weight format, parts) pairs: the parts the usual published checkpoint of another weight format "
                     "leaves in bf16 (catalog facts with their source). NVIDIA's NVFP4 DeepSeek-R1 release "
@@ -129,7 +129,7 @@ class ModelSpec(BaseModel):
         (`native_unquantized`) apply when that checkpoint's own format is served; another format
         is another checkpoint: its exclusions where the catalog records them
         (`checkpoint_unquantized`), else quantised throughout. An excluded 'attention' covers
-        both attention parts, an excluded 'attention_qkv' only the first."""
+        both attention parts, an excluded 'attention_qkv' or 'attention_out' only that one."""
         fmt = _canonical_dtype(weight_dtype)
         parts = dict(self.checkpoint_unquantized).get(fmt)
         if parts is None:
