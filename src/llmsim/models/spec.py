@@ -131,7 +131,7 @@ class ModelSpec(BaseModel):
         (`checkpoint_unquantized`), else quantised throughout. An excluded 'attention' covers
         both attention parts, an excluded 'attention_qkv' or 'attention_out' only that one."""
         fmt = _canonical_dtype(weight_dtype)
-        parts = dict(self.checkpoint_unquantized).get(fmt)
+        parts = next((p for f, p in self.checkpoint_unquantized if f == fmt), None)
         if parts is None:
             parts = self.native_unquantized if self.native_weight_dtype and fmt == self.native_weight_dtype else ()
         if part in ("attention_qkv", "attention_out") and "attention" in parts:
