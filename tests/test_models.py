@@ -675,10 +675,7 @@ def test_catalog_rejects_a_bad_checkpoint_unquantized(tmp_path, monkeypatch):
 
 def test_exclusion_list_naming_only_qkv_projections_keeps_o_proj_quantised():
     # ModelOpt's DeepSeek-R1-0528-FP4-v2 style: the MLA q / kv projections excluded, o_proj quantised
-    ds = {"model_type": "deepseek_v3", "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 4,
-          "num_hidden_layers": 2, "intermediate_size": 32, "vocab_size": 100, "q_lora_rank": 16, "kv_lora_rank": 16,
-          "qk_nope_head_dim": 8, "qk_rope_head_dim": 8, "v_head_dim": 8, "n_routed_experts": 4,
-          "num_experts_per_tok": 2, "moe_intermediate_size": 16, "n_shared_experts": 1, "first_k_dense_replace": 1}
+    ds = _tiny_deepseek_v3()
     names = ["lm_head"] + [f"model.layers.*.self_attn.{p}" for p in ("q_a_proj", "q_b_proj", "kv_a_proj_with_mqa", "kv_b_proj")]
     q = {"quant_method": "modelopt", "quant_algo": "NVFP4", "exclude_modules": names}
     spec = from_hf_config({**ds, "quantization_config": q})

@@ -485,9 +485,9 @@ def _native_quantisation(cfg: dict) -> dict:
         # projection covers all of attention; a list of q / kv projections only (ModelOpt's
         # DeepSeek-R1-0528-FP4-v2, which quantises o_proj) leaves o_proj quantised
         whole = any(re.search(r"self_attn(\*|\.\*)?\W*$", n) for n in attn)
-        out = any("o_proj" in n for n in attn)
+        o_proj = any("o_proj" in n for n in attn)
         qkv = any(re.search(r"(q|k|v|qkv|q_a|q_b|kv_a|kv_b)_proj", n) for n in attn)
-        parts.append("attention_qkv" if qkv and not (whole or out) else "attention_out" if out and not (whole or qkv)
+        parts.append("attention_qkv" if qkv and not (whole or o_proj) else "attention_out" if o_proj and not (whole or qkv)
                      else "attention")
     if any("shared_expert" in n for n in names):
         parts.append("shared_experts")
