@@ -261,6 +261,36 @@ def test_disaggregated_first_token_from_prefill_or_decode():
         run("client")
 
 
+def test_disaggregated_handoff_time_is_added_once_per_request():
+    """The front end's fixed hand-off time (Backend.disagg_handoff_s) delays each request's KV
+    arrival at the decode engine by exactly that much: with one client nothing queues, so TTFT
+    (first token from decode) and E2E each grow by it; with the prefill engine's token first,
+    only E2E does."""
+    from llmsim.serving.backends import get_backend
+
+    wl = make_workload(num_requests=5, isl=512, osl=32, concurrency=1, seed=0)
+
+    def run(h, ft="decode"):
+        res = simulate(dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), backend="sglang", first_token_from=ft,
+                           disagg_handoff_s=h), wl)
+        check_conservation(res, 5)
+        return res.summary
+
+    base, slow = run(0.0), run(0.25)
+    assert slow["disagg_handoff_s"] == 0.25 and base["disagg_handoff_s"] == 0.0
+    assert slow["ttft_ms"]["mean"] - base["ttft_ms"]["mean"] == pytest.approx(250.0, abs=1e-6)
+    assert slow["e2e_ms"]["mean"] - base["e2e_ms"]["mean"] == pytest.approx(250.0, abs=1e-6)
+    assert slow["tpot_ms"]["mean"] == pytest.approx(base["tpot_ms"]["mean"], rel=1e-9)
+    pre0, pre1 = run(0.0, "prefill"), run(0.25, "prefill")
+    assert pre1["ttft_ms"]["mean"] == pytest.approx(pre0["ttft_ms"]["mean"], rel=1e-12)
+    assert pre1["e2e_ms"]["mean"] - pre0["e2e_ms"]["mean"] == pytest.approx(250.0, abs=1e-6)
+    # the default is the backend's fitted value, and the summary reports it
+    assert run(None)["disagg_handoff_s"] == get_backend("sglang").disagg_handoff_s > 0
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(LlmsimError, match="disagg_handoff_s"):
+            run(bad)
+
+
 def test_per_sequence_host_time_scales_with_the_batch_per_dp_rank():
     from llmsim.cost.model import CostModel
     from llmsim.hardware import get_gpu

@@ -14,6 +14,7 @@ from llmsim.cli import main
 from llmsim.errors import LlmsimError
 from llmsim.serving.validate import (
     SiliconReport,
+    build_deployment,
     closed_loop_workload,
     plan_row,
     resolve_model,
@@ -104,6 +105,11 @@ def test_mapping():
     assert d.dep_kwargs["pools"] == {"prefill": (4, 1, 1, 4, 1), "decode": (4, 1, 1, 4, 2)}
     assert d.dep_kwargs["weight_dtype"] == "fp4" and d.base["layout"].startswith("P 1x(tp4 ep4) + D 2x(tp4 ep4)")
     assert d.base["num_gpus"] == 12
+    # rule 8b: the rows' front ends (Dynamo, SGLang's PD router, vLLM's proxy) stream every
+    # token from the decode worker, TRT-LLM rows included (trtllm-serve's own default is 'prefill')
+    dd = build_deployment(d.dep_kwargs)
+    assert dd.first_token_from == "decode" and dd.disagg_handoff_s is None  # hand-off: the backend's
+    assert build_deployment(p.dep_kwargs).first_token_from is None
     # dense model: MoE columns ignored, bf16 everything
     q = plan_row(ROWS[0])
     assert q.dep_kwargs["pools"]["pool"] == (1, 1, 1, 1, 1) and q.dep_kwargs["weight_dtype"] == "bf16" and q.dep_kwargs["kv_dtype"] == "bf16"
@@ -172,7 +178,6 @@ def test_closed_loop_protocol_rejects_bad_values(rounds, warmup):
 def test_burst_protocol_raises_mean_ttft():
     """All clients start together: counting the first round (its prompts queue behind each other
     for prefill) raises the mean TTFT over a steady-state measurement of the same deployment."""
-    from llmsim.serving.validate import build_deployment
     from llmsim.serving.simulate import simulate
 
     plan = plan_row(row(id="burst_c32_cfg9", silicon_data_source="db; silicon_concurrency=32", batch_size="32", isl="4096", osl="64"))

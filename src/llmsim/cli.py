@@ -136,6 +136,8 @@ def serve(
     decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU"), decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1),
     decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
     first_token_from: Optional[str] = typer.Option(None, help="disaggregated: prefill | decode, which worker's token the client sees first (default: the backend's front end; trtllm prefill, vllm/sglang decode)"),
+    handoff_ms: Optional[float] = typer.Option(None, "--handoff-ms", help="disaggregated: fixed time per prefill -> decode hand-off beyond the KV transfer "
+                                               "(front-end round trips, handshake, polling), in ms (default: the backend's fitted value; vllm/sglang 250, trtllm 150)"),
     ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
     tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
     kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
@@ -174,7 +176,7 @@ def serve(
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, static_batching=static_batching,
         block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
-        first_token_from=first_token_from,
+        first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
         kv_reserve_output=kv_reserve_output,
     )

@@ -5,7 +5,8 @@ target rate R it takes ceil(R / r) replicas (C clients each); without a rate, as
 the budgets allow (goodput per GPU does not depend on the count).
 
 Disaggregated (Dynamo / DistServe): a prefill worker sustains `r_p` requests/s within the TTFT
-SLO and a decode worker `r_d` within the TPOT SLO (`evaluate.py`). x prefill and y decode workers
+SLO (its TTFT plus the backend's hand-off time, `Backend.disagg_handoff_s`, where the client's
+first token comes from the decode worker) and a decode worker `r_d` within the TPOT SLO (`evaluate.py`). x prefill and y decode workers
 serve min(x r_p, y r_d) requests/s on x g_p + y g_d GPUs. For a rate R: x = ceil(R / r_p),
 y = ceil(R / r_d). Without a rate every (x, y) within the budgets is scored by the objective
 (goodput per GPU, $ per token, energy per token; ties go to the larger deployment). Prefill and

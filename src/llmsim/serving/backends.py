@@ -35,6 +35,14 @@ never adjusted per benchmark row:
   -- their P/D proxies (vLLM's disaggregated proxy, SGLang's PD router) run the prefill
   worker for the KV cache only and stream every token from the decode worker, so TTFT includes
   the KV transfer and the wait for a decode slot.
+- `disagg_handoff_s`: in disaggregated serving, the fixed time one prefill -> decode hand-off
+  takes beyond moving the KV bytes over the link (which the simulator adds separately): the
+  serving front end's round trips and the engines' polling -- the router / proxy waiting for
+  the prefill worker's HTTP response before it starts the decode stream, the KV-transfer
+  handshake (SGLang's bootstrap, NIXL metadata), both schedulers noticing the transfer is
+  done only between their iterations, and the decode scheduler picking the request up. Added
+  to every hand-off, so it enters TTFT wherever the first token comes from the decode worker.
+  FITTED, like `cpu_per_seq_s`: see `DISAGG_HANDOFF_S`.
 - `cpu_per_seq_s`: host time per sequence sampled in an iteration (decodes and finishing
   prompts), per attention-DP rank, added to every iteration (the one fitted parameter here: see `CPU_PER_SEQ_S`). The decode-step
   under-prediction grew with concurrency in every engine (median TPOT bias about +15% at
@@ -78,6 +86,23 @@ from ..hardware.spec import GPUSpec
 # all three engines (per-engine values were not fitted: too few rows to tell them apart).
 CPU_PER_SEQ_S = 15e-6
 
+# Fixed software latency of one prefill -> decode hand-off, per backend (`Backend.disagg_handoff_s`).
+# FITTED on the train half of the shared silicon rows' disaggregated configurations (seed-0
+# split of (model, system, layout), `benchmarks/validate_serving.py`), on the grid 0 / 50 / 100
+# / 150 / 200 / 250 / 300 ms, minimising each backend's train TTFT median APE; one value per
+# backend because each stands for a different front end in those rows (TRT-LLM: Dynamo's
+# frontend and PrefillRouter -- every TRT-LLM disagg row that names its image runs
+# nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime; SGLang: its own PD router, lmsysorg/sglang
+# images; vLLM: vllm/vllm-openai's P/D proxy). Train TTFT median APE at 0 -> the chosen value:
+# sglang 64.9 -> 43.2% (36 rows), trtllm 58.6 -> 46.2% (51), vllm 43.4 -> 5.1% (3 rows only);
+# held-out 71.2 -> 44.2%, 49.9 -> 47.2%, 66.9 -> 16.7%. The measured disaggregated TTFTs sat
+# about 200 ms above the simulated ones at low concurrency, where nothing queues. For
+# comparison only (not fitted to): SGLang issue #22853 reports PD mode ~200 ms above
+# aggregated TTFT at rps 2 although the RDMA transfer took ~6 ms and decode's first step ~10 ms,
+# and traces it to the router waiting for the prefill response, which the prefill scheduler
+# sends only between its batches.
+DISAGG_HANDOFF_S = {"vllm": 0.25, "sglang": 0.25, "trtllm": 0.15}
+
 # Front end (API server) time per prompt token, serial over the prompts sent to one replica:
 # the engines tokenise and set requests up in one API-server process before the engine sees
 # them. Off by default: on the shared silicon rows' train half, 0 / 0.5 / 1 us per token gave
@@ -110,6 +135,7 @@ class Backend:
     mixed_batches: bool = True
     large_hbm_batched_tokens: int = 0  # the default budget on GPUs with >= LARGE_HBM_GIB of HBM (0: no change)
     budget_per_dp_rank: bool = True
+    disagg_handoff_s: float = 0.0
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -128,11 +154,12 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {
-    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90),
+    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
-                      mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False),
+                      mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,
+                      disagg_handoff_s=DISAGG_HANDOFF_S["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
-                      kv_reserve_output=1.0),
+                      kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"]),
 }
 
 

@@ -14,7 +14,9 @@ Parallelism inside a replica:
   KV cache and a full pipeline latency per iteration, so pp micro-batches are in flight.
 
 Disaggregation: a prefill engine runs the prompt, then the request's KV cache moves to a
-decode engine: transfer time = KV bytes per GPU / link bandwidth + latency, over NVLink when
+decode engine: hand-off time = KV bytes per GPU / link bandwidth + link latency + the front
+end's fixed hand-off time (`Deployment.disagg_handoff_s`, default the backend's fitted
+`disagg_handoff_s`: router / proxy round trips, transfer handshake, polling), over NVLink when
 both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends its shard in
 parallel). The decode engine admits it when a sequence slot and blocks are free. Which token
 the client sees first (TTFT) follows the serving front end (`Deployment.first_token_from`,
@@ -111,6 +113,10 @@ class Deployment:
     # server yields the context server's response first; DistServe / Splitwise; AIConfigurator's
     # estimate). None: the backend's (`Backend.disagg_first_token`)
     first_token_from: str | None = None
+    # disaggregated: fixed seconds each prefill -> decode hand-off takes beyond the KV bytes on
+    # the link (front-end round trips, transfer handshake, schedulers polling between
+    # iterations). None: the backend's (`Backend.disagg_handoff_s`)
+    disagg_handoff_s: float | None = None
 
     @property
     def disaggregated(self) -> bool:
@@ -257,6 +263,10 @@ def simulate(
     fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
     if not fe_tok >= 0:
         raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
+    handoff_s = be.disagg_handoff_s if dep.disagg_handoff_s is None else dep.disagg_handoff_s
+    if not (handoff_s >= 0 and math.isfinite(handoff_s)):
+        raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
+                          hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
@@ -322,7 +332,7 @@ def simulate(
             toks = reqs.inp[rid] + 1
             src = builds[0]
             bw, lat = _handoff_link(src, builds[1])
-            dt = lat + toks * src.cfg.kv_bytes_per_token / bw
+            dt = lat + handoff_s + toks * src.cfg.kv_bytes_per_token / bw
             seq += 1
             heapq.heappush(events, (t + dt, seq, 1, rid))
             return
@@ -455,7 +465,7 @@ def simulate(
     if done_slots:
         record()
     wall = time.perf_counter() - t_wall
-    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok)
+    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s)
     summary["simulation_wall_s"] = wall
     return ServeResult(summary, reqs, all_engines, wall, streaming)
 
@@ -477,7 +487,7 @@ def _first_arrival(wl: Workload) -> float:
 
 
 def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
-               frontend_s_per_token: float) -> dict:
+               frontend_s_per_token: float, handoff_s: float = 0.0) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     if sink is None:
@@ -516,6 +526,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
+        extra["disagg_handoff_s"] = float(handoff_s)
     common = {"itl": itl, "num_gpus": num_gpus, "gpu_power_w": gpu.tdp_w, "gpu_idle_w": gpu.idle_power_w, "busy_fraction": busy,
               "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:

@@ -6,7 +6,9 @@ a precision, fixed input/output lengths (ISL/OSL), a closed loop of N clients an
 layout, either aggregated (`mode=agg`) or prefill/decode-disaggregated (`mode=disagg`). For
 every row this module builds the `Deployment` and closed-loop `Workload` that reproduce that
 benchmark, runs `simulate`, and reports predicted vs measured mean TTFT and TPOT with the
-absolute percentage error (APE, in percent). Nothing is fitted, per row or otherwise. Rows
+absolute percentage error (APE, in percent). Nothing is fitted per row; two backend parameters
+(`Backend.cpu_per_seq_s`, `Backend.disagg_handoff_s`) were chosen on the train half of these
+rows' configurations (`benchmarks/validate_serving.py` reports train and held-out). Rows
 that cannot be modelled are kept with status 'skipped' and the reason -- never dropped.
 
 Mapping rules (assumptions a reader of the numbers must know):
@@ -99,6 +101,16 @@ Mapping rules (assumptions a reader of the numbers must know):
    means of the same quantities are compared with `silicon_ttft_ms` / `silicon_tpot_ms`.
 8. Backend. `backend` picks the named parameter set in `backends.py` (vllm / sglang /
    trtllm), the same for every row of that backend whatever `backend_version` says.
+8b. Disaggregated front end. The client's first token comes from the decode worker in every
+   disagg row (`DISAGG_FIRST_TOKEN`), whatever the backend's own default: the rows'
+   `silicon_data_source` names the serving images, and every TRT-LLM disagg row that names one
+   runs nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime -- Dynamo's frontend routes the request
+   to a prefill worker, then to a decode worker, and streams the decode worker's tokens --
+   not `trtllm-serve disaggregated` (which yields the context server's token first); the
+   SGLang rows run lmsysorg/sglang images behind SGLang's PD router and the vLLM rows
+   vllm/vllm-openai behind its P/D proxy, which stream from the decode worker too. Each hand-off
+   also takes the backend's fitted `disagg_handoff_s` (backends.py), the front end's fixed
+   time beyond the KV transfer.
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
    unexpected exception skips it with "internal error: ...".
@@ -430,6 +442,9 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
 # ----------------------------------------------------------------------------- running one row
 
 
+DISAGG_FIRST_TOKEN = "decode"  # rule 8b
+
+
 def _ape(pred: float | None, meas: float | None) -> float | None:
     if pred is None or meas is None or not (meas > 0) or not math.isfinite(pred):
         return None
@@ -463,7 +478,8 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     }
     if "pool" in pools:
         return Deployment(pool=pools["pool"], **common)
-    return Deployment(prefill=pools["prefill"], decode=pools["decode"], **common)
+    # rule 8b: every disaggregated row's front end streams all tokens from the decode worker
+    return Deployment(prefill=pools["prefill"], decode=pools["decode"], first_token_from=DISAGG_FIRST_TOKEN, **common)
 
 
 def _check_range_ratio(range_ratio: float) -> None:
