@@ -216,3 +216,13 @@ def test_every_command_help_renders(command, capsys):
     # help texts go through rich markup: a stray "[...]" in one crashed `llmsim plan --help`
     main([*command.split(), "--help"])  # exits 0 (main returns); a markup error would raise
     assert "Usage" in capsys.readouterr().out
+
+
+def test_serve_disaggregated_handoff_option(capsys):
+    """--handoff-ms reaches the simulation and the JSON says which value made the numbers."""
+    base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--prefill-gpu", "h100-sxm", "--decode-gpu", "h100-sxm",
+            "--backend", "sglang", "--concurrency", "1", "--num-requests", "4", "--isl", "256", "--osl", "8", "--json"]
+    slow = run_json(capsys, *base, "--handoff-ms", "100")
+    fast = run_json(capsys, *base, "--handoff-ms", "0")
+    assert (slow["disagg_handoff_s"], fast["disagg_handoff_s"]) == (0.1, 0.0)
+    assert slow["ttft_ms"]["mean"] - fast["ttft_ms"]["mean"] == pytest.approx(100.0, abs=1e-6)

@@ -286,7 +286,7 @@ def test_disaggregated_handoff_time_is_added_once_per_request():
     assert pre1["e2e_ms"]["mean"] - pre0["e2e_ms"]["mean"] == pytest.approx(250.0, abs=1e-6)
     # the default is the backend's fitted value, and the summary reports it
     assert run(None)["disagg_handoff_s"] == get_backend("sglang").disagg_handoff_s > 0
-    for bad in (-0.1, float("nan"), float("inf")):
+    for bad in (-0.1, float("nan"), float("inf"), "0.2", True):
         with pytest.raises(LlmsimError, match="disagg_handoff_s"):
             run(bad)
 

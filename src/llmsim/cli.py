@@ -137,7 +137,7 @@ def serve(
     decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
     first_token_from: Optional[str] = typer.Option(None, help="disaggregated: prefill | decode, which worker's token the client sees first (default: the backend's front end; trtllm prefill, vllm/sglang decode)"),
     handoff_ms: Optional[float] = typer.Option(None, "--handoff-ms", help="disaggregated: fixed time per prefill -> decode hand-off beyond the KV transfer "
-                                               "(front-end round trips, handshake, polling), in ms (default: the backend's fitted value; vllm/sglang 250, trtllm 150)"),
+                                               "(front-end round trips, handshake, polling), in ms (default: the backend's fitted Backend.disagg_handoff_s)"),
     ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
     tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
     kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),

@@ -264,7 +264,7 @@ def simulate(
     if not fe_tok >= 0:
         raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
     handoff_s = be.disagg_handoff_s if dep.disagg_handoff_s is None else dep.disagg_handoff_s
-    if not (handoff_s >= 0 and math.isfinite(handoff_s)):
+    if isinstance(handoff_s, bool) or not isinstance(handoff_s, (int, float)) or not (math.isfinite(handoff_s) and handoff_s >= 0):
         raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
                           hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
     n = len(wl)
