@@ -487,7 +487,7 @@ def _first_arrival(wl: Workload) -> float:
 
 
 def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
-               frontend_s_per_token: float, handoff_s: float = 0.0) -> dict:
+               frontend_s_per_token: float, handoff_s: float) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     if sink is None:

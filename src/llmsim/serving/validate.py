@@ -143,6 +143,7 @@ ROUNDS = 10  # num_requests = ROUNDS x concurrency (InferenceMAX: --num-prompts 
 WARMUP_ROUNDS = 0  # ... of which the first WARMUP_ROUNDS x concurrency completions are excluded
 CLIENT_JITTER_S = 0.005  # client turnaround: uniform [0, 5 ms) before each request is sent
 RANGE_RATIO = 1.0  # lengths uniform in [int(L x ratio), L]; 1 = fixed (InferenceMAX runs use 0.8: see rule 6)
+DISAGG_FIRST_TOKEN = "decode"  # disagg rows: the client's first token comes from the decode worker (rule 8b)
 
 _QUANT_SUFFIX = re.compile(r"-(fp8|nvfp4|fp4|fp8-dynamic|awq|gptq)$", re.IGNORECASE)
 _MODEL_ALIASES = {"deepseek-v3.1": "deepseek-v3"}  # same architecture (config shapes) as V3
@@ -440,9 +441,6 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
 
 
 # ----------------------------------------------------------------------------- running one row
-
-
-DISAGG_FIRST_TOKEN = "decode"  # rule 8b
 
 
 def _ape(pred: float | None, meas: float | None) -> float | None:
