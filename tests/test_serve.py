@@ -343,6 +343,43 @@ def test_attention_dp_iteration_is_as_long_as_its_busiest_rank():
     assert four.decode_run(8, 8000, 3) == pytest.approx(sum(four.decode_step(8, 8000 + 8 * i) for i in range(3)), rel=1e-3)
 
 
+@pytest.mark.parametrize("mixed", [False, True])
+def test_attention_dp_chunks_are_capped_at_one_ranks_budget(monkeypatch, mixed):
+    # each attention-DP rank schedules its own share of the token budget (SGLang divides
+    # --chunked-prefill-size by the DP size; vLLM / TRT-LLM budgets are per rank), and a
+    # request's chunk runs on one rank: with a 16,384-token budget over 4 ranks, 8,192-token
+    # prompts go in 4,096-token chunks, four prompts side by side -- not two whole prompts on
+    # two ranks while the other two idle
+    from llmsim.serving import steptime
+
+    seen = []
+    orig = steptime.StepTimeModel._iteration_dp
+
+    def spy(self, chunks, n_decode, ctx, rows):
+        seen.append(sorted(q for q, _ in chunks))
+        return orig(self, chunks, n_decode, ctx, rows)
+
+    monkeypatch.setattr(steptime.StepTimeModel, "_iteration_dp", spy)
+    burst = make_workload(num_requests=8, isl=8192, osl=4, concurrency=8, seed=0)
+
+    def run(dp):
+        seen.clear()
+        d = dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=dp, ep=dp), weight_dtype="fp8",
+                chunked_prefill=True, mixed_batches=mixed, max_num_batched_tokens=16384)
+        res = simulate(d, burst)
+        check_conservation(res, 8)
+        assert res.engines[0].cfg.max_chunk_tokens == 16384 // dp
+
+    run(4)
+    prefill = [c for c in seen if c]
+    assert prefill and all(max(c) <= 4096 for c in prefill)
+    assert prefill[0] == [4096] * 4, "four prompts start together, one chunk per rank"
+    assert sum(map(sum, prefill)) == 8 * 8192
+    # dp = 2: an 8192-token prompt fits one rank's budget whole (no cap below the prompt)
+    run(2)
+    assert [c for c in seen if c][0] == [8192, 8192]
+
+
 def test_moe_with_attention_dp_and_ep():
     wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
     res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)

@@ -94,14 +94,16 @@ CPU_PER_SEQ_S = 15e-6
 # frontend and PrefillRouter -- every TRT-LLM disagg row that names its image runs
 # nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime; SGLang: its own PD router, lmsysorg/sglang
 # images; vLLM: vllm/vllm-openai's P/D proxy). Train TTFT median APE at 0 -> the chosen value:
-# sglang 64.9 -> 43.2% (36 rows), trtllm 58.6 -> 46.2% (51), vllm 43.4 -> 5.1% (3 rows only);
-# held-out 71.2 -> 44.2%, 49.9 -> 47.2%, 66.9 -> 16.7%. The measured disaggregated TTFTs sat
+# sglang 71.3 -> 51.1% (36 rows; 250 ms 51.9%, the grid is flat there), trtllm 58.6 -> 46.2%
+# (51), vllm 43.4 -> 5.1% (3 rows only); held-out 66.2 -> 40.5%, 49.9 -> 47.2%, 66.9 -> 16.7%.
+# (SGLang refitted after attention-DP prefill chunks were capped at one rank's budget,
+# `EngineConfig.max_chunk_tokens`; it had been 250 ms.) The measured disaggregated TTFTs sat
 # about 200 ms above the simulated ones at low concurrency, where nothing queues. For
 # comparison only (not fitted to): SGLang issue #22853 reports PD mode ~200 ms above
 # aggregated TTFT at rps 2 although the RDMA transfer took ~6 ms and decode's first step ~10 ms,
 # and traces it to the router waiting for the prefill response, which the prefill scheduler
 # sends only between its batches.
-DISAGG_HANDOFF_S = {"vllm": 0.25, "sglang": 0.25, "trtllm": 0.15}
+DISAGG_HANDOFF_S = {"vllm": 0.25, "sglang": 0.30, "trtllm": 0.15}
 
 # Front end (API server) time per prompt token, serial over the prompts sent to one replica:
 # the engines tokenise and set requests up in one API-server process before the engine sees

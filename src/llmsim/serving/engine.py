@@ -60,6 +60,10 @@ class EngineConfig:
     # batches of at most max_num_batched_tokens run alone and decodes wait (SGLang without
     # --enable-mixed-chunk). Only with chunked_prefill.
     mixed_batches: bool = True
+    # the largest prefill chunk one request takes in an iteration (0: the whole token budget).
+    # With attention DP each rank schedules its own share of the budget and a request's chunk
+    # runs on one rank, so a pooled dp-rank engine caps chunks at max_num_batched_tokens / dp
+    max_chunk_tokens: int = 0
     static_batching: bool = False
     block_size: int = 16
     kv_capacity_tokens: int = 1 << 20
@@ -193,6 +197,9 @@ class Engine:
     def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
         self.mixing = cfg.chunked_prefill and cfg.mixed_batches  # decodes share iterations with prefill chunks
+        # per-request chunk cap (attention DP: one rank's budget); no cap without chunking
+        cap = cfg.max_chunk_tokens if cfg.chunked_prefill and cfg.max_chunk_tokens > 0 else 0
+        self._chunk_cap = cap if 0 < cap < cfg.max_num_batched_tokens else 1 << 62
         self.on_finish, self.itl = on_finish, itl
         # token gaps (s) and their counts not yet binned into `itl`; None when ITL is not kept
         self._itl_v: array | None = array("d") if itl is not None else None
@@ -347,7 +354,8 @@ class Engine:
                 return now
             end = self._decode_run(now, next_arrival, extra_s)
             return self._decode_on(end, next_arrival, horizon, outstanding)
-        if len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped:
+        if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
+                and chunks[0][0] < self._chunk_cap):  # a capped chunk leaves budget for other requests' chunks
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -472,6 +480,7 @@ class Engine:
         chunks: list[tuple[int, int]] = []
         finishing: list[int] = []
         prefilled, ptotal = r.prefilled, r.ptotal
+        cap = self._chunk_cap
         # continue partially prefilled requests
         for rid in self.prefilling:
             if budget <= 0:
@@ -479,6 +488,8 @@ class Engine:
             p = prefilled[rid]
             rem = ptotal[rid] - p
             q = rem if not chunking or rem < budget else budget
+            if q > cap:
+                q = cap
             chunks.append((q, p))
             budget -= q
             if q == rem:
@@ -505,6 +516,8 @@ class Engine:
             if not chunking and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
             q = rem if not chunking or rem < budget else budget
+            if q > cap:
+                q = cap
             need = (p + q) / B + 1 + self._reserve_for(rid)
             if used + need > self.cap_blocks and (self.running or chunks):
                 if exact or not bound:
