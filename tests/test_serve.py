@@ -380,6 +380,52 @@ def test_attention_dp_chunks_are_capped_at_one_ranks_budget(monkeypatch, mixed):
     assert [c for c in seen if c][0] == [8192, 8192]
 
 
+def test_sglang_prefill_dp_ranks_keep_random_queues(monkeypatch):
+    # SGLang's PD prefill server sends each request to DP rank bootstrap_room % dp, the room
+    # drawn at random by the router: one queue per rank, a rank can queue while another idles.
+    # Against the balanced pool (any rank takes any request) the same load waits longer.
+    from llmsim.serving import backends, steptime
+
+    ranks_seen = []
+    orig = steptime.StepTimeModel.iteration_ranked
+
+    def spy(self, chunks, ranks, rows):
+        ranks_seen.append(list(zip(ranks, (q for q, _ in chunks))))
+        return orig(self, chunks, ranks, rows)
+
+    monkeypatch.setattr(steptime.StepTimeModel, "iteration_ranked", spy)
+    wl = make_workload(num_requests=400, isl=2048, osl=16, rate=60.0, seed=3)  # prefill ranks ~70% busy
+
+    def run(routing=None, seed=0):
+        if routing:
+            monkeypatch.setitem(backends.BACKENDS, "sglang", backends.BACKENDS["sglang"].with_(prefill_dp_routing=routing))
+        d = dep(model="mixtral-8x7b", backend="sglang", weight_dtype="fp8", max_num_batched_tokens=8192, seed=seed,
+                prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), decode=Pool("h100-sxm", tp=2, ep=2, workers=2))
+        res = simulate(d, wl)
+        check_conservation(res, 400)
+        return res
+
+    res = run()
+    pre = res.engines[0]
+    assert pre.cfg.random_rank_queues == 4 and pre.cfg.max_chunk_tokens == 2048
+    assert not res.engines[1].cfg.random_rank_queues, "decode pools balance (SGLang's round robin)"
+    assert ranks_seen, "the prefill engine scheduled per rank"
+    for it in ranks_seen:  # each rank within its own budget, all four ranks used
+        per = {}
+        for k, q in it:
+            per[k] = per.get(k, 0) + q
+        assert max(per.values()) <= 2048
+    assert {k for it in ranks_seen for k, _ in it} == {0, 1, 2, 3}
+    assert not pre.waiting.rank, "finished requests leave the rank map"
+    # deterministic for a seed, another seed draws other ranks
+    again, other = run().summary, run(seed=1).summary
+    assert again["ttft_ms"] == res.summary["ttft_ms"]
+    assert other["ttft_ms"] != res.summary["ttft_ms"]
+    balanced = run("balanced").summary  # 379 vs 401 ms mean, 538 vs 687 ms p99 when written
+    assert balanced["ttft_ms"]["mean"] < 0.97 * res.summary["ttft_ms"]["mean"]
+    assert balanced["ttft_ms"]["p99"] < 0.9 * res.summary["ttft_ms"]["p99"]
+
+
 def test_moe_with_attention_dp_and_ep():
     wl = make_workload(num_requests=60, isl=1000, osl=50, concurrency=16, seed=0)
     res = simulate(dep(model="mixtral-8x7b", pool=Pool("h100-sxm", tp=1, dp=2, ep=2), weight_dtype="fp8"), wl)

@@ -43,6 +43,14 @@ never adjusted per benchmark row:
   done only between their iterations, and the decode scheduler picking the request up. Added
   to every hand-off, so it enters TTFT wherever the first token comes from the decode worker.
   FITTED, like `cpu_per_seq_s`: see `DISAGG_HANDOFF_S`.
+- `prefill_dp_routing`: how a disaggregated prefill worker with attention DP spreads requests
+  over its DP ranks. 'balanced' (vLLM, TRT-LLM): the engine balances, so llmsim pools the ranks
+  and any rank takes any waiting request. 'random' (SGLang): its prefill server sends a request
+  to DP rank `bootstrap_room % dp` (`--load-balance-method` 'auto' resolves to
+  'follow_bootstrap_room' in prefill mode, server_args.py) and the PD router draws the
+  bootstrap room at random; each rank then serves its own queue with its own chunk budget, so
+  one rank can queue while another idles. Aggregated and decode pools balance in every engine
+  (SGLang's default there is round robin).
 - `cpu_per_seq_s`: host time per sequence sampled in an iteration (decodes and finishing
   prompts), per attention-DP rank, added to every iteration (the one fitted parameter here: see `CPU_PER_SEQ_S`). The decode-step
   under-prediction grew with concurrency in every engine (median TPOT bias about +15% at
@@ -94,16 +102,17 @@ CPU_PER_SEQ_S = 15e-6
 # frontend and PrefillRouter -- every TRT-LLM disagg row that names its image runs
 # nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime; SGLang: its own PD router, lmsysorg/sglang
 # images; vLLM: vllm/vllm-openai's P/D proxy). Train TTFT median APE at 0 -> the chosen value:
-# sglang 71.3 -> 51.1% (36 rows; 250 ms 51.9%, the grid is flat there), trtllm 58.6 -> 46.2%
-# (51), vllm 43.4 -> 5.1% (3 rows only); held-out 66.2 -> 40.5%, 49.9 -> 47.2%, 66.9 -> 16.7%.
-# (SGLang refitted after attention-DP prefill chunks were capped at one rank's budget,
-# `EngineConfig.max_chunk_tokens`; it had been 250 ms.) The measured disaggregated TTFTs sat
+# sglang 67.1 -> 48.6% (36 rows; 52.2 / 51.6 / 50.5 / 48.6 / 49.0% at 100 / 150 / 200 / 250 /
+# 300 ms), trtllm 58.6 -> 46.2% (51), vllm 43.4 -> 5.1% (3 rows only); held-out 62.9 -> 40.4%,
+# 49.9 -> 47.2%, 66.9 -> 16.7%. (SGLang's was refitted, with the same result, after its
+# attention-DP prefill ranks got their own chunk budgets and random queues:
+# `EngineConfig.max_chunk_tokens`, `Backend.prefill_dp_routing`.) The measured disaggregated TTFTs sat
 # about 200 ms above the simulated ones at low concurrency, where nothing queues. For
 # comparison only (not fitted to): SGLang issue #22853 reports PD mode ~200 ms above
 # aggregated TTFT at rps 2 although the RDMA transfer took ~6 ms and decode's first step ~10 ms,
 # and traces it to the router waiting for the prefill response, which the prefill scheduler
 # sends only between its batches.
-DISAGG_HANDOFF_S = {"vllm": 0.25, "sglang": 0.30, "trtllm": 0.15}
+DISAGG_HANDOFF_S = {"vllm": 0.25, "sglang": 0.25, "trtllm": 0.15}
 
 # Front end (API server) time per prompt token, serial over the prompts sent to one replica:
 # the engines tokenise and set requests up in one API-server process before the engine sees
@@ -138,6 +147,7 @@ class Backend:
     large_hbm_batched_tokens: int = 0  # the default budget on GPUs with >= LARGE_HBM_GIB of HBM (0: no change)
     budget_per_dp_rank: bool = True
     disagg_handoff_s: float = 0.0
+    prefill_dp_routing: str = "balanced"
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -159,7 +169,7 @@ BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,
-                      disagg_handoff_s=DISAGG_HANDOFF_S["sglang"]),
+                      disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random"),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"]),
 }

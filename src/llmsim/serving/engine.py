@@ -64,6 +64,12 @@ class EngineConfig:
     # With attention DP each rank schedules its own share of the budget and a request's chunk
     # runs on one rank, so a pooled dp-rank engine caps chunks at max_num_batched_tokens / dp
     max_chunk_tokens: int = 0
+    # attention DP with a queue per rank and each new request sent to a random rank (SGLang's PD
+    # prefill server: the DP rank follows the router's random bootstrap room), each rank taking
+    # at most max_chunk_tokens per iteration from its own queue; 0: one shared queue, any rank
+    # takes any request (the engine balances)
+    random_rank_queues: int = 0
+    rank_seed: int = 0  # with random_rank_queues: the draws are a fixed stream per (rank_seed, engine id)
     static_batching: bool = False
     block_size: int = 16
     kv_capacity_tokens: int = 1 << 20
@@ -93,6 +99,40 @@ MAX_REQUESTS = _VER_STEP  # request ids must fit the low 32 bits of a version
 def _view(a: array) -> np.ndarray:
     """A numpy view of an `array` (float64 or int64); drop it before the array grows."""
     return np.frombuffer(a, dtype=np.float64 if a.typecode == "d" else np.int64)
+
+
+class _RankQueues:
+    """The waiting requests of an engine with one queue per attention-DP rank: a new request goes
+    to a random rank (a fixed-seed stream, so runs repeat) and stays there. Looks like a deque
+    of all waiting requests to the rest of the engine (truth, len, append, appendleft)."""
+
+    def __init__(self, dp: int, seed: str):
+        import random
+
+        self.dp = dp
+        self.queues: list[deque[int]] = [deque() for _ in range(dp)]
+        self.rank: dict[int, int] = {}
+        self._n = 0
+        self._rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __bool__(self) -> bool:
+        return self._n > 0
+
+    def append(self, rid: int) -> None:
+        k = self.rank[rid] = self._rng.randrange(self.dp)
+        self.queues[k].append(rid)
+        self._n += 1
+
+    def appendleft(self, rid: int) -> None:
+        self.queues[self.rank[rid]].appendleft(rid)
+        self._n += 1
+
+    def popleft_from(self, k: int) -> int:
+        self._n -= 1
+        return self.queues[k].popleft()
 
 
 class Requests:
@@ -205,6 +245,9 @@ class Engine:
         self._itl_v: array | None = array("d") if itl is not None else None
         self._itl_c = array("q")
         self.waiting: deque[int] = deque()  # new and recompute-preempted requests
+        self._ranked = cfg.random_rank_queues > 1 and cfg.role == "prefill" and cfg.chunked_prefill
+        if self._ranked:  # per-rank queues (`_RankQueues`); ranks drawn from a fixed-seed stream
+            self.waiting = _RankQueues(cfg.random_rank_queues, f"{cfg.rank_seed}:{eid}")  # type: ignore[assignment]
         self.swapped: deque[int] = deque()
         self.incoming: deque[int] = deque()  # decode role: requests whose KV has arrived
         self.prefilling: list[int] = []  # admitted, prompt not finished (admission order)
@@ -469,6 +512,8 @@ class Engine:
 
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
+        if self._ranked:
+            return self._schedule_prefill_ranked(now)
         cfg, r = self.cfg, self.r
         # a decode engine's waiting queue holds only the requests it preempted (new ones arrive
         # with their KV, in `incoming`): it recomputes them itself, prompt + generated tokens,
@@ -541,11 +586,86 @@ class Engine:
                 finishing.append(rid)
         return chunks, finishing
 
+    def _schedule_prefill_ranked(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
+        """`_schedule_prefill` with a queue per attention-DP rank (`random_rank_queues`): each rank
+        continues its partly prefilled requests, then admits from its own queue, up to its own
+        budget. Reorders `prefilling` so that the scheduled requests come first, in chunk order."""
+        cfg, r, rq = self.cfg, self.r, self.waiting
+        cap = self._chunk_cap
+        left = [cap] * rq.dp
+        rank = rq.rank
+        prefilled, ptotal = r.prefilled, r.ptotal
+        chunks: list[tuple[int, int]] = []
+        finishing: list[int] = []
+        on: list[int] = []
+        off: list[int] = []
+        for rid in self.prefilling:
+            k = rank[rid]
+            b = left[k]
+            if b <= 0:
+                off.append(rid)
+                continue
+            p = prefilled[rid]
+            rem = ptotal[rid] - p
+            q = rem if rem < b else b
+            left[k] = b - q
+            chunks.append((q, p))
+            on.append(rid)
+            if q == rem:
+                finishing.append(rid)
+        B = cfg.block_size
+        used = self.blocks_used(0) + self._reserved_blocks()
+        for q, _p in chunks:
+            used += q / B
+        full = False
+        dp = rq.dp
+        start = self.num_iterations % dp  # no rank goes first every time when slots or KV run short
+        for j in range(dp):
+            k = start + j if start + j < dp else start + j - dp
+            queue = rq.queues[k]
+            while queue and left[k] > 0 and len(self.running) < cfg.max_num_seqs:
+                rid = queue[0]
+                fresh = r.gen[rid] == 0
+                if prefilled[rid] == 0 and fresh:
+                    hit = self.prefix_match_tokens(rid) if self._prefix else 0
+                    r.cached[rid] = hit
+                    prefilled[rid] = hit
+                p = prefilled[rid]
+                rem = ptotal[rid] - p
+                q = rem if rem < left[k] else left[k]
+                need = (p + q) / B + 1
+                if used + need > self.cap_blocks and (self.running or chunks):
+                    full = True
+                    break
+                rq.popleft_from(k)
+                if math.isnan(r.t_sched[rid]):
+                    r.t_sched[rid] = now
+                self.prompt_tokens += r.inp[rid] if fresh else 0
+                self.prefix_hit_tokens += r.cached[rid] if fresh else 0
+                self._admitted(rid)
+                self.pref_tokens += p
+                chunks.append((q, p))
+                on.append(rid)
+                left[k] -= q
+                used += need
+                if q == rem:
+                    finishing.append(rid)
+            if full:
+                break
+        self.prefilling = on + off
+        return chunks, finishing
+
     def _iteration(self, now: float, chunks, finishing, extra_s: float) -> float:
         cfg, r = self.cfg, self.r
         n_dec = self.n_dec if self.mixing else 0
         rows = n_dec + len(finishing)
-        t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
+        if self._ranked:  # each rank's chunks stay on that rank: the busiest sets the time
+            rank = self.waiting.rank
+            t = self.st.iteration_ranked(chunks, [rank[rid] for rid in self.prefilling[:len(chunks)]], rows) + extra_s
+            for rid in finishing:  # a prefill engine's finished requests leave it
+                del rank[rid]
+        else:
+            t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
         end = now + t
         # apply prefill progress (chunks were taken in self.prefilling order)
         prefilling, prefilled = self.prefilling, r.prefilled

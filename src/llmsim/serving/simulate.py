@@ -117,6 +117,9 @@ class Deployment:
     # the link (front-end round trips, transfer handshake, schedulers polling between
     # iterations). None: the backend's (`Backend.disagg_handoff_s`)
     disagg_handoff_s: float | None = None
+    # seed of the simulator's own random choices (the attention-DP rank of each request where
+    # the engine draws it at random, `Backend.prefill_dp_routing`); the workload has its own
+    seed: int = 0
 
     @property
     def disaggregated(self) -> bool:
@@ -191,6 +194,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
         # attention DP: each rank's scheduler has its share of the budget, and a chunk runs on one rank
         max_chunk_tokens=mbt // par.dp if par.dp > 1 else 0,
+        random_rank_queues=par.dp if par.dp > 1 and role == "prefill" and be.prefill_dp_routing == "random" else 0,
+        rank_seed=dep.seed,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",

@@ -309,6 +309,22 @@ class StepTimeModel:
             t += self.prefill_attention_one_rank(q, p)
         return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
 
+    def iteration_ranked(self, chunks, ranks, sampling_rows: int) -> float:
+        """A prefill-only iteration whose chunks sit on given attention-DP ranks (chunks[i] on
+        ranks[i]): the rank with the most tokens sets the per-rank time, the experts see them all."""
+        loads: dict[int, int] = {}
+        T = 0
+        for (q, _p), k in zip(chunks, ranks):
+            loads[k] = loads.get(k, 0) + q
+            T += q
+        j = max(loads, key=loads.__getitem__) if loads else -1
+        t = _memo1(self._rank_memo, self._rank_exact, loads.get(j, 0))
+        t += _memo1(self._glob_memo, self._glob_exact, T)
+        for (q, p), k in zip(chunks, ranks):
+            if k == j:
+                t += self.prefill_attention_one_rank(q, p)
+        return t + self._tail(0, 0.0, sampling_rows)
+
     def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)
 
