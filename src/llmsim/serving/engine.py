@@ -551,12 +551,7 @@ class Engine:
             used += q / B
         while waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
             rid = waiting[0]
-            fresh = r.gen[rid] == 0  # not a preempted request coming back
-            if prefilled[rid] == 0 and fresh:
-                hit = self.prefix_match_tokens(rid) if self._prefix else 0
-                r.cached[rid] = hit
-                prefilled[rid] = hit
-            p = prefilled[rid]
+            fresh, p = self._prefill_start(rid)
             rem = ptotal[rid] - p
             if not chunking and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
@@ -572,19 +567,36 @@ class Engine:
                 if used + need > self.cap_blocks:
                     break
             waiting.popleft()
-            if math.isnan(r.t_sched[rid]):
-                r.t_sched[rid] = now
-            self.prompt_tokens += r.inp[rid] if fresh else 0
-            self.prefix_hit_tokens += r.cached[rid] if fresh else 0
-            self._admitted(rid)
+            self._prefill_admitted(rid, now, fresh, p)
             self.prefilling.append(rid)
-            self.pref_tokens += p
             chunks.append((q, p))
             budget -= q
             used += need
             if q == rem:
                 finishing.append(rid)
         return chunks, finishing
+
+    def _prefill_start(self, rid: int) -> tuple[bool, int]:
+        """(fresh, tokens already prefilled) of a waiting request the scheduler looks at; a fresh one
+        (not a preempted request coming back) gets its prefix-cache hit here."""
+        r = self.r
+        fresh = r.gen[rid] == 0
+        if fresh and r.prefilled[rid] == 0:
+            hit = self.prefix_match_tokens(rid) if self._prefix else 0
+            r.cached[rid] = hit
+            r.prefilled[rid] = hit
+        return fresh, r.prefilled[rid]
+
+    def _prefill_admitted(self, rid: int, now: float, fresh: bool, p: int) -> None:
+        """Bookkeeping of a waiting request admitted for prefill with p tokens already in its KV."""
+        r = self.r
+        if math.isnan(r.t_sched[rid]):
+            r.t_sched[rid] = now
+        if fresh:
+            self.prompt_tokens += r.inp[rid]
+            self.prefix_hit_tokens += r.cached[rid]
+        self._admitted(rid)
+        self.pref_tokens += p
 
     def _schedule_prefill_ranked(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """`_schedule_prefill` with a queue per attention-DP rank (`random_rank_queues`): each rank
@@ -625,12 +637,7 @@ class Engine:
             queue = rq.queues[k]
             while queue and left[k] > 0 and len(self.running) < cfg.max_num_seqs:
                 rid = queue[0]
-                fresh = r.gen[rid] == 0
-                if prefilled[rid] == 0 and fresh:
-                    hit = self.prefix_match_tokens(rid) if self._prefix else 0
-                    r.cached[rid] = hit
-                    prefilled[rid] = hit
-                p = prefilled[rid]
+                fresh, p = self._prefill_start(rid)
                 rem = ptotal[rid] - p
                 q = rem if rem < left[k] else left[k]
                 need = (p + q) / B + 1
@@ -638,12 +645,7 @@ class Engine:
                     full = True
                     break
                 rq.popleft_from(k)
-                if math.isnan(r.t_sched[rid]):
-                    r.t_sched[rid] = now
-                self.prompt_tokens += r.inp[rid] if fresh else 0
-                self.prefix_hit_tokens += r.cached[rid] if fresh else 0
-                self._admitted(rid)
-                self.pref_tokens += p
+                self._prefill_admitted(rid, now, fresh, p)
                 chunks.append((q, p))
                 on.append(rid)
                 left[k] -= q
