@@ -417,11 +417,13 @@ def test_sglang_prefill_dp_ranks_keep_random_queues(monkeypatch):
         assert max(per.values()) <= 2048
     assert {k for it in ranks_seen for k, _ in it} == {0, 1, 2, 3}
     assert not pre.waiting.rank, "finished requests leave the rank map"
+    assert res.summary["prefill_dp_rank_queues"] == "random" and res.summary["max_chunk_tokens"] == 2048
     # deterministic for a seed, another seed draws other ranks
     again, other = run().summary, run(seed=1).summary
     assert again["ttft_ms"] == res.summary["ttft_ms"]
     assert other["ttft_ms"] != res.summary["ttft_ms"]
     balanced = run("balanced").summary  # 379 vs 401 ms mean, 538 vs 687 ms p99 when written
+    assert balanced["prefill_dp_rank_queues"] == "shared"
     assert balanced["ttft_ms"]["mean"] < 0.97 * res.summary["ttft_ms"]["mean"]
     assert balanced["ttft_ms"]["p99"] < 0.9 * res.summary["ttft_ms"]["p99"]
 

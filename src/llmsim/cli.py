@@ -146,7 +146,7 @@ def serve(
     kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
                                                       "(0: admit optimistically and preempt, as vLLM; 1: never evict, as TRT-LLM; default: the backend's)"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
-    seed: int = typer.Option(0), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
+    seed: int = typer.Option(0, help="seed of the workload and of the simulator's own random choices"), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
     streaming: Optional[bool] = typer.Option(None, "--streaming/--exact", help="metrics in bounded memory, percentiles from histograms within 0.5% "
                                              f"(default: streaming from {STREAMING_FROM:,} requests unless -o is given), or exact percentiles and per-request state"),
     as_json: bool = typer.Option(False, "--json"),
@@ -178,7 +178,7 @@ def serve(
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
-        kv_reserve_output=kv_reserve_output,
+        kv_reserve_output=kv_reserve_output, seed=seed,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

@@ -530,6 +530,10 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "max_num_batched_tokens": int(builds[0].cfg.max_num_batched_tokens),
         "chunked_prefill": bool(builds[0].cfg.chunked_prefill),
         "mixed_batches": bool(builds[0].cfg.mixed_batches),
+        # attention DP: the largest chunk one request takes per iteration (one rank's budget; 0: no
+        # cap), and whether requests wait in a queue per rank, each on a random rank
+        "max_chunk_tokens": int(builds[0].cfg.max_chunk_tokens),
+        "prefill_dp_rank_queues": "random" if builds[0].cfg.random_rank_queues else "shared",
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
