@@ -422,6 +422,9 @@ def test_sglang_prefill_dp_ranks_keep_random_queues(monkeypatch):
     again, other = run().summary, run(seed=1).summary
     assert again["ttft_ms"] == res.summary["ttft_ms"]
     assert other["ttft_ms"] != res.summary["ttft_ms"]
+    for bad in ("1", 1.5, True):
+        with pytest.raises(LlmsimError, match="seed must be an integer"):
+            simulate(dep(seed=bad), make_workload(num_requests=2, isl=64, osl=4, concurrency=2, seed=0))
     balanced = run("balanced").summary  # 379 vs 401 ms mean, 538 vs 687 ms p99 when written
     assert balanced["prefill_dp_rank_queues"] == "shared"
     assert balanced["ttft_ms"]["mean"] < 0.97 * res.summary["ttft_ms"]["mean"]

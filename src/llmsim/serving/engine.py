@@ -248,6 +248,8 @@ class Engine:
         self._ranked = cfg.random_rank_queues > 1 and cfg.role == "prefill" and cfg.chunked_prefill
         if self._ranked:  # per-rank queues (`_RankQueues`); ranks drawn from a fixed-seed stream
             self.waiting = _RankQueues(cfg.random_rank_queues, f"{cfg.rank_seed}:{eid}")  # type: ignore[assignment]
+            # each rank's budget: max_chunk_tokens, else an even share of the engine's
+            self._chunk_cap = min(self._chunk_cap, max(cfg.max_num_batched_tokens // cfg.random_rank_queues, 1))
         self.swapped: deque[int] = deque()
         self.incoming: deque[int] = deque()  # decode role: requests whose KV has arrived
         self.prefilling: list[int] = []  # admitted, prompt not finished (admission order)

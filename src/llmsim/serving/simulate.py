@@ -274,6 +274,8 @@ def simulate(
     if isinstance(handoff_s, bool) or not isinstance(handoff_s, (int, float)) or not (math.isfinite(handoff_s) and handoff_s >= 0):
         raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
                           hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
+    if isinstance(dep.seed, bool) or not isinstance(dep.seed, (int, np.integer)):
+        raise LlmsimError(f"seed must be an integer, got {dep.seed!r}", hint="e.g. seed=0; the same seed gives the same results")
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
