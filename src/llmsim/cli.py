@@ -198,8 +198,11 @@ def serve(
     if as_json:
         _print_json(s)
         return
-    layout = (f"prefill {prefill_workers}x tp{prefill_tp} on {prefill_gpu or gpu} + decode {decode_workers}x tp{decode_tp} on {decode_gpu or gpu}"
-              if disagg else f"{replicas}x (tp={tp} pp={pp} dp={dp} ep={ep}) on {gpu}")
+
+    def _lay(p: Pool) -> str:  # every pool's full layout: dp / ep matter as much as tp
+        return f"{p.workers}x (tp={p.tp} pp={p.pp} dp={p.dp} ep={p.ep}) on {p.gpu}"
+
+    layout = f"prefill {_lay(dep.prefill)} + decode {_lay(dep.decode)}" if disagg else _lay(dep.pool)
     t = Table(title=f"{model} — {backend}, {layout}; {wl.name or ''}")
     for c in ("metric", "mean", "p50", "p90", "p99"):
         t.add_column(c, justify="left" if c == "metric" else "right")
