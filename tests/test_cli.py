@@ -226,3 +226,12 @@ def test_serve_disaggregated_handoff_option(capsys):
     fast = run_json(capsys, *base, "--handoff-ms", "0")
     assert (slow["disagg_handoff_s"], fast["disagg_handoff_s"]) == (0.1, 0.0)
     assert slow["ttft_ms"]["mean"] - fast["ttft_ms"]["mean"] == pytest.approx(100.0, abs=1e-6)
+
+
+def test_serve_summary_names_each_pools_layout(capsys):
+    """The terminal summary's title names both pools' full layout (dp / ep as well as tp)."""
+    main(["serve", "--model", "mixtral-8x7b", "--kernels", "none", "--weight-dtype", "fp8", "--backend", "sglang",
+          "--prefill-gpu", "h100-sxm", "--prefill-dp", "2", "--prefill-ep", "2", "--decode-gpu", "h100-sxm", "--decode-tp", "2",
+          "--concurrency", "2", "--num-requests", "4", "--isl", "256", "--osl", "8"])
+    out = " ".join(capsys.readouterr().out.split())  # the title wraps at the table's width
+    assert "prefill 1x (tp=1 pp=1 dp=2 ep=2) on h100-sxm + decode 1x (tp=2 pp=1 dp=1 ep=1) on h100-sxm" in out
