@@ -114,6 +114,10 @@ CASES = {
     "disaggregated": lambda: (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), _open(warmup=40)),
     "disaggregated_closed": lambda: (dep(prefill=Pool("h100-sxm", workers=2), decode=Pool("h100-sxm")),
                                      make_workload(num_requests=600, isl=1500, osl=100, concurrency=32, seed=5, warmup=50)),
+    # SGLang's attention-DP prefill: a queue per rank, each request on a random rank (slots recycle)
+    "sglang_dp_prefill_rank_queues": lambda: (dep(model="gpt-oss-20b", backend="sglang", max_num_batched_tokens=4096,
+                                                  prefill=Pool("h100-sxm", dp=4, ep=4, workers=2), decode=Pool("h100-sxm", tp=2, ep=2)),
+                                              mooncake(600, warmup=30)),
 }
 
 
