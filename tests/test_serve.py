@@ -418,6 +418,11 @@ def test_sglang_prefill_dp_ranks_keep_random_queues(monkeypatch):
     assert {k for it in ranks_seen for k, _ in it} == {0, 1, 2, 3}
     assert not pre.waiting.rank, "finished requests leave the rank map"
     assert res.summary["prefill_dp_rank_queues"] == "random" and res.summary["max_chunk_tokens"] == 2048
+    # whole prompts (no chunking): no cap and one shared queue, and the summary says so
+    whole = simulate(dep(model="mixtral-8x7b", backend="sglang", weight_dtype="fp8", chunked_prefill=False,
+                         prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), decode=Pool("h100-sxm", tp=2, ep=2)),
+                     make_workload(num_requests=8, isl=512, osl=4, concurrency=4, seed=0)).summary
+    assert (whole["max_chunk_tokens"], whole["prefill_dp_rank_queues"]) == (0, "shared")
     # deterministic for a seed, another seed draws other ranks
     again, other = run().summary, run(seed=1).summary
     assert again["ttft_ms"] == res.summary["ttft_ms"]

@@ -192,9 +192,10 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
-        # attention DP: each rank's scheduler has its share of the budget, and a chunk runs on one rank
-        max_chunk_tokens=mbt // par.dp if par.dp > 1 else 0,
-        random_rank_queues=par.dp if par.dp > 1 and role == "prefill" and be.prefill_dp_routing == "random" else 0,
+        # attention DP with chunked prefill: each rank's scheduler has its share of the budget, and
+        # a chunk runs on one rank (whole prompts, unchunked, take no cap and no per-rank queues)
+        max_chunk_tokens=mbt // par.dp if par.dp > 1 and chunked else 0,
+        random_rank_queues=par.dp if par.dp > 1 and chunked and role == "prefill" and be.prefill_dp_routing == "random" else 0,
         rank_seed=dep.seed,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
