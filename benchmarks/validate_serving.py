@@ -60,7 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmsim.serving.backends import BACKENDS
-from llmsim.serving.validate import RANGE_RATIO, ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
+from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
@@ -106,6 +106,49 @@ def targets_table(rows: list[dict]) -> Table:
         tp, tt = s["tpot_median_ape"], s["ttft_median_ape"]
         t.add_row(k, str(s["rows_modelled"]), _f(tp), "[green]met[/]" if tp is not None and tp <= TARGET_TPOT else "[red]not met[/]",
                   _f(tt), "[green]met[/]" if tt is not None and tt <= TARGET_TTFT else "[red]not met[/]")
+    return t
+
+
+def data_source(raw_row: dict) -> str:
+    """Which harness measured a row, from its `silicon_data_source`: InferenceMAX / InferenceX
+    ('source_file=2026-*.csv' and the 'db-dump' rows of its GitHub-workflow database) or
+    AIConfigurator's own gap-analysis collector."""
+    s = str(raw_row.get("silicon_data_source") or "")
+    if s.startswith("db-dump"):
+        return "InferenceX db-dump"
+    if "source_file=" in s:
+        f = s.split("source_file=", 1)[1].split(";", 1)[0]
+        return "AIConfigurator gap analysis" if "gap" in f else ("InferenceX " + f if f.startswith("2026") else "other")
+    return "other"
+
+
+def sync_table(rows: list[dict], raw_by_id: dict[str, dict]) -> Table:
+    """Closed-loop synchronisation check, independent of the cost model's absolute speed: for each
+    configuration measured at client concurrency c and 2c (c <= 4, everything else equal), the
+    ratio TTFT(2c) / TTFT(c), measured and simulated. Clients in lock-step prefill their prompts
+    together, so TTFT grows almost in proportion to c while the prefill is a small batch (ratio
+    1.5-2); desynchronised clients rarely meet (ratio near 1 plus the decode batch's growth). Above
+    c ~ 8 queueing blurs the two, so only c <= 4 is used."""
+    by: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for r in rows:
+        if r["status"] == "ok" and r["measured_ttft_ms"] and r["predicted_ttft_ms"]:
+            k = (data_source(raw_by_id.get(r["id"], {})), r["backend"], r["mode"], r["model"], r["system"], r["precision"],
+                 r["isl"], r["osl"], r["layout"])
+            by[k].setdefault(int(r["concurrency"]), r)  # first row of repeats
+    pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for k, cs in by.items():
+        for c, r in cs.items():
+            r2 = cs.get(2 * c)
+            if c <= 4 and r2 is not None:
+                pairs[f"{k[0]} | {k[1]}/{k[2]}"].append((r2["measured_ttft_ms"] / r["measured_ttft_ms"],
+                                                        r2["predicted_ttft_ms"] / r["predicted_ttft_ms"]))
+    t = Table(title="closed-loop synchronisation check: median TTFT(2c) / TTFT(c), c <= 4 "
+                    "(clients in lock-step ~1.5-2, desynchronised ~1.2)")
+    for c in ("data source | backend/mode", "pairs", "measured", "simulated"):
+        t.add_column(c, justify="left" if c.startswith("data") else "right")
+    for k in sorted(pairs):
+        m, p = np.array(pairs[k]).T
+        t.add_row(k, str(len(m)), f"{np.median(m):.2f}", f"{np.median(p):.2f}")
     return t
 
 
@@ -204,8 +247,9 @@ def main() -> None:
     ap.add_argument("--rows", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=ROUNDS)
     ap.add_argument("--warmup-rounds", type=int, default=WARMUP_ROUNDS)
-    ap.add_argument("--range-ratio", type=float, default=RANGE_RATIO,
-                    help="lengths uniform in [int(L x ratio), L] (1 = fixed; InferenceMAX runs use 0.8)")
+    ap.add_argument("--range-ratio", type=float, default=None,
+                    help="lengths uniform in [int(L x ratio), L] for every row (1 = fixed); default: per row, "
+                         "the InferenceMAX / InferenceX recipe's 0.8 for its rows, fixed for the others")
     ap.add_argument("--protocols", type=str, default=None)
     a = ap.parse_args()
     console = Console(width=200)
@@ -238,6 +282,7 @@ def main() -> None:
     console.print(stats_table("error structure: by system x mode", group(ok, lambda r: f"{r['system']}/{r['mode']}"), "system/mode"))
     console.print(stats_table("error structure: by ISL/OSL (agg)", group([r for r in ok if r["mode"] == "agg"],
                                                                           lambda r: f"{r['isl']}/{r['osl']}"), "isl/osl"))
+    console.print(sync_table(rows, {r["id"]: r for r in raw}))
     if a.rows:
         rep.write_rows(a.rows)
         console.print(f"per-row CSV written to {a.rows}")

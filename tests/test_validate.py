@@ -242,7 +242,28 @@ def test_cli_protocol_defaults_are_the_module_defaults():
     from llmsim.serving import validate
 
     assert (cli.VALIDATE_ROUNDS, cli.VALIDATE_WARMUP_ROUNDS) == (validate.ROUNDS, validate.WARMUP_ROUNDS) == (10, 0)
-    assert cli.VALIDATE_RANGE_RATIO == validate.RANGE_RATIO == 1.0
+    assert validate.RANGE_RATIO == 1.0 and validate.INFERENCEX_RANGE_RATIO == 0.8
+
+
+def test_each_row_is_simulated_with_its_benchmarks_length_spread():
+    # rule 6: InferenceMAX / InferenceX rows ran --random-range-ratio 0.8, any other row fixed lengths
+    from llmsim.serving.validate import plan_row, row_range_ratio
+
+    assert row_range_ratio({"silicon_data_source": "source_file=2026-04-06.csv; model=GPT-OSS-120B; silicon_concurrency=4"}) == 0.8
+    assert row_range_ratio({"silicon_data_source": "db-dump/2026-04-27; config_id=8; silicon_concurrency=16"}) == 0.8
+    assert row_range_ratio({"silicon_data_source": "source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=64"}) == 1.0
+    assert row_range_ratio({"silicon_data_source": "db; silicon_concurrency=8"}) == 1.0 == row_range_ratio({})
+    ix = dict(ROWS[0], silicon_data_source="source_file=2026-03-25.csv; silicon_concurrency=8")
+    assert plan_row(ix).range_ratio == 0.8 and plan_row(ROWS[0]).range_ratio == 1.0
+    per_row = validate_silicon(None, rows=[ix, ROWS[0]])
+    a, b = per_row.rows
+    assert (a["range_ratio"], b["range_ratio"]) == (0.8, 1.0) and a["status"] == b["status"] == "ok"
+    # desynchronised clients rarely share a prefill: the recipe's row has the shorter simulated TTFT
+    assert a["predicted_ttft_ms"] < b["predicted_ttft_ms"]
+    assert per_row.to_dict()["meta"]["protocol"]["range_ratio"] == "per row"
+    forced = validate_silicon(None, rows=[ix, ROWS[0]], range_ratio=1.0)
+    assert [r["range_ratio"] for r in forced.rows] == [1.0, 1.0]
+    assert forced.rows[0]["predicted_ttft_ms"] == pytest.approx(b["predicted_ttft_ms"])
 
 
 def test_range_ratio_draws_lengths_like_benchmark_serving():

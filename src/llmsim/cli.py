@@ -31,7 +31,7 @@ GIB = 1024**3
 # `validate silicon`'s default benchmark protocol (InferenceMAX: 10 x concurrency requests, no warm-up);
 # literals here so that `llmsim --help` does not import the simulator; tests check they equal
 # llmsim.serving.validate.ROUNDS / WARMUP_ROUNDS
-VALIDATE_ROUNDS, VALIDATE_WARMUP_ROUNDS, VALIDATE_RANGE_RATIO = 10, 0, 1.0
+VALIDATE_ROUNDS, VALIDATE_WARMUP_ROUNDS = 10, 0
 STREAMING_FROM = 1_000_000  # `serve` runs in streaming mode from this many requests unless per-request output is asked for
 
 
@@ -441,7 +441,7 @@ def validate_silicon(
     rounds: int = typer.Option(VALIDATE_ROUNDS, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
     warmup_rounds: int = typer.Option(VALIDATE_WARMUP_ROUNDS, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
     kernels: str = typer.Option("auto", help="auto | none | profile (the bundled `llmsim profile` run of the row's GPU) | DIR of kernel tables; applied to rows on the GPU the tables were measured on, other rows use auto"),
-    range_ratio: float = typer.Option(VALIDATE_RANGE_RATIO, "--range-ratio", help="benchmark protocol: lengths uniform in [int(L x ratio), L] (benchmark_serving --random-range-ratio; 1 = fixed)"),
+    range_ratio: Optional[float] = typer.Option(None, "--range-ratio", help="benchmark protocol: lengths uniform in [int(L x ratio), L] (benchmark_serving --random-range-ratio; 1 = fixed); default: per row, 0.8 for InferenceMAX / InferenceX rows (their recipe), fixed otherwise"),
 ) -> None:
     """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
 

@@ -87,15 +87,22 @@ Mapping rules (assumptions a reader of the numbers must know):
    matters (5 ms and 20 ms give the same medians within 3 points on a 240-row sample); its
    presence does (TTFT bias -44% -> -20% on that sample). Option `stagger=True` instead
    spreads the first round's output lengths over 1..OSL (clients' phases spread uniformly; a
-   sensitivity check, not the default). Lengths are fixed (`RANGE_RATIO = 1`). InferenceMAX's
-   recipe also passes `--random-range-ratio 0.8` (prompt and output lengths uniform in
-   [0.8 L, L]); simulating that (`range_ratio=0.8`, CLI `--range-ratio 0.8`) desynchronises the
-   clients and moved every group's TTFT to a large under-prediction (median APE / bias: vllm
-   agg 30.3% -> 55.6% / -55%, trtllm agg 37.9% -> 58.5% / -58%, sglang agg 45.3% -> 85.3% /
-   -85%; TPOT within about one point except sglang agg 12.4% -> 18.2%), i.e. these rows look
-   like fixed-length runs (one isl/osl per row, as AIConfigurator's collector sends); so only
-   InferenceMAX's request count is taken from its recipe, and that choice is a protocol guess
-   the CSV cannot confirm.
+   sensitivity check, not the default). Lengths follow the row's recipe (`row_range_ratio`):
+   InferenceMAX / InferenceX rows (`silicon_data_source` 'source_file=2026-....csv', or a
+   'db-dump' of its GitHub-workflow results) were measured with `--random-range-ratio 0.8`
+   (InferenceMAX README, "Benchmark Client Configuration"), so their prompt and output lengths
+   are drawn uniformly from [0.8 L, L]; other rows (AIConfigurator's gap-analysis collector, a
+   user's own CSV) get fixed lengths (`RANGE_RATIO = 1`); `range_ratio=` / CLI `--range-ratio`
+   sets one value for every row. Why it matters: with fixed lengths the simulated clients fall
+   into lock-step (they finish together, so their next prompts are prefilled together) and a
+   closed loop's TTFT at c = 4 is about four prompts' prefill. A check that does not depend on
+   the cost model's absolute speed settles which the benchmarks did: for every configuration
+   measured at c and 2c (c <= 4) the ratio TTFT(2c) / TTFT(c) is 1.03-1.23 measured (median per
+   data source and backend), 1.43-1.74 simulated with fixed lengths and 1.15-1.19 with the
+   recipe (`benchmarks/validate_serving.py`, "closed-loop synchronisation check"). The recipe
+   was the default until 2026-11 only for its request count, because simulating its lengths
+   made TTFT a large under-prediction: the lock-step queueing had been hiding a too-fast
+   prefill (MoE models and Blackwell GPUs, whose prefill GEMMs are roofline-only; README).
 7. Metric. Benchmark clients (aiperf / genai-perf / the backends' benchmark_serving) report
    the *mean* over requests of TTFT and of TPOT = (E2E - TTFT) / (OSL - 1); the simulated
    means of the same quantities are compared with `silicon_ttft_ms` / `silicon_tpot_ms`.
@@ -142,7 +149,8 @@ SEED = 0
 ROUNDS = 10  # num_requests = ROUNDS x concurrency (InferenceMAX: --num-prompts CONC*10) ...
 WARMUP_ROUNDS = 0  # ... of which the first WARMUP_ROUNDS x concurrency completions are excluded
 CLIENT_JITTER_S = 0.005  # client turnaround: uniform [0, 5 ms) before each request is sent
-RANGE_RATIO = 1.0  # lengths uniform in [int(L x ratio), L]; 1 = fixed (InferenceMAX runs use 0.8: see rule 6)
+RANGE_RATIO = 1.0  # lengths uniform in [int(L x ratio), L]; 1 = fixed: rows whose harness is not known (rule 6)
+INFERENCEX_RANGE_RATIO = 0.8  # InferenceMAX / InferenceX rows: the recipe's --random-range-ratio (rule 6)
 DISAGG_FIRST_TOKEN = "decode"  # disagg rows: the client's first token comes from the decode worker (rule 8b)
 
 _QUANT_SUFFIX = re.compile(r"-(fp8|nvfp4|fp4|fp8-dynamic|awq|gptq)$", re.IGNORECASE)
@@ -165,7 +173,7 @@ _WEIGHT_FROM_QUANT = {
 ROW_FIELDS = (
     "id", "system", "backend", "backend_version", "mode", "model_path", "model", "precision", "isl", "osl",
     "concurrency", "layout", "num_gpus", "measured_ttft_ms", "predicted_ttft_ms", "ttft_ape", "measured_tpot_ms",
-    "predicted_tpot_ms", "tpot_ape", "status", "reason", "note", "sim_wall_s",
+    "predicted_tpot_ms", "tpot_ape", "status", "reason", "note", "range_ratio", "sim_wall_s",
 )
 
 
@@ -267,6 +275,7 @@ class _Plan:
     osl: int = 0
     reason: str = ""
     note: str = ""
+    range_ratio: float = RANGE_RATIO  # the row's benchmark recipe (`row_range_ratio`)
 
     @property
     def cost(self) -> float:
@@ -329,6 +338,17 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
     _check_node_artefact(row, spec, gpu, tp, dp, ep)
 
 
+def row_range_ratio(row: dict) -> float:
+    """The length spread of the benchmark that measured `row` (rule 6): InferenceMAX /
+    InferenceX rows -- `silicon_data_source` 'source_file=2026-....csv' or a 'db-dump' of its
+    GitHub-workflow results database -- ran its recipe, `--random-range-ratio 0.8`; any other
+    row (AIConfigurator's gap-analysis collector, a user's own CSV) fixed lengths."""
+    src = str(row.get("silicon_data_source") or "").strip()
+    if src.startswith("db-dump") or re.search(r"source_file=20\d\d-\d\d-\d\d\.csv", src):
+        return INFERENCEX_RANGE_RATIO
+    return RANGE_RATIO
+
+
 def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
     """Map one CSV row to a deployment and a workload (rules in the module docstring)."""
     from ..hardware.catalog import get_gpu
@@ -354,6 +374,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         "measured_tpot_ms": _num(row.get("silicon_tpot_ms")),
     }
     plan = _Plan(base, isl=isl, osl=osl)
+    plan.range_ratio = row_range_ratio(row)
     notes: list[str] = []
     try:
         if mode not in ("agg", "disagg"):
@@ -529,21 +550,23 @@ def closed_loop_workload(c: int, isl: int, osl: int, *, rounds: int = ROUNDS, wa
 
 def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool = False, rounds: int = ROUNDS,
              warmup_rounds: int = WARMUP_ROUNDS, gpu=None, kernels: str | None = "auto",
-             range_ratio: float = RANGE_RATIO) -> dict:
+             range_ratio: float | None = None) -> dict:
     """Simulate one planned row; returns its report row (status 'ok' or 'skipped').
+    `range_ratio`: the length spread to simulate; None = the row's own recipe (`plan.range_ratio`).
     `gpu`: a GPUSpec to simulate instead of the row's catalog GPU (calibration).
     `kernels`: measured tables to use where they apply to the row's GPU (`row_kernels`)."""
     from .simulate import simulate
 
     out = dict(plan.base)
+    ratio = plan.range_ratio if range_ratio is None else range_ratio
     out.update(predicted_ttft_ms=None, predicted_tpot_ms=None, ttft_ape=None, tpot_ape=None, status="skipped",
-               reason=plan.reason, note=plan.note, sim_wall_s=0.0)
+               reason=plan.reason, note=plan.note, sim_wall_s=0.0, range_ratio=ratio)
     if plan.dep_kwargs is None:
         return out
     t0 = time.perf_counter()
     try:
         wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, rounds=rounds, warmup_rounds=warmup_rounds,
-                                  stagger=stagger, range_ratio=range_ratio)
+                                  stagger=stagger, range_ratio=ratio)
         dep = build_deployment(plan.dep_kwargs, cpu_overhead_s=cpu_overhead_s, gpu=gpu, kernels=kernels)
         res = simulate(dep, wl, keep_itl=False)
         s = res.summary
@@ -688,9 +711,15 @@ class SiliconReport:
         proto = self.meta.get("protocol")
         if proto:
             ratio = proto.get("range_ratio", 1.0)
+            if ratio == "per row":
+                n08 = sum(1 for r in self.rows if r.get("status") == "ok" and r.get("range_ratio") not in (None, 1, 1.0))
+                lengths = (f"lengths per the row's benchmark recipe ({n08} modelled InferenceMAX / InferenceX rows uniform in "
+                           f"[{INFERENCEX_RANGE_RATIO:g} L, L], the rest fixed)")
+            else:
+                lengths = "fixed lengths" if ratio == 1 else f"lengths uniform in [{ratio:g} L, L]"
             console.print(f"benchmark protocol simulated: {proto['requests_per_client']} x concurrency requests per row, "
                           f"first {proto['warmup_requests_per_client']} x concurrency excluded as warm-up, clients start together, "
-                          + ("fixed lengths" if ratio == 1 else f"lengths uniform in [{ratio:g} L, L]"))
+                          + lengths)
         console.print(f"{len(self.rows)} rows in {self.wall_s:,.1f} s wall ({self.jobs} job{'s' if self.jobs != 1 else ''})")
 
     def write_rows(self, path) -> None:
@@ -741,7 +770,7 @@ def validate_silicon(
     warmup_rounds: int = WARMUP_ROUNDS,
     rows: list[dict] | None = None,
     kernels: str = "auto",
-    range_ratio: float = RANGE_RATIO,
+    range_ratio: float | None = None,
 ) -> SiliconReport:
     """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
 
@@ -760,7 +789,8 @@ def validate_silicon(
     if not isinstance(jobs, int) or jobs < 1:
         raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}")
     _check_protocol(rounds, warmup_rounds)
-    _check_range_ratio(range_ratio)
+    if range_ratio is not None:
+        _check_range_ratio(range_ratio)
     if kernels is not None and str(kernels).lower() not in ("auto", "none", "roofline", "off", "profile"):
         from ..cost.measured import load_cached
 
@@ -776,5 +806,5 @@ def validate_silicon(
                          for p in plans], jobs)
     return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
                          jobs=jobs, meta={"kernels": kernels, "protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
-                                                                         "range_ratio": range_ratio,
+                                                                         "range_ratio": "per row" if range_ratio is None else range_ratio,
                                                        "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger}})
