@@ -60,7 +60,7 @@ from rich.console import Console
 from rich.table import Table
 
 from llmsim.serving.backends import BACKENDS
-from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, validate_silicon
+from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silicon_csv, row_data_source, validate_silicon
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
@@ -109,19 +109,6 @@ def targets_table(rows: list[dict]) -> Table:
     return t
 
 
-def data_source(raw_row: dict) -> str:
-    """Which harness measured a row, from its `silicon_data_source`: InferenceMAX / InferenceX
-    ('source_file=2026-*.csv' and the 'db-dump' rows of its GitHub-workflow database) or
-    AIConfigurator's own gap-analysis collector."""
-    s = str(raw_row.get("silicon_data_source") or "")
-    if s.startswith("db-dump"):
-        return "InferenceX db-dump"
-    if "source_file=" in s:
-        f = s.split("source_file=", 1)[1].split(";", 1)[0]
-        return "AIConfigurator gap analysis" if "gap" in f else ("InferenceX " + f if f.startswith("2026") else "other")
-    return "other"
-
-
 def sync_table(rows: list[dict], raw_by_id: dict[str, dict]) -> Table:
     """Closed-loop synchronisation check, independent of the cost model's absolute speed: for each
     configuration measured at client concurrency c and 2c (c <= 4, everything else equal), the
@@ -132,7 +119,7 @@ def sync_table(rows: list[dict], raw_by_id: dict[str, dict]) -> Table:
     by: dict[tuple, dict[int, dict]] = defaultdict(dict)
     for r in rows:
         if r["status"] == "ok" and r["measured_ttft_ms"] and r["predicted_ttft_ms"]:
-            k = (data_source(raw_by_id.get(r["id"], {})), r["backend"], r["mode"], r["model"], r["system"], r["precision"],
+            k = (row_data_source(raw_by_id.get(r["id"], {})), r["backend"], r["mode"], r["model"], r["system"], r["precision"],
                  r["isl"], r["osl"], r["layout"])
             by[k].setdefault(int(r["concurrency"]), r)  # first row of repeats
     pairs: dict[str, list[tuple[float, float]]] = defaultdict(list)

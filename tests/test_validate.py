@@ -247,7 +247,10 @@ def test_cli_protocol_defaults_are_the_module_defaults():
 
 def test_each_row_is_simulated_with_its_benchmarks_length_spread():
     # rule 6: InferenceMAX / InferenceX rows ran --random-range-ratio 0.8, any other row fixed lengths
-    from llmsim.serving.validate import plan_row, row_range_ratio
+    from llmsim.serving.validate import plan_row, row_data_source, row_range_ratio
+
+    assert row_data_source({"silicon_data_source": "source_file=2026-03-25.csv; model=DeepSeek-R1"}) == "InferenceX 2026-03-25.csv"
+    assert row_data_source({"silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/q.csv"}) == "AIConfigurator gap analysis"
 
     assert row_range_ratio({"silicon_data_source": "source_file=2026-04-06.csv; model=GPT-OSS-120B; silicon_concurrency=4"}) == 0.8
     assert row_range_ratio({"silicon_data_source": "db-dump/2026-04-27; config_id=8; silicon_concurrency=16"}) == 0.8

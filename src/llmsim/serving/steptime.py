@@ -303,11 +303,17 @@ class StepTimeModel:
             busiest, chunk_tokens = members[j], loads[j]
         else:
             busiest, chunk_tokens = (), 0
-        t = _memo1(self._rank_memo, self._rank_exact, dec_rank + chunk_tokens)
-        t += _memo1(self._glob_memo, self._glob_exact, T)
-        for q, p in busiest:
+        return self._dp_step(dec_rank + chunk_tokens, T, busiest) + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+
+    def _dp_step(self, rank_tokens: int, total_tokens: int, busiest_chunks) -> float:
+        """Seconds of an attention-DP iteration before its tail: the busiest rank's per-rank
+        operators for its `rank_tokens` and the attention of its chunks, plus the operators that
+        see every rank's tokens (experts, all-to-alls) for `total_tokens`."""
+        t = _memo1(self._rank_memo, self._rank_exact, rank_tokens)
+        t += _memo1(self._glob_memo, self._glob_exact, total_tokens)
+        for q, p in busiest_chunks:
             t += self.prefill_attention_one_rank(q, p)
-        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        return t
 
     def iteration_ranked(self, chunks, ranks, sampling_rows: int) -> float:
         """A prefill-only iteration whose chunks sit on given attention-DP ranks (chunks[i] on
@@ -318,12 +324,8 @@ class StepTimeModel:
             loads[k] = loads.get(k, 0) + q
             T += q
         j = max(loads, key=loads.__getitem__) if loads else -1
-        t = _memo1(self._rank_memo, self._rank_exact, loads.get(j, 0))
-        t += _memo1(self._glob_memo, self._glob_exact, T)
-        for (q, p), k in zip(chunks, ranks):
-            if k == j:
-                t += self.prefill_attention_one_rank(q, p)
-        return t + self._tail(0, 0.0, sampling_rows)
+        busiest = [c for c, k in zip(chunks, ranks) if k == j]
+        return self._dp_step(loads.get(j, 0), T, busiest) + self._tail(0, 0.0, sampling_rows)
 
     def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)

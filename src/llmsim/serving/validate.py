@@ -338,15 +338,28 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
     _check_node_artefact(row, spec, gpu, tp, dp, ep)
 
 
+def row_data_source(row: dict) -> str:
+    """Which harness measured `row`, from its `silicon_data_source`: 'InferenceX <file>' for
+    InferenceMAX / InferenceX's files ('source_file=2026-04-06.csv'), 'InferenceX db-dump' for a
+    dump of its GitHub-workflow results database, 'AIConfigurator gap analysis' for
+    AIConfigurator's own collector, else 'other' (a user's own CSV)."""
+    src = str(row.get("silicon_data_source") or "").strip()
+    if src.startswith("db-dump"):
+        return "InferenceX db-dump"
+    m = re.search(r"source_file=([^;]*)", src)
+    if m is None:
+        return "other"
+    f = m.group(1).strip()
+    if re.fullmatch(r"20\d\d-\d\d-\d\d\.csv", f):
+        return "InferenceX " + f
+    return "AIConfigurator gap analysis" if "gap" in f else "other"
+
+
 def row_range_ratio(row: dict) -> float:
     """The length spread of the benchmark that measured `row` (rule 6): InferenceMAX /
-    InferenceX rows -- `silicon_data_source` 'source_file=2026-....csv' or a 'db-dump' of its
-    GitHub-workflow results database -- ran its recipe, `--random-range-ratio 0.8`; any other
+    InferenceX rows (`row_data_source`) ran its recipe, `--random-range-ratio 0.8`; any other
     row (AIConfigurator's gap-analysis collector, a user's own CSV) fixed lengths."""
-    src = str(row.get("silicon_data_source") or "").strip()
-    if src.startswith("db-dump") or re.search(r"source_file=20\d\d-\d\d-\d\d\.csv", src):
-        return INFERENCEX_RANGE_RATIO
-    return RANGE_RATIO
+    return INFERENCEX_RANGE_RATIO if row_data_source(row).startswith("InferenceX") else RANGE_RATIO
 
 
 def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
@@ -373,8 +386,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         "measured_ttft_ms": _num(row.get("silicon_ttft_ms")),
         "measured_tpot_ms": _num(row.get("silicon_tpot_ms")),
     }
-    plan = _Plan(base, isl=isl, osl=osl)
-    plan.range_ratio = row_range_ratio(row)
+    plan = _Plan(base, isl=isl, osl=osl, range_ratio=row_range_ratio(row))
     notes: list[str] = []
     try:
         if mode not in ("agg", "disagg"):
