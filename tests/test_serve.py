@@ -556,7 +556,7 @@ def _no_macro_steps(monkeypatch):
     monkeypatch.setattr(Engine, "step", lambda self, now, next_arrival, horizon=-math.inf: step(self, now, next_arrival))
 
 
-@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas"])
+@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas", "batch_wait"])
 def test_macro_steps_do_not_change_results(case, monkeypatch):
     # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
     # while nothing else can happen first; it must reproduce the event loop exactly
@@ -569,6 +569,7 @@ def test_macro_steps_do_not_change_results(case, monkeypatch):
         "preempt": (dep(memory_fraction=0.225, max_num_batched_tokens=512), make_workload(num_requests=120, isl=900, osl=600, concurrency=40, seed=2)),
         "disagg": (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), open_wl),
         "replicas": (dep(pool=Pool("h100-sxm", workers=3), max_num_batched_tokens=512), open_wl),
+        "batch_wait": (dep(max_num_batched_tokens=4096, batch_wait_iters=10, batch_wait_tokens_ratio=0.8), open_wl),
     }[case]
     fast = simulate(d, wl)
     _no_macro_steps(monkeypatch)
@@ -701,3 +702,38 @@ def test_disaggregated_decode_recomputes_what_it_preempts(frac):
     check_conservation(res, 80)
     if frac == 0.0:
         assert res.summary["preemptions"] > 0  # the case that used to lose requests
+
+
+def _batch_wait_run(n=60, c=6, **kw):
+    wl = make_workload(num_requests=n, input_dist="uniform:400,600", output_dist="uniform:40,80", concurrency=c,
+                       seed=5, client_jitter_s=0.005)
+    return simulate(dep(max_num_batched_tokens=8192, **kw), wl)
+
+
+def test_batch_waiting_holds_new_prompts_while_decodes_run():
+    # TRT-LLM's batch waiting: a prompt that arrives while others decode waits up to
+    # batch_wait_iters decode iterations unless the scheduled tokens reach the ratio x budget
+    base = _batch_wait_run()
+    held = _batch_wait_run(batch_wait_iters=12, batch_wait_tokens_ratio=0.9)
+    check_conservation(held, 60)
+    b, h = base.summary, held.summary
+    extra_ms = h["ttft_ms"]["mean"] - b["ttft_ms"]["mean"]
+    # most prompts arrive while others decode: close to 12 decode steps more, never more than 12 (+ one iteration)
+    assert 0.6 * 12 * b["tpot_ms"]["mean"] < extra_ms < 13 * h["tpot_ms"]["mean"]
+    # a ratio low enough that one prompt (>= 400 tokens) + decodes reaches it: never held, same run
+    low = _batch_wait_run(batch_wait_iters=12, batch_wait_tokens_ratio=400 / 8192)
+    assert low.summary["ttft_ms"] == b["ttft_ms"] and low.requests.t_first == base.requests.t_first
+    # one client: nothing decodes when its next prompt arrives, so nothing is ever held
+    one = [_batch_wait_run(n=8, c=1, batch_wait_iters=w, batch_wait_tokens_ratio=0.9) for w in (0, 12)]
+    assert one[0].requests.t_first == one[1].requests.t_first
+    # like TRT-LLM, not applied with attention DP
+    moe = {"model": "mixtral-8x7b", "pool": Pool("h100-sxm", tp=1, dp=2, ep=2), "weight_dtype": "fp8"}
+    dp = [_batch_wait_run(batch_wait_iters=w, batch_wait_tokens_ratio=0.9, **moe) for w in (0, 12)]
+    assert dp[0].requests.t_first == dp[1].requests.t_first
+
+
+@pytest.mark.parametrize("kw", [{"batch_wait_iters": -1}, {"batch_wait_iters": 2.5}, {"batch_wait_tokens_ratio": 1.5},
+                                {"batch_wait_tokens_ratio": -0.1}])
+def test_bad_batch_waiting_settings(kw):
+    with pytest.raises(LlmsimError, match="batch_wait"):
+        _batch_wait_run(n=4, c=2, **kw)

@@ -295,3 +295,29 @@ def test_kernels_option_applies_to_matching_gpus_only(tmp_path):
     assert prof.rows[1]["predicted_tpot_ms"] == auto.rows[1]["predicted_tpot_ms"]
     with pytest.raises(LlmsimError, match="does not exist"):
         validate_silicon(None, rows=rows, kernels=str(tmp_path / "no-such-dir"))
+
+
+def test_inferencex_rows_run_their_launch_scripts_settings():
+    # rule 8c: TRT-LLM Llama-3.1-70B InferenceX rows run --max_num_tokens 16384, and batch waiting
+    # (20 iterations, ratio 0.9) exactly where the script switches it on: ISL = OSL = 1024, TP < 8
+    from llmsim.serving.validate import build_deployment, inferencex_engine_settings, plan_row
+
+    ix = "source_file=2026-04-06.csv; model=Llama-3.1-70B; silicon_concurrency=4"
+    base = dict(model_path="meta-llama/Llama-3.1-70B", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                backend="trtllm", batch_size="4", isl="1024", osl="1024", silicon_data_source=ix, silicon_ttft_ms="383", silicon_tpot_ms="14.6")
+    waits = plan_row(row(id="l70_tp1_c4", tp_size="1", **base))
+    assert waits.dep_kwargs["engine"] == {"max_num_batched_tokens": 16384, "batch_wait_iters": 20, "batch_wait_tokens_ratio": 0.9}
+    assert "InferenceX launch script" in waits.note
+    dep = build_deployment(waits.dep_kwargs)
+    assert (dep.max_num_batched_tokens, dep.batch_wait_iters, dep.batch_wait_tokens_ratio) == (16384, 20, 0.9)
+    assert plan_row(row(id="l70_tp8_c4", tp_size="8", **base)).dep_kwargs["engine"] == {"max_num_batched_tokens": 16384}
+    assert plan_row(row(id="l70_tp1_8k_c4", tp_size="1", **dict(base, isl="8192"))).dep_kwargs["engine"] == {"max_num_batched_tokens": 16384}
+    # not an InferenceX row, or another backend: the backend's defaults
+    assert plan_row(row(id="l70_gap_c4", tp_size="1", **dict(base, silicon_data_source="db; silicon_concurrency=4"))).dep_kwargs["engine"] == {}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
+    # the held prompts wait ~20 decode steps: the simulated TTFT grows by about that much
+    rep = validate_silicon(None, rows=[row(id="l70_tp1_c4", tp_size="1", **base), row(id="l70_tp8_c4", tp_size="8", **base)])
+    held, free = rep.rows
+    assert held["status"] == free["status"] == "ok"
+    assert held["predicted_ttft_ms"] > 10 * held["predicted_tpot_ms"] + free["predicted_ttft_ms"]

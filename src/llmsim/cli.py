@@ -128,6 +128,9 @@ def serve(
     mixed_batches: Optional[bool] = typer.Option(None, "--mixed-batches/--no-mixed-batches",
                                                  help="decodes share iterations with prefill chunks (default: the backend's; vllm/trtllm yes, sglang no)"),
     static_batching: bool = typer.Option(False, help="baseline: admit a new batch only when the previous one is done"),
+    batch_wait_iters: int = typer.Option(0, help="hold new prefill work back for up to N iterations while decodes run (TRT-LLM batch_wait_timeout_iters; 0 = off)"),
+    batch_wait_tokens_ratio: float = typer.Option(0.0, help="with --batch-wait-iters: held work runs once prompts + decodes reach this share of the token budget "
+                                                  "(TRT-LLM batch_wait_max_tokens_ratio)"),
     preemption: str = typer.Option("recompute", help="recompute | swap"),
     prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
     block_size: int = typer.Option(16), router: str = typer.Option("least_outstanding", help="round_robin | least_outstanding | prefix"),
@@ -178,7 +181,7 @@ def serve(
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
-        kv_reserve_output=kv_reserve_output, seed=seed,
+        kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio, seed=seed,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

@@ -86,6 +86,14 @@ class EngineConfig:
     # after a retraction) of each remaining output, clipped at 4096 tokens
     kv_reserve_output: float = 0.0
     kv_reserve_cap_tokens: int = 1 << 62
+    # batch waiting (TRT-LLM's batch_wait_timeout_iters / batch_wait_max_tokens_ratio, off by
+    # default there): in an iteration that would run both decodes and prefill chunks, the
+    # chunks are held back (the requests stay admitted; the iteration runs decodes only) until
+    # the scheduled requests' whole prompt tokens plus the decode tokens reach
+    # batch_wait_tokens_ratio x max_num_batched_tokens, or they have been held back
+    # batch_wait_iters iterations in a row. 0: off. Its PyExecutor skips it with attention DP
+    batch_wait_iters: int = 0
+    batch_wait_tokens_ratio: float = 0.0
     # decode role: the client's first token comes from this engine's first decode iteration
     # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
     # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
@@ -279,6 +287,8 @@ class Engine:
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out
         # sum over running requests of their whole (capped) output in tokens: bounds the reservation
         self._reserve_bound_tokens = 0
+        self._held_iters = 0  # batch waiting: iterations in a row the prefill chunks were held back
+        self._hold_tokens = cfg.batch_wait_tokens_ratio * cfg.max_num_batched_tokens
 
     # ------------------------------------------------------------------ queries
     @property
@@ -392,6 +402,13 @@ class Engine:
             chunks, finishing = self._schedule_prefill(now)
         else:
             chunks = finishing = None
+        if chunks and cfg.batch_wait_iters and self.n_dec and self.mixing and self._hold(chunks):
+            # batch waiting: this iteration (and the next ones, up to the timeout or an event)
+            # runs the decodes only; the held requests stay admitted
+            k0 = self.num_iterations
+            end = self._decode_run(now, next_arrival, extra_s, max_k=cfg.batch_wait_iters - self._held_iters)
+            self._held_iters += self.num_iterations - k0
+            return end
         if not chunks:
             if self.n_dec == 0:
                 # nothing runnable (e.g. KV full with only waiting work): idle until something changes
@@ -400,7 +417,7 @@ class Engine:
             end = self._decode_run(now, next_arrival, extra_s)
             return self._decode_on(end, next_arrival, horizon, outstanding)
         if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
-                and chunks[0][0] < self._chunk_cap):  # a capped chunk leaves budget for other requests' chunks
+                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters):  # (batch waiting re-decides every chunk)  # a capped chunk leaves budget for other requests' chunks
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -411,6 +428,17 @@ class Engine:
             now, chunks, finishing, extra_s = end, [(rem, p)], [rid], 0.0
         end = self._iteration(now, chunks, finishing, extra_s)
         return self._decode_on(end, next_arrival, horizon, outstanding)
+
+    def _hold(self, chunks: list[tuple[int, int]]) -> bool:
+        """Batch waiting: whether this iteration's prefill chunks are held back (TRT-LLM's
+        PyExecutor._waiting_requests). Counted: each scheduled request's whole prompt (chunks
+        belong to `prefilling` in order), and one token per decode."""
+        ptotal = self.r.ptotal
+        tokens = self.n_dec + sum(ptotal[rid] for rid in self.prefilling[:len(chunks)])
+        if self._held_iters >= self.cfg.batch_wait_iters or tokens >= self._hold_tokens:
+            self._held_iters = 0
+            return False
+        return True
 
     def _decode_on(self, end: float, next_arrival: float, horizon: float, outstanding: int) -> float:
         """While the next steps would be plain decode runs (no prefill left, nothing waiting) and
@@ -764,8 +792,9 @@ class Engine:
             self._released(rid, remove=True)
             self._done(rid, end)
 
-    def _decode_run(self, now: float, next_arrival: float, extra_s: float) -> float:
-        """Decode-only iterations with an unchanging batch, advanced in closed form to the next event."""
+    def _decode_run(self, now: float, next_arrival: float, extra_s: float, max_k: int = 0) -> float:
+        """Decode-only iterations with an unchanging batch, advanced in closed form to the next event
+        (and at most `max_k` of them, if > 0)."""
         st, n, cfg = self.st, self.n_dec, self.cfg
         S = self.dec_base + n * self.tick  # context sum at the next tick
         # stale heap tops do not bound the run
@@ -780,6 +809,8 @@ class Engine:
         room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * (B - 1) * 0.5)
         k_kv = int(room // n) if n else k_done
         k = k_done if k_done < k_kv else k_kv
+        if 0 < max_k < k:
+            k = max_k
         if k < 1:
             k = 1
         a = st.decode_step(n, S) + extra_s

@@ -117,6 +117,13 @@ class Deployment:
     # the link (front-end round trips, transfer handshake, schedulers polling between
     # iterations). None: the backend's (`Backend.disagg_handoff_s`)
     disagg_handoff_s: float | None = None
+    # batch waiting (TRT-LLM's `batch_wait_timeout_iters` / `batch_wait_max_tokens_ratio`, both
+    # off by default): while decodes run, new prefill work is held back for up to
+    # batch_wait_iters iterations until the scheduled prompts' tokens plus the decode tokens
+    # reach batch_wait_tokens_ratio x max_num_batched_tokens (`EngineConfig.batch_wait_iters`).
+    # Like TRT-LLM, not applied with attention DP or without mixed prefill/decode iterations
+    batch_wait_iters: int = 0
+    batch_wait_tokens_ratio: float = 0.0
     # seed of the simulator's own random choices (the attention-DP rank of each request where
     # the engine draws it at random, `Backend.prefill_dp_routing`); the workload has its own
     seed: int = 0
@@ -203,6 +210,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         # a prefill engine's requests leave after one token: nothing to keep back for
         kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,
         kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
+        batch_wait_iters=int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0,
+        batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio),
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -275,6 +284,13 @@ def simulate(
     if isinstance(handoff_s, bool) or not isinstance(handoff_s, (int, float)) or not (math.isfinite(handoff_s) and handoff_s >= 0):
         raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
                           hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
+    if isinstance(dep.batch_wait_iters, bool) or not isinstance(dep.batch_wait_iters, (int, np.integer)) or dep.batch_wait_iters < 0:
+        raise LlmsimError(f"batch_wait_iters must be an integer >= 0, got {dep.batch_wait_iters!r}",
+                          hint="iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
+    if isinstance(dep.batch_wait_tokens_ratio, bool) or not isinstance(dep.batch_wait_tokens_ratio, (int, float)) \
+            or not 0.0 <= dep.batch_wait_tokens_ratio <= 1.0:
+        raise LlmsimError(f"batch_wait_tokens_ratio must be in [0, 1], got {dep.batch_wait_tokens_ratio!r}",
+                          hint="held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
     if isinstance(dep.seed, bool) or not isinstance(dep.seed, (int, np.integer)):
         raise LlmsimError(f"seed must be an integer, got {dep.seed!r}", hint="e.g. seed=0; the same seed gives the same results")
     n = len(wl)
@@ -537,6 +553,10 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # cap), and whether requests wait in a queue per rank, each on a random rank
         "max_chunk_tokens": int(builds[0].cfg.max_chunk_tokens),
         "prefill_dp_rank_queues": "random" if builds[0].cfg.random_rank_queues else "shared",
+        # TRT-LLM batch waiting: prefill chunks held back up to this many iterations while decodes
+        # run, until prompts + decodes reach the ratio x budget (0: off; off with attention DP)
+        "batch_wait_iters": int(builds[0].cfg.batch_wait_iters),
+        "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio) if builds[0].cfg.batch_wait_iters else 0.0,
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

@@ -118,6 +118,16 @@ Mapping rules (assumptions a reader of the numbers must know):
    vllm/vllm-openai behind its P/D proxy, which stream from the decode worker too. Each hand-off
    also takes the backend's fitted `disagg_handoff_s` (backends.py), the front end's fixed
    time beyond the KV transfer.
+8c. Server recipes. A row measured by InferenceMAX / InferenceX (`row_data_source`) runs the
+   server settings of its published launch script where they change scheduling
+   (`inferencex_engine_settings`, facts from SemiAnalysisAI/InferenceX `benchmarks/`, not
+   fitted): TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
+   `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
+   (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
+   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`. Other rows
+   run the backend's defaults (`backends.py`). Settings whose stored script versions disagree
+   (DeepSeek-R1's TRT-LLM token budget and 1k/1k batch waiting at c >= 64), and SGLang's
+   `--scheduler-recv-interval` / `--max-running-requests`, are not applied.
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
    unexpected exception skips it with "internal error: ...".
@@ -362,6 +372,23 @@ def row_range_ratio(row: dict) -> float:
     return INFERENCEX_RANGE_RATIO if row_data_source(row).startswith("InferenceX") else RANGE_RATIO
 
 
+def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int) -> dict:
+    """`Deployment` settings from the launch script of the InferenceMAX / InferenceX benchmark
+    that measured `row` (rule 8c); {} for other rows and where the scripts set nothing that
+    llmsim models differently from the backend's defaults."""
+    if mode != "agg" or not row_data_source(row).startswith("InferenceX") or backend != "trtllm":
+        return {}
+    if model == "llama-3.1-70b":
+        kw: dict = {"max_num_batched_tokens": 16384}
+        # "For 1k/1k, use batch_wait_max_tokens_ratio and batch_wait_timeout_iters ..."
+        if isl == 1024 and osl == 1024 and tp < 8:
+            kw.update(batch_wait_iters=20, batch_wait_tokens_ratio=0.9)
+        return kw
+    if model == "gpt-oss-120b":
+        return {"max_num_batched_tokens": 20000}
+    return {}
+
+
 def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
     """Map one CSV row to a deployment and a workload (rules in the module docstring)."""
     from ..hardware.catalog import get_gpu
@@ -465,8 +492,12 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             "kv_dtype": kv,
             "max_num_seqs": seqs,
             # no token budget: each pool takes its engine's default for its GPU and attention-DP
-            # size (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it
+            # size (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it --
+            # unless the benchmark's launch script sets one (rule 8c)
+            "engine": inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, pools.get("pool", (0,))[0]),
         }
+        if plan.dep_kwargs["engine"]:
+            notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in plan.dep_kwargs["engine"].items()))
     except LlmsimError as e:
         plan.reason = e.message
     plan.note = "; ".join(notes)
@@ -505,7 +536,7 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
         "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"],
-        "cpu_overhead_s": cpu_overhead_s, "kernels": row_kernels(kernels, g),
+        "cpu_overhead_s": cpu_overhead_s, "kernels": row_kernels(kernels, g), **kw.get("engine", {}),
     }
     if "pool" in pools:
         return Deployment(pool=pools["pool"], **common)
