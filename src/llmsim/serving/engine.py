@@ -9,6 +9,9 @@ What it models (vLLM / SGLang / TRT-LLM style):
   budget but an iteration is either prefill-only (prefill first) or decode-only; without
   chunked prefill an iteration is either prefill-only (whole prompts) or decode-only;
 - static batching (baseline): a batch is admitted only when the previous one has finished;
+- batch waiting (TRT-LLM's batch_wait_timeout_iters / batch_wait_max_tokens_ratio, off by
+  default): while decodes run, admitted prefill work is held back for up to a number of
+  iterations until enough prompt tokens have gathered (`EngineConfig.batch_wait_iters`);
 - paged KV cache of `kv_capacity_tokens` in blocks of `block_size` tokens; when the next
   iteration needs more blocks than are free, the most recently admitted request is
   preempted (LIFO, as vLLM): 'recompute' drops its KV and re-prefills prompt + generated
