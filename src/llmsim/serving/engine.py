@@ -419,8 +419,9 @@ class Engine:
                 return now
             end = self._decode_run(now, next_arrival, extra_s)
             return self._decode_on(end, next_arrival, horizon, outstanding)
+        # (a capped chunk leaves budget for other requests' chunks; batch waiting re-decides every chunk)
         if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
-                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters):  # (batch waiting re-decides every chunk)  # a capped chunk leaves budget for other requests' chunks
+                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters):
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
