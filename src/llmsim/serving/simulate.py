@@ -197,6 +197,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     per_seq = be.cpu_per_seq_s if dep.cpu_per_seq_s is None else dep.cpu_per_seq_s
     st = step_time_model(spec, par, prec, cm, ovh, per_seq)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
+    wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
         # attention DP with chunked prefill: each rank's scheduler has its share of the budget, and
@@ -210,8 +211,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         # a prefill engine's requests leave after one token: nothing to keep back for
         kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,
         kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
-        batch_wait_iters=int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0,
-        batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio),
+        batch_wait_iters=wait_iters,
+        batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio) if wait_iters else 0.0,
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -556,7 +557,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # TRT-LLM batch waiting: prefill chunks held back up to this many iterations while decodes
         # run, until prompts + decodes reach the ratio x budget (0: off; off with attention DP)
         "batch_wait_iters": int(builds[0].cfg.batch_wait_iters),
-        "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio) if builds[0].cfg.batch_wait_iters else 0.0,
+        "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

@@ -457,6 +457,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
                 )
             pools = {"pool": (tp, pp, dp, ep, 1)}
+            engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp)
         else:
             ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
             dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
@@ -475,6 +476,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                 conc = dbs * ddp * dw
                 notes.append(f"concurrency = decode_batch_size {dbs} x decode_dp {ddp} x decode workers {dw} (not recorded)")
             pools = {"prefill": (ptp, ppp, pdp, pep, pw), "decode": (dtp, dpp, ddp, dep_, dw)}
+            engine = {}  # rule 8c: no disaggregated recipe is applied
             for pre, (t_, _p, d_, e_, _w) in pools.items():
                 _check_node_artefact(row, spec, gpu, t_, d_, e_, pre + "_")
         if conc < 1:
@@ -494,10 +496,10 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             # no token budget: each pool takes its engine's default for its GPU and attention-DP
             # size (`Backend.batched_tokens`), raised to max_num_seqs where decodes share it --
             # unless the benchmark's launch script sets one (rule 8c)
-            "engine": inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, pools.get("pool", (0,))[0]),
+            "engine": engine,
         }
-        if plan.dep_kwargs["engine"]:
-            notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in plan.dep_kwargs["engine"].items()))
+        if engine:
+            notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in engine.items()))
     except LlmsimError as e:
         plan.reason = e.message
     plan.note = "; ".join(notes)
