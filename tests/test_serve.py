@@ -556,7 +556,8 @@ def _no_macro_steps(monkeypatch):
     monkeypatch.setattr(Engine, "step", lambda self, now, next_arrival, horizon=-math.inf: step(self, now, next_arrival))
 
 
-@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas", "batch_wait"])
+@pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas", "batch_wait",
+                                  "recv_interval", "recv_interval_mixed"])
 def test_macro_steps_do_not_change_results(case, monkeypatch):
     # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
     # while nothing else can happen first; it must reproduce the event loop exactly
@@ -570,6 +571,8 @@ def test_macro_steps_do_not_change_results(case, monkeypatch):
         "disagg": (dep(prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), open_wl),
         "replicas": (dep(pool=Pool("h100-sxm", workers=3), max_num_batched_tokens=512), open_wl),
         "batch_wait": (dep(max_num_batched_tokens=4096, batch_wait_iters=10, batch_wait_tokens_ratio=0.8), open_wl),
+        "recv_interval": (dep(backend="sglang", max_num_batched_tokens=1024, recv_interval_iters=10), open_wl),
+        "recv_interval_mixed": (dep(max_num_batched_tokens=512, recv_interval_iters=7), open_wl),
     }[case]
     fast = simulate(d, wl)
     _no_macro_steps(monkeypatch)
@@ -737,3 +740,39 @@ def test_batch_waiting_holds_new_prompts_while_decodes_run():
 def test_bad_batch_waiting_settings(kw):
     with pytest.raises(LlmsimError, match="batch_wait"):
         _batch_wait_run(n=4, c=2, **kw)
+
+
+def test_receive_interval_delays_new_requests_while_decodes_run():
+    # SGLang's --scheduler-recv-interval N: while only decodes run, the scheduler polls for new
+    # requests every N decode iterations (and right after a prefill, or at once when idle), so a
+    # request arriving mid-stream waits 0..N-1 decode steps before its prefill can start
+    def run(n=80, c=4, **kw):
+        wl = make_workload(num_requests=n, input_dist="uniform:800,1024", output_dist="uniform:100,200", concurrency=c,
+                           seed=7, client_jitter_s=0.005)
+        return simulate(dep(backend="sglang", **kw), wl)
+
+    base = run()
+    assert run(recv_interval_iters=1).requests.t_first == base.requests.t_first  # 1: every iteration (the default)
+    tpot = base.summary["tpot_ms"]["mean"]
+    for n_iters in (10, 30):
+        res = run(recv_interval_iters=n_iters)
+        check_conservation(res, 80)
+        assert res.summary["recv_interval_iters"] == n_iters
+        extra_ms = res.summary["ttft_ms"]["mean"] - base.summary["ttft_ms"]["mean"]
+        # a uniform phase gives (N - 1) / 2 steps on average; polls right after other prompts'
+        # prefills shorten some waits, and no wait is longer than N - 1 steps (+ one iteration)
+        assert 0.25 * (n_iters - 1) * tpot < extra_ms < n_iters * res.summary["tpot_ms"]["mean"]
+        assert np.max(res.per_request()["queue_ms"]) < n_iters * 1.2 * tpot + np.max(base.per_request()["queue_ms"])
+    # one client: the engine is idle whenever its next prompt arrives, so it is taken in at once
+    one = [run(n=8, c=1, recv_interval_iters=k) for k in (1, 30)]
+    assert one[0].requests.t_first == one[1].requests.t_first
+    # a decode worker takes hand-offs as they come (the interval applies to the prefill worker)
+    d = run(n=20, prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), recv_interval_iters=30)
+    check_conservation(d, 20)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_receive_interval(bad):
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match="recv_interval_iters"):
+        simulate(dep(backend="sglang", recv_interval_iters=bad), wl)

@@ -316,6 +316,21 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert plan_row(row(id="l70_gap_c4", tp_size="1", **dict(base, silicon_data_source="db; silicon_concurrency=4"))).dep_kwargs["engine"] == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
+    # SGLang DeepSeek (dsr1_fp4_b200.sh / dsr1_fp8_b200.sh): --scheduler-recv-interval 10, or 30
+    # from CONC 16 (fp8 TP4: 10), and fp8's chunk sizes; nothing for other SGLang models or disagg
+    sx = {"silicon_data_source": ix}
+    assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 1024, 1024, 8, 4, "fp4") == {"recv_interval_iters": 10}
+    assert inferencex_engine_settings(sx, "deepseek-v3", "sglang", "agg", 1024, 1024, 8, 16, "fp4") == {"recv_interval_iters": 30}
+    assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {
+        "recv_interval_iters": 30, "max_num_batched_tokens": 32768}
+    assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 8192, 1024, 4, 32, "fp8") == {
+        "recv_interval_iters": 10, "max_num_batched_tokens": 8192}
+    assert inferencex_engine_settings(sx, "qwen3-32b", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
+    assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
+    dsr1 = dict(base, model_path="deepseek-ai/DeepSeek-R1", backend="sglang", moe_tp_size="8", moe_ep_size="1",
+                silicon_data_source="source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=32", batch_size="32")
+    p = plan_row(row(id="dsr1_tp8_c32", tp_size="8", **dsr1))
+    assert not p.reason and build_deployment(p.dep_kwargs).recv_interval_iters == 30
     # the held prompts wait ~20 decode steps: the simulated TTFT grows by about that much
     rep = validate_silicon(None, rows=[row(id="l70_tp1_c4", tp_size="1", **base), row(id="l70_tp8_c4", tp_size="8", **base)])
     held, free = rep.rows

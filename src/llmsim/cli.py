@@ -131,6 +131,8 @@ def serve(
     batch_wait_iters: int = typer.Option(0, help="hold new prefill work back for up to N iterations while decodes run (TRT-LLM batch_wait_timeout_iters; 0 = off)"),
     batch_wait_tokens_ratio: float = typer.Option(0.0, help="with --batch-wait-iters: held work runs once prompts + decodes reach this share of the token budget "
                                                   "(TRT-LLM batch_wait_max_tokens_ratio)"),
+    scheduler_recv_interval: int = typer.Option(1, help="while only decodes run, new requests reach the scheduler every N decode iterations "
+                                                "(SGLang --scheduler-recv-interval; 1 = every iteration)"),
     preemption: str = typer.Option("recompute", help="recompute | swap"),
     prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
     block_size: int = typer.Option(16), router: str = typer.Option("least_outstanding", help="round_robin | least_outstanding | prefix"),
@@ -181,7 +183,8 @@ def serve(
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
-        kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio, seed=seed,
+        kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
+        recv_interval_iters=scheduler_recv_interval, seed=seed,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

@@ -12,6 +12,9 @@ What it models (vLLM / SGLang / TRT-LLM style):
 - batch waiting (TRT-LLM's batch_wait_timeout_iters / batch_wait_max_tokens_ratio, off by
   default): while decodes run, admitted prefill work is held back for up to a number of
   iterations until enough prompt tokens have gathered (`EngineConfig.batch_wait_iters`);
+- receive intervals (SGLang's --scheduler-recv-interval, 1 = off by default): while only decodes
+  run, the scheduler takes new requests in every N decode iterations, right after a prefill
+  iteration, or at once when idle (`EngineConfig.recv_interval_iters`);
 - paged KV cache of `kv_capacity_tokens` in blocks of `block_size` tokens; when the next
   iteration needs more blocks than are free, the most recently admitted request is
   preempted (LIFO, as vLLM): 'recompute' drops its KV and re-prefills prompt + generated
@@ -97,6 +100,13 @@ class EngineConfig:
     # batch_wait_iters iterations in a row. 0: off. Its PyExecutor skips it with attention DP
     batch_wait_iters: int = 0
     batch_wait_tokens_ratio: float = 0.0
+    # receive interval (SGLang's --scheduler-recv-interval, SchedulerRecvSkipper; 1: off, its
+    # default): the scheduler polls for new requests at the top of its loop only when a counter
+    # reaches N -- each decode iteration adds 1, a prefill iteration enough to poll at once, an
+    # idle loop turn 1 (so an idle engine takes a request in at once); the counter restarts at
+    # every poll. A request routed here waits in `Engine.inbox` until then. Not for decode-role
+    # engines (their requests come with their KV)
+    recv_interval_iters: int = 1
     # decode role: the client's first token comes from this engine's first decode iteration
     # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
     # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
@@ -292,11 +302,17 @@ class Engine:
         self._reserve_bound_tokens = 0
         self._held_iters = 0  # batch waiting: iterations in a row the prefill chunks were held back
         self._hold_tokens = cfg.batch_wait_tokens_ratio * cfg.max_num_batched_tokens
+        # receive interval: requests routed here that the scheduler has not polled yet, and the
+        # iteration count at its last poll (polls then fall every recv_interval_iters decode
+        # iterations, and right after every prefill iteration)
+        self._recv_n = cfg.recv_interval_iters if cfg.recv_interval_iters > 1 and cfg.role != "decode" else 1
+        self.inbox: deque[int] = deque()
+        self._recv_anchor = 0
 
     # ------------------------------------------------------------------ queries
     @property
     def idle(self) -> bool:
-        return not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming)
+        return not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming or self.inbox)
 
     def blocks_used(self, extra_decode_ticks: int = 0) -> float:
         B, n = self.cfg.block_size, self.n_dec
@@ -328,7 +344,19 @@ class Engine:
             self.incoming.append(rid)
         else:
             r.ptotal[rid] = r.inp[rid]
-            self.waiting.append(rid)
+            (self.inbox if self._recv_n > 1 else self.waiting).append(rid)
+
+    def _poll(self) -> int:
+        """Receive interval: move the inbox to the waiting queue if the scheduler polls at this
+        iteration boundary; else return how many decode iterations remain until it does."""
+        if not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming):
+            self._recv_anchor = self.num_iterations  # idle: its loop turns reach the interval at once
+        left = (self._recv_anchor - self.num_iterations) % self._recv_n
+        if left:
+            return left
+        while self.inbox:
+            self.waiting.append(self.inbox.popleft())
+        return 0
 
     def _join_decode(self, rid: int, gen: int) -> None:
         """Request enters the decode set with `gen` tokens generated (its KV holds inp + gen - 1 tokens)."""
@@ -400,6 +428,7 @@ class Engine:
             extra_s = self._swap_in(extra_s)
         if self.incoming:
             self._admit_incoming(now)
+        recv_k = self._poll() if self.inbox else 0  # > 0: decode iterations until the next poll
 
         if self.waiting or self.prefilling:
             chunks, finishing = self._schedule_prefill(now)
@@ -409,7 +438,8 @@ class Engine:
             # batch waiting: this iteration (and the next ones, up to the timeout or an event)
             # runs the decodes only; the held requests stay admitted
             k0 = self.num_iterations
-            end = self._decode_run(now, next_arrival, extra_s, max_k=cfg.batch_wait_iters - self._held_iters)
+            k = cfg.batch_wait_iters - self._held_iters
+            end = self._decode_run(now, next_arrival, extra_s, max_k=min(k, recv_k) if recv_k else k)
             self._held_iters += self.num_iterations - k0
             return end
         if not chunks:
@@ -417,11 +447,12 @@ class Engine:
                 # nothing runnable (e.g. KV full with only waiting work): idle until something changes
                 self.busy_until = now
                 return now
-            end = self._decode_run(now, next_arrival, extra_s)
+            end = self._decode_run(now, next_arrival, extra_s, max_k=recv_k)
             return self._decode_on(end, next_arrival, horizon, outstanding)
-        # (a capped chunk leaves budget for other requests' chunks; batch waiting re-decides every chunk)
+        # (a capped chunk leaves budget for other requests' chunks; batch waiting re-decides every
+        # chunk; the scheduler polls its inbox after every prefill iteration)
         if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
-                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters):
+                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters and not self.inbox):
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -457,7 +488,7 @@ class Engine:
         of this engine finished if completions may queue new events, nothing waits for admission
         or swap-in, no preemption is due, and the scheduler is not a static batcher."""
         return (t < horizon and (self.outstanding == outstanding or not self.finish_queues_events)
-                and not self.waiting and not self.swapped
+                and not self.waiting and not self.swapped and not self.inbox
                 and not self.incoming and not self.cfg.static_batching
                 and not (self.n_dec and len(self.running) > 1 and self.blocks_used(1) > self.cap_blocks))
 
@@ -727,6 +758,8 @@ class Engine:
             else:
                 self._join_decode(rid, gen)
         self.num_iterations += 1
+        if chunks:
+            self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
         return self._finish_step(now, end)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
@@ -762,6 +795,7 @@ class Engine:
             q = budget
         r.prefilled[rid] = p
         self.num_iterations += iterations
+        self._recv_anchor = self.num_iterations
         return self._finish_step(now, end)
 
     def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0) -> None:

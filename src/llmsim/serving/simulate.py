@@ -124,6 +124,11 @@ class Deployment:
     # Like TRT-LLM, not applied with attention DP or without mixed prefill/decode iterations
     batch_wait_iters: int = 0
     batch_wait_tokens_ratio: float = 0.0
+    # receive interval (SGLang's `--scheduler-recv-interval`, 1 = off, its default): while only
+    # decodes run, new requests reach the scheduler every recv_interval_iters decode
+    # iterations (right after a prefill iteration, or at once when idle); the wait is part of
+    # TTFT (`EngineConfig.recv_interval_iters`). Aggregated and prefill engines
+    recv_interval_iters: int = 1
     # seed of the simulator's own random choices (the attention-DP rank of each request where
     # the engine draws it at random, `Backend.prefill_dp_routing`); the workload has its own
     seed: int = 0
@@ -213,6 +218,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
         batch_wait_iters=wait_iters,
         batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio) if wait_iters else 0.0,
+        recv_interval_iters=int(dep.recv_interval_iters) if role != "decode" else 1,
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -292,6 +298,10 @@ def simulate(
             or not 0.0 <= dep.batch_wait_tokens_ratio <= 1.0:
         raise LlmsimError(f"batch_wait_tokens_ratio must be in [0, 1], got {dep.batch_wait_tokens_ratio!r}",
                           hint="held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
+    if isinstance(dep.recv_interval_iters, bool) or not isinstance(dep.recv_interval_iters, (int, np.integer)) \
+            or dep.recv_interval_iters < 1:
+        raise LlmsimError(f"recv_interval_iters must be an integer >= 1, got {dep.recv_interval_iters!r}",
+                          hint="decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
     if isinstance(dep.seed, bool) or not isinstance(dep.seed, (int, np.integer)):
         raise LlmsimError(f"seed must be an integer, got {dep.seed!r}", hint="e.g. seed=0; the same seed gives the same results")
     n = len(wl)
@@ -558,6 +568,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # run, until prompts + decodes reach the ratio x budget (0: off; off with attention DP)
         "batch_wait_iters": int(builds[0].cfg.batch_wait_iters),
         "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio),
+        # SGLang receive interval: decode iterations between the scheduler's polls for new requests (1: every one)
+        "recv_interval_iters": int(builds[0].cfg.recv_interval_iters),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

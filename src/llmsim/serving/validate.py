@@ -124,10 +124,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    fitted): TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
    `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
    (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
-   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`. Other rows
-   run the backend's defaults (`backends.py`). Settings whose stored script versions disagree
-   (DeepSeek-R1's TRT-LLM token budget and 1k/1k batch waiting at c >= 64), and SGLang's
-   `--scheduler-recv-interval` / `--max-running-requests`, are not applied.
+   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`; SGLang
+   DeepSeek-R1 / V3 (`dsr1_fp4_b200.sh`, `dsr1_fp8_b200.sh`, reused for B300)
+   `--scheduler-recv-interval` 10, or 30 from CONC 16 (`EngineConfig.recv_interval_iters`),
+   and fp8's 32768 / 8192-token chunks (`_inferencex_sglang_deepseek`; their
+   `--max-running-requests` is contradicted by the rows and not applied). Other rows run the backend's defaults (`backends.py`).
+   Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
+   1k/1k batch waiting at c >= 64) are not applied.
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
    unexpected exception skips it with "internal error: ...".
@@ -372,11 +375,16 @@ def row_range_ratio(row: dict) -> float:
     return INFERENCEX_RANGE_RATIO if row_data_source(row).startswith("InferenceX") else RANGE_RATIO
 
 
-def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int) -> dict:
+def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
+                               conc: int = 1, weight_dtype: str = "") -> dict:
     """`Deployment` settings from the launch script of the InferenceMAX / InferenceX benchmark
     that measured `row` (rule 8c); {} for other rows and where the scripts set nothing that
     llmsim models differently from the backend's defaults."""
-    if mode != "agg" or not row_data_source(row).startswith("InferenceX") or backend != "trtllm":
+    if mode != "agg" or not row_data_source(row).startswith("InferenceX"):
+        return {}
+    if backend == "sglang":
+        return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
+    if backend != "trtllm":
         return {}
     if model == "llama-3.1-70b":
         kw: dict = {"max_num_batched_tokens": 16384}
@@ -386,6 +394,27 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         return kw
     if model == "gpt-oss-120b":
         return {"max_num_batched_tokens": 20000}
+    return {}
+
+
+def _inferencex_sglang_deepseek(model: str, tp: int, conc: int, weight_dtype: str) -> dict:
+    """SGLang DeepSeek-R1 / V3 on B200 / B300 (`dsr1_fp4_b200.sh`, `dsr1_fp8_b200.sh`; the B300
+    script reuses the B200 recipe): `--scheduler-recv-interval` 10, or 30 from CONC 16 (fp8
+    TP4: always 10), and fp8's `--chunked-prefill-size` / `--max-prefill-tokens` 32768 (TP8) /
+    8192 (TP4); fp4 runs SGLang's default chunk for these GPUs (16384).
+
+    Their `--max-running-requests` (fp8: 128 at TP8, 32 at TP4) is not applied: the rows
+    themselves show no such cap was in force in every run -- fp8 TP8 at c = 256 measured a mean
+    TTFT of 1.9 s, where a 128-request cap would queue each request behind a whole ~40 s one."""
+    if model not in ("deepseek-r1", "deepseek-v3"):
+        return {}
+    recv = 30 if conc >= 16 else 10
+    if weight_dtype == "fp4":
+        return {"recv_interval_iters": recv}
+    if weight_dtype == "fp8" and tp == 8:
+        return {"recv_interval_iters": recv, "max_num_batched_tokens": 32768}
+    if weight_dtype == "fp8" and tp == 4:
+        return {"recv_interval_iters": 10, "max_num_batched_tokens": 8192}
     return {}
 
 
@@ -457,7 +486,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
                 )
             pools = {"pool": (tp, pp, dp, ep, 1)}
-            engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp)
+            engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w)
         else:
             ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
             dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
