@@ -349,8 +349,10 @@ class Engine:
     def _poll(self) -> int:
         """Receive interval: move the inbox to the waiting queue if the scheduler polls at this
         iteration boundary; else return how many decode iterations remain until it does."""
-        if not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming):
-            self._recv_anchor = self.num_iterations  # idle: its loop turns reach the interval at once
+        if not (self.n_dec or self.prefilling):
+            # no batch to run on (idle, or only queued prompts): the scheduler's loop turns reach
+            # the interval at once, and nothing could otherwise move the count on
+            self._recv_anchor = self.num_iterations
         left = (self._recv_anchor - self.num_iterations) % self._recv_n
         if left:
             return left
