@@ -760,8 +760,7 @@ class Engine:
             else:
                 self._join_decode(rid, gen)
         self.num_iterations += 1
-        if chunks:
-            self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
+        self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
         return self._finish_step(now, end)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:

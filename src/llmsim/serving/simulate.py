@@ -218,7 +218,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
         batch_wait_iters=wait_iters,
         batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio) if wait_iters else 0.0,
-        recv_interval_iters=int(dep.recv_interval_iters) if role != "decode" else 1,
+        recv_interval_iters=int(dep.recv_interval_iters),  # (a decode-role engine ignores it)
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -291,19 +291,15 @@ def simulate(
     if isinstance(handoff_s, bool) or not isinstance(handoff_s, (int, float)) or not (math.isfinite(handoff_s) and handoff_s >= 0):
         raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
                           hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
-    if isinstance(dep.batch_wait_iters, bool) or not isinstance(dep.batch_wait_iters, (int, np.integer)) or dep.batch_wait_iters < 0:
-        raise LlmsimError(f"batch_wait_iters must be an integer >= 0, got {dep.batch_wait_iters!r}",
-                          hint="iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
+    _check_int("batch_wait_iters", dep.batch_wait_iters, 0,
+               "iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
     if isinstance(dep.batch_wait_tokens_ratio, bool) or not isinstance(dep.batch_wait_tokens_ratio, (int, float)) \
             or not 0.0 <= dep.batch_wait_tokens_ratio <= 1.0:
         raise LlmsimError(f"batch_wait_tokens_ratio must be in [0, 1], got {dep.batch_wait_tokens_ratio!r}",
                           hint="held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
-    if isinstance(dep.recv_interval_iters, bool) or not isinstance(dep.recv_interval_iters, (int, np.integer)) \
-            or dep.recv_interval_iters < 1:
-        raise LlmsimError(f"recv_interval_iters must be an integer >= 1, got {dep.recv_interval_iters!r}",
-                          hint="decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
-    if isinstance(dep.seed, bool) or not isinstance(dep.seed, (int, np.integer)):
-        raise LlmsimError(f"seed must be an integer, got {dep.seed!r}", hint="e.g. seed=0; the same seed gives the same results")
+    _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
+               "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
+    _check_int("seed", dep.seed, None, "e.g. seed=0; the same seed gives the same results")
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
@@ -505,6 +501,12 @@ def simulate(
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s)
     summary["simulation_wall_s"] = wall
     return ServeResult(summary, reqs, all_engines, wall, streaming)
+
+
+def _check_int(name: str, v, lo: int | None, hint: str) -> None:
+    """A Deployment setting that must be an integer (>= lo, if given); bools are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (lo is not None and v < lo):
+        raise LlmsimError(f"{name} must be an integer{'' if lo is None else f' >= {lo}'}, got {v!r}", hint=hint)
 
 
 def _handoff_link(src: _PoolBuild, dst: _PoolBuild) -> tuple[float, float]:
