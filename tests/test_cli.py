@@ -228,6 +228,19 @@ def test_serve_disaggregated_handoff_option(capsys):
     assert slow["ttft_ms"]["mean"] - fast["ttft_ms"]["mean"] == pytest.approx(100.0, abs=1e-6)
 
 
+def test_serve_prefill_layer_option(capsys):
+    """--prefill-layer-us reaches the simulation (one client: each TTFT grows by layers x it)
+    and the JSON says which value made the numbers."""
+    base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--backend", "vllm", "--concurrency", "1",
+            "--num-requests", "4", "--isl", "2000", "--osl", "8", "--json"]
+    slow = run_json(capsys, *base, "--prefill-layer-us", "500")
+    off = run_json(capsys, *base, "--prefill-layer-us", "0")
+    assert (slow["prefill_layer_s"], off["prefill_layer_s"]) == (5e-4, 0.0)
+    assert slow["ttft_ms"]["mean"] - off["ttft_ms"]["mean"] == pytest.approx(32 * 0.5, abs=1e-6)  # 32 layers
+    code, out, err = run_error(capsys, *base, "--prefill-layer-us", "-5")
+    assert code != 0 and "prefill_layer_s must be a finite number >= 0" in out + err
+
+
 def test_serve_summary_names_each_pools_layout(capsys):
     """The terminal summary's title names both pools' full layout (dp / ep as well as tp)."""
     main(["serve", "--model", "mixtral-8x7b", "--kernels", "none", "--weight-dtype", "fp8", "--backend", "sglang",

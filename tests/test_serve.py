@@ -776,3 +776,71 @@ def test_bad_receive_interval(bad):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
     with pytest.raises(LlmsimError, match="recv_interval_iters"):
         simulate(dep(backend="sglang", recv_interval_iters=bad), wl)
+
+
+def test_prefill_fixed_time_applies_to_prefill_iterations_of_roofline_gpus_only():
+    # Backend.prefill_layer_s x layers is added to every iteration that carries prefill chunks;
+    # decode-only iterations add nothing, and neither does a GPU timed by measured kernel tables
+    from llmsim.cost.model import CostModel
+    from llmsim.estimate import resolve_kernels
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models.catalog import get_model
+    from llmsim.serving.steptime import StepTimeModel
+
+    spec, gpu = get_model(MODEL), get_gpu("h100-sxm")
+    par, prec, cm = Parallel(), Precision.make("bf16", None, None), CostModel(gpu)
+    base = StepTimeModel(spec, par, prec, cm)
+    h = 400e-6
+    fixed = StepTimeModel(spec, par, prec, cm, prefill_layer_s=h)
+    L = spec.num_layers
+    assert fixed.prefill_fixed_s == pytest.approx(L * h)
+    assert fixed.one_chunk(1000, 0, 3, 3000, 4) - base.one_chunk(1000, 0, 3, 3000, 4) == pytest.approx(L * h)
+    assert fixed.one_chunk(20, 0, 0, 0, 1) - base.one_chunk(20, 0, 0, 0, 1) == pytest.approx(L * h)
+    assert fixed.iteration([(300, 0), (400, 100)], 2, 900, 4) - base.iteration([(300, 0), (400, 100)], 2, 900, 4) == pytest.approx(L * h)
+    assert fixed.decode_step(16, 16 * 500) == base.decode_step(16, 16 * 500)
+    assert fixed.decode_run(16, 16 * 500, 40) == base.decode_run(16, 16 * 500, 40)
+    # attention DP: prefill iterations (mixed or ranked) pay it once, decode steps never
+    moe, dp = get_model("mixtral-8x7b"), Parallel(tp=1, dp=2, ep=2)
+    fp8 = Precision.make("fp8", None, None)
+    b2, f2 = StepTimeModel(moe, dp, fp8, cm), StepTimeModel(moe, dp, fp8, cm, prefill_layer_s=h)
+    Lm = moe.num_layers
+    assert f2.iteration([(500, 0), (300, 0)], 6, 3000, 8) - b2.iteration([(500, 0), (300, 0)], 6, 3000, 8) == pytest.approx(Lm * h)
+    assert f2.iteration_ranked([(500, 0), (300, 0)], [0, 1], 2) - b2.iteration_ranked([(500, 0), (300, 0)], [0, 1], 2) == pytest.approx(Lm * h)
+    assert f2.decode_step(16, 16 * 500) == b2.decode_step(16, 16 * 500)
+    # measured kernel tables (the bundled H100 ones) time the prefill: nothing added
+    kt = resolve_kernels("auto", gpu)
+    assert kt is not None
+    cmk = CostModel(gpu, kt)
+    assert StepTimeModel(spec, par, prec, cmk, prefill_layer_s=h).one_chunk(1000, 0, 3, 3000, 4) \
+        == StepTimeModel(spec, par, prec, cmk).one_chunk(1000, 0, 3, 3000, 4)
+
+
+def test_prefill_fixed_time_enters_ttft_once_per_prefill():
+    # one client, prompts of one chunk: each TTFT grows by exactly the fixed time of one prefill
+    # iteration; decodes run alone, so TPOT does not move
+    wl = make_workload(num_requests=6, isl=2000, osl=50, concurrency=1, seed=0)
+    base = simulate(dep(backend="trtllm", prefill_layer_s=0.0), wl)
+    res = simulate(dep(backend="trtllm", prefill_layer_s=1e-3), wl)
+    check_conservation(res, 6)
+    L = 32  # llama-3.1-8b
+    assert res.summary["prefill_layer_s"] == 1e-3
+    assert res.summary["ttft_ms"]["mean"] - base.summary["ttft_ms"]["mean"] == pytest.approx(L * 1.0, rel=1e-6)
+    assert res.summary["tpot_ms"]["mean"] == pytest.approx(base.summary["tpot_ms"]["mean"], rel=1e-9)
+    # with four desynchronised clients a prompt's prefill iteration also stalls the others' decodes
+    # (about 3 prompts of +32 ms over a request's ~50 tokens): TPOT grows
+    wl4 = make_workload(num_requests=40, isl=2000, output_dist="uniform:30,70", concurrency=4, seed=0, client_jitter_s=0.005)
+    b4 = simulate(dep(backend="trtllm", prefill_layer_s=0.0), wl4).summary["tpot_ms"]["mean"]
+    r4 = simulate(dep(backend="trtllm", prefill_layer_s=1e-3), wl4).summary["tpot_ms"]["mean"]
+    assert r4 > b4 * 1.1
+    # on a GPU with measured kernel tables (H100, kernels="auto") it is not applied
+    auto = simulate(dep(backend="trtllm", prefill_layer_s=1e-3, kernels="auto"), wl)
+    assert auto.summary["prefill_layer_s"] == 0.0
+    assert auto.requests.t_first == simulate(dep(backend="trtllm", prefill_layer_s=0.0, kernels="auto"), wl).requests.t_first
+
+
+@pytest.mark.parametrize("bad", [-1e-3, float("nan"), float("inf"), True, "1ms"])
+def test_bad_prefill_fixed_time(bad):
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match="prefill_layer_s"):
+        simulate(dep(prefill_layer_s=bad), wl)

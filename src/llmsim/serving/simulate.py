@@ -97,6 +97,7 @@ class Deployment:
     kernels: str | None = "auto"
     cpu_overhead_s: float | None = None
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
+    prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
     frontend_s_per_token: float | None = None
@@ -200,7 +201,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     cm = be.cost_model(gpu, kernels)
     ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
     per_seq = be.cpu_per_seq_s if dep.cpu_per_seq_s is None else dep.cpu_per_seq_s
-    st = step_time_model(spec, par, prec, cm, ovh, per_seq)
+    pre_layer = be.prefill_layer_s if dep.prefill_layer_s is None else dep.prefill_layer_s
+    st = step_time_model(spec, par, prec, cm, ovh, per_seq, pre_layer)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     cfg = EngineConfig(
@@ -288,9 +290,10 @@ def simulate(
     if not fe_tok >= 0:
         raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
     handoff_s = be.disagg_handoff_s if dep.disagg_handoff_s is None else dep.disagg_handoff_s
-    if isinstance(handoff_s, bool) or not isinstance(handoff_s, (int, float)) or not (math.isfinite(handoff_s) and handoff_s >= 0):
-        raise LlmsimError(f"disagg_handoff_s must be a finite number >= 0, got {handoff_s!r}",
-                          hint="seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
+    _check_seconds("disagg_handoff_s", handoff_s, "seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
+    if dep.prefill_layer_s is not None:
+        _check_seconds("prefill_layer_s", dep.prefill_layer_s,
+                       "fixed seconds per model layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
     _check_int("batch_wait_iters", dep.batch_wait_iters, 0,
                "iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
     if isinstance(dep.batch_wait_tokens_ratio, bool) or not isinstance(dep.batch_wait_tokens_ratio, (int, float)) \
@@ -503,6 +506,12 @@ def simulate(
     return ServeResult(summary, reqs, all_engines, wall, streaming)
 
 
+def _check_seconds(name: str, v, hint: str) -> None:
+    """A Deployment time setting: a finite number of seconds >= 0; bools are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 0):
+        raise LlmsimError(f"{name} must be a finite number >= 0, got {v!r}", hint=hint)
+
+
 def _check_int(name: str, v, lo: int | None, hint: str) -> None:
     """A Deployment setting that must be an integer (>= lo, if given); bools are refused."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (lo is not None and v < lo):
@@ -553,6 +562,9 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
         "cpu_per_seq_s": float(builds[0].st.cpu_per_seq_s),
+        # fixed time per model layer of an iteration that runs prefill, on the engine that
+        # prefills (0 where measured kernel tables time the GPU)
+        "prefill_layer_s": float(builds[0].st.prefill_layer_s),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine

@@ -3,6 +3,7 @@
 An engine iteration's time splits into parts that depend on different aspects of the batch:
 
     t = body(T) + head(R) + prefill_attention(chunks) + decode_attention(n, C) + cpu_overhead
+        [+ prefill_fixed if the iteration carries prefill chunks]
 
 - body(T): every operator whose shape depends only on the number of tokens T in the
   iteration (QKV/O/MLP/MoE GEMMs, norms, TP all-reduces, EP all-to-all, PP send/recv).
@@ -10,6 +11,8 @@ An engine iteration's time splits into parts that depend on different aspects of
 - prefill_attention: each prefill chunk (q new tokens after p cached), incl. MLA's
   latent decompression.
 - decode_attention(n, C): n decode tokens whose contexts sum to C (incl. MLA absorption).
+- prefill_fixed: `Backend.prefill_layer_s` x layers, on roofline-timed GPUs only (fitted; see
+  backends.py).
 
 With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
 chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
@@ -137,10 +140,15 @@ class StepTimeModel:
     """Iteration time of one engine (one model replica: tp x pp x dp GPUs)."""
 
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
-                 cpu_per_seq_s: float = 0.0):
+                 cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         self.cpu_overhead_s = cpu_overhead_s
         self.cpu_per_seq_s = cpu_per_seq_s
+        # fixed time per model layer (all pipeline stages: the latency path) of an iteration that
+        # runs prefill chunks, which the roofline does not produce (`Backend.prefill_layer_s`);
+        # only where no measured kernel tables time this GPU's operators
+        self.prefill_layer_s = prefill_layer_s if cost.kernels is None else 0.0
+        self.prefill_fixed_s = self.prefill_layer_s * model.num_layers
         # host time per sequence in the batch, per attention-DP rank (each rank schedules its own share)
         self._per_row_s = cpu_per_seq_s / max(par.dp, 1)
         self.builder = OpBuilder(model, par, prec)
@@ -303,7 +311,10 @@ class StepTimeModel:
             busiest, chunk_tokens = members[j], loads[j]
         else:
             busiest, chunk_tokens = (), 0
-        return self._dp_step(dec_rank + chunk_tokens, T, busiest) + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        t = self._dp_step(dec_rank + chunk_tokens, T, busiest)
+        if chunks:
+            t += self.prefill_fixed_s
+        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
 
     def _dp_step(self, rank_tokens: int, total_tokens: int, busiest_chunks) -> float:
         """Seconds of an attention-DP iteration before its tail: the busiest rank's per-rank
@@ -325,7 +336,10 @@ class StepTimeModel:
             T += q
         j = max(loads, key=loads.__getitem__) if loads else -1
         busiest = [c for c, k in zip(chunks, ranks) if k == j]
-        return self._dp_step(loads.get(j, 0), T, busiest) + self._tail(0, 0.0, sampling_rows)
+        t = self._dp_step(loads.get(j, 0), T, busiest)
+        if chunks:
+            t += self.prefill_fixed_s
+        return t + self._tail(0, 0.0, sampling_rows)
 
     def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         return self._iteration_dp(((q, p),), n_decode, decode_ctx_sum, sampling_rows)
@@ -353,6 +367,8 @@ class StepTimeModel:
         t = self.body(T)
         for q, p in chunks:
             t += self.prefill_attention(q, p)
+        if chunks:
+            t += self.prefill_fixed_s
         return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
 
     # The two calls below are the simulator's innermost code (a few per simulated request), so
@@ -368,7 +384,7 @@ class StepTimeModel:
         pre = self._pre_memo.get(p << 32 | q)
         if pre is None:
             pre = self.prefill_attention(q, p)
-        t = body + pre
+        t = body + pre + self.prefill_fixed_s
         h = self._head.get(sampling_rows)
         t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
