@@ -105,6 +105,9 @@ from ..hardware.spec import GPUSpec
 # system, layout), `benchmarks/validate_serving.py`) from 0 / 10 / 15 / 20 us, train TPOT
 # median APE 12.1 / 11.5 / 11.1 / 11.2%; held-out half 11.0% -> 10.0% at 15 us. One value for
 # all three engines (per-engine values were not fitted: too few rows to tell them apart).
+# Re-checked once `prefill_layer_s` was added (same train half, with its range-ratio protocol):
+# 0 / 5 / 10 / 15 us gave train TTFT / TPOT median APE 30.2/10.3, 30.1/10.3, 30.0/10.6, 29.9/10.7
+# over all rows -- no material difference, so 15 us was kept.
 CPU_PER_SEQ_S = 15e-6
 
 # Fixed software latency of one prefill -> decode hand-off, per backend (`Backend.disagg_handoff_s`).
