@@ -844,3 +844,17 @@ def test_bad_prefill_fixed_time(bad):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
     with pytest.raises(LlmsimError, match="prefill_layer_s"):
         simulate(dep(prefill_layer_s=bad), wl)
+
+
+def test_vllm_default_max_num_seqs_follows_gpu_memory():
+    # vLLM's `vllm serve` default: 1024 running sequences on GPUs with >= 70 GiB other than A100,
+    # 256 elsewhere; a smaller given token budget caps it; an explicit value wins
+    wl = make_workload(num_requests=600, isl=64, osl=8, concurrency=600)
+    big = simulate(dep(backend="vllm"), wl).summary
+    a100 = simulate(dep(backend="vllm", pool=Pool("a100-80gb")), wl).summary
+    assert (big["max_num_seqs"], a100["max_num_seqs"]) == (1024, 256)
+    assert simulate(dep(backend="vllm", max_num_batched_tokens=512), wl).summary["max_num_seqs"] == 512
+    assert simulate(dep(backend="vllm", max_num_seqs=300), wl).summary["max_num_seqs"] == 300
+    assert simulate(dep(backend="sglang"), wl).summary["max_num_seqs"] == 256
+    # offline: 600 requests queued at once all run together on H100 (1024), at most 256 at a time on A100
+    assert big["num_iterations"] < a100["num_iterations"]

@@ -9,7 +9,8 @@ never adjusted per benchmark row:
   preparation, sampling, detokenisation) — the time an iteration takes beyond its kernels.
 - `max_num_seqs`, `max_num_batched_tokens`, `chunked_prefill`, `mixed_batches`: scheduler
   defaults of the engine. vLLM V1: chunked prefill on, 8192-token budget per data-parallel
-  rank, decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
+  rank, at most 1024 running sequences on GPUs with >= 70 GiB other than A100 and 256 elsewhere
+  (`large_gpu_max_num_seqs`; a given token budget smaller than that caps it, as vLLM does), decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
   context, max_num_tokens 8192 per attention-DP rank, mixed the same way. SGLang: prompts are
   chunked at `--chunked-prefill-size` (8192 on GPUs under 160 GB of HBM, 16384 on larger
   ones such as B200 / B300: `large_hbm_batched_tokens`), a prefill batch holds at most that
@@ -156,6 +157,11 @@ PREFILL_LAYER_S = {"vllm": 0.75e-3, "sglang": 1.0e-3, "trtllm": 1.0e-3}
 # front end is known to be slow.
 FRONTEND_S_PER_TOKEN = 0.0
 
+# vLLM's memory tier for its default max_num_seqs (`EngineArgs.get_batch_defaults`, vllm/engine/
+# arg_utils.py: device memory >= 70 GiB and not an A100 -> max_num_seqs 1024 for `vllm serve`,
+# else 256; the token budget stays 8192 for the API server)
+LARGE_GPU_SEQS_GIB = 70.0
+
 # SGLang's memory tier for its default chunked-prefill size (server_args: gpu_mem < 160 * 1024
 # MiB -> 8192, e.g. H100 / H200; else 16384, e.g. B200 / B300 / GB200 / GB300)
 LARGE_HBM_GIB = 160.0
@@ -183,6 +189,7 @@ class Backend:
     disagg_handoff_s: float = 0.0
     prefill_dp_routing: str = "balanced"
     prefill_layer_s: float = 0.0
+    large_gpu_max_num_seqs: int = 0  # the default on GPUs with >= LARGE_GPU_SEQS_GIB of HBM other than A100 (0: no change)
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -191,6 +198,12 @@ class Backend:
         if self.large_hbm_batched_tokens and gpu.memory_gib >= LARGE_HBM_GIB:
             mbt = self.large_hbm_batched_tokens
         return mbt * max(dp, 1) if self.budget_per_dp_rank else mbt
+
+    def default_max_num_seqs(self, gpu: GPUSpec) -> int:
+        """The engine's default cap on running sequences per replica on `gpu`."""
+        if self.large_gpu_max_num_seqs and gpu.memory_gib >= LARGE_GPU_SEQS_GIB and "a100" not in gpu.name.lower():
+            return self.large_gpu_max_num_seqs
+        return self.max_num_seqs
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
@@ -201,7 +214,7 @@ class Backend:
 
 
 BACKENDS: dict[str, Backend] = {
-    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"],
+    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
                     prefill_layer_s=PREFILL_LAYER_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,

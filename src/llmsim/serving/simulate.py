@@ -176,10 +176,12 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
-    seqs = dep.max_num_seqs or be.max_num_seqs
+    seqs = dep.max_num_seqs or be.default_max_num_seqs(gpu)
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
     mixed = chunked and (be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches)
     mbt = dep.max_num_batched_tokens
+    if not dep.max_num_seqs and mbt is not None and mixed:
+        seqs = min(seqs, mbt)  # as the engines clamp their default to a given token budget
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
         mbt = be.batched_tokens(gpu, par.dp)
         mbt = max(mbt, seqs) if mixed else mbt
@@ -572,6 +574,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # scheduler of the engine that prefills: token budget per iteration, chunking, and
         # whether decodes share iterations with prefill chunks
         "max_num_batched_tokens": int(builds[0].cfg.max_num_batched_tokens),
+        "max_num_seqs": int(builds[0].cfg.max_num_seqs),
         "chunked_prefill": bool(builds[0].cfg.chunked_prefill),
         "mixed_batches": bool(builds[0].cfg.mixed_batches),
         # attention DP: the largest chunk one request takes per iteration (one rank's budget; 0: no

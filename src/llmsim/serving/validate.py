@@ -512,7 +512,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             raise LlmsimError(f"client concurrency {conc} < 1")
         base["concurrency"] = conc
         plan.concurrency = conc
-        seqs = max(be.max_num_seqs, conc)
+        seqs = max(be.default_max_num_seqs(gpu), conc)
         plan.dep_kwargs = {
             "model": spec if block_copy else spec.name,
             "gpu": gpu.name,
