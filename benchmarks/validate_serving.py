@@ -15,7 +15,7 @@ x mode, per backend, per mode and overall; the issue's targets (median APE <= 10
 Nothing is fitted in the default run: the backends' parameters are the named defaults of
 `llmsim/serving/backends.py`. All but three were chosen before any comparison with these rows;
 `cpu_per_seq_s` (15 us per sequence per attention-DP rank), `disagg_handoff_s` (per backend:
-vllm / sglang 250 ms, trtllm 150 ms per prefill -> decode hand-off) and `prefill_layer_s`
+vllm / sglang 150 ms, trtllm 50 ms per prefill -> decode hand-off, refitted after `prefill_layer_s`) and `prefill_layer_s`
 (per backend: vllm 0.75, sglang 1.0, trtllm 1.0 ms per model layer of an iteration that runs
 prefill, on GPUs without measured kernel tables) were chosen on the train half of the seed-0 configuration split, so a
 table of the train and held-out halves is printed too.
