@@ -858,3 +858,13 @@ def test_vllm_default_max_num_seqs_follows_gpu_memory():
     assert simulate(dep(backend="sglang"), wl).summary["max_num_seqs"] == 256
     # offline: 600 requests queued at once all run together on H100 (1024), at most 256 at a time on A100
     assert big["num_iterations"] < a100["num_iterations"]
+
+
+@pytest.mark.parametrize("kw, name", [({"kv_reserve_output": True}, "kv_reserve_output"), ({"kv_reserve_output": 1.5}, "kv_reserve_output"),
+                                      ({"frontend_s_per_token": float("inf")}, "frontend_s_per_token"),
+                                      ({"frontend_s_per_token": float("nan")}, "frontend_s_per_token")])
+def test_bad_shares_and_times(kw, name):
+    # shares must be numbers in [0, 1] (a bool is not one), times finite and >= 0
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match=name):
+        simulate(dep(**kw), wl)

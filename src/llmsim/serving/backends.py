@@ -10,7 +10,8 @@ never adjusted per benchmark row:
 - `max_num_seqs`, `max_num_batched_tokens`, `chunked_prefill`, `mixed_batches`: scheduler
   defaults of the engine. vLLM V1: chunked prefill on, 8192-token budget per data-parallel
   rank, at most 1024 running sequences on GPUs with >= 70 GiB other than A100 and 256 elsewhere
-  (`large_gpu_max_num_seqs`; a given token budget smaller than that caps it, as vLLM does), decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
+  (`large_gpu_max_num_seqs`; a given token budget smaller than that caps it, as vLLM does),
+  decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
   context, max_num_tokens 8192 per attention-DP rank, mixed the same way. SGLang: prompts are
   chunked at `--chunked-prefill-size` (8192 on GPUs under 160 GB of HBM, 16384 on larger
   ones such as B200 / B300: `large_hbm_batched_tokens`), a prefill batch holds at most that

@@ -285,12 +285,11 @@ def simulate(
     prec = Precision.make(dep.weight_dtype, dep.act_dtype, dep.kv_dtype)
     if dep.preemption not in ("recompute", "swap"):
         raise LlmsimError(f"unknown preemption mode {dep.preemption!r}", hint="use recompute or swap")
-    if dep.kv_reserve_output is not None and not 0.0 <= dep.kv_reserve_output <= 1.0:
-        raise LlmsimError(f"kv_reserve_output must be in [0, 1], got {dep.kv_reserve_output!r}",
-                          hint="0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
+    if dep.kv_reserve_output is not None:
+        _check_fraction("kv_reserve_output", dep.kv_reserve_output,
+                        "0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
     fe_tok = be.frontend_s_per_token if dep.frontend_s_per_token is None else dep.frontend_s_per_token
-    if not fe_tok >= 0:
-        raise LlmsimError(f"frontend_s_per_token must be >= 0, got {fe_tok!r}")
+    _check_seconds("frontend_s_per_token", fe_tok, "API-server seconds per prompt token before a request reaches an engine (e.g. 1e-6); 0 = off")
     handoff_s = be.disagg_handoff_s if dep.disagg_handoff_s is None else dep.disagg_handoff_s
     _check_seconds("disagg_handoff_s", handoff_s, "seconds per prefill -> decode hand-off beyond the KV transfer (e.g. 0.25)")
     if dep.prefill_layer_s is not None:
@@ -298,10 +297,8 @@ def simulate(
                        "fixed seconds per model layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
     _check_int("batch_wait_iters", dep.batch_wait_iters, 0,
                "iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
-    if isinstance(dep.batch_wait_tokens_ratio, bool) or not isinstance(dep.batch_wait_tokens_ratio, (int, float)) \
-            or not 0.0 <= dep.batch_wait_tokens_ratio <= 1.0:
-        raise LlmsimError(f"batch_wait_tokens_ratio must be in [0, 1], got {dep.batch_wait_tokens_ratio!r}",
-                          hint="held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
+    _check_fraction("batch_wait_tokens_ratio", dep.batch_wait_tokens_ratio,
+                    "held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
     _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
     _check_int("seed", dep.seed, None, "e.g. seed=0; the same seed gives the same results")
@@ -506,6 +503,12 @@ def simulate(
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s)
     summary["simulation_wall_s"] = wall
     return ServeResult(summary, reqs, all_engines, wall, streaming)
+
+
+def _check_fraction(name: str, v, hint: str) -> None:
+    """A Deployment setting that is a share: a number in [0, 1]; bools are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0:
+        raise LlmsimError(f"{name} must be in [0, 1], got {v!r}", hint=hint)
 
 
 def _check_seconds(name: str, v, hint: str) -> None:
