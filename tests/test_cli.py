@@ -248,3 +248,15 @@ def test_serve_summary_names_each_pools_layout(capsys):
           "--concurrency", "2", "--num-requests", "4", "--isl", "256", "--osl", "8"])
     out = " ".join(capsys.readouterr().out.split())  # the title wraps at the table's width
     assert "prefill 1x (tp=1 pp=1 dp=2 ep=2) on h100-sxm + decode 1x (tp=2 pp=1 dp=1 ep=1) on h100-sxm" in out
+
+
+def test_serve_moe_efficiency_option(capsys):
+    """--moe-efficiency reaches the simulation (a MoE model's long prompt takes longer) and the JSON."""
+    base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "vllm",
+            "--concurrency", "1", "--num-requests", "2", "--isl", "8000", "--osl", "4", "--json"]
+    slow = run_json(capsys, *base, "--moe-efficiency", "0.25")
+    full = run_json(capsys, *base, "--moe-efficiency", "1")
+    assert (slow["moe_efficiency"], full["moe_efficiency"]) == (0.25, 1.0)
+    assert slow["ttft_ms"]["mean"] > full["ttft_ms"]["mean"]
+    code, out, err = run_error(capsys, *base, "--moe-efficiency", "0")
+    assert code != 0 and "moe_efficiency must be in (0, 1]" in out + err

@@ -366,3 +366,28 @@ def test_block_scaled_fp8_keeps_its_quantisation_pass_and_uses_the_block_table()
     c = h100.cost(op)
     assert c.source == "measured" and c.time_s == pytest.approx(kt.gemm_s(m, n, k, "fp8_block", framework="vllm"))
     assert c.time_s != pytest.approx(kt.gemm_s(m, n, k, "fp8", framework="vllm"), rel=0.05)
+
+
+def test_moe_efficiency_floors_the_grouped_gemms_useful_flops(h100):
+    # an engine's fused-MoE expert GEMMs do their useful FLOPs at no more than moe_efficiency of the
+    # dense GEMM's rate: a long prefill (compute-bound) slows to exactly that floor, a few-token
+    # decode (weight-bound, tiles padded) and every other op are unchanged
+    spec, par, prec = get_model("qwen3-235b-a22b"), Parallel(tp=4), Precision.make("bf16", None, None)
+    full, half = CostModel(h100), CostModel(h100, moe_efficiency=0.5)
+
+    def up(batch):
+        return next(o for o in build_ops(spec, par, prec, batch) if o.name == "moe_experts_up")
+
+    big = up(uniform_batch([16384]))
+    rate = h100.peak_flops_per_s("bf16") * rf.gemm_peak_fraction("bf16", h100.efficiency)
+    assert half.cost(big).time_s == pytest.approx(big.flops / (rate * 0.5))
+    assert half.cost(big).time_s > 1.5 * full.cost(big).time_s
+    small = up(uniform_batch([], [1000] * 8))
+    assert half.cost(small).time_s == full.cost(small).time_s
+    for o in build_ops(spec, par, prec, uniform_batch([16384])):
+        if o.kind != "moe_gemm":
+            assert half.cost(o).time_s == full.cost(o).time_s, o.name
+    assert full.settings != half.settings  # step-time caches keep them apart
+    for bad in (0.0, 1.5, -0.2, True):
+        with pytest.raises(ValueError, match="moe_efficiency"):
+            CostModel(h100, moe_efficiency=bad)

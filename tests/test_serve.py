@@ -399,8 +399,9 @@ def test_sglang_prefill_dp_ranks_keep_random_queues(monkeypatch):
     def run(routing=None, seed=0):
         if routing:
             monkeypatch.setitem(backends.BACKENDS, "sglang", backends.BACKENDS["sglang"].with_(prefill_dp_routing=routing))
+        # moe_efficiency pinned: the load (~70% busy ranks) assumes dense-rate expert GEMMs
         d = dep(model="mixtral-8x7b", backend="sglang", weight_dtype="fp8", max_num_batched_tokens=8192, seed=seed,
-                prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), decode=Pool("h100-sxm", tp=2, ep=2, workers=2))
+                prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), decode=Pool("h100-sxm", tp=2, ep=2, workers=2), moe_efficiency=1.0)
         res = simulate(d, wl)
         check_conservation(res, 400)
         return res
@@ -868,3 +869,27 @@ def test_bad_shares_and_times(kw, name):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
     with pytest.raises(LlmsimError, match=name):
         simulate(dep(**kw), wl)
+
+
+def test_moe_efficiency_slows_moe_prefill_only():
+    # the backend's fused-MoE efficiency (Backend.moe_efficiency, overridable per Deployment)
+    # lengthens a MoE model's prefill, is reported in the summary, and leaves dense models alone
+    from llmsim.serving.backends import BACKENDS
+
+    wl = make_workload(num_requests=4, isl=8000, osl=8, concurrency=1)
+    moe = dict(model="qwen3-235b-a22b", pool=Pool("h100-sxm", tp=8), weight_dtype="fp8", kernels="none", prefill_layer_s=0.0)
+    slow = simulate(dep(moe_efficiency=0.3, **moe), wl).summary
+    fast = simulate(dep(moe_efficiency=1.0, **moe), wl).summary
+    assert (slow["moe_efficiency"], fast["moe_efficiency"]) == (0.3, 1.0)
+    assert slow["ttft_ms"]["mean"] > 1.12 * fast["ttft_ms"]["mean"]  # 231 vs 195 ms: the expert GEMMs are ~40% of it
+    assert simulate(dep(**moe), wl).summary["moe_efficiency"] == BACKENDS["vllm"].moe_efficiency
+    dense_slow = simulate(dep(moe_efficiency=0.3, kernels="none"), wl).summary
+    dense_fast = simulate(dep(moe_efficiency=1.0, kernels="none"), wl).summary
+    assert dense_slow["ttft_ms"] == dense_fast["ttft_ms"] and dense_slow["tpot_ms"] == dense_fast["tpot_ms"]
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.5, -0.1, True, float("nan"), "0.5"])
+def test_bad_moe_efficiency(bad):
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match="moe_efficiency"):
+        simulate(dep(moe_efficiency=bad), wl)

@@ -58,7 +58,7 @@ class CostModel:
     """Times operators on `gpu`, using `kernels` (measured tables) where they cover a shape."""
 
     def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None,
-                 allreduce: str = "nccl", fused_act_quant: bool = False):
+                 allreduce: str = "nccl", fused_act_quant: bool = False, moe_efficiency: float = 1.0):
         """`framework`: which measured GEMM table ('vllm', 'trtllm'; None: any). `allreduce`:
         'nccl', or 'custom' -- the inference engines' one-shot / two-shot all-reduce over NVLink
         peer memory, used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside one NVLink
@@ -68,7 +68,12 @@ class CostModel:
         epilogue, as TRT-LLM does), so a roofline low-precision GEMM pays neither the separate
         quantisation kernel's launch (`gemm_lowp_launch_s`) nor its slower pass
         (`gemm_lowp_quant_bw_fraction`); measured kernel tables are used as measured. Block-scaled
-        fp8 GEMMs ('fp8_block') keep their separate per-token-group quantisation either way."""
+        fp8 GEMMs ('fp8_block') keep their separate per-token-group quantisation either way.
+        `moe_efficiency`: the fraction of the dense GEMM's compute rate that the engine's grouped
+        (fused-MoE) expert GEMMs reach on their useful FLOPs: a `moe_gemm` op (which no kernel
+        table measures) takes max(roofline time, flops / (P f moe_efficiency)), P f the dense
+        GEMM's rate of its format. Binds in long prefills; a few-token decode stays weight-bound
+        (1.0: as fast as a dense GEMM of the same shape; `Backend.moe_efficiency` sets it per engine)."""
         if allreduce not in ("nccl", "custom"):
             raise ValueError(f"allreduce must be 'nccl' or 'custom', got {allreduce!r}")
         self.gpu = gpu
@@ -76,6 +81,9 @@ class CostModel:
         self.framework = framework
         self.allreduce = allreduce
         self.fused_act_quant = bool(fused_act_quant)
+        if not (isinstance(moe_efficiency, (int, float)) and not isinstance(moe_efficiency, bool) and 0.0 < moe_efficiency <= 1.0):
+            raise ValueError(f"moe_efficiency must be in (0, 1], got {moe_efficiency!r}")
+        self.moe_efficiency = float(moe_efficiency)
         self.e = gpu.efficiency
         # efficiency of a low-precision GEMM whose activation quantisation is fused upstream
         self._e_fused = self.e.model_copy(update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
@@ -86,7 +94,7 @@ class CostModel:
     @property
     def settings(self) -> tuple:
         """What besides the GPU and kernel tables changes this model's times (cache keys)."""
-        return (self.framework, self.allreduce, self.fused_act_quant)
+        return (self.framework, self.allreduce, self.fused_act_quant, self.moe_efficiency)
 
     def peak(self, dtype: str) -> float:
         p = self._peak.get(dtype)
@@ -159,7 +167,12 @@ class CostModel:
             if op.flops <= 0:
                 return 0.0
             # grouped GEMM: all active experts' tiles in one launch (experts concatenated along n)
-            return float(rf.gemm_time_s(max(m_e, 1.0), n * max(active, 1.0), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
+            t = float(rf.gemm_time_s(max(m_e, 1.0), n * max(active, 1.0), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
+            if self.moe_efficiency < 1.0:
+                # the engine's fused-MoE kernel does its useful FLOPs at no more than moe_efficiency
+                # of the dense GEMM's rate (binds in prefill; few-token decode stays weight-bound)
+                t = max(t, op.flops / (self.peak(op.dtype) * rf.gemm_peak_fraction(op.dtype, e) * self.moe_efficiency))
+            return t
         if op.kind == "attn_prefill":
             items, nh, _nkv, _d, window, share, kv_dtype = op.shape
             n = max(len(items), 1)

@@ -83,6 +83,16 @@ never adjusted per benchmark row:
   rows, whose GEMM and attention kernels are timed from measured tables, show no such gap
   (applying it there made their TTFT worse: vLLM dense 16.9 -> 49.1% median APE), so it is
   applied only where the roofline times the GPU. FITTED: see `PREFILL_LAYER_S`.
+- `moe_efficiency`: the share of the dense GEMM's compute rate that the engine's fused-MoE
+  expert GEMMs reach on their useful FLOPs: a routed-expert GEMM (op kind `moe_gemm`) takes at
+  least flops / (P f moe_efficiency), P f the dense roofline's rate (`CostModel.moe_efficiency`).
+  It binds in prefill; a few-token decode stays weight-bound and unchanged. No shared kernel
+  table measures a MoE kernel, so every GPU times them by the roofline, and the measured prefill
+  of MoE models grew with the prompt about twice as fast as simulated (pred / measured growth
+  per 1k prompt tokens at c <= 8: gpt-oss-120b 0.39 on H100 vLLM, 0.42-0.62 on B200 vLLM and
+  TRT-LLM; MiniMax-M2.5 0.36-0.81 on B200 / B300 vLLM) while Llama-3.1-70B's matched (0.68-1.05).
+  1.0 for TRT-LLM, 0.2 for vLLM and SGLang: an effective value for the whole fused-MoE path, not a
+  kernel's efficiency. FITTED: see `MOE_EFFICIENCY`.
 - `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
   0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
   left after weights — expressed here as of the whole).
@@ -155,7 +165,46 @@ DISAGG_HANDOFF_S = {"vllm": 0.15, "sglang": 0.15, "trtllm": 0.05}
 # instead (an iteration takes max(kernels, fixed), as a host that launches ahead would give) scored
 # worse on the same train rows at every value tried (0.5 to 2 ms; best: vllm 33.4/11.9 at 1.5,
 # trtllm 37.0/9.2 at 2, sglang 45.6/11.7 at 2), so the time is added in series.
-PREFILL_LAYER_S = {"vllm": 0.75e-3, "sglang": 1.0e-3, "trtllm": 1.0e-3}
+# Refitted jointly with `MOE_EFFICIENCY` (below), the stop after: vLLM 0.75 -> 0.5 ms; SGLang and
+# TRT-LLM unchanged.
+PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 1.0e-3}
+
+# Share of the dense GEMM's compute rate that the engine's fused-MoE expert GEMMs reach on their
+# useful FLOPs, per backend (`Backend.moe_efficiency`, `CostModel.moe_efficiency`). FITTED jointly
+# with `PREFILL_LAYER_S` on the same train half and criterion (mean of TTFT and TPOT median APE,
+# aggregated train rows). Train TTFT / TPOT median APE (criterion) at moe_efficiency x ms per layer:
+#              0.5 ms                0.75 ms               1.0 ms
+#   vllm   1.0  27.2/10.2 (18.70)   23.5/11.5 (17.50)    25.9/13.1 (19.50)
+#          0.5  26.0/10.2 (18.10)   22.8/11.5 (17.15)    25.1/12.9 (19.00)
+#          0.35 25.2/10.1 (17.65)   22.0/11.5 (16.75)    25.8/13.2 (19.50)
+#          0.25 22.6/10.2 (16.40)   21.2/11.6 (16.40)    24.6/13.2 (18.90)
+#          0.2  20.8/10.5 (15.65)   21.3/12.2 (16.75)    25.9/13.3 (19.60)   -> 0.2, 0.5 ms
+#          0.15 20.1/11.0 (15.55)   21.3/12.6 (16.95)    25.8/13.9 (19.85)
+#   sglang 1.0  49.8/11.7 (30.75)   46.3/12.3 (29.30)    44.3/12.2 (28.25)
+#          0.5  49.1/11.7 (30.40)   44.7/11.8 (28.25)    42.7/12.1 (27.40)
+#          0.35 45.5/11.4 (28.45)   42.9/11.5 (27.20)    39.9/12.2 (26.05)
+#          0.25 42.3/11.4 (26.85)   38.8/11.6 (25.20)    35.4/10.9 (23.15)
+#          0.2  38.5/11.1 (24.80)   35.5/10.7 (23.10)    32.7/10.8 (21.75)   -> 0.2, 1.0 ms
+#          0.15 36.2/11.1 (23.65)   30.9/10.8 (20.85)    28.2/10.4 (19.30)
+#   trtllm 1.0  36.2/8.6  (22.40)   32.2/8.9  (20.55)    30.8/9.3  (20.05)   -> 1.0, 1.0 ms
+#          0.5  35.3/8.8  (22.05)   32.8/8.9  (20.85)    31.1/9.4  (20.25)
+#          0.35 34.6/8.8  (21.70)   32.4/8.9  (20.65)    31.8/9.4  (20.60)
+#          0.25 33.4/8.6  (21.00)   32.3/8.9  (20.60)    31.1/9.2  (20.15)
+#          0.2  34.3/8.6  (21.45)   32.7/8.9  (20.80)    32.3/9.4  (20.85)
+#          0.15 34.2/8.8  (21.50)   32.9/9.0  (20.95)    32.3/9.4  (21.00)
+# The grid stops at 0.15 and its low end was not a clear minimum: vLLM's criterion was 0.1 points
+# lower at 0.15 (within run-to-run noise of a median over 453 rows) and SGLang's 2.45 points lower,
+# but SGLang's disaggregated train TTFT went 28.4 -> 47.7% there (vLLM's 8.9 -> 16.9%, 3 rows), so
+# 0.2 was kept for both -- the rule the previous SGLang prefill_layer_s choice followed. Values this
+# low are not a GEMM efficiency: a CUTLASS grouped GEMM (torch._grouped_mm, bf16, uniform routing)
+# ran at 0.66 of the dense GEMM's TFLOP/s on an H100 (benchmarks/measure_moe_gemm.py; measured by
+# llmsim's developers, not fitted to). The value stands for the engine's whole fused-MoE path in
+# prefill -- routing, permutation, activation quantisation, imbalance and the kernels themselves
+# (Marlin W4A16 on H100, Triton / FlashInfer / DeepGEMM elsewhere) -- which the roofline times as one
+# dense-rate GEMM. An earlier form slowed the grouped GEMM's whole main loop (padded tiles too): it
+# made few-token decode compute-bound (vLLM gpt-oss-120b H100 TPOT 7.8 -> 83.7% median APE) and was
+# dropped for this floor on the useful FLOPs.
+MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 
 # Front end (API server) time per prompt token, serial over the prompts sent to one replica:
 # the engines tokenise and set requests up in one API-server process before the engine sees
@@ -198,6 +247,7 @@ class Backend:
     prefill_dp_routing: str = "balanced"
     prefill_layer_s: float = 0.0
     large_gpu_max_num_seqs: int = 0  # the default on GPUs with >= LARGE_GPU_SEQS_GIB of HBM other than A100 (0: no change)
+    moe_efficiency: float = 1.0
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -215,7 +265,8 @@ class Backend:
 
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
-        return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant)
+        return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant,
+                         moe_efficiency=self.moe_efficiency)
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -223,14 +274,14 @@ class Backend:
 
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
-                    prefill_layer_s=PREFILL_LAYER_S["vllm"]),
+                    prefill_layer_s=PREFILL_LAYER_S["vllm"], moe_efficiency=MOE_EFFICIENCY["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
-                      prefill_layer_s=PREFILL_LAYER_S["sglang"]),
+                      prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"],
-                      prefill_layer_s=PREFILL_LAYER_S["trtllm"]),
+                      prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"]),
 }
 
 
@@ -239,5 +290,6 @@ def get_backend(name: str) -> Backend:
     if b is None:
         raise LlmsimError(f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}")
     return b
+
 
 

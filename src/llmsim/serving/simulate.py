@@ -98,6 +98,7 @@ class Deployment:
     cpu_overhead_s: float | None = None
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
     prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
+    moe_efficiency: float | None = None  # None: the backend's (`Backend.moe_efficiency`)
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
     frontend_s_per_token: float | None = None
@@ -200,7 +201,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
             hint="use more GPUs per replica (tp/pp), fp8 weights, or a GPU with more memory",
         )
     kernels = resolve_kernels(dep.kernels, gpu)
-    cm = be.cost_model(gpu, kernels)
+    cm = be.with_(moe_efficiency=dep.moe_efficiency).cost_model(gpu, kernels)
     ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
     per_seq = be.cpu_per_seq_s if dep.cpu_per_seq_s is None else dep.cpu_per_seq_s
     pre_layer = be.prefill_layer_s if dep.prefill_layer_s is None else dep.prefill_layer_s
@@ -295,6 +296,9 @@ def simulate(
     if dep.prefill_layer_s is not None:
         _check_seconds("prefill_layer_s", dep.prefill_layer_s,
                        "fixed seconds per model layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
+    if dep.moe_efficiency is not None:
+        _check_fraction("moe_efficiency", dep.moe_efficiency,
+                        "fraction of the dense GEMM's compute rate the fused-MoE expert GEMMs reach, in (0, 1] (e.g. 0.5)", positive=True)
     _check_int("batch_wait_iters", dep.batch_wait_iters, 0,
                "iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
     _check_fraction("batch_wait_tokens_ratio", dep.batch_wait_tokens_ratio,
@@ -505,10 +509,10 @@ def simulate(
     return ServeResult(summary, reqs, all_engines, wall, streaming)
 
 
-def _check_fraction(name: str, v, hint: str) -> None:
-    """A Deployment setting that is a share: a number in [0, 1]; bools are refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0:
-        raise LlmsimError(f"{name} must be in [0, 1], got {v!r}", hint=hint)
+def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
+    """A Deployment setting that is a share: a number in [0, 1] ((0, 1] if `positive`); bools are refused."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0 or (positive and v == 0):
+        raise LlmsimError(f"{name} must be in {'(0, 1]' if positive else '[0, 1]'}, got {v!r}", hint=hint)
 
 
 def _check_seconds(name: str, v, hint: str) -> None:
@@ -570,6 +574,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # fixed time per model layer of an iteration that runs prefill, on the engine that
         # prefills (0 where measured kernel tables time the GPU)
         "prefill_layer_s": float(builds[0].st.prefill_layer_s),
+        # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
+        "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
