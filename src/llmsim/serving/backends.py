@@ -295,7 +295,3 @@ def get_backend(name: str) -> Backend:
     if b is None:
         raise LlmsimError(f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}")
     return b
-
-
-
-
