@@ -44,7 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-# (catalog id, experts, top-k, hidden, expert intermediate) -- read from the catalog in `shapes`
+# catalog ids; their experts, top-k, hidden and expert intermediate sizes are read in `shapes`
 MODELS = ("gpt-oss-120b", "deepseek-v3", "qwen3-235b-a22b", "minimax-m2.5")
 TPS = (1, 2, 4, 8)
 TOKENS = (128, 512, 2048, 8192, 16384)

@@ -253,7 +253,7 @@ def main() -> None:
                            range_ratio=a.range_ratio)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
-                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); three parameters fitted on the train half "
+                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); four parameters fitted on the train half "
                   f"(Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s and moe_efficiency, see the train / held-out table); protocol "
                   f"{a.rounds} x concurrency requests, first {a.warmup_rounds} x concurrency excluded\n")
     rep.render(console)

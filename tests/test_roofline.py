@@ -382,6 +382,9 @@ def test_moe_efficiency_floors_the_grouped_gemms_useful_flops(h100):
     rate = h100.peak_flops_per_s("bf16") * rf.gemm_peak_fraction("bf16", h100.efficiency)
     assert half.cost(big).time_s == pytest.approx(big.flops / (rate * 0.5))
     assert half.cost(big).time_s > 1.5 * full.cost(big).time_s
+    # the explanation names the bound: compute, at the fused-MoE rate
+    assert (half.cost(big).source, half.cost(big).bound) == ("roofline-moe-efficiency", "compute")
+    assert full.cost(big).source == "roofline" and half.cost(up(uniform_batch([], [1000] * 8))).source == "roofline"
     small = up(uniform_batch([], [1000] * 8))
     assert half.cost(small).time_s == full.cost(small).time_s
     for o in build_ops(spec, par, prec, uniform_batch([16384])):

@@ -143,8 +143,12 @@ class CostModel:
             t = self._roofline(op)
             # '-fused-quant': a low-precision GEMM without the separate activation-quantisation pass
             source = "roofline-fused-quant" if self._fused(op) and op.dtype not in rf.WIDE_DTYPES else "roofline"
+            if op.kind == "moe_gemm" and t > 0 and t == self._moe_floor_s(op):
+                source += "-moe-efficiency"  # the engine's fused-MoE rate bound it, not the dense roofline
         t_c, t_m = self._ideal(op)
         bound, eff = self._classify(t, t_c, t_m)
+        if source.endswith("-moe-efficiency"):
+            bound = "compute"  # at the fused-MoE rate: eff = t_c / t is that rate's share of peak
         return t, bound, source, eff
 
     def _fused(self, op: Op) -> bool:
@@ -155,6 +159,14 @@ class CostModel:
         # block-scaled fp8 quantises activations per 1 x 128 group in its own kernel in every
         # engine (TRT-LLM's FP8BlockScalesLinearMethod: fp8_quantize_1x128, then the GEMM)
         return op.fused_quant or (self.fused_act_quant and op.dtype != "fp8_block")
+
+    def _moe_floor_s(self, op: Op) -> float:
+        """The engine's fused-MoE kernel does a routed-expert GEMM's useful FLOPs at no more than
+        moe_efficiency of the dense GEMM's rate (binds in prefill; few-token decode stays
+        weight-bound); 0 at moe_efficiency 1."""
+        if self.moe_efficiency >= 1.0:
+            return 0.0
+        return op.flops / (self.peak(op.dtype) * rf.gemm_peak_fraction(op.dtype, self.e) * self.moe_efficiency)
 
     def _roofline(self, op: Op) -> float:
         g = self.gpu
@@ -168,11 +180,7 @@ class CostModel:
                 return 0.0
             # grouped GEMM: all active experts' tiles in one launch (experts concatenated along n)
             t = float(rf.gemm_time_s(max(m_e, 1.0), n * max(active, 1.0), float(k), op.bytes, self.peak(op.dtype), self.bw, e, g.num_sms, op.dtype))
-            if self.moe_efficiency < 1.0:
-                # the engine's fused-MoE kernel does its useful FLOPs at no more than moe_efficiency
-                # of the dense GEMM's rate (binds in prefill; few-token decode stays weight-bound)
-                t = max(t, op.flops / (self.peak(op.dtype) * rf.gemm_peak_fraction(op.dtype, e) * self.moe_efficiency))
-            return t
+            return max(t, self._moe_floor_s(op))
         if op.kind == "attn_prefill":
             items, nh, _nkv, _d, window, share, kv_dtype = op.shape
             n = max(len(items), 1)

@@ -201,11 +201,10 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
             hint="use more GPUs per replica (tp/pp), fp8 weights, or a GPU with more memory",
         )
     kernels = resolve_kernels(dep.kernels, gpu)
-    cm = be.with_(moe_efficiency=dep.moe_efficiency).cost_model(gpu, kernels)
-    ovh = be.cpu_overhead_s if dep.cpu_overhead_s is None else dep.cpu_overhead_s
-    per_seq = be.cpu_per_seq_s if dep.cpu_per_seq_s is None else dep.cpu_per_seq_s
-    pre_layer = be.prefill_layer_s if dep.prefill_layer_s is None else dep.prefill_layer_s
-    st = step_time_model(spec, par, prec, cm, ovh, per_seq, pre_layer)
+    # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
+    be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s, prefill_layer_s=dep.prefill_layer_s,
+                  moe_efficiency=dep.moe_efficiency)
+    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     cfg = EngineConfig(
