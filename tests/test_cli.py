@@ -260,3 +260,18 @@ def test_serve_moe_efficiency_option(capsys):
     assert slow["ttft_ms"]["mean"] > full["ttft_ms"]["mean"]
     code, out, err = run_error(capsys, *base, "--moe-efficiency", "0")
     assert code != 0 and "moe_efficiency must be in (0, 1]" in out + err
+
+
+def test_serve_adp_balance_options(capsys):
+    """--adp-balance-timeout-iters holds prompts on an attention-DP pool (longer TTFT) and is reported in the JSON."""
+    base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "trtllm", "--gpu", "h100-sxm",
+            "--tp", "1", "--dp", "4", "--ep", "4", "--concurrency", "16", "--num-requests", "64", "--input-dist", "uniform:700,900",
+            "--output-dist", "uniform:100,200",
+            "--client-jitter-ms", "5", "--json"]
+    held = run_json(capsys, *base, "--adp-balance-timeout-iters", "40", "--adp-balance-batching-iters", "2")
+    free = run_json(capsys, *base)
+    assert (held["adp_balance_timeout_iters"], held["adp_balance_batching_iters"]) == (40, 2)
+    assert free["adp_balance_timeout_iters"] == 0
+    assert held["ttft_ms"]["mean"] > free["ttft_ms"]["mean"]
+    code, out, err = run_error(capsys, *base, "--adp-balance-timeout-iters", "-1")
+    assert code != 0 and "adp_balance_timeout_iters must be an integer >= 0" in out + err

@@ -558,7 +558,7 @@ def _no_macro_steps(monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas", "batch_wait",
-                                  "recv_interval", "recv_interval_mixed"])
+                                  "recv_interval", "recv_interval_mixed", "adp_balance"])
 def test_macro_steps_do_not_change_results(case, monkeypatch):
     # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
     # while nothing else can happen first; it must reproduce the event loop exactly
@@ -574,6 +574,7 @@ def test_macro_steps_do_not_change_results(case, monkeypatch):
         "batch_wait": (dep(max_num_batched_tokens=4096, batch_wait_iters=10, batch_wait_tokens_ratio=0.8), open_wl),
         "recv_interval": (dep(backend="sglang", max_num_batched_tokens=1024, recv_interval_iters=10), open_wl),
         "recv_interval_mixed": (dep(max_num_batched_tokens=512, recv_interval_iters=7), open_wl),
+        "adp_balance": (dep(**_ADP_MOE, adp_balance_timeout_iters=20, adp_balance_batching_iters=3), open_wl),
     }[case]
     fast = simulate(d, wl)
     _no_macro_steps(monkeypatch)
@@ -741,6 +742,46 @@ def test_batch_waiting_holds_new_prompts_while_decodes_run():
 def test_bad_batch_waiting_settings(kw):
     with pytest.raises(LlmsimError, match="batch_wait"):
         _batch_wait_run(n=4, c=2, **kw)
+
+
+_ADP_MOE = {"model": "mixtral-8x7b", "pool": Pool("h100-sxm", tp=1, dp=4, ep=4), "weight_dtype": "fp8"}
+
+
+def _adp_run(n=120, c=24, **kw):
+    wl = make_workload(num_requests=n, input_dist="uniform:800,1000", output_dist="uniform:150,250", concurrency=c,
+                       seed=6, client_jitter_s=0.005)
+    return simulate(dep(**{**_ADP_MOE, **kw}), wl)
+
+
+def test_adp_balance_holds_prompts_until_every_rank_has_one():
+    # TRT-LLM's attention_dp_config enable_balance: with dp ranks, prompts wait (decodes run)
+    # until dp of them are scheduled, or the iteration counter reaches timeout_iters
+    base = _adp_run()
+    held = _adp_run(adp_balance_timeout_iters=40)
+    check_conservation(held, 120)
+    b, h = base.summary, held.summary
+    assert (h["adp_balance_timeout_iters"], h["adp_balance_batching_iters"]) == (40, 0)
+    extra_ms = h["ttft_ms"]["mean"] - b["ttft_ms"]["mean"]
+    # prompts that arrive one by one wait several decode steps on average, never more than the timeout
+    assert 3 * b["tpot_ms"]["mean"] < extra_ms < 40 * h["tpot_ms"]["max"]
+    # a longer timeout can only hold longer
+    assert _adp_run(adp_balance_timeout_iters=80).summary["ttft_ms"]["mean"] > h["ttft_ms"]["mean"]
+    # batching_wait_iters: once every rank has a prompt, k more decode-only iterations
+    assert _adp_run(adp_balance_timeout_iters=40, adp_balance_batching_iters=5).summary["ttft_ms"]["mean"] > h["ttft_ms"]["mean"]
+    # fewer clients than ranks: some rank always has no decodes, so nothing is ever held
+    few = [_adp_run(n=12, c=3, adp_balance_timeout_iters=t) for t in (0, 40)]
+    assert few[0].requests.t_first == few[1].requests.t_first
+    # no attention DP (dp = 1): not applied
+    tp = {"pool": Pool("h100-sxm", tp=4, ep=4)}
+    one = [_adp_run(n=40, adp_balance_timeout_iters=t, **tp) for t in (0, 40)]
+    assert one[0].requests.t_first == one[1].requests.t_first and one[1].summary["adp_balance_timeout_iters"] == 0
+
+
+@pytest.mark.parametrize("kw", [{"adp_balance_timeout_iters": -1}, {"adp_balance_timeout_iters": 2.5},
+                                {"adp_balance_batching_iters": -3}, {"adp_balance_timeout_iters": True}])
+def test_bad_adp_balance_settings(kw):
+    with pytest.raises(LlmsimError, match="adp_balance"):
+        _adp_run(n=4, c=2, **kw)
 
 
 def test_receive_interval_delays_new_requests_while_decodes_run():

@@ -316,6 +316,13 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert plan_row(row(id="l70_gap_c4", tp_size="1", **dict(base, silicon_data_source="db; silicon_concurrency=4"))).dep_kwargs["engine"] == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
+    # TRT-LLM with DP attention: the scripts' attention_dp_config (enable_balance; DeepSeek
+    # timeout_iters 60, batching_wait_iters 0; gpt-oss TRT-LLM's defaults 50 / 10); not without DP
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1, 64, "fp4", 4) == {
+        "max_num_batched_tokens": 20000, "adp_balance_timeout_iters": 50, "adp_balance_batching_iters": 10}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "deepseek-r1", "trtllm", "agg", 1024, 1024, 1, 256, "fp4", 8) == {
+        "adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp4", 1) == {}
     # SGLang DeepSeek (dsr1_fp4_b200.sh / dsr1_fp8_b200.sh): --scheduler-recv-interval 10, or 30
     # from CONC 16 (fp8 TP4: 10), and fp8's chunk sizes; nothing for other SGLang models or disagg
     sx = {"silicon_data_source": ix}

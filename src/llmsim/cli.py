@@ -131,6 +131,10 @@ def serve(
     batch_wait_iters: int = typer.Option(0, help="hold new prefill work back for up to N iterations while decodes run (TRT-LLM batch_wait_timeout_iters; 0 = off)"),
     batch_wait_tokens_ratio: float = typer.Option(0.0, help="with --batch-wait-iters: held work runs once prompts + decodes reach this share of the token budget "
                                                   "(TRT-LLM batch_wait_max_tokens_ratio)"),
+    adp_balance_timeout_iters: int = typer.Option(0, help="attention DP: prompts wait until every DP rank has one, or for up to N iterations "
+                                                  "(TRT-LLM attention_dp_config enable_balance + timeout_iters, 50 when enabled; 0 = off)"),
+    adp_balance_batching_iters: int = typer.Option(0, help="with --adp-balance-timeout-iters: extra iterations once every DP rank has a prompt "
+                                                   "(TRT-LLM batching_wait_iters, 10 when enabled)"),
     scheduler_recv_interval: int = typer.Option(1, help="while only decodes run, new requests reach the scheduler every N decode iterations "
                                                 "(SGLang --scheduler-recv-interval; 1 = every iteration)"),
     preemption: str = typer.Option("recompute", help="recompute | swap"),
@@ -189,7 +193,8 @@ def serve(
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
         prefill_layer_s=None if prefill_layer_us is None else prefill_layer_us / 1e6, moe_efficiency=moe_efficiency,
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
-        recv_interval_iters=scheduler_recv_interval, seed=seed,
+        recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
+        adp_balance_batching_iters=adp_balance_batching_iters, seed=seed,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

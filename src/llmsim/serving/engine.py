@@ -12,6 +12,10 @@ What it models (vLLM / SGLang / TRT-LLM style):
 - batch waiting (TRT-LLM's batch_wait_timeout_iters / batch_wait_max_tokens_ratio, off by
   default): while decodes run, admitted prefill work is held back for up to a number of
   iterations until enough prompt tokens have gathered (`EngineConfig.batch_wait_iters`);
+- attention-DP balance (TRT-LLM's attention_dp_config.enable_balance, off by default): with
+  dp attention-DP ranks, context work waits until every rank has some (dp scheduled prompts),
+  or a free-running counter of iterations reaches the timeout, or a rank has no decodes
+  (`EngineConfig.adp_balance_timeout_iters`);
 - receive intervals (SGLang's --scheduler-recv-interval, 1 = off by default): while only decodes
   run, the scheduler takes new requests in every N decode iterations, right after a prefill
   iteration, or at once when idle (`EngineConfig.recv_interval_iters`);
@@ -100,6 +104,19 @@ class EngineConfig:
     # batch_wait_iters iterations in a row. 0: off. Its PyExecutor skips it with attention DP
     batch_wait_iters: int = 0
     batch_wait_tokens_ratio: float = 0.0
+    # attention-DP balance (TRT-LLM's attention_dp_config with enable_balance: true; PyExecutor
+    # _balance_adp_requests), for an engine of adp_ranks > 1 attention-DP ranks. Every iteration:
+    # if every rank has a context request scheduled -- here: the iteration schedules >= adp_ranks
+    # prompts, as its balanced request assignment gives -- the counter restarts and the context
+    # work runs (after adp_balance_batching_iters more iterations in a row while every rank also
+    # has decodes: batching_wait_iters); otherwise the counter adds 1 and the context work is held
+    # back (the iteration runs decodes only) unless the counter reaches adp_balance_timeout_iters
+    # (it then restarts) or some rank has no decodes (here: fewer than adp_ranks decodes). The
+    # counter runs in iterations without any context work too, so a lone prompt waits for the
+    # counter's next wrap: on average half the timeout. 0: off (TRT-LLM's default)
+    adp_balance_timeout_iters: int = 0
+    adp_balance_batching_iters: int = 0
+    adp_ranks: int = 1
     # receive interval (SGLang's --scheduler-recv-interval, SchedulerRecvSkipper; 1: off, its
     # default): the scheduler polls for new requests at the top of its loop only when a counter
     # reaches N -- each decode iteration adds 1, a prefill iteration enough to poll at once, an
@@ -302,6 +319,10 @@ class Engine:
         self._reserve_bound_tokens = 0
         self._held_iters = 0  # batch waiting: iterations in a row the prefill chunks were held back
         self._hold_tokens = cfg.batch_wait_tokens_ratio * cfg.max_num_batched_tokens
+        # attention-DP balance: the counter is (iterations run - _adp_anchor) mod the timeout;
+        # _adp_batched: iterations held in a row for batching
+        self._adp_anchor = 0
+        self._adp_batched = 0
         # receive interval: requests routed here that the scheduler has not polled yet, and the
         # iteration count at its last poll (polls then fall every recv_interval_iters decode
         # iterations, and right after every prefill iteration)
@@ -430,6 +451,8 @@ class Engine:
             extra_s = self._swap_in(extra_s)
         if self.incoming:
             self._admit_incoming(now)
+        if cfg.adp_balance_timeout_iters and self.n_dec < cfg.adp_ranks:
+            self._adp_anchor = self.num_iterations  # attention-DP balance: a rank without decodes restarts the counter
         recv_k = self._poll() if self.inbox else 0  # > 0: decode iterations until the next poll
 
         if self.waiting or self.prefilling:
@@ -444,6 +467,11 @@ class Engine:
             end = self._decode_run(now, next_arrival, extra_s, max_k=min(k, recv_k) if recv_k else k)
             self._held_iters += self.num_iterations - k0
             return end
+        if chunks and cfg.adp_balance_timeout_iters:
+            k = self._adp_hold(len(chunks))
+            if k:  # context work held back: decodes only, to the counter's wrap or the next arrival
+                end = self._decode_run(now, next_arrival, extra_s, max_k=k)
+                return end
         if not chunks:
             if self.n_dec == 0:
                 # nothing runnable (e.g. KV full with only waiting work): idle until something changes
@@ -454,7 +482,8 @@ class Engine:
         # (a capped chunk leaves budget for other requests' chunks; batch waiting re-decides every
         # chunk; the scheduler polls its inbox after every prefill iteration)
         if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
-                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters and not self.inbox):
+                and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters and not cfg.adp_balance_timeout_iters
+                and not self.inbox):
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -476,6 +505,29 @@ class Engine:
             self._held_iters = 0
             return False
         return True
+
+    def _adp_hold(self, n_ctx: int) -> int:
+        """Attention-DP balance (`EngineConfig.adp_balance_timeout_iters`) for an iteration that
+        schedules n_ctx context requests: 0 to run them now (the counter restarts), else how many
+        decode-only iterations hold them back before the decision is due again."""
+        cfg, n = self.cfg, self.num_iterations
+        dp = cfg.adp_ranks
+        if self.n_dec < dp:  # a rank without decodes: run the context work at once
+            self._adp_anchor, self._adp_batched = n + 1, 0
+            return 0
+        if n_ctx >= dp:  # every rank has context work
+            self._adp_anchor = n + 1
+            if self._adp_batched < cfg.adp_balance_batching_iters:
+                self._adp_batched += 1
+                return 1
+            self._adp_batched = 0
+            return 0
+        T = cfg.adp_balance_timeout_iters
+        left = (self._adp_anchor + T - 1 - n) % T  # held iterations before the counter reaches T
+        if left == 0:
+            self._adp_anchor = n + 1
+            return 0
+        return left
 
     def _decode_on(self, end: float, next_arrival: float, horizon: float, outstanding: int) -> float:
         """While the next steps would be plain decode runs (no prefill left, nothing waiting) and
@@ -778,6 +830,7 @@ class Engine:
         end = now
         ptotal = r.ptotal[rid]
         iterations = 0
+        B, mnbt, cap = cfg.block_size, cfg.max_num_batched_tokens, self.cap_blocks
         while True:
             n = self.n_dec
             t = st.one_chunk(q, p, n, self.dec_base + n * self.tick if n else 0, n) + extra_s
@@ -788,10 +841,13 @@ class Engine:
             iterations += 1
             if n:
                 self._advance_ticks(1, end, t, n)
-            budget = cfg.max_num_batched_tokens - self.n_dec
-            if self.n_dec != n or ptotal - p <= budget or budget <= 0:
+            n1 = self.n_dec
+            budget = mnbt - n1
+            if n1 != n or ptotal - p <= budget or budget <= 0:
                 break
-            if self.blocks_used(1) + budget / cfg.block_size + 1 > self.cap_blocks:
+            # `blocks_used(1)` + the next chunk's blocks, inline (this loop runs once per chunk)
+            used = (self.dec_base + n1 * (self.tick + 1) + self.pref_tokens + (n1 + len(self.prefilling)) * (B - 1) * 0.5) / B
+            if used + budget / B + 1 > cap:
                 break
             q = budget
         r.prefilled[rid] = p

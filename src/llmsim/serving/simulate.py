@@ -126,6 +126,14 @@ class Deployment:
     # Like TRT-LLM, not applied with attention DP or without mixed prefill/decode iterations
     batch_wait_iters: int = 0
     batch_wait_tokens_ratio: float = 0.0
+    # attention-DP balance (TRT-LLM's `attention_dp_config: {enable_balance: true, timeout_iters,
+    # batching_wait_iters}`; off by default there, and 0 = off here): with attention DP, prompts
+    # wait until every rank has one, or until a counter of iterations reaches
+    # adp_balance_timeout_iters, or a rank has no decodes; adp_balance_batching_iters more
+    # iterations once every rank has one (`EngineConfig.adp_balance_timeout_iters`). TRT-LLM's
+    # defaults once enabled: 50 and 10. Aggregated and prefill engines with dp > 1
+    adp_balance_timeout_iters: int = 0
+    adp_balance_batching_iters: int = 0
     # receive interval (SGLang's `--scheduler-recv-interval`, 1 = off, its default): while only
     # decodes run, new requests reach the scheduler every recv_interval_iters decode
     # iterations (right after a prefill iteration, or at once when idle); the wait is part of
@@ -207,6 +215,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
+    adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
         # attention DP with chunked prefill: each rank's scheduler has its share of the budget, and
@@ -223,6 +232,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         batch_wait_iters=wait_iters,
         batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio) if wait_iters else 0.0,
         recv_interval_iters=int(dep.recv_interval_iters),  # (a decode-role engine ignores it)
+        adp_balance_timeout_iters=adp_t,
+        adp_balance_batching_iters=int(dep.adp_balance_batching_iters) if adp_t else 0,
+        adp_ranks=par.dp,
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -302,6 +314,12 @@ def simulate(
                "iterations new prefill work may be held back while decodes run (TRT-LLM batch_wait_timeout_iters); 0 = off")
     _check_fraction("batch_wait_tokens_ratio", dep.batch_wait_tokens_ratio,
                     "held prefill work runs once prompts + decodes reach this share of max_num_batched_tokens")
+    _check_int("adp_balance_timeout_iters", dep.adp_balance_timeout_iters, 0,
+               "iterations prompts may wait for every attention-DP rank to have one (TRT-LLM attention_dp_config.timeout_iters "
+               "with enable_balance; its default once enabled: 50); 0 = off")
+    _check_int("adp_balance_batching_iters", dep.adp_balance_batching_iters, 0,
+               "extra iterations of batching once every attention-DP rank has a prompt (TRT-LLM attention_dp_config."
+               "batching_wait_iters; its default: 10)")
     _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
     _check_int("seed", dep.seed, None, "e.g. seed=0; the same seed gives the same results")
@@ -593,6 +611,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # run, until prompts + decodes reach the ratio x budget (0: off; off with attention DP)
         "batch_wait_iters": int(builds[0].cfg.batch_wait_iters),
         "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio),
+        "adp_balance_timeout_iters": int(builds[0].cfg.adp_balance_timeout_iters),
+        "adp_balance_batching_iters": int(builds[0].cfg.adp_balance_batching_iters),
         # SGLang receive interval: decode iterations between the scheduler's polls for new requests (1: every one)
         "recv_interval_iters": int(builds[0].cfg.recv_interval_iters),
     }

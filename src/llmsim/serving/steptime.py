@@ -381,9 +381,11 @@ class StepTimeModel:
         body = self._body_memo.get(T)
         if body is None:
             body = self.body(T)
-        pre = self._pre_memo.get(p << 32 | q)
-        if pre is None:
-            pre = self.prefill_attention(q, p)
+        key = p << 32 | q
+        pre = self._pre_memo.get(key)
+        if pre is None:  # `prefill_attention`, its frames skipped (most chunks here are new shapes)
+            pre = self._pre_interp(q, p)
+            _remember(self._pre_memo, key, pre)
         t = body + pre + self.prefill_fixed_s
         h = self._head.get(sampling_rows)
         t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows

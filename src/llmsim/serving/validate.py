@@ -124,7 +124,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    fitted): TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
    `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
    (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
-   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`; SGLang
+   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`; TRT-LLM with DP
+   attention, the attention-DP balance its scripts switch on with it (`attention_dp_config`
+   `enable_balance: true`: DeepSeek-R1 / V3 `timeout_iters: 60, batching_wait_iters: 0`, gpt-oss
+   TRT-LLM's defaults 50 / 10; `EngineConfig.adp_balance_timeout_iters`); SGLang
    DeepSeek-R1 / V3 (`dsr1_fp4_b200.sh`, `dsr1_fp8_b200.sh`, reused for B300)
    `--scheduler-recv-interval` 10, or 30 from CONC 16 (`EngineConfig.recv_interval_iters`),
    and fp8's 32768 / 8192-token chunks (`_inferencex_sglang_deepseek`; their
@@ -376,7 +379,7 @@ def row_range_ratio(row: dict) -> float:
 
 
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
-                               conc: int = 1, weight_dtype: str = "") -> dict:
+                               conc: int = 1, weight_dtype: str = "", dp: int = 1) -> dict:
     """`Deployment` settings from the launch script of the InferenceMAX / InferenceX benchmark
     that measured `row` (rule 8c); {} for other rows and where the scripts set nothing that
     llmsim models differently from the backend's defaults."""
@@ -386,6 +389,15 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
+    if dp > 1 and model in ("deepseek-r1", "deepseek-v3", "gpt-oss-120b"):
+        # with DP attention the scripts enable TRT-LLM's attention-DP balance: DeepSeek
+        # (`dsr1_fp4_b200_trt.sh`, `dsr1_fp8_b200_trt*.sh`) `attention_dp_config: {batching_wait_iters:
+        # 0, enable_balance: true, timeout_iters: 60}`; gpt-oss (`gptoss_fp4_b200_trt.sh`)
+        # `{enable_balance: true}`, i.e. TRT-LLM's defaults timeout_iters 50, batching_wait_iters 10
+        adp = {"adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0} if model != "gpt-oss-120b" \
+            else {"adp_balance_timeout_iters": 50, "adp_balance_batching_iters": 10}
+    else:
+        adp = {}
     if model == "llama-3.1-70b":
         kw: dict = {"max_num_batched_tokens": 16384}
         # "For 1k/1k, use batch_wait_max_tokens_ratio and batch_wait_timeout_iters ..."
@@ -393,8 +405,8 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
             kw.update(batch_wait_iters=20, batch_wait_tokens_ratio=0.9)
         return kw
     if model == "gpt-oss-120b":
-        return {"max_num_batched_tokens": 20000}
-    return {}
+        return {"max_num_batched_tokens": 20000, **adp}
+    return adp
 
 
 def _inferencex_sglang_deepseek(model: str, tp: int, conc: int, weight_dtype: str) -> dict:
@@ -486,7 +498,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
                 )
             pools = {"pool": (tp, pp, dp, ep, 1)}
-            engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w)
+            engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
         else:
             ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
             dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
