@@ -275,3 +275,15 @@ def test_serve_adp_balance_options(capsys):
     assert held["ttft_ms"]["mean"] > free["ttft_ms"]["mean"]
     code, out, err = run_error(capsys, *base, "--adp-balance-timeout-iters", "-1")
     assert code != 0 and "adp_balance_timeout_iters must be an integer >= 0" in out + err
+
+
+def test_serve_prefill_moe_layer_option(capsys):
+    """--prefill-moe-layer-us reaches the simulation (a MoE model's TTFT grows) and the JSON; a negative value is an error."""
+    base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "vllm",
+            "--concurrency", "1", "--num-requests", "2", "--isl", "1000", "--osl", "4", "--json"]
+    slow = run_json(capsys, *base, "--prefill-moe-layer-us", "500")
+    off = run_json(capsys, *base, "--prefill-moe-layer-us", "0")
+    assert (slow["prefill_moe_layer_s"], off["prefill_moe_layer_s"]) == (5e-4, 0.0)
+    assert slow["ttft_ms"]["mean"] - off["ttft_ms"]["mean"] == pytest.approx(32 * 0.5, rel=1e-6)  # 32 MoE layers
+    code, out, err = run_error(capsys, *base, "--prefill-moe-layer-us", "-5")
+    assert code != 0 and "prefill_moe_layer_s must be a finite number >= 0" in out + err

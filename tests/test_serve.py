@@ -858,6 +858,47 @@ def test_prefill_fixed_time_applies_to_prefill_iterations_of_roofline_gpus_only(
         == StepTimeModel(spec, par, prec, cmk).one_chunk(1000, 0, 3, 3000, 4)
 
 
+def test_prefill_moe_layer_time_applies_to_moe_layers_of_roofline_gpus():
+    # Backend.prefill_moe_layer_s x MoE layers joins the fixed time of prefill iterations where the
+    # roofline times the GPU; a dense model has no MoE layer to pay it, and a GPU timed by measured
+    # kernel tables pays neither part
+    from llmsim.cost.model import CostModel
+    from llmsim.estimate import resolve_kernels
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models.catalog import get_model
+    from llmsim.serving.steptime import StepTimeModel
+
+    gpu = get_gpu("h100-sxm")
+    cm, cmk = CostModel(gpu), CostModel(gpu, resolve_kernels("auto", gpu))
+    assert cmk.kernels is not None
+    moe, dense = get_model("qwen3-235b-a22b"), get_model(MODEL)
+    par, fp8 = Parallel(tp=8, ep=8), Precision.make("fp8", None, None)
+    h = 500e-6
+    base, fixed = StepTimeModel(moe, par, fp8, cm), StepTimeModel(moe, par, fp8, cm, prefill_layer_s=h, prefill_moe_layer_s=2 * h)
+    assert moe.num_moe_layers == 94 == moe.num_layers
+    assert fixed.prefill_fixed_s == pytest.approx(94 * h + 94 * 2 * h)
+    assert fixed.one_chunk(1000, 0, 3, 3000, 4) - base.one_chunk(1000, 0, 3, 3000, 4) == pytest.approx(94 * 3 * h)
+    assert fixed.decode_step(16, 16 * 500) == base.decode_step(16, 16 * 500)
+    ds = get_model("deepseek-v3")  # 3 leading dense layers: only the 58 MoE layers pay the MoE part
+    assert StepTimeModel(ds, Parallel(tp=8), fp8, cm, prefill_moe_layer_s=h).prefill_fixed_s == pytest.approx(58 * h)
+    assert StepTimeModel(dense, Parallel(), Precision(), cm, prefill_moe_layer_s=h).prefill_fixed_s == 0.0
+    tabled = StepTimeModel(moe, par, fp8, cmk, prefill_layer_s=h, prefill_moe_layer_s=h)
+    assert (tabled.prefill_fixed_s, tabled.prefill_moe_layer_s) == (0.0, 0.0)
+    # end to end: one client, one-chunk prompts -> each TTFT grows by exactly 94 x 0.5 ms; JSON key
+    wl = make_workload(num_requests=4, isl=1000, osl=20, concurrency=1, seed=0)
+    kw = dict(model="qwen3-235b-a22b", pool=Pool("h100-sxm", tp=8, ep=8), weight_dtype="fp8", kernels="none", backend="trtllm",
+              prefill_layer_s=0.0)
+    r0 = simulate(Deployment(**kw, prefill_moe_layer_s=0.0), wl).summary
+    r1 = simulate(Deployment(**kw, prefill_moe_layer_s=h), wl).summary
+    assert r1["prefill_moe_layer_s"] == h and r0["prefill_moe_layer_s"] == 0.0
+    assert r1["ttft_ms"]["mean"] - r0["ttft_ms"]["mean"] == pytest.approx(94 * h * 1e3, rel=1e-6)
+    assert simulate(Deployment(**dict(kw, kernels="auto"), prefill_moe_layer_s=h), wl).summary["prefill_moe_layer_s"] == 0.0
+    for bad in (-1e-3, float("nan"), "1", True):
+        with pytest.raises(LlmsimError, match="prefill_moe_layer_s"):
+            simulate(Deployment(**kw, prefill_moe_layer_s=bad), wl)
+
+
 def test_prefill_fixed_time_enters_ttft_once_per_prefill():
     # one client, prompts of one chunk: each TTFT grows by exactly the fixed time of one prefill
     # iteration; decodes run alone, so TPOT does not move

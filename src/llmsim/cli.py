@@ -154,6 +154,8 @@ def serve(
     frontend_us_per_token: Optional[float] = typer.Option(None, help="override the backend's serial front-end (API server) time per prompt token, in µs"),
     prefill_layer_us: Optional[float] = typer.Option(None, help="override the backend's fixed time per model layer of an iteration that runs "
                                                      "prefill, in µs (0: off; never applied where measured kernel tables time the GPU)"),
+    prefill_moe_layer_us: Optional[float] = typer.Option(None, help="override the backend's fixed time per MoE layer of an iteration that runs "
+                                                         "prefill, in µs (0: off; MoE models only; never applied where measured kernel tables time the GPU)"),
     moe_efficiency: Optional[float] = typer.Option(None, help="override the backend's fraction of the dense GEMM's compute rate that its fused-MoE "
                                                    "expert GEMMs reach, in (0, 1] (MoE models only)"),
     kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
@@ -192,6 +194,7 @@ def serve(
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
         prefill_layer_s=None if prefill_layer_us is None else prefill_layer_us / 1e6, moe_efficiency=moe_efficiency,
+        prefill_moe_layer_s=None if prefill_moe_layer_us is None else prefill_moe_layer_us / 1e6,
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
         adp_balance_batching_iters=adp_balance_batching_iters, seed=seed,

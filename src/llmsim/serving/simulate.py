@@ -98,6 +98,7 @@ class Deployment:
     cpu_overhead_s: float | None = None
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
     prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
+    prefill_moe_layer_s: float | None = None  # None: the backend's (`Backend.prefill_moe_layer_s`)
     moe_efficiency: float | None = None  # None: the backend's (`Backend.moe_efficiency`)
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
@@ -211,8 +212,10 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     kernels = resolve_kernels(dep.kernels, gpu)
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s, prefill_layer_s=dep.prefill_layer_s,
+                  prefill_moe_layer_s=dep.prefill_moe_layer_s,
                   moe_efficiency=dep.moe_efficiency)
-    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s)
+    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
+                         be.prefill_moe_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
@@ -307,6 +310,9 @@ def simulate(
     if dep.prefill_layer_s is not None:
         _check_seconds("prefill_layer_s", dep.prefill_layer_s,
                        "fixed seconds per model layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
+    if dep.prefill_moe_layer_s is not None:
+        _check_seconds("prefill_moe_layer_s", dep.prefill_moe_layer_s,
+                       "fixed seconds per MoE layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
     if dep.moe_efficiency is not None:
         _check_fraction("moe_efficiency", dep.moe_efficiency,
                         "fraction of the dense GEMM's compute rate the fused-MoE expert GEMMs reach, in (0, 1] (e.g. 0.5)", positive=True)
@@ -591,6 +597,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # fixed time per model layer of an iteration that runs prefill, on the engine that
         # prefills (0 where measured kernel tables time the GPU)
         "prefill_layer_s": float(builds[0].st.prefill_layer_s),
+        # and per MoE layer (the fused-MoE prefill path; no effect on dense models), likewise
+        "prefill_moe_layer_s": float(builds[0].st.prefill_moe_layer_s),
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
         "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)

@@ -6,8 +6,9 @@ a precision, fixed input/output lengths (ISL/OSL), a closed loop of N clients an
 layout, either aggregated (`mode=agg`) or prefill/decode-disaggregated (`mode=disagg`). For
 every row this module builds the `Deployment` and closed-loop `Workload` that reproduce that
 benchmark, runs `simulate`, and reports predicted vs measured mean TTFT and TPOT with the
-absolute percentage error (APE, in percent). Nothing is fitted per row; four backend parameters
-(`Backend.cpu_per_seq_s`, `Backend.disagg_handoff_s`, `Backend.prefill_layer_s`, `Backend.moe_efficiency`) were chosen on the train half of these
+absolute percentage error (APE, in percent). Nothing is fitted per row; five backend parameters
+(`Backend.cpu_per_seq_s`, `Backend.disagg_handoff_s`, `Backend.prefill_layer_s`, `Backend.moe_efficiency`,
+`Backend.prefill_moe_layer_s`) were chosen on the train half of these
 rows' configurations (`benchmarks/validate_serving.py` reports train and held-out). Rows
 that cannot be modelled are kept with status 'skipped' and the reason -- never dropped.
 
