@@ -830,7 +830,6 @@ class Engine:
         end = now
         ptotal = r.ptotal[rid]
         iterations = 0
-        B, mnbt, cap = cfg.block_size, cfg.max_num_batched_tokens, self.cap_blocks
         while True:
             n = self.n_dec
             t = st.one_chunk(q, p, n, self.dec_base + n * self.tick if n else 0, n) + extra_s
@@ -841,13 +840,10 @@ class Engine:
             iterations += 1
             if n:
                 self._advance_ticks(1, end, t, n)
-            n1 = self.n_dec
-            budget = mnbt - n1
-            if n1 != n or ptotal - p <= budget or budget <= 0:
+            budget = cfg.max_num_batched_tokens - self.n_dec
+            if self.n_dec != n or ptotal - p <= budget or budget <= 0:
                 break
-            # `blocks_used(1)` + the next chunk's blocks, inline (this loop runs once per chunk)
-            used = (self.dec_base + n1 * (self.tick + 1) + self.pref_tokens + (n1 + len(self.prefilling)) * (B - 1) * 0.5) / B
-            if used + budget / B + 1 > cap:
+            if self.blocks_used(1) + budget / cfg.block_size + 1 > self.cap_blocks:
                 break
             q = budget
         r.prefilled[rid] = p
