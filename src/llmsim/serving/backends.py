@@ -90,8 +90,8 @@ never adjusted per benchmark row:
   layer, DeepSeek-R1's (58 MoE layers) 50-84 ms above it, growing little with the prompt. So the
   fixed prefill time splits into a part per layer and a larger part per MoE layer (routing,
   token permutation, fused-MoE set-up). TRT-LLM 0.25 ms per layer + 1.5 ms per MoE layer (its
-  `prefill_layer_s` was 1.0 ms); 0 for vLLM and SGLang (their train / held-out rows got worse
-  with it). Applying it on every GPU instead (no kernel table times a fused-MoE kernel either)
+  `prefill_layer_s` was 1.0 ms); 0 for vLLM (its train rows got worse at every point) and SGLang
+  (its held-out rows did not improve). Applying it on every GPU instead (no kernel table times a fused-MoE kernel either)
   scored worse: TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE, although at
   c <= 8 they too sat 73 ms above the simulation. FITTED: see `PREFILL_MOE_LAYER_S`.
 - `moe_efficiency`: the share of the dense GEMM's compute rate that the engine's fused-MoE
@@ -243,12 +243,13 @@ MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 #          (0.5, 1.25)  26.0/10.1 (18.05)  (0.5, 1.5)   27.4/10.5 (18.95)  (0.5, 2.0)  28.3/10.7 (19.5)
 #          (0.5, 3.0)   36.3/10.9 (23.6)   (0.25, 0.75) 29.4/9.3  (19.35)  (0.25, 1.0) 28.0/9.6  (18.8)
 #          (0.25, 1.5)  25.6/10.2 (17.9)   (0.25, 2.0)  27.4/10.7 (19.05)               -> (0.25, 1.5)
-#   vllm   (0.5, 0) 20.7/10.5 (15.6)  (0.5, 0.5) 23.5/13.2 (18.35)  (0.5, 1.0) 29.6/14.9 (22.25)
-#          (0.25, 0) 31.9/10.1 (21.0)  (0.25, 0.5) 21.9/11.6 (16.75)  (0.25, 1.0) 29.1/13.7 (21.4)  -> (0.5, 0)
-#   sglang (1.0, 0) 32.2/12.2 (22.2)  (1.0, 0.5) 29.0/11.1 (20.05)  (0.5, 0.5) 32.5/12.2 (22.35)
-#          (0.5, 1.0) 29.3/11.1 (20.2)                                                          -> (1.0, 0)
-# (vLLM's and SGLang's points were run with the MoE part on every GPU, the first form; both forms
-# leave the H100 rows of those engines' MoE models almost alone at these sizes.) SGLang's train
+#   vllm   (0.5, 0) 20.7/10.5 (15.6)  (0.5, 0.5) 24.6/12.8 (18.7)  (0.25, 0.5) 23.4/11.5 (17.45)
+#          (0.25, 0) 31.9/10.1 (21.0)                                                           -> (0.5, 0)
+#          with the MoE part on every GPU (the first form, below): (0.5, 0.5) 23.5/13.2 (18.35),
+#          (0.5, 1.0) 29.6/14.9 (22.25), (0.25, 0.5) 21.9/11.6 (16.75), (0.25, 1.0) 29.1/13.7 (21.4)
+#   sglang (1.0, 0) 32.2/12.2 (22.2)  (1.0, 0.5) 29.0/11.1 (20.05)  (0.5, 1.0) 29.3/11.1 (20.2)
+#          (0.5, 0.5, first form) 32.5/12.2 (22.35)                                              -> (1.0, 0)
+# (SGLang's modelled rows have no H100 MoE model, so both forms give it the same numbers.) SGLang's train
 # criterion fell 2.15 points at (1.0, 0.5), all of it from its aggregated rows (TTFT 32.7 -> 26.8%)
 # while its disaggregated train TTFT went 28.4 -> 36.7%; on the held-out half the criterion did not
 # improve (20.1 -> 20.2; disagg TTFT 29.0 -> 33.6%), so SGLang keeps 0. TRT-LLM's minimum is a shallow
