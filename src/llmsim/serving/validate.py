@@ -379,6 +379,13 @@ def row_range_ratio(row: dict) -> float:
     return INFERENCEX_RANGE_RATIO if row_data_source(row).startswith("InferenceX") else RANGE_RATIO
 
 
+# (timeout_iters, batching_wait_iters) of the attention-DP balance InferenceX's TRT-LLM scripts switch
+# on with DP attention: DeepSeek (`dsr1_fp4_b200_trt.sh`, `dsr1_fp8_b200_trt*.sh`) `attention_dp_config:
+# {batching_wait_iters: 0, enable_balance: true, timeout_iters: 60}`; gpt-oss (`gptoss_fp4_b200_trt.sh`)
+# `{enable_balance: true}`, i.e. TRT-LLM's `AttentionDpConfig` defaults 50 / 10
+_TRTLLM_ADP_BALANCE = {"deepseek-r1": (60, 0), "deepseek-v3": (60, 0), "gpt-oss-120b": (50, 10)}
+
+
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
                                conc: int = 1, weight_dtype: str = "", dp: int = 1) -> dict:
     """`Deployment` settings from the launch script of the InferenceMAX / InferenceX benchmark
@@ -390,15 +397,8 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
-    if dp > 1 and model in ("deepseek-r1", "deepseek-v3", "gpt-oss-120b"):
-        # with DP attention the scripts enable TRT-LLM's attention-DP balance: DeepSeek
-        # (`dsr1_fp4_b200_trt.sh`, `dsr1_fp8_b200_trt*.sh`) `attention_dp_config: {batching_wait_iters:
-        # 0, enable_balance: true, timeout_iters: 60}`; gpt-oss (`gptoss_fp4_b200_trt.sh`)
-        # `{enable_balance: true}`, i.e. TRT-LLM's defaults timeout_iters 50, batching_wait_iters 10
-        adp = {"adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0} if model != "gpt-oss-120b" \
-            else {"adp_balance_timeout_iters": 50, "adp_balance_batching_iters": 10}
-    else:
-        adp = {}
+    balance = _TRTLLM_ADP_BALANCE.get(model) if dp > 1 else None
+    adp = {"adp_balance_timeout_iters": balance[0], "adp_balance_batching_iters": balance[1]} if balance else {}
     if model == "llama-3.1-70b":
         kw: dict = {"max_num_batched_tokens": 16384}
         # "For 1k/1k, use batch_wait_max_tokens_ratio and batch_wait_timeout_iters ..."
