@@ -255,8 +255,9 @@ def main() -> None:
                            range_ratio=a.range_ratio)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
-                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); five parameters fitted on the train half "
-                  f"(Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency and prefill_moe_layer_s, see the train / held-out table); protocol "
+                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); five backend parameters and the HGX Blackwell "
+                  f"(b200 / b300) efficiency fitted on the train half (Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency, "
+                  f"prefill_moe_layer_s; gpus.yaml mem_bw_fraction and compute fractions; see the train / held-out table); protocol "
                   f"{a.rounds} x concurrency requests, first {a.warmup_rounds} x concurrency excluded\n")
     rep.render(console)
     rows = rep.rows
@@ -264,7 +265,8 @@ def main() -> None:
     console.print(targets_table(rows))
     train_keys, _ = split(rows)
     console.print(stats_table(f"train / held-out halves (seed-{SPLIT_SEED} split of (model, system, layout); "
-                              "Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency and prefill_moe_layer_s were chosen on the train half)",
+                              "Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s and the b200 / b300 "
+                              "efficiency were chosen on the train half)",
                               group(ok, lambda r: f"{r['backend']}/{r['mode']} "
                                                   f"{'train' if config_key(r) in train_keys else 'held-out'}"), "backend/mode half"))
     console.print(stats_table("error structure: by client concurrency (agg)", group([r for r in ok if r["mode"] == "agg"],

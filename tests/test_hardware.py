@@ -106,7 +106,24 @@ def test_every_entry_is_complete_and_plausible(gpu: GPUSpec):
     assert gpu.nvlink_domain_size == 1 or gpu.nvlink_bandwidth_gbps > 0
     assert gpu.nvlink_bandwidth_gbps == 0 or gpu.nvlink_bandwidth_gbps > gpu.pcie_bandwidth_gbps
     assert gpu.nic_bandwidth_gbps <= max(gpu.pcie_bandwidth_gbps, 100)
-    assert gpu.efficiency == Efficiency()  # uncalibrated chips inherit the defaults
+    if gpu.name in _FITTED_EFFICIENCY:  # fitted on the shared serving rows (gpus.yaml header)
+        fitted = {k: v for k, v in gpu.efficiency.model_dump().items() if v != getattr(Efficiency(), k)}
+        assert fitted == _FITTED_EFFICIENCY[gpu.name]
+    else:
+        assert gpu.efficiency == Efficiency()  # uncalibrated chips inherit the defaults
+
+
+# HGX Blackwell: H100's bandwidth fraction -> 0.9, the GEMM / FMHA peak fractions x 0.85
+_HGX_BLACKWELL = {"mem_bw_fraction": 0.9, "gemm_peak_fraction": 0.7565, "gemm_lowp_peak_fraction": 0.51595,
+                  "gemm_block_fp8_peak_fraction": 0.43435, "attn_peak_fraction": 0.78625, "attn_lowp_peak_fraction": 0.5202}
+_FITTED_EFFICIENCY = {"b200": _HGX_BLACKWELL, "b300": _HGX_BLACKWELL}
+
+
+def test_hgx_blackwell_efficiency_is_h100s_scaled():
+    """The fitted HGX Blackwell values are H100's compute fractions x 0.85 (not free per field)."""
+    d = Efficiency()
+    for f in ("gemm_peak_fraction", "gemm_lowp_peak_fraction", "gemm_block_fp8_peak_fraction", "attn_peak_fraction", "attn_lowp_peak_fraction"):
+        assert _HGX_BLACKWELL[f] == pytest.approx(0.85 * getattr(d, f), rel=1e-12), f
 
 
 def test_fp8_presence():

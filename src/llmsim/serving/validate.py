@@ -8,8 +8,8 @@ every row this module builds the `Deployment` and closed-loop `Workload` that re
 benchmark, runs `simulate`, and reports predicted vs measured mean TTFT and TPOT with the
 absolute percentage error (APE, in percent). Nothing is fitted per row; five backend parameters
 (`Backend.cpu_per_seq_s`, `Backend.disagg_handoff_s`, `Backend.prefill_layer_s`, `Backend.moe_efficiency`,
-`Backend.prefill_moe_layer_s`) were chosen on the train half of these
-rows' configurations (`benchmarks/validate_serving.py` reports train and held-out). Rows
+`Backend.prefill_moe_layer_s`) and the HGX Blackwell (b200 / b300) roofline efficiency
+(`hardware/data/gpus.yaml`) were chosen on the train half of these rows' configurations (`benchmarks/validate_serving.py` reports train and held-out). Rows
 that cannot be modelled are kept with status 'skipped' and the reason -- never dropped.
 
 Mapping rules (assumptions a reader of the numbers must know):
