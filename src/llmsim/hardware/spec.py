@@ -38,7 +38,8 @@ class Efficiency(BaseModel):
     tile sizes are integers read off the train-split per-wave timings, not least-squares
     fitted; elementwise_launch_s and comm_bw_fraction are priors (no table measures them).
     Other chips inherit these values until calibrated on their own measurements
-    (`llmsim.calibrate.fit_efficiency`); most are fractions of the chip's own peaks, counts,
+    (`llmsim.calibrate.fit_efficiency`) -- except b200 / b300, whose bandwidth and GEMM / FMHA
+    peak fractions were fitted on the shared serving rows (gpus.yaml header); most are fractions of the chip's own peaks, counts,
     or per-wave / per-kernel latencies.
     """
 
