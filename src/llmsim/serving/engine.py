@@ -786,12 +786,7 @@ class Engine:
             for rid in finishing:  # a prefill engine's finished requests leave it
                 del rank[rid]
         else:
-            ctx = self.dec_base + n_dec * self.tick if n_dec else 0
-            if len(chunks) == 1:
-                q, p = chunks[0]
-                t = self.st.one_chunk(q, p, n_dec, ctx, rows) + extra_s
-            else:
-                t = self.st.iteration(chunks, n_dec, ctx, rows) + extra_s
+            t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
         end = now + t
         # apply prefill progress (chunks were taken in self.prefilling order)
         prefilling, prefilled = self.prefilling, r.prefilled

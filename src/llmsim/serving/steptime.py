@@ -367,30 +367,16 @@ class StepTimeModel:
         T = n_decode
         for q, _p in chunks:
             T += q
-        # `body`, `prefill_attention` and `_tail` with their memos looked up here (see below)
-        t = self._body_memo.get(T)
-        if t is None:
-            t = self.body(T)
-        pre_memo = self._pre_memo
+        t = self.body(T)
         for q, p in chunks:
-            key = p << 32 | q
-            pre = pre_memo.get(key)
-            if pre is None:
-                pre = self._pre_interp(q, p)
-                _remember(pre_memo, key, pre)
-            t += pre
+            t += self.prefill_attention(q, p)
         if chunks:
             t += self.prefill_fixed_s
-        h = self._head.get(sampling_rows)
-        tail = (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
-        if n_decode:
-            tail += self.decode_attention(n_decode, decode_ctx_sum)
-        return t + tail
+        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
 
-    # `iteration` above and the two calls below are the simulator's innermost code (a few per
-    # simulated request), so they look up the memos of `body`, `prefill_attention` and `head`
-    # themselves and fall back to those methods on a miss. Same values, same order of additions
-    # as the methods.
+    # The two calls below are the simulator's innermost code (a few per simulated request), so
+    # they look up the memos of `body`, `prefill_attention` and `head` themselves and fall back
+    # to those methods on a miss. Same values, same order of additions as the methods.
 
     def one_chunk(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """`iteration` with one prefill chunk: q new tokens after p cached."""
