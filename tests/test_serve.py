@@ -858,6 +858,40 @@ def test_prefill_fixed_time_applies_to_prefill_iterations_of_roofline_gpus_only(
         == StepTimeModel(spec, par, prec, cmk).one_chunk(1000, 0, 3, 3000, 4)
 
 
+def test_prefill_table_moe_layer_time_applies_to_moe_layers_of_table_timed_gpus():
+    # Backend.prefill_table_moe_layer_s x MoE layers is the fixed prefill time on a GPU whose kernel
+    # tables time the dense GEMMs and attention (no table times a fused-MoE kernel): a dense model
+    # pays nothing there, a roofline-timed GPU uses prefill_layer_s / prefill_moe_layer_s instead
+    from llmsim.cost.model import CostModel
+    from llmsim.estimate import resolve_kernels
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models.catalog import get_model
+    from llmsim.serving.backends import BACKENDS, PREFILL_LAYER_S
+    from llmsim.serving.steptime import StepTimeModel
+
+    gpu = get_gpu("h100-sxm")
+    cm, cmk = CostModel(gpu), CostModel(gpu, resolve_kernels("auto", gpu))
+    assert cmk.kernels is not None
+    oss, dense = get_model("gpt-oss-120b"), get_model(MODEL)
+    h = 500e-6
+    tabled = StepTimeModel(oss, Parallel(tp=2), Precision(), cmk, prefill_layer_s=2 * h, prefill_table_moe_layer_s=h)
+    assert tabled.prefill_fixed_s == pytest.approx(oss.num_moe_layers * h) and tabled.prefill_moe_layer_s == h
+    base = StepTimeModel(oss, Parallel(tp=2), Precision(), cmk)
+    assert tabled.one_chunk(1000, 0, 3, 3000, 4) - base.one_chunk(1000, 0, 3, 3000, 4) == pytest.approx(oss.num_moe_layers * h)
+    assert tabled.decode_step(16, 16 * 500) == base.decode_step(16, 16 * 500)
+    assert StepTimeModel(dense, Parallel(), Precision(), cmk, prefill_table_moe_layer_s=h).prefill_fixed_s == 0.0
+    roof = StepTimeModel(oss, Parallel(tp=2), Precision(), cm, prefill_layer_s=2 * h, prefill_table_moe_layer_s=h)
+    assert roof.prefill_fixed_s == pytest.approx(oss.num_layers * 2 * h)
+    # the backends: vLLM applies its own prefill_layer_s per MoE layer there, TRT-LLM and SGLang nothing
+    assert BACKENDS["vllm"].prefill_table_moe_layer_s == PREFILL_LAYER_S["vllm"]
+    assert BACKENDS["trtllm"].prefill_table_moe_layer_s == BACKENDS["sglang"].prefill_table_moe_layer_s == 0.0
+    wl = make_workload(num_requests=4, isl=1000, osl=20, concurrency=1, seed=0)
+    kw = dict(model="gpt-oss-120b", pool=Pool("h100-sxm", tp=2), weight_dtype="fp4", act_dtype="bf16", kernels="auto")
+    r_v = simulate(Deployment(**kw, backend="vllm"), wl).summary
+    assert r_v["prefill_moe_layer_s"] == PREFILL_LAYER_S["vllm"] and r_v["prefill_layer_s"] == 0.0
+
+
 def test_prefill_moe_layer_time_applies_to_moe_layers_of_roofline_gpus():
     # Backend.prefill_moe_layer_s x MoE layers joins the fixed time of prefill iterations where the
     # roofline times the GPU; a dense model has no MoE layer to pay it, and a GPU timed by measured

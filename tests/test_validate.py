@@ -297,6 +297,41 @@ def test_kernels_option_applies_to_matching_gpus_only(tmp_path):
         validate_silicon(None, rows=rows, kernels=str(tmp_path / "no-such-dir"))
 
 
+def test_aiconfigurator_gap_analysis_rows_run_the_generators_benchmark_recipe():
+    # rule 8d: AIConfigurator's benchmark-mode rules size an aggregated worker's token budget to
+    # max_batch_size + ISL + 1500 per attention-DP rank; applied to vLLM gap-analysis rows only
+    from llmsim.serving.validate import AIC_RECIPE_BACKENDS, aiconfigurator_engine_settings, build_deployment, plan_row
+
+    gap = "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/vllm/0.12.0/Qwen_Qwen3-32B.csv; silicon_concurrency=8"
+    base = dict(model_path="Qwen/Qwen3-32B", system="h100_sxm", precision="bf16", backend="vllm", batch_size="8", tp_size="2",
+                isl="1024", osl="1024", silicon_data_source=gap, silicon_ttft_ms="154", silicon_tpot_ms="15.9")
+    p = plan_row(row(id="q32_gap_c8", **base))
+    assert not p.reason and p.dep_kwargs["engine"] == {"max_num_batched_tokens": 8 + 1024 + 1500}
+    assert "AIConfigurator benchmark recipe" in p.note
+    assert build_deployment(p.dep_kwargs).max_num_batched_tokens == 2532
+    assert plan_row(row(id="q32_gap_4k_c64", **dict(base, isl="4096", batch_size="64",
+                                                    silicon_data_source=gap.replace("=8", "=64")))).dep_kwargs["engine"] == {
+        "max_num_batched_tokens": 64 + 4096 + 1500}
+    # per attention-DP rank: (batch_size + ISL + 1500) x dp
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "vllm", "agg", 1024, 64, 4) == {
+        "max_num_batched_tokens": (16 + 1024 + 1500) * 4}
+    # other sources, disaggregated rows and backends outside AIC_RECIPE_BACKENDS keep the defaults
+    ix = "source_file=2026-04-06.csv; model=Qwen3-32B; silicon_concurrency=8"
+    assert plan_row(row(id="q32_ix_c8", **dict(base, silicon_data_source=ix))).dep_kwargs["engine"] == {}
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "vllm", "disagg", 1024, 8) == {}
+    assert AIC_RECIPE_BACKENDS == ("vllm",)
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "trtllm", "agg", 1024, 8) == {}
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "sglang", "agg", 1024, 8) == {}
+    # the smaller budget splits the clients' lock-step prefill: the simulated TTFT falls against the
+    # same benchmark (fixed lengths) from a source without the recipe
+    own = "source_file=my_bench.csv; silicon_concurrency=8"
+    assert plan_row(row(id="q32_own_c8", **dict(base, silicon_data_source=own))).dep_kwargs["engine"] == {}
+    rep = validate_silicon(None, rows=[row(id="q32_gap_c8", **base), row(id="q32_own_c8", **dict(base, silicon_data_source=own))])
+    recipe, default = rep.rows
+    assert recipe["status"] == default["status"] == "ok"
+    assert recipe["predicted_ttft_ms"] < 0.6 * default["predicted_ttft_ms"]
+
+
 def test_inferencex_rows_run_their_launch_scripts_settings():
     # rule 8c: TRT-LLM Llama-3.1-70B InferenceX rows run --max_num_tokens 16384, and batch waiting
     # (20 iterations, ratio 0.9) exactly where the script switches it on: ISL = OSL = 1024, TP < 8

@@ -94,6 +94,12 @@ never adjusted per benchmark row:
   (its held-out rows did not improve). Applying it on every GPU instead (no kernel table times a fused-MoE kernel either)
   scored worse: TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE, although at
   c <= 8 they too sat 73 ms above the simulation. FITTED: see `PREFILL_MOE_LAYER_S`.
+- `prefill_table_moe_layer_s`: the fixed prefill time per MoE layer on GPUs whose measured
+  kernel tables time the dense GEMMs and attention (H100). `prefill_layer_s` is kept off those
+  GPUs because their dense layers show no gap, but no table times a fused-MoE kernel: vLLM's H100
+  gpt-oss-120b rows measured 32-59 ms TTFT at c = 4, ISL 1k, against 18-36 ms simulated. vLLM
+  applies its `prefill_layer_s` (0.5 ms) to each MoE layer there; TRT-LLM and SGLang 0.
+  FITTED (a choice per backend on the train half): see `PREFILL_TABLE_MOE_LAYER_S`.
 - `moe_efficiency`: the share of the dense GEMM's compute rate that the engine's fused-MoE
   expert GEMMs reach on their useful FLOPs: a routed-expert GEMM (op kind `moe_gemm`) takes at
   least flops / (P f moe_efficiency), P f the dense roofline's rate (`CostModel.moe_efficiency`).
@@ -261,6 +267,20 @@ MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 # TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE.
 PREFILL_MOE_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 1.5e-3}
 
+# Fixed time per MoE layer of an iteration that runs prefill on GPUs whose measured kernel tables time
+# the dense GEMMs and attention (H100: `Backend.prefill_table_moe_layer_s`). The tables time no
+# fused-MoE kernel, so the reason `prefill_layer_s` is kept off table-timed GPUs (their dense layers
+# showed no such gap) does not hold for a MoE layer. vLLM: its own `prefill_layer_s` (0.5 ms), not
+# refitted. Checked on the seed-0 train / held-out halves (TTFT / TPOT median APE, with rule 8d of
+# llmsim.serving.validate in place): vLLM agg train 18.0/8.0 -> 16.4/8.0, held-out 17.1/9.9 ->
+# 13.9/10.1 (the H100 gpt-oss-120b and MiniMax-M2.5 rows: at c = 4, ISL 1k, gpt-oss-120b measured
+# 32-59 ms against 18-36 ms simulated without it); TRT-LLM with its 0.25 ms: train 25.3/9.2 ->
+# 25.7/9.2, held-out 24.0/8.6 -> 23.8/8.8, so TRT-LLM keeps 0 (its H100 Qwen3-235B rows sit under at
+# c <= 8 and over at high concurrency); SGLang has no MoE rows on a GPU with tables: 0. With the
+# per-MoE-layer part added too (vLLM 0.5 + 0, TRT-LLM 0.25 + 1.5 ms per MoE layer) the H100 MoE rows'
+# TTFT went 33.7 -> 96.5% median APE (22.2% with the per-layer part alone).
+PREFILL_TABLE_MOE_LAYER_S = {"vllm": PREFILL_LAYER_S["vllm"], "sglang": 0.0, "trtllm": 0.0}
+
 # Front end (API server) time per prompt token, serial over the prompts sent to one replica:
 # the engines tokenise and set requests up in one API-server process before the engine sees
 # them. Off by default: on the shared silicon rows' train half, 0 / 0.5 / 1 us per token gave
@@ -304,6 +324,7 @@ class Backend:
     large_gpu_max_num_seqs: int = 0  # the default on GPUs with >= LARGE_GPU_SEQS_GIB of HBM other than A100 (0: no change)
     moe_efficiency: float = 1.0
     prefill_moe_layer_s: float = 0.0
+    prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -331,16 +352,16 @@ class Backend:
 BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
                     prefill_layer_s=PREFILL_LAYER_S["vllm"], moe_efficiency=MOE_EFFICIENCY["vllm"],
-                    prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"]),
+                    prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
-                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"]),
+                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"],
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
-                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"]),
+                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"]),
 }
 
 

@@ -215,7 +215,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   prefill_moe_layer_s=dep.prefill_moe_layer_s,
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
-                         be.prefill_moe_layer_s)
+                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
