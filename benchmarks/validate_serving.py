@@ -13,16 +13,17 @@ x mode, per backend, per mode and overall; the issue's targets (median APE <= 10
 (by client concurrency, by model, by system); skipped rows grouped by reason; wall time.
 
 Nothing is fitted in the default run: the backends' parameters are the named defaults of
-`llmsim/serving/backends.py`. All but six were chosen before any comparison with these rows;
+`llmsim/serving/backends.py`. All but seven were chosen before any comparison with these rows;
 `cpu_per_seq_s` (15 us per sequence per attention-DP rank), `disagg_handoff_s` (per backend:
 vllm / sglang 150 ms, trtllm 50 ms per prefill -> decode hand-off, refitted after `prefill_layer_s`), `prefill_layer_s`
 (per backend: vllm 0.5, sglang 1.0, trtllm 0.25 ms per model layer of an iteration that runs
 prefill, on GPUs without measured kernel tables), `moe_efficiency` (vllm 0.2, sglang 0.2,
 trtllm 1.0: the share of the dense GEMM rate the fused-MoE expert GEMMs reach, fitted jointly
-with `prefill_layer_s`) and `prefill_moe_layer_s` (trtllm 1.5 ms more per MoE layer of a prefill
+with `prefill_layer_s`) and `prefill_moe_layer_s` (trtllm 0.75 ms more per MoE layer of a prefill
 iteration on the same GPUs, vllm / sglang 0; fitted jointly with `prefill_layer_s`) and
 `prefill_table_moe_layer_s` (vllm 0.5 ms per MoE layer of a prefill iteration on GPUs whose kernel
-tables time the rest, trtllm / sglang 0) were chosen on the train half of the seed-0 configuration
+tables time the rest, trtllm / sglang 0) and `prefill_mla_layer_s` (trtllm 0.75 ms per layer of an
+MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) were chosen on the train half of the seed-0 configuration
 split, as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
 `llmsim.serving.validate`), so a table of the train and held-out halves is printed too.
 
@@ -257,9 +258,9 @@ def main() -> None:
                            range_ratio=a.range_ratio)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
-                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); six backend parameters, the HGX Blackwell "
+                  f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); seven backend parameters, the HGX Blackwell "
                   f"(b200 / b300) efficiency and the backends of AIConfigurator's recipe (rule 8d) chosen on the train half (Backend.cpu_per_seq_s, "
-                  f"disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s, prefill_table_moe_layer_s; gpus.yaml mem_bw_fraction "
+                  f"disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s, prefill_table_moe_layer_s, prefill_mla_layer_s; gpus.yaml mem_bw_fraction "
                   f"and compute fractions; see the train / held-out table); protocol "
                   f"{a.rounds} x concurrency requests, first {a.warmup_rounds} x concurrency excluded\n")
     rep.render(console)
@@ -269,7 +270,7 @@ def main() -> None:
     train_keys, _ = split(rows)
     console.print(stats_table(f"train / held-out halves (seed-{SPLIT_SEED} split of (model, system, layout); "
                               "Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s, "
-                              "prefill_table_moe_layer_s, the b200 / b300 efficiency and rule 8d's backends were chosen on the train half)",
+                              "prefill_table_moe_layer_s, prefill_mla_layer_s, the b200 / b300 efficiency and rule 8d's backends were chosen on the train half)",
                               group(ok, lambda r: f"{r['backend']}/{r['mode']} "
                                                   f"{'train' if config_key(r) in train_keys else 'held-out'}"), "backend/mode half"))
     console.print(stats_table("error structure: by client concurrency (agg)", group([r for r in ok if r["mode"] == "agg"],

@@ -858,6 +858,38 @@ def test_prefill_fixed_time_applies_to_prefill_iterations_of_roofline_gpus_only(
         == StepTimeModel(spec, par, prec, cmk).one_chunk(1000, 0, 3, 3000, 4)
 
 
+def test_prefill_mla_layer_time_applies_to_mla_models_on_roofline_gpus():
+    # Backend.prefill_mla_layer_s x layers joins the fixed prefill time of a multi-head-latent-
+    # attention model (DeepSeek: all 61 layers) on a roofline-timed GPU; a GQA MoE model (gpt-oss)
+    # and a GPU with kernel tables pay none of it
+    from llmsim.cost.model import CostModel
+    from llmsim.estimate import resolve_kernels
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models.catalog import get_model
+    from llmsim.serving.backends import BACKENDS
+    from llmsim.serving.steptime import StepTimeModel
+
+    b200, h100 = get_gpu("b200-sxm"), get_gpu("h100-sxm")
+    ds, oss = get_model("deepseek-v3"), get_model("gpt-oss-120b")
+    fp8, h = Precision.make("fp8", None, None), 400e-6
+    st = StepTimeModel(ds, Parallel(tp=8), fp8, CostModel(b200), prefill_mla_layer_s=h)
+    assert ds.is_mla and st.prefill_fixed_s == pytest.approx(61 * h) and st.prefill_mla_layer_s == h
+    base = StepTimeModel(ds, Parallel(tp=8), fp8, CostModel(b200))
+    assert st.one_chunk(1000, 0, 3, 3000, 4) - base.one_chunk(1000, 0, 3, 3000, 4) == pytest.approx(61 * h)
+    assert st.decode_step(16, 16 * 500) == base.decode_step(16, 16 * 500)
+    assert StepTimeModel(oss, Parallel(tp=2), fp8, CostModel(b200), prefill_mla_layer_s=h).prefill_fixed_s == 0.0
+    tabled = StepTimeModel(ds, Parallel(tp=8), fp8, CostModel(h100, resolve_kernels("auto", h100)), prefill_mla_layer_s=h)
+    assert tabled.prefill_fixed_s == 0.0 and tabled.prefill_mla_layer_s == 0.0
+    # TRT-LLM: 0.25 ms per layer + 0.75 ms per MoE layer + 0.75 ms per MLA layer; the others none per MLA layer
+    trt = BACKENDS["trtllm"]
+    assert (trt.prefill_layer_s, trt.prefill_moe_layer_s, trt.prefill_mla_layer_s) == (0.25e-3, 0.75e-3, 0.75e-3)
+    assert BACKENDS["vllm"].prefill_mla_layer_s == BACKENDS["sglang"].prefill_mla_layer_s == 0.0
+    wl = make_workload(num_requests=2, isl=1000, osl=10, concurrency=1, seed=0)
+    r = simulate(Deployment(model="deepseek-v3", pool=Pool("b200-sxm", tp=8), weight_dtype="fp8", backend="trtllm"), wl).summary
+    assert r["prefill_mla_layer_s"] == 0.75e-3 and r["prefill_moe_layer_s"] == 0.75e-3
+
+
 def test_prefill_table_moe_layer_time_applies_to_moe_layers_of_table_timed_gpus():
     # Backend.prefill_table_moe_layer_s x MoE layers is the fixed prefill time on a GPU whose kernel
     # tables time the dense GEMMs and attention (no table times a fused-MoE kernel): a dense model

@@ -90,10 +90,17 @@ never adjusted per benchmark row:
   layer, DeepSeek-R1's (58 MoE layers) 50-84 ms above it, growing little with the prompt. So the
   fixed prefill time splits into a part per layer and a larger part per MoE layer (routing,
   token permutation, fused-MoE set-up). TRT-LLM 0.25 ms per layer + 1.5 ms per MoE layer (its
-  `prefill_layer_s` was 1.0 ms); 0 for vLLM (its train rows got worse at every point) and SGLang
+  `prefill_layer_s` was 1.0 ms), since split into 0.75 ms per MoE layer and 0.75 ms per MLA layer
+  (`prefill_mla_layer_s`); 0 for vLLM (its train rows got worse at every point) and SGLang
   (its held-out rows did not improve). Applying it on every GPU instead (no kernel table times a fused-MoE kernel either)
   scored worse: TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE, although at
   c <= 8 they too sat 73 ms above the simulation. FITTED: see `PREFILL_MOE_LAYER_S`.
+- `prefill_mla_layer_s`: more fixed time per layer of a multi-head-latent-attention model
+  (DeepSeek-V3 / R1, Kimi-K2.5) in an iteration that runs prefill, on GPUs without kernel tables.
+  TRT-LLM's per-MoE-layer time had been fitted on rows dominated by DeepSeek, whose MoE layers
+  are MLA layers too; the GQA gpt-oss-120b (B200) then sat at twice its measured TTFT at low
+  concurrency. TRT-LLM 0.75 ms (and 0.75 ms per MoE layer), vLLM / SGLang 0. FITTED: see
+  `PREFILL_MLA_LAYER_S`.
 - `prefill_table_moe_layer_s`: the fixed prefill time per MoE layer on GPUs whose measured
   kernel tables time the dense GEMMs and attention (H100). `prefill_layer_s` is kept off those
   GPUs because their dense layers show no gap, but no table times a fused-MoE kernel: vLLM's H100
@@ -265,7 +272,21 @@ MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 # first form, the MoE part on every GPU (no kernel table times a fused-MoE kernel), was fitted first
 # and dropped: at its best point (0.5, 0.75) train 30.2/9.5 (19.85), held-out 26.3/10.4, and
 # TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE.
-PREFILL_MOE_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 1.5e-3}
+PREFILL_MOE_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 0.75e-3}
+
+# TRT-LLM's per-MoE-layer time above was fitted on rows dominated by DeepSeek-R1 / V3, whose layers are
+# also multi-head latent attention (MLA): on the B200 gpt-oss-120b rows (GQA, 36 MoE layers) its 1.5 ms
+# gave 63 ms of fixed time to every prefill iteration, TTFT at c = 4, ISL 1k predicted ~80 ms against
+# ~40 ms measured at every TP, and TPOT up to 2x over at high concurrency (the prefill iterations
+# stall the decodes). So the fixed time splits into a part per MoE layer and a part per MLA layer
+# (`Backend.prefill_mla_layer_s`; an MLA prefill runs more kernels per layer: the latent KV's
+# up-projection, the rope split, separate activation quantisation). FITTED on the train half (criterion:
+# mean of TRT-LLM's TTFT and TPOT median APE over its train rows, agg and disagg), as a share x of the
+# 1.5 ms that non-MLA MoE layers keep, with MLA MoE layers at 1.5 ms: x = 1 (before) 25.7/10.0 (17.87),
+# 0 28.9/8.9 (18.98), 0.25 24.5/9.2 (16.83), 0.5 20.4/9.6 (15.00), 0.75 24.1/9.9 (16.98) -> 0.5: 0.75 ms
+# per MoE layer plus 0.75 ms per MLA layer (DeepSeek's 58 MoE of 61 layers: 89 ms of fixed time, 87
+# before). Held-out criterion 18.40 -> 17.96. vLLM / SGLang: 0 (their per-MoE-layer time is 0 too).
+PREFILL_MLA_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 0.75e-3}
 
 # Fixed time per MoE layer of an iteration that runs prefill on GPUs whose measured kernel tables time
 # the dense GEMMs and attention (H100: `Backend.prefill_table_moe_layer_s`). The tables time no
@@ -277,7 +298,7 @@ PREFILL_MOE_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 1.5e-3}
 # 32-59 ms against 18-36 ms simulated without it); TRT-LLM with its 0.25 ms: train 25.3/9.2 ->
 # 25.7/9.2, held-out 24.0/8.6 -> 23.8/8.8, so TRT-LLM keeps 0 (its H100 Qwen3-235B rows sit under at
 # c <= 8 and over at high concurrency); SGLang has no MoE rows on a GPU with tables: 0. With the
-# per-MoE-layer part added too (vLLM 0.5 + 0, TRT-LLM 0.25 + 1.5 ms per MoE layer) the H100 MoE rows'
+# per-MoE-layer part added too (vLLM 0.5 + 0, TRT-LLM 0.25 + 1.5 ms per MoE layer, its value then) the H100 MoE rows'
 # TTFT went 33.7 -> 96.5% median APE (22.2% with the per-layer part alone).
 PREFILL_TABLE_MOE_LAYER_S = {"vllm": PREFILL_LAYER_S["vllm"], "sglang": 0.0, "trtllm": 0.0}
 
@@ -325,6 +346,7 @@ class Backend:
     moe_efficiency: float = 1.0
     prefill_moe_layer_s: float = 0.0
     prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
+    prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -361,7 +383,8 @@ BACKENDS: dict[str, Backend] = {
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"],
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
-                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"]),
+                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],
+                      prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"]),
 }
 
 

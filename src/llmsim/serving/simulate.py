@@ -215,7 +215,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   prefill_moe_layer_s=dep.prefill_moe_layer_s,
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
-                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s)
+                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
@@ -597,8 +597,11 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # fixed time per model layer of an iteration that runs prefill, on the engine that
         # prefills (0 where measured kernel tables time the GPU)
         "prefill_layer_s": float(builds[0].st.prefill_layer_s),
-        # and per MoE layer (the fused-MoE prefill path; no effect on dense models), likewise
+        # and per MoE layer (the fused-MoE prefill path; no effect on dense models), likewise --
+        # on GPUs with kernel tables the backend's prefill_table_moe_layer_s
         "prefill_moe_layer_s": float(builds[0].st.prefill_moe_layer_s),
+        # and per layer of a multi-head-latent-attention model (0 for others), roofline GPUs only
+        "prefill_mla_layer_s": float(builds[0].st.prefill_mla_layer_s),
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
         "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)

@@ -14,7 +14,8 @@ An engine iteration's time splits into parts that depend on different aspects of
 - prefill_fixed: `Backend.prefill_layer_s` x layers + `Backend.prefill_moe_layer_s` x MoE
   layers on roofline-timed GPUs; on GPUs whose measured kernel tables time the dense GEMMs and
   attention, `Backend.prefill_table_moe_layer_s` x MoE layers (no table times a fused-MoE
-  kernel). Fitted; see backends.py.
+  kernel); plus `Backend.prefill_mla_layer_s` x layers of an MLA model on roofline-timed GPUs.
+  Fitted; see backends.py.
 
 With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
 chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
@@ -143,7 +144,7 @@ class StepTimeModel:
 
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                  cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
-                 prefill_table_moe_layer_s: float = 0.0):
+                 prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         self.cpu_overhead_s = cpu_overhead_s
         self.cpu_per_seq_s = cpu_per_seq_s
@@ -156,7 +157,10 @@ class StepTimeModel:
         # `Backend.prefill_moe_layer_s`), likewise only where no kernel tables time the GPU; where
         # they do, they time no fused-MoE kernel, so its MoE layers take `prefill_table_moe_layer_s`
         self.prefill_moe_layer_s = prefill_moe_layer_s if cost.kernels is None else prefill_table_moe_layer_s
-        self.prefill_fixed_s = self.prefill_layer_s * model.num_layers + self.prefill_moe_layer_s * model.num_moe_layers
+        # and more per multi-head-latent-attention layer (`Backend.prefill_mla_layer_s`), likewise
+        self.prefill_mla_layer_s = prefill_mla_layer_s if cost.kernels is None and model.is_mla else 0.0
+        self.prefill_fixed_s = (self.prefill_layer_s * model.num_layers + self.prefill_moe_layer_s * model.num_moe_layers
+                                + self.prefill_mla_layer_s * model.num_layers)
         # host time per sequence in the batch, per attention-DP rank (each rank schedules its own share)
         self._per_row_s = cpu_per_seq_s / max(par.dp, 1)
         self.builder = OpBuilder(model, par, prec)

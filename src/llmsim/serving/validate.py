@@ -6,9 +6,10 @@ a precision, fixed input/output lengths (ISL/OSL), a closed loop of N clients an
 layout, either aggregated (`mode=agg`) or prefill/decode-disaggregated (`mode=disagg`). For
 every row this module builds the `Deployment` and closed-loop `Workload` that reproduce that
 benchmark, runs `simulate`, and reports predicted vs measured mean TTFT and TPOT with the
-absolute percentage error (APE, in percent). Nothing is fitted per row; six backend parameters
+absolute percentage error (APE, in percent). Nothing is fitted per row; seven backend parameters
 (`Backend.cpu_per_seq_s`, `Backend.disagg_handoff_s`, `Backend.prefill_layer_s`, `Backend.moe_efficiency`,
-`Backend.prefill_moe_layer_s`, `Backend.prefill_table_moe_layer_s`), the backends rule 8d applies to,
+`Backend.prefill_moe_layer_s`, `Backend.prefill_table_moe_layer_s`, `Backend.prefill_mla_layer_s`), the
+backends rule 8d applies to,
 and the HGX Blackwell (b200 / b300) roofline efficiency
 (`hardware/data/gpus.yaml`) were chosen on the train half of these rows' configurations (`benchmarks/validate_serving.py` reports train and held-out). Rows
 that cannot be modelled are kept with status 'skipped' and the reason -- never dropped.
