@@ -254,7 +254,10 @@ def test_each_row_is_simulated_with_its_benchmarks_length_spread():
 
     assert row_range_ratio({"silicon_data_source": "source_file=2026-04-06.csv; model=GPT-OSS-120B; silicon_concurrency=4"}) == 0.8
     assert row_range_ratio({"silicon_data_source": "db-dump/2026-04-27; config_id=8; silicon_concurrency=16"}) == 0.8
-    assert row_range_ratio({"silicon_data_source": "source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=64"}) == 1.0
+    # AIConfigurator's gap analyses of InferenceX measurements repeat InferenceX rows: InferenceX's recipe
+    kimi = {"silicon_data_source": "source_file=kimi-k2.5-gap-analysis.csv; silicon_concurrency=64"}
+    assert row_data_source(kimi) == "InferenceX via AIConfigurator gap analysis" and row_range_ratio(kimi) == 0.8
+    assert row_range_ratio({"silicon_data_source": "source_file=/x/aic-auto-gap-analysis/data/q.csv"}) == 1.0
     assert row_range_ratio({"silicon_data_source": "db; silicon_concurrency=8"}) == 1.0 == row_range_ratio({})
     ix = dict(ROWS[0], silicon_data_source="source_file=2026-03-25.csv; silicon_concurrency=8")
     assert plan_row(ix).range_ratio == 0.8 and plan_row(ROWS[0]).range_ratio == 1.0
@@ -318,6 +321,8 @@ def test_aiconfigurator_gap_analysis_rows_run_the_generators_benchmark_recipe():
     # other sources, disaggregated rows and backends outside AIC_RECIPE_BACKENDS keep the defaults
     ix = "source_file=2026-04-06.csv; model=Qwen3-32B; silicon_concurrency=8"
     assert plan_row(row(id="q32_ix_c8", **dict(base, silicon_data_source=ix))).dep_kwargs["engine"] == {}
+    copy = "source_file=qwen3-32b-gap-analysis.csv; silicon_concurrency=8"  # a gap analysis of InferenceX rows
+    assert plan_row(row(id="q32_copy_c8", **dict(base, silicon_data_source=copy))).dep_kwargs["engine"] == {}
     assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "vllm", "disagg", 1024, 8) == {}
     assert AIC_RECIPE_BACKENDS == ("vllm",)
     assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "trtllm", "agg", 1024, 8) == {}

@@ -293,7 +293,8 @@ PREFILL_MLA_LAYER_S = {"vllm": 0.0, "sglang": 0.0, "trtllm": 0.75e-3}
 # fused-MoE kernel, so the reason `prefill_layer_s` is kept off table-timed GPUs (their dense layers
 # showed no such gap) does not hold for a MoE layer. vLLM: its own `prefill_layer_s` (0.5 ms), not
 # refitted. Checked on the seed-0 train / held-out halves (TTFT / TPOT median APE, with rule 8d of
-# llmsim.serving.validate in place): vLLM agg train 18.0/8.0 -> 16.4/8.0, held-out 17.1/9.9 ->
+# llmsim.serving.validate in place, before the Kimi-K2.5 gap-analysis copies were re-labelled as
+# InferenceX rows; they run on B200, which this parameter does not touch): vLLM agg train 18.0/8.0 -> 16.4/8.0, held-out 17.1/9.9 ->
 # 13.9/10.1 (the H100 gpt-oss-120b and MiniMax-M2.5 rows: at c = 4, ISL 1k, gpt-oss-120b measured
 # 32-59 ms against 18-36 ms simulated without it); TRT-LLM with its 0.25 ms: train 25.3/9.2 ->
 # 25.7/9.2, held-out 24.0/8.6 -> 23.8/8.8, so TRT-LLM keeps 0 (its H100 Qwen3-235B rows sit under at

@@ -91,8 +91,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    presence does (TTFT bias -44% -> -20% on that sample). Option `stagger=True` instead
    spreads the first round's output lengths over 1..OSL (clients' phases spread uniformly; a
    sensitivity check, not the default). Lengths follow the row's recipe (`row_range_ratio`):
-   InferenceMAX / InferenceX rows (`silicon_data_source` 'source_file=2026-....csv', or a
-   'db-dump' of its GitHub-workflow results) were measured with `--random-range-ratio 0.8`
+   InferenceMAX / InferenceX rows (`silicon_data_source` 'source_file=2026-....csv', a
+   'db-dump' of its GitHub-workflow results, or AIConfigurator's gap analyses of InferenceX
+   measurements, 'source_file=kimi-k2.5-gap-analysis.csv': each of those 93 rows repeats an
+   InferenceX row's measurement) were measured with `--random-range-ratio 0.8`
    (InferenceMAX README, "Benchmark Client Configuration"), so their prompt and output lengths
    are drawn uniformly from [0.8 L, L]; other rows (AIConfigurator's gap-analysis collector, a
    user's own CSV) get fixed lengths (`RANGE_RATIO = 1`); `range_ratio=` / CLI `--range-ratio`
@@ -138,7 +140,8 @@ Mapping rules (assumptions a reader of the numbers must know):
    Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
    1k/1k batch waiting at c >= 64) are not applied.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
-   'AIConfigurator gap analysis': Dynamo deployments AIConfigurator generated and benchmarked) runs
+   'AIConfigurator gap analysis', '.../aic-auto-gap-analysis/data/...': Dynamo deployments
+   AIConfigurator generated and benchmarked; not its gap analyses of InferenceX rows) runs
    the generator's benchmark-mode settings where they change scheduling
    (`aiconfigurator_engine_settings`; facts from ai-dynamo/aiconfigurator `generator/rule_plugin/
    benchmark/*.rule` and `generator/config/backend_config_mapping.yaml`, not fitted): an aggregated
@@ -379,8 +382,10 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
 def row_data_source(row: dict) -> str:
     """Which harness measured `row`, from its `silicon_data_source`: 'InferenceX <file>' for
     InferenceMAX / InferenceX's files ('source_file=2026-04-06.csv'), 'InferenceX db-dump' for a
-    dump of its GitHub-workflow results database, 'AIConfigurator gap analysis' for
-    AIConfigurator's own collector, else 'other' (a user's own CSV)."""
+    dump of its GitHub-workflow results database, 'InferenceX via AIConfigurator gap analysis' for
+    AIConfigurator's comparisons against InferenceX measurements ('kimi-k2.5-gap-analysis.csv'),
+    'AIConfigurator gap analysis' for AIConfigurator's own collector (Dynamo deployments it
+    generated: '.../aic-auto-gap-analysis/data/...'), else 'other' (a user's own CSV)."""
     src = str(row.get("silicon_data_source") or "").strip()
     if src.startswith("db-dump"):
         return "InferenceX db-dump"
@@ -390,6 +395,11 @@ def row_data_source(row: dict) -> str:
     f = m.group(1).strip()
     if re.fullmatch(r"20\d\d-\d\d-\d\d\.csv", f):
         return "InferenceX " + f
+    if re.fullmatch(r"[\w.-]+-gap-analysis\.csv", f):
+        # AIConfigurator's gap analyses of InferenceX measurements ('kimi-k2.5-gap-analysis.csv',
+        # aic_database_mode=SILICON): all 93 such rows repeat an InferenceX row's measurement
+        # (same model and ISL/OSL, TTFT within 0.01 ms), so they ran InferenceX's recipe
+        return "InferenceX via AIConfigurator gap analysis"
     return "AIConfigurator gap analysis" if "gap" in f else "other"
 
 
