@@ -153,7 +153,6 @@ class StepTimeModel:
         # only where no measured kernel tables time this GPU's operators
         self.prefill_layer_s = prefill_layer_s if cost.kernels is None else 0.0
         # and more per MoE layer (the fused-MoE path: routing, token permutation, kernel set-up;
-        # `Backend.prefill_moe_layer_s`), likewise only where no kernel tables time the GPU
         # `Backend.prefill_moe_layer_s`), likewise only where no kernel tables time the GPU; where
         # they do, they time no fused-MoE kernel, so its MoE layers take `prefill_table_moe_layer_s`
         self.prefill_moe_layer_s = prefill_moe_layer_s if cost.kernels is None else prefill_table_moe_layer_s

@@ -151,8 +151,9 @@ Mapping rules (assumptions a reader of the numbers must know):
    once -- about two 1k prompts fit an iteration -- so their lock-step breaks up as it did on the
    real servers: vLLM's H100 Qwen3-32B rows went from TTFT 48.0% (predicted / measured median
    1.43) to 11.5% (1.00) median APE, and TPOT 6.8 -> 4.6%. Applied to vLLM only
-   (`AIC_RECIPE_BACKENDS`), the choice made on the train half: TRT-LLM's collector rows with it
-   went train 25.3 -> 28.8% TTFT median APE (held-out 24.0 -> 19.0%) -- their c <= 16 rows, whose
+   (`AIC_RECIPE_BACKENDS`), the choice made on the train half: TRT-LLM's agg rows with it went
+   train 25.3 -> 28.8% TTFT median APE (held-out 24.0 -> 19.0%; measured before
+   `Backend.prefill_mla_layer_s`, which does not touch these H100 rows) -- their c <= 16 rows, whose
    measured TTFT grows with OSL (about one closed-loop inter-completion gap, E2E / c, for a reason
    not modelled), fall further under -- and SGLang's recipe (`max_prefill_tokens = ISL + 1500`,
    `enable_mixed_chunk`) made its collector rows 12.6 -> 78.3% (11.3% with the prefill cap alone,
