@@ -536,7 +536,6 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             notes.append("block-scaled fp8 checkpoint (128x128 weight blocks): fp8_block GEMMs")
         base["precision"] = label
         conc = _concurrency_from_source(row)
-        aic: dict = {}  # rule 8d (aggregated rows only)
         if mode == "agg":
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
             _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
@@ -554,7 +553,12 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                 )
             pools = {"pool": (tp, pp, dp, ep, 1)}
             engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
-            aic = aiconfigurator_engine_settings(row, be.name, mode, isl, conc, dp)
+            if engine:
+                notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in engine.items()))
+            aic = aiconfigurator_engine_settings(row, be.name, mode, isl, conc, dp)  # rule 8d
+            if aic:
+                notes.append("AIConfigurator benchmark recipe: " + ", ".join(f"{k}={v}" for k, v in aic.items()))
+                engine = {**engine, **aic}
         else:
             ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
             dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
@@ -595,11 +599,6 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             # unless the benchmark's launch script sets one (rule 8c)
             "engine": engine,
         }
-        if engine:
-            notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in engine.items()))
-        if aic:
-            plan.dep_kwargs["engine"] = {**engine, **aic}
-            notes.append("AIConfigurator benchmark recipe: " + ", ".join(f"{k}={v}" for k, v in aic.items()))
     except LlmsimError as e:
         plan.reason = e.message
     plan.note = "; ".join(notes)
