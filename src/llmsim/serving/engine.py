@@ -52,7 +52,7 @@ import math
 from array import array
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -189,7 +189,7 @@ class Requests:
     per-slot list filled by `acquire` in streaming mode.
     """
 
-    _FIELDS: ClassVar[dict[str, tuple[str, float]]] = {  # name: (typecode, initial value)
+    _FIELDS: ClassVar[dict[str, tuple[str, Any]]] = {  # name: (typecode, initial value)
         "inp": ("q", 0), "out": ("q", 0),
         "arrival": ("d", math.nan), "t_sched": ("d", math.nan), "t_first": ("d", math.nan), "t_finish": ("d", math.nan),
         "gen": ("q", 0),  # tokens generated before the current phase
@@ -206,6 +206,21 @@ class Requests:
     # `Engine.add`; tick0 on joining the decode set; cached on admission; t_first at the first
     # token; t_finish at the end)
     _RESET: ClassVar[tuple[str, ...]] = ("t_sched", "gen", "prefilled", "preemptions")
+    # the `_FIELDS` arrays, declared so that the compiled build (setup.py) knows them
+    inp: array
+    out: array
+    arrival: array
+    t_sched: array
+    t_first: array
+    t_finish: array
+    gen: array
+    ptotal: array
+    prefilled: array
+    cached: array
+    tick0: array
+    ver: array
+    preemptions: array
+    engine: array
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
         n = len(input_len)
@@ -218,8 +233,7 @@ class Requests:
     @classmethod
     def recycled(cls, prefix_hashes: bool, hash_block_tokens: int = 512, slots: int = 64) -> Requests:
         """Empty slot arrays for streaming mode (`prefix_hashes`: keep per-slot hash ids)."""
-        r = cls.__new__(cls)
-        r._alloc(0, [] if prefix_hashes else None, hash_block_tokens)
+        r = cls([], [], [] if prefix_hashes else None, hash_block_tokens)
         r._grow(slots)
         return r
 
@@ -282,10 +296,10 @@ class Engine:
         # token gaps (s) and their counts not yet binned into `itl`; None when ITL is not kept
         self._itl_v: array | None = array("d") if itl is not None else None
         self._itl_c = array("q")
-        self.waiting: deque[int] = deque()  # new and recompute-preempted requests
+        self.waiting: Any = deque()  # new and recompute-preempted requests (a deque, or `_RankQueues`)
         self._ranked = cfg.random_rank_queues > 1 and cfg.role == "prefill" and cfg.chunked_prefill
         if self._ranked:  # per-rank queues (`_RankQueues`); ranks drawn from a fixed-seed stream
-            self.waiting = _RankQueues(cfg.random_rank_queues, f"{cfg.rank_seed}:{eid}")  # type: ignore[assignment]
+            self.waiting = _RankQueues(cfg.random_rank_queues, f"{cfg.rank_seed}:{eid}")
             # each rank's budget: max_chunk_tokens, else an even share of the engine's
             self._chunk_cap = min(self._chunk_cap, max(cfg.max_num_batched_tokens // cfg.random_rank_queues, 1))
         self.swapped: deque[int] = deque()
@@ -458,7 +472,7 @@ class Engine:
         if self.waiting or self.prefilling:
             chunks, finishing = self._schedule_prefill(now)
         else:
-            chunks = finishing = None
+            chunks, finishing = [], []
         if chunks and cfg.batch_wait_iters and self.n_dec and self.mixing and self._hold(chunks):
             # batch waiting: this iteration (and the next ones, up to the timeout or an event)
             # runs the decodes only; the held requests stay admitted
@@ -721,7 +735,8 @@ class Engine:
         """`_schedule_prefill` with a queue per attention-DP rank (`random_rank_queues`): each rank
         continues its partly prefilled requests, then admits from its own queue, up to its own
         budget. Reorders `prefilling` so that the scheduled requests come first, in chunk order."""
-        cfg, r, rq = self.cfg, self.r, self.waiting
+        cfg, r = self.cfg, self.r
+        rq: Any = self.waiting
         cap = self._chunk_cap
         left = [cap] * rq.dp
         rank = rq.rank

@@ -185,10 +185,8 @@ class StepTimeModel:
         self._pre1: dict[tuple[int, int], float] = {}
         self._pre1_memo: dict[int, float] = {}
         self._pre1_interp = _Bilinear(self._pre1_exact, (32, 1.1), (32, 1.1))
-        if self._dp > 1:  # chosen once here, so the dp = 1 hot paths below carry no check
-            self.iteration = self._iteration_dp
-            self.one_chunk = self._one_chunk_dp
-            self.decode_step = self._decode_step_dp
+        # (iteration, one_chunk and decode_step hand dp > 1 to their `_dp` forms: one check per
+        # call; the compiled build, setup.py, allows no per-instance method override)
 
     # ------------------------------------------------------------------ parts
     def _sum(self, batch: Batch, keep) -> float:
@@ -369,6 +367,8 @@ class StepTimeModel:
     # ------------------------------------------------------------------ whole iteration
     def iteration(self, chunks: list[tuple[int, int]], n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """Seconds for one iteration: prefill `chunks` (new, cached) + n_decode decode tokens."""
+        if self._dp > 1:
+            return self._iteration_dp(chunks, n_decode, decode_ctx_sum, sampling_rows)
         if len(chunks) == 1:
             q, p = chunks[0]
             return self.one_chunk(q, p, n_decode, decode_ctx_sum, sampling_rows)
@@ -388,6 +388,8 @@ class StepTimeModel:
 
     def one_chunk(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """`iteration` with one prefill chunk: q new tokens after p cached."""
+        if self._dp > 1:
+            return self._one_chunk_dp(q, p, n_decode, decode_ctx_sum, sampling_rows)
         T = n_decode + q
         body = self._body_memo.get(T)
         if body is None:
@@ -406,6 +408,8 @@ class StepTimeModel:
 
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
+        if self._dp > 1:
+            return self._decode_step_dp(n, ctx_sum)
         body = self._body_memo.get(n)
         if body is None:
             body = self.body(n)
