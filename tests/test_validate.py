@@ -383,3 +383,26 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     held, free = rep.rows
     assert held["status"] == free["status"] == "ok"
     assert held["predicted_ttft_ms"] > 10 * held["predicted_tpot_ms"] + free["predicted_ttft_ms"]
+
+
+def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
+    # rule 4c: InferenceX's DeepSeek-R1 B200 TRT-LLM MTP benchmarks ran on their own image
+    # (1.2.0rc6.post3; the plain ones on post2); llmsim does not simulate speculative decoding
+    from llmsim.serving.validate import row_speculative_decoding
+
+    src = ("source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency=4; measured=2026-02-06T17:21:58Z; "
+           "wip=False; image=nvcr.io#nvidia/tensorrt-llm/release:1.2.0rc6.post{}")
+    base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                backend="trtllm", tp_size="8", moe_tp_size="8", batch_size="4", isl="1024", osl="1024", silicon_ttft_ms="90", silicon_tpot_ms="5")
+    mtp = plan_row(row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3))))
+    assert "speculative decoding" in mtp.reason and "dsr1-fp8-b200-trt-mtp" in mtp.reason
+    stp = plan_row(row(id="dsr1_stp_c4", **dict(base, silicon_data_source=src.format(2))))
+    assert not stp.reason and stp.dep_kwargs
+    # the image -> configuration fact is InferenceX's: a user's own benchmark on that image is modelled
+    own = plan_row(row(id="own_c4", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=4; "
+                                                                        "image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3")))
+    assert not own.reason
+    assert row_speculative_decoding({"silicon_data_source": "db-dump/2026-04-27; silicon_concurrency=4"}) is None
+    # listed, not dropped
+    rep = validate_silicon(None, rows=[row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3)))])
+    assert rep.rows[0]["status"] == "skipped" and "speculative decoding" in rep.rows[0]["reason"]

@@ -55,6 +55,18 @@ Mapping rules (assumptions a reader of the numbers must know):
    `tp = moe_tp x moe_ep` encoding artefact of some sources. Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
+4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
+   decoding (draft tokens, multi-token prediction), and a row measured with it generates several
+   tokens per decode step. InferenceX ran its single-node B200 TRT-LLM DeepSeek-R1 benchmarks in
+   two configurations on separate images: `dsr1-fp4-b200-trt` / `dsr1-fp8-b200-trt` on
+   tensorrt-llm release 1.2.0rc6.post2, and `dsr1-fp4-b200-trt-mtp` / `dsr1-fp8-b200-trt-mtp`,
+   every search-space row `spec-decoding: mtp`, on 1.2.0rc6.post3 (SemiAnalysisAI/InferenceX
+   `.github/configs/nvidia-master.yaml`, every version from about February to May 2026), so an
+   InferenceX row whose `silicon_data_source` names the post3 image (`SPEC_DECODING_IMAGES`) was
+   measured with MTP. Those 88 rows' (ISL/OSL, layout, concurrency) grid is the -mtp entries'
+   search space, and their measured TPOT is 1.15-2.25x faster than simulated (median per
+   layout and ISL/OSL) where the post2 rows' is 0.7-1.4x. (InferenceX's SGLang DeepSeek MTP entry ran the same image as its plain
+   one from late March 2026, so SGLang rows cannot be told apart and are all kept.)
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -418,6 +430,24 @@ def row_range_ratio(row: dict) -> float:
 _TRTLLM_ADP_BALANCE = {"deepseek-r1": (60, 0), "deepseek-v3": (60, 0), "gpt-oss-120b": (50, 10)}
 
 
+# Serving images that ran only speculative-decoding benchmarks (rule 4c): image -> the benchmark
+# configurations that used it. Facts from SemiAnalysisAI/InferenceX .github/configs/nvidia-master.yaml
+# (Apache-2.0): the -mtp entries' `image:` and their rows' `spec-decoding: mtp`; the plain entries
+# ran ...1.2.0rc6.post2.
+SPEC_DECODING_IMAGES = {
+    "nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3":
+        "InferenceX dsr1-fp4-b200-trt-mtp / dsr1-fp8-b200-trt-mtp, spec-decoding: mtp",
+}
+
+
+def row_speculative_decoding(row: dict) -> str | None:
+    """The benchmark configuration with speculative decoding that measured `row` (rule 4c), or None."""
+    if not row_data_source(row).startswith("InferenceX"):
+        return None
+    m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
+    return SPEC_DECODING_IMAGES.get(m.group(1).replace("#", "/")) if m else None
+
+
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
                                conc: int = 1, weight_dtype: str = "", dp: int = 1) -> dict:
     """`Deployment` settings from the launch script of the InferenceMAX / InferenceX benchmark
@@ -517,6 +547,9 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             raise LlmsimError(f"isl/osl must be >= 1, got {isl}/{osl}")
         if base["measured_ttft_ms"] is None and base["measured_tpot_ms"] is None:
             raise LlmsimError("no measured TTFT or TPOT")
+        spec_dec = row_speculative_decoding(row)  # rule 4c
+        if spec_dec:
+            raise LlmsimError(f"measured with speculative decoding ({spec_dec}), which llmsim does not simulate")
         spec = resolve_model(base["model_path"])
         base["model"] = spec.name
         gpu = get_gpu(base["system"])
