@@ -406,3 +406,23 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
     # listed, not dropped
     rep = validate_silicon(None, rows=[row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3)))])
     assert rep.rows[0]["status"] == "skipped" and "speculative decoding" in rep.rows[0]["reason"]
+
+
+def test_inferencex_sglang_mtp_only_cells_are_skipped():
+    # rule 4c: InferenceX's plain SGLang DeepSeek-R1 fp8 B200 entry ran TP8 up to CONC 64 (1k/1k,
+    # 1k/8k) and CONC 4 (8k/1k); its MTP entry, on the same image, TP8 up to 512 -- so a TP8 row
+    # above the plain range can only be MTP's; rows inside it are kept
+    src = "source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency={}; wip=False; image=lmsysorg/sglang:v0.5.9-cu130"
+    base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                backend="sglang", tp_size="8", moe_tp_size="8", moe_ep_size="1", batch_size="", isl="1024", osl="1024",
+                silicon_ttft_ms="900", silicon_tpot_ms="30")
+
+    def reason(c, **kw):
+        return plan_row(row(id=f"dsr1_sgl_c{c}", **dict(base, silicon_data_source=src.format(c), **kw))).reason
+
+    assert "dsr1-fp8-b200-sglang-mtp" in reason(128) and "<= 64" in reason(128)
+    assert not reason(64)  # inside the plain entry's range: either entry, kept
+    assert "sglang-mtp" in reason(8, isl="8192") and not reason(4, isl="8192")
+    assert not reason(128, tp_size="4", moe_tp_size="4")  # TP4: not the MTP entry's layout
+    assert not reason(128, precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4")  # no fp4 MTP entry
+    assert not plan_row(row(id="own", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=128"))).reason

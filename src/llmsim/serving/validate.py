@@ -65,8 +65,12 @@ Mapping rules (assumptions a reader of the numbers must know):
    InferenceX row whose `silicon_data_source` names the post3 image (`SPEC_DECODING_IMAGES`) was
    measured with MTP. Those 88 rows' (ISL/OSL, layout, concurrency) grid is the -mtp entries'
    search space, and their measured TPOT is 1.15-2.25x faster than simulated (median per
-   layout and ISL/OSL) where the post2 rows' is 0.7-1.4x. (InferenceX's SGLang DeepSeek MTP entry ran the same image as its plain
-   one from late March 2026, so SGLang rows cannot be told apart and are all kept.)
+   layout and ISL/OSL) where the post2 rows' is 0.7-1.4x. InferenceX's SGLang DeepSeek-R1 fp8 B200
+   MTP entry ran the same image as its plain one from late March 2026, but over more
+   concurrencies: its TP8 rows above the plain entry's range (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`:
+   > 64 at 1k/1k and 1k/8k, > 4 at 8k/1k; the database dump's plain series, config 87, covers
+   exactly that range) can only be MTP's and are skipped too (27 rows); inside the range each cell
+   holds one measurement of each entry, which nothing in a row tells apart, and all are kept.
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -440,12 +444,32 @@ SPEC_DECODING_IMAGES = {
 }
 
 
+# InferenceX's SGLang DeepSeek-R1 fp8 B200 benchmarks (rule 4c): the plain entry `dsr1-fp8-b200-sglang`
+# ran TP8 at CONC 4-64 for 1k/1k and 1k/8k and at CONC 4 only for 8k/1k (TP4 above that); the MTP
+# entry `dsr1-fp8-b200-sglang-mtp` (`spec-decoding: mtp`) TP8 at CONC 4-512 for all three, on the same
+# image from late March 2026 (SemiAnalysisAI/InferenceX .github/configs/nvidia-master.yaml). A TP8 row
+# above the plain entry's concurrency can only be the MTP entry's; rows inside it may be either and are
+# kept. (isl, osl) -> the plain entry's highest TP8 concurrency.
+SGLANG_DSR1_FP8_B200_STP_MAX_CONC = {(1024, 1024): 64, (1024, 8192): 64, (8192, 1024): 4}
+
+
 def row_speculative_decoding(row: dict) -> str | None:
     """The benchmark configuration with speculative decoding that measured `row` (rule 4c), or None."""
     if not row_data_source(row).startswith("InferenceX"):
         return None
     m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
-    return SPEC_DECODING_IMAGES.get(m.group(1).replace("#", "/")) if m else None
+    if m and m.group(1).replace("#", "/") in SPEC_DECODING_IMAGES:
+        return SPEC_DECODING_IMAGES[m.group(1).replace("#", "/")]
+    if ((row.get("backend") or "").strip().lower() == "sglang" and (row.get("system") or "").strip() == "b200_sxm"
+            and (row.get("mode") or "").strip().lower() == "agg" and re.search(r"DeepSeek-(R1|V3)$", row.get("model_path") or "")
+            and (row.get("precision") or "").strip().lower() == "fp8" and _int(row.get("tp_size")) == 8
+            and (_int(row.get("moe_ep_size")) or 1) == 1):
+        top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((_int(row.get("isl"), 0), _int(row.get("osl"), 0)))
+        conc = _concurrency_from_source(row)
+        if top is not None and conc is not None and conc > top:
+            return (f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry ran TP8 at "
+                    f"concurrency <= {top} for this ISL/OSL")
+    return None
 
 
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
