@@ -61,6 +61,7 @@ for name, (d, wl, streaming) in cases.items():
     res = simulate(d, wl, streaming=streaming)
     s = res.summary
     s.pop("simulation_wall_s")
+    assert s.pop("simulator_build") == ("compiled" if engine_mod.__file__.endswith((".so", ".pyd")) else "python")
     r = res.requests
     state = {} if streaming else {k: list(getattr(r, k)) for k in ("arrival", "t_sched", "t_first", "t_finish", "gen", "preemptions", "engine")}
     out[name] = {"summary": s, "requests": state}

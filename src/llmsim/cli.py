@@ -238,7 +238,7 @@ def serve(
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
-    g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode})")
+    g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)
 
 

@@ -46,6 +46,7 @@ from ..layout import Parallel, Precision
 from ..memory.model import kv_bytes_per_token_per_gpu, memory_breakdown
 from ..models.catalog import get_model
 from ..models.spec import ModelSpec
+from . import engine as _engine_module
 from .backends import Backend, get_backend
 from .engine import MAX_REQUESTS, Engine, EngineConfig, Requests
 from .metrics import SLO, ItlHistogram, StreamingSummary, summarize
@@ -529,7 +530,12 @@ def simulate(
     wall = time.perf_counter() - t_wall
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s)
     summary["simulation_wall_s"] = wall
+    summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
+
+
+# which build of the inner loop runs (setup.py): 'compiled' (mypyc) or 'python'; the results are the same
+SIMULATOR_BUILD = "python" if _engine_module.__file__.endswith(".py") else "compiled"
 
 
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
