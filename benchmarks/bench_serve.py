@@ -47,7 +47,6 @@ import json, resource, sys, time
 t0, c0 = time.perf_counter(), time.process_time()
 if sys.argv[1]:
     sys.path.insert(0, sys.argv[1])
-from llmsim.serving import engine
 from llmsim.serving.simulate import Deployment, Pool, simulate
 from llmsim.serving.workload import make_workload
 n, rate, trace, streaming = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5] == "streaming"
@@ -58,7 +57,7 @@ wall = time.perf_counter() - t0
 s = res.summary
 print(json.dumps({"n": n, "wall_s": wall, "cpu_s": time.process_time() - c0, "sim_s": s["simulation_wall_s"], "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "iterations": s["num_iterations"], "completed": s["num_completed"], "ttft_p50_ms": s["ttft_ms"]["p50"], "tpot_p50_ms": s["tpot_ms"]["p50"],
-                  "duration_s": s["duration_s"], "slots": res.requests.n, "compiled": engine.__file__.endswith((".so", ".pyd"))}))
+                  "duration_s": s["duration_s"], "slots": res.requests.n, "compiled": s["simulator_build"] == "compiled"}))
 """
 
 

@@ -53,6 +53,9 @@ from .metrics import SLO, ItlHistogram, StreamingSummary, summarize
 from .steptime import StepTimeModel
 from .workload import Workload
 
+# which build of the inner loop runs (setup.py): 'compiled' (mypyc) or 'python'; the results are the same
+SIMULATOR_BUILD = "python" if _engine_module.__file__.endswith(".py") else "compiled"
+
 ROUTERS = ("round_robin", "least_outstanding", "prefix")
 _ARRIVAL_CHUNK = 1 << 16  # open-loop arrival times converted to Python floats this many at a time
 _RECORD_BATCH = 1024  # streaming: completed requests whose metrics are taken together (numpy) before their slots are freed
@@ -532,10 +535,6 @@ def simulate(
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
-
-
-# which build of the inner loop runs (setup.py): 'compiled' (mypyc) or 'python'; the results are the same
-SIMULATOR_BUILD = "python" if _engine_module.__file__.endswith(".py") else "compiled"
 
 
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:

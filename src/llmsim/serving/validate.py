@@ -454,22 +454,24 @@ SGLANG_DSR1_FP8_B200_STP_MAX_CONC = {(1024, 1024): 64, (1024, 8192): 64, (8192, 
 
 
 def row_speculative_decoding(row: dict) -> str | None:
-    """The benchmark configuration with speculative decoding that measured `row` (rule 4c), or None."""
+    """The benchmark configuration with speculative decoding whose serving image measured `row`
+    (rule 4c, `SPEC_DECODING_IMAGES`), or None. (The SGLang cells: `_inferencex_sglang_mtp_cell`.)"""
     if not row_data_source(row).startswith("InferenceX"):
         return None
     m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
-    if m and m.group(1).replace("#", "/") in SPEC_DECODING_IMAGES:
-        return SPEC_DECODING_IMAGES[m.group(1).replace("#", "/")]
-    if ((row.get("backend") or "").strip().lower() == "sglang" and (row.get("system") or "").strip() == "b200_sxm"
-            and (row.get("mode") or "").strip().lower() == "agg" and re.search(r"DeepSeek-(R1|V3)$", row.get("model_path") or "")
-            and (row.get("precision") or "").strip().lower() == "fp8" and _int(row.get("tp_size")) == 8
-            and (_int(row.get("moe_ep_size")) or 1) == 1):
-        top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((_int(row.get("isl"), 0), _int(row.get("osl"), 0)))
-        conc = _concurrency_from_source(row)
-        if top is not None and conc is not None and conc > top:
-            return (f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry ran TP8 at "
-                    f"concurrency <= {top} for this ISL/OSL")
-    return None
+    return SPEC_DECODING_IMAGES.get(m.group(1).replace("#", "/")) if m else None
+
+
+def _inferencex_sglang_mtp_cell(system: str, model: str, weight_dtype: str, tp: int, ep: int, isl: int, osl: int,
+                                conc: int) -> str | None:
+    """Rule 4c for an InferenceX SGLang agg row (layout parsed): the MTP entry's configuration if the
+    row lies outside the plain entry's TP8 concurrency range (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`)."""
+    if system != "b200_sxm" or model not in ("deepseek-r1", "deepseek-v3") or weight_dtype != "fp8" or tp != 8 or ep != 1:
+        return None
+    top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((isl, osl))
+    if top is None or conc <= top:
+        return None
+    return f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL"
 
 
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
@@ -608,6 +610,10 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                 raise LlmsimError(
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
                 )
+            if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):
+                spec_dec = _inferencex_sglang_mtp_cell(base["system"], spec.name, w, tp, ep, isl, osl, conc)  # rule 4c
+                if spec_dec:
+                    raise LlmsimError(f"measured with speculative decoding ({spec_dec}), which llmsim does not simulate")
             pools = {"pool": (tp, pp, dp, ep, 1)}
             engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
             if engine:
