@@ -1041,3 +1041,23 @@ def test_bad_moe_efficiency(bad):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
     with pytest.raises(LlmsimError, match="moe_efficiency"):
         simulate(dep(moe_efficiency=bad), wl)
+
+
+def test_closed_loop_first_round_breakdown():
+    # c clients start together: the first c requests queue behind each other's prompts, so their
+    # mean TTFT is above the later requests'; the two means recombine into the overall mean
+    c, n = 32, 160
+    res = simulate(dep(), make_workload(num_requests=n, isl=2000, osl=64, concurrency=c, seed=0))
+    s = res.summary
+    fr = s["closed_loop_first_round"]
+    ttft_ms = (np.frombuffer(res.requests.t_first) - np.frombuffer(res.requests.arrival)) * 1e3
+    assert fr["requests"] == c
+    assert fr["ttft_ms_mean"] == pytest.approx(ttft_ms[:c].mean())
+    assert fr["later_ttft_ms_mean"] == pytest.approx(ttft_ms[c:].mean())
+    assert fr["ttft_ms_mean"] > 2 * fr["later_ttft_ms_mean"]
+    assert (c * fr["ttft_ms_mean"] + (n - c) * fr["later_ttft_ms_mean"]) / n == pytest.approx(s["ttft_ms"]["mean"], rel=1e-9)
+    assert fr["share_of_ttft_mean"] == pytest.approx(c * fr["ttft_ms_mean"] / (n * s["ttft_ms"]["mean"]), rel=1e-9)
+    # not reported where it does not apply: warm-up excludes the first completions; open loop
+    warm = simulate(dep(), make_workload(num_requests=n, isl=2000, osl=64, concurrency=c, warmup=c, seed=0)).summary
+    assert "closed_loop_first_round" not in warm
+    assert "closed_loop_first_round" not in simulate(dep(), make_workload(num_requests=50, isl=500, osl=20, rate=5.0, seed=0)).summary

@@ -234,6 +234,10 @@ def serve(
     g.add_row("throughput", f"{s['output_tokens_per_s']:,.0f} output tok/s ({s['output_tokens_per_s_per_gpu']:,.0f}/GPU), {s['total_tokens_per_s']:,.0f} total tok/s, {s['requests_per_s']:,.2f} req/s")
     if "goodput_requests_per_s" in s:
         g.add_row("goodput", f"{s['goodput_requests_per_s']:,.2f} req/s meeting SLOs ({s['slo_attainment']:.1%} attainment)")
+    fr = s.get("closed_loop_first_round")
+    if fr:
+        g.add_row("start-up burst", f"first round ({fr['requests']} requests sent together): TTFT mean {fr['ttft_ms_mean']:,.1f} ms, "
+                  f"later requests {fr['later_ttft_ms_mean']:,.1f} ms; {fr['share_of_ttft_mean']:.0%} of the TTFT mean")
     g.add_row("KV cache", f"mean {s['kv_cache_utilisation_mean']:.0%}, max {s['kv_cache_utilisation_max']:.0%} used; {s['preemptions']} preemptions; prefix-cache hit rate {s['prefix_cache_hit_rate']:.1%}")
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")

@@ -354,6 +354,11 @@ def simulate(
     inp_len, out_len = memoryview(wl.input_len), memoryview(wl.output_len)  # Python ints per arrival, cheaply
     hashes = wl.hash_ids
     done_slots: list[int] = []  # streaming: finished, metrics not taken yet (their slots still held)
+    # closed loop without warm-up: the first round's requests (ids < concurrency), for the start-up
+    # burst's share of the TTFT (`_first_round`); streaming keeps their slots until they finish
+    first_round = int(wl.concurrency) if wl.concurrency is not None and wl.warmup == 0 else 0
+    first_slots: set[int] = set()
+    first_ttft_s: list[float] = []
 
     def record() -> None:  # streaming: hand the finished requests' metrics to the sink, free their slots
         sink.add(*reqs.take(done_slots))
@@ -407,6 +412,9 @@ def simulate(
         if sink is None:
             order.append(rid)
         else:
+            if first_slots and rid in first_slots:  # closed loop, streaming: the start-up burst's TTFTs
+                first_slots.discard(rid)
+                first_ttft_s.append(reqs.t_first[rid] - reqs.arrival[rid])
             done_slots.append(rid)
             if len(done_slots) >= _RECORD_BATCH:
                 record()
@@ -476,7 +484,10 @@ def simulate(
                 if sink is None:
                     reqs.arrival[rid] = t
                 else:  # rid becomes the request's slot
+                    first = rid < first_round
                     rid = acquire(rid, t, n_in, out_len[rid], None if hashes is None else hashes[rid])
+                    if first:
+                        first_slots.add(rid)
                 e = entry.pick(rid)
                 if fe_tok:  # the replica's front end handles prompts one at a time, in arrival order
                     f = fe_free[e.eid]
@@ -531,7 +542,7 @@ def simulate(
     if done_slots:
         record()
     wall = time.perf_counter() - t_wall
-    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s)
+    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_ttft_s)
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
@@ -572,7 +583,7 @@ def _first_arrival(wl: Workload) -> float:
 
 
 def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
-               frontend_s_per_token: float, handoff_s: float) -> dict:
+               frontend_s_per_token: float, handoff_s: float, first_ttft_s: list[float]) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     if sink is None:
@@ -638,14 +649,38 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     common = {"itl": itl, "num_gpus": num_gpus, "gpu_power_w": gpu.tdp_w, "gpu_idle_w": gpu.idle_power_w, "busy_fraction": busy,
               "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
-        return sink.summary(len(wl), **common)
+        out = sink.summary(len(wl), **common)
+        if wl.concurrency is not None and wl.warmup == 0:
+            ttft = out["ttft_ms"]
+            total_s = ttft["mean"] * 1e-3 * out["num_requests"] if ttft.get("mean") is not None else math.nan
+            out["closed_loop_first_round"] = _first_round(first_ttft_s, total_s, out["num_requests"])
+        return out
     # metrics in completion order so warm-up exclusion drops the first completions
     idx = np.array(order, dtype=np.int64)
     warm = min(wl.warmup, max(len(idx) - 1, 0))
+    if wl.concurrency is not None and wl.warmup == 0:
+        ttft_s = np.frombuffer(reqs.t_first) - np.frombuffer(reqs.arrival)
+        c = min(int(wl.concurrency), ttft_s.size)
+        extra["closed_loop_first_round"] = _first_round(ttft_s[:c].tolist(), math.fsum(ttft_s.tolist()), ttft_s.size)
     col = {k: np.frombuffer(getattr(reqs, k))[idx] for k in ("arrival", "t_first", "t_finish", "t_sched")}
     inp, out = np.frombuffer(reqs.inp, dtype=np.int64)[idx], np.frombuffer(reqs.out, dtype=np.int64)[idx]
     return summarize(col["arrival"], col["t_first"], col["t_finish"], inp, out, first_scheduled_s=col["t_sched"], warmup=warm, slo=slo,
                      closed_loop=wl.concurrency is not None, **common)
+
+
+def _first_round(first_ttft_s: list[float], total_ttft_s: float, n: int) -> dict | None:
+    """Closed loop without warm-up: how much of the mean TTFT the start-up burst makes. The first
+    round is the first `concurrency` requests, which the clients send together at t = 0, so they
+    queue behind each other's prompts; later requests arrive as others finish. At high
+    concurrency the first round can dominate the mean TTFT of a short benchmark (10 requests per
+    client, InferenceMAX's recipe). `first_ttft_s`: the first round's TTFTs; `total_ttft_s`:
+    the sum over all n requests. None when there is no later request or a TTFT is missing."""
+    c = len(first_ttft_s)
+    first = math.fsum(first_ttft_s)
+    if c == 0 or n <= c or not (math.isfinite(first) and math.isfinite(total_ttft_s)):
+        return None
+    return {"requests": c, "ttft_ms_mean": first / c * 1e3, "later_ttft_ms_mean": (total_ttft_s - first) / (n - c) * 1e3,
+            "share_of_ttft_mean": first / total_ttft_s if total_ttft_s > 0 else 0.0}
 
 
 def busy_fraction(engines: list[Engine], duration_s: float) -> float:
