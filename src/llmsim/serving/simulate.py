@@ -542,7 +542,7 @@ def simulate(
     if done_slots:
         record()
     wall = time.perf_counter() - t_wall
-    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_ttft_s)
+    summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_round, first_ttft_s)
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
@@ -583,7 +583,7 @@ def _first_arrival(wl: Workload) -> float:
 
 
 def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
-               frontend_s_per_token: float, handoff_s: float, first_ttft_s: list[float]) -> dict:
+               frontend_s_per_token: float, handoff_s: float, first_round: int, first_ttft_s: list[float]) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
     engines = [e for b in builds for e in b.engines]
     if sink is None:
@@ -650,37 +650,36 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
               "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
         out = sink.summary(len(wl), **common)
-        if wl.concurrency is not None and wl.warmup == 0:
-            ttft = out["ttft_ms"]
-            total_s = ttft["mean"] * 1e-3 * out["num_requests"] if ttft.get("mean") is not None else math.nan
-            out["closed_loop_first_round"] = _first_round(first_ttft_s, total_s, out["num_requests"])
-        return out
-    # metrics in completion order so warm-up exclusion drops the first completions
-    idx = np.array(order, dtype=np.int64)
-    warm = min(wl.warmup, max(len(idx) - 1, 0))
-    if wl.concurrency is not None and wl.warmup == 0:
-        ttft_s = np.frombuffer(reqs.t_first) - np.frombuffer(reqs.arrival)
-        c = min(int(wl.concurrency), ttft_s.size)
-        extra["closed_loop_first_round"] = _first_round(ttft_s[:c].tolist(), math.fsum(ttft_s.tolist()), ttft_s.size)
-    col = {k: np.frombuffer(getattr(reqs, k))[idx] for k in ("arrival", "t_first", "t_finish", "t_sched")}
-    inp, out = np.frombuffer(reqs.inp, dtype=np.int64)[idx], np.frombuffer(reqs.out, dtype=np.int64)[idx]
-    return summarize(col["arrival"], col["t_first"], col["t_finish"], inp, out, first_scheduled_s=col["t_sched"], warmup=warm, slo=slo,
-                     closed_loop=wl.concurrency is not None, **common)
+    else:
+        # metrics in completion order so warm-up exclusion drops the first completions
+        idx = np.array(order, dtype=np.int64)
+        warm = min(wl.warmup, max(len(idx) - 1, 0))
+        col = {k: np.frombuffer(getattr(reqs, k))[idx] for k in ("arrival", "t_first", "t_finish", "t_sched")}
+        inp, out_tok = np.frombuffer(reqs.inp, dtype=np.int64)[idx], np.frombuffer(reqs.out, dtype=np.int64)[idx]
+        out = summarize(col["arrival"], col["t_first"], col["t_finish"], inp, out_tok, first_scheduled_s=col["t_sched"], warmup=warm,
+                        slo=slo, closed_loop=wl.concurrency is not None, **common)
+        # exact mode: request id = send order, so the first round is ids 0 .. first_round - 1
+        first_ttft_s = (np.frombuffer(reqs.t_first)[:first_round] - np.frombuffer(reqs.arrival)[:first_round]).tolist()
+    if first_round:
+        out["closed_loop_first_round"] = _first_round(first_ttft_s, out)
+    return out
 
 
-def _first_round(first_ttft_s: list[float], total_ttft_s: float, n: int) -> dict | None:
+def _first_round(first_ttft_s: list[float], summary: dict) -> dict | None:
     """Closed loop without warm-up: how much of the mean TTFT the start-up burst makes. The first
     round is the first `concurrency` requests, which the clients send together at t = 0, so they
     queue behind each other's prompts; later requests arrive as others finish. At high
     concurrency the first round can dominate the mean TTFT of a short benchmark (10 requests per
-    client, InferenceMAX's recipe). `first_ttft_s`: the first round's TTFTs; `total_ttft_s`:
-    the sum over all n requests. None when there is no later request or a TTFT is missing."""
-    c = len(first_ttft_s)
-    first = math.fsum(first_ttft_s)
-    if c == 0 or n <= c or not (math.isfinite(first) and math.isfinite(total_ttft_s)):
+    client, InferenceMAX's recipe). `first_ttft_s`: the first round's TTFTs; the rest comes from
+    the summary's TTFT mean over all its (counted) requests. None when there is no later request
+    or a TTFT is missing."""
+    c, n, mean_ms = len(first_ttft_s), summary["num_requests"], summary["ttft_ms"].get("mean")
+    first_s = math.fsum(first_ttft_s)
+    if c == 0 or n <= c or mean_ms is None or not math.isfinite(first_s):
         return None
-    return {"requests": c, "ttft_ms_mean": first / c * 1e3, "later_ttft_ms_mean": (total_ttft_s - first) / (n - c) * 1e3,
-            "share_of_ttft_mean": first / total_ttft_s if total_ttft_s > 0 else 0.0}
+    total_s = mean_ms * 1e-3 * n
+    return {"requests": c, "ttft_ms_mean": first_s / c * 1e3, "later_ttft_ms_mean": (total_s - first_s) / (n - c) * 1e3,
+            "share_of_ttft_mean": first_s / total_s if total_s > 0 else 0.0}
 
 
 def busy_fraction(engines: list[Engine], duration_s: float) -> float:
