@@ -314,6 +314,24 @@ def test_melange_in_a_plan_and_histogram():
 # ----------------------------------------------------------------------------- outputs
 
 
+def test_unchunked_launch_flags_match_the_simulated_budget(base_plan):
+    # without chunked prefill vLLM needs a budget covering max_model_len (its default then, as
+    # simulated) while TRT-LLM's max_num_tokens keeps bounding an iteration (simulated so too)
+    import dataclasses
+
+    from llmsim.planner.launch import trtllm_args, trtllm_yaml, vllm_args
+
+    b = base_plan.best
+    cand = b.agg.candidate if b.mode == "aggregated" else b.prefill.candidate
+    whole = dataclasses.replace(cand, max_num_batched_tokens=8192, chunked_prefill=False)
+    v = " ".join(vllm_args("m", whole, 16, 8000))
+    assert "--no-enable-chunked-prefill" in v and "--max-num-batched-tokens" not in v
+    t = " ".join(trtllm_args("m", whole, 16, 8000, "x.yaml"))
+    assert "--max_num_tokens 8192" in t and "enable_chunked_prefill: false" in trtllm_yaml(whole)
+    chunked = dataclasses.replace(cand, max_num_batched_tokens=2048, chunked_prefill=True)
+    assert "--max-num-batched-tokens 2048 --enable-chunked-prefill" in " ".join(vllm_args("m", chunked, 16, 8000))
+
+
 def test_launch_commands_carry_the_chosen_degrees(base_plan):
     b = base_plan.best
     ln = base_plan.launch()

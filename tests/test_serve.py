@@ -174,6 +174,47 @@ def test_unmixed_chunked_prefill_batches(monkeypatch):
     assert chunked["ttft_ms"]["mean"] < 0.8 * whole["ttft_ms"]["mean"]
 
 
+def test_unchunked_prompts_mix_with_decodes_where_the_engine_mixes(monkeypatch):
+    # Without chunked prefill every prompt is prefilled whole in one iteration. vLLM V1 and
+    # TRT-LLM's in-flight batching still run the decodes in that iteration; SGLang (and vLLM V0)
+    # run the prefill batch alone while decodes wait.
+    from llmsim.serving import steptime
+
+    seen = []
+    orig = steptime.StepTimeModel.iteration
+
+    def spy(self, chunks, n_decode, ctx, rows):
+        seen.append((list(chunks), n_decode))
+        return orig(self, chunks, n_decode, ctx, rows)
+
+    monkeypatch.setattr(steptime.StepTimeModel, "iteration", spy)
+    wl = make_workload(num_requests=60, input_dist="uniform:500,12000", output_dist="uniform:20,200", rate=4.0, seed=3)
+    inputs = {int(x) for x in wl.input_len}
+    for backend, mixed in (("vllm", None), ("trtllm", None), ("vllm", False), ("sglang", None)):
+        seen.clear()
+        res = simulate(dep(backend=backend, chunked_prefill=False, mixed_batches=mixed), wl)
+        check_conservation(res, 60)
+        cfg = res.engines[0].cfg
+        assert not cfg.chunked_prefill
+        # vLLM raises its budget to the context length; TRT-LLM's max_num_tokens and SGLang's
+        # prefill budget keep bounding an iteration
+        assert cfg.max_num_batched_tokens == (131072 if backend == "vllm" else 8192)
+        prefills = [(c, n) for c, n in seen if c]
+        assert prefills
+        # whole prompts only: every prefill piece starts at token 0 and is a whole request's prompt
+        assert all(p == 0 and q in inputs for c, _ in prefills for q, p in c)
+        if backend == "vllm":
+            assert any(sum(q for q, _ in c) > 8192 for c, _ in prefills), "prompts batched up to the context length"
+        else:  # at most the budget, but a prompt that is an iteration's first runs whole
+            assert all(sum(q for q, _ in c) <= 8192 or len(c) == 1 for c, _ in prefills)
+            assert any(len(c) > 1 for c, _ in prefills)
+        with_decodes = sum(n > 0 for _, n in prefills)
+        if backend in ("vllm", "trtllm") and mixed is None:
+            assert cfg.mixed_batches and with_decodes > 0
+        else:
+            assert not cfg.mixed_batches and with_decodes == 0
+
+
 def test_static_batching_is_slower_than_continuous():
     wl = make_workload(num_requests=200, input_dist="uniform:100,1000", output_dist="uniform:10,500", concurrency=32, seed=0)
     cont = simulate(dep(), wl).summary

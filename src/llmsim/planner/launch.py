@@ -64,8 +64,9 @@ def vllm_args(model_id: str, c: Candidate, max_num_seqs: int, port: int, extra: 
         a += ["--data-parallel-size", str(p.dp)]
     if p.ep > 1:
         a += ["--enable-expert-parallel"]
-    a += ["--max-num-seqs", str(max_num_seqs), "--max-num-batched-tokens", str(c.max_num_batched_tokens)]
-    a += ["--enable-chunked-prefill"] if c.chunked_prefill else ["--no-enable-chunked-prefill"]
+    a += ["--max-num-seqs", str(max_num_seqs)]
+    # without chunked prefill vLLM's budget must cover max_model_len, its default then (as simulated)
+    a += ["--max-num-batched-tokens", str(c.max_num_batched_tokens), "--enable-chunked-prefill"] if c.chunked_prefill else ["--no-enable-chunked-prefill"]
     a += _quant_flags("vllm", f.prec.weight, f.prec.kv)
     a += ["--gpu-memory-utilization", "0.9", "--enable-prefix-caching", "--port", str(port)]
     return a + (extra or [])
@@ -104,7 +105,9 @@ def trtllm_args(model_id: str, c: Candidate, max_num_seqs: int, port: int, yaml_
     a = ["trtllm-serve", model_id, "--backend", "pytorch", "--tp_size", str(p.tp * p.dp), "--pp_size", str(p.pp)]
     if p.ep > 1:
         a += ["--ep_size", str(p.ep)]
-    a += ["--max_batch_size", str(max_num_seqs), "--max_num_tokens", str(c.max_num_batched_tokens if c.chunked_prefill else 16384),
+    # max_num_tokens bounds an iteration with or without chunked context, as simulated (without
+    # it TRT-LLM rejects a prompt longer than max_num_tokens)
+    a += ["--max_batch_size", str(max_num_seqs), "--max_num_tokens", str(c.max_num_batched_tokens),
           "--extra_llm_api_options", yaml_path, "--port", str(port)]
     if c.family.prec.weight != "bf16":
         a += [f"# serve a pre-quantised {c.family.prec.weight} checkpoint (e.g. ModelOpt); TRT-LLM reads the format from it"]

@@ -12,12 +12,26 @@ never adjusted per benchmark row:
   rank, at most 1024 running sequences on GPUs with >= 70 GiB other than A100 and 256 elsewhere
   (`large_gpu_max_num_seqs`; a given token budget smaller than that caps it, as vLLM does),
   decodes and prefill chunks in one iteration. TRT-LLM: in-flight batching with chunked
-  context, max_num_tokens 8192 per attention-DP rank, mixed the same way. SGLang: prompts are
+  context, max_num_tokens 8192 per attention-DP rank, mixed the same way -- chunked context is
+  llmsim's choice, not TRT-LLM's default (`enable_chunked_prefill` false): on the silicon rows'
+  train half the engine's own default scored worse (README, "Checked on 2026-11-23"). SGLang: prompts are
   chunked at `--chunked-prefill-size` (8192 on GPUs under 160 GB of HBM, 16384 on larger
   ones such as B200 / B300: `large_hbm_batched_tokens`), a prefill batch holds at most that
   many tokens, and it runs alone: decodes wait for it (`--enable-mixed-chunk` is off by
   default), so `mixed_batches` is False. With DP attention SGLang divides the chunk size by
   the DP size, so its budget is per replica, not per DP rank (`budget_per_dp_rank`).
+- `unchunked_budget_to_context`: with chunked prefill off (`--no-chunked-prefill`), whether the
+  token budget is raised to the model's context length. vLLM True: without chunked prefill its
+  V1 scheduler needs `max_num_batched_tokens` >= `max_model_len` (SchedulerConfig; the default
+  becomes the context length), so whole prompts are batched up to that many tokens. TRT-LLM
+  False: `max_num_tokens` keeps bounding an iteration, and a context request waits until its
+  whole prompt fits beside the generation tokens (its MicroBatchScheduler without chunked
+  context). SGLang False: a prefill batch without chunking is bounded by its max prefill
+  tokens. Either way a whole prompt that does not fit what is left of an iteration's budget
+  waits for the next iteration, unless it would be that iteration's first prompt: then it runs
+  whole, so no prompt is stuck (TRT-LLM would hold it until enough decodes finish, and reject
+  one longer than max_num_tokens at submission). Whether decodes share the iteration is
+  `mixed_batches`.
 - `allreduce`: 'custom' for all three -- tensor-parallel all-reduces inside one NVLink domain
   run the engine's own one-shot / two-shot kernel over peer memory (TRT-LLM's custom
   all-reduce; vLLM's `CustomAllreduce` and SGLang's are adapted from it, used up to 8 MiB),
@@ -349,6 +363,7 @@ class Backend:
     prefill_moe_layer_s: float = 0.0
     prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
     prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
+    unchunked_budget_to_context: bool = True  # chunked prefill off: budget raised to the context length (vLLM)
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -378,12 +393,12 @@ BACKENDS: dict[str, Backend] = {
                     prefill_layer_s=PREFILL_LAYER_S["vllm"], moe_efficiency=MOE_EFFICIENCY["vllm"],
                     prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
-                      mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False,
+                      mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False, unchunked_budget_to_context=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
-                      kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"],
+                      kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],
                       prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"]),

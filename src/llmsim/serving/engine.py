@@ -7,7 +7,9 @@ What it models (vLLM / SGLang / TRT-LLM style):
   partially prefilled requests, then new requests, all in one iteration; without mixed
   batches (`mixed_batches=False`, SGLang's default) prompts are still chunked at the token
   budget but an iteration is either prefill-only (prefill first) or decode-only; without
-  chunked prefill an iteration is either prefill-only (whole prompts) or decode-only;
+  chunked prefill every prompt is prefilled whole in one iteration, beside the decodes where
+  batches mix (vLLM V1, TRT-LLM in-flight batching without chunked context) or in a
+  prefill-only iteration where they do not (SGLang; vLLM V0);
 - static batching (baseline): a batch is admitted only when the previous one has finished;
 - batch waiting (TRT-LLM's batch_wait_timeout_iters / batch_wait_max_tokens_ratio, off by
   default): while decodes run, admitted prefill work is held back for up to a number of
@@ -66,9 +68,9 @@ class EngineConfig:
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 8192
     chunked_prefill: bool = True
-    # decodes ride in the same iteration as prefill chunks (vLLM V1, TRT-LLM); False: prefill
-    # batches of at most max_num_batched_tokens run alone and decodes wait (SGLang without
-    # --enable-mixed-chunk). Only with chunked_prefill.
+    # decodes ride in the same iteration as prefill chunks, or as whole prompts without
+    # chunked prefill (vLLM V1, TRT-LLM); False: prefill batches of at most
+    # max_num_batched_tokens run alone and decodes wait (SGLang without --enable-mixed-chunk)
     mixed_batches: bool = True
     # the largest prefill chunk one request takes in an iteration (0: the whole token budget).
     # With attention DP each rank schedules its own share of the budget and a request's chunk
@@ -288,7 +290,7 @@ class Requests:
 class Engine:
     def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
-        self.mixing = cfg.chunked_prefill and cfg.mixed_batches  # decodes share iterations with prefill chunks
+        self.mixing = cfg.mixed_batches  # decodes share iterations with prefill chunks (or whole prompts)
         # per-request chunk cap (attention DP: one rank's budget); no cap without chunking
         cap = cfg.max_chunk_tokens if cfg.chunked_prefill and cfg.max_chunk_tokens > 0 else 0
         self._chunk_cap = cap if 0 < cap < cfg.max_num_batched_tokens else 1 << 62

@@ -192,15 +192,15 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
     seqs = dep.max_num_seqs or be.default_max_num_seqs(gpu)
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
-    mixed = chunked and (be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches)
+    mixed = be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches
     mbt = dep.max_num_batched_tokens
     if not dep.max_num_seqs and mbt is not None and mixed:
         seqs = min(seqs, mbt)  # as the engines clamp their default to a given token budget
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
         mbt = be.batched_tokens(gpu, par.dp)
         mbt = max(mbt, seqs) if mixed else mbt
-    if not chunked:
-        mbt = max(mbt, spec.max_position_embeddings)  # whole prompts must fit one prefill iteration
+    if not chunked and be.unchunked_budget_to_context:
+        mbt = max(mbt, spec.max_position_embeddings)  # vLLM: whole prompts must fit the budget
     if mbt < seqs and mixed:
         raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) when decodes share iterations with prefill chunks",
                           hint="raise --max-num-batched-tokens or lower --max-num-seqs")
