@@ -171,12 +171,9 @@ def _deployment(ctx: EvalContext, cand: Candidate, c: int) -> Deployment:
     fam = cand.family
     gpu, par = fam.gpu.spec, fam.par
     pool = Pool(gpu, par.tp, par.pp, par.dp, par.ep, 1)
-    # a chunked candidate is launched with decodes mixed into prefill iterations (launch.py adds
-    # SGLang's --enable-mixed-chunk), so it is simulated that way whatever the engine's default;
-    # an unchunked one runs the engine's own rule (vLLM V1 / TRT-LLM mix whole prompts with
-    # decodes, SGLang runs prefill batches alone)
+    # mixing as the candidate is launched (`Candidate.mixed_batches`)
     common = dict(model=ctx.model, backend=fam.engine, weight_dtype=fam.prec.weight, kv_dtype=fam.prec.kv, max_num_seqs=c,
-                  max_num_batched_tokens=cand.max_num_batched_tokens, chunked_prefill=cand.chunked_prefill, mixed_batches=cand.chunked_prefill or None, kernels=ctx.kernels,
+                  max_num_batched_tokens=cand.max_num_batched_tokens, chunked_prefill=cand.chunked_prefill, mixed_batches=cand.mixed_batches, kernels=ctx.kernels,
                   router=ctx.router)
     if cand.role != "decode":
         return Deployment(pool=pool, **common)

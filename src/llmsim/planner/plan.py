@@ -197,7 +197,7 @@ def _verify(ctx: EvalContext, cfg: Config) -> Point:
         f = cand.family
         pool = Pool(f.gpu.spec, f.par.tp, f.par.pp, f.par.dp, f.par.ep, cfg.replicas)
         dep = Deployment(model=ctx.model, pool=pool, backend=f.engine, weight_dtype=f.prec.weight, kv_dtype=f.prec.kv, max_num_seqs=c_eng,
-                         max_num_batched_tokens=cand.max_num_batched_tokens, chunked_prefill=cand.chunked_prefill, mixed_batches=cand.chunked_prefill or None, kernels=ctx.kernels,
+                         max_num_batched_tokens=cand.max_num_batched_tokens, chunked_prefill=cand.chunked_prefill, mixed_batches=cand.mixed_batches, kernels=ctx.kernels,
                          router=ctx.router)
         total = cfg.replicas * c_eng
     else:
@@ -206,7 +206,7 @@ def _verify(ctx: EvalContext, cfg: Config) -> Point:
         dep = Deployment(model=ctx.model, prefill=Pool(pf.gpu.spec, pf.par.tp, pf.par.pp, pf.par.dp, pf.par.ep, cfg.prefill_workers),
                          decode=Pool(df.gpu.spec, df.par.tp, df.par.pp, df.par.dp, df.par.ep, cfg.decode_workers),
                          backend=df.engine, weight_dtype=df.prec.weight, kv_dtype=df.prec.kv, max_num_seqs=c_eng,
-                         max_num_batched_tokens=pc.max_num_batched_tokens, chunked_prefill=pc.chunked_prefill, mixed_batches=pc.chunked_prefill or None, kernels=ctx.kernels,
+                         max_num_batched_tokens=pc.max_num_batched_tokens, chunked_prefill=pc.chunked_prefill, mixed_batches=pc.mixed_batches, kernels=ctx.kernels,
                          router=ctx.router)
         total = cfg.decode_workers * c_eng
     res, wl = run_simulation(dep, lambda n: ctx.workload.closed_loop(total, n), ctx.num_requests(total), ctx.slo("system"))

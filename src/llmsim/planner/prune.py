@@ -70,8 +70,7 @@ def memory_fit(model: ModelSpec, fam: Family, mbt: int, chunked: bool, wl: PlanW
     """(fits, reason, KV tokens per replica, breakdown) with `simulate`'s own memory arithmetic."""
     gpu, par, prec = fam.gpu.spec, fam.par, fam.prec.precision()
     be = get_backend(fam.engine)
-    if not chunked and be.unchunked_budget_to_context:
-        mbt = max(mbt, model.max_position_embeddings)  # as simulate: vLLM batches whole prompts up to the context
+    mbt = be.iteration_budget(mbt, chunked, model.max_position_embeddings)  # as simulate
     mem = memory_breakdown(model, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
                            memory_fraction=be.memory_fraction, block_size=16)
     fixed = mem.weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes

@@ -222,6 +222,14 @@ class Candidate:
     chunked_prefill: bool
 
     @property
+    def mixed_batches(self) -> bool | None:
+        """How the candidate is simulated and launched: chunked, with decodes in the prefill
+        iterations whatever the engine's default (launch.py adds SGLang's --enable-mixed-chunk);
+        unchunked, by the engine's own rule (None: vLLM V1 / TRT-LLM mix whole prompts with
+        decodes, SGLang runs prefill batches alone)."""
+        return True if self.chunked_prefill else None
+
+    @property
     def label(self) -> str:
         k = f"mbt {self.max_num_batched_tokens}" if self.chunked_prefill else "no chunking"
         return f"{self.role} {self.family.label} ({k})" if self.role != "decode" else f"decode {self.family.label}"

@@ -373,6 +373,14 @@ class Backend:
             mbt = self.large_hbm_batched_tokens
         return mbt * max(dp, 1) if self.budget_per_dp_rank else mbt
 
+    def iteration_budget(self, max_num_batched_tokens: int, chunked_prefill: bool, context_tokens: int) -> int:
+        """The token budget the engine runs an iteration with: the given one, raised to the model's
+        context length without chunked prefill where the engine needs whole prompts to fit it
+        (`unchunked_budget_to_context`: vLLM)."""
+        if not chunked_prefill and self.unchunked_budget_to_context:
+            return max(max_num_batched_tokens, context_tokens)
+        return max_num_batched_tokens
+
     def default_max_num_seqs(self, gpu: GPUSpec) -> int:
         """The engine's default cap on running sequences per replica on `gpu`."""
         if self.large_gpu_max_num_seqs and gpu.memory_gib >= LARGE_GPU_SEQS_GIB and "a100" not in gpu.name.lower():

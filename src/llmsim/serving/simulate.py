@@ -199,8 +199,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
         mbt = be.batched_tokens(gpu, par.dp)
         mbt = max(mbt, seqs) if mixed else mbt
-    if not chunked and be.unchunked_budget_to_context:
-        mbt = max(mbt, spec.max_position_embeddings)  # vLLM: whole prompts must fit the budget
+    mbt = be.iteration_budget(mbt, chunked, spec.max_position_embeddings)
     if mbt < seqs and mixed:
         raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) when decodes share iterations with prefill chunks",
                           hint="raise --max-num-batched-tokens or lower --max-num-seqs")
