@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from llmsim.serving.validate import plan_row, read_silicon_csv  # noqa: E402
+from llmsim.serving.validate import plan_rows, read_silicon_csv  # noqa: E402
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 SAME_ARCH = {"deepseek-r1": "deepseek-v3"}
@@ -37,8 +37,7 @@ def main() -> None:
     a = ap.parse_args()
     rows = read_silicon_csv(a.csv)
     groups: dict[tuple, set] = defaultdict(set)
-    for r in rows:
-        p = plan_row(r)
+    for p in plan_rows(rows):
         if p.dep_kwargs is None:
             continue  # rows the simulator does not model
         b = p.base

@@ -23,8 +23,9 @@ with `prefill_layer_s`) and `prefill_moe_layer_s` (trtllm 0.75 ms more per MoE l
 iteration on the same GPUs, vllm / sglang 0; fitted jointly with `prefill_layer_s`) and
 `prefill_table_moe_layer_s` (vllm 0.5 ms per MoE layer of a prefill iteration on GPUs whose kernel
 tables time the rest, trtllm / sglang 0) and `prefill_mla_layer_s` (trtllm 0.75 ms per layer of an
-MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) were chosen on the train half of the seed-0 configuration
-split, as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
+MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) were chosen on the train half of the configuration
+split (frozen in `benchmarks/split_train_configs.json`: the seed-0 draw, so that a rule that skips
+rows cannot move fitted-on configurations into the held-out half), as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
 `llmsim.serving.validate`), so a table of the train and held-out halves is printed too.
 
 Options:
@@ -33,8 +34,7 @@ Options:
                 (b) the closed loop with staggered client phases (`stagger=True`) instead of
                 all clients starting together, as a sensitivity check.
   --calibrate   what fitting `cpu_overhead_s` per backend would do: configurations (distinct
-                model x system x layout) are split 50/50 with numpy default_rng(0) into train
-                and held-out; cpu_overhead_s is chosen per backend on a grid to minimise the
+                model x system x layout) are split into the frozen train half and held-out; cpu_overhead_s is chosen per backend on a grid to minimise the
                 mean of the TTFT and TPOT median APEs on the train rows, and train and held-out
                 errors are printed for the defaults and the fitted values. backends.py is not
                 changed by this script.
@@ -55,6 +55,7 @@ Options:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections import defaultdict
@@ -73,7 +74,8 @@ from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silic
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
-SPLIT_SEED = 0
+SPLIT_SEED = 0  # the seed the frozen split was drawn with (`seeded_split`)
+SPLIT_FILE = ROOT / "benchmarks" / "split_train_configs.json"
 OVERHEAD_GRID_MS = (0.0, 0.2, 0.4, 0.6, 1.0, 1.5, 2.5)
 
 
@@ -152,12 +154,24 @@ def config_key(r: dict) -> tuple:
     return (r["model"] or r["model_path"], r["system"], r["layout"])
 
 
-def split(rows: list[dict]) -> tuple[set, set]:
-    """Seeded random half of the distinct (model, system, layout) configurations -> train."""
-    keys = sorted({config_key(r) for r in rows if r["status"] == "ok"})
+def seeded_split(keys) -> set:
+    """Seeded random half of the given (model, system, layout) keys: how `SPLIT_FILE` was drawn."""
+    keys = sorted(keys)
     perm = np.random.default_rng(SPLIT_SEED).permutation(len(keys))
-    train = {keys[i] for i in perm[: len(keys) // 2]}
-    return train, set(keys) - train
+    return {keys[i] for i in perm[: len(keys) // 2]}
+
+
+def frozen_train_configs() -> set:
+    """The (model, system, layout) configurations every FITTED parameter was chosen on (`SPLIT_FILE`)."""
+    return {tuple(k) for k in json.loads(SPLIT_FILE.read_text())["train"]}
+
+
+def split(rows: list[dict]) -> tuple[set, set]:
+    """The modelled rows' configurations, split into the frozen train half (`SPLIT_FILE`) and the
+    rest (held-out, including any configuration the frozen half has never seen)."""
+    keys = {config_key(r) for r in rows if r["status"] == "ok"}
+    train = keys & frozen_train_configs()
+    return train, keys - train
 
 
 def score(rows: list[dict]) -> float:
@@ -172,7 +186,7 @@ def calibrate(console: Console, raw_by_id: dict[str, dict], rows: list[dict], jo
     train_ids = [r["id"] for r in ok if config_key(r) in train_keys]
     test_ids = [r["id"] for r in ok if config_key(r) in test_keys]
     console.print(f"\n[bold]calibration of cpu_overhead_s[/]: {len(train_keys)} train / {len(test_keys)} held-out configurations "
-                  f"(numpy default_rng({SPLIT_SEED}) permutation of the sorted (model, system, layout) keys); "
+                  f"(the frozen train half, {SPLIT_FILE.name}); "
                   f"{len(train_ids)} / {len(test_ids)} rows")
     raw_train = [raw_by_id[i] for i in dict.fromkeys(train_ids)]
     best: dict[str, tuple[float, float]] = {}
@@ -268,7 +282,7 @@ def main() -> None:
     ok = [r for r in rows if r["status"] == "ok"]
     console.print(targets_table(rows))
     train_keys, _ = split(rows)
-    console.print(stats_table(f"train / held-out halves (seed-{SPLIT_SEED} split of (model, system, layout); "
+    console.print(stats_table(f"train / held-out halves (frozen split of (model, system, layout), {SPLIT_FILE.name}; "
                               "Backend.cpu_per_seq_s, disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s, "
                               "prefill_table_moe_layer_s, prefill_mla_layer_s, the b200 / b300 efficiency and rule 8d's backends were chosen on the train half)",
                               group(ok, lambda r: f"{r['backend']}/{r['mode']} "

@@ -426,3 +426,58 @@ def test_inferencex_sglang_mtp_only_cells_are_skipped():
     assert not reason(128, tp_size="4", moe_tp_size="4")  # TP4: not the MTP entry's layout
     assert not reason(128, precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4")  # no fp4 MTP entry
     assert not plan_row(row(id="own", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=128"))).reason
+
+
+def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
+    # rule 4c inside the plain range: the database dump's config-87 row is the plain entry's
+    # measurement of its cell; a row of the same cell (DeepSeek-R1 or -V3) measuring anything else
+    # is the MTP entry's. Without the config-87 row nothing tells them apart and both are kept.
+    from llmsim.serving.validate import plan_rows
+
+    base = dict(system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8", backend="sglang", tp_size="8",
+                moe_tp_size="8", moe_ep_size="1", batch_size="", isl="1024", osl="1024")
+    img = "image=lmsysorg/sglang:v0.5.9-cu130"
+    plain = row(id="dsr1_b200_sglang_fp8_agg_1024x1024_c16_cfg87", model_path="deepseek-ai/DeepSeek-V3", silicon_ttft_ms="402.45",
+                silicon_tpot_ms="13.18", silicon_data_source=f"db-dump/2026-04-27; config_id=87; silicon_concurrency=16; {img}", **base)
+    src = f"source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency={{}}; wip=False; {img}"
+    copy = row(id="r1_c16_a", model_path="deepseek-ai/DeepSeek-R1", silicon_ttft_ms="402.45", silicon_tpot_ms="13.18",
+               silicon_data_source=src.format(16), **base)
+    twin = row(id="r1_c16_b", model_path="deepseek-ai/DeepSeek-R1", silicon_ttft_ms="586.3", silicon_tpot_ms="11.71",
+               silicon_data_source=src.format(16), **base)
+    other_cell = row(id="r1_c32", model_path="deepseek-ai/DeepSeek-R1", silicon_ttft_ms="642.3", silicon_tpot_ms="14.78",
+                     silicon_data_source=src.format(32), **base)
+    tp4 = row(id="r1_c16_tp4", model_path="deepseek-ai/DeepSeek-R1", silicon_ttft_ms="586.3", silicon_tpot_ms="11.71",
+              silicon_data_source=src.format(16), **dict(base, tp_size="4", moe_tp_size="4"))
+    plans = {p.base["id"]: p for p in plan_rows([plain, copy, twin, other_cell, tp4])}
+    for kept in ("dsr1_b200_sglang_fp8_agg_1024x1024_c16_cfg87", "r1_c16_a", "r1_c32", "r1_c16_tp4"):
+        assert plans[kept].dep_kwargs is not None and not plans[kept].reason, kept
+    r = plans["r1_c16_b"]
+    assert r.dep_kwargs is None and "speculative decoding" in r.reason and "config_id=87" in r.reason and "TTFT 402.4 ms / TPOT 13.18 ms" in r.reason
+    # without the plain series in the rows, both measurements of the cell are kept
+    assert all(p.dep_kwargs is not None for p in plan_rows([copy, twin]))
+    # a plain row with only a TTFT: a twin with the same TTFT and no TPOT is the same measurement
+    p1 = dict(plain, silicon_tpot_ms="")
+    assert plan_rows([p1, dict(copy, silicon_tpot_ms="")])[1].dep_kwargs is not None
+    # validate lists the twin as skipped, never drops it
+    rep = validate_silicon(None, rows=[plain, twin])
+    assert [x["status"] for x in rep.rows] == ["ok", "skipped"] and "speculative decoding" in rep.rows[1]["reason"]
+
+
+def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_is_skipped():
+    # rule 4b(iii): InferenceX's {tp: T, ep: T, dp-attn: true} runs on T GPUs; the database dump
+    # writes it tp T x attention_dp T, moe_ep T*T (T*T GPUs) -- skipped, with the reason
+    base = dict(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                tp_size="2", attention_dp_size="2", moe_tp_size="1", moe_ep_size="4", batch_size="", isl="1024", osl="1024",
+                silicon_ttft_ms="300", silicon_tpot_ms="28")
+    dump = plan_row(row(id="minimaxm2_5_b200_vllm_fp8_agg_1024x1024_c128_cfg691",
+                        silicon_data_source="db-dump/2026-04-27; config_id=691; silicon_concurrency=128", **base))
+    assert dump.dep_kwargs is None and "suspect layout" in dump.reason and "dp-attn: true" in dump.reason and "2 GPUs, not 4" in dump.reason
+    # the same columns from a user's own benchmark are a real 4-GPU layout: modelled
+    own = plan_row(row(id="mine_c128", silicon_data_source="source_file=mine.csv; silicon_concurrency=128", **base))
+    assert own.dep_kwargs is not None and own.dep_kwargs["pools"]["pool"][:4] == (2, 1, 2, 4)
+    # InferenceX's TRT-LLM attention-DP encoding (tp 1, attention_dp D, moe_ep D) is not this artefact
+    trt = plan_row(row(id="dsr1_trt_c64_cfg9", model_path="deepseek-ai/DeepSeek-R1", precision="fp4", gemm_quant_mode="nvfp4",
+                       moe_quant_mode="nvfp4", backend="trtllm", tp_size="1", attention_dp_size="8", moe_tp_size="1", moe_ep_size="8",
+                       silicon_data_source="db-dump/2026-04-27; config_id=9; silicon_concurrency=64", isl="1024", osl="1024",
+                       batch_size="", silicon_ttft_ms="300", silicon_tpot_ms="20"))
+    assert trt.dep_kwargs is not None, trt.reason

@@ -115,12 +115,13 @@ def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = 
     """The rows of silicon CSVs measured on `gpu` that the simulator can model, and a count of
     the others by reason."""
     from .hardware.catalog import get_gpu
-    from .serving.validate import plan_row, read_silicon_csv
+    from .serving.validate import plan_rows, read_silicon_csv
 
     rows: list[_Row] = []
     skipped: Counter[str] = Counter()
     names = {gpu.name, *gpu.aliases}
     for p in paths:
+        mine = []
         for r in read_silicon_csv(p):
             sysname = (r.get("system") or "").strip()
             if system is not None:
@@ -135,7 +136,8 @@ def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = 
                 except LlmsimError:
                     skipped["unknown system"] += 1
                     continue
-            plan = plan_row(r)
+            mine.append(r)
+        for plan in plan_rows(mine):  # (rules that compare rows see every row of the file on this GPU)
             if plan.dep_kwargs is None:
                 skipped[plan.reason] += 1
                 continue

@@ -52,7 +52,14 @@ Mapping rules (assumptions a reader of the numbers must know):
    2026-03-25 / 2026-04-06 sources), the columns must agree: tp*attention_dp == T and, for MoE,
    moe_ep_size == E; (ii) a MoE layout with moe_tp == moe_ep > 1 whose tp*dp exceeds one NVLink
    domain (e.g. tp_size 64 = 8 x 8 for an id saying tp8/ep8 on an 8-GPU B200 node) is the
-   `tp = moe_tp x moe_ep` encoding artefact of some sources. Layouts the simulator rejects
+   `tp = moe_tp x moe_ep` encoding artefact of some sources; (iii) an InferenceX MoE row with
+   tp == attention_dp = T > 1, moe_tp 1 and moe_ep == T x T (vLLM rows of the database dump) is
+   InferenceX's `{tp: T, ep: T, dp-attn: true}` configuration encoded as T x T GPUs: InferenceX
+   runs a configuration on `tp` GPUs (its vLLM scripts: `--tensor-parallel-size=1
+   --data-parallel-size=$TP --enable-expert-parallel` with DP attention, `--tensor-parallel-size=$TP`
+   otherwise), the same measurements' 2026-04-06 copies say `_tpT_epT_` in their ids (and are
+   skipped by (i)), and T x T exceeds an 8-GPU node at T = 4; which 4-GPU layout ran is not
+   recorded. Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
 4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
@@ -69,8 +76,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    MTP entry ran the same image as its plain one from late March 2026, but over more
    concurrencies: its TP8 rows above the plain entry's range (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`:
    > 64 at 1k/1k and 1k/8k, > 4 at 8k/1k; the database dump's plain series, config 87, covers
-   exactly that range) can only be MTP's and are skipped too (27 rows); inside the range each cell
-   holds one measurement of each entry, which nothing in a row tells apart, and all are kept.
+   exactly that range) can only be MTP's and are skipped too (27 rows). Inside the range a cell
+   holds one measurement of each entry: the database dump's config-87 row is the plain entry's,
+   so another row of the same cell (same layout, ISL/OSL and concurrency; DeepSeek-R1 and -V3
+   alike) whose measured TTFT / TPOT differ from it is the MTP entry's and is skipped as well
+   (`plan_rows`; 17 rows of the shared CSV, each with 0.67-0.91x the plain row's TPOT and
+   1.02-2.06x its TTFT, the speculative-decoding signature). A CSV without the config-87 rows
+   keeps every row of the range: nothing in one row tells the two entries apart.
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -394,6 +406,13 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
                 f"layout columns (tp {tp} x attention_dp {dp}, moe_ep {ep}) disagree with the id (tp{t_id} ep{e_id})"
             )
     _check_node_artefact(row, spec, gpu, tp, dp, ep)
+    mtp = _int(row.get("moe_tp_size"))
+    if spec.is_moe and tp > 1 and dp == tp and ep == tp * dp and mtp in (None, 1) and row_data_source(row).startswith("InferenceX"):
+        raise LlmsimError(
+            f"suspect layout: tp {tp} x attention_dp {dp}, moe_ep {ep} is InferenceX's {{tp: {tp}, ep: {tp}, dp-attn: true}} "
+            f"configuration, which its scripts run on {tp} GPUs, not {tp * dp} (tp x attention_dp encoding artefact; which of "
+            f"tp1 dp{tp} ep{tp} or tp{tp} ep{tp} ran is not recorded)"
+        )
 
 
 def row_data_source(row: dict) -> str:
@@ -448,9 +467,12 @@ SPEC_DECODING_IMAGES = {
 # ran TP8 at CONC 4-64 for 1k/1k and 1k/8k and at CONC 4 only for 8k/1k (TP4 above that); the MTP
 # entry `dsr1-fp8-b200-sglang-mtp` (`spec-decoding: mtp`) TP8 at CONC 4-512 for all three, on the same
 # image from late March 2026 (SemiAnalysisAI/InferenceX .github/configs/nvidia-master.yaml). A TP8 row
-# above the plain entry's concurrency can only be the MTP entry's; rows inside it may be either and are
-# kept. (isl, osl) -> the plain entry's highest TP8 concurrency.
+# above the plain entry's concurrency can only be the MTP entry's; inside it, the plain entry's
+# measurement of a cell is the database dump's config-87 row (`SGLANG_DSR1_FP8_B200_STP_CONFIG`), and a
+# row of the cell measuring something else is the MTP entry's (`plan_rows`). (isl, osl) -> the plain
+# entry's highest TP8 concurrency.
 SGLANG_DSR1_FP8_B200_STP_MAX_CONC = {(1024, 1024): 64, (1024, 8192): 64, (8192, 1024): 4}
+SGLANG_DSR1_FP8_B200_STP_CONFIG = "config_id=87"
 
 
 def row_speculative_decoding(row: dict) -> str | None:
@@ -666,6 +688,53 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         plan.reason = e.message
     plan.note = "; ".join(notes)
     return plan
+
+
+def _sglang_stp_cell(row: dict, plan: _Plan) -> tuple | None:
+    """The (isl, osl, concurrency) cell of an InferenceX SGLang DeepSeek fp8 B200 TP8 agg row inside
+    the plain entry's range (rule 4c), or None for any other row."""
+    kw = plan.dep_kwargs
+    if kw is None or kw["backend"] != "sglang" or "pool" not in kw["pools"] or not row_data_source(row).startswith("InferenceX"):
+        return None
+    b = plan.base
+    if b["system"] != "b200_sxm" or b["model"] not in ("deepseek-r1", "deepseek-v3") or kw["weight_dtype"] != "fp8" \
+            or tuple(kw["pools"]["pool"][:4]) != (8, 1, 1, 1):
+        return None
+    top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((plan.isl, plan.osl))
+    return (plan.isl, plan.osl, plan.concurrency) if top is not None and plan.concurrency <= top else None
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-9)
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+def plan_rows(rows: list[dict], *, assume_one_worker: bool = False) -> list[_Plan]:
+    """`plan_row` for every row, then the rule that needs the other rows (4c inside the plain
+    range): where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
+    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped."""
+    plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in rows]
+    cells = [_sglang_stp_cell(r, p) for r, p in zip(rows, plans)]
+    plain: dict[tuple, tuple] = {}
+    for r, p, c in zip(rows, plans, cells):
+        if c is not None and re.search(rf"{SGLANG_DSR1_FP8_B200_STP_CONFIG}\b", str(r.get("silicon_data_source") or "")):
+            plain[c] = (p.base["measured_ttft_ms"], p.base["measured_tpot_ms"])
+    for r, p, c in zip(rows, plans, cells):
+        if c is None or c not in plain:
+            continue
+        ttft, tpot = plain[c]
+        if _same(p.base["measured_ttft_ms"], ttft) and _same(p.base["measured_tpot_ms"], tpot):
+            continue
+        p.dep_kwargs = None
+        p.reason = (f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain "
+                    f"entry's measurement of this cell is the database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, "
+                    f"TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this row measured another), which llmsim does not simulate")
+    return plans
 
 
 # ----------------------------------------------------------------------------- running one row
@@ -1005,7 +1074,7 @@ def validate_silicon(
     raw = rows if rows is not None else read_silicon_csv(path)
     if limit is not None:
         raw = raw[:limit]
-    plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in raw]
+    plans = plan_rows(raw, assume_one_worker=assume_one_worker)
     ovh = cpu_overhead_s or {}
     results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger,
                               "rounds": rounds, "warmup_rounds": warmup_rounds, "kernels": kernels,
