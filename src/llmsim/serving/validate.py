@@ -58,7 +58,7 @@ Mapping rules (assumptions a reader of the numbers must know):
    runs a configuration on `tp` GPUs (its vLLM scripts: `--tensor-parallel-size=1
    --data-parallel-size=$TP --enable-expert-parallel` with DP attention, `--tensor-parallel-size=$TP`
    otherwise), the same measurements' 2026-04-06 copies say `_tpT_epT_` in their ids (and are
-   skipped by (i)), and T x T exceeds an 8-GPU node at T = 4; which 4-GPU layout ran is not
+   skipped by (i)), and T x T exceeds an 8-GPU node at T = 4; which T-GPU layout ran is not
    recorded. Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
