@@ -463,21 +463,27 @@ def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
     assert [x["status"] for x in rep.rows] == ["ok", "skipped"] and "speculative decoding" in rep.rows[1]["reason"]
 
 
-def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_is_skipped():
-    # rule 4b(iii): InferenceX's {tp: T, ep: T, dp-attn: true} runs on T GPUs; the database dump
-    # writes it tp T x attention_dp T, moe_ep T*T (T*T GPUs) -- skipped, with the reason
+def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_runs_as_tp_ep():
+    # rule 4b(iii): InferenceX's {tp: T, ep: T, dp-attn: true} ran as tp T ep T on T GPUs; the
+    # database dump writes it tp T x attention_dp T, moe_ep T*T (T*T GPUs), batch_size per DP rank
     base = dict(model_path="MiniMaxAI/MiniMax-M2.5", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
-                tp_size="2", attention_dp_size="2", moe_tp_size="1", moe_ep_size="4", batch_size="", isl="1024", osl="1024",
+                tp_size="2", attention_dp_size="2", moe_tp_size="1", moe_ep_size="4", batch_size="64", isl="1024", osl="1024",
                 silicon_ttft_ms="300", silicon_tpot_ms="28")
     dump = plan_row(row(id="minimaxm2_5_b200_vllm_fp8_agg_1024x1024_c128_cfg691",
                         silicon_data_source="db-dump/2026-04-27; config_id=691; silicon_concurrency=128", **base))
-    assert dump.dep_kwargs is None and "suspect layout" in dump.reason and "dp-attn: true" in dump.reason and "2 GPUs, not 4" in dump.reason
-    # the same columns from a user's own benchmark are a real 4-GPU layout: modelled
+    assert dump.dep_kwargs is not None, dump.reason
+    assert dump.dep_kwargs["pools"]["pool"][:4] == (2, 1, 1, 2) and dump.base["num_gpus"] == 2 and dump.base["layout"] == "tp2 ep2"
+    assert dump.concurrency == 128 and "dp-attn: true" in dump.note
+    # its 2026-04-06 copy, whose id says tp2 ep2, now agrees with the columns (rule 4b(i)) and is modelled the same way
+    copy = plan_row(row(id="2026_04_06_minimaxm2_5_b200_sxm_vllm_fp8_agg_1024x1024_c128_tp2_ep2_7",
+                        silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=128", **base))
+    assert copy.dep_kwargs is not None and copy.dep_kwargs["pools"] == dump.dep_kwargs["pools"], copy.reason
+    # the same columns from a user's own benchmark are a real 4-GPU layout (tp2 x dp2, ep4)
     own = plan_row(row(id="mine_c128", silicon_data_source="source_file=mine.csv; silicon_concurrency=128", **base))
-    assert own.dep_kwargs is not None and own.dep_kwargs["pools"]["pool"][:4] == (2, 1, 2, 4)
+    assert own.dep_kwargs is not None and own.dep_kwargs["pools"]["pool"][:4] == (2, 1, 2, 4) and own.base["num_gpus"] == 4
     # InferenceX's TRT-LLM attention-DP encoding (tp 1, attention_dp D, moe_ep D) is not this artefact
     trt = plan_row(row(id="dsr1_trt_c64_cfg9", model_path="deepseek-ai/DeepSeek-R1", precision="fp4", gemm_quant_mode="nvfp4",
                        moe_quant_mode="nvfp4", backend="trtllm", tp_size="1", attention_dp_size="8", moe_tp_size="1", moe_ep_size="8",
                        silicon_data_source="db-dump/2026-04-27; config_id=9; silicon_concurrency=64", isl="1024", osl="1024",
                        batch_size="", silicon_ttft_ms="300", silicon_tpot_ms="20"))
-    assert trt.dep_kwargs is not None, trt.reason
+    assert trt.dep_kwargs is not None and trt.dep_kwargs["pools"]["pool"][:4] == (1, 1, 8, 8), trt.reason

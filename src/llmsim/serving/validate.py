@@ -52,14 +52,17 @@ Mapping rules (assumptions a reader of the numbers must know):
    2026-03-25 / 2026-04-06 sources), the columns must agree: tp*attention_dp == T and, for MoE,
    moe_ep_size == E; (ii) a MoE layout with moe_tp == moe_ep > 1 whose tp*dp exceeds one NVLink
    domain (e.g. tp_size 64 = 8 x 8 for an id saying tp8/ep8 on an 8-GPU B200 node) is the
-   `tp = moe_tp x moe_ep` encoding artefact of some sources; (iii) an InferenceX MoE row with
-   tp == attention_dp = T > 1, moe_tp 1 and moe_ep == T x T (vLLM rows of the database dump) is
-   InferenceX's `{tp: T, ep: T, dp-attn: true}` configuration encoded as T x T GPUs: InferenceX
-   runs a configuration on `tp` GPUs (its vLLM scripts: `--tensor-parallel-size=1
-   --data-parallel-size=$TP --enable-expert-parallel` with DP attention, `--tensor-parallel-size=$TP`
-   otherwise), the same measurements' 2026-04-06 copies say `_tpT_epT_` in their ids (and are
-   skipped by (i)), and T x T exceeds an 8-GPU node at T = 4; which T-GPU layout ran is not
-   recorded. Layouts the simulator rejects
+   `tp = moe_tp x moe_ep` encoding artefact of some sources. (iii) is not a skip but a mapping. An
+   InferenceX MoE row with tp == attention_dp = T > 1, moe_tp 1 and moe_ep == T x T (the vLLM
+   MiniMax-M2.5 / Kimi-K2.5 rows of the database dump and their 2026-04-06 copies) is InferenceX's
+   `{tp: T, ep: T, dp-attn: true}` configuration written as T x T GPUs. It is simulated as tp T
+   ep T on T GPUs. Four pieces of evidence support this. InferenceX runs a configuration on `tp`
+   GPUs. Its MiniMax-M2.5 vLLM script of the time (`fixed_seq_len/minimaxm2.5_fp8_b200.sh`) passes
+   `--tensor-parallel-size=$TP`, plus `--enable-expert-parallel` with EP, whatever `dp-attn`
+   says. The 2026-04-06 copies' ids say `_tpT_epT_`. And the rows measure what the same-day plain
+   tp T ep T runs measured: MiniMax B200 fp8, 20 cells, TTFT 0.95-1.06x and TPOT 0.99-1.01x; Kimi
+   config 635 against the 2026-03-25 tp4 ep4 rows, 15 cells, TTFT 0.86-1.27x and TPOT 0.91-1.07x.
+   Until this stop they were simulated on T x T GPUs (tp T x dp T). Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
 4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
@@ -406,13 +409,13 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
                 f"layout columns (tp {tp} x attention_dp {dp}, moe_ep {ep}) disagree with the id (tp{t_id} ep{e_id})"
             )
     _check_node_artefact(row, spec, gpu, tp, dp, ep)
-    mtp = _int(row.get("moe_tp_size"))
-    if spec.is_moe and tp > 1 and dp == tp and ep == tp * dp and mtp in (None, 1) and row_data_source(row).startswith("InferenceX"):
-        raise LlmsimError(
-            f"suspect layout: tp {tp} x attention_dp {dp}, moe_ep {ep} is InferenceX's {{tp: {tp}, ep: {tp}, dp-attn: true}} "
-            f"configuration, which its scripts run on {tp} GPUs, not {tp * dp} (tp x attention_dp encoding artefact; which of "
-            f"tp1 dp{tp} ep{tp} or tp{tp} ep{tp} ran is not recorded)"
-        )
+
+
+def _inferencex_dp_attn_encoding(row: dict, spec, tp: int, dp: int, ep: int) -> bool:
+    """Rule 4b(iii): the columns tp T x attention_dp T, moe_tp 1, moe_ep T x T of an InferenceX MoE
+    row, its `{tp: T, ep: T, dp-attn: true}` configuration, which ran as tp T ep T on T GPUs."""
+    return (spec.is_moe and tp > 1 and dp == tp and ep == tp * dp and _int(row.get("moe_tp_size")) in (None, 1)
+            and row_data_source(row).startswith("InferenceX"))
 
 
 def row_data_source(row: dict) -> str:
@@ -619,6 +622,11 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
         conc = _concurrency_from_source(row)
         if mode == "agg":
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
+            dp_cols = dp  # the attention_dp the columns (and their batch_size, per rank) were written with
+            if _inferencex_dp_attn_encoding(row, spec, tp, dp, ep):  # rule 4b(iii)
+                notes.append(f"layout columns tp {tp} x attention_dp {dp}, moe_ep {ep}: InferenceX's {{tp: {tp}, ep: {tp}, "
+                             f"dp-attn: true}}, run as tp{tp} ep{tp} on {tp} GPUs")
+                dp, ep = 1, tp
             _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
             base["layout"] = _layout(tp, pp, dp, ep)
             base["num_gpus"] = tp * pp * dp
@@ -626,11 +634,11 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             if conc is None:
                 if not bs:
                     raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no batch_size)")
-                conc = bs * dp
-                notes.append(f"concurrency = batch_size {bs} x attention_dp {dp} (not recorded)")
-            elif bs and bs * dp != conc:
+                conc = bs * dp_cols
+                notes.append(f"concurrency = batch_size {bs} x attention_dp {dp_cols} (not recorded)")
+            elif bs and bs * dp_cols != conc:
                 raise LlmsimError(
-                    f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp}"
+                    f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp_cols}"
                 )
             if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):
                 spec_dec = _inferencex_sglang_mtp_cell(base["system"], spec.name, w, tp, ep, isl, osl, conc)  # rule 4c
