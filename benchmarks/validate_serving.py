@@ -74,7 +74,6 @@ from llmsim.serving.validate import ROUNDS, WARMUP_ROUNDS, ape_stats, read_silic
 
 DEFAULT_CSV = ROOT.parent / "shared" / "data" / "silicon" / "aiconfigurator_silicon_sample.csv"
 TARGET_TPOT, TARGET_TTFT = 10.0, 15.0
-SPLIT_SEED = 0  # the seed the frozen split was drawn with (`seeded_split`)
 SPLIT_FILE = ROOT / "benchmarks" / "split_train_configs.json"
 OVERHEAD_GRID_MS = (0.0, 0.2, 0.4, 0.6, 1.0, 1.5, 2.5)
 
@@ -152,13 +151,6 @@ def sync_table(rows: list[dict], raw_by_id: dict[str, dict]) -> Table:
 
 def config_key(r: dict) -> tuple:
     return (r["model"] or r["model_path"], r["system"], r["layout"])
-
-
-def seeded_split(keys) -> set:
-    """Seeded random half of the given (model, system, layout) keys: how `SPLIT_FILE` was drawn."""
-    keys = sorted(keys)
-    perm = np.random.default_rng(SPLIT_SEED).permutation(len(keys))
-    return {keys[i] for i in perm[: len(keys) // 2]}
 
 
 def frozen_train_configs() -> set:

@@ -349,6 +349,7 @@ class _Plan:
     reason: str = ""
     note: str = ""
     range_ratio: float = RANGE_RATIO  # the row's benchmark recipe (`row_range_ratio`)
+    plain_cell: tuple | None = None  # (isl, osl, concurrency) of a rule-4c cell both SGLang entries measured
 
     @property
     def cost(self) -> float:
@@ -480,23 +481,20 @@ SGLANG_DSR1_FP8_B200_STP_CONFIG = "config_id=87"
 
 def row_speculative_decoding(row: dict) -> str | None:
     """The benchmark configuration with speculative decoding whose serving image measured `row`
-    (rule 4c, `SPEC_DECODING_IMAGES`), or None. (The SGLang cells: `_inferencex_sglang_mtp_cell`.)"""
+    (rule 4c, `SPEC_DECODING_IMAGES`), or None. (The SGLang cells: `_sglang_dsr1_plain_top`.)"""
     if not row_data_source(row).startswith("InferenceX"):
         return None
     m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
     return SPEC_DECODING_IMAGES.get(m.group(1).replace("#", "/")) if m else None
 
 
-def _inferencex_sglang_mtp_cell(system: str, model: str, weight_dtype: str, tp: int, ep: int, isl: int, osl: int,
-                                conc: int) -> str | None:
-    """Rule 4c for an InferenceX SGLang agg row (layout parsed): the MTP entry's configuration if the
-    row lies outside the plain entry's TP8 concurrency range (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`)."""
-    if system != "b200_sxm" or model not in ("deepseek-r1", "deepseek-v3") or weight_dtype != "fp8" or tp != 8 or ep != 1:
+def _sglang_dsr1_plain_top(system: str, model: str, weight_dtype: str, tp: int, dp: int, ep: int, isl: int, osl: int) -> int | None:
+    """Rule 4c for an InferenceX SGLang agg row (layout parsed): the plain entry's highest TP8
+    concurrency for this ISL/OSL (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`) if the row is a DeepSeek fp8
+    B200 TP8 row, which both the plain and the MTP entry measured; else None."""
+    if system != "b200_sxm" or model not in ("deepseek-r1", "deepseek-v3") or weight_dtype != "fp8" or (tp, dp, ep) != (8, 1, 1):
         return None
-    top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((isl, osl))
-    if top is None or conc <= top:
-        return None
-    return f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL"
+    return SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((isl, osl))
 
 
 def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, isl: int, osl: int, tp: int,
@@ -640,10 +638,13 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                 raise LlmsimError(
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp_cols}"
                 )
-            if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):
-                spec_dec = _inferencex_sglang_mtp_cell(base["system"], spec.name, w, tp, ep, isl, osl, conc)  # rule 4c
-                if spec_dec:
-                    raise LlmsimError(f"measured with speculative decoding ({spec_dec}), which llmsim does not simulate")
+            if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):  # rule 4c
+                top = _sglang_dsr1_plain_top(base["system"], spec.name, w, tp, dp, ep, isl, osl)
+                if top is not None and conc > top:
+                    raise LlmsimError(f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: "
+                                      f"the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL), which llmsim does not simulate")
+                if top is not None:
+                    plan.plain_cell = (isl, osl, conc)  # both entries measured this cell: `plan_rows` tells them apart
             pools = {"pool": (tp, pp, dp, ep, 1)}
             engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
             if engine:
@@ -698,20 +699,6 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
     return plan
 
 
-def _sglang_stp_cell(row: dict, plan: _Plan) -> tuple | None:
-    """The (isl, osl, concurrency) cell of an InferenceX SGLang DeepSeek fp8 B200 TP8 agg row inside
-    the plain entry's range (rule 4c), or None for any other row."""
-    kw = plan.dep_kwargs
-    if kw is None or kw["backend"] != "sglang" or "pool" not in kw["pools"] or not row_data_source(row).startswith("InferenceX"):
-        return None
-    b = plan.base
-    if b["system"] != "b200_sxm" or b["model"] not in ("deepseek-r1", "deepseek-v3") or kw["weight_dtype"] != "fp8" \
-            or tuple(kw["pools"]["pool"][:4]) != (8, 1, 1, 1):
-        return None
-    top = SGLANG_DSR1_FP8_B200_STP_MAX_CONC.get((plan.isl, plan.osl))
-    return (plan.isl, plan.osl, plan.concurrency) if top is not None and plan.concurrency <= top else None
-
-
 def _same(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
@@ -727,12 +714,12 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False) -> list[_Pla
     range): where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
     of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped."""
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in rows]
-    cells = [_sglang_stp_cell(r, p) for r, p in zip(rows, plans)]
+    cells = [p.plain_cell if p.dep_kwargs is not None else None for p in plans]
     plain: dict[tuple, tuple] = {}
     for r, p, c in zip(rows, plans, cells):
         if c is not None and re.search(rf"{SGLANG_DSR1_FP8_B200_STP_CONFIG}\b", str(r.get("silicon_data_source") or "")):
             plain[c] = (p.base["measured_ttft_ms"], p.base["measured_tpot_ms"])
-    for r, p, c in zip(rows, plans, cells):
+    for p, c in zip(plans, cells):
         if c is None or c not in plain:
             continue
         ttft, tpot = plain[c]
