@@ -259,6 +259,14 @@ PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 0.25e-3}
 # dense-rate GEMM. An earlier form slowed the grouped GEMM's whole main loop (padded tiles too): it
 # made few-token decode compute-bound (vLLM gpt-oss-120b H100 TPOT 7.8 -> 83.7% median APE) and was
 # dropped for this floor on the useful FLOPs.
+# Tried and not adopted (2026-11-23): a rate that grows with the rows each expert gets per launch,
+# moe_efficiency x (rows / 256) ** g above 256 rows (the most the fitted rows reached: one 8k prompt of a
+# 256-expert top-8 model), for SGLang, whose disaggregated prefill pools at high concurrency (attention DP,
+# 16k-token batches, ~4k rows per expert) queued far more than measured (TTFT up to 7x over, TPOT 0.5-0.8x
+# under: too little prefill throughput). Train criterion (mean of SGLang's TTFT and TPOT median APE over
+# its train rows, agg and disagg) at g = 0 / 0.5 / 1: 17.59 / 17.63 / 17.63 -- the disaggregated train
+# TTFT fell 32.0 -> 24.2% but the aggregated rows went 25.3 -> 25.7% TTFT and 8.7 -> 9.0% TPOT -- so g = 0
+# stays (held-out, seen after: 20.94 / 20.07 / 20.42).
 MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 
 # More fixed time per MoE layer of an iteration that runs prefill, on GPUs without measured kernel tables
