@@ -62,7 +62,7 @@ Mapping rules (assumptions a reader of the numbers must know):
    says. The 2026-04-06 copies' ids say `_tpT_epT_`. And the rows measure what the same-day plain
    tp T ep T runs measured: MiniMax B200 fp8, 20 cells, TTFT 0.95-1.06x and TPOT 0.99-1.01x; Kimi
    config 635 against the 2026-03-25 tp4 ep4 rows, 15 cells, TTFT 0.86-1.27x and TPOT 0.91-1.07x.
-   Until this stop they were simulated on T x T GPUs (tp T x dp T). Layouts the simulator rejects
+   Versions before 2026-11-22 simulated them on T x T GPUs (tp T x dp T). Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
 4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
