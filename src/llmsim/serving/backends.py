@@ -222,6 +222,14 @@ DISAGG_HANDOFF_S = {"vllm": 0.15, "sglang": 0.15, "trtllm": 0.05}
 # Refitted jointly with `MOE_EFFICIENCY` (below), the stop after: vLLM 0.75 -> 0.5 ms; SGLang and
 # TRT-LLM unchanged.
 # Refitted jointly with `PREFILL_MOE_LAYER_S` (below), the stop after that: TRT-LLM 1.0 -> 0.25 ms.
+# Tried and not adopted (2026-11-23): moving a share s of TRT-LLM's whole fixed prefill time (this, the
+# per-MoE-layer and per-MLA-layer parts) out of the iteration into a delay of the prefilled request's
+# first token only, so the decodes sharing the iteration no longer wait for it (the lead from the
+# gpt-oss-120b B200 TPOT over-prediction at c = 64-128, README). TRT-LLM train criterion (mean of
+# TTFT and TPOT median APE, its train rows, agg and disagg) at s = 0 / 0.5 / 1: 14.14 / 14.74 / 16.35,
+# and 16.69 at s = 1 with the fixed times x 1.5; held-out 17.91 / 17.85 / 18.22 / 17.95. gpt-oss
+# TPOT improved (predicted / measured 1.22-1.36 -> 1.06-1.11 at c > 16, s = 1), but DeepSeek's TPOT
+# fell under (0.84-0.88) and every B200 model's high-concurrency TTFT fell further under, so s = 0.
 PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 0.25e-3}
 
 # Share of the dense GEMM's compute rate that the engine's fused-MoE expert GEMMs reach on their

@@ -191,6 +191,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    modelled as the chunk budget, and no mixed chunks: not applied either). The same collector's
    client (`bench_run.sh.j2`: aiperf, 50 x N requests after 2 x N warm-up) is not applied: with it
    the vLLM rows above went 11.5 -> 43.3% (predicted / measured 0.58), so rule 6's protocol stays.
+   Re-checked on 2026-11-23 on TRT-LLM's 490 collector rows (484 on H100, 6 on GB200): the
+   recipe gave 124 rows within 15% TTFT against 115 without it, but a median APE of 34.6%
+   against 32.6% (41.5% with chunked context off, as the generator's TRT-LLM template has it),
+   so TRT-LLM stays out.
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
    unexpected exception skips it with "internal error: ...".
