@@ -23,9 +23,10 @@ with `prefill_layer_s`) and `prefill_moe_layer_s` (trtllm 0.75 ms more per MoE l
 iteration on the same GPUs, vllm / sglang 0; fitted jointly with `prefill_layer_s`) and
 `prefill_table_moe_layer_s` (vllm 0.5 ms per MoE layer of a prefill iteration on GPUs whose kernel
 tables time the rest, trtllm / sglang 0) and `prefill_mla_layer_s` (trtllm 0.75 ms per layer of an
-MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) were chosen on the train half of the configuration
-split (frozen in `benchmarks/split_train_configs.json`: the seed-0 draw, so that a rule that skips
-rows cannot move fitted-on configurations into the held-out half), as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
+MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) were chosen on the
+train half of the configuration split (frozen in `benchmarks/split_train_configs.json`: the seed-0
+draw, so that a rule that skips rows cannot move fitted-on configurations into the held-out half),
+as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
 `llmsim.serving.validate`), so a table of the train and held-out halves is printed too.
 
 Options:
@@ -34,7 +35,8 @@ Options:
                 (b) the closed loop with staggered client phases (`stagger=True`) instead of
                 all clients starting together, as a sensitivity check.
   --calibrate   what fitting `cpu_overhead_s` per backend would do: configurations (distinct
-                model x system x layout) are split into the frozen train half and held-out; cpu_overhead_s is chosen per backend on a grid to minimise the
+                model x system x layout) are split into the frozen train half and the
+                held-out rest; cpu_overhead_s is chosen per backend on a grid to minimise the
                 mean of the TTFT and TPOT median APEs on the train rows, and train and held-out
                 errors are printed for the defaults and the fitted values. backends.py is not
                 changed by this script.

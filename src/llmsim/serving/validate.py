@@ -644,10 +644,10 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
                 )
             if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):  # rule 4c
                 top = _sglang_dsr1_plain_top(base["system"], spec.name, w, tp, dp, ep, isl, osl)
-                if top is not None and conc > top:
-                    raise LlmsimError(f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: "
-                                      f"the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL), which llmsim does not simulate")
                 if top is not None:
+                    if conc > top:
+                        raise LlmsimError(f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: "
+                                          f"the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL), which llmsim does not simulate")
                     plan.plain_cell = (isl, osl, conc)  # both entries measured this cell: `plan_rows` tells them apart
             pools = {"pool": (tp, pp, dp, ep, 1)}
             engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
