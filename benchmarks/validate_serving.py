@@ -50,7 +50,7 @@ Options:
                 configuration split used by --calibrate (so a protocol choice can be judged on
                 rows it was not picked on). E.g. --protocols 10:0,8:4,5:0,3:0 (~6 min).
 
-    python benchmarks/validate_serving.py [--jobs 2] [--limit N] [--extras] [--calibrate] [--rows out.csv]
+    python benchmarks/validate_serving.py [--jobs 2] [--limit N] [--extras] [--calibrate] [--rows out.csv] [--count-repeats]
                                           [--rounds 10 --warmup-rounds 0] [--protocols 10:0,8:4]
 """
 
@@ -255,6 +255,8 @@ def main() -> None:
                     help="lengths uniform in [int(L x ratio), L] for every row (1 = fixed); default: per row, "
                          "the InferenceMAX / InferenceX recipe's 0.8 for its rows, fixed for the others")
     ap.add_argument("--protocols", type=str, default=None)
+    ap.add_argument("--count-repeats", action="store_true",
+                    help="count every copy of a measurement the CSV lists more than once (rule 10; default: once)")
     a = ap.parse_args()
     console = Console(width=200)
 
@@ -263,7 +265,7 @@ def main() -> None:
     if a.limit:
         raw = raw[: a.limit]
     rep = validate_silicon(a.csv, rows=raw, jobs=a.jobs, rounds=a.rounds, warmup_rounds=a.warmup_rounds,
-                           range_ratio=a.range_ratio)
+                           range_ratio=a.range_ratio, count_repeats=a.count_repeats)
     wall = time.perf_counter() - t0
     console.print(f"[bold]{a.csv.name}[/] (AIConfigurator silicon sample, Apache-2.0): {len(raw)} rows; "
                   f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); seven backend parameters, the HGX Blackwell "

@@ -448,7 +448,7 @@ def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
                      silicon_data_source=src.format(32), **base)
     tp4 = row(id="r1_c16_tp4", model_path="deepseek-ai/DeepSeek-R1", silicon_ttft_ms="586.3", silicon_tpot_ms="11.71",
               silicon_data_source=src.format(16), **dict(base, tp_size="4", moe_tp_size="4"))
-    plans = {p.base["id"]: p for p in plan_rows([plain, copy, twin, other_cell, tp4])}
+    plans = {p.base["id"]: p for p in plan_rows([plain, copy, twin, other_cell, tp4], count_repeats=True)}
     for kept in ("dsr1_b200_sglang_fp8_agg_1024x1024_c16_cfg87", "r1_c16_a", "r1_c32", "r1_c16_tp4"):
         assert plans[kept].dep_kwargs is not None and not plans[kept].reason, kept
     r = plans["r1_c16_b"]
@@ -461,6 +461,50 @@ def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
     # validate lists the twin as skipped, never drops it
     rep = validate_silicon(None, rows=[plain, twin])
     assert [x["status"] for x in rep.rows] == ["ok", "skipped"] and "speculative decoding" in rep.rows[1]["reason"]
+
+
+def test_a_measurement_listed_twice_counts_once():
+    # rule 10: the same benchmark with bit-identical TTFT and TPOT is one measurement exported twice
+    # (InferenceX's database dump lists DeepSeek-R1 runs as DeepSeek-V3); the copy is skipped naming
+    # the first row, listed, and left out of the statistics unless count_repeats=True
+    from llmsim.serving.validate import REPEAT_REASON, plan_rows
+
+    base = dict(system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8", backend="trtllm", tp_size="8",
+                moe_tp_size="8", moe_ep_size="1", batch_size="8", isl="1024", osl="64", silicon_ttft_ms="181.474005",
+                silicon_tpot_ms="11.08465")
+    dump = row(id="dump_c8", model_path="deepseek-ai/DeepSeek-V3", silicon_data_source="db-dump/2026-04-27; silicon_concurrency=8", **base)
+    export = row(id="export_c8", model_path="deepseek-ai/DeepSeek-R1", silicon_data_source="source_file=2026-03-25.csv; silicon_concurrency=8", **base)
+    rerun = row(id="rerun_c8", model_path="deepseek-ai/DeepSeek-R1", silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=8",
+                **dict(base, silicon_ttft_ms="181.4741"))  # another run of the same benchmark
+    other_conc = row(id="c16", model_path="deepseek-ai/DeepSeek-R1", **dict(base, batch_size="16"),
+                     silicon_data_source="db; silicon_concurrency=16")
+    # an export that differs in the last float digit is still the same measurement
+    last_digit = row(id="export2_c8", model_path="deepseek-ai/DeepSeek-R1", silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=8",
+                     **dict(base, silicon_ttft_ms="181.47400499999998"))
+    plans = plan_rows([dump, export, rerun, other_conc, last_digit])
+    assert [p.dep_kwargs is not None for p in plans] == [True, False, True, True, False]
+    assert plans[1].reason.startswith(REPEAT_REASON) and "dump_c8" in plans[1].reason
+    assert all(p.dep_kwargs is not None for p in plan_rows([dump, export, rerun, other_conc, last_digit], count_repeats=True))
+    rep = validate_silicon(None, rows=[dump, export, rerun])
+    assert [x["status"] for x in rep.rows] == ["ok", "skipped", "ok"]
+    d = rep.to_dict()
+    assert d["overall"]["rows_modelled"] == 2 and d["overall"]["rows_skipped"] == 1
+    assert any(k.startswith(REPEAT_REASON) for k in d["skipped_reasons"])
+    both = validate_silicon(None, rows=[dump, export], count_repeats=True)
+    assert [x["status"] for x in both.rows] == ["ok", "ok"]
+    assert both.rows[0]["predicted_ttft_ms"] == both.rows[1]["predicted_ttft_ms"]  # one architecture, one prediction
+
+
+def test_cli_count_repeats(tmp_path, capsys):
+    f = tmp_path / "twice.csv"
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows([row(id="a_c8"), row(id="b_c8")])
+    main(["validate", "silicon", str(f), "--json"])
+    assert json.loads(capsys.readouterr().out)["overall"]["rows_modelled"] == 1
+    main(["validate", "silicon", str(f), "--json", "--count-repeats"])
+    assert json.loads(capsys.readouterr().out)["overall"]["rows_modelled"] == 2
 
 
 def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_runs_as_tp_ep():

@@ -465,6 +465,7 @@ def validate_silicon(
     warmup_rounds: int = typer.Option(VALIDATE_WARMUP_ROUNDS, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
     kernels: str = typer.Option("auto", help="auto | none | profile (the bundled `llmsim profile` run of the row's GPU) | DIR of kernel tables; applied to rows on the GPU the tables were measured on, other rows use auto"),
     range_ratio: Optional[float] = typer.Option(None, "--range-ratio", help="benchmark protocol: lengths uniform in [int(L x ratio), L] (benchmark_serving --random-range-ratio; 1 = fixed); default: per row, 0.8 for InferenceMAX / InferenceX rows (their recipe), fixed otherwise"),
+    count_repeats: bool = typer.Option(False, "--count-repeats", help="simulate and count every copy of a measurement listed more than once (same benchmark, identical TTFT and TPOT); default: the first copy counts, later ones are skipped naming it"),
 ) -> None:
     """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
 
@@ -473,7 +474,8 @@ def validate_silicon(
     warmup_rounds x concurrency completions."""
     from .serving.validate import validate_silicon as run
 
-    rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds, kernels=kernels, range_ratio=range_ratio)
+    rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds, kernels=kernels, range_ratio=range_ratio,
+              count_repeats=count_repeats)
     if rows_out is not None:
         rep.write_rows(rows_out)
     if as_json:

@@ -198,6 +198,20 @@ Mapping rules (assumptions a reader of the numbers must know):
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
    unexpected exception skips it with "internal error: ...".
+10. Repeated measurements (`plan_rows`). A modelled row whose simulated benchmark (the
+   deployment, with the model's architecture rather than its name; ISL/OSL, client concurrency,
+   length recipe) and measured TTFT and TPOT (to `REPEAT_DIGITS` = 9 significant digits: exports
+   differ in the last float digit) are those of an earlier modelled row is the same measurement
+   listed again. It is skipped with the earlier row's id in the reason, so each measurement
+   counts once in the statistics. Independent runs never agree to nine digits, and the copies in
+   the shared CSV carry the same measurement date: InferenceX's database dump ('db-dump/...',
+   `config_id`) and its source-file exports ('source_file=2026-03-25.csv', '2026-04-06.csv') list
+   many runs two or three times, and the dump names DeepSeek-R1 runs' checkpoint
+   deepseek-ai/DeepSeek-V3. 274 of the 2,306 rows modelled before this rule were such copies
+   (vLLM agg 150, TRT-LLM agg 73, SGLang agg 51; predictions of the kept rows unchanged), and
+   38 measurements had copies in both halves of the train / held-out split
+   (`benchmarks/validate_serving.py`), which counted them in both. `count_repeats=True`
+   (`llmsim validate silicon --count-repeats`) counts every copy, as versions before 2026-11-23 did.
 
 APE = |predicted - measured| / measured x 100. Group statistics (median and p90 APE, and the
 median signed error as a bias indicator) are over the modelled rows of each
@@ -713,10 +727,12 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
 
-def plan_rows(rows: list[dict], *, assume_one_worker: bool = False) -> list[_Plan]:
-    """`plan_row` for every row, then the rule that needs the other rows (4c inside the plain
-    range): where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
-    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped."""
+def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeats: bool = False) -> list[_Plan]:
+    """`plan_row` for every row, then the rules that need the other rows. 4c inside the plain
+    range: where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
+    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped.
+    10: a modelled row repeating an earlier modelled row's measurement is skipped, naming that row
+    (`count_repeats=True` keeps every copy)."""
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in rows]
     cells = [p.plain_cell if p.dep_kwargs is not None else None for p in plans]
     plain: dict[tuple, tuple] = {}
@@ -733,7 +749,51 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False) -> list[_Pla
         p.reason = (f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain "
                     f"entry's measurement of this cell is the database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, "
                     f"TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this row measured another), which llmsim does not simulate")
+    if not count_repeats:
+        _skip_repeats(plans)
     return plans
+
+
+REPEAT_REASON = "repeats the measurement of an earlier row"  # rule 10; the row's reason names that row
+REPEAT_DIGITS = 9  # rule 10: measured values equal to 9 significant digits (exports differ in the last float digit)
+
+
+_NOT_ARCHITECTURE = {"name", "hf_id", "aliases", "source"}
+
+
+def _repeat_key(p: _Plan) -> tuple | None:
+    """What makes two modelled rows one measurement (rule 10): the same simulated benchmark --
+    deployment (model architecture, GPU, pools, backend, formats, engine settings) and workload
+    (ISL / OSL, client concurrency, length recipe) -- and the same measured TTFT and TPOT to
+    `REPEAT_DIGITS` significant digits. The architecture, not the model's name: the shared CSV lists DeepSeek-R1 runs as
+    DeepSeek-V3 in one export and -R1 in another."""
+    b = p.base
+    if p.dep_kwargs is None or b["measured_ttft_ms"] is None or b["measured_tpot_ms"] is None:
+        return None
+    kw = dict(p.dep_kwargs)
+    spec = kw.pop("model")
+    if isinstance(spec, str):
+        from ..models import get_model
+
+        spec = get_model(spec)
+    arch = sorted((k, v) for k, v in spec.model_dump().items() if k not in _NOT_ARCHITECTURE)
+    return (repr(arch), repr(sorted(kw.items())), p.isl, p.osl, p.concurrency, p.range_ratio,
+            float(f"{float(b['measured_ttft_ms']):.{REPEAT_DIGITS}g}"), float(f"{float(b['measured_tpot_ms']):.{REPEAT_DIGITS}g}"))
+
+
+def _skip_repeats(plans: list[_Plan]) -> None:
+    """Rule 10: keep the first modelled row of each measurement, skip its later copies."""
+    first: dict[tuple, str] = {}
+    for p in plans:
+        k = _repeat_key(p)
+        if k is None:
+            continue
+        if k not in first:
+            first[k] = p.base["id"]
+            continue
+        p.dep_kwargs = None
+        p.reason = (f"{REPEAT_REASON} ({first[k]}: the same deployment, ISL/OSL and concurrency as simulated, identical TTFT {_fmt(k[-2], 3)} ms and TPOT {_fmt(k[-1], 3)} ms): one benchmark listed twice, "
+                    "counted once")
 
 
 # ----------------------------------------------------------------------------- running one row
@@ -1011,6 +1071,8 @@ def _reason_class(reason: str) -> str:
     """Group skip reasons that differ only in numbers / names."""
     if reason.startswith("model not in catalog:"):
         return reason
+    if reason.startswith(REPEAT_REASON):
+        return REPEAT_REASON + " (counted once; rule 10)"
     r = re.sub(r"\d[\d,.]*", "N", reason)
     return r if len(r) <= 160 else r[:157] + "..."
 
@@ -1046,6 +1108,7 @@ def validate_silicon(
     rows: list[dict] | None = None,
     kernels: str = "auto",
     range_ratio: float | None = None,
+    count_repeats: bool = False,
 ) -> SiliconReport:
     """Simulate every row of a silicon CSV (or the given parsed `rows`) and compare.
 
@@ -1056,7 +1119,8 @@ def validate_silicon(
     (rule 6): rounds x concurrency requests per row, the first warmup_rounds x concurrency
     completions excluded; the defaults (10, 0) are InferenceMAX's recipe. `kernels`: 'auto'
     (default), 'none', 'profile' or a directory of tables, applied to the rows whose GPU
-    the tables were measured on (other rows: 'auto'; `row_kernels`).
+    the tables were measured on (other rows: 'auto'; `row_kernels`). `count_repeats`: simulate and
+    count every copy of a measurement the CSV lists more than once (rule 10; default: the first).
     """
     t0 = time.perf_counter()
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -1073,7 +1137,7 @@ def validate_silicon(
     raw = rows if rows is not None else read_silicon_csv(path)
     if limit is not None:
         raw = raw[:limit]
-    plans = plan_rows(raw, assume_one_worker=assume_one_worker)
+    plans = plan_rows(raw, assume_one_worker=assume_one_worker, count_repeats=count_repeats)
     ovh = cpu_overhead_s or {}
     results = run_plans([(p, {"cpu_overhead_s": ovh.get(p.dep_kwargs["backend"]) if p.dep_kwargs else None, "stagger": stagger,
                               "rounds": rounds, "warmup_rounds": warmup_rounds, "kernels": kernels,
@@ -1082,4 +1146,5 @@ def validate_silicon(
     return SiliconReport(rows=results, source=str(path or ""), wall_s=time.perf_counter() - t0,
                          jobs=jobs, meta={"kernels": kernels, "protocol": {"requests_per_client": rounds, "warmup_requests_per_client": warmup_rounds,
                                                                          "range_ratio": "per row" if range_ratio is None else range_ratio,
-                                                       "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger}})
+                                                       "client_jitter_ms": CLIENT_JITTER_S * 1e3, "stagger": stagger},
+                                                         "repeats": "every copy counted" if count_repeats else "counted once (rule 10)"})
