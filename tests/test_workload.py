@@ -345,6 +345,8 @@ def test_empty_and_unknown_traces(tmp_path):
         load_trace(p)
     with pytest.raises(LlmsimError, match="not found"):
         load_trace(tmp_path / "missing.csv")
+    with pytest.raises(LlmsimError, match="not a regular file"):
+        load_trace(tmp_path)  # a directory
     with pytest.raises(LlmsimError, match="format"):
         load_trace(p, fmt="parquet")
 

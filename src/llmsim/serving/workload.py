@@ -889,7 +889,8 @@ def load_trace(
     """
     p = Path(path)
     if not p.is_file():
-        raise LlmsimError(f"trace file not found: {p}", hint="give the path of a CSV or JSONL trace")
+        what = "is not a regular file" if p.exists() else "not found"
+        raise LlmsimError(f"trace file {what}: {p}", hint="give the path of a CSV or JSONL trace")
     if fmt not in TRACE_FORMATS:
         raise LlmsimError(f"unknown trace format {fmt!r}", hint=f"use one of {', '.join(TRACE_FORMATS)}")
     scale = _check_pos(time_scale, "time_scale", hint="1 replays at recorded speed, 0.5 twice as fast")
