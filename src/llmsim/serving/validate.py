@@ -765,8 +765,8 @@ def _repeat_key(p: _Plan) -> tuple | None:
     """What makes two modelled rows one measurement (rule 10): the same simulated benchmark --
     deployment (model architecture, GPU, pools, backend, formats, engine settings) and workload
     (ISL / OSL, client concurrency, length recipe) -- and the same measured TTFT and TPOT to
-    `REPEAT_DIGITS` significant digits. The architecture, not the model's name: the shared CSV lists DeepSeek-R1 runs as
-    DeepSeek-V3 in one export and -R1 in another."""
+    `REPEAT_DIGITS` significant digits. The architecture, not the model's name: the shared CSV
+    lists DeepSeek-R1 runs as DeepSeek-V3 in one export and -R1 in another."""
     b = p.base
     if p.dep_kwargs is None or b["measured_ttft_ms"] is None or b["measured_tpot_ms"] is None:
         return None
@@ -777,8 +777,11 @@ def _repeat_key(p: _Plan) -> tuple | None:
 
         spec = get_model(spec)
     arch = sorted((k, v) for k, v in spec.model_dump().items() if k not in _NOT_ARCHITECTURE)
+    def digits(x: float) -> float:
+        return float(f"{float(x):.{REPEAT_DIGITS}g}")
+
     return (repr(arch), repr(sorted(kw.items())), p.isl, p.osl, p.concurrency, p.range_ratio,
-            float(f"{float(b['measured_ttft_ms']):.{REPEAT_DIGITS}g}"), float(f"{float(b['measured_tpot_ms']):.{REPEAT_DIGITS}g}"))
+            digits(b["measured_ttft_ms"]), digits(b["measured_tpot_ms"]))
 
 
 def _skip_repeats(plans: list[_Plan]) -> None:
@@ -792,8 +795,8 @@ def _skip_repeats(plans: list[_Plan]) -> None:
             first[k] = p.base["id"]
             continue
         p.dep_kwargs = None
-        p.reason = (f"{REPEAT_REASON} ({first[k]}: the same deployment, ISL/OSL and concurrency as simulated, identical TTFT {_fmt(k[-2], 3)} ms and TPOT {_fmt(k[-1], 3)} ms): one benchmark listed twice, "
-                    "counted once")
+        p.reason = (f"{REPEAT_REASON} ({first[k]}: the same deployment, ISL/OSL and concurrency as simulated, "
+                    f"identical TTFT {_fmt(k[-2], 3)} ms and TPOT {_fmt(k[-1], 3)} ms): one benchmark listed again, counted once")
 
 
 # ----------------------------------------------------------------------------- running one row
