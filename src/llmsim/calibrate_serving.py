@@ -115,7 +115,7 @@ def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = 
     """The rows of silicon CSVs measured on `gpu` that the simulator can model, and a count of
     the others by reason."""
     from .hardware.catalog import get_gpu
-    from .serving.validate import REPEAT_REASON, _reason_class, plan_rows, read_silicon_csv
+    from .serving.validate import plan_rows, read_silicon_csv, reason_class
 
     rows: list[_Row] = []
     skipped: Counter[str] = Counter()
@@ -139,7 +139,7 @@ def silicon_rows(paths: list[str | Path], gpu: GPUSpec, *, system: str | None = 
             mine.append(r)
         for plan in plan_rows(mine):  # (rules that compare rows see every row of the file on this GPU)
             if plan.dep_kwargs is None:
-                skipped[_reason_class(plan.reason) if plan.reason.startswith(REPEAT_REASON) else plan.reason] += 1
+                skipped[reason_class(plan.reason)] += 1  # grouped as `validate silicon` groups them
                 continue
             b = plan.base
             config = "|".join(str(b[k]) for k in ("model", "system", "backend", "mode", "layout", "precision"))

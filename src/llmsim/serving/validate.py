@@ -1008,7 +1008,7 @@ class SiliconReport:
             "by_mode": _group_by(rows, lambda r: r["mode"]),
             "by_backend_mode": _group_by(rows, lambda r: f"{r['backend']}/{r['mode']}"),
             "overall": ape_stats(rows),
-            "skipped_reasons": dict(Counter(_reason_class(r["reason"]) for r in rows if r["status"] != "ok").most_common()),
+            "skipped_reasons": dict(Counter(reason_class(r["reason"]) for r in rows if r["status"] != "ok").most_common()),
             "skipped": skipped,
             "rows": rows,
             "wall_s": self.wall_s,
@@ -1070,7 +1070,7 @@ class SiliconReport:
                 w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS})
 
 
-def _reason_class(reason: str) -> str:
+def reason_class(reason: str) -> str:
     """Group skip reasons that differ only in numbers / names."""
     if reason.startswith("model not in catalog:"):
         return reason
