@@ -495,6 +495,27 @@ def test_a_measurement_listed_twice_counts_once():
     assert both.rows[0]["predicted_ttft_ms"] == both.rows[1]["predicted_ttft_ms"]  # one architecture, one prediction
 
 
+def test_a_copy_rounded_to_hundredths_counts_once():
+    # rule 10: AIConfigurator's gap analyses of InferenceX rows repeat its TTFT / TPOT rounded to
+    # 0.01 ms; such a copy (before or after its original) is the same measurement, a value that
+    # rounds differently is not
+    from llmsim.serving.validate import REPEAT_REASON, plan_rows
+
+    base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+                backend="trtllm", tp_size="8", moe_tp_size="8", moe_ep_size="1", batch_size="8", isl="1024", osl="64")
+    orig = row(id="orig_c8", silicon_data_source="source_file=2026-03-25.csv; silicon_concurrency=8",
+               silicon_ttft_ms="231.847882", silicon_tpot_ms="8.06520640", **base)
+    gap = row(id="gap_c8", silicon_data_source="source_file=qwen3.5-397b-gap-analysis.csv; silicon_concurrency=8",
+              silicon_ttft_ms="231.85", silicon_tpot_ms="8.07", **base)
+    off = row(id="off_c8", silicon_data_source="source_file=qwen3.5-397b-gap-analysis.csv; silicon_concurrency=8",
+              silicon_ttft_ms="231.86", silicon_tpot_ms="8.07", **base)
+    plans = plan_rows([orig, gap, off])
+    assert [p.dep_kwargs is not None for p in plans] == [True, False, True]
+    assert plans[1].reason.startswith(REPEAT_REASON) and "orig_c8" in plans[1].reason
+    later = plan_rows([gap, orig])  # the rounded copy listed first: the full-precision one is the repeat
+    assert [p.dep_kwargs is not None for p in later] == [True, False] and "gap_c8" in later[1].reason
+
+
 def test_cli_count_repeats(tmp_path, capsys):
     f = tmp_path / "twice.csv"
     with f.open("w", newline="") as fh:

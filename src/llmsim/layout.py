@@ -57,6 +57,13 @@ class Parallel:
                 f"tp={self.tp} neither divides nor is a multiple of the {model.num_kv_heads} KV heads of {model.name}",
                 hint="KV heads are split when tp divides them and replicated when tp is a multiple of them",
             )
+        if model.num_linear_layers and (model.linear_num_key_heads % self.tp or model.linear_num_value_heads % self.tp):
+            nk = model.linear_num_key_heads
+            raise LlmsimError(
+                f"tp={self.tp} does not divide the {nk} key / {model.linear_num_value_heads} value heads of "
+                f"{model.name}'s linear-attention layers",
+                hint=f"use tp in {[d for d in range(1, nk + 1) if nk % d == 0]}",
+            )
         if self.pp > model.num_layers:
             raise LlmsimError(f"pp={self.pp} exceeds the {model.num_layers} layers of {model.name}")
         if model.is_moe:

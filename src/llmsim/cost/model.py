@@ -200,6 +200,8 @@ class CostModel:
             latent = nkv == 1 and d > 256
             return float(rf.decode_attention_time_s(op.flops, op.bytes, n, ctx, nh, nkv, self.peak("bf16"), self.bw, e, g.num_sms,
                                                     lowp_kv=op.dtype in ("fp8", "int8", "int4"), force_gqa=latent))
+        if op.kind == "linear_attn":
+            return float(rf.linear_attention_time_s(op.flops, op.bytes, op.shape[0], self.peak("bf16"), self.bw, e))
         if op.kind == "memory":
             return float(rf.elementwise_time_s(op.bytes, self.bw, e))
         raise ValueError(f"no roofline for op kind {op.kind!r}")

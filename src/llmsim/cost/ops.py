@@ -20,6 +20,15 @@ tp-local head counts nh, nkv, head dim d):
         flops = 2 nh pairs (d_qk + d_v)
         bytes = Q + O + K,V of the p+q context (read once, FlashAttention-style) + K,V written
     decode attention, context c:  flops = 2 nh c (d_qk + d_v),  bytes = c * kv_bytes_per_token
+    Gated DeltaNet (linear attention; tp-local value heads nv, key heads nk, head dims dk, dv,
+    chunk C = GDN_CHUNK of the chunked prefill kernels, state element bytes s = 4):
+        prefill, T tokens in S sequences and K chunks:
+            flops = 2 T nv (C (3 dk + 2 dv) + 3 dk dv)     (intra-chunk products + state in/out)
+            bytes = T (2 nk dk + 2 nv dv + 2 nv) a + 2 K nv dk dv a + 2 S nv dk dv s
+                    (q, k, v, o, gates; per-chunk states written and read; each sequence's
+                    state read and written once)
+        decode, n tokens:  flops = 2 n nv 3.5 dk dv,  bytes = n (2 nv dk dv s + (2 nk dk + 2 nv dv + 2 nv) a)
+        (the fixed-size state is read and written once per token, whatever the context)
 
 where a, w, o are bytes per element of activations, weights and outputs.
 """
@@ -35,12 +44,15 @@ from ..layout import Parallel, Precision
 from ..models.spec import LayerGroup, ModelSpec
 
 ACT_BYTES = 2.0  # bf16 activations between kernels (residual stream, norms, outputs)
+GDN_CHUNK = 64  # tokens per chunk of the chunked Gated DeltaNet prefill kernels (flash-linear-attention's chunk size)
+GDN_STATE_BYTES = 4.0  # the recurrent state is kept and updated in fp32
+GDN_PREFILL_KERNELS = 6  # launches of the chunked forward (cumsum, K K^T, triangular solve, w / u, states, output)
 
 
 @dataclass(slots=True)
 class Op:
     name: str
-    kind: str  # gemm | moe_gemm | attn_prefill | attn_decode | memory | comm
+    kind: str  # gemm | moe_gemm | attn_prefill | attn_decode | linear_attn | memory | comm
     count: int
     flops: float
     bytes: float
@@ -144,6 +156,8 @@ class OpBuilder:
         self.woq = prec.weight if bytes_per_element(prec.weight) < bytes_per_element(self.gemm_dtype) else ""
         self.nh = model.num_heads // par.tp
         self.nkv = par.kv_heads_per_gpu(model)
+        self.lin_nk = model.linear_num_key_heads // par.tp  # Gated DeltaNet heads are split over tp
+        self.lin_nv = model.linear_num_value_heads // par.tp
 
     def _g(self, name: str, m: float, n: float, k: float, count: int, tag: str) -> Op:
         """A GEMM on the model's (quantised) weights."""
@@ -167,6 +181,8 @@ class OpBuilder:
     # ------------------------------------------------------------ attention
     def attention_ops(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
         m, nh = self.m, self.nh
+        if grp.attention == "linear":
+            return self._linear_core(batch, grp, dp_share)
         window = m.sliding_window if grp.attention == "sliding" else 0
         tag = f"{grp.attention}/{grp.mlp}"
         ops: list[Op] = []
@@ -198,6 +214,48 @@ class OpBuilder:
             ops.append(Op("attn_decode", "attn_decode", grp.count, flops, nbytes, self.prec.kv, shape, tag))
         return ops
 
+    def _linear_core(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
+        """The Gated DeltaNet recurrence of a linear-attention layer (formulas in the module docstring)."""
+        m, nk, nv = self.m, self.lin_nk, self.lin_nv
+        dk, dv, C = m.linear_key_head_dim, m.linear_value_head_dim, GDN_CHUNK
+        tag = f"{grp.attention}/{grp.mlp}"
+        io = (2 * nk * dk + 2 * nv * dv + 2 * nv) * ACT_BYTES  # q, k, v in, o out, decay and beta, per token
+        state = nv * dk * dv
+        ops: list[Op] = []
+        if batch.prefill:
+            T = batch.num_prefill_tokens * dp_share
+            seqs = len(batch.prefill) * dp_share
+            chunks = sum(-(-q // C) for q, _ in batch.prefill) * dp_share
+            flops = 2.0 * T * nv * (C * (3 * dk + 2 * dv) + 3 * dk * dv)
+            nbytes = T * io + 2.0 * chunks * state * ACT_BYTES + 2.0 * seqs * state * GDN_STATE_BYTES
+            ops.append(Op("gdn_prefill", "linear_attn", grp.count, flops, nbytes, "bf16", (GDN_PREFILL_KERNELS,), tag))
+        if batch.decode_ctx:
+            n = len(batch.decode_ctx) * dp_share
+            flops = 7.0 * n * state
+            nbytes = n * (2.0 * state * GDN_STATE_BYTES + io)
+            ops.append(Op("gdn_decode", "linear_attn", grp.count, flops, nbytes, "bf16", (1,), tag))
+        return ops
+
+    def _linear_layer(self, batch: Batch, grp: LayerGroup, T: float, dp_share: float) -> list[Op]:
+        """A Gated DeltaNet layer's token mixer: in_proj_qkvz (q, k, v and the output gate z) and
+        in_proj_ba, the causal depthwise conv over q, k, v, the decay / beta gating, the
+        recurrence, the gated RMSNorm and out_proj."""
+        m, c, tag = self.m, grp.count, f"{grp.attention}/{grp.mlp}"
+        h, nk, nv = m.hidden_size, self.lin_nk, self.lin_nv
+        dk, dv = m.linear_key_head_dim, m.linear_value_head_dim
+        conv = 2 * nk * dk + nv * dv
+        K = m.linear_conv_kernel_dim
+        ops = [
+            self._ga("gdn_in_proj_qkvz", T, conv + nv * dv, h, c, tag),
+            self._ga("gdn_in_proj_ba", T, 2 * nv, h, c, tag),
+            elementwise("gdn_conv", 2 * T * conv * ACT_BYTES, 2 * K * T * conv, c, tag),
+            elementwise("gdn_gating", T * 2 * nv * (ACT_BYTES + 4), 10 * T * nv, c, tag),
+        ]
+        ops += self.attention_ops(batch, grp, dp_share)
+        ops.append(elementwise("gdn_norm_gate", 3 * T * nv * dv * ACT_BYTES, 8 * T * nv * dv, c, tag))
+        ops.append(self._gp("attention_out", "gdn_out_proj", T, h, nv * dv, c, tag))
+        return ops
+
     # ------------------------------------------------------------ one layer group
     def layer_ops(self, batch: Batch, grp: LayerGroup) -> list[Op]:
         m, par = self.m, self.par
@@ -207,7 +265,9 @@ class OpBuilder:
         nh = self.nh
         ops: list[Op] = [elementwise("input_norm", 2 * T * h * ACT_BYTES, 4 * T * h, c, tag)]
 
-        if m.is_mla:
+        if grp.attention == "linear":
+            ops += self._linear_layer(batch, grp, T, dp_share)
+        elif m.is_mla:
             ql = m.q_lora_rank
             lat = m.kv_lora_rank + m.qk_rope_head_dim
             # fused down-projections (q_a, kv_a), replicated on every tp rank
@@ -231,9 +291,12 @@ class OpBuilder:
             ops.append(self._ga("o_proj", T, h, nh * m.v_head_dim, c, tag))
         else:
             d = m.head_dim
-            ops.append(self._ga("qkv_proj", T, (nh + 2 * self.nkv) * d, h, c, tag))
+            gate = nh * d if m.attn_output_gate else 0  # q_proj also produces the output gate
+            ops.append(self._ga("qkv_proj", T, (nh + 2 * self.nkv) * d + gate, h, c, tag))
             ops.append(elementwise("rope", 2 * T * (nh + self.nkv) * d * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
+            if gate:  # o = attention output x sigmoid(gate)
+                ops.append(elementwise("attn_output_gate", 3 * T * gate * ACT_BYTES, 5 * T * gate, c, tag))
             ops.append(self._ga("o_proj", T, h, nh * d, c, tag))
         if par.tp > 1:
             ops.append(comm("attn_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))

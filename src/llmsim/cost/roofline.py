@@ -67,6 +67,11 @@ few blocks to fill the chip (split-KV):
 
 Elementwise / norms: t = memory_time_s(bytes) + e.elementwise_launch_s.
 
+Gated DeltaNet (linear attention) recurrence, `launches` kernels (chunked prefill: 6; decode: 1):
+    t = max(flops / (P16 e.attn_peak_fraction), memory_time_s(bytes)) + launches e.attn_launch_s
+    (no kernel table times it: the chunked kernels' small matmuls are priced at the FMHA's
+    tensor-core fraction; decode streams each sequence's fixed fp32 state and is memory-bound)
+
 Collectives over a group of g GPUs on a link of bandwidth W (per direction) and
 latency L (the tier is chosen by `GPUSpec.link`), message size S bytes:
     all_reduce      t = a(g) + 2 (g-1)/g * S / (W e.comm_bw_fraction)
@@ -274,6 +279,11 @@ def decode_attention_blocks(n_seqs: Num, nh: Num, nkv: Num, e: Efficiency) -> Nu
     """Thread blocks of a decode-attention kernel: one per (sequence, KV head) while a block can
     serve the whole query-head group (GQA kernels such as TRT-LLM XQA), else one per query head."""
     return _where(nh / nkv <= e.decode_attn_max_group, n_seqs * nkv, n_seqs * nh)
+
+
+def linear_attention_time_s(flops: Num, nbytes: Num, launches: int, peak_flops_16: float, bandwidth: float, e: Efficiency) -> Num:
+    """Gated DeltaNet recurrence (see the module docstring)."""
+    return _max(flops / (peak_flops_16 * e.attn_peak_fraction), memory_time_s(nbytes, bandwidth, e)) + launches * e.attn_launch_s
 
 
 def elementwise_time_s(nbytes: Num, bandwidth: float, e: Efficiency) -> Num:

@@ -58,6 +58,11 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
         # K/V projections are replicated once tp exceeds the KV heads: each GPU holds whole KV heads
         kv_proj = 2 * m.hidden_size * m.num_kv_heads * m.head_dim + (2 * m.num_kv_heads * m.head_dim if m.qkv_bias else 0)
         attn += kv_proj * (par.kv_heads_per_gpu(m) / m.num_kv_heads - 1.0 / par.tp)
+    if m.num_linear_layers:  # hybrid: the mean attention layer, softmax and Gated DeltaNet layers weighed by count
+        lin_out = m.linear_num_value_heads * m.linear_value_head_dim * m.hidden_size / par.tp
+        lin = m.linear_attention_params() / par.tp
+        attn = (m.num_kv_layers * attn + m.num_linear_layers * lin) / m.num_layers
+        attn_out = (m.num_kv_layers * attn_out + m.num_linear_layers * lin_out) / m.num_layers
     per_layer_norms = 2 * m._norm_params(m.hidden_size)
     dense = m.dense_mlp_params() / par.tp
     moe = 0.0
@@ -87,9 +92,14 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     return quantised * wb + bf16 * BF16
 
 
-def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision, layers: int | None = None) -> float:
-    """KV bytes one token adds on one GPU in `layers` layers (default: a full pipeline stage)."""
-    layers = layers if layers is not None else math.ceil(model.num_layers / par.pp)
+LINEAR_STATE_BYTES = 4.0  # Gated DeltaNet recurrent state kept in fp32 (SGLang's default mamba_ssm_dtype; the conv state is bf16)
+
+
+def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision, layers: float | None = None) -> float:
+    """KV bytes one token adds on one GPU in `layers` layers with a KV cache (default: a full
+    pipeline stage's, its linear-attention layers, which keep none, left out)."""
+    if layers is None:
+        layers = math.ceil(model.num_layers / par.pp) * model.num_kv_layers / model.num_layers
     kvb = bytes_per_element(prec.kv)
     if model.is_mla:
         per_layer = model.kv_cache_elements_per_token_per_layer
@@ -102,11 +112,22 @@ def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_
     """KV bytes of one sequence of `seq_len` tokens on one GPU, in whole blocks; sliding layers capped at the window."""
     stage_frac = math.ceil(model.num_layers / par.pp) / model.num_layers
     n_slide = model.num_sliding_layers * stage_frac
-    n_full = model.num_layers * stage_frac - n_slide
+    n_full = model.num_kv_layers * stage_frac - n_slide
     per_layer_tok = kv_bytes_per_token_per_gpu(model, par, prec, layers=1)
     blocks = math.ceil(seq_len / block_size) * block_size
     slide_blocks = math.ceil(min(seq_len, model.sliding_window or seq_len) / block_size) * block_size
-    return per_layer_tok * (n_full * blocks + n_slide * slide_blocks)
+    return per_layer_tok * (n_full * blocks + n_slide * slide_blocks) + linear_state_bytes_per_sequence(model, par)
+
+
+def linear_state_bytes_per_sequence(model: ModelSpec, par: Parallel) -> float:
+    """Fixed state one sequence holds on one GPU in a pipeline stage's linear-attention layers,
+    whatever its length: the recurrent state (value heads x key_dim x value_dim, split over tp
+    by heads, LINEAR_STATE_BYTES each) and the conv state (conv channels x (kernel - 1), bf16)."""
+    if not model.num_linear_layers:
+        return 0.0
+    layers = model.num_linear_layers * math.ceil(model.num_layers / par.pp) / model.num_layers
+    state, conv = model.linear_state_elements_per_layer
+    return layers * (state * LINEAR_STATE_BYTES + conv * BF16) / par.tp
 
 
 def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, max_seqs: int) -> float:

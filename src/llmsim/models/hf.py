@@ -1,7 +1,8 @@
 """Build a ModelSpec from a Hugging Face `config.json`.
 
-Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe,
-deepseek_v2, deepseek_v3, kimi_k2, kimi_k25, minimax_m2, gpt_oss, gpt2, opt. Each
+Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen3_next,
+qwen3_5, qwen3_5_moe, deepseek_v2, deepseek_v3, kimi_k2, kimi_k25, minimax_m2, gpt_oss,
+gpt2, opt. Each
 reader maps the keys its architecture publishes onto ModelSpec's fields; where a
 key is optional, the default is the one the matching `transformers` config class
 uses, so a config.json that omits it means the same thing here as in `transformers`.
@@ -18,6 +19,13 @@ uses, so a config.json that omits it means the same thing here as in `transforme
   less (0.4M of 229B for M2.5). Lightning (linear) attention layers
   (`attn_type_list` entries 0, as in MiniMax-01), sliding windows and shared experts
   are rejected rather than approximated.
+* qwen3_next (Qwen3-Next) and qwen3_5 / qwen3_5_moe (Qwen3.5, whose language model sits in
+  `text_config`; the vision tower is not modelled): hybrid models whose `layer_types`
+  (default: every `full_attention_interval`-th layer full, the rest linear) alternate gated
+  softmax attention (`attn_output_gate`, per-head QK-norm) with Gated DeltaNet linear
+  attention (`linear_*` keys, all required). MoE variants have one shared expert
+  (`shared_expert_intermediate_size`); its scalar sigmoid gate (hidden_size weights per
+  layer) is not counted. The multi-token-prediction layer is not counted either.
 
 What the readers deliberately do not model (all tiny or absent in the catalog):
 
@@ -124,10 +132,16 @@ def _layer_types(c: _Cfg, num_layers: int) -> tuple[str, ...] | None:
             out.append("sliding")
         elif t in ("full_attention", "full"):
             out.append("full")
+        elif t in ("linear_attention", "linear") and c.model_type in _HYBRID_TYPES:
+            out.append("linear")
         else:
+            linear = ", 'linear_attention' (Gated DeltaNet)" if c.model_type in _HYBRID_TYPES else ""
             raise c.fail(f"unsupported layer type {t!r} in 'layer_types'",
-                         hint="supported: 'sliding_attention', 'full_attention'")
+                         hint=f"supported: 'sliding_attention', 'full_attention'{linear}")
     return tuple(out)
+
+
+_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 
 
 def _sliding(c: _Cfg, num_layers: int, *, gated_by_flag: bool) -> dict:
@@ -239,6 +253,65 @@ def _read_qwen3_moe(c: _Cfg) -> dict:
     if not dense:
         f["intermediate_size"] = 0
     return f
+
+
+def _read_qwen_hybrid(c: _Cfg) -> dict:
+    """Qwen3-Next / Qwen3.5 language model: gated softmax attention every
+    `full_attention_interval`-th layer, Gated DeltaNet elsewhere, dense or MoE MLPs."""
+    f = _attention(c)
+    L = f["num_layers"]
+    types = _layer_types(c, L)
+    if types is None:
+        every = c.int("full_attention_interval", 4)
+        if every < 1:
+            raise c.fail(f"full_attention_interval must be >= 1, got {every}")
+        types = tuple("full" if (i + 1) % every == 0 else "linear" for i in range(L))
+    if "sliding" in types:
+        raise c.fail("'layer_types' lists sliding-window layers; not supported for this hybrid architecture")
+    f.update(
+        activation=c.get("hidden_act", "silu"),
+        qk_norm=True,
+        attn_output_gate=c.bool("attn_output_gate", True),
+        qkv_bias=c.bool("attention_bias", False),
+        o_bias=c.bool("attention_bias", False),
+        tie_word_embeddings=c.bool("tie_word_embeddings", False),
+        max_position_embeddings=_max_pos(c, 32768),
+        layer_types=types,
+        linear_num_key_heads=c.int("linear_num_key_heads"),
+        linear_num_value_heads=c.int("linear_num_value_heads"),
+        linear_key_head_dim=c.int("linear_key_head_dim"),
+        linear_value_head_dim=c.int("linear_value_head_dim"),
+        linear_conv_kernel_dim=c.int("linear_conv_kernel_dim", 4),
+    )
+    experts = c.int("num_experts", 0)
+    if experts:
+        dense = _moe_dense_prefix(c, L)
+        shared = c.int("shared_expert_intermediate_size", 0)
+        f.update(
+            num_experts=experts,
+            experts_per_token=c.int("num_experts_per_tok"),
+            moe_intermediate_size=c.int("moe_intermediate_size"),
+            num_shared_experts=1 if shared else 0,
+            shared_expert_intermediate_size=shared,
+            first_k_dense_layers=dense,
+            intermediate_size=c.int("intermediate_size") if dense else 0,
+        )
+    else:
+        f["intermediate_size"] = c.int("intermediate_size")
+    return f
+
+
+def _read_qwen3_5(c: _Cfg) -> dict:
+    """Qwen3.5 (dense or MoE): a multimodal wrapper whose `text_config` is the hybrid language model."""
+    text = c.get("text_config")
+    if not isinstance(text, dict):
+        raise c.fail("required key 'text_config' (the language model's config) is missing or not an object",
+                     hint="copy the model's config.json from its Hugging Face repository unchanged")
+    inner = str(text.get("model_type") or f"{c.model_type}_text")
+    if inner not in ("qwen3_5_text", "qwen3_5_moe_text"):
+        raise c.fail(f"text_config model_type {inner!r} is not supported",
+                     hint="supported text models for qwen3_5 / qwen3_5_moe: 'qwen3_5_text', 'qwen3_5_moe_text'")
+    return _read_qwen_hybrid(_Cfg(text, f"{c.origin} (text_config)", inner))
 
 
 def _read_deepseek(c: _Cfg) -> dict:
@@ -427,6 +500,9 @@ _READERS: dict[str, Callable[[_Cfg], dict]] = {
     "qwen2": _read_qwen2,
     "qwen3": _read_qwen3,
     "qwen3_moe": _read_qwen3_moe,
+    "qwen3_next": _read_qwen_hybrid,
+    "qwen3_5": _read_qwen3_5,
+    "qwen3_5_moe": _read_qwen3_5,
     "deepseek_v2": _read_deepseek,
     "deepseek_v3": _read_deepseek,
     "kimi_k2": _read_deepseek,  # Kimi-K2: DeepseekV3ForCausalLM under its own model_type

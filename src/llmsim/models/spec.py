@@ -3,8 +3,10 @@
 One class covers every supported family. Dense (Llama, Mistral, Qwen), GQA,
 MoE with routed + shared experts and dense first-k layers (Mixtral, Qwen3-MoE,
 DeepSeek-V3, gpt-oss), MLA with a compressed latent KV cache (DeepSeek-V2/V3),
-sliding-window attention (Mistral v0.1, gpt-oss alternating layers) and GPT-2/OPT
-style MHA with a GELU MLP, biases and learned position embeddings.
+sliding-window attention (Mistral v0.1, gpt-oss alternating layers), hybrid models whose
+layers alternate softmax attention with Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5:
+a fixed-size recurrent state per sequence instead of a growing KV cache in those layers) and
+GPT-2/OPT style MHA with a GELU MLP, biases and learned position embeddings.
 
 Every parameter count below is a closed-form sum over the weight matrices the
 architecture defines; `param_breakdown()` lists each term so a reader can check it.
@@ -27,7 +29,7 @@ class LayerGroup:
     """Consecutive-or-not layers that cost the same: `count` layers of one kind."""
 
     count: int
-    attention: Literal["full", "sliding"]
+    attention: Literal["full", "sliding", "linear"]
     mlp: Literal["dense", "moe"]
 
 
@@ -79,9 +81,19 @@ class ModelSpec(BaseModel):
 
     # Sliding-window attention
     sliding_window: int = Field(0, ge=0, description="window in tokens; 0 = none")
-    layer_types: tuple[Literal["full", "sliding"], ...] = Field(
-        (), description="per-layer attention kind; empty = all 'sliding' if sliding_window else all 'full'"
+    layer_types: tuple[Literal["full", "sliding", "linear"], ...] = Field(
+        (), description="per-layer attention kind ('linear' = Gated DeltaNet); empty = all 'sliding' if "
+                        "sliding_window else all 'full'"
     )
+    attn_output_gate: bool = Field(False, description="softmax-attention output gated by sigmoid(x W_g) (Qwen3-Next / "
+                                   "Qwen3.5: q_proj also produces the gate, doubling its width)")
+
+    # Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5), the layers layer_types marks 'linear'
+    linear_num_key_heads: int = Field(0, ge=0, description="query / key heads of a linear-attention layer")
+    linear_num_value_heads: int = Field(0, ge=0, description="value heads (each holds a key_dim x value_dim state)")
+    linear_key_head_dim: int = Field(0, ge=0)
+    linear_value_head_dim: int = Field(0, ge=0)
+    linear_conv_kernel_dim: int = Field(4, ge=1, description="causal depthwise conv over q, k, v before the recurrence")
     attention_sinks: bool = Field(False, description="gpt-oss learned per-head sink logits")
     native_weight_dtype: str = Field("", description="weight format of the model's published quantised checkpoint "
                                      "('fp4', 'int4', 'fp8', ...; '' = none / unknown), from its quantization_config")
@@ -117,6 +129,12 @@ class ModelSpec(BaseModel):
             raise LlmsimError(
                 f"model {self.name}: layer_types has {len(self.layer_types)} entries for {self.num_layers} layers"
             )
+        if self.num_linear_layers:
+            nk, nv = self.linear_num_key_heads, self.linear_num_value_heads
+            if min(nk, nv, self.linear_key_head_dim, self.linear_value_head_dim) <= 0 or nv % nk:
+                raise LlmsimError(
+                    f"model {self.name}: linear-attention layers need linear_num_key_heads, linear_num_value_heads "
+                    f"(a multiple of the key heads), linear_key_head_dim and linear_value_head_dim > 0")
         if self.num_dense_layers and self.intermediate_size <= 0:
             raise LlmsimError(f"model {self.name}: dense layers need intermediate_size > 0")
         return self
@@ -169,6 +187,21 @@ class ModelSpec(BaseModel):
             return sum(t == "sliding" for t in self.layer_types)
         return self.num_layers if self.sliding_window else 0
 
+    @property
+    def num_linear_layers(self) -> int:
+        """Gated DeltaNet layers: no KV cache, a fixed recurrent state per sequence."""
+        return sum(t == "linear" for t in self.layer_types)
+
+    @property
+    def num_kv_layers(self) -> int:
+        """Layers that keep a KV cache (softmax attention, full or sliding)."""
+        return self.num_layers - self.num_linear_layers
+
+    @property
+    def linear_conv_dim(self) -> int:
+        """Channels of a linear-attention layer's causal conv: q, k (key heads) and v (value heads)."""
+        return 2 * self.linear_num_key_heads * self.linear_key_head_dim + self.linear_num_value_heads * self.linear_value_head_dim
+
     @cached_property
     def layer_groups(self) -> tuple[LayerGroup, ...]:
         """Layers grouped by (attention kind, MLP kind), so each group is costed once."""
@@ -198,6 +231,13 @@ class ModelSpec(BaseModel):
             return self.kv_lora_rank + self.qk_rope_head_dim
         return 2 * self.num_kv_heads * self.head_dim
 
+    @property
+    def linear_state_elements_per_layer(self) -> tuple[int, int]:
+        """Per sequence and linear-attention layer: (recurrent state elements: value heads x
+        key_dim x value_dim, conv state elements: conv channels x (kernel - 1))."""
+        return (self.linear_num_value_heads * self.linear_key_head_dim * self.linear_value_head_dim,
+                self.linear_conv_dim * (self.linear_conv_kernel_dim - 1))
+
     # ------------------------------------------------------------------ parameters
     def _norm_params(self, width: int) -> int:
         return width * (2 if self.norm == "layernorm" else 1)
@@ -219,7 +259,7 @@ class ModelSpec(BaseModel):
             kv_b = self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
             o = nh * self.v_head_dim * h
             return q + kv_a + kv_b + o
-        p = h * nh * hd + 2 * h * nkv * hd + nh * hd * h
+        p = h * nh * hd * (2 if self.attn_output_gate else 1) + 2 * h * nkv * hd + nh * hd * h
         if self.qkv_bias:
             p += (nh + 2 * nkv) * hd
         if self.o_bias:
@@ -229,6 +269,17 @@ class ModelSpec(BaseModel):
         if self.attention_sinks:
             p += nh
         return p
+
+    def linear_attention_params(self) -> int:
+        """One Gated DeltaNet layer: in_proj_qkvz (q, k, v and the output gate z), in_proj_ba (the
+        per-value-head write strength beta and decay a), the depthwise conv, the per-head decay
+        parameters (A_log, dt_bias), the gated RMSNorm (one value-head width) and out_proj."""
+        h, nv = self.hidden_size, self.linear_num_value_heads
+        dk, dv = self.linear_key_head_dim, self.linear_value_head_dim
+        qkvz = h * (2 * self.linear_num_key_heads * dk + 2 * nv * dv)
+        ba = h * 2 * nv
+        conv = self.linear_conv_dim * self.linear_conv_kernel_dim
+        return qkvz + ba + conv + 2 * nv + dv + nv * dv * h
 
     def _mlp_params(self, width: int, bias: bool) -> int:
         h = self.hidden_size
@@ -268,7 +319,7 @@ class ModelSpec(BaseModel):
         experts = self.experts_per_token if active else self.num_experts
         out = {
             "embedding": self.embedding_params(),
-            "attention": L * self.attention_params(),
+            "attention": self.num_kv_layers * self.attention_params() + self.num_linear_layers * self.linear_attention_params(),
             "norms": L * 2 * self._norm_params(self.hidden_size) + self._norm_params(self.hidden_size),
             "dense_mlp": self.num_dense_layers * self.dense_mlp_params(),
             "moe_router": self.num_moe_layers * self.router_params(),
@@ -292,5 +343,7 @@ class ModelSpec(BaseModel):
         d["total_params"] = self.total_params
         d["active_params"] = self.active_params
         d["param_breakdown"] = self.param_breakdown()
-        d["kv_cache_elements_per_token"] = self.kv_cache_elements_per_token_per_layer * self.num_layers
+        d["kv_cache_elements_per_token"] = self.kv_cache_elements_per_token_per_layer * self.num_kv_layers
+        if self.num_linear_layers:
+            d["linear_state_elements_per_sequence"] = sum(self.linear_state_elements_per_layer) * self.num_linear_layers
         return d

@@ -44,7 +44,9 @@ for the ITL histogram are buffered in flat arrays and binned with numpy.
 
 KV accounting: a sequence of L tokens holds ceil(L / block_size) blocks; for the decode set
 the total is tracked as (sum of contexts + n * (block_size - 1) / 2) / block_size, i.e. on
-average half a block of slack per sequence.
+average half a block of slack per sequence. A hybrid model's linear-attention layers add a
+fixed state per sequence (`EngineConfig.seq_state_tokens`, in KV-token equivalents), held
+from admission to release like a prompt's blocks.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class EngineConfig:
     prefix_caching: bool = True
     swap_bandwidth_bytes_per_s: float = 25e9
     kv_bytes_per_token: float = 0.0  # per GPU, for swap time and KV transfer
+    # fixed state every admitted sequence holds whatever its length (a hybrid model's Gated
+    # DeltaNet layers: recurrent + conv state), in tokens of KV cache of the same bytes
+    seq_state_tokens: float = 0.0
     role: str = "both"  # both | prefill | decode
     # admission keeps back KV for the running requests' future output tokens: this fraction of
     # each one's remaining output (at most kv_reserve_cap_tokens of it). 0: vLLM (admit while
@@ -326,6 +331,10 @@ class Engine:
         self._lru: OrderedDict[int, None] = OrderedDict()
         self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
         self.cap_blocks = cfg.kv_capacity_tokens // cfg.block_size
+        # per running sequence: half a block of slack on average, plus any fixed state; a new
+        # sequence needs one block of margin plus its state
+        self._seq_slack = (cfg.block_size - 1) * 0.5 + cfg.seq_state_tokens
+        self._new_seq_blocks = 1.0 + cfg.seq_state_tokens / cfg.block_size
         self.outstanding = 0  # routed here and not finished (router's load signal)
         self.in_front = 0  # routed here, still in this replica's API server (front end)
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
@@ -354,7 +363,7 @@ class Engine:
     def blocks_used(self, extra_decode_ticks: int = 0) -> float:
         B, n = self.cfg.block_size, self.n_dec
         toks = self.dec_base + n * (self.tick + extra_decode_ticks) + self.pref_tokens  # decode contexts + prefills
-        return (toks + (n + len(self.prefilling)) * (B - 1) * 0.5) / B
+        return (toks + (n + len(self.prefilling)) * self._seq_slack) / B
 
     def kv_utilisation(self) -> float:
         return min(1.0, self.blocks_used() / max(self.cap_blocks, 1))
@@ -568,7 +577,7 @@ class Engine:
         while self.swapped and len(self.running) < cfg.max_num_seqs:
             rid = self.swapped[0]
             toks = r.inp[rid] + r.gen[rid]
-            if self.blocks_used(1) + toks / cfg.block_size + 1 > self.cap_blocks:
+            if self.blocks_used(1) + toks / cfg.block_size + self._new_seq_blocks > self.cap_blocks:
                 break
             self.swapped.popleft()
             self.swap_tokens -= toks
@@ -627,7 +636,8 @@ class Engine:
         while self.incoming and len(self.running) < cfg.max_num_seqs:
             rid = self.incoming[0]
             keep = self._reserve_for(rid)
-            if self.blocks_used(1) + (r.inp[rid] + 1) / cfg.block_size + 1 + reserved + keep > self.cap_blocks and self.running:
+            if self.blocks_used(1) + (r.inp[rid] + 1) / cfg.block_size + self._new_seq_blocks + reserved + keep > self.cap_blocks \
+                    and self.running:
                 if exact or not bound:
                     break
                 # the bound refused: decide again on the exact reservation of those running before
@@ -693,7 +703,7 @@ class Engine:
             q = rem if not chunking or rem < budget else budget
             if q > cap:
                 q = cap
-            need = (p + q) / B + 1 + self._reserve_for(rid)
+            need = (p + q) / B + self._new_seq_blocks + self._reserve_for(rid)
             if used + need > self.cap_blocks and (self.running or chunks):
                 if exact or not bound:
                     break
@@ -776,7 +786,7 @@ class Engine:
                 fresh, p = self._prefill_start(rid)
                 rem = ptotal[rid] - p
                 q = rem if rem < left[k] else left[k]
-                need = (p + q) / B + 1
+                need = (p + q) / B + self._new_seq_blocks
                 if used + need > self.cap_blocks and (self.running or chunks):
                     full = True
                     break
@@ -914,7 +924,7 @@ class Engine:
             k_done = 1
         # KV exhaustion: blocks_used(k) <= cap
         B = cfg.block_size
-        room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * (B - 1) * 0.5)
+        room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * self._seq_slack)
         k_kv = int(room // n) if n else k_done
         k = k_done if k_done < k_kv else k_kv
         if 0 < max_k < k:

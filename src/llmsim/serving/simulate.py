@@ -43,7 +43,7 @@ from ..estimate import resolve_kernels
 from ..hardware.catalog import get_gpu
 from ..hardware.spec import GPUSpec
 from ..layout import Parallel, Precision
-from ..memory.model import kv_bytes_per_token_per_gpu, memory_breakdown
+from ..memory.model import kv_bytes_per_token_per_gpu, linear_state_bytes_per_sequence, memory_breakdown
 from ..models.catalog import get_model
 from ..models.spec import ModelSpec
 from . import engine as _engine_module
@@ -231,6 +231,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         rank_seed=dep.seed,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
+        # a hybrid model's linear-attention state, held per sequence out of the same memory
+        seq_state_tokens=linear_state_bytes_per_sequence(spec, par) / kv_bytes_per_token_per_gpu(spec, par, prec),
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
         # a prefill engine's requests leave after one token: nothing to keep back for
         kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,
@@ -383,10 +385,11 @@ def simulate(
     else:
         builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model)]
     for b in builds:
-        cap_need = longest + 1
+        cap_need = longest + 1 + math.ceil(b.cfg.seq_state_tokens)
         if b.cfg.kv_capacity_tokens < cap_need:
+            state = f" ({math.ceil(b.cfg.seq_state_tokens)} of them its linear-attention state)" if b.cfg.seq_state_tokens else ""
             raise LlmsimError(
-                f"the KV cache of one {b.cfg.role} engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}",
+                f"the KV cache of one {b.cfg.role} engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}{state}",
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
             )
 

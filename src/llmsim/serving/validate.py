@@ -21,7 +21,7 @@ Mapping rules (assumptions a reader of the numbers must know):
    stripped and the lookup retried (Qwen/Qwen3-235B-A22B-FP8 -> qwen3-235b-a22b,
    nvidia/DeepSeek-R1-NVFP4 -> deepseek-r1, nvidia/Qwen3-32B-NVFP4 -> qwen3-32b).
    DeepSeek-V3.1 has the config shapes of DeepSeek-V3 and is simulated as deepseek-v3.
-   Models the catalog does not hold (e.g. GLM-5, Qwen3.5-397B-A17B at the time of writing)
+   Models the catalog does not hold (e.g. GLM-5 at the time of writing)
    are skipped with reason "model not in catalog: <model_path>".
 2. GPU. `system` goes to `get_gpu` (h100_sxm, b200_sxm, b300_sxm, gb200, gb300); both pools of
    a disagg row use that GPU.
@@ -210,7 +210,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    deepseek-ai/DeepSeek-V3. 274 of the 2,306 rows modelled before this rule were such copies
    (vLLM agg 150, TRT-LLM agg 73, SGLang agg 51; predictions of the kept rows unchanged), and
    38 measurements had copies in both halves of the train / held-out split
-   (`benchmarks/validate_serving.py`), which counted them in both. `count_repeats=True`
+   (`benchmarks/validate_serving.py`), which counted them in both. A copy written with at most
+   `REPEAT_ROUNDED_DECIMALS` decimals matches its original rounded alike: AIConfigurator's gap
+   analyses of InferenceX rows ('kimi-k2.5-gap-analysis.csv', 'qwen3.5-397b-gap-analysis.csv')
+   repeat InferenceX's TTFT and TPOT to 0.01 ms. `count_repeats=True`
    (`llmsim validate silicon --count-repeats`) counts every copy, as versions before 2026-11-23 did.
 
 APE = |predicted - measured| / measured x 100. Group statistics (median and p90 APE, and the
@@ -756,6 +759,7 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
 
 REPEAT_REASON = "repeats the measurement of an earlier row"  # rule 10; the row's reason names that row
 REPEAT_DIGITS = 9  # rule 10: measured values equal to 9 significant digits (exports differ in the last float digit)
+REPEAT_ROUNDED_DECIMALS = 2  # rule 10: a copy written with at most 2 decimals (0.01 ms) matches its original rounded alike
 
 
 _NOT_ARCHITECTURE = {"name", "hf_id", "aliases", "source"}
@@ -765,8 +769,9 @@ def _repeat_key(p: _Plan) -> tuple | None:
     """What makes two modelled rows one measurement (rule 10): the same simulated benchmark --
     deployment (model architecture, GPU, pools, backend, formats, engine settings) and workload
     (ISL / OSL, client concurrency, length recipe) -- and the same measured TTFT and TPOT to
-    `REPEAT_DIGITS` significant digits. The architecture, not the model's name: the shared CSV
-    lists DeepSeek-R1 runs as DeepSeek-V3 in one export and -R1 in another."""
+    `REPEAT_DIGITS` significant digits (the last two entries of the key; `_rounded_match` also
+    accepts a copy rounded to a few decimals). The architecture, not the model's name: the
+    shared CSV lists DeepSeek-R1 runs as DeepSeek-V3 in one export and -R1 in another."""
     b = p.base
     if p.dep_kwargs is None or b["measured_ttft_ms"] is None or b["measured_tpot_ms"] is None:
         return None
@@ -784,18 +789,45 @@ def _repeat_key(p: _Plan) -> tuple | None:
             digits(b["measured_ttft_ms"]), digits(b["measured_tpot_ms"]))
 
 
+def _decimals(x: float) -> int | None:
+    """Decimals `x` was written with, if at most REPEAT_ROUNDED_DECIMALS (231.85 -> 2), else None."""
+    for d in range(REPEAT_ROUNDED_DECIMALS + 1):
+        if round(x, d) == x:
+            return d
+    return None
+
+
+def _rounded_match(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether measured (TTFT, TPOT) pairs a and b are one measurement, one of them written
+    rounded: AIConfigurator's gap-analysis exports round InferenceX's values to 0.01 ms."""
+    for short, full in ((a, b), (b, a)):
+        d = [_decimals(v) for v in short]
+        if None not in d:
+            places = max(d)  # type: ignore[type-var]
+            if all(round(f, places) == s for f, s in zip(full, short)):
+                return True
+    return False
+
+
 def _skip_repeats(plans: list[_Plan]) -> None:
-    """Rule 10: keep the first modelled row of each measurement, skip its later copies."""
+    """Rule 10: keep the first modelled row of each measurement, skip its later copies (also a
+    copy whose values were rounded to a few decimals: `_rounded_match`)."""
     first: dict[tuple, str] = {}
+    seen: dict[tuple, list[tuple[tuple[float, float], str]]] = {}  # benchmark -> (measured pair, id)
     for p in plans:
         k = _repeat_key(p)
         if k is None:
             continue
-        if k not in first:
+        pair = (k[-2], k[-1])
+        earlier = first.get(k)
+        if earlier is None:
+            earlier = next((i for v, i in seen.get(k[:-2], ()) if _rounded_match(pair, v)), None)
+        if earlier is None:
             first[k] = p.base["id"]
+            seen.setdefault(k[:-2], []).append((pair, p.base["id"]))
             continue
         p.dep_kwargs = None
-        p.reason = (f"{REPEAT_REASON} ({first[k]}: the same deployment, ISL/OSL and concurrency as simulated, "
+        p.reason = (f"{REPEAT_REASON} ({earlier}: the same deployment, ISL/OSL and concurrency as simulated, "
                     f"identical TTFT {_fmt(k[-2], 3)} ms and TPOT {_fmt(k[-1], 3)} ms): one benchmark listed again, counted once")
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import LlmsimError
 from ..models.spec import ModelSpec
 
 
@@ -98,6 +99,11 @@ class Geometry:
 
     @classmethod
     def of(cls, m: ModelSpec, dropout: bool | None = None) -> Geometry:
+        if m.num_linear_layers:
+            raise LlmsimError(
+                f"training estimation does not model {m.name}'s {m.num_linear_layers} linear-attention (Gated DeltaNet) layers",
+                hint="serving (llmsim serve / estimate) models them; training step time and memory cover softmax-attention models",
+            )
         kinds = tuple(
             LayerKind(g.count, m.sliding_window if g.attention == "sliding" else 0, g.mlp == "moe") for g in m.layer_groups
         )
