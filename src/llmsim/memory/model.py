@@ -12,7 +12,9 @@ vocab-parallel by tp, layers by pp (the stage with the embedding or the LM head 
 largest). Embeddings, LM head, norms and routers stay in bf16 when weights are quantised,
 as serving engines keep them. The KV cache is split across tp by KV heads
 (replicated when tp exceeds them); MLA's latent cache is not split by tp. Sliding-window
-layers keep at most `window` tokens per sequence.
+layers keep at most `window` tokens per sequence. Linear-attention (Gated DeltaNet) layers keep
+no KV cache but a fixed state per sequence, split over tp by heads
+(`linear_state_bytes_per_sequence`): it counts in a sequence's bytes and so in max concurrency.
 """
 
 from __future__ import annotations
