@@ -129,3 +129,13 @@ def test_serving_admits_only_what_fits_with_the_state():
     long_prompt = cap - 1000
     with pytest.raises(LlmsimError, match="linear-attention state"):
         simulate(dep, make_workload(num_requests=2, isl=long_prompt, osl=100, concurrency=1))
+
+
+def test_qwen35_wrapper_reads_its_text_config():
+    text = {k: v for k, v in NEXT.items() if k != "model_type"}
+    m = from_hf_config({"model_type": "qwen3_5_moe", "text_config": {**text, "model_type": "qwen3_5_moe_text"}}, name="w")
+    assert m.num_linear_layers == 36 and m.architecture == "qwen3_5_moe"
+    with pytest.raises(LlmsimError, match="text_config"):
+        from_hf_config({"model_type": "qwen3_5_moe"}, name="w")
+    with pytest.raises(LlmsimError, match="not supported"):
+        from_hf_config({"model_type": "qwen3_5_moe", "text_config": {**text, "model_type": "llama"}}, name="w")

@@ -301,17 +301,22 @@ def _read_qwen_hybrid(c: _Cfg) -> dict:
     return f
 
 
-def _read_qwen3_5(c: _Cfg) -> dict:
-    """Qwen3.5 (dense or MoE): a multimodal wrapper whose `text_config` is the hybrid language model."""
+def _text_config(c: _Cfg, default_type: str, supported: tuple[str, ...]) -> _Cfg:
+    """The language model's config inside a multimodal wrapper's `text_config`."""
     text = c.get("text_config")
     if not isinstance(text, dict):
         raise c.fail("required key 'text_config' (the language model's config) is missing or not an object",
                      hint="copy the model's config.json from its Hugging Face repository unchanged")
-    inner = str(text.get("model_type") or f"{c.model_type}_text")
-    if inner not in ("qwen3_5_text", "qwen3_5_moe_text"):
+    inner = str(text.get("model_type") or default_type)
+    if inner not in supported:
         raise c.fail(f"text_config model_type {inner!r} is not supported",
-                     hint="supported text models for qwen3_5 / qwen3_5_moe: 'qwen3_5_text', 'qwen3_5_moe_text'")
-    return _read_qwen_hybrid(_Cfg(text, f"{c.origin} (text_config)", inner))
+                     hint=f"supported text models for {c.model_type}: {', '.join(repr(t) for t in supported)}")
+    return _Cfg(text, f"{c.origin} (text_config)", inner)
+
+
+def _read_qwen3_5(c: _Cfg) -> dict:
+    """Qwen3.5 (dense or MoE): a multimodal wrapper whose `text_config` is the hybrid language model."""
+    return _read_qwen_hybrid(_text_config(c, f"{c.model_type}_text", ("qwen3_5_text", "qwen3_5_moe_text")))
 
 
 def _read_deepseek(c: _Cfg) -> dict:
@@ -355,15 +360,8 @@ def _read_deepseek(c: _Cfg) -> dict:
 
 def _read_kimi_k25(c: _Cfg) -> dict:
     """Kimi-K2.5: a multimodal wrapper whose `text_config` is a Kimi-K2 (DeepSeek-V3) model."""
-    text = c.get("text_config")
-    if not isinstance(text, dict):
-        raise c.fail("required key 'text_config' (the language model's config) is missing or not an object",
-                     hint="copy the model's config.json from its Hugging Face repository unchanged")
-    inner_type = str(text.get("model_type") or "kimi_k2")  # KimiK25Config's text_config is a DeepseekV3Config
-    if inner_type not in ("kimi_k2", "deepseek_v3"):
-        raise c.fail(f"text_config model_type {inner_type!r} is not supported",
-                     hint="supported text models for kimi_k25: 'kimi_k2', 'deepseek_v3'")
-    return _read_deepseek(_Cfg(text, f"{c.origin} (text_config)", inner_type))
+    # KimiK25Config's text_config is a DeepseekV3Config
+    return _read_deepseek(_text_config(c, "kimi_k2", ("kimi_k2", "deepseek_v3")))
 
 
 def _read_minimax_m2(c: _Cfg) -> dict:
