@@ -8,8 +8,8 @@ import pytest
 from llmsim.cost.ops import Batch, OpBuilder
 from llmsim.errors import LlmsimError
 from llmsim.layout import Parallel, Precision
-from llmsim.memory.model import (LINEAR_STATE_BYTES, kv_bytes_per_sequence, kv_bytes_per_token_per_gpu,
-                                 linear_state_bytes_per_sequence)
+from llmsim.cost.ops import GDN_STATE_BYTES
+from llmsim.memory.model import kv_bytes_per_sequence, kv_bytes_per_token_per_gpu, linear_state_bytes_per_sequence
 from llmsim.models import from_hf_config, get_model
 from llmsim.serving.simulate import Deployment, Pool, simulate
 from llmsim.serving.workload import make_workload
@@ -73,7 +73,7 @@ def test_kv_cache_only_in_softmax_layers_and_a_fixed_state_per_sequence(q35):
     assert kv_bytes_per_token_per_gpu(q35, par, prec) == 15 * 2 * 1 * 256 * 1
     state = linear_state_bytes_per_sequence(q35, par)
     conv = 2 * 16 * 128 + 64 * 128
-    assert state == pytest.approx(45 * (64 * 128 * 128 * LINEAR_STATE_BYTES + conv * 3 * 2) / 4)
+    assert state == pytest.approx(45 * (64 * 128 * 128 * GDN_STATE_BYTES + conv * 3 * 2) / 4)
     # a sequence's bytes: its KV blocks plus the state, whatever its length
     for L in (16, 4096):
         assert kv_bytes_per_sequence(q35, par, prec, L) == pytest.approx(L * 15 * 2 * 256 + state)

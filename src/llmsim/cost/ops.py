@@ -21,7 +21,7 @@ tp-local head counts nh, nkv, head dim d):
         bytes = Q + O + K,V of the p+q context (read once, FlashAttention-style) + K,V written
     decode attention, context c:  flops = 2 nh c (d_qk + d_v),  bytes = c * kv_bytes_per_token
     Gated DeltaNet (linear attention; tp-local value heads nv, key heads nk, head dims dk, dv,
-    chunk C = GDN_CHUNK of the chunked prefill kernels, state element bytes s = 4):
+    chunk C = GDN_CHUNK_TOKENS of the chunked prefill kernels, state element bytes s = 4):
         prefill, T tokens in S sequences and K chunks:
             flops = 2 T nv (C (3 dk + 2 dv) + 3 dk dv)     (intra-chunk products + state in/out)
             bytes = T (2 nk dk + 2 nv dv + 2 nv) a + 2 K nv dk dv a + 2 S nv dk dv s
@@ -44,8 +44,8 @@ from ..layout import Parallel, Precision
 from ..models.spec import LayerGroup, ModelSpec
 
 ACT_BYTES = 2.0  # bf16 activations between kernels (residual stream, norms, outputs)
-GDN_CHUNK = 64  # tokens per chunk of the chunked Gated DeltaNet prefill kernels (flash-linear-attention's chunk size)
-GDN_STATE_BYTES = 4.0  # the recurrent state is kept and updated in fp32
+GDN_CHUNK_TOKENS = 64  # tokens per chunk of the chunked Gated DeltaNet prefill kernels (flash-linear-attention's chunk size)
+GDN_STATE_BYTES = 4.0  # the recurrent state is kept and updated in fp32 (SGLang's default mamba_ssm_dtype; memory counts it too)
 GDN_PREFILL_KERNELS = 6  # launches of the chunked forward (cumsum, K K^T, triangular solve, w / u, states, output)
 
 
@@ -217,7 +217,7 @@ class OpBuilder:
     def _linear_core(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
         """The Gated DeltaNet recurrence of a linear-attention layer (formulas in the module docstring)."""
         m, nk, nv = self.m, self.lin_nk, self.lin_nv
-        dk, dv, C = m.linear_key_head_dim, m.linear_value_head_dim, GDN_CHUNK
+        dk, dv, C = m.linear_key_head_dim, m.linear_value_head_dim, GDN_CHUNK_TOKENS
         tag = f"{grp.attention}/{grp.mlp}"
         io = (2 * nk * dk + 2 * nv * dv + 2 * nv) * ACT_BYTES  # q, k, v in, o out, decay and beta, per token
         state = nv * dk * dv

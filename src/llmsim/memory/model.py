@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from ..cost.ops import GDN_STATE_BYTES
 from ..dtypes import bytes_per_element
 from ..hardware.spec import GIB, GPUSpec
 from ..layout import Parallel, Precision
@@ -94,9 +95,6 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
     return quantised * wb + bf16 * BF16
 
 
-LINEAR_STATE_BYTES = 4.0  # Gated DeltaNet recurrent state kept in fp32 (SGLang's default mamba_ssm_dtype; the conv state is bf16)
-
-
 def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision, layers: float | None = None) -> float:
     """KV bytes one token adds on one GPU in `layers` layers with a KV cache (default: a full
     pipeline stage's, its linear-attention layers, which keep none, left out)."""
@@ -124,12 +122,12 @@ def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_
 def linear_state_bytes_per_sequence(model: ModelSpec, par: Parallel) -> float:
     """Fixed state one sequence holds on one GPU in a pipeline stage's linear-attention layers,
     whatever its length: the recurrent state (value heads x key_dim x value_dim, split over tp
-    by heads, LINEAR_STATE_BYTES each) and the conv state (conv channels x (kernel - 1), bf16)."""
+    by heads, `cost.ops.GDN_STATE_BYTES` each) and the conv state (conv channels x (kernel - 1), bf16)."""
     if not model.num_linear_layers:
         return 0.0
     layers = model.num_linear_layers * math.ceil(model.num_layers / par.pp) / model.num_layers
     state, conv = model.linear_state_elements_per_layer
-    return layers * (state * LINEAR_STATE_BYTES + conv * BF16) / par.tp
+    return layers * (state * GDN_STATE_BYTES + conv * BF16) / par.tp
 
 
 def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, max_seqs: int) -> float:

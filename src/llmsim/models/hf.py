@@ -119,8 +119,11 @@ def _attention(c: _Cfg, *, derive_head_dim: bool = True) -> dict:
     }
 
 
+_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")  # model_types whose layers may be linear attention
+
+
 def _layer_types(c: _Cfg, num_layers: int) -> tuple[str, ...] | None:
-    """The config's explicit per-layer attention kinds, mapped to 'full'/'sliding'."""
+    """The config's explicit per-layer attention kinds, mapped to 'full'/'sliding' (and 'linear' for `_HYBRID_TYPES`)."""
     raw = c.get("layer_types")
     if raw is None:
         return None
@@ -140,8 +143,6 @@ def _layer_types(c: _Cfg, num_layers: int) -> tuple[str, ...] | None:
                          hint=f"supported: 'sliding_attention', 'full_attention'{linear}")
     return tuple(out)
 
-
-_HYBRID_TYPES = ("qwen3_next", "qwen3_5_text", "qwen3_5_moe_text")
 
 
 def _sliding(c: _Cfg, num_layers: int, *, gated_by_flag: bool) -> dict:

@@ -220,6 +220,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
                          be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
+    kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
     cfg = EngineConfig(
@@ -230,9 +231,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         random_rank_queues=par.dp if par.dp > 1 and chunked and role == "prefill" and be.prefill_dp_routing == "random" else 0,
         rank_seed=dep.seed,
         block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
-        swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_bytes_per_token_per_gpu(spec, par, prec),
+        swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_token_bytes,
         # a hybrid model's linear-attention state, held per sequence out of the same memory
-        seq_state_tokens=linear_state_bytes_per_sequence(spec, par) / kv_bytes_per_token_per_gpu(spec, par, prec),
+        seq_state_tokens=linear_state_bytes_per_sequence(spec, par) / kv_token_bytes,
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
         # a prefill engine's requests leave after one token: nothing to keep back for
         kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,

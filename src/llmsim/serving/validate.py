@@ -765,12 +765,12 @@ REPEAT_ROUNDED_DECIMALS = 2  # rule 10: a copy written with at most 2 decimals (
 _NOT_ARCHITECTURE = {"name", "hf_id", "aliases", "source"}
 
 
-def _repeat_key(p: _Plan) -> tuple | None:
+def _repeat_key(p: _Plan) -> tuple[tuple, tuple[float, float]] | None:
     """What makes two modelled rows one measurement (rule 10): the same simulated benchmark --
     deployment (model architecture, GPU, pools, backend, formats, engine settings) and workload
-    (ISL / OSL, client concurrency, length recipe) -- and the same measured TTFT and TPOT to
-    `REPEAT_DIGITS` significant digits (the last two entries of the key; `_rounded_match` also
-    accepts a copy rounded to a few decimals). The architecture, not the model's name: the
+    (ISL / OSL, client concurrency, length recipe), the first item returned -- and the same
+    measured (TTFT, TPOT), the second, to `REPEAT_DIGITS` significant digits (`_same_measurement`
+    also accepts a copy rounded to a few decimals). The architecture, not the model's name: the
     shared CSV lists DeepSeek-R1 runs as DeepSeek-V3 in one export and -R1 in another."""
     b = p.base
     if p.dep_kwargs is None or b["measured_ttft_ms"] is None or b["measured_tpot_ms"] is None:
@@ -785,8 +785,8 @@ def _repeat_key(p: _Plan) -> tuple | None:
     def digits(x: float) -> float:
         return float(f"{float(x):.{REPEAT_DIGITS}g}")
 
-    return (repr(arch), repr(sorted(kw.items())), p.isl, p.osl, p.concurrency, p.range_ratio,
-            digits(b["measured_ttft_ms"]), digits(b["measured_tpot_ms"]))
+    return ((repr(arch), repr(sorted(kw.items())), p.isl, p.osl, p.concurrency, p.range_ratio),
+            (digits(b["measured_ttft_ms"]), digits(b["measured_tpot_ms"])))
 
 
 def _decimals(x: float) -> int | None:
@@ -797,9 +797,11 @@ def _decimals(x: float) -> int | None:
     return None
 
 
-def _rounded_match(a: tuple[float, float], b: tuple[float, float]) -> bool:
-    """Whether measured (TTFT, TPOT) pairs a and b are one measurement, one of them written
-    rounded: AIConfigurator's gap-analysis exports round InferenceX's values to 0.01 ms."""
+def _same_measurement(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Whether measured (TTFT, TPOT) pairs a and b are one measurement: equal, or one of them
+    written rounded (AIConfigurator's gap-analysis exports round InferenceX's values to 0.01 ms)."""
+    if a == b:
+        return True
     for short, full in ((a, b), (b, a)):
         d = [_decimals(v) for v in short]
         if None not in d:
@@ -811,24 +813,21 @@ def _rounded_match(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 def _skip_repeats(plans: list[_Plan]) -> None:
     """Rule 10: keep the first modelled row of each measurement, skip its later copies (also a
-    copy whose values were rounded to a few decimals: `_rounded_match`)."""
-    first: dict[tuple, str] = {}
-    seen: dict[tuple, list[tuple[tuple[float, float], str]]] = {}  # benchmark -> (measured pair, id)
+    copy whose values were rounded to a few decimals: `_same_measurement`)."""
+    kept: dict[tuple, list[tuple[tuple[float, float], str]]] = {}  # benchmark -> its kept rows' (measured pair, id)
     for p in plans:
         k = _repeat_key(p)
         if k is None:
             continue
-        pair = (k[-2], k[-1])
-        earlier = first.get(k)
+        bench, pair = k
+        rows = kept.setdefault(bench, [])
+        earlier = next((i for v, i in rows if _same_measurement(pair, v)), None)
         if earlier is None:
-            earlier = next((i for v, i in seen.get(k[:-2], ()) if _rounded_match(pair, v)), None)
-        if earlier is None:
-            first[k] = p.base["id"]
-            seen.setdefault(k[:-2], []).append((pair, p.base["id"]))
+            rows.append((pair, p.base["id"]))
             continue
         p.dep_kwargs = None
         p.reason = (f"{REPEAT_REASON} ({earlier}: the same deployment, ISL/OSL and concurrency as simulated, "
-                    f"identical TTFT {_fmt(k[-2], 3)} ms and TPOT {_fmt(k[-1], 3)} ms): one benchmark listed again, counted once")
+                    f"identical TTFT {_fmt(pair[0], 3)} ms and TPOT {_fmt(pair[1], 3)} ms): one benchmark listed again, counted once")
 
 
 # ----------------------------------------------------------------------------- running one row
