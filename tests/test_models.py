@@ -45,6 +45,9 @@ B = 1e9
 # Qwen3.5-397B-A17B: the model card gives "397B in total, 17B activated". Total 396.35B (-0.2%; the
 #   vision tower and the MTP layer are not counted). Active 17.35B with the input embedding, 16.33B
 #   without: "17B" is two significant digits, so it is checked by rounding (within 3%).
+# GLM-5: the model card gives "744B (40B active)". Total 743.91B (-0.01%; the MTP layer is not
+#   counted). Active, under DeepSeek-V3's convention (input embedding out, LM head in): 40.83B (+2.1%;
+#   39.88B without the LM head either); "40B" is two significant digits, so it is checked within 3%.
 # ----------------------------------------------------------------------------------------------
 PUBLISHED = [
     # Llama 2: safetensors counts shown on the meta-llama/Llama-2-*-hf model pages (the paper rounds to 7/13/70B)
@@ -62,6 +65,7 @@ PUBLISHED = [
     ("qwen3-32b", 32.8, 32.8, "all", "Qwen/Qwen3-32B model card: 32.8B (non-embedding 31.2B)"),
     ("qwen3-235b-a22b", 235.0, 22.0, "all", "Qwen/Qwen3-235B-A22B model card: 235B total, 22B activated"),
     ("qwen3.5-397b-a17b", 397.0, 17.0, "all", "Qwen/Qwen3.5-397B-A17B model card: 397B total, 17B activated"),
+    ("glm-5", 744.0, 40.0, "no_embed", "zai-org/GLM-5 model card: 744B total, 40B active"),
     ("deepseek-v3", 671.0, 36.7, "no_embed", "deepseek-ai/DeepSeek-V3 README_WEIGHTS.md: 671B, 36.7B activated"),
     ("deepseek-r1", 671.0, 36.7, "no_embed", "DeepSeek-R1 model card: 671B / 37B activated (V3 architecture)"),
     ("gpt-oss-120b", 116.83, 5.13, "no_embed", "gpt-oss model card (arXiv:2508.10925) Table 1: 116.83B / 5.13B"),
@@ -78,7 +82,7 @@ PUBLISHED = [
 
 
 # active figures published only to one or two significant digits: checked to that precision instead of 1%
-ACTIVE_REL_TOL = {"minimax-m2.5": 0.05, "qwen3.5-397b-a17b": 0.03}
+ACTIVE_REL_TOL = {"minimax-m2.5": 0.05, "qwen3.5-397b-a17b": 0.03, "glm-5": 0.03}
 
 
 def _active(spec: ModelSpec, convention: str) -> int:

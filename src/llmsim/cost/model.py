@@ -89,6 +89,8 @@ class CostModel:
         self._e_fused = self.e.model_copy(update={"gemm_lowp_launch_s": 0.0, "gemm_lowp_quant_bw_fraction": self.e.mem_bw_fraction})
         self.bw = gpu.memory_bandwidth_bytes_per_s
         self._peak: dict[str, float] = {}
+        # the sparse-attention indexer scores in fp8 where the chip has fp8 tensor cores (DeepGEMM's fp8 MQA logits)
+        self._index_dtype = "fp8" if gpu.supports("fp8") else "bf16"
         self._cache: dict[tuple, tuple[float, str, str, float]] = {}
 
     @property
@@ -131,7 +133,7 @@ class CostModel:
 
     def _ideal(self, op: Op) -> tuple[float, float]:
         """Time at 100% of peak compute and of peak bandwidth (for bound / efficiency reporting)."""
-        dt = op.dtype if op.kind in ("gemm", "moe_gemm", "attn_prefill") else "bf16"
+        dt = op.dtype if op.kind in ("gemm", "moe_gemm", "attn_prefill") else self._index_dtype if op.kind == "sparse_index" else "bf16"
         return op.flops / self.peak(dt), op.bytes / self.bw
 
     def _cost(self, op: Op) -> tuple[float, str, str, float]:
@@ -202,6 +204,8 @@ class CostModel:
                                                     lowp_kv=op.dtype in ("fp8", "int8", "int4"), force_gqa=latent))
         if op.kind == "linear_attn":
             return float(rf.linear_attention_time_s(op.flops, op.bytes, op.shape[0], self.peak("bf16"), self.bw, e))
+        if op.kind == "sparse_index":
+            return float(rf.sparse_indexer_time_s(op.flops, op.bytes, op.shape[0], self.peak(self._index_dtype), self.bw, e))
         if op.kind == "memory":
             return float(rf.elementwise_time_s(op.bytes, self.bw, e))
         raise ValueError(f"no roofline for op kind {op.kind!r}")

@@ -29,6 +29,13 @@ tp-local head counts nh, nkv, head dim d):
                     state read and written once)
         decode, n tokens:  flops = 2 n nv 3.5 dk dv,  bytes = n (2 nv dk dv s + (2 nk dk + 2 nv dv + 2 nv) a)
         (the fixed-size state is read and written once per token, whatever the context)
+    DeepSeek Sparse Attention (MLA layers; index heads ni of width di, top-k k, index-key
+    cache bytes per token b = di fp8 + one fp32 scale per 128): the attention pairs above count
+    min(k, context) keys per query, as a window of k would; the indexer scores every
+    (query, cached key) pair, P = the causal pairs without a window, on every tp rank:
+        flops = 2 ni di P,  bytes = context x b + queries x (ni di + 4 k) + 2 x 4 P
+        (index keys read, fp8 queries read, top-k indices written; fp32 scores written, then
+        read by the top-k kernel)
 
 where a, w, o are bytes per element of activations, weights and outputs.
 """
@@ -46,13 +53,14 @@ from ..models.spec import LayerGroup, ModelSpec
 ACT_BYTES = 2.0  # bf16 activations between kernels (residual stream, norms, outputs)
 GDN_CHUNK_TOKENS = 64  # tokens per chunk of the chunked Gated DeltaNet prefill kernels (flash-linear-attention's chunk size)
 GDN_STATE_BYTES = 4.0  # the recurrent state is kept and updated in fp32 (SGLang's default mamba_ssm_dtype; memory counts it too)
+DSA_INDEXER_KERNELS = 2  # launches of the sparse-attention indexer: the scores (fp8 MQA logits) and the top-k selection
 GDN_PREFILL_KERNELS = 6  # launches of the chunked forward (cumsum, K K^T, triangular solve, w / u, states, output)
 
 
 @dataclass(slots=True)
 class Op:
     name: str
-    kind: str  # gemm | moe_gemm | attn_prefill | attn_decode | linear_attn | memory | comm
+    kind: str  # gemm | moe_gemm | attn_prefill | attn_decode | linear_attn | sparse_index | memory | comm
     count: int
     flops: float
     bytes: float
@@ -192,17 +200,22 @@ class OpBuilder:
         else:
             d_qk = d_v = m.head_dim
             nkv, kv_tok_bytes = self.nkv, 2 * self.nkv * m.head_dim * self.kv_bytes
+        # sparse attention: each query attends to the indexer's top-k cached tokens, as many (query,
+        # key) pairs as a window of k gives -- though scattered over the whole context
+        span = window or m.index_topk
+        if m.is_sparse_attention:
+            ops.append(self._indexer_scores(batch, grp, dp_share))
         if batch.prefill:
-            pairs = sum(_pairs(q, p, window) for q, p in batch.prefill) * dp_share
+            pairs = sum(_pairs(q, p, span) for q, p in batch.prefill) * dp_share
             ctx = sum(min(p + q, window) if window else p + q for q, p in batch.prefill) * dp_share
             q_tok = batch.num_prefill_tokens * dp_share
             flops, nbytes = prefill_attention_cost(pairs, q_tok, ctx, nh, nkv, d_qk, d_v, kv_tok_bytes)
             # the KV-cache format picks the FMHA kernel (fp8 KV cache -> fp8 FMHA)
-            shape = (tuple(batch.prefill), nh, nkv, d_qk, window, dp_share, self.prec.kv)
+            shape = (tuple(batch.prefill), nh, nkv, d_qk, span, dp_share, self.prec.kv)
             ops.append(Op("attn_prefill", "attn_prefill", grp.count, flops, nbytes, self.prec.act, shape, tag))
         if batch.decode_ctx:
             n = len(batch.decode_ctx) * dp_share
-            ctx_sum = (sum(min(c, window) for c in batch.decode_ctx) if window else sum(batch.decode_ctx)) * dp_share
+            ctx_sum = (sum(min(c, span) for c in batch.decode_ctx) if span else sum(batch.decode_ctx)) * dp_share
             if m.is_mla:  # absorbed MLA: attend over the shared latent (MQA-like, one cache read per token)
                 lat = m.kv_lora_rank + m.qk_rope_head_dim
                 flops = 2.0 * nh * ctx_sum * (lat + m.kv_lora_rank)
@@ -213,6 +226,35 @@ class OpBuilder:
                 shape = (n, ctx_sum / max(n, 1e-9), nh, nkv, d_qk, window)
             ops.append(Op("attn_decode", "attn_decode", grp.count, flops, nbytes, self.prec.kv, shape, tag))
         return ops
+
+    def _indexer_scores(self, batch: Batch, grp: LayerGroup, dp_share: float) -> Op:
+        """The lightning indexer's scores and top-k selection (formulas in the module docstring): every
+        query scores every cached token of its sequence with all index heads (replicated on each tp
+        rank), the fp32 scores are written and read back by the top-k kernel."""
+        m = self.m
+        nih, ihd, k = m.index_n_heads, m.index_head_dim, m.index_topk
+        key_bytes = m.index_cache_bytes_per_token_per_layer
+        pairs = sum(_pairs(q, p, 0) for q, p in batch.prefill) + sum(batch.decode_ctx)
+        ctx = sum(p + q for q, p in batch.prefill) + sum(batch.decode_ctx)
+        queries = batch.num_tokens
+        flops = 2.0 * nih * ihd * pairs * dp_share
+        nbytes = (ctx * key_bytes + queries * (nih * ihd + 4 * k) + 2 * 4 * pairs) * dp_share
+        return Op("dsa_indexer", "sparse_index", grp.count, flops, nbytes, "fp8", (DSA_INDEXER_KERNELS,), f"{grp.attention}/{grp.mlp}")
+
+    def _indexer_proj(self, T: float, c: int, tag: str) -> list[Op]:
+        """The indexer's projections for T tokens, every index head on every tp rank (its weights
+        are replicated, not split): index queries from the query latent (wq_b), one shared index
+        key (wk), its LayerNorm, RoPE and fp8 quantisation with the store into the index cache, and
+        the per-head weights (weights_proj, kept in bf16 by the published checkpoints)."""
+        m = self.m
+        h, nih, ihd = m.hidden_size, m.index_n_heads, m.index_head_dim
+        return [
+            self._ga("dsa_index_q_proj", T, nih * ihd, m.q_lora_rank or h, c, tag),
+            self._ga("dsa_index_k_proj", T, ihd, h, c, tag),
+            gemm("dsa_index_weights_proj", T, nih, h, 2.0, 2.0, "bf16", c, tag),
+            elementwise("dsa_index_prep", T * ((nih + 1) * ihd * (2 * ACT_BYTES + 1) + m.index_cache_bytes_per_token_per_layer),
+                        10 * T * (nih + 1) * ihd, c, tag),
+        ]
 
     def _linear_core(self, batch: Batch, grp: LayerGroup, dp_share: float) -> list[Op]:
         """The Gated DeltaNet recurrence of a linear-attention layer (formulas in the module docstring)."""
@@ -276,6 +318,8 @@ class OpBuilder:
                 ops.append(self._ga("q_b_proj", T, nh * m.q_head_dim, ql, c, tag))
             else:
                 ops.append(self._ga("q_proj", T, nh * m.q_head_dim, h, c, tag))
+            if m.is_sparse_attention:
+                ops += self._indexer_proj(T, c, tag)
             if batch.prefill:  # decompress the latent cache of the prefilled context to full K, V
                 ctx = sum(p + q for q, p in batch.prefill) * dp_share
                 ops.append(self._ga("kv_b_proj", ctx, nh * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, c, tag))

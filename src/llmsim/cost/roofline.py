@@ -72,6 +72,10 @@ Gated DeltaNet (linear attention) recurrence, `launches` kernels (chunked prefil
     (no kernel table times it: the chunked kernels' small matmuls are priced at the FMHA's
     tensor-core fraction; decode streams each sequence's fixed fp32 state and is memory-bound)
 
+Sparse-attention indexer (DeepSeek-V3.2 / GLM-5), scores and top-k in `launches` = 2 kernels:
+    t = max(flops / (P8 e.attn_peak_fraction), memory_time_s(bytes)) + launches e.attn_launch_s
+    (P8: the fp8 peak where the chip has fp8 tensor cores, else the 16-bit one)
+
 Collectives over a group of g GPUs on a link of bandwidth W (per direction) and
 latency L (the tier is chosen by `GPUSpec.link`), message size S bytes:
     all_reduce      t = a(g) + 2 (g-1)/g * S / (W e.comm_bw_fraction)
@@ -284,6 +288,12 @@ def decode_attention_blocks(n_seqs: Num, nh: Num, nkv: Num, e: Efficiency) -> Nu
 def linear_attention_time_s(flops: Num, nbytes: Num, launches: int, peak_flops_16: float, bandwidth: float, e: Efficiency) -> Num:
     """Gated DeltaNet recurrence (see the module docstring)."""
     return _max(flops / (peak_flops_16 * e.attn_peak_fraction), memory_time_s(nbytes, bandwidth, e)) + launches * e.attn_launch_s
+
+
+def sparse_indexer_time_s(flops: Num, nbytes: Num, launches: int, peak_flops: float, bandwidth: float, e: Efficiency) -> Num:
+    """Sparse attention's indexer (scores of every (query, cached key) pair, then the top-k), at the
+    attention kernels' share of the scoring format's peak or HBM-bound (see ops.py's docstring)."""
+    return _max(flops / (peak_flops * e.attn_peak_fraction), memory_time_s(nbytes, bandwidth, e)) + launches * e.attn_launch_s
 
 
 def elementwise_time_s(nbytes: Num, bandwidth: float, e: Efficiency) -> Num:

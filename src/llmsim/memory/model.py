@@ -11,7 +11,8 @@ by tp, routed experts by ep (and moe_tp inside an expert), embeddings and LM hea
 vocab-parallel by tp, layers by pp (the stage with the embedding or the LM head is the
 largest). Embeddings, LM head, norms and routers stay in bf16 when weights are quantised,
 as serving engines keep them. The KV cache is split across tp by KV heads
-(replicated when tp exceeds them); MLA's latent cache is not split by tp. Sliding-window
+(replicated when tp exceeds them); MLA's latent cache is not split by tp, nor is sparse
+attention's index-key cache (fp8 keys + scales, whatever the KV format). Sliding-window
 layers keep at most `window` tokens per sequence. Linear-attention (Gated DeltaNet) layers keep
 no KV cache but a fixed state per sequence, split over tp by heads
 (`linear_state_bytes_per_sequence`): it counts in a sequence's bytes and so in max concurrency.
@@ -61,6 +62,8 @@ def weights_bytes_per_gpu(model: ModelSpec, par: Parallel, prec: Precision) -> f
         # K/V projections are replicated once tp exceeds the KV heads: each GPU holds whole KV heads
         kv_proj = 2 * m.hidden_size * m.num_kv_heads * m.head_dim + (2 * m.num_kv_heads * m.head_dim if m.qkv_bias else 0)
         attn += kv_proj * (par.kv_heads_per_gpu(m) / m.num_kv_heads - 1.0 / par.tp)
+    if m.is_sparse_attention:  # the indexer's weights are replicated on every tp rank, not split
+        attn += m.indexer_params() * (1.0 - 1.0 / par.tp)
     if m.num_linear_layers:  # hybrid: the mean attention layer, softmax and Gated DeltaNet layers weighed by count
         lin_out = m.linear_num_value_heads * m.linear_value_head_dim * m.hidden_size / par.tp
         lin = m.linear_attention_params() / par.tp
@@ -105,7 +108,7 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision,
         per_layer = model.kv_cache_elements_per_token_per_layer
     else:
         per_layer = 2 * par.kv_heads_per_gpu(model) * model.head_dim
-    return layers * per_layer * kvb
+    return layers * (per_layer * kvb + model.index_cache_bytes_per_token_per_layer)
 
 
 def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_len: int, block_size: int = 16) -> float:

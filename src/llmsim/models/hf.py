@@ -1,8 +1,8 @@
 """Build a ModelSpec from a Hugging Face `config.json`.
 
 Supported `model_type`s: llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, qwen3_next,
-qwen3_5, qwen3_5_moe, deepseek_v2, deepseek_v3, kimi_k2, kimi_k25, minimax_m2, gpt_oss,
-gpt2, opt. Each
+qwen3_5, qwen3_5_moe, deepseek_v2, deepseek_v3, deepseek_v32, glm_moe_dsa, kimi_k2, kimi_k25,
+minimax_m2, gpt_oss, gpt2, opt. Each
 reader maps the keys its architecture publishes onto ModelSpec's fields; where a
 key is optional, the default is the one the matching `transformers` config class
 uses, so a config.json that omits it means the same thing here as in `transformers`.
@@ -26,6 +26,12 @@ uses, so a config.json that omits it means the same thing here as in `transforme
   attention (`linear_*` keys, all required). MoE variants have one shared expert
   (`shared_expert_intermediate_size`); its scalar sigmoid gate (hidden_size weights per
   layer) is not counted. The multi-token-prediction layer is not counted either.
+* deepseek_v32 (DeepSeek-V3.2) and glm_moe_dsa (GLM-5): DeepSeek-V3's MLA + MoE with
+  DeepSeek Sparse Attention: every layer has a lightning indexer (`index_n_heads`,
+  `index_head_dim`) that scores all cached tokens, and attention reads only the
+  `index_topk` best (all three keys required). Configs in which some layers reuse another
+  layer's selection (`index_topk_pattern`, `indexer_types`, `index_topk_freq` > 1) are
+  rejected.
 
 What the readers deliberately do not model (all tiny or absent in the catalog):
 
@@ -320,6 +326,19 @@ def _read_qwen3_5(c: _Cfg) -> dict:
     return _read_qwen_hybrid(_text_config(c, f"{c.model_type}_text", ("qwen3_5_text", "qwen3_5_moe_text")))
 
 
+_SPARSE_TYPES = ("deepseek_v32", "glm_moe_dsa")  # MLA with DeepSeek Sparse Attention
+
+
+def _sparse_attention(c: _Cfg) -> dict:
+    """DeepSeek Sparse Attention's indexer (DeepSeek-V3.2, GLM-5): one on every layer."""
+    shared = [k for k in ("index_topk_pattern", "indexer_types") if c.get(k) is not None]
+    if shared or c.int("index_topk_freq", 1) != 1:
+        raise c.fail(f"layers sharing another layer's indexer selection ({', '.join(shared) or 'index_topk_freq'}) "
+                     f"are not supported", hint="llmsim models an indexer on every layer (DeepSeek-V3.2, GLM-5)")
+    return {"index_n_heads": c.int("index_n_heads"), "index_head_dim": c.int("index_head_dim"),
+            "index_topk": c.int("index_topk")}
+
+
 def _read_deepseek(c: _Cfg) -> dict:
     f = _attention(c, derive_head_dim=False)  # MLA head widths come from qk_*_head_dim
     L = f["num_layers"]
@@ -343,6 +362,8 @@ def _read_deepseek(c: _Cfg) -> dict:
     )
     if c.bool("attention_bias", False):
         raise c.fail("attention_bias=true is not supported for MLA attention")
+    if c.model_type in _SPARSE_TYPES:
+        f.update(_sparse_attention(c))
     if routed:
         shared = c.int("n_shared_experts", 0)
         moe_width = c.int("moe_intermediate_size")
@@ -505,6 +526,8 @@ _READERS: dict[str, Callable[[_Cfg], dict]] = {
     "deepseek_v2": _read_deepseek,
     "deepseek_v3": _read_deepseek,
     "kimi_k2": _read_deepseek,  # Kimi-K2: DeepseekV3ForCausalLM under its own model_type
+    "deepseek_v32": _read_deepseek,  # DeepSeek-V3.2: V3 plus sparse attention
+    "glm_moe_dsa": _read_deepseek,  # GLM-5: DeepSeek-V3.2's MLA + sparse attention, GLM's sizes
     "kimi_k25": _read_kimi_k25,
     "minimax_m2": _read_minimax_m2,
     "gpt_oss": _read_gpt_oss,

@@ -2,7 +2,9 @@
 
 One class covers every supported family. Dense (Llama, Mistral, Qwen), GQA,
 MoE with routed + shared experts and dense first-k layers (Mixtral, Qwen3-MoE,
-DeepSeek-V3, gpt-oss), MLA with a compressed latent KV cache (DeepSeek-V2/V3),
+DeepSeek-V3, gpt-oss), MLA with a compressed latent KV cache (DeepSeek-V2/V3), MLA with
+DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5: a lightning indexer scores every cached token
+and each query attends to only its top-k),
 sliding-window attention (Mistral v0.1, gpt-oss alternating layers), hybrid models whose
 layers alternate softmax attention with Gated DeltaNet linear attention (Qwen3-Next, Qwen3.5:
 a fixed-size recurrent state per sequence instead of a growing KV cache in those layers) and
@@ -79,6 +81,11 @@ class ModelSpec(BaseModel):
     qk_rope_head_dim: int = Field(0, ge=0)
     v_head_dim: int = Field(0, ge=0)
 
+    # DeepSeek Sparse Attention (DeepSeek-V3.2, GLM-5), on MLA layers: index_topk > 0 enables it
+    index_n_heads: int = Field(0, ge=0, description="heads of the lightning indexer")
+    index_head_dim: int = Field(0, ge=0, description="query / key width of an indexer head")
+    index_topk: int = Field(0, ge=0, description="cached tokens each query attends to: the indexer's top-k; 0 = dense")
+
     # Sliding-window attention
     sliding_window: int = Field(0, ge=0, description="window in tokens; 0 = none")
     layer_types: tuple[Literal["full", "sliding", "linear"], ...] = Field(
@@ -135,6 +142,9 @@ class ModelSpec(BaseModel):
                 raise LlmsimError(
                     f"model {self.name}: linear-attention layers need linear_num_key_heads, linear_num_value_heads "
                     f"(a multiple of the key heads), linear_key_head_dim and linear_value_head_dim > 0")
+        if self.index_topk and (not self.is_mla or min(self.index_n_heads, self.index_head_dim) <= 0):
+            raise LlmsimError(f"model {self.name}: sparse attention (index_topk) needs MLA (kv_lora_rank > 0), "
+                              f"index_n_heads and index_head_dim > 0")
         if self.num_dense_layers and self.intermediate_size <= 0:
             raise LlmsimError(f"model {self.name}: dense layers need intermediate_size > 0")
         return self
@@ -172,6 +182,11 @@ class ModelSpec(BaseModel):
     @property
     def is_mla(self) -> bool:
         return self.kv_lora_rank > 0
+
+    @property
+    def is_sparse_attention(self) -> bool:
+        """DeepSeek Sparse Attention: each query attends to the `index_topk` cached tokens the indexer picks."""
+        return self.index_topk > 0
 
     @property
     def num_moe_layers(self) -> int:
@@ -232,6 +247,14 @@ class ModelSpec(BaseModel):
         return 2 * self.num_kv_heads * self.head_dim
 
     @property
+    def index_cache_bytes_per_token_per_layer(self) -> int:
+        """The indexer's key cache, per token and layer: fp8 keys and one fp32 scale per 128 of them,
+        whatever the KV-cache format (DeepSeek-V3.2's design; SGLang's NSA pool stores it so). 0 if dense."""
+        if not self.is_sparse_attention:
+            return 0
+        return self.index_head_dim + 4 * -(-self.index_head_dim // 128)
+
+    @property
     def linear_state_elements_per_layer(self) -> tuple[int, int]:
         """Per sequence and linear-attention layer: (recurrent state elements: value heads x
         key_dim x value_dim, conv state elements: conv channels x (kernel - 1))."""
@@ -258,7 +281,7 @@ class ModelSpec(BaseModel):
             kv_a = h * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
             kv_b = self.kv_lora_rank * nh * (self.qk_nope_head_dim + self.v_head_dim)
             o = nh * self.v_head_dim * h
-            return q + kv_a + kv_b + o
+            return q + kv_a + kv_b + o + self.indexer_params()
         p = h * nh * hd * (2 if self.attn_output_gate else 1) + 2 * h * nkv * hd + nh * hd * h
         if self.qkv_bias:
             p += (nh + 2 * nkv) * hd
@@ -269,6 +292,15 @@ class ModelSpec(BaseModel):
         if self.attention_sinks:
             p += nh
         return p
+
+    def indexer_params(self) -> int:
+        """The lightning indexer of a sparse-attention layer (part of `attention_params`): wq_b (query
+        latent -> index heads x head dim), wk (hidden -> one shared index key), the key's LayerNorm
+        and weights_proj (hidden -> one weight per index head). 0 for dense attention."""
+        if not self.is_sparse_attention:
+            return 0
+        h, nih, ihd = self.hidden_size, self.index_n_heads, self.index_head_dim
+        return (self.q_lora_rank or h) * nih * ihd + h * ihd + 2 * ihd + h * nih
 
     def linear_attention_params(self) -> int:
         """One Gated DeltaNet layer: in_proj_qkvz (q, k, v and the output gate z), in_proj_ba (the
@@ -344,6 +376,8 @@ class ModelSpec(BaseModel):
         d["active_params"] = self.active_params
         d["param_breakdown"] = self.param_breakdown()
         d["kv_cache_elements_per_token"] = self.kv_cache_elements_per_token_per_layer * self.num_kv_layers
+        if self.is_sparse_attention:
+            d["index_cache_bytes_per_token"] = self.index_cache_bytes_per_token_per_layer * self.num_kv_layers
         if self.num_linear_layers:
             d["linear_state_elements_per_sequence"] = sum(self.linear_state_elements_per_layer) * self.num_linear_layers
         return d

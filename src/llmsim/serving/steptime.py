@@ -43,7 +43,8 @@ from ..cost.ops import Batch, OpBuilder
 from ..layout import Parallel, Precision
 from ..models.spec import ModelSpec
 
-_ATTN_NAMES = frozenset({"attn_prefill", "attn_decode", "kv_b_proj", "mla_q_absorb", "mla_v_absorb", "gdn_prefill", "gdn_decode"})
+_ATTN_NAMES = frozenset({"attn_prefill", "attn_decode", "kv_b_proj", "mla_q_absorb", "mla_v_absorb", "gdn_prefill", "gdn_decode",
+                         "dsa_indexer"})
 _HEAD_NAMES = frozenset({"final_norm", "lm_head", "logits_allgather"})
 # with attention DP, the routed-expert work is spread over the EP group whatever rank the tokens
 # came from; every other operator runs on one attention-DP rank's own tokens

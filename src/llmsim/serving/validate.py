@@ -21,8 +21,8 @@ Mapping rules (assumptions a reader of the numbers must know):
    stripped and the lookup retried (Qwen/Qwen3-235B-A22B-FP8 -> qwen3-235b-a22b,
    nvidia/DeepSeek-R1-NVFP4 -> deepseek-r1, nvidia/Qwen3-32B-NVFP4 -> qwen3-32b).
    DeepSeek-V3.1 has the config shapes of DeepSeek-V3 and is simulated as deepseek-v3.
-   Models the catalog does not hold (e.g. GLM-5 at the time of writing)
-   are skipped with reason "model not in catalog: <model_path>".
+   zhipuai/GLM-5 is the catalog's glm-5 (an alias). Models the catalog does not hold are
+   skipped with reason "model not in catalog: <model_path>".
 2. GPU. `system` goes to `get_gpu` (h100_sxm, b200_sxm, b300_sxm, gb200, gb300); both pools of
    a disagg row use that GPU.
 3. Precision. `gemm_quant_mode` (falling back to `precision`) gives the weight format:

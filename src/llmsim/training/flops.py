@@ -104,6 +104,12 @@ class Geometry:
                 f"training estimation does not model {m.name}'s {m.num_linear_layers} linear-attention (Gated DeltaNet) layers",
                 hint="serving (llmsim serve / estimate) models them; training step time and memory cover softmax-attention models",
             )
+        if m.is_sparse_attention:
+            raise LlmsimError(
+                f"training estimation does not model {m.name}'s sparse attention (DeepSeek Sparse Attention: an indexer "
+                f"and top-{m.index_topk} attention in every layer)",
+                hint="serving (llmsim serve / estimate) models it; training step time and memory cover dense-attention models",
+            )
         kinds = tuple(
             LayerKind(g.count, m.sliding_window if g.attention == "sliding" else 0, g.mlp == "moe") for g in m.layer_groups
         )
