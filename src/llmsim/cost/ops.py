@@ -53,8 +53,8 @@ from ..models.spec import LayerGroup, ModelSpec
 ACT_BYTES = 2.0  # bf16 activations between kernels (residual stream, norms, outputs)
 GDN_CHUNK_TOKENS = 64  # tokens per chunk of the chunked Gated DeltaNet prefill kernels (flash-linear-attention's chunk size)
 GDN_STATE_BYTES = 4.0  # the recurrent state is kept and updated in fp32 (SGLang's default mamba_ssm_dtype; memory counts it too)
-DSA_INDEXER_KERNELS = 2  # launches of the sparse-attention indexer: the scores (fp8 MQA logits) and the top-k selection
 GDN_PREFILL_KERNELS = 6  # launches of the chunked forward (cumsum, K K^T, triangular solve, w / u, states, output)
+DSA_INDEXER_KERNELS = 2  # launches of the sparse-attention indexer: the scores (fp8 MQA logits) and the top-k selection
 
 
 @dataclass(slots=True)
