@@ -133,8 +133,14 @@ class CostModel:
 
     def _ideal(self, op: Op) -> tuple[float, float]:
         """Time at 100% of peak compute and of peak bandwidth (for bound / efficiency reporting)."""
-        dt = op.dtype if op.kind in ("gemm", "moe_gemm", "attn_prefill") else self._index_dtype if op.kind == "sparse_index" else "bf16"
-        return op.flops / self.peak(dt), op.bytes / self.bw
+        return op.flops / self.peak(self._peak_dtype(op)), op.bytes / self.bw
+
+    def _peak_dtype(self, op: Op) -> str:
+        """The format whose peak rate an op's FLOPs run at: GEMMs and prefill attention in their own;
+        the sparse-attention indexer in fp8 where the chip has fp8 tensor cores; the rest in bf16."""
+        if op.kind in ("gemm", "moe_gemm", "attn_prefill"):
+            return op.dtype
+        return self._index_dtype if op.kind == "sparse_index" else "bf16"
 
     def _cost(self, op: Op) -> tuple[float, str, str, float]:
         if op.kind == "comm":
@@ -202,10 +208,8 @@ class CostModel:
             latent = nkv == 1 and d > 256
             return float(rf.decode_attention_time_s(op.flops, op.bytes, n, ctx, nh, nkv, self.peak("bf16"), self.bw, e, g.num_sms,
                                                     lowp_kv=op.dtype in ("fp8", "int8", "int4"), force_gqa=latent))
-        if op.kind == "linear_attn":
-            return float(rf.linear_attention_time_s(op.flops, op.bytes, op.shape[0], self.peak("bf16"), self.bw, e))
-        if op.kind == "sparse_index":
-            return float(rf.sparse_indexer_time_s(op.flops, op.bytes, op.shape[0], self.peak(self._index_dtype), self.bw, e))
+        if op.kind in ("linear_attn", "sparse_index"):
+            return float(rf.streamed_attention_time_s(op.flops, op.bytes, op.shape[0], self.peak(self._peak_dtype(op)), self.bw, e))
         if op.kind == "memory":
             return float(rf.elementwise_time_s(op.bytes, self.bw, e))
         raise ValueError(f"no roofline for op kind {op.kind!r}")

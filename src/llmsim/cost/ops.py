@@ -234,8 +234,9 @@ class OpBuilder:
         m = self.m
         nih, ihd, k = m.index_n_heads, m.index_head_dim, m.index_topk
         key_bytes = m.index_cache_bytes_per_token_per_layer
-        pairs = sum(_pairs(q, p, 0) for q, p in batch.prefill) + sum(batch.decode_ctx)
-        ctx = sum(p + q for q, p in batch.prefill) + sum(batch.decode_ctx)
+        decode_keys = sum(batch.decode_ctx)  # a decode token's pairs are its context
+        pairs = sum(_pairs(q, p, 0) for q, p in batch.prefill) + decode_keys
+        ctx = sum(p + q for q, p in batch.prefill) + decode_keys
         queries = batch.num_tokens
         flops = 2.0 * nih * ihd * pairs * dp_share
         nbytes = (ctx * key_bytes + queries * (nih * ihd + 4 * k) + 2 * 4 * pairs) * dp_share

@@ -67,14 +67,13 @@ few blocks to fill the chip (split-KV):
 
 Elementwise / norms: t = memory_time_s(bytes) + e.elementwise_launch_s.
 
-Gated DeltaNet (linear attention) recurrence, `launches` kernels (chunked prefill: 6; decode: 1):
-    t = max(flops / (P16 e.attn_peak_fraction), memory_time_s(bytes)) + launches e.attn_launch_s
-    (no kernel table times it: the chunked kernels' small matmuls are priced at the FMHA's
-    tensor-core fraction; decode streams each sequence's fixed fp32 state and is memory-bound)
-
-Sparse-attention indexer (DeepSeek-V3.2 / GLM-5), scores and top-k in `launches` = 2 kernels:
-    t = max(flops / (P8 e.attn_peak_fraction), memory_time_s(bytes)) + launches e.attn_launch_s
-    (P8: the fp8 peak where the chip has fp8 tensor cores, else the 16-bit one)
+Gated DeltaNet (linear attention) recurrence and sparse-attention indexer (DeepSeek-V3.2 / GLM-5),
+`launches` kernels (recurrence: chunked prefill 6, decode 1; indexer: scores + top-k, 2):
+    t = max(flops / (P e.attn_peak_fraction), memory_time_s(bytes)) + launches e.attn_launch_s
+    (`streamed_attention_time_s`; no kernel table times them. P: the 16-bit peak for the
+    recurrence, whose chunked kernels' small matmuls are priced at the FMHA's tensor-core
+    fraction; the fp8 peak for the indexer where the chip has fp8 tensor cores, else the 16-bit
+    one. Decode streams each sequence's fixed fp32 state and is memory-bound)
 
 Collectives over a group of g GPUs on a link of bandwidth W (per direction) and
 latency L (the tier is chosen by `GPUSpec.link`), message size S bytes:
@@ -285,14 +284,10 @@ def decode_attention_blocks(n_seqs: Num, nh: Num, nkv: Num, e: Efficiency) -> Nu
     return _where(nh / nkv <= e.decode_attn_max_group, n_seqs * nkv, n_seqs * nh)
 
 
-def linear_attention_time_s(flops: Num, nbytes: Num, launches: int, peak_flops_16: float, bandwidth: float, e: Efficiency) -> Num:
-    """Gated DeltaNet recurrence (see the module docstring)."""
-    return _max(flops / (peak_flops_16 * e.attn_peak_fraction), memory_time_s(nbytes, bandwidth, e)) + launches * e.attn_launch_s
-
-
-def sparse_indexer_time_s(flops: Num, nbytes: Num, launches: int, peak_flops: float, bandwidth: float, e: Efficiency) -> Num:
-    """Sparse attention's indexer (scores of every (query, cached key) pair, then the top-k), at the
-    attention kernels' share of the scoring format's peak or HBM-bound (see ops.py's docstring)."""
+def streamed_attention_time_s(flops: Num, nbytes: Num, launches: int, peak_flops: float, bandwidth: float, e: Efficiency) -> Num:
+    """Attention-side kernels no table times -- the Gated DeltaNet recurrence and the sparse-attention
+    indexer (see the module docstring): at the FMHA's share of the format's peak, or HBM-bound, plus
+    their launches."""
     return _max(flops / (peak_flops * e.attn_peak_fraction), memory_time_s(nbytes, bandwidth, e)) + launches * e.attn_launch_s
 
 
