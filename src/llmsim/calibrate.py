@@ -284,6 +284,100 @@ def evaluate(gpu: GPUSpec, tables: dict[str, Rows], held: dict[str, np.ndarray] 
     return out
 
 
+# --------------------------------------------------------------------------- NCCL collectives
+
+# (collective, GPUs, bytes, seconds) rows of a collective table; the fit below owns these
+# Efficiency fields and their bounds (roofline.collective_time_s uses them).
+COLLECTIVE_FIELDS: dict[str, tuple[float, float]] = {
+    "collective_bw_fraction": (0.05, 1.0),
+    "collective_latency_scale": (0.05, 20.0),
+    "collective_allreduce_latency_scale": (0.05, 20.0),
+    "collective_ramp_s": (0.0, 1e-3),
+    "collective_ramp_half_bytes": (1e3, 1e10),
+}
+_COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+
+
+@dataclass
+class CollectiveRows:
+    """Rows of an NCCL table: `op` (collective), `gpus`, `nbytes` (the per-rank buffer, bytes),
+    `seconds` measured, `group` (collective|GPUs|element type: the unit held out together)."""
+
+    op: np.ndarray
+    gpus: np.ndarray
+    nbytes: np.ndarray
+    seconds: np.ndarray
+    group: np.ndarray
+
+
+def read_collective_table(path: str | Path) -> CollectiveRows:
+    """An AIConfigurator-format `*nccl_perf.parquet` (op_name, nccl_dtype, num_gpus,
+    message_size in elements of nccl_dtype, latency in ms)."""
+    import pyarrow.parquet as pq
+
+    from .cost.measured import _elem_bytes
+
+    t = pq.read_table(path).to_pydict()
+    missing = [c for c in ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency") if c not in t]
+    if missing:
+        raise LlmsimError(f"{path}: not an NCCL table, missing columns {missing}",
+                          hint="expected AIConfigurator's *nccl_perf.parquet columns op_name, nccl_dtype, num_gpus, message_size, latency")
+    op = np.array(t["op_name"], dtype=object)
+    keep = np.isin(op, _COLLECTIVES)
+    dt = np.array(t["nccl_dtype"], dtype=object)
+    gpus = np.array(t["num_gpus"], dtype=np.int64)
+    nbytes = np.array(t["message_size"], dtype=float) * np.array([_elem_bytes(str(x)) for x in dt])
+    sec = np.array(t["latency"], dtype=float) * 1e-3
+    group = np.array([f"{o}|{g}|{d}" for o, g, d in zip(op, gpus, dt)], dtype=object)
+    return CollectiveRows(op[keep], gpus[keep], nbytes[keep], sec[keep], group[keep])
+
+
+def collective_holdout_mask(rows: CollectiveRows, frac: float = 0.3, seed: int = 0) -> np.ndarray:
+    """True for rows whose (collective, GPUs, element type) group is held out."""
+    uniq = np.unique(rows.group)
+    held = set(np.random.default_rng(seed).choice(uniq, size=int(round(frac * len(uniq))), replace=False).tolist())
+    return np.array([g in held for g in rows.group])
+
+
+def predict_collectives(gpu: GPUSpec, rows: CollectiveRows, e: Efficiency | None = None) -> np.ndarray:
+    """Roofline time of every row on the GPU's NVLink (the tables time one node)."""
+    e = e or gpu.efficiency
+    if gpu.nvlink_bandwidth_gbps <= 0:
+        raise LlmsimError(f"{gpu.name} has no NVLink bandwidth: the collective tables time one NVLink domain",
+                          hint="set nvlink_bandwidth_gbps in the GPU spec")
+    bw, lat = gpu.nvlink_bandwidth_gbps * 1e9, gpu.nvlink_latency_us * 1e-6
+    out = np.empty(len(rows.seconds))
+    for g in np.unique(rows.gpus):
+        for op in np.unique(rows.op):
+            m = (rows.gpus == g) & (rows.op == op)
+            if m.any():
+                out[m] = rf.collective_time_s(str(op), rows.nbytes[m], int(g), bw, lat, e)
+    return out
+
+
+def fit_collectives(gpu: GPUSpec, rows: CollectiveRows, train: np.ndarray | None = None) -> Efficiency:
+    """Robust least squares (soft-L1 on log(pred / measured), 10% scale) of `COLLECTIVE_FIELDS`
+    on the rows selected by `train` (all if None), starting from `gpu.efficiency`."""
+    from scipy.optimize import least_squares
+
+    use = np.ones(len(rows.seconds), bool) if train is None else train
+    if not use.any():
+        raise LlmsimError("no collective rows to fit on")
+    sub = CollectiveRows(rows.op[use], rows.gpus[use], rows.nbytes[use], rows.seconds[use], rows.group[use])
+    names = list(COLLECTIVE_FIELDS)
+    # fit in log space (every parameter is a positive scale); the ramp starts above its lower bound
+    lo = np.log([max(COLLECTIVE_FIELDS[n][0], 1e-9) for n in names])
+    hi = np.log([COLLECTIVE_FIELDS[n][1] for n in names])
+    x0 = np.clip(np.log([max(getattr(gpu.efficiency, n), 1e-6) for n in names]), lo + 1e-9, hi - 1e-9)
+
+    def resid(x: np.ndarray) -> np.ndarray:
+        e = gpu.efficiency.model_copy(update=dict(zip(names, np.exp(x).tolist())))
+        return np.log(predict_collectives(gpu, sub, e) / sub.seconds)
+
+    r = least_squares(resid, x0, bounds=(lo, hi), loss="soft_l1", f_scale=0.1)
+    return gpu.efficiency.model_copy(update={n: float(f"{v:.3g}") for n, v in zip(names, np.exp(r.x))})
+
+
 # --------------------------------------------------------------------------- k-fold calibration
 
 

@@ -11,7 +11,7 @@ What is fitted. Four scale factors, each applied to one group of `Efficiency` fi
     compute  s_c: every *_peak_fraction (GEMM, fp8 GEMM, FMHA) divided by s_c
     memory   s_m: every HBM-bandwidth fraction divided by s_m
     latency  s_l: every fixed per-kernel time (launch floors, wave set-up, ramps) times s_l
-    network  s_n: comm_bw_fraction divided by s_n
+    network  s_n: comm_bw_fraction and collective_bw_fraction divided by s_n
 
 s > 1 means the hardware is slower than the spec says on that resource. Each s stays in
 [0.5, 2], the surrogate's range (below); a fraction cannot exceed 1 (peak), so s_c and s_m
@@ -65,8 +65,8 @@ KNOBS: dict[str, tuple[tuple[str, ...], str]] = {
     "latency": (("gemm_launch_s", "gemm_lowp_launch_s", "gemm_block_fp8_launch_s", "mem_ramp_s", "attn_launch_s",
                  "attn_block_s", "decode_attn_ramp_s", "decode_attn_launch_s", "decode_attn_block_s",
                  "decode_attn_gqa_block_s", "decode_attn_gqa_lowp_block_s", "decode_attn_gqa_lowp_launch_s",
-                 "decode_attn_split_s", "elementwise_launch_s"), "multiply"),
-    "network": (("comm_bw_fraction",), "divide"),
+                 "decode_attn_split_s", "elementwise_launch_s", "collective_ramp_s"), "multiply"),
+    "network": (("comm_bw_fraction", "collective_bw_fraction"), "divide"),
 }
 PROBE_LO, PROBE_HI = 0.5, 2.0  # knob values of the probe simulations: the surrogate's nodes and the fitted range
 METRICS = ("tpot", "ttft", "both")

@@ -75,13 +75,21 @@ Gated DeltaNet (linear attention) recurrence and sparse-attention indexer (DeepS
     fraction; the fp8 peak for the indexer where the chip has fp8 tensor cores, else the 16-bit
     one. Decode streams each sequence's fixed fp32 state and is memory-bound)
 
-Collectives over a group of g GPUs on a link of bandwidth W (per direction) and
+NCCL collectives over a group of g GPUs on a link of bandwidth W (per direction) and
 latency L (the tier is chosen by `GPUSpec.link`), message size S bytes:
-    all_reduce      t = a(g) + 2 (g-1)/g * S / (W e.comm_bw_fraction)
+    all_reduce      t = c_ar a(g) + 2 (g-1)/g * S / (W f) + r(S)
     all_gather, reduce_scatter, alltoall
-                    t = 0.7 a(g) + (g-1)/g * S / (W e.comm_bw_fraction)
+                    t = c a(g) + (g-1)/g * S / (W f) + r(S)
     send_recv       t = L + S / (W e.comm_bw_fraction)
-    a(g) = L * (1 + log2 g)
+    a(g) = L * (1 + log2 g);  r(S) = e.collective_ramp_s * S / (S + e.collective_ramp_half_bytes)
+    f = e.collective_bw_fraction, c = e.collective_latency_scale, c_ar = e.collective_allreduce_latency_scale
+r(S) is the time NCCL's protocols and chunk pipeline add between the latency-bound small
+messages and the bandwidth-bound large ones (its bandwidth dips at 1-8 MB on H100). The five
+fields were fitted on the shared H100 NCCL 2.27 table (`llmsim.calibrate.fit_collectives`;
+`python benchmarks/validate_kernels.py` reports train and held-out groups). Worked example
+(H100 defaults, L = 3 us, W = 450 GB/s): an 8-GPU alltoall of 2 MiB takes
+0.888 * 3 us * 4 + 7/8 * 2,097,152 / (450e9 * 0.724) + 28.3 us * 2.10 / (2.10 + 6.99)
+= 10.6 + 5.6 + 6.5 = 22.8 us (measured 26.4 us; spec-sheet alpha-beta: 13.5 us).
 A group larger than one NVLink domain (e.g. 16 GPUs on two 8-GPU nodes) runs hierarchically:
 NVLink inside each domain, only the cross-domain share through the NICs
 (`hierarchical_collective_time_s`).
@@ -295,18 +303,23 @@ def elementwise_time_s(nbytes: Num, bandwidth: float, e: Efficiency) -> Num:
     return memory_time_s(nbytes, bandwidth, e) + e.elementwise_launch_s
 
 
+def collective_ramp_s(nbytes: Num, e: Efficiency) -> Num:
+    """Time NCCL's protocol switch and chunk pipeline add to a collective of `nbytes` (r(S))."""
+    return e.collective_ramp_s * nbytes / (nbytes + e.collective_ramp_half_bytes)
+
+
 def collective_time_s(collective: str, nbytes: Num, group: int, link_bw: float, link_latency_s: float, e: Efficiency) -> Num:
     if group <= 1:
         return 0.0 * nbytes
-    bw = link_bw * e.comm_bw_fraction
+    if collective == "send_recv":
+        return link_latency_s + nbytes / (link_bw * e.comm_bw_fraction)
+    bw = link_bw * e.collective_bw_fraction
     alpha = link_latency_s * (1.0 + math.log2(group))
     frac = (group - 1) / group
     if collective == "all_reduce":
-        return alpha + 2.0 * frac * nbytes / bw
+        return e.collective_allreduce_latency_scale * alpha + 2.0 * frac * nbytes / bw + collective_ramp_s(nbytes, e)
     if collective in ("all_gather", "reduce_scatter", "alltoall"):
-        return 0.7 * alpha + frac * nbytes / bw
-    if collective == "send_recv":
-        return link_latency_s + nbytes / bw
+        return e.collective_latency_scale * alpha + frac * nbytes / bw + collective_ramp_s(nbytes, e)
     raise ValueError(f"unknown collective {collective!r}")
 
 
@@ -314,32 +327,34 @@ def hierarchical_collective_time_s(collective: str, nbytes: Num, group: int, dom
                                    nic_bw: float, nic_latency_s: float, e: Efficiency) -> Num:
     """A collective over `group` GPUs spanning group / domain NVLink domains (nodes), each GPU
     with its own scale-out NIC. Only the traffic that must leave a domain crosses the NICs:
-    all_reduce      t = a(g) + 2 [(d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic]
+    all_reduce      t = c_ar a(g) + 2 [(d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic] + r(S)
                     (reduce-scatter inside the domain, the domains' 1/d shards reduced across
                     them by d NICs in parallel, all-gather inside: NCCL's rings / trees move the
                     same bytes)
     all_gather, reduce_scatter
-                    t = 0.7 a(g) + (d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic
-    alltoall        t = 0.7 a(g) + max((d-1)/g S / W_nvl, (g-d)/g S / W_nic)
+                    t = c a(g) + (d-1)/d S / W_nvl + (g-d)/(g d) S / W_nic + r(S)
+    alltoall        t = c a(g) + max((d-1)/g S / W_nvl, (g-d)/g S / W_nic) + r(S)
                     (every GPU's share for the g-d remote peers crosses its own NIC, the rest
                     goes over NVLink at the same time)
-    a(g) = L_nic (1 + log2 g); W = link bandwidth x e.comm_bw_fraction. A flat ring
-    (`collective_time_s` on the NIC) would send (g-1)/g S through every NIC."""
+    a(g) = L_nic (1 + log2 g); W = link bandwidth x e.collective_bw_fraction; c, c_ar, r(S) as
+    in `collective_time_s` (fitted inside one NVLink domain; no shared table measures the
+    NICs). A flat ring (`collective_time_s` on the NIC) would send (g-1)/g S through every NIC."""
     if group <= domain or domain <= 1:
         return collective_time_s(collective, nbytes, group, nic_bw if group > domain else nvl_bw,
                                  nic_latency_s if group > domain else nvl_latency_s, e)
-    w_nvl, w_nic = nvl_bw * e.comm_bw_fraction, nic_bw * e.comm_bw_fraction
+    if collective == "send_recv":
+        return nic_latency_s + nbytes / (nic_bw * e.comm_bw_fraction)
+    w_nvl, w_nic = nvl_bw * e.collective_bw_fraction, nic_bw * e.collective_bw_fraction
     alpha = nic_latency_s * (1.0 + math.log2(group))
     inside = (domain - 1) / domain * nbytes / w_nvl
     across = (group - domain) / (group * domain) * nbytes / w_nic
+    ramp = collective_ramp_s(nbytes, e)
     if collective == "all_reduce":
-        return alpha + 2.0 * (inside + across)
+        return e.collective_allreduce_latency_scale * alpha + 2.0 * (inside + across) + ramp
     if collective in ("all_gather", "reduce_scatter"):
-        return 0.7 * alpha + inside + across
+        return e.collective_latency_scale * alpha + inside + across + ramp
     if collective == "alltoall":
-        return 0.7 * alpha + _max((domain - 1) / group * nbytes / w_nvl, (group - domain) / group * nbytes / w_nic)
-    if collective == "send_recv":
-        return nic_latency_s + nbytes / w_nic
+        return e.collective_latency_scale * alpha + _max((domain - 1) / group * nbytes / w_nvl, (group - domain) / group * nbytes / w_nic) + ramp
     raise ValueError(f"unknown collective {collective!r}")
 
 

@@ -36,7 +36,9 @@ class Efficiency(BaseModel):
     block-scaled fp8 parameters on their own rows, then prefill and decode attention.
     decode_attn_gqa_heads / decode_attn_gqa_lowp_heads / decode_attn_max_group and the
     tile sizes are integers read off the train-split per-wave timings, not least-squares
-    fitted; elementwise_launch_s and comm_bw_fraction are priors (no table measures them).
+    fitted; elementwise_launch_s and comm_bw_fraction are priors (no table measures them). The
+    collective_* fields were fitted by `llmsim.calibrate.fit_collectives` on the train split (70%
+    of the (collective, GPUs, dtype) groups, seed 0) of the shared H100 NCCL 2.27 table.
     Other chips inherit these values until calibrated on their own measurements
     (`llmsim.calibrate.fit_efficiency`) -- except b200 / b300, whose bandwidth and GEMM / FMHA
     peak fractions were fitted on the shared serving rows (gpus.yaml header); most are fractions of the chip's own peaks, counts,
@@ -86,7 +88,13 @@ class Efficiency(BaseModel):
     decode_attn_max_group: int = Field(32, gt=0, description="query heads per KV head one decode block serves; larger groups run a block per query head")
     # ------------------------------------------------------------ other
     elementwise_launch_s: float = Field(3.2e-07, ge=0, description="norm/activation/elementwise kernel time on top of mem_ramp_s (prior, not fitted: ~3 us floor in all)")
-    comm_bw_fraction: float = Field(0.80, gt=0, le=1, description="achieved fraction of link bandwidth for large collectives")
+    comm_bw_fraction: float = Field(0.80, gt=0, le=1, description="achieved fraction of link bandwidth of point-to-point transfers and the engines' peer-memory all-reduce (prior)")
+    # ------------------------------------------------------------ NCCL collectives (fitted: `llmsim.calibrate.fit_collectives`)
+    collective_bw_fraction: float = Field(0.724, gt=0, le=1, description="achieved fraction of link bandwidth of NCCL all_reduce / all_gather / reduce_scatter / alltoall on large messages")
+    collective_latency_scale: float = Field(0.888, gt=0, description="latency of one all_gather / reduce_scatter / alltoall, in units of L (1 + log2 g)")
+    collective_allreduce_latency_scale: float = Field(1.22, gt=0, description="latency of one all_reduce, in units of L (1 + log2 g)")
+    collective_ramp_s: float = Field(2.83e-05, ge=0, description="protocol / pipelining time a collective adds on top of latency and bandwidth, reached by large messages")
+    collective_ramp_half_bytes: float = Field(6.99e06, gt=0, description="message bytes at which half of collective_ramp_s is paid")
 
 
 def _uncalibrated_values() -> dict:
@@ -99,6 +107,8 @@ def _uncalibrated_values() -> dict:
         elif name.endswith("_s") or name in ("attn_softmax_flops", "attn_row_overhead_pairs", "gemm_k_half_saturation",
                                              "mem_half_saturation_bytes", "decode_attn_setup_exposed"):
             out[name] = 0.0
+        elif name.endswith("_latency_scale"):
+            out[name] = 1.0
     return out
 
 
