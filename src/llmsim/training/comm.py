@@ -1,7 +1,8 @@
 """Collectives of a training step, on the link tier their placement implies.
 
 Every collective time comes from `llmsim.cost.roofline.collective_time_s` (alpha-beta model
-with the calibrated `comm_bw_fraction`); the link comes from `GPUSpec.link(span)`, where
+plus a mid-size ramp, `Efficiency.collective_*` fitted on the shared H100 NCCL table;
+send/recv with the `comm_bw_fraction` prior); the link comes from `GPUSpec.link(span)`, where
 ``span`` is how many consecutive ranks the group's members cover under the placement
 TP innermost, then CP, then DP, then PP (see `layout`):
 
