@@ -77,8 +77,7 @@ def nccl(fit: bool) -> None:
     tab = cal.read_collective_table(SHARED / "kernels" / "h100" / "h100_comm_nccl_2.27.3_nccl_perf.parquet")
     held = cal.collective_holdout_mask(tab)
     e = h100.efficiency
-    prior = e.model_copy(update={"collective_bw_fraction": 0.8, "collective_latency_scale": 0.7,
-                                 "collective_allreduce_latency_scale": 1.0, "collective_ramp_s": 0.0})
+    prior = e.model_copy(update=cal.ALPHA_BETA_PRIOR)
     if fit:
         e = cal.fit_collectives(h100.model_copy(update={"efficiency": prior}), tab, ~held)
         print("# collectives refitted on the train groups:\n# " + ", ".join(f"{k}={getattr(e, k)!r}" for k in cal.COLLECTIVE_FIELDS) + "\n")

@@ -184,8 +184,7 @@ def test_collective_fit_reproduces_shipped_values_and_beats_alpha_beta_on_held_o
     from llmsim import calibrate as cal
     held = cal.collective_holdout_mask(nccl_table)
     assert 0.2 < held.mean() < 0.4 and len(set(nccl_table.group[held])) == 7
-    prior = h100.efficiency.model_copy(update={"collective_bw_fraction": 0.8, "collective_latency_scale": 0.7,
-                                               "collective_allreduce_latency_scale": 1.0, "collective_ramp_s": 0.0})
+    prior = h100.efficiency.model_copy(update=cal.ALPHA_BETA_PRIOR)
     fitted = cal.fit_collectives(h100.model_copy(update={"efficiency": prior}), nccl_table, ~held)
     for name in cal.COLLECTIVE_FIELDS:
         assert getattr(fitted, name) == pytest.approx(getattr(h100.efficiency, name), rel=0.01), name

@@ -296,6 +296,11 @@ COLLECTIVE_FIELDS: dict[str, tuple[float, float]] = {
     "collective_ramp_half_bytes": (1e3, 1e10),
 }
 _COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "alltoall")
+# The spec-sheet alpha-beta model the fit replaced (llmsim before 2026-11-23): link bandwidth x 0.8,
+# latency (1 + log2 g) L, 0.7 of it outside all_reduce, no ramp -- the fit's starting point and the
+# baseline `benchmarks/validate_kernels.py` reports beside it
+ALPHA_BETA_PRIOR = {"collective_bw_fraction": 0.8, "collective_latency_scale": 0.7,
+                    "collective_allreduce_latency_scale": 1.0, "collective_ramp_s": 0.0}
 
 
 @dataclass
@@ -312,7 +317,9 @@ class CollectiveRows:
 
 def read_collective_table(path: str | Path) -> CollectiveRows:
     """An AIConfigurator-format `*nccl_perf.parquet` (op_name, nccl_dtype, num_gpus,
-    message_size in elements of nccl_dtype, latency in ms)."""
+    message_size in elements of nccl_dtype, latency in ms), every row with its dtype group.
+    (`KernelTables.records("collective")` is the interpolation grid: it merges rows of equal
+    byte size across dtypes -- 504 of the shared table's 1,008 -- so it cannot give the groups.)"""
     import pyarrow.parquet as pq
 
     from .cost.measured import _elem_bytes

@@ -308,19 +308,24 @@ def collective_ramp_s(nbytes: Num, e: Efficiency) -> Num:
     return e.collective_ramp_s * nbytes / (nbytes + e.collective_ramp_half_bytes)
 
 
+def _collective_fixed_s(collective: str, nbytes: Num, group: int, latency_s: float, e: Efficiency) -> Num:
+    """The size-independent and ramp parts of an NCCL collective: c a(g) + r(S) (c_ar for all_reduce)."""
+    if collective == "all_reduce":
+        scale = e.collective_allreduce_latency_scale
+    elif collective in ("all_gather", "reduce_scatter", "alltoall"):
+        scale = e.collective_latency_scale
+    else:
+        raise ValueError(f"unknown collective {collective!r}")
+    return scale * latency_s * (1.0 + math.log2(group)) + collective_ramp_s(nbytes, e)
+
+
 def collective_time_s(collective: str, nbytes: Num, group: int, link_bw: float, link_latency_s: float, e: Efficiency) -> Num:
     if group <= 1:
         return 0.0 * nbytes
     if collective == "send_recv":
         return link_latency_s + nbytes / (link_bw * e.comm_bw_fraction)
-    bw = link_bw * e.collective_bw_fraction
-    alpha = link_latency_s * (1.0 + math.log2(group))
-    frac = (group - 1) / group
-    if collective == "all_reduce":
-        return e.collective_allreduce_latency_scale * alpha + 2.0 * frac * nbytes / bw + collective_ramp_s(nbytes, e)
-    if collective in ("all_gather", "reduce_scatter", "alltoall"):
-        return e.collective_latency_scale * alpha + frac * nbytes / bw + collective_ramp_s(nbytes, e)
-    raise ValueError(f"unknown collective {collective!r}")
+    volume = (2.0 if collective == "all_reduce" else 1.0) * (group - 1) / group * nbytes
+    return _collective_fixed_s(collective, nbytes, group, link_latency_s, e) + volume / (link_bw * e.collective_bw_fraction)
 
 
 def hierarchical_collective_time_s(collective: str, nbytes: Num, group: int, domain: int, nvl_bw: float, nvl_latency_s: float,
@@ -344,18 +349,13 @@ def hierarchical_collective_time_s(collective: str, nbytes: Num, group: int, dom
                                  nic_latency_s if group > domain else nvl_latency_s, e)
     if collective == "send_recv":
         return nic_latency_s + nbytes / (nic_bw * e.comm_bw_fraction)
+    fixed = _collective_fixed_s(collective, nbytes, group, nic_latency_s, e)
     w_nvl, w_nic = nvl_bw * e.collective_bw_fraction, nic_bw * e.collective_bw_fraction
-    alpha = nic_latency_s * (1.0 + math.log2(group))
+    if collective == "alltoall":
+        return fixed + _max((domain - 1) / group * nbytes / w_nvl, (group - domain) / group * nbytes / w_nic)
     inside = (domain - 1) / domain * nbytes / w_nvl
     across = (group - domain) / (group * domain) * nbytes / w_nic
-    ramp = collective_ramp_s(nbytes, e)
-    if collective == "all_reduce":
-        return e.collective_allreduce_latency_scale * alpha + 2.0 * (inside + across) + ramp
-    if collective in ("all_gather", "reduce_scatter"):
-        return e.collective_latency_scale * alpha + inside + across + ramp
-    if collective == "alltoall":
-        return e.collective_latency_scale * alpha + _max((domain - 1) / group * nbytes / w_nvl, (group - domain) / group * nbytes / w_nic) + ramp
-    raise ValueError(f"unknown collective {collective!r}")
+    return fixed + (2.0 if collective == "all_reduce" else 1.0) * (inside + across)
 
 
 def custom_allreduce_time_s(nbytes: Num, group: int, link_bw: float, link_latency_s: float, e: Efficiency) -> Num:
