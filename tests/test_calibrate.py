@@ -68,3 +68,53 @@ def test_bad_inputs(tmp_path):
         cal.read_kernel_tables([tmp_path])  # no table inside
     with pytest.raises(LlmsimError, match="folds"):
         cal.kfold_calibrate(get_gpu("h100-sxm"), {"gemm": {}}, k=1)
+
+
+# ------------------------------------------------------------------ NCCL tables
+
+
+@needs_shared
+def test_collective_tables_are_found_in_a_directory_and_others_ignored():
+    rows = cal.read_collective_tables([H100])  # the directory: GEMM, attention, NCCL and TRT-LLM custom all-reduce
+    direct = cal.read_collective_table(H100 / "h100_comm_nccl_2.27.3_nccl_perf.parquet")
+    assert len(rows.seconds) == len(direct.seconds) == 1008  # the custom all-reduce table (no nccl_dtype) is not NCCL
+    assert set(rows.op) == {"all_reduce", "all_gather", "reduce_scatter", "alltoall"}
+    tables = cal.read_kernel_tables([H100])
+    assert "collective" not in tables and "gemm" in tables
+
+
+@needs_shared
+def test_cli_calibrates_collectives_from_an_nccl_table(tmp_path, capsys):
+    """`llmsim calibrate` on a collectives-only profile (an NCCL table alone): out-of-fold error far
+    below the spec-sheet roofline's, and the fitted collective fields in the written spec."""
+    spec = tmp_path / "h100-nccl.yaml"
+    main(["calibrate", str(H100 / "h100_comm_nccl_2.27.3_nccl_perf.parquet"), "--gpu", "h100-sxm", "--out", str(spec),
+          "--folds", "4", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    e = d["errors"]["collective"]
+    assert e["calibrated"]["n"] == 1008
+    assert e["calibrated"]["median_ape"] < 12.0 and e["uncalibrated"]["median_ape"] > 20.0, e
+    g = get_gpu(str(spec))
+    for name in cal.COLLECTIVE_FIELDS:
+        assert getattr(g.efficiency, name) == pytest.approx(d["efficiency"][name]), name
+    # fitted on every row, so close to the shipped values (fitted on 70% of the groups)
+    assert g.efficiency.collective_bw_fraction == pytest.approx(get_gpu("h100-sxm").efficiency.collective_bw_fraction, rel=0.05)
+    # nothing but collectives was given: the kernel parameters are the base GPU's
+    assert g.efficiency.gemm_peak_fraction == get_gpu("h100-sxm").efficiency.gemm_peak_fraction
+
+
+def test_collective_calibration_needs_two_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "nccl_perf.parquet"
+    n = [256 * 4 ** i for i in range(8)]
+    pq.write_table(pa.table({"op_name": ["all_reduce"] * 8, "nccl_dtype": ["bfloat16"] * 8, "num_gpus": [2] * 8,
+                             "message_size": n, "latency": [0.01 + x * 1e-8 for x in n]}), f)
+    rows = cal.read_collective_tables([tmp_path])
+    assert len(rows.seconds) == 8
+    with pytest.raises(LlmsimError, match="at least 2"):
+        cal.kfold_calibrate(get_gpu("h100-sxm"), {}, k=3, collectives=rows)
+    with pytest.raises(LlmsimError, match="nothing to calibrate"):
+        cal.kfold_calibrate(get_gpu("h100-sxm"), {}, k=3)
+    assert cal.read_collective_tables([]) is None

@@ -114,10 +114,7 @@ def _stage_rows(kind: str, subset: str, rows: "Rows") -> np.ndarray:
 Rows = dict[str, np.ndarray]
 
 
-def read_kernel_tables(paths: list[str | Path]) -> dict[str, Rows]:
-    """Rows of every recognised AIConfigurator-format table in `paths` (files or directories), by kind."""
-    import pyarrow.parquet as pq
-
+def _parquet_files(paths: list[str | Path]) -> list[Path]:
     files: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -126,6 +123,15 @@ def read_kernel_tables(paths: list[str | Path]) -> dict[str, Rows]:
             files.append(p)
         else:
             raise LlmsimError(f"no such file or directory: {p}")
+    return files
+
+
+def read_kernel_tables(paths: list[str | Path], required: bool = True) -> dict[str, Rows]:
+    """Rows of every recognised AIConfigurator-format table in `paths` (files or directories), by
+    kind; with `required`, an error if there is none."""
+    import pyarrow.parquet as pq
+
+    files = _parquet_files(paths)
     out: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in KINDS}
     for f in files:
         schema = pq.read_schema(f)
@@ -138,7 +144,7 @@ def read_kernel_tables(paths: list[str | Path]) -> dict[str, Rows]:
                     continue
                 out[kind].append(d)
     merged = {k: {c: np.concatenate([d[c] for d in v]) for c in v[0]} for k, v in out.items() if v}
-    if not merged:
+    if not merged and required:
         raise LlmsimError(
             "no kernel table recognised",
             hint="expected AIConfigurator-format parquet files (gemm_perf, context_attention_perf, generation_attention_perf)",
@@ -325,7 +331,7 @@ def read_collective_table(path: str | Path) -> CollectiveRows:
     from .cost.measured import _elem_bytes
 
     t = pq.read_table(path).to_pydict()
-    missing = [c for c in ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency") if c not in t]
+    missing = [c for c in _NCCL_COLUMNS if c not in t]
     if missing:
         raise LlmsimError(f"{path}: not an NCCL table, missing columns {missing}",
                           hint="expected AIConfigurator's *nccl_perf.parquet columns op_name, nccl_dtype, num_gpus, message_size, latency")
@@ -339,6 +345,21 @@ def read_collective_table(path: str | Path) -> CollectiveRows:
     return CollectiveRows(op[keep], gpus[keep], nbytes[keep], sec[keep], group[keep])
 
 
+_NCCL_COLUMNS = ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency")
+
+
+def read_collective_tables(paths: list[str | Path]) -> CollectiveRows | None:
+    """The rows of every NCCL table (`*nccl_perf.parquet`: the files with the NCCL columns) in
+    `paths` (files or directories), concatenated; None if there is none."""
+    import pyarrow.parquet as pq
+
+    parts = [read_collective_table(f) for f in _parquet_files(paths) if set(_NCCL_COLUMNS) <= set(pq.read_schema(f).names)]
+    parts = [r for r in parts if len(r.seconds)]
+    if not parts:
+        return None
+    return CollectiveRows(*(np.concatenate([getattr(r, c) for r in parts]) for c in ("op", "gpus", "nbytes", "seconds", "group")))
+
+
 def collective_holdout_mask(rows: CollectiveRows, frac: float = 0.3, seed: int = 0) -> np.ndarray:
     """True for rows whose (collective, GPUs, element type) group is held out."""
     uniq = np.unique(rows.group)
@@ -347,18 +368,17 @@ def collective_holdout_mask(rows: CollectiveRows, frac: float = 0.3, seed: int =
 
 
 def predict_collectives(gpu: GPUSpec, rows: CollectiveRows, e: Efficiency | None = None) -> np.ndarray:
-    """Roofline time of every row on the GPU's NVLink (the tables time one node)."""
+    """Roofline time of every row on the link the cost model gives its group size
+    (`cost.model.roofline_collective_s`: NVLink inside an NVLink domain, else PCIe or the NICs)."""
+    from .cost.model import roofline_collective_s
+
     e = e or gpu.efficiency
-    if gpu.nvlink_bandwidth_gbps <= 0:
-        raise LlmsimError(f"{gpu.name} has no NVLink bandwidth: the collective tables time one NVLink domain",
-                          hint="set nvlink_bandwidth_gbps in the GPU spec")
-    bw, lat = gpu.nvlink_bandwidth_gbps * 1e9, gpu.nvlink_latency_us * 1e-6
     out = np.empty(len(rows.seconds))
     for g in np.unique(rows.gpus):
         for op in np.unique(rows.op):
             m = (rows.gpus == g) & (rows.op == op)
             if m.any():
-                out[m] = rf.collective_time_s(str(op), rows.nbytes[m], int(g), bw, lat, e)
+                out[m] = roofline_collective_s(gpu, str(op), rows.nbytes[m], int(g), e)[0]
     return out
 
 
@@ -407,14 +427,43 @@ class CalibrationReport:
 
 def fold_ids(kind: str, rows: Rows, k: int, seed: int = 0) -> np.ndarray:
     """Fold index per row; all rows of one shape group share a fold."""
-    keys = _group_keys(kind, rows)
+    return _folds(_group_keys(kind, rows), k, seed)
+
+
+def _folds(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
     uniq, inv = np.unique(keys, return_inverse=True)
     perm = np.random.default_rng(seed).permutation(len(uniq))
     return (perm % k)[inv]
 
 
-def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000) -> CalibrationReport:
-    """Cross-validated fit of `Efficiency` to measured kernel tables.
+def kfold_collectives(gpu: GPUSpec, rows: CollectiveRows, k: int = 5, seed: int = 0) -> tuple[dict[str, ErrorStats], Efficiency]:
+    """Cross-validated fit of the collective fields (`COLLECTIVE_FIELDS`) to an NCCL table: each
+    of min(k, groups) folds of (collective, GPUs, element type) groups is predicted by a fit on the
+    others. Returns the errors of the spec-sheet roofline ('uncalibrated'), the GPU's current
+    values ('shipped') and the out-of-fold predictions ('calibrated'), and the fit on all rows."""
+    from .hardware.spec import uncalibrated_efficiency
+
+    n_groups = len(np.unique(rows.group))
+    if n_groups < 2:
+        raise LlmsimError(f"the NCCL rows hold {n_groups} (collective, GPUs, element type) group: cross-validation needs at least 2",
+                          hint="profile more than one collective or group size (llmsim profile --kinds collective on 4+ GPUs)")
+    folds = _folds(rows.group, min(k, n_groups), seed)
+    oof = np.full(len(rows.seconds), np.nan)
+    for f in np.unique(folds):
+        e = fit_collectives(gpu, rows, folds != f)
+        held = folds == f
+        sub = CollectiveRows(rows.op[held], rows.gpus[held], rows.nbytes[held], rows.seconds[held], rows.group[held])
+        oof[held] = predict_collectives(gpu, sub, e)
+    errors = {"uncalibrated": stats(predict_collectives(gpu, rows, uncalibrated_efficiency()), rows.seconds),
+              "shipped": stats(predict_collectives(gpu, rows), rows.seconds),
+              "calibrated": stats(oof, rows.seconds)}
+    return errors, fit_collectives(gpu, rows)
+
+
+def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000,
+                    collectives: CollectiveRows | None = None) -> CalibrationReport:
+    """Cross-validated fit of `Efficiency` to measured kernel tables (and, given `collectives`,
+    of its collective fields to an NCCL table: `kfold_collectives`, reported as kind 'collective').
 
     Each of k folds (shape groups, seeded) is predicted by a fit on the other k-1; the
     reported 'calibrated' error is over those out-of-fold predictions only. The returned
@@ -424,6 +473,9 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
 
     if k < 2:
         raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    if not tables and collectives is None:
+        raise LlmsimError("nothing to calibrate on: no kernel table and no NCCL table",
+                          hint="pass AIConfigurator-format parquet files or an `llmsim profile` directory")
     folds = {kind: fold_ids(kind, rows, k, seed) for kind, rows in tables.items()}
     oof = {kind: np.full(len(rows["latency"]), np.nan) for kind, rows in tables.items()}
     for f in range(k):
@@ -442,6 +494,9 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
             "calibrated": stats(oof[kind], meas),
         }
     final = fit_efficiency(gpu, tables, None, seed=seed, max_rows=max_rows)
+    if collectives is not None:  # the kernel stages own no collective field: the two fits are independent
+        errors["collective"], ce = kfold_collectives(gpu, collectives, k, seed)
+        final = final.model_copy(update={n: getattr(ce, n) for n in COLLECTIVE_FIELDS})
     return CalibrationReport(gpu.name, k, errors, final)
 
 

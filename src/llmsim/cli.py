@@ -382,8 +382,13 @@ def calibrate(
         return
     from . import calibrate as cal
 
-    tables = cal.read_kernel_tables([str(f) for f in files])
-    rep = cal.kfold_calibrate(g, tables, k=folds, seed=seed, max_rows=max_rows)
+    tables = cal.read_kernel_tables([str(f) for f in files], required=False)
+    coll = cal.read_collective_tables([str(f) for f in files])
+    if not tables and coll is None:
+        raise LlmsimError("no kernel table recognised in " + ", ".join(str(f) for f in files),
+                          hint="expected AIConfigurator-format parquet files (gemm_perf, context_attention_perf, "
+                               "generation_attention_perf, nccl_perf) or an `llmsim profile` directory")
+    rep = cal.kfold_calibrate(g, tables, k=folds, seed=seed, max_rows=max_rows, collectives=coll)
     if out_file is not None:
         cal.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in files)} ({folds}-fold CV)", base=base)
     if as_json:
@@ -391,7 +396,7 @@ def calibrate(
         d["spec_file"] = str(out_file) if out_file else None
         _print_json(d)
         return
-    t = Table(title=f"{g.name}: held-out error (median / p90 APE), {folds}-fold cross-validation by shape")
+    t = Table(title=f"{g.name}: held-out error (median / p90 APE), {folds}-fold cross-validation by shape (NCCL: by collective x GPUs x dtype)")
     for c in ("table", "rows", "uncalibrated roofline", f"shipped {g.name} defaults", "calibrated (held out)"):
         t.add_column(c, justify="left" if c == "table" else "right")
     for kind, v in rep.errors.items():

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable
 
-from ..hardware.spec import GB, GPUSpec
+from ..hardware.spec import GB, Efficiency, GPUSpec
 from . import roofline as rf
 from .ops import Op, _pairs
 
@@ -52,6 +52,18 @@ class OpCost:
 # custom all-reduce only up to 8 MiB (vLLM's CustomAllreduce max_size; TRT-LLM's AUTO also
 # switches to NCCL for large messages); larger all-reduces use NCCL's table
 CUSTOM_ALLREDUCE_MAX_BYTES = 8 * 1024 * 1024
+
+
+def roofline_collective_s(gpu: GPUSpec, collective: str, nbytes, group: int, e: Efficiency) -> tuple:
+    """(seconds, link tier) of a collective over `group` GPUs by the roofline formulas, on the
+    link `GPUSpec.link` gives the group; a group spanning several NVLink domains (nodes) uses the
+    hierarchical form: only the traffic leaving a domain crosses the NICs. `nbytes` may be an array."""
+    bw, lat, tier = gpu.link(group)
+    d = gpu.nvlink_domain_size
+    if tier == "network" and gpu.nvlink_bandwidth_gbps > 0 and 1 < d < group and group % d == 0:
+        return (rf.hierarchical_collective_time_s(collective, nbytes, group, d, gpu.nvlink_bandwidth_gbps * GB,
+                                                  gpu.nvlink_latency_us * 1e-6, bw, lat, e), "nvlink+network")
+    return rf.collective_time_s(collective, nbytes, group, bw, lat, e), tier
 
 
 class CostModel:
@@ -229,15 +241,8 @@ class CostModel:
         source = "measured"
         if t is None and tc is None:
             source = "roofline"
-            g = self.gpu
-            d = g.nvlink_domain_size
-            if tier == "network" and g.nvlink_bandwidth_gbps > 0 and 1 < d < group and group % d == 0:
-                # spans several NVLink domains: only the traffic leaving a domain crosses the NICs
-                t = float(rf.hierarchical_collective_time_s(collective, op.bytes, group, d, g.nvlink_bandwidth_gbps * GB,
-                                                            g.nvlink_latency_us * 1e-6, bw, lat, self.e))
-                tier = "nvlink+network"
-            else:
-                t = float(rf.collective_time_s(collective, op.bytes, group, bw, lat, self.e))
+            t, tier = roofline_collective_s(self.gpu, collective, op.bytes, group, self.e)
+            t = float(t)
             if custom:
                 tc = float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e))
         if tc is not None and (t is None or tc < t):
