@@ -116,7 +116,25 @@ def test_every_entry_is_complete_and_plausible(gpu: GPUSpec):
 # HGX Blackwell: H100's bandwidth fraction -> 0.9, the GEMM / FMHA peak fractions x 0.85
 _HGX_BLACKWELL = {"mem_bw_fraction": 0.9, "gemm_peak_fraction": 0.7565, "gemm_lowp_peak_fraction": 0.51595,
                   "gemm_block_fp8_peak_fraction": 0.43435, "attn_peak_fraction": 0.78625, "attn_lowp_peak_fraction": 0.5202}
-_FITTED_EFFICIENCY = {"b200": _HGX_BLACKWELL, "b300": _HGX_BLACKWELL}
+# every chip with fp4 tensor cores: the NVFP4 / MXFP4 GEMM stream (gpus.yaml header, fitted 2026-11-23)
+_FP4 = {"gemm_fp4_bw_fraction": 0.8}
+_FITTED_EFFICIENCY = {"b200": {**_HGX_BLACKWELL, **_FP4}, "b300": {**_HGX_BLACKWELL, **_FP4}, "gb200": _FP4, "gb300": _FP4}
+
+
+def test_fp4_stream_fraction_only_where_fp4_runs():
+    """gemm_fp4_bw_fraction is set on exactly the chips with fp4 tensor cores, and slows an fp4
+    GEMM's weight-bound (decode) stream by that factor while leaving its compute-bound time alone."""
+    from llmsim.cost import roofline as rf
+
+    for g in list_gpus():
+        assert (g.efficiency.gemm_fp4_bw_fraction < 1.0) == g.supports("fp4"), g.name
+    b = get_gpu("b200")
+    e1 = b.efficiency.model_copy(update={"gemm_fp4_bw_fraction": 1.0})
+    args = (8192.0, 8192.0, b.peak_flops_per_s("fp4"), b.memory_bandwidth_bytes_per_s)
+    small = lambda e: rf.gemm_time_s(4.0, *args[:2], 8192 * 8192 * 0.5625, *args[2:], e, b.num_sms, "fp4") - e.gemm_launch_s - e.gemm_lowp_launch_s
+    assert small(b.efficiency) == pytest.approx(small(e1) / 0.8, rel=0.02)
+    big = lambda e: rf.gemm_time_s(16384.0, *args[:2], 8192 * 8192 * 0.5625 + 16384 * 8192 * 3.0, *args[2:], e, b.num_sms, "fp4")
+    assert big(b.efficiency) == pytest.approx(big(e1), rel=1e-9)
 
 
 def test_hgx_blackwell_efficiency_is_h100s_scaled():

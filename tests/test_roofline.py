@@ -358,7 +358,13 @@ def test_fused_activation_quant_drops_the_quantisation_pass():
         assert fused.cost(op).source == "roofline-fused-quant" and plain.cost(op).source == "roofline"
     op16 = Op("mlp_up", "gemm", 1, 2.0 * m * n * k, n * k * 2 + m * k * 2 + m * n * 2, "bf16", (m, n, k))
     assert plain.cost(op16).total_s == fused.cost(op16).total_s and fused.cost(op16).source == "roofline"
-    assert BACKENDS["trtllm"].fused_act_quant and not BACKENDS["vllm"].fused_act_quant and not BACKENDS["sglang"].fused_act_quant
+    assert BACKENDS["trtllm"].fused_act_quant and BACKENDS["vllm"].fused_act_quant and not BACKENDS["sglang"].fused_act_quant
+    # vLLM's compile passes fuse the quantisation into RMSNorm and SiLU-and-mul, not into attention:
+    # its attention output projection keeps the separate pass
+    vllm = BACKENDS["vllm"].cost_model(gpu)
+    for name, unfused in (("o_proj", True), ("mlp_up", False), ("qkv_proj", False)):
+        op = Op(name, "gemm", 1, 2.0 * m * n * k, n * k + m * k * 3 + m * n * 2, "fp8", (m, n, k))
+        assert vllm.cost(op).total_s == pytest.approx((plain if unfused else fused).cost(op).total_s, rel=1e-12), name
 
 
 def test_hierarchical_collectives_send_only_cross_domain_traffic_over_nics():

@@ -70,7 +70,8 @@ class CostModel:
     """Times operators on `gpu`, using `kernels` (measured tables) where they cover a shape."""
 
     def __init__(self, gpu: GPUSpec, kernels: "KernelTables | None" = None, framework: str | None = None,
-                 allreduce: str = "nccl", fused_act_quant: bool = False, moe_efficiency: float = 1.0):
+                 allreduce: str = "nccl", fused_act_quant: bool = False, moe_efficiency: float = 1.0,
+                 unfused_quant_ops: tuple[str, ...] = ()):
         """`framework`: which measured GEMM table ('vllm', 'trtllm'; None: any). `allreduce`:
         'nccl', or 'custom' -- the inference engines' one-shot / two-shot all-reduce over NVLink
         peer memory, used for all-reduces of up to CUSTOM_ALLREDUCE_MAX_BYTES inside one NVLink
@@ -80,7 +81,9 @@ class CostModel:
         epilogue, as TRT-LLM does), so a roofline low-precision GEMM pays neither the separate
         quantisation kernel's launch (`gemm_lowp_launch_s`) nor its slower pass
         (`gemm_lowp_quant_bw_fraction`); measured kernel tables are used as measured. Block-scaled
-        fp8 GEMMs ('fp8_block') keep their separate per-token-group quantisation either way.
+        fp8 GEMMs ('fp8_block') keep their separate per-token-group quantisation either way, and so
+        do the GEMMs named in `unfused_quant_ops` (e.g. vLLM's 'o_proj': its compile passes fuse
+        the quantisation into RMSNorm and SiLU-and-mul, not into attention).
         `moe_efficiency`: the fraction of the dense GEMM's compute rate that the engine's grouped
         (fused-MoE) expert GEMMs reach on their useful FLOPs: a `moe_gemm` op (which no kernel
         table measures) takes max(roofline time, flops / (P f moe_efficiency)), P f the dense
@@ -93,6 +96,7 @@ class CostModel:
         self.framework = framework
         self.allreduce = allreduce
         self.fused_act_quant = bool(fused_act_quant)
+        self.unfused_quant_ops = tuple(unfused_quant_ops)
         if not (isinstance(moe_efficiency, (int, float)) and not isinstance(moe_efficiency, bool) and 0.0 < moe_efficiency <= 1.0):
             raise ValueError(f"moe_efficiency must be in (0, 1], got {moe_efficiency!r}")
         self.moe_efficiency = float(moe_efficiency)
@@ -108,7 +112,7 @@ class CostModel:
     @property
     def settings(self) -> tuple:
         """What besides the GPU and kernel tables changes this model's times (cache keys)."""
-        return (self.framework, self.allreduce, self.fused_act_quant, self.moe_efficiency)
+        return (self.framework, self.allreduce, self.fused_act_quant, self.unfused_quant_ops, self.moe_efficiency)
 
     def peak(self, dtype: str) -> float:
         p = self._peak.get(dtype)
@@ -118,7 +122,8 @@ class CostModel:
 
     # ---------------------------------------------------------------- public
     def cost(self, op: Op) -> OpCost:
-        key = (op.kind, op.dtype, op.weight_only_quant, op.fused_quant, op.shape, op.bytes, op.flops)
+        # (an op's name matters only where it keeps its quantisation pass: `unfused_quant_ops`)
+        key = (op.kind, op.dtype, op.weight_only_quant, op.fused_quant, op.name in self.unfused_quant_ops, op.shape, op.bytes, op.flops)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._cost(op)
@@ -178,7 +183,7 @@ class CostModel:
             return False
         # block-scaled fp8 quantises activations per 1 x 128 group in its own kernel in every
         # engine (TRT-LLM's FP8BlockScalesLinearMethod: fp8_quantize_1x128, then the GEMM)
-        return op.fused_quant or (self.fused_act_quant and op.dtype != "fp8_block")
+        return op.fused_quant or (self.fused_act_quant and op.dtype != "fp8_block" and op.name not in self.unfused_quant_ops)
 
     def _moe_floor_s(self, op: Op) -> float:
         """The engine's fused-MoE kernel does a routed-expert GEMM's useful FLOPs at no more than

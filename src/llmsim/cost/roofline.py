@@ -17,6 +17,7 @@ GEMM (m, n, k), one CTA per tm x tn output tile:
              f = e.gemm_peak_fraction (16-bit) or e.gemm_lowp_peak_fraction (fp8/int8/fp4)
     t_red  = (splits - 1) * m n * 8 / (B e.mem_bw_fraction)    split-K fp32 partial sums
     t_m    = memory_time_s(bytes)                               bytes = A + W + C (+ quantisation)
+             (/ e.gemm_fp4_bw_fraction for fp4: block-scaled 4-bit operands stream slower)
            (+ m k (2 + q) (1/e.gemm_lowp_quant_bw_fraction - 1/e.mem_bw_fraction) / B for fp8/fp4:
              the activation-quantisation pass, reading 16-bit and writing q bytes per element,
              reaches only gemm_lowp_quant_bw_fraction of the bandwidth)
@@ -208,6 +209,8 @@ def gemm_time_s(m: Num, n: Num, k: Num, nbytes: Num, peak_flops: float, bandwidt
     # main loop (on the CTAs' critical path; hidden under a memory-bound operand stream)
     t_red = (splits - 1.0) * m * n * 8.0 / (bandwidth * e.mem_bw_fraction)
     t_m = memory_time_s(nbytes, bandwidth, e)
+    if dtype == "fp4":  # block-scaled 4-bit operands stream slower than other formats' (Efficiency.gemm_fp4_bw_fraction)
+        t_m = t_m / e.gemm_fp4_bw_fraction
     if qb:
         # fp8/fp4 activations are quantised by a separate pass (read 16-bit, write qb bytes per
         # element; part of nbytes) that reaches only gemm_*_quant_bw_fraction of the bandwidth

@@ -52,6 +52,7 @@ class Efficiency(BaseModel):
     gemm_lowp_peak_fraction: float = Field(0.607, gt=0, le=1, description="same for fp8/int8/fp4 GEMMs, as a fraction of that format's peak")
     gemm_lowp_launch_s: float = Field(5.9e-06, ge=0, description="extra floor of fp8/int8/fp4 GEMMs (activation-quantisation kernel launch)")
     gemm_lowp_quant_bw_fraction: float = Field(0.364, gt=0, le=1, description="fraction of HBM bandwidth the activation-quantisation pass (read 16-bit, write 8-bit) reaches")
+    gemm_fp4_bw_fraction: float = Field(1.0, gt=0, le=1, description="rate of an fp4 (NVFP4 / MXFP4) GEMM's memory stream relative to other GEMMs' (mem_bw_fraction): its weight-bound decode GEMMs")
     gemm_block_fp8_peak_fraction: float = Field(0.511, gt=0, le=1, description="block-scaled fp8 GEMM peak fraction (the GEMMs of 128x128-block fp8 checkpoints; per-tensor fp8 uses gemm_lowp_*)")
     gemm_block_fp8_launch_s: float = Field(6.86e-06, ge=0, description="block-scaled fp8 extra floor (its per-token-group activation-quantisation kernel)")
     gemm_block_fp8_quant_bw_fraction: float = Field(0.262, gt=0, le=1, description="block-scaled fp8 quantisation-pass bandwidth fraction")

@@ -38,12 +38,21 @@ never adjusted per benchmark row:
   not NCCL's ring. Where kernel tables exist (H100) the measured TRT-LLM kernel stands for all
   three (no table measures vLLM's or SGLang's own kernel); elsewhere the roofline's
   one-shot / two-shot model. The faster of it and NCCL is used, as the engines choose.
-- `fused_act_quant`: True for TRT-LLM only -- its models quantise the fp8 / nvfp4 GEMM
-  activations in the epilogue of the preceding RMSNorm / SwiGLU kernel (fused norm-quant and
-  act-quant ops), so a low-precision GEMM costs no separate quantisation kernel. vLLM and
-  SGLang are modelled with the separate quantisation pass their default builds launch (vLLM
-  fuses it only when its RMSNorm-quant compile pass is switched on). Roofline GEMMs only:
-  measured kernel tables are used as measured.
+- `fused_act_quant`: TRT-LLM's models quantise the fp8 / nvfp4 GEMM activations in the
+  epilogue of the preceding RMSNorm / SwiGLU kernel (fused norm-quant and act-quant ops), so
+  a low-precision GEMM costs no separate quantisation kernel. vLLM: True with
+  `unfused_quant_ops` = ('o_proj',) -- its torch.compile passes fuse the quantisation into
+  RMSNorm (`fuse_norm_quant`) and SiLU-and-mul (`fuse_act_quant`), both on by default from
+  optimisation level O1, while attention-output + quant (`fuse_attn_quant`) is off by default
+  (vLLM docs, "Fusion torch.compile passes", docs.vllm.ai/en/stable/design/fusions/), so the
+  attention output projection keeps its separate pass. SGLang keeps the separate pass. Roofline
+  GEMMs only: measured kernel tables are used as measured. History: vLLM was modelled unfused
+  until 2026-11-23 (stop 36); fusing it everywhere had scored worse at an earlier stop. Re-checked
+  on the train half (mean of TTFT and TPOT median APE, all train rows): unfused 12.48, fused but
+  o_proj 12.34 (held-out 16.05 -> 15.75; vLLM train TPOT 7.6 -> 6.9%); fused everywhere 12.46
+  (held-out 15.94). It is also what lets `Efficiency.gemm_fp4_bw_fraction` be fitted
+  (`hardware/data/gpus.yaml`): without it vLLM's fp4 decode rows, over-predicted by the
+  separate quantisation launches, pull the other way.
 - `disagg_first_token`: in disaggregated serving, which worker's token the client sees first.
   TRT-LLM: 'prefill' -- `trtllm-serve disaggregated` first yields the context server's
   response, which carries the first token, then streams the generation server's
@@ -370,6 +379,7 @@ class Backend:
     memory_fraction: float
     allreduce: str = "custom"
     fused_act_quant: bool = False
+    unfused_quant_ops: tuple[str, ...] = ()  # GEMMs whose activation quantisation stays separate under fused_act_quant
     disagg_first_token: str = "decode"
     cpu_per_seq_s: float = CPU_PER_SEQ_S
     frontend_s_per_token: float = FRONTEND_S_PER_TOKEN
@@ -413,14 +423,15 @@ class Backend:
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
         return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant,
-                         moe_efficiency=self.moe_efficiency)
+                         moe_efficiency=self.moe_efficiency, unfused_quant_ops=self.unfused_quant_ops)
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
 
 
 BACKENDS: dict[str, Backend] = {
-    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
+    "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, fused_act_quant=True, unfused_quant_ops=("o_proj",),
+                    disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
                     prefill_layer_s=PREFILL_LAYER_S["vllm"], moe_efficiency=MOE_EFFICIENCY["vllm"],
                     prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
