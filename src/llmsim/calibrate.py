@@ -320,6 +320,9 @@ class CollectiveRows:
     seconds: np.ndarray
     group: np.ndarray
 
+    def take(self, mask: np.ndarray) -> "CollectiveRows":
+        return CollectiveRows(self.op[mask], self.gpus[mask], self.nbytes[mask], self.seconds[mask], self.group[mask])
+
 
 def read_collective_table(path: str | Path) -> CollectiveRows:
     """An AIConfigurator-format `*nccl_perf.parquet` (op_name, nccl_dtype, num_gpus,
@@ -390,7 +393,7 @@ def fit_collectives(gpu: GPUSpec, rows: CollectiveRows, train: np.ndarray | None
     use = np.ones(len(rows.seconds), bool) if train is None else train
     if not use.any():
         raise LlmsimError("no collective rows to fit on")
-    sub = CollectiveRows(rows.op[use], rows.gpus[use], rows.nbytes[use], rows.seconds[use], rows.group[use])
+    sub = rows.take(use)
     names = list(COLLECTIVE_FIELDS)
     # fit in log space (every parameter is a positive scale); the ramp starts above its lower bound
     lo = np.log([max(COLLECTIVE_FIELDS[n][0], 1e-9) for n in names])
@@ -452,8 +455,7 @@ def kfold_collectives(gpu: GPUSpec, rows: CollectiveRows, k: int = 5, seed: int 
     for f in np.unique(folds):
         e = fit_collectives(gpu, rows, folds != f)
         held = folds == f
-        sub = CollectiveRows(rows.op[held], rows.gpus[held], rows.nbytes[held], rows.seconds[held], rows.group[held])
-        oof[held] = predict_collectives(gpu, sub, e)
+        oof[held] = predict_collectives(gpu, rows.take(held), e)
     errors = {"uncalibrated": stats(predict_collectives(gpu, rows, uncalibrated_efficiency()), rows.seconds),
               "shipped": stats(predict_collectives(gpu, rows), rows.seconds),
               "calibrated": stats(oof, rows.seconds)}
