@@ -110,23 +110,30 @@ def gemm_time(cm, m, n, k):
 dims = st.integers(1, 20000)
 
 
+# Monotone to 1e-9 relative: the split-K factor is continuous, so where a few more rows or columns
+# fill the last wave (splits 1.000004 -> 1) the fp32 partial-sum pass it drops can outweigh the
+# longer main loop by femtoseconds (m 1212 -> 1281, n 1496, k 1120: 2e-10 relative).
+MONO_RTOL = 1e-9
+
+
 @settings(max_examples=150, deadline=None)
+@example(m=1212, n=1496, k=1120, dm=69)
 @given(m=dims, n=dims, k=dims, dm=st.integers(1, 5000))
 def test_gemm_time_monotone_in_m(cm, m, n, k, dm):
-    assert gemm_time(cm, m + dm, n, k) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+    assert gemm_time(cm, m + dm, n, k) >= gemm_time(cm, m, n, k) * (1 - MONO_RTOL)
 
 
 @settings(max_examples=150, deadline=None)
 @given(m=dims, n=dims, k=dims, dn=st.integers(1, 5000))
 def test_gemm_time_monotone_in_n(cm, m, n, k, dn):
-    assert gemm_time(cm, m, n + dn, k) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+    assert gemm_time(cm, m, n + dn, k) >= gemm_time(cm, m, n, k) * (1 - MONO_RTOL)
 
 
 @settings(max_examples=150, deadline=None)
 @example(m=128, n=128, k=511, dk=1)
 @given(m=dims, n=dims, k=dims, dk=st.integers(1, 5000))
 def test_gemm_time_monotone_in_k(cm, m, n, k, dk):
-    assert gemm_time(cm, m, n, k + dk) >= gemm_time(cm, m, n, k) * (1 - 1e-12)
+    assert gemm_time(cm, m, n, k + dk) >= gemm_time(cm, m, n, k) * (1 - MONO_RTOL)
 
 
 @settings(max_examples=100, deadline=None)
