@@ -42,10 +42,12 @@ never adjusted per benchmark row:
   epilogue of the preceding RMSNorm / SwiGLU kernel (fused norm-quant and act-quant ops), so
   a low-precision GEMM costs no separate quantisation kernel. vLLM: True with
   `unfused_quant_ops` = ('o_proj',) -- its torch.compile passes fuse the quantisation into
-  RMSNorm (`fuse_norm_quant`) and SiLU-and-mul (`fuse_act_quant`), both on by default from
-  optimisation level O1, while attention-output + quant (`fuse_attn_quant`) is off by default
-  (vLLM docs, "Fusion torch.compile passes", docs.vllm.ai/en/stable/design/fusions/), so the
-  attention output projection keeps its separate pass. SGLang keeps the separate pass. Roofline
+  RMSNorm (`fuse_norm_quant`) and SiLU-and-mul (`fuse_act_quant`), both on from optimisation
+  level O1 where the platform has the fused kernels, and -O2 is vLLM's default level (vLLM docs,
+  "Fusion torch.compile passes", docs.vllm.ai/en/stable/design/fusions/, and "Optimization
+  Levels"); attention-output + quant (`fuse_attn_quant`) is listed off by default there (vLLM
+  0.14's level table had it on at O2 for quantised models), so the attention output projection
+  keeps its separate pass -- which also scored better on the train half (below). SGLang keeps the separate pass. Roofline
   GEMMs only: measured kernel tables are used as measured. History: vLLM was modelled unfused
   until 2026-11-23 (stop 36); fusing it everywhere had scored worse at an earlier stop. Re-checked
   on the train half (mean of TTFT and TPOT median APE, all train rows): unfused 12.48, fused but
