@@ -118,3 +118,8 @@ def test_collective_calibration_needs_two_groups(tmp_path):
     with pytest.raises(LlmsimError, match="nothing to calibrate"):
         cal.kfold_calibrate(get_gpu("h100-sxm"), {}, k=3)
     assert cal.read_collective_tables([]) is None
+    tables, coll = cal.read_measurements([tmp_path])
+    assert tables == {} and len(coll.seconds) == 8
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(LlmsimError, match="no kernel table recognised in .*empty"):
+        cal.read_measurements([tmp_path / "empty"])

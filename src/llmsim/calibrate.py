@@ -363,6 +363,17 @@ def read_collective_tables(paths: list[str | Path]) -> CollectiveRows | None:
     return CollectiveRows(*(np.concatenate([getattr(r, c) for r in parts]) for c in ("op", "gpus", "nbytes", "seconds", "group")))
 
 
+def read_measurements(paths: list[str | Path]) -> tuple[dict[str, Rows], CollectiveRows | None]:
+    """Everything `kfold_calibrate` can fit in `paths`: the kernel tables by kind and the NCCL
+    rows; an error naming the paths if there is neither."""
+    tables, coll = read_kernel_tables(paths, required=False), read_collective_tables(paths)
+    if not tables and coll is None:
+        raise LlmsimError("no kernel table recognised in " + ", ".join(str(p) for p in paths),
+                          hint="expected AIConfigurator-format parquet files (gemm_perf, context_attention_perf, "
+                               "generation_attention_perf, nccl_perf) or an `llmsim profile` directory")
+    return tables, coll
+
+
 def collective_holdout_mask(rows: CollectiveRows, frac: float = 0.3, seed: int = 0) -> np.ndarray:
     """True for rows whose (collective, GPUs, element type) group is held out."""
     uniq = np.unique(rows.group)

@@ -382,12 +382,7 @@ def calibrate(
         return
     from . import calibrate as cal
 
-    tables = cal.read_kernel_tables([str(f) for f in files], required=False)
-    coll = cal.read_collective_tables([str(f) for f in files])
-    if not tables and coll is None:
-        raise LlmsimError("no kernel table recognised in " + ", ".join(str(f) for f in files),
-                          hint="expected AIConfigurator-format parquet files (gemm_perf, context_attention_perf, "
-                               "generation_attention_perf, nccl_perf) or an `llmsim profile` directory")
+    tables, coll = cal.read_measurements([str(f) for f in files])
     rep = cal.kfold_calibrate(g, tables, k=folds, seed=seed, max_rows=max_rows, collectives=coll)
     if out_file is not None:
         cal.write_spec(g, rep.efficiency, out_file, note=f"on {', '.join(str(f) for f in files)} ({folds}-fold CV)", base=base)
