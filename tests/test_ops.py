@@ -305,6 +305,46 @@ def test_moe_no_alltoall_without_ep(mixtral):
     assert one(ops, "moe_experts_up").shape[1:3] == (14336, 4096)
 
 
+def test_expected_active_experts_uniform_and_skewed():
+    """Distinct experts a batch touches: the uniform closed form at zipf 0; under skewed routing
+    never more than uniform, never more than the picks or the experts, one token touches exactly
+    k, and a large batch touches them all."""
+    from llmsim.cost.ops import ROUTING_ZIPF_EXPONENT, expected_active_experts as act
+
+    assert act(8, 2, 4, zipf=0.0) == pytest.approx(8 * (1 - (1 - 2 / 8) ** 4), rel=1e-15)
+    assert act(128, 4, 1) == pytest.approx(4.0, rel=1e-12)  # sum of q_i = k when no q_i is clipped
+    for E, k in ((8, 2), (128, 4), (256, 8), (384, 8)):
+        prev = 0.0
+        for T in (1, 2, 4, 16, 64, 256, 1024):
+            a = act(E, k, T)
+            assert prev < a <= min(E, T * k) + 1e-9 or prev == a == pytest.approx(E, rel=1e-12)  # rises until all are touched
+            assert a <= act(E, k, T, zipf=0.0) + 1e-9  # skew concentrates the picks
+            assert act(E, k, T, zipf=1.0) <= a + 1e-9
+            prev = a
+        assert act(E, k, 10**6) == pytest.approx(E, rel=1e-6)
+    # the numbers the fit record quotes: at the fitted exponent the most popular of 128 experts
+    # takes ~6.0x the mean share of picks and the least popular ~0.53x
+    w = [(i + 1) ** -ROUTING_ZIPF_EXPONENT for i in range(128)]
+    assert 128 * w[0] / sum(w) == pytest.approx(6.03, abs=0.01)
+    assert 128 * w[-1] / sum(w) == pytest.approx(0.533, abs=0.001)
+
+
+def test_moe_decode_streams_only_the_active_experts(mixtral):
+    """A 4-token decode batch on Mixtral (8 experts, top-2): the experts' GEMMs stream the expected
+    active experts' weights, a quarter of them per GPU at ep 4, plus each routed pair's activations."""
+    from llmsim.cost.ops import expected_active_experts
+
+    T, k, h, i = 4, 2, 4096, 14336
+    for ep in (1, 4):
+        par = Parallel(tp=ep, ep=ep)
+        up = one(build_ops(mixtral, par, BF16, uniform_batch([], [100] * T)), "moe_experts_up")
+        A = expected_active_experts(8, k, T) / ep
+        r = T * k / ep
+        assert up.bytes == pytest.approx(A * (2 * i) * h * 2 + r * (h * 2 + 2 * i * 2), rel=1e-12)
+        assert up.shape[0] == pytest.approx(r / A, rel=1e-12)  # tokens per active expert
+        assert A < 8 / ep
+
+
 # ------------------------------------------------------------------ MLA
 
 
