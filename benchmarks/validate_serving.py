@@ -27,7 +27,8 @@ MLA model, its per-MoE-layer time halved to 0.75 ms with it; vllm / sglang 0) we
 train half of the configuration split (frozen in `benchmarks/split_train_configs.json`: the seed-0
 draw, so that a rule that skips rows cannot move fitted-on configurations into the held-out half),
 as were the backends that AIConfigurator's benchmark recipe is applied to (vLLM; rule 8d of
-`llmsim.serving.validate`), so a table of the train and held-out halves is printed too.
+`llmsim.serving.validate`), the Blackwell efficiency fractions (`hardware/data/gpus.yaml`) and the
+MoE routing skew (`cost/ops.py` `ROUTING_ZIPF_EXPONENT`), so a table of the train and held-out halves is printed too.
 
 Options:
   --extras      also: (a) the disagg rows without worker counts, simulated as 1 prefill +
@@ -271,7 +272,7 @@ def main() -> None:
                   f"simulated in {wall:,.1f} s wall with {a.jobs} job(s); seven backend parameters, the HGX Blackwell "
                   f"(b200 / b300) efficiency and the backends of AIConfigurator's recipe (rule 8d) chosen on the train half (Backend.cpu_per_seq_s, "
                   f"disagg_handoff_s, prefill_layer_s, moe_efficiency, prefill_moe_layer_s, prefill_table_moe_layer_s, prefill_mla_layer_s; gpus.yaml mem_bw_fraction "
-                  f"and compute fractions; see the train / held-out table); protocol "
+                  f"and compute fractions, the fp4 stream fraction; cost/ops.py ROUTING_ZIPF_EXPONENT; see the train / held-out table); protocol "
                   f"{a.rounds} x concurrency requests, first {a.warmup_rounds} x concurrency excluded\n")
     rep.render(console)
     rows = rep.rows
