@@ -373,6 +373,19 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 8192, 1024, 4, 32, "fp8") == {
         "recv_interval_iters": 10, "max_num_batched_tokens": 8192}
     assert inferencex_engine_settings(sx, "qwen3-32b", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
+    # SGLang Qwen3.5 (qwen3.5_*_b200.sh / _b300.sh): 10, or 30 from CONC 16, with 32768-token chunks;
+    # the B300 fp8 script polls every 10 iterations at any CONC and keeps SGLang's default chunk
+    q200, q300 = dict(sx, system="b200_sxm"), dict(sx, system="b300_sxm")
+    for w in ("bf16", "fp8", "fp4"):
+        assert inferencex_engine_settings(q200, "qwen3.5-397b-a17b", "sglang", "agg", 8192, 1024, 4, 8, w) == {
+            "recv_interval_iters": 10, "max_num_batched_tokens": 32768}
+        assert inferencex_engine_settings(q200, "qwen3.5-397b-a17b", "sglang", "agg", 8192, 1024, 4, 16, w) == {
+            "recv_interval_iters": 30, "max_num_batched_tokens": 32768}
+    assert inferencex_engine_settings(q300, "qwen3.5-397b-a17b", "sglang", "agg", 1024, 1024, 8, 64, "fp4") == {
+        "recv_interval_iters": 30, "max_num_batched_tokens": 32768}
+    assert inferencex_engine_settings(q300, "qwen3.5-397b-a17b", "sglang", "agg", 1024, 1024, 4, 64, "fp8") == {"recv_interval_iters": 10}
+    assert inferencex_engine_settings(dict(sx, system="h100_sxm"), "qwen3.5-397b-a17b", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
+    assert inferencex_engine_settings(q200, "qwen3.5-397b-a17b", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
     dsr1 = dict(base, model_path="deepseek-ai/DeepSeek-R1", backend="sglang", moe_tp_size="8", moe_ep_size="1",
                 silicon_data_source="source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=32", batch_size="32")
@@ -388,7 +401,7 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
 def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
     # rule 4c: InferenceX's DeepSeek-R1 B200 TRT-LLM MTP benchmarks ran on their own image
     # (1.2.0rc6.post3; the plain ones on post2); llmsim does not simulate speculative decoding
-    from llmsim.serving.validate import row_speculative_decoding
+    from llmsim.serving.validate import plan_rows, row_speculative_decoding
 
     src = ("source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency=4; measured=2026-02-06T17:21:58Z; "
            "wip=False; image=nvcr.io#nvidia/tensorrt-llm/release:1.2.0rc6.post{}")
@@ -403,6 +416,24 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
                                                                         "image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3")))
     assert not own.reason
     assert row_speculative_decoding({"silicon_data_source": "db-dump/2026-04-27; silicon_concurrency=4"}) is None
+    # Qwen3.5's fp8 SGLang MTP entry had an image of its own among Qwen3.5's entries (v0.5.9-cu130; the
+    # plain one -amd64), which DeepSeek's plain SGLang entries also ran: the key is (model, image)
+    qsrc = "source_file=2026-03-25.csv; model=Qwen3.5-397B; silicon_concurrency=4; wip=False; image=lmsysorg/sglang:v0.5.9-cu130{}"
+    assert "qwen3.5-fp8-b200-sglang-mtp" in row_speculative_decoding(
+        {"silicon_data_source": qsrc.format(""), "model_path": "Qwen/Qwen3.5-397B-A17B-FP8"})
+    assert row_speculative_decoding({"silicon_data_source": qsrc.format("-amd64"), "model_path": "Qwen/Qwen3.5-397B-A17B"}) is None
+    assert row_speculative_decoding({"silicon_data_source": qsrc.format(""), "model_path": "deepseek-ai/DeepSeek-R1"}) is None
+    # a copy of an MTP row that names no image (the database dump's) is skipped too; a plain row is kept
+    qb = dict(model_path="Qwen/Qwen3.5-397B-A17B", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+              backend="sglang", tp_size="4", moe_tp_size="4", batch_size="4", isl="1024", osl="1024", silicon_ttft_ms="338.336414",
+              silicon_tpot_ms="6.33271925")
+    plans = plan_rows([row(id="q_mtp_c4", **dict(qb, silicon_data_source=qsrc.format(""))),
+                       row(id="q_dump_c4", **dict(qb, silicon_data_source="db-dump/2026-04-27; config_id=1; silicon_concurrency=4")),
+                       row(id="q_plain_c4", **dict(qb, silicon_ttft_ms="297.44", silicon_tpot_ms="9.94",
+                                                   silicon_data_source="db-dump/2026-04-27; config_id=2; silicon_concurrency=4"))])
+    assert "qwen3.5-fp8-b200-sglang-mtp" in plans[0].reason and plans[0].dep_kwargs is None
+    assert "repeats the measurement of q_mtp_c4" in plans[1].reason and plans[1].dep_kwargs is None
+    assert not plans[2].reason and plans[2].dep_kwargs is not None
     # listed, not dropped
     rep = validate_silicon(None, rows=[row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3)))])
     assert rep.rows[0]["status"] == "skipped" and "speculative decoding" in rep.rows[0]["reason"]

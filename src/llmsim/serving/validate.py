@@ -86,6 +86,16 @@ Mapping rules (assumptions a reader of the numbers must know):
    (`plan_rows`; 17 rows of the shared CSV, each with 0.67-0.91x the plain row's TPOT and
    1.02-2.06x its TTFT, the speculative-decoding signature). A CSV without the config-87 rows
    keeps every row of the range: nothing in one row tells the two entries apart.
+   InferenceX's Qwen3.5 fp8 B200 SGLang entries (March to late April 2026) ran the plain
+   `qwen3.5-fp8-b200-sglang` on lmsysorg/sglang:v0.5.9-cu130-amd64 (TP8 at CONC 4-16, TP4 EP4 at
+   16-128) and `qwen3.5-fp8-b200-sglang-mtp` (`spec-decoding: mtp`) on v0.5.9-cu130 (TP4 EP1 at
+   4-256), so a Qwen3.5 row naming v0.5.9-cu130 is the MTP entry's (`SPEC_DECODING_MODEL_IMAGES`;
+   DeepSeek's plain SGLang entries ran that image too, hence the key on the model): 42 B200 rows,
+   every one TP4 EP1, whose measured TPOT is up to 1.85x faster than simulated at CONC 4 where the
+   -amd64 rows' is 0.9-1.0x; and the 12 B300 rows measured on 2026-04-03 (wip, before any B300
+   entry) in the MTP entry's layout on that image, beside -amd64 runs in the plain entry's. A row
+   repeating an image-skipped row's measurement (rule 10's test) is skipped with it: the database
+   dump's 21 copies of the B200 MTP rows name no image.
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -167,7 +177,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    DeepSeek-R1 / V3 (`dsr1_fp4_b200.sh`, `dsr1_fp8_b200.sh`, reused for B300)
    `--scheduler-recv-interval` 10, or 30 from CONC 16 (`EngineConfig.recv_interval_iters`),
    and fp8's 32768 / 8192-token chunks (`_inferencex_sglang_deepseek`; their
-   `--max-running-requests` is contradicted by the rows and not applied). Other rows run the backend's defaults (`backends.py`).
+   `--max-running-requests` is contradicted by the rows and not applied); SGLang Qwen3.5-397B-A17B
+   (`qwen3.5_{bf16,fp8,fp4}_b200.sh`, `_b300.sh`) the same polling, 10 or 30 from CONC 16, with
+   32768-token chunks, except B300 fp8 (every 10 iterations at any CONC, SGLang's default chunk)
+   (`_inferencex_sglang_qwen3_5`; every stored version of each script agrees on these, except
+   fp4 B200's, whose versions poll every 30 iterations at any CONC or as above: the one naming the
+   rows' image, nightly-dev-20260402, is taken; the B300 rows measured on 2026-04-03, marked wip,
+   before the B300 scripts were committed, get them too: no other B300 recipe is stored). Other rows run the backend's defaults (`backends.py`).
    Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
    1k/1k batch waiting at c >= 64) are not applied.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
@@ -500,13 +516,30 @@ SGLANG_DSR1_FP8_B200_STP_MAX_CONC = {(1024, 1024): 64, (1024, 8192): 64, (8192, 
 SGLANG_DSR1_FP8_B200_STP_CONFIG = "config_id=87"
 
 
+# Images that, among one model's InferenceX entries, only its speculative-decoding entry used (rule 4c):
+# (model path without a quantisation suffix, lower case; image) -> that configuration. Qwen3.5's fp8
+# B200 SGLang entries from March to late April 2026: plain `qwen3.5-fp8-b200-sglang` on
+# v0.5.9-cu130-amd64 (TP8 CONC 4-16, TP4 EP4 CONC 16-128), `qwen3.5-fp8-b200-sglang-mtp` on
+# v0.5.9-cu130 (TP4 EP1 CONC 4-256, `spec-decoding: mtp`) (.github/configs/nvidia-master.yaml).
+# DeepSeek's plain SGLang entries ran v0.5.9-cu130 too, hence the key on the model.
+SPEC_DECODING_MODEL_IMAGES = {
+    ("qwen/qwen3.5-397b-a17b", "lmsysorg/sglang:v0.5.9-cu130"):
+        "InferenceX qwen3.5-fp8-b200-sglang-mtp, spec-decoding: mtp; the plain entry ran v0.5.9-cu130-amd64",
+}
+
+
 def row_speculative_decoding(row: dict) -> str | None:
     """The benchmark configuration with speculative decoding whose serving image measured `row`
-    (rule 4c, `SPEC_DECODING_IMAGES`), or None. (The SGLang cells: `_sglang_dsr1_plain_top`.)"""
+    (rule 4c, `SPEC_DECODING_IMAGES`, `SPEC_DECODING_MODEL_IMAGES`), or None. (The SGLang DeepSeek
+    cells: `_sglang_dsr1_plain_top`.)"""
     if not row_data_source(row).startswith("InferenceX"):
         return None
     m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
-    return SPEC_DECODING_IMAGES.get(m.group(1).replace("#", "/")) if m else None
+    if not m:
+        return None
+    image = m.group(1).replace("#", "/")
+    model = _QUANT_SUFFIX.sub("", str(row.get("model_path") or "").strip()).lower()
+    return SPEC_DECODING_IMAGES.get(image) or SPEC_DECODING_MODEL_IMAGES.get((model, image))
 
 
 def _sglang_dsr1_plain_top(system: str, model: str, weight_dtype: str, tp: int, dp: int, ep: int, isl: int, osl: int) -> int | None:
@@ -526,6 +559,8 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
     if mode != "agg" or not row_data_source(row).startswith("InferenceX"):
         return {}
     if backend == "sglang":
+        if model == "qwen3.5-397b-a17b":
+            return _inferencex_sglang_qwen3_5(str(row.get("system") or ""), conc, weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
@@ -584,8 +619,24 @@ def _inferencex_sglang_deepseek(model: str, tp: int, conc: int, weight_dtype: st
     return {}
 
 
-def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
-    """Map one CSV row to a deployment and a workload (rules in the module docstring)."""
+def _inferencex_sglang_qwen3_5(system: str, conc: int, weight_dtype: str) -> dict:
+    """SGLang Qwen3.5-397B-A17B (`single_node/qwen3.5_{bf16,fp8,fp4}_{b200,b300}.sh`):
+    `--scheduler-recv-interval` 10, or 30 from CONC 16, with `--chunked-prefill-size` /
+    `--max-prefill-tokens` 32768 -- every stored version of the B200 bf16 and fp8 scripts, the fp4
+    one that ran the rows' image (nightly-dev-20260402), and the B300 bf16 and fp4 scripts; the B300
+    fp8 script (every stored version) polls every 10 iterations at any CONC and keeps 16384-token
+    chunks (SGLang's own default on these GPUs). Their `--max-running-requests` (128 or CONC) never
+    binds below CONC 256 and is not applied, as for DeepSeek."""
+    if system == "b300_sxm" and weight_dtype == "fp8":
+        return {"recv_interval_iters": 10}
+    if system not in ("b200_sxm", "b300_sxm") or weight_dtype not in ("bf16", "fp8", "fp4"):
+        return {}
+    return {"recv_interval_iters": 30 if conc >= 16 else 10, "max_num_batched_tokens": 32768}
+
+
+def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: bool = True) -> _Plan:
+    """Map one CSV row to a deployment and a workload (rules in the module docstring).
+    `check_speculative=False` plans a row rule 4c's images would skip (to recognise its copies)."""
     from ..hardware.catalog import get_gpu
     from .backends import get_backend
 
@@ -617,7 +668,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False) -> _Plan:
             raise LlmsimError(f"isl/osl must be >= 1, got {isl}/{osl}")
         if base["measured_ttft_ms"] is None and base["measured_tpot_ms"] is None:
             raise LlmsimError("no measured TTFT or TPOT")
-        spec_dec = row_speculative_decoding(row)  # rule 4c
+        spec_dec = row_speculative_decoding(row) if check_speculative else None  # rule 4c
         if spec_dec:
             raise LlmsimError(f"measured with speculative decoding ({spec_dec}), which llmsim does not simulate")
         spec = resolve_model(base["model_path"])
@@ -752,9 +803,31 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
         p.reason = (f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain "
                     f"entry's measurement of this cell is the database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, "
                     f"TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this row measured another), which llmsim does not simulate")
+    _skip_copies_of_speculative(rows, plans, assume_one_worker)
     if not count_repeats:
         _skip_repeats(plans)
     return plans
+
+
+def _skip_copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one_worker: bool) -> None:
+    """Rule 4c for copies: a row listing the measurement of a row measured with speculative
+    decoding (rule 10's test: the same simulated benchmark and measured values) is skipped too,
+    even where it does not name the image itself (the database dump's copies name none)."""
+    spec: list[tuple[tuple, str]] = []  # (repeat key, "id: configuration") of the rows the images skip
+    for r, p in zip(rows, plans):
+        conf = row_speculative_decoding(r) if p.dep_kwargs is None else None
+        if conf:
+            k = _repeat_key(plan_row(r, assume_one_worker=assume_one_worker, check_speculative=False))
+            if k is not None:
+                spec.append((k, f"{p.base['id']}: {conf}"))
+    if not spec:
+        return
+    for p in plans:
+        k = _repeat_key(p)
+        hit = None if k is None else next((i for (b, v), i in spec if b == k[0] and _same_measurement(k[1], v)), None)
+        if hit is not None:
+            p.dep_kwargs = None
+            p.reason = f"measured with speculative decoding: repeats the measurement of {hit}, which llmsim does not simulate"
 
 
 REPEAT_REASON = "repeats the measurement of an earlier row"  # rule 10; the row's reason names that row
