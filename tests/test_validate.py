@@ -386,6 +386,10 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings(q300, "qwen3.5-397b-a17b", "sglang", "agg", 1024, 1024, 4, 64, "fp8") == {"recv_interval_iters": 10}
     assert inferencex_engine_settings(dict(sx, system="h100_sxm"), "qwen3.5-397b-a17b", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
     assert inferencex_engine_settings(q200, "qwen3.5-397b-a17b", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
+    # SGLang GLM-5 (glm5_fp8_b200.sh, glm5_fp4_b200.sh): 32768-token chunks; fp4 also polls every 10 iterations
+    assert inferencex_engine_settings(q200, "glm-5", "sglang", "agg", 8192, 1024, 8, 64, "fp8") == {"max_num_batched_tokens": 32768}
+    assert inferencex_engine_settings(q300, "glm-5", "sglang", "agg", 8192, 1024, 8, 4, "fp4") == {
+        "recv_interval_iters": 10, "max_num_batched_tokens": 32768}
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
     dsr1 = dict(base, model_path="deepseek-ai/DeepSeek-R1", backend="sglang", moe_tp_size="8", moe_ep_size="1",
                 silicon_data_source="source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=32", batch_size="32")

@@ -183,7 +183,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    (`_inferencex_sglang_qwen3_5`; every stored version of each script agrees on these, except
    fp4 B200's, whose versions poll every 30 iterations at any CONC or as above: the one naming the
    rows' image, nightly-dev-20260402, is taken; the B300 rows measured on 2026-04-03, marked wip,
-   before the B300 scripts were committed, get them too: no other B300 recipe is stored). Other rows run the backend's defaults (`backends.py`).
+   before the B300 scripts were committed, get them too: no other B300 recipe is stored); SGLang
+   GLM-5 (`glm5_fp8_b200.sh`, `glm5_fp4_b200.sh`, every stored version; the B300 fp8 script reuses
+   the B200 recipe) 32768-token chunks, and for fp4 polling every 10 iterations at any CONC
+   (`_inferencex_sglang_glm5`). Other rows run the backend's defaults (`backends.py`).
    Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
    1k/1k batch waiting at c >= 64) are not applied.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
@@ -561,6 +564,8 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
     if backend == "sglang":
         if model == "qwen3.5-397b-a17b":
             return _inferencex_sglang_qwen3_5(str(row.get("system") or ""), conc, weight_dtype)
+        if model == "glm-5":
+            return _inferencex_sglang_glm5(weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
@@ -632,6 +637,18 @@ def _inferencex_sglang_qwen3_5(system: str, conc: int, weight_dtype: str) -> dic
     if system not in ("b200_sxm", "b300_sxm") or weight_dtype not in ("bf16", "fp8", "fp4"):
         return {}
     return {"recv_interval_iters": 30 if conc >= 16 else 10, "max_num_batched_tokens": 32768}
+
+
+def _inferencex_sglang_glm5(weight_dtype: str) -> dict:
+    """SGLang GLM-5 (`single_node/glm5_fp8_b200.sh`, `glm5_fp4_b200.sh`; the B300 fp8 script reuses
+    the B200 recipe): `--chunked-prefill-size` / `--max-prefill-tokens` 32768, and for fp4
+    `--scheduler-recv-interval 10` at any CONC -- every stored version of each script; fp8 sets no
+    polling interval (SGLang's default, every iteration)."""
+    if weight_dtype == "fp4":
+        return {"recv_interval_iters": 10, "max_num_batched_tokens": 32768}
+    if weight_dtype == "fp8":
+        return {"max_num_batched_tokens": 32768}
+    return {}
 
 
 def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: bool = True) -> _Plan:
