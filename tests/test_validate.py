@@ -390,6 +390,7 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings(q200, "glm-5", "sglang", "agg", 8192, 1024, 8, 64, "fp8") == {"max_num_batched_tokens": 32768}
     assert inferencex_engine_settings(q300, "glm-5", "sglang", "agg", 8192, 1024, 8, 4, "fp4") == {
         "recv_interval_iters": 10, "max_num_batched_tokens": 32768}
+    assert inferencex_engine_settings(dict(sx, system="h100_sxm"), "glm-5", "sglang", "agg", 8192, 1024, 8, 4, "fp4") == {}
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "disagg", 1024, 1024, 8, 64, "fp8") == {}
     dsr1 = dict(base, model_path="deepseek-ai/DeepSeek-R1", backend="sglang", moe_tp_size="8", moe_ep_size="1",
                 silicon_data_source="source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=32", batch_size="32")

@@ -565,7 +565,7 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         if model == "qwen3.5-397b-a17b":
             return _inferencex_sglang_qwen3_5(str(row.get("system") or ""), conc, weight_dtype)
         if model == "glm-5":
-            return _inferencex_sglang_glm5(weight_dtype)
+            return _inferencex_sglang_glm5(str(row.get("system") or ""), weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
@@ -639,11 +639,13 @@ def _inferencex_sglang_qwen3_5(system: str, conc: int, weight_dtype: str) -> dic
     return {"recv_interval_iters": 30 if conc >= 16 else 10, "max_num_batched_tokens": 32768}
 
 
-def _inferencex_sglang_glm5(weight_dtype: str) -> dict:
+def _inferencex_sglang_glm5(system: str, weight_dtype: str) -> dict:
     """SGLang GLM-5 (`single_node/glm5_fp8_b200.sh`, `glm5_fp4_b200.sh`; the B300 fp8 script reuses
     the B200 recipe): `--chunked-prefill-size` / `--max-prefill-tokens` 32768, and for fp4
     `--scheduler-recv-interval 10` at any CONC -- every stored version of each script; fp8 sets no
     polling interval (SGLang's default, every iteration)."""
+    if system not in ("b200_sxm", "b300_sxm"):
+        return {}
     if weight_dtype == "fp4":
         return {"recv_interval_iters": 10, "max_num_batched_tokens": 32768}
     if weight_dtype == "fp8":
@@ -801,7 +803,8 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeats: bool = False) -> list[_Plan]:
     """`plan_row` for every row, then the rules that need the other rows. 4c inside the plain
     range: where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
-    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped.
+    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped;
+    4c for copies: a row repeating the measurement of a row an image marks as speculative is skipped.
     10: a modelled row repeating an earlier modelled row's measurement is skipped, naming that row
     (`count_repeats=True` keeps every copy)."""
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in rows]
