@@ -365,7 +365,7 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings({"silicon_data_source": ix}, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp4", 1) == {}
     # SGLang DeepSeek (dsr1_fp4_b200.sh / dsr1_fp8_b200.sh): --scheduler-recv-interval 10, or 30
     # from CONC 16 (fp8 TP4: 10), and fp8's chunk sizes; nothing for other SGLang models or disagg
-    sx = {"silicon_data_source": ix}
+    sx = {"silicon_data_source": ix, "system": "b200_sxm"}  # the scripts are B200 ones (reused for B300)
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 1024, 1024, 8, 4, "fp4") == {"recv_interval_iters": 10}
     assert inferencex_engine_settings(sx, "deepseek-v3", "sglang", "agg", 1024, 1024, 8, 16, "fp4") == {"recv_interval_iters": 30}
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {
@@ -373,6 +373,7 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings(sx, "deepseek-r1", "sglang", "agg", 8192, 1024, 4, 32, "fp8") == {
         "recv_interval_iters": 10, "max_num_batched_tokens": 8192}
     assert inferencex_engine_settings(sx, "qwen3-32b", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
+    assert inferencex_engine_settings(dict(sx, system="gb200"), "deepseek-r1", "sglang", "agg", 1024, 1024, 8, 64, "fp8") == {}
     # SGLang Qwen3.5 (qwen3.5_*_b200.sh / _b300.sh): 10, or 30 from CONC 16, with 32768-token chunks;
     # the B300 fp8 script polls every 10 iterations at any CONC and keeps SGLang's default chunk
     q200, q300 = dict(sx, system="b200_sxm"), dict(sx, system="b300_sxm")

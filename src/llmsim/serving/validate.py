@@ -186,7 +186,8 @@ Mapping rules (assumptions a reader of the numbers must know):
    before the B300 scripts were committed, get them too: no other B300 recipe is stored); SGLang
    GLM-5 (`glm5_fp8_b200.sh`, `glm5_fp4_b200.sh`, every stored version; the B300 fp8 script reuses
    the B200 recipe) 32768-token chunks, and for fp4 polling every 10 iterations at any CONC
-   (`_inferencex_sglang_glm5`). Other rows run the backend's defaults (`backends.py`).
+   (`_inferencex_sglang_glm5`). These SGLang scripts are B200 ones (reused for B300), so only
+   B200 / B300 rows get them (`_SGLANG_RECIPE_SYSTEMS`). Other rows run the backend's defaults (`backends.py`).
    Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
    1k/1k batch waiting at c >= 64) are not applied.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
@@ -562,10 +563,13 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
     if mode != "agg" or not row_data_source(row).startswith("InferenceX"):
         return {}
     if backend == "sglang":
+        system = str(row.get("system") or "")
+        if system not in _SGLANG_RECIPE_SYSTEMS:
+            return {}
         if model == "qwen3.5-397b-a17b":
-            return _inferencex_sglang_qwen3_5(str(row.get("system") or ""), conc, weight_dtype)
+            return _inferencex_sglang_qwen3_5(system, conc, weight_dtype)
         if model == "glm-5":
-            return _inferencex_sglang_glm5(str(row.get("system") or ""), weight_dtype)
+            return _inferencex_sglang_glm5(weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
     if backend != "trtllm":
         return {}
@@ -603,6 +607,11 @@ def aiconfigurator_engine_settings(row: dict, backend: str, mode: str, isl: int,
     return {"max_num_batched_tokens": per_rank * max(dp, 1)}
 
 
+# The GPUs whose InferenceX SGLang launch scripts rule 8c reads: the B200 scripts, reused for (or
+# copied into) the B300 ones. Other GPUs' scripts (H200, GB200 ...) set other values.
+_SGLANG_RECIPE_SYSTEMS = ("b200_sxm", "b300_sxm")
+
+
 def _inferencex_sglang_deepseek(model: str, tp: int, conc: int, weight_dtype: str) -> dict:
     """SGLang DeepSeek-R1 / V3 on B200 / B300 (`dsr1_fp4_b200.sh`, `dsr1_fp8_b200.sh`; the B300
     script reuses the B200 recipe): `--scheduler-recv-interval` 10, or 30 from CONC 16 (fp8
@@ -634,18 +643,16 @@ def _inferencex_sglang_qwen3_5(system: str, conc: int, weight_dtype: str) -> dic
     binds below CONC 256 and is not applied, as for DeepSeek."""
     if system == "b300_sxm" and weight_dtype == "fp8":
         return {"recv_interval_iters": 10}
-    if system not in ("b200_sxm", "b300_sxm") or weight_dtype not in ("bf16", "fp8", "fp4"):
+    if weight_dtype not in ("bf16", "fp8", "fp4"):
         return {}
     return {"recv_interval_iters": 30 if conc >= 16 else 10, "max_num_batched_tokens": 32768}
 
 
-def _inferencex_sglang_glm5(system: str, weight_dtype: str) -> dict:
+def _inferencex_sglang_glm5(weight_dtype: str) -> dict:
     """SGLang GLM-5 (`single_node/glm5_fp8_b200.sh`, `glm5_fp4_b200.sh`; the B300 fp8 script reuses
     the B200 recipe): `--chunked-prefill-size` / `--max-prefill-tokens` 32768, and for fp4
     `--scheduler-recv-interval 10` at any CONC -- every stored version of each script; fp8 sets no
     polling interval (SGLang's default, every iteration)."""
-    if system not in ("b200_sxm", "b300_sxm"):
-        return {}
     if weight_dtype == "fp4":
         return {"recv_interval_iters": 10, "max_num_batched_tokens": 32768}
     if weight_dtype == "fp8":
