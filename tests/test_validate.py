@@ -589,3 +589,37 @@ def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_runs_as_tp_e
                        silicon_data_source="db-dump/2026-04-27; config_id=9; silicon_concurrency=64", isl="1024", osl="1024",
                        batch_size="", silicon_ttft_ms="300", silicon_tpot_ms="20"))
     assert trt.dep_kwargs is not None and trt.dep_kwargs["pools"]["pool"][:4] == (1, 1, 8, 8), trt.reason
+
+
+def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts():
+    # rule 4b(iv): the December 2025 GB200 SGLang disagg runs (image v0.5.5.post2) wrote every worker as
+    # tp 1 x attention_dp N, moe_tp N; the scripts ran low-latency modes (4-GPU decode workers) at tp N
+    # and max-throughput modes with attention DP + DeepEP over all of a worker's GPUs
+    def disagg(cid: str, image: str, pw: int, ddp: int, dw: int, conc: int, system: str = "gb200", **kw) -> dict:
+        return row(id=f"dsr1_{system}_sglang_fp4_disagg_1024x1024_c{conc}_{cid}", model_path="deepseek-ai/DeepSeek-R1-0528",
+                   system=system, precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", backend="sglang", mode="disagg",
+                   isl="1024", osl="1024", batch_size="", tp_size="", attention_dp_size="", moe_tp_size="", moe_ep_size="",
+                   silicon_data_source=f"db-dump/2026-04-27; {cid.replace('cfg', 'config_id=')}; silicon_concurrency={conc}; "
+                                       f"measured=2025-12-21T00:00:00.000Z; {image}",
+                   prefill_num_workers=str(pw), prefill_tp_size="1", prefill_attention_dp_size="4",
+                   prefill_moe_tp_size="4", prefill_moe_ep_size="1", decode_num_workers=str(dw), decode_tp_size="1",
+                   decode_attention_dp_size=str(ddp), decode_moe_tp_size=str(ddp), decode_moe_ep_size="1",
+                   silicon_ttft_ms="300", silicon_tpot_ms="8", **kw)
+
+    old = "lmsysorg/sglang:v0.5.5.post2"
+    low = plan_row(disagg("cfg252", old, 1, 4, 2, 8))
+    assert low.dep_kwargs is not None, low.reason
+    assert low.dep_kwargs["pools"] == {"prefill": (4, 1, 1, 1, 1), "decode": (4, 1, 1, 1, 2)}
+    assert low.base["layout"] == "P 1x(tp4) + D 2x(tp4)" and low.base["num_gpus"] == 12 and "InferenceMAX labels" in low.note
+    high = plan_row(disagg("cfg259", old, 4, 32, 1, 8192))
+    assert high.dep_kwargs is not None, high.reason
+    assert high.dep_kwargs["pools"] == {"prefill": (1, 1, 4, 4, 4), "decode": (1, 1, 32, 32, 1)}
+    assert "attention DP + DeepEP" in high.note and high.base["num_gpus"] == 48
+    # a later image, another GPU, or a user's own CSV: the columns are the layout
+    for other in (disagg("cfg486", "lmsysorg/sglang:v0.5.8-cu130", 1, 4, 2, 8),
+                  disagg("cfg252", "lmsysorg/sglang:v0.5.5.post2.dev1", 1, 4, 2, 8),
+                  disagg("cfg9", old, 1, 4, 2, 8, system="gb300"),
+                  {**disagg("cfg252", old, 1, 4, 2, 8), "silicon_data_source": f"source_file=mine.csv; silicon_concurrency=8; {old}"}):
+        p = plan_row(other)
+        assert p.dep_kwargs is not None, p.reason
+        assert p.dep_kwargs["pools"]["decode"][:4] == (1, 1, 4, 1) and "InferenceMAX labels" not in p.note

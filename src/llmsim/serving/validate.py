@@ -62,7 +62,24 @@ Mapping rules (assumptions a reader of the numbers must know):
    says. The 2026-04-06 copies' ids say `_tpT_epT_`. And the rows measure what the same-day plain
    tp T ep T runs measured: MiniMax B200 fp8, 20 cells, TTFT 0.95-1.06x and TPOT 0.99-1.01x; Kimi
    config 635 against the 2026-03-25 tp4 ep4 rows, 15 cells, TTFT 0.86-1.27x and TPOT 0.91-1.07x.
-   Versions before 2026-11-22 simulated them on T x T GPUs (tp T x dp T). Layouts the simulator rejects
+   Versions before 2026-11-22 simulated them on T x T GPUs (tp T x dp T). (iv) is a mapping too.
+   InferenceMAX's December 2025 GB200 SGLang disaggregated DeepSeek-R1 runs (image
+   lmsysorg/sglang:v0.5.5.post2) carried layout fields that were only labels: "tp, ep, and dp-attn do
+   nothing because they are hardcoded in the launch scripts" (InferenceMAX/InferenceMAX
+   `.github/configs/nvidia-master.yaml`, `dsr1-{fp4,fp8}-gb200-dynamo-sglang`). The database dump
+   writes every such worker as tp 1 x attention_dp N, moe_tp N. The launch scripts the runs
+   named (ai-dynamo/dynamo `.../sglang/slurm_jobs/scripts/gb200-{fp4,fp8}/disagg/*.sh`, stored
+   versions nearest the pinned commit) ran the low-latency modes, whose decode workers have 4 GPUs,
+   at tensor parallelism over the worker's GPUs without attention DP or expert parallelism
+   (`--tensor-parallel-size $TOTAL_GPUS --expert-parallel-size 1`), and the max-throughput
+   modes, whose decode workers have 32 or 48 GPUs, with attention DP and DeepEP expert
+   parallelism over all of a worker's GPUs (`--enable-dp-attention`, tp = dp = ep = GPUs,
+   `--moe-a2a-backend deepep`). So such a row's tp 1 x dp N worker is simulated as tp N when its
+   decode workers have 4 GPUs, else as dp N ep N (`_inferencemax_gb200_sglang_layout`; its fp4
+   8k/1k max-throughput script is not stored: its prefill follows the fp4 1k/1k one, tp = dp =
+   ep = 4, which is also what its labels say). Until stop 39 (2026-11-23) they ran as written: attention
+   DP with the MoE tensor-parallel, and the fp8 low-latency rows (3) were skipped as not fitting
+   in memory. Layouts the simulator rejects
    (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
    the simulator's message.
 4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
@@ -460,6 +477,30 @@ def _inferencex_dp_attn_encoding(row: dict, spec, tp: int, dp: int, ep: int) -> 
             and row_data_source(row).startswith("InferenceX"))
 
 
+# Rule 4b(iv): the serving image of InferenceMAX's December 2025 GB200 SGLang disaggregated runs, whose
+# layout fields were labels for the launch scripts' hard-coded layouts.
+INFERENCEMAX_LABELLED_LAYOUT_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.5\.post2(?![\w.-])")
+
+
+def _inferencemax_gb200_sglang_layout(row: dict, spec, system: str, backend: str, pools: dict) -> dict | None:
+    """Rule 4b(iv): the layouts InferenceMAX's December 2025 GB200 SGLang disaggregated launch scripts ran,
+    for a row whose columns write each worker as tp 1 x attention_dp N (`pools`: name -> (tp, pp, dp, ep,
+    workers)); None where the rule does not apply. Low-latency modes (4-GPU decode workers): tp N;
+    max-throughput modes: attention DP N with expert parallelism N."""
+    if not (spec.is_moe and backend == "sglang" and system == "gb200" and row_data_source(row).startswith("InferenceX")
+            and INFERENCEMAX_LABELLED_LAYOUT_IMAGE.search(str(row.get("silicon_data_source") or ""))):
+        return None
+    dtp, _, ddp, _, _ = pools["decode"]
+    low_latency = dtp * ddp == 4
+    out = {}
+    for name, (t, p, d, e, w) in pools.items():
+        if t == 1 and d > 1 and e == 1:
+            out[name] = (d, p, 1, 1, w) if low_latency else (1, p, d, d, w)
+        else:
+            out[name] = (t, p, d, e, w)
+    return out if out != pools else None
+
+
 def row_data_source(row: dict) -> str:
     """Which harness measured `row`, from its `silicon_data_source`: 'InferenceX <file>' for
     InferenceMAX / InferenceX's files ('source_file=2026-04-06.csv'), 'InferenceX db-dump' for a
@@ -760,6 +801,13 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                     raise LlmsimError("disagg worker counts not recorded (prefill_num_workers / decode_num_workers empty)")
                 pw, dw = 1, 1
                 notes.append("worker counts not recorded: assumed 1 prefill + 1 decode worker")
+            scripted = _inferencemax_gb200_sglang_layout(row, spec, base["system"], be.name, {
+                "prefill": (ptp, ppp, pdp, pep, pw), "decode": (dtp, dpp, ddp, dep_, dw)})  # rule 4b(iv)
+            if scripted:
+                written = f"P {_layout(ptp, ppp, pdp, pep, pw)} + D {_layout(dtp, dpp, ddp, dep_, dw)}"
+                (ptp, ppp, pdp, pep, pw), (dtp, dpp, ddp, dep_, dw) = scripted["prefill"], scripted["decode"]
+                notes.append(f"layout columns {written} are InferenceMAX labels; run as its launch scripts hard-coded them "
+                             f"({'low latency: tensor parallel' if ddp == 1 else 'max throughput: attention DP + DeepEP'})")
             base["layout"] = f"P {_layout(ptp, ppp, pdp, pep, pw)} + D {_layout(dtp, dpp, ddp, dep_, dw)}"
             base["num_gpus"] = pw * ptp * ppp * pdp + dw * dtp * dpp * ddp
             if conc is None:
