@@ -133,9 +133,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    benchmarks, whose ISL/OSL grid (1024/1024, 1024/8192, 8192/1024) the silicon rows share:
    `benchmark_serving.py --num-prompts $((CONC * 10)) --max-concurrency $CONC
    --request-rate inf --ignore-eos`, no warm-up (InferenceMAX README, "Benchmark Client
-   Configuration"). The silicon CSV does not record its protocol; the measured means
-   therefore include the first round, in which all N prompts arrive at once and queue for
-   prefill, so the mean TTFT carries about 1/10 of that burst's queueing. Sensitivity (all
+   Configuration"). From about late January 2026 (InferenceX PR #480, which upstreamed
+   kimbochen/bench_serving) its `benchmarks/benchmark_lib.sh` adds `--num-warmups $((2 * CONC))`:
+   a separate phase that completes before the measured run, whose requests still all start
+   together, so the simulated protocol is the same. The silicon CSV does not record its
+   protocol; the measured means therefore include the first round, in which all N prompts
+   arrive at once and queue for prefill, so the mean TTFT carries about 1/10 of that burst's
+   queueing. Sensitivity (all
    modelled rows, median APE TTFT / TPOT): steady state after four warm-up rounds of eight
    (the previous default) 43.7 / 13.2%; 3 N requests, no warm-up (Dynamo's aiperf helper
    default) 48.3 / 13.6%; 5 N 38.6 / 13.1%; 10 N 36.4 / 12.8%. `validate_silicon(rounds=,
