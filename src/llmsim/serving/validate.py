@@ -77,11 +77,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    `--moe-a2a-backend deepep`). So such a row's tp 1 x dp N worker is simulated as tp N when its
    decode workers have 4 GPUs, else as dp N ep N (`_inferencemax_gb200_sglang_layout`; its fp4
    8k/1k max-throughput script is not stored: its prefill follows the fp4 1k/1k one, tp = dp =
-   ep = 4, which is also what its labels say). Until stop 39 (2026-11-23) they ran as written: attention
-   DP with the MoE tensor-parallel, and the fp8 low-latency rows (3) were skipped as not fitting
-   in memory. Layouts the simulator rejects
-   (tp not dividing the attention heads, e.g. the "tp36"/"tp72" GB200 rows) are skipped with
-   the simulator's message.
+   ep = 4, which is also what its labels say). Until stop 39 (2026-11-23) they ran as written:
+   attention DP with the MoE tensor-parallel, and the fp8 low-latency rows (3) were skipped as
+   not fitting in memory. Layouts the simulator rejects (tp not dividing the attention heads,
+   e.g. the "tp36"/"tp72" GB200 rows) are skipped with the simulator's message.
 4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
    decoding (draft tokens, multi-token prediction), and a row measured with it generates several
    tokens per decode step. InferenceX ran its single-node B200 TRT-LLM DeepSeek-R1 benchmarks in
@@ -139,10 +138,9 @@ Mapping rules (assumptions a reader of the numbers must know):
    together, so the simulated protocol is the same. The silicon CSV does not record its
    protocol; the measured means therefore include the first round, in which all N prompts
    arrive at once and queue for prefill, so the mean TTFT carries about 1/10 of that burst's
-   queueing. Sensitivity (all
-   modelled rows, median APE TTFT / TPOT): steady state after four warm-up rounds of eight
-   (the previous default) 43.7 / 13.2%; 3 N requests, no warm-up (Dynamo's aiperf helper
-   default) 48.3 / 13.6%; 5 N 38.6 / 13.1%; 10 N 36.4 / 12.8%. `validate_silicon(rounds=,
+   queueing. Sensitivity (all modelled rows, median APE TTFT / TPOT): steady state after four
+   warm-up rounds of eight (the previous default) 43.7 / 13.2%; 3 N requests, no warm-up
+   (Dynamo's aiperf helper default) 48.3 / 13.6%; 5 N 38.6 / 13.1%; 10 N 36.4 / 12.8%. `validate_silicon(rounds=,
    warmup_rounds=)` and `llmsim validate silicon --rounds --warmup-rounds` set the protocol
    for a user's own benchmarks. Every request is sent a client turnaround delay, uniform in
    [0, 5 ms), after its client is free (the first round after t = 0): real clients are never
