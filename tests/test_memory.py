@@ -218,3 +218,28 @@ def test_bf16_attention_weights_counted_at_two_bytes():
     from llmsim.dtypes import bytes_per_element
     per = 2.0 - bytes_per_element("fp4")
     assert extra == pytest.approx(spec.num_layers * spec.attention_params() / 2 * per, rel=1e-9)
+
+
+def test_free_memory_fraction_is_a_share_of_what_the_weights_leave():
+    # TRT-LLM's free_gpu_memory_fraction: the KV cache gets that share of the memory still free after
+    # weights, activations and runtime; vLLM / SGLang's fraction bounds everything together
+    ds, gpu = get_model("deepseek-r1"), get_gpu("b200")
+    par, prec = Parallel(4).validate(ds), Precision.make("fp8", "fp8", "fp8")
+    kw = dict(batch=1, seq_len=1, max_batched_tokens=8192, memory_fraction=0.9)
+    cap = memory_breakdown(ds, gpu, par, prec, **kw)
+    free = memory_breakdown(ds, gpu, par, prec, fraction_of="free", **kw)
+    fixed = free.weights_bytes + free.activation_bytes + free.runtime_overhead_bytes
+    assert fixed == pytest.approx(cap.weights_bytes + cap.activation_bytes + cap.runtime_overhead_bytes)
+    assert cap.usable_bytes - fixed == pytest.approx(0.9 * gpu.memory_bytes - fixed)
+    assert free.usable_bytes - fixed == pytest.approx(0.9 * (gpu.memory_bytes - fixed))
+    per_block = free.kv_bytes_per_token * 16
+    assert free.max_kv_tokens == int((free.usable_bytes - fixed) // per_block) * 16
+    assert free.max_kv_tokens > 6 * cap.max_kv_tokens > 0  # the weights fill most of the GPU: the readings differ most
+    # a model the GPU cannot hold: no KV room under either reading, and the advice names the tp it needs
+    one = Parallel(1).validate(ds)
+    for fo in ("capacity", "free"):
+        m = memory_breakdown(ds, gpu, one, prec, fraction_of=fo, **kw)
+        assert m.max_kv_tokens == 0 and not m.fits and "try tp*pp ≥ 4" in m.message, m.message
+    assert "of the rest of" in memory_breakdown(ds, gpu, one, prec, fraction_of="free", **kw).message
+    with pytest.raises(ValueError, match="fraction_of"):
+        memory_breakdown(ds, gpu, par, prec, fraction_of="total", **kw)

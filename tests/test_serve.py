@@ -1102,3 +1102,20 @@ def test_closed_loop_first_round_breakdown():
     warm = simulate(dep(), make_workload(num_requests=n, isl=2000, osl=64, concurrency=c, warmup=c, seed=0)).summary
     assert "closed_loop_first_round" not in warm
     assert "closed_loop_first_round" not in simulate(dep(), make_workload(num_requests=50, isl=500, osl=20, rate=5.0, seed=0)).summary
+
+
+def test_trtllm_kv_cache_is_its_fraction_of_the_memory_the_weights_leave():
+    """TRT-LLM's free_gpu_memory_fraction is a share of the free memory after the weights (and a
+    warm-up forward); vLLM's gpu_memory_utilization a share of the whole GPU. Where the weights
+    fill most of the GPU the two engines' KV caches differ several-fold at the same 0.9."""
+    from llmsim.serving.backends import BACKENDS
+
+    assert [BACKENDS[b].memory_fraction_of for b in ("vllm", "sglang", "trtllm")] == ["capacity", "capacity", "free"]
+    wl = make_workload(num_requests=4, isl=512, osl=4, concurrency=2, seed=0)
+    kv = {}
+    for be in ("vllm", "trtllm"):
+        res = simulate(dep(model="deepseek-r1", backend=be, weight_dtype="fp8", kv_dtype="fp8", memory_fraction=0.9,
+                           pool=Pool("b200", tp=4)), wl)
+        check_conservation(res, 4)
+        kv[be] = res.summary["kv_capacity_tokens_per_engine"]
+    assert kv["trtllm"] > 6 * kv["vllm"] > 0, kv

@@ -1,10 +1,20 @@
 """Per-GPU memory of an inference deployment: weights, KV cache, activations, runtime overhead.
 
-Budget (as vLLM's `gpu_memory_utilization` / TRT-LLM's `free_gpu_memory_fraction`):
+Budget, as the engines define their memory fraction (`fraction_of`):
 
-    usable   = memory_fraction x capacity
-    kv_space = usable - weights - activations - runtime_overhead
+    "capacity" (vLLM's `gpu_memory_utilization`, SGLang's `mem_fraction_static`):
+        usable   = memory_fraction x capacity
+        kv_space = usable - weights - activations - runtime_overhead
+    "free" (TRT-LLM's `KvCacheConfig.free_gpu_memory_fraction`: a share of the memory still
+    free once the weights are loaded and a warm-up forward has run):
+        kv_space = memory_fraction x (capacity - weights - activations - runtime_overhead)
+        usable   = weights + activations + runtime_overhead + kv_space
     max KV tokens = kv_space / kv_bytes_per_token            (whole paged blocks)
+
+The two differ most where the weights fill the GPU: DeepSeek-R1 fp8 on four B200s (156.8 GiB
+of weights, 0.5 GiB of activations and 1 GiB of runtime per GPU of 179.1 GiB) keeps
+0.9 x 179.1 - 158.3 = 2.8 GiB of KV cache under the first reading (85,920 tokens of 35,136
+bytes) and 0.9 x (179.1 - 158.3) = 18.7 GiB under the second (569,808 tokens).
 
 Weights are sharded as the layout says (see `llmsim.layout`): attention and dense MLPs
 by tp, routed experts by ep (and moe_tp inside an expert), embeddings and LM head
@@ -159,12 +169,20 @@ def memory_breakdown(
     memory_fraction: float = 0.9,
     block_size: int = 16,
     runtime_overhead_gib: float = 1.0,
+    fraction_of: str = "capacity",
 ) -> MemoryBreakdown:
+    """Per-GPU memory of one replica; `fraction_of` says what `memory_fraction` is a share of
+    ('capacity' or 'free', see the module docstring)."""
+    if fraction_of not in FRACTION_OF:
+        raise ValueError(f"fraction_of must be one of {FRACTION_OF}, got {fraction_of!r}")
     capacity = gpu.memory_bytes
-    usable = memory_fraction * capacity
     w = weights_bytes_per_gpu(model, par, prec)
     act = activation_bytes_per_gpu(model, par, max_batched_tokens, batch)
     rt = runtime_overhead_gib * GIB
+    if fraction_of == "free":
+        usable = w + act + rt + memory_fraction * max(capacity - w - act - rt, 0.0)
+    else:
+        usable = memory_fraction * capacity
     per_seq = kv_bytes_per_sequence(model, par, prec, seq_len, block_size)
     seqs_per_gpu = math.ceil(batch / par.dp)
     kv = per_seq * seqs_per_gpu
@@ -174,21 +192,35 @@ def memory_breakdown(
     max_tokens = max(0, int(kv_space // per_tok) // block_size * block_size) if per_tok > 0 else 0
     max_conc = max(0, int(kv_space // per_seq)) * par.dp if kv_space > 0 else 0
     fits = total <= usable
-    msg = "fits" if fits else _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, memory_fraction)
+    msg = "fits" if fits else _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, memory_fraction, fraction_of)
     return MemoryBreakdown(w, kv, act, rt, total, capacity, usable, per_tok, max_tokens, max_conc, fits, msg)
 
 
-def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, fraction) -> str:
+FRACTION_OF = ("capacity", "free")
+
+
+def budget_text(fraction: float, fraction_of: str, capacity_bytes: float) -> str:
+    """How the usable memory was derived, for messages: '90% of 79.6 GiB' or, for an engine whose
+    fraction is of the free memory, 'weights, activations, runtime + 90% of the rest of 79.6 GiB'."""
+    cap = f"{capacity_bytes / GIB:.1f} GiB"
+    if fraction_of == "free":
+        return f"weights, activations and runtime + {fraction:.0%} of the rest of {cap}"
+    return f"{fraction:.0%} of {cap}"
+
+
+def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, fraction, fraction_of="capacity") -> str:
     gib = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731
     head = (
         f"does not fit: needs {gib(total)} per GPU (weights {gib(w)}, KV cache {gib(kv)}, "
         f"activations {gib(act)}, runtime {gib(rt)}), has {gib(usable)} usable "
-        f"({fraction:.0%} of {gib(gpu.memory_bytes)})"
+        f"({budget_text(fraction, fraction_of, gpu.memory_bytes)})"
     )
     tips = []
-    if w + act + rt > usable:
+    # room for the weights: the usable share, or all of the GPU where the fraction is of the free memory
+    room = (gpu.memory_bytes if fraction_of == "free" else usable) - act - rt
+    if w > room:
         # smallest tensor/pipeline degree that leaves room for the weights
-        need = (w * par.tp * par.pp) / max(usable - act - rt, 1.0)
+        need = (w * par.tp * par.pp) / max(room, 1.0)
         tp_min = 1 << max(0, math.ceil(math.log2(max(need, 1.0))))
         tips.append(f"try tp*pp ≥ {tp_min}")
         if prec.weight in ("bf16", "fp16") and gpu.supports("fp8"):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware.spec import GIB
-from ..memory.model import memory_breakdown
+from ..memory.model import budget_text, memory_breakdown
 from ..models.spec import ModelSpec
 from ..serving.backends import get_backend
 from .cache import get_step_time
@@ -72,15 +72,16 @@ def memory_fit(model: ModelSpec, fam: Family, mbt: int, chunked: bool, wl: PlanW
     be = get_backend(fam.engine)
     mbt = be.iteration_budget(mbt, chunked, model.max_position_embeddings)  # as simulate
     mem = memory_breakdown(model, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
-                           memory_fraction=be.memory_fraction, block_size=16)
+                           memory_fraction=be.memory_fraction, block_size=16, fraction_of=be.memory_fraction_of)
     fixed = mem.weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes
     detail = {"weights_gib": mem.weights_bytes / GIB, "activations_gib": mem.activation_bytes / GIB,
               "runtime_gib": mem.runtime_overhead_bytes / GIB, "usable_gib": mem.usable_bytes / GIB}
     if fixed >= mem.usable_bytes or mem.max_kv_tokens <= 0:
-        short = fixed - mem.usable_bytes
+        # the room the fixed part must fit in: the usable share, or the whole GPU where the fraction is of the free memory
+        short = fixed - (mem.capacity_bytes if be.memory_fraction_of == "free" else mem.usable_bytes)
         reason = (f"does not fit by {max(short, 0) / GIB:.1f} GiB: weights {_gib(mem.weights_bytes)} + activations "
                   f"{_gib(mem.activation_bytes)} + runtime {_gib(mem.runtime_overhead_bytes)} per GPU vs {_gib(mem.usable_bytes)} usable "
-                  f"({be.memory_fraction:.0%} of {gpu.memory_gib:.0f} GiB)")
+                  f"({budget_text(be.memory_fraction, be.memory_fraction_of, gpu.memory_bytes)})")
         detail["short_gib"] = short / GIB
         return False, reason, 0, detail
     per_engine = mem.max_kv_tokens * par.dp // par.pp

@@ -142,9 +142,15 @@ never adjusted per benchmark row:
   TRT-LLM; MiniMax-M2.5 0.36-0.81 on B200 / B300 vLLM) while Llama-3.1-70B's matched (0.68-1.05).
   1.0 for TRT-LLM, 0.2 for vLLM and SGLang: an effective value for the whole fused-MoE path, not a
   kernel's efficiency. FITTED: see `MOE_EFFICIENCY`.
-- `memory_fraction`: share of GPU memory the engine claims (vLLM gpu_memory_utilization
-  0.9; SGLang mem_fraction_static ≈ 0.88; TRT-LLM free_gpu_memory_fraction 0.9 of what is
-  left after weights — expressed here as of the whole).
+- `memory_fraction` and `memory_fraction_of`: the engine's memory fraction and what it is a
+  share of (`memory.model.memory_breakdown`). vLLM's gpu_memory_utilization 0.9 and SGLang's
+  mem_fraction_static ≈ 0.88 are shares of the GPU's capacity, which weights, activations
+  and KV cache must fit in ('capacity'); TRT-LLM's free_gpu_memory_fraction 0.9 is the share of
+  the memory still free after the weights are loaded and a warm-up forward has run that goes to
+  the KV cache ('free'; TensorRT-LLM `KvCacheConfig` docs). Until 2026-11-23 TRT-LLM's was
+  read as a share of the capacity too: DeepSeek-R1 fp8 on four B200s then kept 86k KV tokens
+  per GPU (570k now), too few for 16 clients of 9k-token requests under TRT-LLM's full output
+  reservation, and queued a measured 0.65 s TTFT into 9.8 s.
 
 `cpu_overhead_s` defaults were chosen once from public engine overhead reports before any
 comparison with the shared silicon rows; `llmsim calibrate` can refit them on a user's own
@@ -380,6 +386,7 @@ class Backend:
     chunked_prefill: bool
     memory_fraction: float
     allreduce: str = "custom"
+    memory_fraction_of: str = "capacity"  # what memory_fraction is a share of: "capacity" or "free" (see above)
     fused_act_quant: bool = False
     unfused_quant_ops: tuple[str, ...] = ()  # GEMMs whose activation quantisation stays separate under fused_act_quant
     disagg_first_token: str = "decode"
@@ -441,7 +448,7 @@ BACKENDS: dict[str, Backend] = {
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"]),
-    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, fused_act_quant=True, disagg_first_token="prefill",
+    "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],

@@ -205,7 +205,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                           hint="raise --max-num-batched-tokens or lower --max-num-seqs")
     frac = dep.memory_fraction or be.memory_fraction
     mem = memory_breakdown(spec, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
-                           memory_fraction=frac, block_size=dep.block_size)
+                           memory_fraction=frac, block_size=dep.block_size, fraction_of=be.memory_fraction_of)
     if mem.max_kv_tokens <= 0:
         raise LlmsimError(
             f"{spec.name} on {pool.tp * pool.pp * pool.dp}x {gpu.name} (tp={pool.tp} pp={pool.pp} dp={pool.dp}) leaves no room for a KV cache: "
