@@ -111,6 +111,8 @@ class Deployment:
     # `Backend.kv_reserve_output`; 0 = vLLM-style optimistic admission with preemption, 1 =
     # TRT-LLM's GUARANTEED_NO_EVICT)
     kv_reserve_output: float | None = None
+    # None: the backend's; a share of the GPU (vLLM, SGLang) or, for TRT-LLM, of the memory the
+    # weights leave free (`Backend.memory_fraction_of`)
     memory_fraction: float | None = None
     price_per_hour_usd: float | None = None
     # disaggregated: which engine emits the token the client sees first (TTFT). 'decode': the
