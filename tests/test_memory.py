@@ -240,6 +240,7 @@ def test_free_memory_fraction_is_a_share_of_what_the_weights_leave():
     for fo in ("capacity", "free"):
         m = memory_breakdown(ds, gpu, one, prec, fraction_of=fo, **kw)
         assert m.max_kv_tokens == 0 and not m.fits and "try tp*pp ≥ 4" in m.message, m.message
-    assert "of the rest of" in memory_breakdown(ds, gpu, one, prec, fraction_of="free", **kw).message
+    msg = memory_breakdown(ds, gpu, one, prec, fraction_of="free", **kw).message
+    assert "of the rest of" in msg and f"has {gpu.memory_bytes / GIB:.1f} GiB usable" in msg, msg  # never more than the GPU
     with pytest.raises(ValueError, match="fraction_of"):
         memory_breakdown(ds, gpu, par, prec, fraction_of="total", **kw)

@@ -212,7 +212,7 @@ def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, frac
     gib = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731
     head = (
         f"does not fit: needs {gib(total)} per GPU (weights {gib(w)}, KV cache {gib(kv)}, "
-        f"activations {gib(act)}, runtime {gib(rt)}), has {gib(usable)} usable "
+        f"activations {gib(act)}, runtime {gib(rt)}), has {gib(min(usable, gpu.memory_bytes))} usable "
         f"({budget_text(fraction, fraction_of, gpu.memory_bytes)})"
     )
     tips = []
