@@ -94,6 +94,13 @@ def test_memory_rejection_reason_has_the_shortfall():
              max_num_batched_tokens="8192", max_concurrency=8, disagg=False)
     reasons = [x for x in r.rejected if x.stage == "memory" and "tp1" in x.what]
     assert reasons and "does not fit by" in reasons[0].reason
+    # TRT-LLM's fraction is of the memory the weights leave: the shortfall is against the whole GPU
+    trt = bounds(spec, Candidate("agg", Family(g, Parallel(1), parse_precisions("bf16")[0], "trtllm"), 8192, True), wl,
+                 ttft_ms=1000, tpot_ms=100, percentile=90)
+    m = re.search(r"does not fit by ([0-9.]+) GiB.* vs ([0-9.]+) GiB usable", trt.reason)
+    fixed = (mem.weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes) / GIB
+    assert not trt.ok and m and float(m.group(1)) == pytest.approx(fixed - g.spec.memory_gib, abs=0.06), trt.reason
+    assert float(m.group(2)) == pytest.approx(g.spec.memory_gib, abs=0.06) and "of the rest of" in trt.reason
 
 
 def test_latency_rejection_reason_matches_simulation():
