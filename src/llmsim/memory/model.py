@@ -7,8 +7,9 @@ Budget, as the engines define their memory fraction (`fraction_of`):
         kv_space = usable - weights - activations - runtime_overhead
     "free" (TRT-LLM's `KvCacheConfig.free_gpu_memory_fraction`: a share of the memory still
     free once the weights are loaded and a warm-up forward has run):
-        kv_space = memory_fraction x (capacity - weights - activations - runtime_overhead)
-        usable   = weights + activations + runtime_overhead + kv_space
+        usable   = fixed + memory_fraction x (capacity - fixed), at most capacity
+                   (fixed = weights + activations + runtime_overhead)
+        kv_space = usable - fixed
     max KV tokens = kv_space / kv_bytes_per_token            (whole paged blocks)
 
 The two differ most where the weights fill the GPU: DeepSeek-R1 fp8 on four B200s (156.8 GiB
@@ -157,6 +158,9 @@ def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, m
     return max_tokens / par.dp * per_token + logits
 
 
+FRACTION_OF = ("capacity", "free")  # what an engine's memory fraction is a share of (module docstring)
+
+
 def memory_breakdown(
     model: ModelSpec,
     gpu: GPUSpec,
@@ -179,8 +183,9 @@ def memory_breakdown(
     w = weights_bytes_per_gpu(model, par, prec)
     act = activation_bytes_per_gpu(model, par, max_batched_tokens, batch)
     rt = runtime_overhead_gib * GIB
-    if fraction_of == "free":
-        usable = w + act + rt + memory_fraction * max(capacity - w - act - rt, 0.0)
+    if fraction_of == "free":  # never more than the GPU: a layout whose weights overflow it has no KV room
+        fixed = w + act + rt
+        usable = min(fixed + memory_fraction * (capacity - fixed), capacity)
     else:
         usable = memory_fraction * capacity
     per_seq = kv_bytes_per_sequence(model, par, prec, seq_len, block_size)
@@ -196,9 +201,6 @@ def memory_breakdown(
     return MemoryBreakdown(w, kv, act, rt, total, capacity, usable, per_tok, max_tokens, max_conc, fits, msg)
 
 
-FRACTION_OF = ("capacity", "free")
-
-
 def budget_text(fraction: float, fraction_of: str, capacity_bytes: float) -> str:
     """How the usable memory was derived, for messages: '90% of 79.6 GiB' or, for an engine whose
     fraction is of the free memory, 'weights, activations, runtime + 90% of the rest of 79.6 GiB'."""
@@ -212,15 +214,13 @@ def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, frac
     gib = lambda b: f"{b / GIB:.1f} GiB"  # noqa: E731
     head = (
         f"does not fit: needs {gib(total)} per GPU (weights {gib(w)}, KV cache {gib(kv)}, "
-        f"activations {gib(act)}, runtime {gib(rt)}), has {gib(min(usable, gpu.memory_bytes))} usable "
+        f"activations {gib(act)}, runtime {gib(rt)}), has {gib(usable)} usable "
         f"({budget_text(fraction, fraction_of, gpu.memory_bytes)})"
     )
     tips = []
-    # room for the weights: the usable share, or all of the GPU where the fraction is of the free memory
-    room = (gpu.memory_bytes if fraction_of == "free" else usable) - act - rt
-    if w > room:
+    if w + act + rt > usable:
         # smallest tensor/pipeline degree that leaves room for the weights
-        need = (w * par.tp * par.pp) / max(room, 1.0)
+        need = (w * par.tp * par.pp) / max(usable - act - rt, 1.0)
         tp_min = 1 << max(0, math.ceil(math.log2(max(need, 1.0))))
         tips.append(f"try tp*pp ≥ {tp_min}")
         if prec.weight in ("bf16", "fp16") and gpu.supports("fp8"):

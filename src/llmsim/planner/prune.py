@@ -75,12 +75,11 @@ def memory_fit(model: ModelSpec, fam: Family, mbt: int, chunked: bool, wl: PlanW
                            memory_fraction=be.memory_fraction, block_size=16, fraction_of=be.memory_fraction_of)
     fixed = mem.weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes
     detail = {"weights_gib": mem.weights_bytes / GIB, "activations_gib": mem.activation_bytes / GIB,
-              "runtime_gib": mem.runtime_overhead_bytes / GIB, "usable_gib": min(mem.usable_bytes, mem.capacity_bytes) / GIB}
+              "runtime_gib": mem.runtime_overhead_bytes / GIB, "usable_gib": mem.usable_bytes / GIB}
     if fixed >= mem.usable_bytes or mem.max_kv_tokens <= 0:
-        # the room the fixed part must fit in: the usable share, or the whole GPU where the fraction is of the free memory
-        short = fixed - (mem.capacity_bytes if be.memory_fraction_of == "free" else mem.usable_bytes)
+        short = fixed - mem.usable_bytes
         reason = (f"does not fit by {max(short, 0) / GIB:.1f} GiB: weights {_gib(mem.weights_bytes)} + activations "
-                  f"{_gib(mem.activation_bytes)} + runtime {_gib(mem.runtime_overhead_bytes)} per GPU vs {_gib(min(mem.usable_bytes, mem.capacity_bytes))} usable "
+                  f"{_gib(mem.activation_bytes)} + runtime {_gib(mem.runtime_overhead_bytes)} per GPU vs {_gib(mem.usable_bytes)} usable "
                   f"({budget_text(be.memory_fraction, be.memory_fraction_of, gpu.memory_bytes)})")
         detail["short_gib"] = short / GIB
         return False, reason, 0, detail

@@ -803,22 +803,20 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                     raise LlmsimError("disagg worker counts not recorded (prefill_num_workers / decode_num_workers empty)")
                 pw, dw = 1, 1
                 notes.append("worker counts not recorded: assumed 1 prefill + 1 decode worker")
-            scripted = _inferencemax_gb200_sglang_layout(row, spec, base["system"], be.name, {
-                "prefill": (ptp, ppp, pdp, pep, pw), "decode": (dtp, dpp, ddp, dep_, dw)})  # rule 4b(iv)
-            if scripted:
-                written = f"P {_layout(ptp, ppp, pdp, pep, pw)} + D {_layout(dtp, dpp, ddp, dep_, dw)}"
-                (ptp, ppp, pdp, pep, pw), (dtp, dpp, ddp, dep_, dw) = scripted["prefill"], scripted["decode"]
-                notes.append(f"layout columns {written} are InferenceMAX labels; run as its launch scripts hard-coded them "
-                             f"({'low latency: tensor parallel' if ddp == 1 else 'max throughput: attention DP + DeepEP'})")
-            base["layout"] = f"P {_layout(ptp, ppp, pdp, pep, pw)} + D {_layout(dtp, dpp, ddp, dep_, dw)}"
-            base["num_gpus"] = pw * ptp * ppp * pdp + dw * dtp * dpp * ddp
-            if conc is None:
+            if conc is None:  # decode_batch_size is per attention-DP rank of the columns' layout
                 dbs = _int(row.get("decode_batch_size"))
                 if not dbs:
                     raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no decode_batch_size)")
                 conc = dbs * ddp * dw
                 notes.append(f"concurrency = decode_batch_size {dbs} x decode_dp {ddp} x decode workers {dw} (not recorded)")
             pools = {"prefill": (ptp, ppp, pdp, pep, pw), "decode": (dtp, dpp, ddp, dep_, dw)}
+            scripted = _inferencemax_gb200_sglang_layout(row, spec, base["system"], be.name, pools)  # rule 4b(iv)
+            if scripted:
+                notes.append(f"layout columns P {_layout(*pools['prefill'])} + D {_layout(*pools['decode'])} are InferenceMAX labels; "
+                             f"run as its launch scripts hard-coded them ({'low latency: tensor parallel' if scripted['decode'][2] == 1 else 'max throughput: attention DP + DeepEP'})")
+                pools = scripted
+            base["layout"] = f"P {_layout(*pools['prefill'])} + D {_layout(*pools['decode'])}"
+            base["num_gpus"] = sum(w_ * t_ * p_ * d_ for t_, p_, d_, _e, w_ in pools.values())
             engine = {}  # rule 8c: no disaggregated recipe is applied
             for pre, (t_, _p, d_, e_, _w) in pools.items():
                 _check_node_artefact(row, spec, gpu, t_, d_, e_, pre + "_")
