@@ -220,6 +220,27 @@ def test_allreduce_at_tp(llama8b, tp):
     assert ag.bytes == 3 * 128256 / tp * 4
 
 
+def test_fused_allreduce_norm_drops_the_norms_up_to_its_token_limit(llama8b):
+    """With the engine's all-reduce + residual + RMSNorm fusion, a layer's input and post-attention
+    norms run inside the all-reduces (no operator of their own) for up to `fused_norm_tokens`
+    tokens per attention rank; above it, at tp = 1 or with attention DP they are back."""
+    def norms(par, tokens, limit):
+        ops = build_ops(llama8b, par, BF16, uniform_batch([tokens]), fused_norm_tokens=limit)
+        return {o.name for o in ops if o.name in ("input_norm", "post_attn_norm", "residual_add")}, ops
+
+    unfused, base = norms(Parallel(tp=4), 100, 0)
+    assert unfused == {"input_norm", "post_attn_norm", "residual_add"}
+    fused, ops = norms(Parallel(tp=4), 100, 100)
+    assert fused == {"residual_add"}  # only the norms go: the residual add stays a kernel of its own
+    # nothing else changes: the all-reduces keep their bytes
+    assert [(o.name, o.bytes) for o in ops] == [(o.name, o.bytes) for o in base if o.name not in ("input_norm", "post_attn_norm")]
+    assert norms(Parallel(tp=4), 101, 100)[0] == unfused  # above the limit: separate kernels
+    assert norms(Parallel(tp=1), 100, 100)[0] == unfused  # no all-reduce to ride in
+    moe = get_model("mixtral-8x7b")
+    dp_ops = build_ops(moe, Parallel(tp=2, dp=2, ep=4), BF16, uniform_batch([100]), fused_norm_tokens=1000)
+    assert {"input_norm", "post_attn_norm"} <= {o.name for o in dp_ops}  # attention DP: no fusion
+
+
 # ------------------------------------------------------------------ sliding-window pairs
 
 

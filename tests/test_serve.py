@@ -1119,3 +1119,39 @@ def test_trtllm_kv_cache_is_its_fraction_of_the_memory_the_weights_leave():
         check_conservation(res, 4)
         kv[be] = res.summary["kv_capacity_tokens_per_engine"]
     assert kv["trtllm"] > 6 * kv["vllm"] > 0, kv
+
+
+def test_allreduce_norm_fusion_follows_each_engine():
+    """TRT-LLM fuses the all-reduce with the residual RMSNorm whenever TP runs without attention DP,
+    within its custom all-reduce's 8 MiB; SGLang only where it switches FlashInfer's fusion on itself
+    (DeepSeek-V3 architecture and gpt-oss, Blackwell, one node, no attention DP; 2048 tokens); vLLM's
+    default stays unfused. A deployment can force it either way."""
+    from llmsim.hardware import get_gpu
+    from llmsim.models import get_model
+    from llmsim.serving.backends import BACKENDS, Backend
+
+    ds, qwen, oss = get_model("deepseek-r1"), get_model("qwen3.5-397b-a17b"), get_model("gpt-oss-120b")
+    b200, gb200, h100 = get_gpu("b200"), get_gpu("gb200"), get_gpu("h100-sxm")
+    trt, sgl, vll = BACKENDS["trtllm"], BACKENDS["sglang"], BACKENDS["vllm"]
+    assert trt.fused_norm_tokens(ds, h100, tp=8) == (8 << 20) // (2 * 7168) == 585
+    assert trt.fused_norm_tokens(ds, b200, tp=1) == 0 and trt.fused_norm_tokens(ds, b200, tp=8, dp=2) == 0
+    assert sgl.fused_norm_tokens(ds, gb200, tp=4) == 2048  # one 4-GPU GB200 tray
+    assert sgl.fused_norm_tokens(ds, gb200, tp=8) == 0  # two trays: SGLang leaves it off
+    assert sgl.fused_norm_tokens(oss, b200, tp=8) == 2048
+    assert sgl.fused_norm_tokens(ds, h100, tp=8) == 0 and sgl.fused_norm_tokens(qwen, b200, tp=8) == 0
+    assert vll.fused_norm_tokens(ds, b200, tp=8) == 0
+    assert vll.fused_norm_tokens(ds, b200, tp=8, force=True) == 585 and trt.fused_norm_tokens(ds, b200, tp=8, force=False) == 0
+    with pytest.raises(LlmsimError, match="allreduce_norm_fusion"):
+        Backend("x", "vllm", 0.0, 1, 1, True, 0.9, allreduce_norm_fusion="always")
+
+    # simulated: SGLang DeepSeek-R1 decoding on one GB200 tray (TP4) gets faster per token with the
+    # fusion it runs; the same run with the fusion forced off is slower by the norms' launches
+    wl = make_workload(num_requests=8, isl=256, osl=64, concurrency=4, seed=0)
+    tpot = {}
+    for fusion in (None, False):
+        res = simulate(dep(model="deepseek-r1", backend="sglang", weight_dtype="fp8", kv_dtype="fp8",
+                           pool=Pool("gb200", tp=4), allreduce_norm_fusion=fusion), wl)
+        check_conservation(res, 8)
+        tpot[fusion] = res.summary["tpot_ms"]["mean"]
+    # 2 norms x 61 layers of ~3 us each: a few tenths of a ms per decode step
+    assert 0.1 < tpot[False] - tpot[None] < 1.0, tpot

@@ -42,6 +42,12 @@ tp-local head counts nh, nkv, head dim d):
         flops = 2 r n k_,  bytes = A n k_ w + r (k_ a + n o)    (only active experts' weights stream)
 
 where a, w, o are bytes per element of activations, weights and outputs.
+
+Norms: each layer runs an input RMSNorm, a post-attention RMSNorm and the residual add as kernels
+of their own, except where the engine fuses the tensor-parallel all-reduce with the residual add
+and RMSNorm after it (`fused_norm_tokens`, from `Backend.fused_norm_tokens`): up to that many
+tokens per attention rank, the two norms are part of the all-reduces before them and add no
+operator (their bytes are a few hidden-state rows; the launch is what they cost at decode).
 """
 
 from __future__ import annotations
@@ -199,8 +205,12 @@ def expected_active_experts(num_experts: int, k: int, tokens: float, zipf: float
 class OpBuilder:
     """Builds the per-GPU operator list for (model, layout, precision). Reused across batches."""
 
-    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision):
+    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, fused_norm_tokens: int = 0):
         self.m, self.par, self.prec = model, par, prec
+        # up to this many tokens per attention rank, the tensor-parallel all-reduces carry the
+        # residual add + RMSNorm after them (the engine's fused all-reduce kernel), so the layer's
+        # input_norm and post_attn_norm cost nothing of their own (`Backend.fused_norm_tokens`)
+        self.fused_norm_tokens = fused_norm_tokens if par.tp > 1 and par.dp == 1 else 0
         self.w_bytes = bytes_per_element(prec.weight)
         self.a_bytes = bytes_per_element(prec.act)
         self.kv_bytes = bytes_per_element(prec.kv)
@@ -355,7 +365,8 @@ class OpBuilder:
         dp_share = 1.0 / par.dp
         T = batch.num_tokens * dp_share  # tokens on this GPU's attention rank
         nh = self.nh
-        ops: list[Op] = [elementwise("input_norm", 2 * T * h * ACT_BYTES, 4 * T * h, c, tag)]
+        fused_norms = T <= self.fused_norm_tokens  # the norms ride in the all-reduces before them
+        ops: list[Op] = [] if fused_norms else [elementwise("input_norm", 2 * T * h * ACT_BYTES, 4 * T * h, c, tag)]
 
         if grp.attention == "linear":
             ops += self._linear_layer(batch, grp, T, dp_share)
@@ -394,7 +405,8 @@ class OpBuilder:
             ops.append(self._ga("o_proj", T, h, nh * d, c, tag))
         if par.tp > 1:
             ops.append(comm("attn_allreduce", "all_reduce", T * h * ACT_BYTES, par.tp, c, tag))
-        ops.append(elementwise("post_attn_norm", 3 * T * h * ACT_BYTES, 4 * T * h, c, tag))
+        if not fused_norms:
+            ops.append(elementwise("post_attn_norm", 3 * T * h * ACT_BYTES, 4 * T * h, c, tag))
 
         if grp.mlp == "dense":
             ops += self._mlp("mlp", T, m.intermediate_size // par.tp, c, tag)
@@ -490,8 +502,8 @@ class OpBuilder:
         return ops
 
 
-def build_ops(model: ModelSpec, par: Parallel, prec: Precision, batch: Batch) -> list[Op]:
-    return OpBuilder(model, par, prec).build(batch)
+def build_ops(model: ModelSpec, par: Parallel, prec: Precision, batch: Batch, fused_norm_tokens: int = 0) -> list[Op]:
+    return OpBuilder(model, par, prec, fused_norm_tokens).build(batch)
 
 
 def uniform_batch(prefill_lens: Sequence[int] = (), decode_ctx: Sequence[int] = ()) -> Batch:

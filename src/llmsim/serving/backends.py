@@ -142,6 +142,31 @@ never adjusted per benchmark row:
   TRT-LLM; MiniMax-M2.5 0.36-0.81 on B200 / B300 vLLM) while Llama-3.1-70B's matched (0.68-1.05).
   1.0 for TRT-LLM, 0.2 for vLLM and SGLang: an effective value for the whole fused-MoE path, not a
   kernel's efficiency. FITTED: see `MOE_EFFICIENCY`.
+- `allreduce_norm_fusion`: where the engine runs each tensor-parallel all-reduce and the
+  residual add + RMSNorm after it as one kernel, so those norms cost no launch of their own
+  (`fused_norm_tokens`, `OpBuilder` in `cost/ops.py`). 'tp' (TRT-LLM): its PyTorch models fuse
+  the all-reduce with RESIDUAL_RMS_NORM whenever tensor parallelism runs without attention DP
+  (DeepSeek-V3's and Llama's decoder layers; `TRTLLM_DEEPSEEK_EAGER_FUSION_DISABLED` /
+  `TRTLLM_LLAMA_EAGER_FUSION_DISABLED` turn it off), inside its one-shot / two-shot all-reduce
+  kernels, i.e. for messages up to `FUSED_ALLREDUCE_MAX_BYTES`; larger ones take NCCL and a
+  separate norm. 'flashinfer' (SGLang): `--enable-flashinfer-allreduce-fusion`, which SGLang
+  switches on by itself (server_args, sgl-project/sglang PR #12724, November 2025) for the
+  DeepSeek-V3 architecture and gpt-oss on Blackwell (SM100), on one node, without attention DP,
+  up to `FLASHINFER_FUSION_MAX_TOKENS` tokens per iteration; the InferenceX GB200 / GB300
+  low-latency recipes (srt-slurm `recipes/gb200-fp4/1k1k/low-latency.yaml` and siblings) rely on
+  it, and the decode worker of the one spanning two GB200 trays (TP8) runs without it. Later
+  SGLang versions extend the list (Qwen3 MoE, GLM-4.x MoE, Kimi-K2.5, Qwen3.5, also on Hopper);
+  llmsim keeps the November list, which every SGLang version in the shared rows has. vLLM
+  'off': vLLM fuses too (`fuse_allreduce_rms`, on by default at -O2 on Hopper / Blackwell with
+  TP > 1 since v0.17, B300 / GB300 since v0.19), but modelled on the rows of those versions it
+  made vLLM's train half worse (below), so its default stays unfused; `Deployment.allreduce_norm_fusion`
+  turns it on or off for any engine. Checked on 2026-11-24 (train / held-out criterion, mean of
+  TTFT and TPOT median APE): unfused everywhere 11.78 / 14.00; TRT-LLM and SGLang fused 11.67 /
+  14.06 (SGLang alone 11.77 / 13.97, TRT-LLM alone 11.69 / 14.07); with vLLM's too (its
+  versions and size limits) 11.89 / 14.22, vLLM's train TPOT 5.8 -> 6.8%. Fusing the residual
+  add into the next RMSNorm in every engine (fused_add_rmsnorm: the same bytes, one launch fewer
+  per layer), true of all three, scored 11.83 / 14.11 and is not modelled either: the fitted
+  kernel floors and bandwidth fractions were chosen with the separate kernels.
 - `memory_fraction` and `memory_fraction_of`: the engine's memory fraction and what it is a
   share of (`memory.model.memory_breakdown`). vLLM's gpu_memory_utilization 0.9 and SGLang's
   mem_fraction_static ≈ 0.88 are shares of the GPU's capacity, which weights, activations
@@ -376,6 +401,16 @@ LARGE_GPU_SEQS_GIB = 70.0
 LARGE_HBM_GIB = 160.0
 
 
+# The engines' custom (one-shot / two-shot, peer-memory) all-reduce handles messages up to this
+# size; the fused all-reduce + residual + RMSNorm runs inside it (`Backend.allreduce_norm_fusion`).
+FUSED_ALLREDUCE_MAX_BYTES = 8 << 20
+# SGLang's FlashInfer all-reduce fusion workspace: at most this many tokens per iteration.
+FLASHINFER_FUSION_MAX_TOKENS = 2048
+# The model architectures SGLang enables its FlashInfer fusion for on Blackwell (PR #12724).
+SGLANG_FUSION_ARCHITECTURES = ("deepseek_v3", "gpt_oss")
+ALLREDUCE_NORM_FUSIONS = ("off", "tp", "flashinfer")
+
+
 @dataclass(frozen=True)
 class Backend:
     name: str
@@ -406,6 +441,12 @@ class Backend:
     prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
     prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
     unchunked_budget_to_context: bool = True  # chunked prefill off: budget raised to the context length (vLLM)
+    allreduce_norm_fusion: str = "off"  # 'off' | 'tp' (TRT-LLM) | 'flashinfer' (SGLang): see above
+
+    def __post_init__(self) -> None:
+        if self.allreduce_norm_fusion not in ALLREDUCE_NORM_FUSIONS:
+            raise LlmsimError(f"unknown allreduce_norm_fusion {self.allreduce_norm_fusion!r}",
+                              hint=f"use one of {', '.join(ALLREDUCE_NORM_FUSIONS)}")
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -429,6 +470,24 @@ class Backend:
             return self.large_gpu_max_num_seqs
         return self.max_num_seqs
 
+    def fused_norm_tokens(self, model, gpu: GPUSpec, tp: int, pp: int = 1, dp: int = 1, force: bool | None = None) -> int:
+        """Most tokens per attention rank for which an iteration's all-reduces carry the RMSNorms
+        after them (`allreduce_norm_fusion`); 0: never. `force` (a deployment's
+        `allreduce_norm_fusion`): True fuses up to the custom all-reduce's message limit, False never."""
+        if tp <= 1 or dp > 1 or force is False:
+            return 0
+        tp_limit = int(FUSED_ALLREDUCE_MAX_BYTES // (2 * model.hidden_size))
+        if force:
+            return tp_limit
+        if self.allreduce_norm_fusion == "tp":
+            return tp_limit
+        if self.allreduce_norm_fusion == "flashinfer":
+            blackwell = gpu.vendor == "nvidia" and "fp4" in gpu.peak_tflops  # fp4 tensor cores: the SM100 parts
+            one_node = tp * pp * dp <= gpu.gpus_per_node
+            if blackwell and one_node and model.architecture in SGLANG_FUSION_ARCHITECTURES:
+                return FLASHINFER_FUSION_MAX_TOKENS
+        return 0
+
     def cost_model(self, gpu, kernels=None) -> CostModel:
         """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
         return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant,
@@ -447,12 +506,13 @@ BACKENDS: dict[str, Backend] = {
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False, unchunked_budget_to_context=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
-                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"]),
+                      prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
+                      allreduce_norm_fusion="flashinfer"),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],
-                      prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"]),
+                      prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"], allreduce_norm_fusion="tp"),
 }
 
 

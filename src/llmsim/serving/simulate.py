@@ -104,6 +104,9 @@ class Deployment:
     prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
     prefill_moe_layer_s: float | None = None  # None: the backend's (`Backend.prefill_moe_layer_s`)
     moe_efficiency: float | None = None  # None: the backend's (`Backend.moe_efficiency`)
+    # the tensor-parallel all-reduce and the RMSNorm after it run as one kernel (True), as
+    # separate kernels (False), or as the engine does (None: `Backend.allreduce_norm_fusion`)
+    allreduce_norm_fusion: bool | None = None
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
     frontend_s_per_token: float | None = None
@@ -220,7 +223,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   prefill_moe_layer_s=dep.prefill_moe_layer_s,
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
-                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s)
+                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
+                         be.fused_norm_tokens(spec, gpu, par.tp, par.pp, par.dp, dep.allreduce_norm_fusion))
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP

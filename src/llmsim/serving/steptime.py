@@ -145,7 +145,7 @@ class StepTimeModel:
 
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                  cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
-                 prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0):
+                 prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         self.cpu_overhead_s = cpu_overhead_s
         self.cpu_per_seq_s = cpu_per_seq_s
@@ -163,7 +163,8 @@ class StepTimeModel:
                                 + self.prefill_mla_layer_s * model.num_layers)
         # host time per sequence in the batch, per attention-DP rank (each rank schedules its own share)
         self._per_row_s = cpu_per_seq_s / max(par.dp, 1)
-        self.builder = OpBuilder(model, par, prec)
+        # the engine's all-reduce + residual + RMSNorm fusion (`Backend.fused_norm_tokens`)
+        self.builder = OpBuilder(model, par, prec, fused_norm_tokens)
         self._body: dict[int, float] = {}
         self._head: dict[int, float] = {}
         self._pre: dict[tuple[int, int], float] = {}
