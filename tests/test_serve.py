@@ -1127,20 +1127,21 @@ def test_allreduce_norm_fusion_follows_each_engine():
     (DeepSeek-V3 architecture and gpt-oss, Blackwell, one node, no attention DP; 2048 tokens); vLLM's
     default stays unfused. A deployment can force it either way."""
     from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel
     from llmsim.models import get_model
     from llmsim.serving.backends import BACKENDS, Backend
 
     ds, qwen, oss = get_model("deepseek-r1"), get_model("qwen3.5-397b-a17b"), get_model("gpt-oss-120b")
     b200, gb200, h100 = get_gpu("b200"), get_gpu("gb200"), get_gpu("h100-sxm")
     trt, sgl, vll = BACKENDS["trtllm"], BACKENDS["sglang"], BACKENDS["vllm"]
-    assert trt.fused_norm_tokens(ds, h100, tp=8) == (8 << 20) // (2 * 7168) == 585
-    assert trt.fused_norm_tokens(ds, b200, tp=1) == 0 and trt.fused_norm_tokens(ds, b200, tp=8, dp=2) == 0
-    assert sgl.fused_norm_tokens(ds, gb200, tp=4) == 2048  # one 4-GPU GB200 tray
-    assert sgl.fused_norm_tokens(ds, gb200, tp=8) == 0  # two trays: SGLang leaves it off
-    assert sgl.fused_norm_tokens(oss, b200, tp=8) == 2048
-    assert sgl.fused_norm_tokens(ds, h100, tp=8) == 0 and sgl.fused_norm_tokens(qwen, b200, tp=8) == 0
-    assert vll.fused_norm_tokens(ds, b200, tp=8) == 0
-    assert vll.fused_norm_tokens(ds, b200, tp=8, force=True) == 585 and trt.fused_norm_tokens(ds, b200, tp=8, force=False) == 0
+    assert trt.fused_norm_tokens(ds, h100, Parallel(tp=8)) == (8 << 20) // (2 * 7168) == 585
+    assert trt.fused_norm_tokens(ds, b200, Parallel(tp=1)) == 0 and trt.fused_norm_tokens(ds, b200, Parallel(tp=8, dp=2, ep=2)) == 0
+    assert sgl.fused_norm_tokens(ds, gb200, Parallel(tp=4)) == 2048  # one 4-GPU GB200 tray
+    assert sgl.fused_norm_tokens(ds, gb200, Parallel(tp=8)) == 0  # two trays: SGLang leaves it off
+    assert sgl.fused_norm_tokens(oss, b200, Parallel(tp=8)) == 2048
+    assert sgl.fused_norm_tokens(ds, h100, Parallel(tp=8)) == 0 and sgl.fused_norm_tokens(qwen, b200, Parallel(tp=8)) == 0
+    assert vll.fused_norm_tokens(ds, b200, Parallel(tp=8)) == 0
+    assert vll.fused_norm_tokens(ds, b200, Parallel(tp=8), force=True) == 585 and trt.fused_norm_tokens(ds, b200, Parallel(tp=8), force=False) == 0
     with pytest.raises(LlmsimError, match="allreduce_norm_fusion"):
         Backend("x", "vllm", 0.0, 1, 1, True, 0.9, allreduce_norm_fusion="always")
 
@@ -1153,5 +1154,6 @@ def test_allreduce_norm_fusion_follows_each_engine():
                            pool=Pool("gb200", tp=4), allreduce_norm_fusion=fusion), wl)
         check_conservation(res, 8)
         tpot[fusion] = res.summary["tpot_ms"]["mean"]
+        assert res.summary["fused_norm_tokens"] == (2048 if fusion is None else 0)  # the summary says which ran
     # 2 norms x 61 layers of ~3 us each: a few tenths of a ms per decode step
     assert 0.1 < tpot[False] - tpot[None] < 1.0, tpot

@@ -76,7 +76,7 @@ def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision,
     return step_time_model(spec, par, prec, backend.cost_model(gpu, resolve_kernels(kernels, gpu)), backend.cpu_overhead_s,
                            backend.cpu_per_seq_s, backend.prefill_layer_s, backend.prefill_moe_layer_s,
                            backend.prefill_table_moe_layer_s, backend.prefill_mla_layer_s,
-                           backend.fused_norm_tokens(spec, gpu, par.tp, par.pp, par.dp))
+                           backend.fused_norm_tokens(spec, gpu, par))
 
 
 def cache_size() -> int:

@@ -200,6 +200,7 @@ from dataclasses import dataclass, replace
 from ..cost.model import CostModel
 from ..errors import LlmsimError
 from ..hardware.spec import GPUSpec
+from ..layout import Parallel
 
 
 # Host time per sequence in an iteration (scheduling, input preparation and output handling
@@ -470,11 +471,12 @@ class Backend:
             return self.large_gpu_max_num_seqs
         return self.max_num_seqs
 
-    def fused_norm_tokens(self, model, gpu: GPUSpec, tp: int, pp: int = 1, dp: int = 1, force: bool | None = None) -> int:
+    def fused_norm_tokens(self, model, gpu: GPUSpec, par: Parallel, force: bool | None = None) -> int:
         """Most tokens per attention rank for which an iteration's all-reduces carry the RMSNorms
-        after them (`allreduce_norm_fusion`); 0: never. `force` (a deployment's
-        `allreduce_norm_fusion`): True fuses up to the custom all-reduce's message limit, False never."""
-        if tp <= 1 or dp > 1 or force is False:
+        after them (`allreduce_norm_fusion`) in layout `par`; 0: never (no tensor parallelism, or
+        attention DP). `force` (a deployment's `allreduce_norm_fusion`): True fuses up to the
+        custom all-reduce's message limit, False never."""
+        if par.tp <= 1 or par.dp > 1 or force is False:
             return 0
         tp_limit = int(FUSED_ALLREDUCE_MAX_BYTES // (2 * model.hidden_size))
         if force:
@@ -483,7 +485,7 @@ class Backend:
             return tp_limit
         if self.allreduce_norm_fusion == "flashinfer":
             blackwell = gpu.vendor == "nvidia" and "fp4" in gpu.peak_tflops  # fp4 tensor cores: the SM100 parts
-            one_node = tp * pp * dp <= gpu.gpus_per_node
+            one_node = par.num_gpus <= gpu.gpus_per_node
             if blackwell and one_node and model.architecture in SGLANG_FUSION_ARCHITECTURES:
                 return FLASHINFER_FUSION_MAX_TOKENS
         return 0

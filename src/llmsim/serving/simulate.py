@@ -224,7 +224,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
                          be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
-                         be.fused_norm_tokens(spec, gpu, par.tp, par.pp, par.dp, dep.allreduce_norm_fusion))
+                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion))
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
@@ -627,6 +627,10 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "prefill_moe_layer_s": float(builds[0].st.prefill_moe_layer_s),
         # and per layer of a multi-head-latent-attention model (0 for others), roofline GPUs only
         "prefill_mla_layer_s": float(builds[0].st.prefill_mla_layer_s),
+        # tokens per attention rank up to which the engine that decodes runs each tensor-parallel
+        # all-reduce and the RMSNorm after it as one kernel (0: separate norm kernels;
+        # `Backend.allreduce_norm_fusion`)
+        "fused_norm_tokens": int(builds[-1].st.builder.fused_norm_tokens),
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
         "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
