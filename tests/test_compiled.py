@@ -54,6 +54,7 @@ cases = {
     "replicas": (dep(pool=Pool("h100-sxm", workers=3), max_num_batched_tokens=512, router="round_robin"), open_wl, False),
     "batch_wait": (dep(max_num_batched_tokens=4096, batch_wait_iters=10, batch_wait_tokens_ratio=0.8), open_wl, False),
     "recv_interval": (dep(backend="sglang", max_num_batched_tokens=1024, recv_interval_iters=10), open_wl, False),
+    "overlap_closed": (dep(backend="trtllm", max_num_batched_tokens=2048), make_workload(num_requests=120, input_dist="uniform:100,3000", output_dist="uniform:1,200", concurrency=6, seed=1, client_jitter_s=0.003), False),
     "prefix_streaming": (dep(prefix_caching=True), prefix_wl, True),
 }
 out = {"compiled": engine_mod.__file__.endswith((".so", ".pyd"))}

@@ -599,7 +599,7 @@ def _no_macro_steps(monkeypatch):
 
 
 @pytest.mark.parametrize("case", ["open_chunked", "open_whole", "open_unmixed", "closed", "preempt", "disagg", "replicas", "batch_wait",
-                                  "recv_interval", "recv_interval_mixed", "adp_balance"])
+                                  "recv_interval", "recv_interval_mixed", "adp_balance", "overlap", "overlap_closed", "overlap_disagg"])
 def test_macro_steps_do_not_change_results(case, monkeypatch):
     # a macro step runs a prompt's chunks, its last chunk and the decode runs after it in one go
     # while nothing else can happen first; it must reproduce the event loop exactly
@@ -616,6 +616,9 @@ def test_macro_steps_do_not_change_results(case, monkeypatch):
         "recv_interval": (dep(backend="sglang", max_num_batched_tokens=1024, recv_interval_iters=10), open_wl),
         "recv_interval_mixed": (dep(max_num_batched_tokens=512, recv_interval_iters=7), open_wl),
         "adp_balance": (dep(**_ADP_MOE, adp_balance_timeout_iters=20, adp_balance_batching_iters=3), open_wl),
+        "overlap": (dep(max_num_batched_tokens=512, overlap_scheduling=True), open_wl),
+        "overlap_closed": (dep(backend="sglang", recv_interval_iters=5), make_workload(num_requests=150, input_dist="uniform:100,3000", output_dist="uniform:1,200", concurrency=6, seed=1, client_jitter_s=0.003)),
+        "overlap_disagg": (dep(backend="sglang", prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"), max_num_batched_tokens=512), open_wl),
     }[case]
     fast = simulate(d, wl)
     _no_macro_steps(monkeypatch)
@@ -854,6 +857,39 @@ def test_receive_interval_delays_new_requests_while_decodes_run():
     check_conservation(d, 20)
 
 
+def test_overlap_scheduling_delays_new_requests_by_one_iteration():
+    # an overlapping loop schedules iteration k+1 while k runs: a request arriving during k runs in
+    # k+2 instead of k+1, i.e. one iteration later; an idle engine takes it at once
+    from llmsim.serving.backends import BACKENDS, ENGINE_ROLES, Backend
+
+    def run(n=60, c=4, **kw):
+        wl = make_workload(num_requests=n, isl=512, osl=64, concurrency=c, seed=5, client_jitter_s=0.005)
+        return simulate(dep(**kw), wl)
+
+    off, on = run(overlap_scheduling=False), run(overlap_scheduling=True)
+    check_conservation(on, 60)
+    assert off.summary["overlap_scheduling"] == [False] and on.summary["overlap_scheduling"] == [True]
+    assert run().summary["overlap_scheduling"] == [False]  # vLLM's default here
+    step_ms = off.summary["tpot_ms"]["mean"]
+    extra_ms = on.summary["ttft_ms"]["mean"] - off.summary["ttft_ms"]["mean"]
+    # one more iteration: a decode step, or longer when another prompt's prefill shares it
+    assert 0.8 * step_ms < extra_ms < 3 * on.summary["tpot_ms"]["mean"], (extra_ms, step_ms)
+    # one client: the engine has nothing to run when the next prompt arrives -- no delay
+    one = [run(n=6, c=1, overlap_scheduling=f) for f in (False, True)]
+    assert one[0].requests.t_first == one[1].requests.t_first
+    # disaggregated: a decode worker with an overlapping loop takes a KV hand-off one iteration
+    # later, and SGLang's client sees its first token from the decode worker
+    kw = dict(backend="sglang", prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"))
+    d_off, d_on = run(n=30, overlap_scheduling=False, **kw), run(n=30, **kw)
+    check_conservation(d_on, 30)
+    assert d_on.summary["overlap_scheduling"] == [True, True]  # SGLang: both pools
+    assert d_on.summary["ttft_ms"]["mean"] > d_off.summary["ttft_ms"]["mean"]
+    # the engines' own settings, and a bad role
+    assert BACKENDS["sglang"].overlap_scheduling == ENGINE_ROLES
+    with pytest.raises(LlmsimError, match="overlap_scheduling"):
+        Backend("x", "vllm", 0.0, 1, 1, True, 0.9, overlap_scheduling=("agg",))
+
+
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True])
 def test_bad_receive_interval(bad):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
@@ -922,9 +958,9 @@ def test_prefill_mla_layer_time_applies_to_mla_models_on_roofline_gpus():
     assert StepTimeModel(oss, Parallel(tp=2), fp8, CostModel(b200), prefill_mla_layer_s=h).prefill_fixed_s == 0.0
     tabled = StepTimeModel(ds, Parallel(tp=8), fp8, CostModel(h100, resolve_kernels("auto", h100)), prefill_mla_layer_s=h)
     assert tabled.prefill_fixed_s == 0.0 and tabled.prefill_mla_layer_s == 0.0
-    # TRT-LLM: 0.25 ms per layer + 0.75 ms per MoE layer + 0.75 ms per MLA layer; the others none per MLA layer
+    # TRT-LLM: 0.125 ms per layer + 0.75 ms per MoE layer + 0.75 ms per MLA layer; the others none per MLA layer
     trt = BACKENDS["trtllm"]
-    assert (trt.prefill_layer_s, trt.prefill_moe_layer_s, trt.prefill_mla_layer_s) == (0.25e-3, 0.75e-3, 0.75e-3)
+    assert (trt.prefill_layer_s, trt.prefill_moe_layer_s, trt.prefill_mla_layer_s) == (0.125e-3, 0.75e-3, 0.75e-3)
     assert BACKENDS["vllm"].prefill_mla_layer_s == BACKENDS["sglang"].prefill_mla_layer_s == 0.0
     wl = make_workload(num_requests=2, isl=1000, osl=10, concurrency=1, seed=0)
     r = simulate(Deployment(model="deepseek-v3", pool=Pool("b200-sxm", tp=8), weight_dtype="fp8", backend="trtllm"), wl).summary

@@ -302,7 +302,7 @@ def test_kernels_option_applies_to_matching_gpus_only(tmp_path):
 
 def test_aiconfigurator_gap_analysis_rows_run_the_generators_benchmark_recipe():
     # rule 8d: AIConfigurator's benchmark-mode rules size an aggregated worker's token budget to
-    # max_batch_size + ISL + 1500 per attention-DP rank; applied to vLLM gap-analysis rows only
+    # max_batch_size + ISL + 1500 per attention-DP rank; applied to vLLM and TRT-LLM gap-analysis rows
     from llmsim.serving.validate import AIC_RECIPE_BACKENDS, aiconfigurator_engine_settings, build_deployment, plan_row
 
     gap = "source_file=/x/aic-auto-gap-analysis/data/h100_sxm/vllm/0.12.0/Qwen_Qwen3-32B.csv; silicon_concurrency=8"
@@ -324,8 +324,9 @@ def test_aiconfigurator_gap_analysis_rows_run_the_generators_benchmark_recipe():
     copy = "source_file=qwen3-32b-gap-analysis.csv; silicon_concurrency=8"  # a gap analysis of InferenceX rows
     assert plan_row(row(id="q32_copy_c8", **dict(base, silicon_data_source=copy))).dep_kwargs["engine"] == {}
     assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "vllm", "disagg", 1024, 8) == {}
-    assert AIC_RECIPE_BACKENDS == ("vllm",)
-    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "trtllm", "agg", 1024, 8) == {}
+    assert AIC_RECIPE_BACKENDS == ("vllm", "trtllm")
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "trtllm", "agg", 1024, 8) == {"max_num_batched_tokens": 8 + 1024 + 1500}
+    assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "trtllm", "disagg", 1024, 8) == {}
     assert aiconfigurator_engine_settings({"silicon_data_source": gap}, "sglang", "agg", 1024, 8) == {}
     # the smaller budget splits the clients' lock-step prefill: the simulated TTFT falls against the
     # same benchmark (fixed lengths) from a source without the recipe

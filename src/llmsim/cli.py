@@ -130,6 +130,9 @@ def serve(
     allreduce_norm_fusion: Optional[bool] = typer.Option(
         None, "--allreduce-norm-fusion/--no-allreduce-norm-fusion",
         help="tensor-parallel all-reduce and the RMSNorm after it as one kernel (default: as the backend does; trtllm yes, sglang for DeepSeek-V3 / gpt-oss on one Blackwell node, vllm no)"),
+    overlap_scheduling: Optional[bool] = typer.Option(
+        None, "--overlap-scheduling/--no-overlap-scheduling",
+        help="the engine schedules the next iteration while one runs, so a new request waits one iteration more (default: as the backend does; sglang yes)"),
     static_batching: bool = typer.Option(False, help="baseline: admit a new batch only when the previous one is done"),
     batch_wait_iters: int = typer.Option(0, help="hold new prefill work back for up to N iterations while decodes run (TRT-LLM batch_wait_timeout_iters; 0 = off)"),
     batch_wait_tokens_ratio: float = typer.Option(0.0, help="with --batch-wait-iters: held work runs once prompts + decodes reach this share of the token budget "
@@ -191,7 +194,8 @@ def serve(
         prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
         decode=Pool(decode_gpu or gpu, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers) if disagg else None,
         backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion, static_batching=static_batching,
+        max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion,
+        overlap_scheduling=overlap_scheduling, static_batching=static_batching,
         block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
         cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,

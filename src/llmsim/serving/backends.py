@@ -167,6 +167,19 @@ never adjusted per benchmark row:
   add into the next RMSNorm in every engine (fused_add_rmsnorm: the same bytes, one launch fewer
   per layer), true of all three, scored 11.83 / 14.11 and is not modelled either: the fitted
   kernel floors and bandwidth fractions were chosen with the separate kernels.
+- `overlap_scheduling`: the engine roles whose scheduler loop overlaps the CPU with the GPU: it
+  polls for new requests and schedules iteration k+1 while iteration k runs, then waits for k's
+  results, so a request that arrives during iteration k first runs in k+2 -- one iteration later
+  than a blocking loop, which polls after k and runs it in k+1 (`EngineConfig.overlap_scheduling`).
+  In a closed loop the client's next request arrives just after its previous one's last token,
+  i.e. during the next iteration, so it waits two more iterations instead of one. SGLang: every
+  role (`event_loop_overlap`, and `event_loop_overlap_disagg_prefill` / `_decode` for PD workers;
+  `--disable-overlap-schedule` is off by default since v0.4, December 2024; read in
+  sgl-project/sglang `python/sglang/srt/managers/scheduler.py`: recv_requests ->
+  get_next_batch_to_run -> run_batch launches the batch -> process_batch_result of the previous
+  one). TRT-LLM's PyExecutor (`_executor_loop_overlap`, on unless `disable_overlap_scheduler`) and
+  vLLM's async scheduling have the same structure; see `OVERLAP_SCHEDULING` for why llmsim does
+  not switch them on by default.
 - `memory_fraction` and `memory_fraction_of`: the engine's memory fraction and what it is a
   share of (`memory.model.memory_breakdown`). vLLM's gpu_memory_utilization 0.9 and SGLang's
   mem_fraction_static ≈ 0.88 are shares of the GPU's capacity, which weights, activations
@@ -280,7 +293,10 @@ DISAGG_HANDOFF_S = {"vllm": 0.15, "sglang": 0.15, "trtllm": 0.0}
 # and 16.69 at s = 1 with the fixed times x 1.5; held-out 17.91 / 17.85 / 18.22 / 17.95. gpt-oss
 # TPOT improved (predicted / measured 1.22-1.36 -> 1.06-1.11 at c > 16, s = 1), but DeepSeek's TPOT
 # fell under (0.84-0.88) and every B200 model's high-concurrency TTFT fell further under, so s = 0.
-PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 0.25e-3}
+# Refitted with TRT-LLM's overlap scheduling (`OVERLAP_SCHEDULING`, 2026-11-24), which adds an
+# iteration of waiting to every new request the fixed times had partly stood for: TRT-LLM 0.25 ->
+# 0.125 ms (its grid: the comment on `OVERLAP_SCHEDULING`).
+PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 0.125e-3}
 
 # Share of the dense GEMM's compute rate that the engine's fused-MoE expert GEMMs reach on their
 # useful FLOPs, per backend (`Backend.moe_efficiency`, `CostModel.moe_efficiency`). FITTED jointly
@@ -411,6 +427,38 @@ FLASHINFER_FUSION_MAX_TOKENS = 2048
 SGLANG_FUSION_ARCHITECTURES = ("deepseek_v3", "gpt_oss")
 ALLREDUCE_NORM_FUSIONS = ("off", "tp", "flashinfer")
 
+# an engine's roles: aggregated ('both': prefill and decode), or one side of a disaggregated pair
+ENGINE_ROLES = ("both", "prefill", "decode")
+
+# Overlap scheduling (`Backend.overlap_scheduling`): the engine roles whose loop overlaps.
+# - SGLang: every role (`event_loop_overlap`; `event_loop_overlap_disagg_prefill` / `_decode` for
+#   PD workers), its default since v0.4 (`--disable-overlap-schedule` off).
+# - TRT-LLM: aggregated and decode (generation) workers. The PyTorch backend's PyExecutor runs
+#   `_executor_loop_overlap` unless `disable_overlap_scheduler` is set, and its disaggregated
+#   context (prefill) servers set it, since the overlap loop did not serve context-only requests.
+# - vLLM: none, although async scheduling (`SchedulerConfig.async_scheduling`, auto-enabled from
+#   vLLM 0.14, January 2026, vllm-project/vllm PR #27614) has the same structure; its author's own
+#   measurement (PR #19970) reports TTFT "slightly up": new requests wait one more step. Modelled on
+#   the vLLM rows of versions >= 0.14 (727 of them) it made vLLM's train half worse at every fixed
+#   prefill time tried (vLLM's train criterion 8.92 -> 9.89 at its 0.5 ms, 10.41 at 0.25, 15.75 at 0;
+#   held-out 10.23 -> 11.08 / 10.74 / 17.20): vLLM's other fitted parts (o_proj quantisation, fp4
+#   stream fraction, `MOE_EFFICIENCY`) were chosen without it and would have to be refitted
+#   together. `Deployment.overlap_scheduling` turns it on for any engine.
+# Checked on 2026-11-24 on the shared silicon rows (criterion: mean of TTFT and TPOT median APE, train
+# / held-out halves): none 11.67 / 14.06; SGLang, every role 11.56 / 13.64 (agg and prefill only
+# 11.53 / 13.66, agg only 11.56 / 13.68: one fact, so every role). TRT-LLM then, with the
+# AIConfigurator recipe its collector rows ran (`llmsim.serving.validate` rule 8d: without it the
+# overlap made TRT-LLM's train TTFT 20.5 -> 27.0%) and the fixed prefill times refitted (TRT-LLM's
+# own train / held-out criterion; (prefill_layer_s, prefill_moe_layer_s, prefill_mla_layer_s) in ms,
+# every role overlapping unless noted): before 13.79 / 16.28; (0.25, 0.75, 0.75) 14.05 / 13.45;
+# (0.125, 0.75, 0.75) 13.58 / 13.74, without the prefill role 13.65 / 13.83; (0, 0.75, 0.75)
+# 13.45 / 14.06; (0.25, 0.5, 0.75) 13.62 / 13.16, without the prefill role 13.62 / 13.33;
+# (0.125, 0.5, 0.75) 14.11 / 13.40; (0.25, 0.75, 0.5) 14.11 / 12.98; (0.25, 0.5, 0.5) 14.09 /
+# 13.21; (0, 0.5, 0.75) without the prefill role 15.55 / 14.33. Whole criterion with (0.125, 0.75,
+# 0.75) and TRT-LLM's fact-based roles: 11.36 / 12.90 ((0.25, 0.5, 0.75): 11.63 / 12.72; (0, 0.75,
+# 0.75), every role: 11.52 / 13.02) -> 0.125 ms per layer, the MoE and MLA parts unchanged.
+OVERLAP_SCHEDULING: dict[str, tuple[str, ...]] = {"vllm": (), "sglang": ENGINE_ROLES, "trtllm": ("both", "decode")}
+
 
 @dataclass(frozen=True)
 class Backend:
@@ -443,11 +491,16 @@ class Backend:
     prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
     unchunked_budget_to_context: bool = True  # chunked prefill off: budget raised to the context length (vLLM)
     allreduce_norm_fusion: str = "off"  # 'off' | 'tp' (TRT-LLM) | 'flashinfer' (SGLang): see above
+    overlap_scheduling: tuple[str, ...] = ()  # engine roles ('both', 'prefill', 'decode') whose loop overlaps: see above
 
     def __post_init__(self) -> None:
         if self.allreduce_norm_fusion not in ALLREDUCE_NORM_FUSIONS:
             raise LlmsimError(f"unknown allreduce_norm_fusion {self.allreduce_norm_fusion!r}",
                               hint=f"use one of {', '.join(ALLREDUCE_NORM_FUSIONS)}")
+        bad = [r for r in self.overlap_scheduling if r not in ENGINE_ROLES]
+        if bad:
+            raise LlmsimError(f"unknown engine role(s) {', '.join(map(repr, bad))} in overlap_scheduling",
+                              hint=f"use any of {', '.join(ENGINE_ROLES)}")
 
     def batched_tokens(self, gpu: GPUSpec, dp: int = 1) -> int:
         """Default token budget (tokens per iteration) of a replica with `dp` attention-DP ranks on
@@ -503,18 +556,20 @@ BACKENDS: dict[str, Backend] = {
     "vllm": Backend("vllm", "vllm", 1.0e-3, 256, 8192, True, 0.90, fused_act_quant=True, unfused_quant_ops=("o_proj",),
                     disagg_handoff_s=DISAGG_HANDOFF_S["vllm"], large_gpu_max_num_seqs=1024,
                     prefill_layer_s=PREFILL_LAYER_S["vllm"], moe_efficiency=MOE_EFFICIENCY["vllm"],
-                    prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["vllm"]),
+                    prefill_moe_layer_s=PREFILL_MOE_LAYER_S["vllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["vllm"],
+                    overlap_scheduling=OVERLAP_SCHEDULING["vllm"]),
     "sglang": Backend("sglang", "vllm", 0.6e-3, 256, 8192, True, 0.88, kv_reserve_output=0.7, kv_reserve_cap_tokens=4096,
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False, unchunked_budget_to_context=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
-                      allreduce_norm_fusion="flashinfer"),
+                      allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],
-                      prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"], allreduce_norm_fusion="tp"),
+                      prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"], allreduce_norm_fusion="tp",
+                      overlap_scheduling=OVERLAP_SCHEDULING["trtllm"]),
 }
 
 

@@ -21,6 +21,10 @@ What it models (vLLM / SGLang / TRT-LLM style):
 - receive intervals (SGLang's --scheduler-recv-interval, 1 = off by default): while only decodes
   run, the scheduler takes new requests in every N decode iterations, right after a prefill
   iteration, or at once when idle (`EngineConfig.recv_interval_iters`);
+- overlap scheduling (SGLang's overlap scheduler, TRT-LLM's PyExecutor overlap loop, vLLM's async
+  scheduling): the scheduler picks iteration k+1's batch while iteration k runs, so a request
+  that reaches a busy engine during iteration k is first scheduled in k+2, one iteration later
+  than with a blocking loop (`EngineConfig.overlap_scheduling`);
 - paged KV cache of `kv_capacity_tokens` in blocks of `block_size` tokens; when the next
   iteration needs more blocks than are free, the most recently admitted request is
   preempted (LIFO, as vLLM): 'recompute' drops its KV and re-prefills prompt + generated
@@ -135,6 +139,13 @@ class EngineConfig:
     # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
     # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
     first_token_here: bool = False
+    # overlap scheduling: the engine's loop polls for new requests and schedules iteration k+1 at
+    # the start of iteration k, then waits for k's results (SGLang's event_loop_overlap, TRT-LLM's
+    # _executor_loop_overlap, vLLM's async scheduling). A request (or, on a decode engine, a KV
+    # hand-off) that arrives while an iteration runs therefore joins the iteration after next; one
+    # that reaches an engine with nothing to run is taken at once. False: a blocking loop, where it
+    # joins the next iteration
+    overlap_scheduling: bool = False
 
 
 _VER_STEP = 1 << 32  # a request's version is (times its heap entry was invalidated) * _VER_STEP + request id
@@ -354,11 +365,17 @@ class Engine:
         self._recv_n = cfg.recv_interval_iters if cfg.recv_interval_iters > 1 and cfg.role != "decode" else 1
         self.inbox: deque[int] = deque()
         self._recv_anchor = 0
+        # overlap scheduling: (arrival time, rid) of requests that arrived while an iteration ran,
+        # not yet seen by the scheduler, and the start of the engine's latest iteration (requests
+        # that arrived by then were polled when the iteration after it was scheduled)
+        self.lagged: deque[tuple[float, int]] = deque()
+        self._iter_start = 0.0
 
     # ------------------------------------------------------------------ queries
     @property
     def idle(self) -> bool:
-        return not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming or self.inbox)
+        return not (self.waiting or self.prefilling or self.n_dec or self.swapped or self.incoming or self.inbox
+                    or self.lagged)
 
     def blocks_used(self, extra_decode_ticks: int = 0) -> float:
         B, n = self.cfg.block_size, self.n_dec
@@ -386,11 +403,34 @@ class Engine:
         self.outstanding += 1
         r = self.r
         r.engine[rid] = self.eid
+        if self.cfg.role != "decode":
+            r.ptotal[rid] = r.inp[rid]
+        if self.cfg.overlap_scheduling and (self.busy_until > now or (self.busy_until == now and not self.idle)):
+            # an iteration is running (or the next one, already scheduled, starts now): the
+            # scheduler sees this request only when it schedules the iteration after next
+            self.lagged.append((now, rid))
+        else:
+            self._queue(rid)
+
+    def _queue(self, rid: int) -> None:
+        """The scheduler has seen request rid: it waits for admission (decode role: its KV has arrived)."""
         if self.cfg.role == "decode":
             self.incoming.append(rid)
         else:
-            r.ptotal[rid] = r.inp[rid]
             (self.inbox if self._recv_n > 1 else self.waiting).append(rid)
+
+    def _unlag(self, now: float) -> int:
+        """Overlap scheduling, at an iteration boundary: queue the requests the scheduler polled
+        when it scheduled the iteration starting now -- those that arrived by the start of the
+        iteration that just ended, or all of them if the engine had nothing running (its loop was
+        idle, polling). Returns 1 if some are left for the next boundary, else 0."""
+        cut = self._iter_start
+        if self.busy_until < now or not (self.n_dec or self.prefilling or self.waiting or self.swapped or self.incoming):
+            cut = math.inf
+        lagged = self.lagged
+        while lagged and lagged[0][0] <= cut:
+            self._queue(lagged.popleft()[1])
+        return 1 if lagged else 0
 
     def _poll(self) -> int:
         """Receive interval: move the inbox to the waiting queue if the scheduler polls at this
@@ -472,6 +512,7 @@ class Engine:
         # make room for the next decode token of every running sequence
         while self.n_dec and self.blocks_used(1) > self.cap_blocks and len(self.running) > 1:
             extra_s += self._preempt_one(now)
+        lag_k = self._unlag(now) if self.lagged else 0  # 1: requests wait one more iteration
         if self.swapped:
             extra_s = self._swap_in(extra_s)
         if self.incoming:
@@ -479,6 +520,8 @@ class Engine:
         if cfg.adp_balance_timeout_iters and self.n_dec < cfg.adp_ranks:
             self._adp_anchor = self.num_iterations  # attention-DP balance: a rank without decodes restarts the counter
         recv_k = self._poll() if self.inbox else 0  # > 0: decode iterations until the next poll
+        if lag_k:
+            recv_k = lag_k
 
         if self.waiting or self.prefilling:
             chunks, finishing = self._schedule_prefill(now)
@@ -495,7 +538,7 @@ class Engine:
         if chunks and cfg.adp_balance_timeout_iters:
             k = self._adp_hold(len(chunks))
             if k:  # context work held back: decodes only, to the counter's wrap or the next arrival
-                end = self._decode_run(now, next_arrival, extra_s, max_k=k)
+                end = self._decode_run(now, next_arrival, extra_s, max_k=lag_k or k)
                 return end
         if not chunks:
             if self.n_dec == 0:
@@ -508,7 +551,7 @@ class Engine:
         # chunk; the scheduler polls its inbox after every prefill iteration)
         if (len(chunks) == 1 and not finishing and len(self.prefilling) == 1 and self.mixing and not self.swapped
                 and chunks[0][0] < self._chunk_cap and not cfg.batch_wait_iters and not cfg.adp_balance_timeout_iters
-                and not self.inbox):
+                and not self.inbox and not self.lagged):
             end = self._chunk_run(now, chunks[0], extra_s)
             rid = self.prefilling[0]
             p = self.r.prefilled[rid]
@@ -567,7 +610,7 @@ class Engine:
         of this engine finished if completions may queue new events, nothing waits for admission
         or swap-in, no preemption is due, and the scheduler is not a static batcher."""
         return (t < horizon and (self.outstanding == outstanding or not self.finish_queues_events)
-                and not self.waiting and not self.swapped and not self.inbox
+                and not self.waiting and not self.swapped and not self.inbox and not self.lagged
                 and not self.incoming and not self.cfg.static_batching
                 and not (self.n_dec and len(self.running) > 1 and self.blocks_used(1) > self.cap_blocks))
 
@@ -840,6 +883,7 @@ class Engine:
                 self._join_decode(rid, gen)
         self.num_iterations += 1
         self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
+        self._iter_start = now
         return self._finish_step(now, end)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
@@ -876,6 +920,7 @@ class Engine:
         r.prefilled[rid] = p
         self.num_iterations += iterations
         self._recv_anchor = self.num_iterations
+        self._iter_start = end - t
         return self._finish_step(now, end)
 
     def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0) -> None:
@@ -965,6 +1010,7 @@ class Engine:
             self._stall_s = 0.0
         self._advance_ticks(k, end, v0, c0, a + b * (h + (k - 1)) / 2, n * (k - h))
         self.num_iterations += k
+        self._iter_start = end - (a + b * (k - 1))
         return self._finish_step(now, end)
 
     def _finish_step(self, now: float, end: float) -> float:

@@ -107,6 +107,10 @@ class Deployment:
     # the tensor-parallel all-reduce and the RMSNorm after it run as one kernel (True), as
     # separate kernels (False), or as the engine does (None: `Backend.allreduce_norm_fusion`)
     allreduce_norm_fusion: bool | None = None
+    # overlap scheduling: the engines schedule the next iteration while one runs, so a new request
+    # waits one iteration more (True), a blocking loop (False), or as the engine does for each
+    # role (None: `Backend.overlap_scheduling`)
+    overlap_scheduling: bool | None = None
     # serial front end: seconds per prompt token before a request reaches an engine (None: the
     # backend's `Backend.frontend_s_per_token`)
     frontend_s_per_token: float | None = None
@@ -250,6 +254,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         adp_balance_timeout_iters=adp_t,
         adp_balance_batching_iters=int(dep.adp_balance_batching_iters) if adp_t else 0,
         adp_ranks=par.dp,
+        overlap_scheduling=role in be.overlap_scheduling if dep.overlap_scheduling is None else bool(dep.overlap_scheduling),
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -631,6 +636,10 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # all-reduce and the RMSNorm after it as one kernel (0: separate norm kernels;
         # `Backend.allreduce_norm_fusion`)
         "fused_norm_tokens": int(builds[-1].st.builder.fused_norm_tokens),
+        # the engines' loops schedule the next iteration while one runs: a new request (a KV
+        # hand-off on a decode engine) that reaches a busy engine waits one iteration more
+        # (`Backend.overlap_scheduling`); one entry per pool (prefill pool first when disaggregated)
+        "overlap_scheduling": [bool(b.cfg.overlap_scheduling) for b in builds],
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
         "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
