@@ -884,8 +884,16 @@ def test_overlap_scheduling_delays_new_requests_by_one_iteration():
     check_conservation(d_on, 30)
     assert d_on.summary["overlap_scheduling"] == [True, True]  # SGLang: both pools
     assert d_on.summary["ttft_ms"]["mean"] > d_off.summary["ttft_ms"]["mean"]
-    # the engines' own settings, and a bad role
+    # TRT-LLM's disaggregated context servers run without the overlap, its generation servers with it
+    t = run(n=10, **dict(kw, backend="trtllm"))
+    check_conservation(t, 10)
+    assert t.summary["overlap_scheduling"] == [False, True]
+    # the engines' own settings, a bad role, and a setting that is not a bool
     assert BACKENDS["sglang"].overlap_scheduling == ENGINE_ROLES
+    assert BACKENDS["trtllm"].overlap_scheduling == ("both", "decode") and BACKENDS["vllm"].overlap_scheduling == ()
+    for name in ("overlap_scheduling", "allreduce_norm_fusion"):
+        with pytest.raises(LlmsimError, match=f"{name} must be True, False or None"):
+            run(n=4, **{name: "no"})
     with pytest.raises(LlmsimError, match="overlap_scheduling"):
         Backend("x", "vllm", 0.0, 1, 1, True, 0.9, overlap_scheduling=("agg",))
 

@@ -317,6 +317,11 @@ def simulate(
     prec = Precision.make(dep.weight_dtype, dep.act_dtype, dep.kv_dtype)
     if dep.preemption not in ("recompute", "swap"):
         raise LlmsimError(f"unknown preemption mode {dep.preemption!r}", hint="use recompute or swap")
+    for name in ("allreduce_norm_fusion", "overlap_scheduling"):  # engine behaviours forced on / off
+        v = getattr(dep, name)
+        if v is not None and not isinstance(v, (bool, np.bool_)):
+            raise LlmsimError(f"{name} must be True, False or None, got {v!r}",
+                              hint="True / False force it on or off; None (the default) follows the backend")
     if dep.kv_reserve_output is not None:
         _check_fraction("kv_reserve_output", dep.kv_reserve_output,
                         "0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
