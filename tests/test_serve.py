@@ -877,6 +877,11 @@ def test_overlap_scheduling_delays_new_requests_by_one_iteration():
     # one client: the engine has nothing to run when the next prompt arrives -- no delay
     one = [run(n=6, c=1, overlap_scheduling=f) for f in (False, True)]
     assert one[0].requests.t_first == one[1].requests.t_first
+    # prompts reaching an engine with nothing running at one instant are all taken at once: clients
+    # in exact lock-step (no jitter) finish together and send the next round at the same instant
+    burst = [simulate(dep(overlap_scheduling=f), make_workload(num_requests=24, isl=512, osl=16, concurrency=8, seed=5))
+             for f in (False, True)]
+    assert burst[0].requests.t_first == burst[1].requests.t_first
     # disaggregated: a decode worker with an overlapping loop takes a KV hand-off one iteration
     # later, and SGLang's client sees its first token from the decode worker
     kw = dict(backend="sglang", prefill=Pool("h100-sxm"), decode=Pool("h100-sxm"))

@@ -405,9 +405,11 @@ class Engine:
         r.engine[rid] = self.eid
         if self.cfg.role != "decode":
             r.ptotal[rid] = r.inp[rid]
-        if self.cfg.overlap_scheduling and (self.busy_until > now or (self.busy_until == now and not self.idle)):
+        if self.cfg.overlap_scheduling and (self.busy_until > now or (self.busy_until == now and (self.n_dec or self.prefilling))):
             # an iteration is running (or the next one, already scheduled, starts now): the
-            # scheduler sees this request only when it schedules the iteration after next
+            # scheduler sees this request only when it schedules the iteration after next.
+            # Requests reaching an engine with nothing running -- several at one instant
+            # included -- are taken at once
             self.lagged.append((now, rid))
         else:
             self._queue(rid)
