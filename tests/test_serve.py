@@ -889,6 +889,8 @@ def test_overlap_scheduling_delays_new_requests_by_one_iteration():
     check_conservation(d_on, 30)
     assert d_on.summary["overlap_scheduling"] == [True, True]  # SGLang: both pools
     assert d_on.summary["ttft_ms"]["mean"] > d_off.summary["ttft_ms"]["mean"]
+    # pipeline parallelism: the engines' PP loops do not overlap
+    assert run(n=8, backend="sglang", pool=Pool("h100-sxm", pp=2)).summary["overlap_scheduling"] == [False]
     # TRT-LLM's disaggregated context servers run without the overlap, its generation servers with it
     t = run(n=10, **dict(kw, backend="trtllm"))
     check_conservation(t, 10)

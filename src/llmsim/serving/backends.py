@@ -179,7 +179,8 @@ never adjusted per benchmark row:
   get_next_batch_to_run -> run_batch launches the batch -> process_batch_result of the previous
   one). TRT-LLM's PyExecutor (`_executor_loop_overlap`, on unless `disable_overlap_scheduler`) and
   vLLM's async scheduling have the same structure; see `OVERLAP_SCHEDULING` for why llmsim does
-  not switch them on by default.
+  not switch them on by default. With pipeline parallelism (pp > 1) no default overlaps: SGLang
+  runs `event_loop_pp` and TRT-LLM `_executor_loop_pp` instead of their overlap loops.
 - `memory_fraction` and `memory_fraction_of`: the engine's memory fraction and what it is a
   share of (`memory.model.memory_breakdown`). vLLM's gpu_memory_utilization 0.9 and SGLang's
   mem_fraction_static ≈ 0.88 are shares of the GPU's capacity, which weights, activations
