@@ -442,7 +442,8 @@ ENGINE_ROLES = ("both", "prefill", "decode")
 #   measurement (PR #19970) reports TTFT "slightly up": new requests wait one more step. Modelled on
 #   the vLLM rows of versions >= 0.14 (727 of them) it made vLLM's train half worse at every fixed
 #   prefill time tried (vLLM's train criterion 8.92 -> 9.89 at its 0.5 ms, 10.41 at 0.25, 15.75 at 0;
-#   held-out 10.23 -> 11.08 / 10.74 / 17.20): vLLM's other fitted parts (o_proj quantisation, fp4
+#   held-out 10.23 -> 11.08 / 10.74 / 17.20; with its per-iteration host time also lowered from 1.0 to
+#   0.5 / 0.25 ms, as async scheduling hides it: 9.99 / 11.25, 10.37 / 11.58): vLLM's other fitted parts (o_proj quantisation, fp4
 #   stream fraction, `MOE_EFFICIENCY`) were chosen without it and would have to be refitted
 #   together. `Deployment.overlap_scheduling` turns it on for any engine.
 # Checked on 2026-11-24 on the shared silicon rows (criterion: mean of TTFT and TPOT median APE, train
