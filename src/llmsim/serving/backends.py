@@ -437,6 +437,9 @@ ENGINE_ROLES = ("both", "prefill", "decode")
 # - TRT-LLM: aggregated and decode (generation) workers. The PyTorch backend's PyExecutor runs
 #   `_executor_loop_overlap` unless `disable_overlap_scheduler` is set, and its disaggregated
 #   context (prefill) servers set it, since the overlap loop did not serve context-only requests.
+#   AIConfigurator's generator does the same for the deployments behind its collector rows
+#   (ai-dynamo/aiconfigurator `generator/rule_plugin/benchmark/trtllm.rule`: `prefill
+#   disable_overlap_scheduler = true`, `decode ... = false`, `agg ... = false`).
 # - vLLM: none, although async scheduling (`SchedulerConfig.async_scheduling`, auto-enabled from
 #   vLLM 0.14, January 2026, vllm-project/vllm PR #27614) has the same structure; its author's own
 #   measurement (PR #19970) reports TTFT "slightly up": new requests wait one more step. Modelled on
