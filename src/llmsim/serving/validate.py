@@ -232,7 +232,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    measured TTFT grows with OSL (about one closed-loop inter-completion gap, E2E / c, for a reason
    not modelled), fall further under -- and SGLang's recipe (`max_prefill_tokens = ISL + 1500`,
    `enable_mixed_chunk`) made its collector rows 12.6 -> 78.3% (11.3% with the prefill cap alone,
-   modelled as the chunk budget, and no mixed chunks: not applied either). The same collector's
+   modelled as the chunk budget, and no mixed chunks: not applied either; re-checked on 2026-11-24
+   with SGLang's overlap scheduling on, 88 collector rows: TTFT / TPOT median APE 12.4 / 4.8% as
+   now, 75.0 / 25.2% with the recipe -- predicted / measured TTFT 0.2-0.4x, TPOT 1.16-1.41x, as if
+   those servers had not mixed -- and 11.0 / 5.6% with the prefill cap alone). The same collector's
    client (`bench_run.sh.j2`: aiperf, 50 x N requests after 2 x N warm-up) is not applied: with it
    the vLLM rows above went 11.5 -> 43.3% (predicted / measured 0.58), so rule 6's protocol stays.
    Re-checked on 2026-11-23 on TRT-LLM's 490 collector rows (484 on H100, 6 on GB200): the
