@@ -532,6 +532,14 @@ class Backend:
             return self.large_gpu_max_num_seqs
         return self.max_num_seqs
 
+    def overlaps(self, role: str, par: Parallel, force: bool | None = None) -> bool:
+        """Whether an engine of `role` in layout `par` schedules its next iteration while one runs
+        (`overlap_scheduling`); with pipeline parallelism the engines run their PP loop, which does
+        not. `force` (a deployment's `overlap_scheduling`): True / False whatever the engine does."""
+        if force is not None:
+            return bool(force)
+        return role in self.overlap_scheduling and par.pp == 1
+
     def fused_norm_tokens(self, model, gpu: GPUSpec, par: Parallel, force: bool | None = None) -> int:
         """Most tokens per attention rank for which an iteration's all-reduces carry the RMSNorms
         after them (`allreduce_norm_fusion`) in layout `par`; 0: never (no tensor parallelism, or
@@ -540,9 +548,7 @@ class Backend:
         if par.tp <= 1 or par.dp > 1 or force is False:
             return 0
         tp_limit = int(FUSED_ALLREDUCE_MAX_BYTES // (2 * model.hidden_size))
-        if force:
-            return tp_limit
-        if self.allreduce_norm_fusion == "tp":
+        if force or self.allreduce_norm_fusion == "tp":
             return tp_limit
         if self.allreduce_norm_fusion == "flashinfer":
             blackwell = gpu.vendor == "nvidia" and "fp4" in gpu.peak_tflops  # fp4 tensor cores: the SM100 parts

@@ -426,6 +426,9 @@ class Engine:
         when it scheduled the iteration starting now -- those that arrived by the start of the
         iteration that just ended, or all of them if the engine had nothing running (its loop was
         idle, polling). Returns 1 if some are left for the next boundary, else 0."""
+        # (queued work counts here, unlike in `add`: a prefill engine whose last iteration left
+        # prompts waiting had already scheduled the next one, while in `add` prompts queued at
+        # this same instant must not make the engine look busy to the next one)
         cut = self._iter_start
         if self.busy_until < now or not (self.n_dec or self.prefilling or self.waiting or self.swapped or self.incoming):
             cut = math.inf

@@ -254,9 +254,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         adp_balance_timeout_iters=adp_t,
         adp_balance_batching_iters=int(dep.adp_balance_batching_iters) if adp_t else 0,
         adp_ranks=par.dp,
-        # (with pipeline parallelism the engines run their PP loop instead, which does not overlap)
-        overlap_scheduling=(role in be.overlap_scheduling and par.pp == 1) if dep.overlap_scheduling is None
-        else bool(dep.overlap_scheduling),
+        overlap_scheduling=be.overlaps(role, par, dep.overlap_scheduling),
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
