@@ -533,6 +533,24 @@ def test_fp4_moe_quantises_its_intermediate_inside_the_fused_kernel():
     assert cm.cost(down).source == "roofline-fused-quant"
 
 
+def test_mla_output_projection_quantises_its_input_in_a_pass_of_its_own():
+    """TRT-LLM's attention kernel writes o_proj's fp8 / nvfp4 input itself (no separate
+    quantisation kernel), but MLA's o_proj reads the bf16 output of the v-absorb BMM: it keeps
+    the separate pass even under an engine that fuses activation quantisation."""
+    from llmsim.hardware import get_gpu
+    from llmsim.serving.backends import BACKENDS
+    batch = uniform_batch(decode_ctx=[1024] * 4)
+    fp4 = Precision(weight="fp4", act="fp8", kv="fp8")
+    mla = by_name(build_ops(get_model("deepseek-v3"), Parallel(tp=8), fp4, batch), "o_proj")[0]
+    gqa = by_name(build_ops(get_model("llama-3.1-70b"), Parallel(tp=8), fp4, batch), "o_proj")[0]
+    assert mla.separate_quant and not gqa.separate_quant
+    trt = BACKENDS["trtllm"].cost_model(get_gpu("b200"))
+    assert trt.cost(gqa).source == "roofline-fused-quant" and trt.cost(mla).source == "roofline"
+    fused_twin = dataclasses.replace(mla, separate_quant=False)
+    extra = trt.cost(mla).time_s - trt.cost(fused_twin).time_s
+    assert extra >= get_gpu("b200").efficiency.gemm_lowp_launch_s * 0.999
+
+
 def test_block_scaled_fp8_checkpoints_run_fp8_block_gemms():
     spec = get_model("deepseek-v3")
     batch = uniform_batch(decode_ctx=[512] * 8)

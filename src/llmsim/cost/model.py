@@ -123,7 +123,8 @@ class CostModel:
     # ---------------------------------------------------------------- public
     def cost(self, op: Op) -> OpCost:
         # (an op's name matters only where it keeps its quantisation pass: `unfused_quant_ops`)
-        key = (op.kind, op.dtype, op.weight_only_quant, op.fused_quant, op.name in self.unfused_quant_ops, op.shape, op.bytes, op.flops)
+        key = (op.kind, op.dtype, op.weight_only_quant, op.fused_quant, op.separate_quant, op.name in self.unfused_quant_ops, op.shape,
+               op.bytes, op.flops)
         hit = self._cache.get(key)
         if hit is None:
             hit = self._cost(op)
@@ -183,7 +184,9 @@ class CostModel:
             return False
         # block-scaled fp8 quantises activations per 1 x 128 group in its own kernel in every
         # engine (TRT-LLM's FP8BlockScalesLinearMethod: fp8_quantize_1x128, then the GEMM)
-        return op.fused_quant or (self.fused_act_quant and op.dtype != "fp8_block" and op.name not in self.unfused_quant_ops)
+        # (`Op.separate_quant`: its input comes from a kernel that cannot quantise, MLA's bf16 BMM)
+        return op.fused_quant or (self.fused_act_quant and not op.separate_quant and op.dtype != "fp8_block"
+                                  and op.name not in self.unfused_quant_ops)
 
     def _moe_floor_s(self, op: Op) -> float:
         """The engine's fused-MoE kernel does a routed-expert GEMM's useful FLOPs at no more than

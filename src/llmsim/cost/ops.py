@@ -81,6 +81,7 @@ class Op:
     layer_group: str = ""
     weight_only_quant: str = ""  # int8/int4 weights dequantised to bf16 inside the GEMM (no measured table)
     fused_quant: bool = False  # its low-precision input is quantised inside the previous kernel, in every engine
+    separate_quant: bool = False  # its input comes from a kernel that cannot quantise it (a bf16 BMM): a pass of its own in every engine
 
 
 @dataclass
@@ -393,7 +394,14 @@ class OpBuilder:
                 ops.append(gemm("mla_v_absorb", nd * nh, m.v_head_dim, m.kv_lora_rank, 2.0, 2.0, "bf16", c, tag))
             ops.append(elementwise("rope", 2 * T * (nh * m.qk_rope_head_dim + m.qk_rope_head_dim) * ACT_BYTES, 0, c, tag))
             ops += self.attention_ops(batch, grp, dp_share)
-            ops.append(self._ga("o_proj", T, h, nh * m.v_head_dim, c, tag))
+            o_proj = self._ga("o_proj", T, h, nh * m.v_head_dim, c, tag)
+            # MLA's o_proj reads the bf16 output of the v-absorb BMM (decode) / of the bf16 buffer
+            # the context and generation parts share, so no engine can fold its activation
+            # quantisation into the attention kernel as TRT-LLM does for ordinary attention
+            # (`Attention._use_quantize_output`); TRT-LLM's MLA.forward_absorption_generation ends
+            # in a bf16 bmm_out, and o_proj's NVFP4 / fp8 Linear then quantises its input itself
+            o_proj.separate_quant = True
+            ops.append(o_proj)
         else:
             d = m.head_dim
             gate = nh * d if m.attn_output_gate else 0  # q_proj also produces the output gate

@@ -40,7 +40,13 @@ never adjusted per benchmark row:
   one-shot / two-shot model. The faster of it and NCCL is used, as the engines choose.
 - `fused_act_quant`: TRT-LLM's models quantise the fp8 / nvfp4 GEMM activations in the
   epilogue of the preceding RMSNorm / SwiGLU kernel (fused norm-quant and act-quant ops), so
-  a low-precision GEMM costs no separate quantisation kernel. vLLM: True with
+  a low-precision GEMM costs no separate quantisation kernel; its attention kernel writes
+  o_proj's quantised input (`Attention._use_quantize_output`) -- except MLA's, whose o_proj
+  reads the bf16 output of the v-absorb BMM (`MLA.forward_absorption_generation`) and
+  quantises it in a pass of its own (`Op.separate_quant`, set by the op builder for every
+  engine). That one fact moved TRT-LLM's disaggregated TPOT 10.2 -> 9.1% median APE on
+  2026-11-24 (63 fp4 DeepSeek decode rows, under-predicted 0.80-0.90 at low concurrency;
+  train / held-out criterion 11.36 / 12.90 -> 11.31 / 12.85; not fitted). vLLM: True with
   `unfused_quant_ops` = ('o_proj',) -- its torch.compile passes fuse the quantisation into
   RMSNorm (`fuse_norm_quant`) and SiLU-and-mul (`fuse_act_quant`), both on from optimisation
   level O1 where the platform has the fused kernels, and -O2 is vLLM's default level (vLLM docs,
