@@ -369,7 +369,7 @@ class Engine:
         # not yet seen by the scheduler, and the start of the engine's latest iteration (requests
         # that arrived by then were polled when the iteration after it was scheduled)
         self.lagged: deque[tuple[float, int]] = deque()
-        self._iter_start = 0.0
+        self._iter_start_s = 0.0
 
     # ------------------------------------------------------------------ queries
     @property
@@ -429,7 +429,7 @@ class Engine:
         # (queued work counts here, unlike in `add`: a prefill engine whose last iteration left
         # prompts waiting had already scheduled the next one, while in `add` prompts queued at
         # this same instant must not make the engine look busy to the next one)
-        cut = self._iter_start
+        cut = self._iter_start_s
         if self.busy_until < now or not (self.n_dec or self.prefilling or self.waiting or self.swapped or self.incoming):
             cut = math.inf
         lagged = self.lagged
@@ -888,7 +888,7 @@ class Engine:
                 self._join_decode(rid, gen)
         self.num_iterations += 1
         self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
-        self._iter_start = now
+        self._iter_start_s = now
         return self._finish_step(now, end)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
@@ -925,7 +925,7 @@ class Engine:
         r.prefilled[rid] = p
         self.num_iterations += iterations
         self._recv_anchor = self.num_iterations
-        self._iter_start = end - t
+        self._iter_start_s = end - t
         return self._finish_step(now, end)
 
     def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0) -> None:
@@ -1015,7 +1015,7 @@ class Engine:
             self._stall_s = 0.0
         self._advance_ticks(k, end, v0, c0, a + b * (h + (k - 1)) / 2, n * (k - h))
         self.num_iterations += k
-        self._iter_start = end - (a + b * (k - 1))
+        self._iter_start_s = end - (a + b * (k - 1))
         return self._finish_step(now, end)
 
     def _finish_step(self, now: float, end: float) -> float:
