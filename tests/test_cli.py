@@ -287,3 +287,18 @@ def test_serve_prefill_moe_layer_option(capsys):
     assert slow["ttft_ms"]["mean"] - off["ttft_ms"]["mean"] == pytest.approx(32 * 0.5, rel=1e-6)  # 32 MoE layers
     code, out, err = run_error(capsys, *base, "--prefill-moe-layer-us", "-5")
     assert code != 0 and "prefill_moe_layer_s must be a finite number >= 0" in out + err
+
+
+def test_serve_ep_imbalance_option(capsys):
+    """--ep-imbalance reaches the simulation (an expert-parallel MoE pool decodes slower) and the JSON; bad values are errors."""
+    base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "vllm", "--gpu", "h100-sxm",
+            "--tp", "1", "--dp", "4", "--ep", "4", "--concurrency", "64", "--num-requests", "128", "--isl", "512", "--osl", "64", "--json"]
+    hot = run_json(capsys, *base, "--ep-imbalance", "1.5")
+    auto = run_json(capsys, *base, "--ep-imbalance", "auto")
+    even = run_json(capsys, *base)
+    assert (hot["ep_imbalance"], even["ep_imbalance"]) == ([1.5], [1.0])
+    assert 1.0 <= auto["ep_imbalance"][0] < 1.5  # 8 experts over 4 GPUs: two each
+    assert hot["tpot_ms"]["mean"] > even["tpot_ms"]["mean"]
+    for bad, msg in (("0.9", "ep_imbalance must be 'auto' or a number >= 1"), ("lots", "--ep-imbalance must be 'auto' or a number")):
+        code, out, err = run_error(capsys, *base, "--ep-imbalance", bad)
+        assert code != 0 and msg in out + err, (bad, out + err)

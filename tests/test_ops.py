@@ -582,3 +582,58 @@ def test_moe_routing_kernels_only_outside_the_fused_fp4_moe():
     dense = build_ops(get_model("llama-3.1-8b"), Parallel(), Precision(), batch)
     for ops in (fp4, dense):
         assert not {o.name for o in ops} & set(names)
+
+
+# ------------------------------------------------------------------ expert-parallel load imbalance
+
+
+def test_ep_imbalance_is_one_without_skew_or_expert_parallelism():
+    from llmsim.cost.ops import expected_ep_imbalance
+
+    assert expected_ep_imbalance(256, 1) == 1.0  # no EP: one GPU holds every expert
+    assert expected_ep_imbalance(8, 8) == 1.0  # one expert per GPU or fewer experts than GPUs: no placement choice
+    # uniform routing: every GPU's experts take exactly 1/ep of the picks, wherever they land
+    assert expected_ep_imbalance(256, 8, zipf=0.0) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ep_imbalance_grows_with_skew_and_spread_and_stays_within_its_bounds():
+    import numpy as np
+
+    from llmsim.cost.ops import expected_ep_imbalance
+
+    f8, f32 = expected_ep_imbalance(256, 8, zipf=0.5), expected_ep_imbalance(256, 32, zipf=0.5)
+    assert 1.0 < f8 < f32  # finer expert sharding leaves more room for a hot GPU
+    assert expected_ep_imbalance(256, 8, zipf=0.3) < f8 < expected_ep_imbalance(256, 8, zipf=1.0)
+    for E, ep, s in ((256, 8, 0.5), (256, 32, 0.5), (128, 4, 1.0)):
+        p = np.arange(1, E + 1, dtype=float) ** -s
+        p /= p.sum()
+        # no placement does worse than one GPU holding the E/ep most popular experts
+        worst = ep * p[: E // ep].sum()
+        f = expected_ep_imbalance(E, ep, zipf=s)
+        assert 1.0 < f < worst, (E, ep, s, f, worst)
+    # deterministic: a fresh computation (cache cleared) gives the same number
+    from llmsim.cost import ops as ops_module
+
+    ops_module._EP_IMBALANCE.clear()
+    assert expected_ep_imbalance(256, 32, zipf=0.5) == f32
+
+
+def test_ep_imbalance_scales_the_busiest_gpus_routed_tokens_only_under_expert_parallelism():
+    ds = get_model("deepseek-v3")
+    fp8 = Precision.make("fp8")
+    batch = Batch([], [2048] * 256)  # a large decode batch: MoE compute and all-to-alls grow with routed tokens
+    par = Parallel(dp=8, ep=8)
+    base = {o.name: o for o in OpBuilder(ds, par, fp8).build(batch)}
+    hot = {o.name: o for o in OpBuilder(ds, par, fp8, ep_imbalance=1.5).build(batch)}
+    for name in ("moe_experts_up", "moe_experts_down"):
+        assert hot[name].flops == pytest.approx(1.5 * base[name].flops)
+        assert hot[name].bytes > base[name].bytes  # same expert weights, 1.5x the activations
+    for name in ("moe_dispatch", "moe_combine"):
+        assert hot[name].bytes == pytest.approx(1.5 * base[name].bytes)
+    # attention and the router see the same tokens
+    for name in ("attn_decode", "moe_router", "q_b_proj"):
+        assert hot[name].flops == base[name].flops and hot[name].bytes == base[name].bytes
+    # no expert parallelism: the factor does nothing
+    tp8 = Parallel(tp=8)
+    assert [(o.name, o.flops, o.bytes) for o in OpBuilder(ds, tp8, fp8, ep_imbalance=1.5).build(batch)] == \
+        [(o.name, o.flops, o.bytes) for o in OpBuilder(ds, tp8, fp8).build(batch)]

@@ -1208,3 +1208,25 @@ def test_allreduce_norm_fusion_follows_each_engine():
         assert res.summary["fused_norm_tokens"] == (2048 if fusion is None else 0)  # the summary says which ran
     # 2 norms x 61 layers of ~3 us each: a few tenths of a ms per decode step
     assert 0.1 < tpot[False] - tpot[None] < 1.0, tpot
+
+
+def test_ep_imbalance_slows_expert_parallel_moe_serving_and_rejects_bad_values():
+    from llmsim.cost.ops import expected_ep_imbalance
+
+    wl = make_workload(num_requests=64, isl=256, osl=32, concurrency=32, seed=3)
+
+    def run(model="deepseek-v3", pool=Pool("b200", 1, 1, 8, 8), **kw):
+        return simulate(Deployment(model=model, pool=pool, backend="sglang", weight_dtype="fp8", **kw), wl)
+
+    base, hot, auto = run(), run(ep_imbalance=1.5), run(ep_imbalance="auto")
+    check_conservation(hot, 64)
+    assert base.summary["ep_imbalance"] == [1.0] and hot.summary["ep_imbalance"] == [1.5]
+    assert auto.summary["ep_imbalance"] == [pytest.approx(expected_ep_imbalance(256, 8))]
+    assert base.summary["tpot_ms"]["mean"] < auto.summary["tpot_ms"]["mean"] < hot.summary["tpot_ms"]["mean"]
+    assert base.summary["ttft_ms"]["mean"] < hot.summary["ttft_ms"]["mean"]
+    # a dense model or a pool without EP is unaffected
+    dense = [run(model="llama-3.1-8b", pool=Pool("b200", 1), ep_imbalance=v).summary for v in (None, 1.5)]
+    assert dense[0]["tpot_ms"] == dense[1]["tpot_ms"] and dense[1]["ep_imbalance"] == [1.0]
+    for bad in (0.5, -1.0, float("nan"), "hot", True):
+        with pytest.raises(LlmsimError, match="ep_imbalance"):
+            run(ep_imbalance=bad)

@@ -103,6 +103,17 @@ def estimate(
             out.print(et)
 
 
+def _ep_imbalance_arg(v: str | None) -> float | str | None:
+    """--ep-imbalance: 'auto', a number, or unset; anything else is a clear error (simulate checks the range)."""
+    if v is None or v == "auto":
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise LlmsimError(f"--ep-imbalance must be 'auto' or a number >= 1, got {v!r}",
+                          hint="e.g. --ep-imbalance 1.2, or --ep-imbalance auto to derive it from the routing skew") from None
+
+
 @app.command()
 def serve(
     model: str = typer.Option("meta-llama/Llama-3.1-8B", "--model", "-m", help="catalog id, HF id or path to a config.json"),
@@ -166,6 +177,8 @@ def serve(
                                                    "expert GEMMs reach, in (0, 1] (MoE models only)"),
     kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
                                                       "(0: admit optimistically and preempt, as vLLM; 1: never evict, as TRT-LLM; default: the backend's)"),
+    ep_imbalance: Optional[str] = typer.Option(None, help="expert-parallel load imbalance of MoE layers with ep > 1: the busiest GPU's share of "
+                                               "routed tokens over the mean share (a number >= 1; 'auto': from the routing skew, without EPLB; default: balanced)"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
     seed: int = typer.Option(0, help="seed of the workload and of the simulator's own random choices"), output: Optional[Path] = typer.Option(None, "--output", "-o", help="per-request CSV or Parquet"),
     streaming: Optional[bool] = typer.Option(None, "--streaming/--exact", help="metrics in bounded memory, percentiles from histograms within 0.5% "
@@ -204,7 +217,7 @@ def serve(
         prefill_moe_layer_s=None if prefill_moe_layer_us is None else prefill_moe_layer_us / 1e6,
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
-        adp_balance_batching_iters=adp_balance_batching_iters, seed=seed,
+        adp_balance_batching_iters=adp_balance_batching_iters, ep_imbalance=_ep_imbalance_arg(ep_imbalance), seed=seed,
     )
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms or tpot_slo_ms) else None
     if streaming is None:

@@ -38,8 +38,12 @@ tp-local head counts nh, nkv, head dim d):
         read by the top-k kernel)
     MoE experts (E experts, top-k, T tokens of all attention ranks meeting in the layer, ep-way
     expert parallelism, each expert's GEMM n x k_ per GPU):
-        routed pairs r = T k / ep,  active experts A = expected_active_experts(E, k, T) / ep
+        routed pairs r = f T k / ep,  active experts A = expected_active_experts(E, k, T) / ep
         flops = 2 r n k_,  bytes = A n k_ w + r (k_ a + n o)    (only active experts' weights stream)
+    f is the expert-parallel load imbalance: the busiest GPU's share of the routed pairs over
+    the mean share (1 = balanced, the default; `expected_ep_imbalance` derives it from the
+    routing skew). With attention DP the dispatch / combine all-to-alls carry f x the mean
+    volume too: they end when the busiest GPU has received its tokens.
 
 where a, w, o are bytes per element of activations, weights and outputs.
 
@@ -189,7 +193,8 @@ def expected_active_experts(num_experts: int, k: int, tokens: float, zipf: float
 
     Under expert parallelism each GPU holds E/ep experts whatever their rank, so its expected
     count is this x 1/ep; the imbalance between GPUs (the one holding the most popular experts
-    sets the step) is not modelled. zipf: None is `ROUTING_ZIPF_EXPONENT`."""
+    sets the step) is `expected_ep_imbalance`'s, applied where a deployment asks for it
+    (`OpBuilder(ep_imbalance=...)`). zipf: None is `ROUTING_ZIPF_EXPONENT`."""
     E = num_experts
     if zipf is None:
         zipf = ROUTING_ZIPF_EXPONENT
@@ -203,11 +208,54 @@ def expected_active_experts(num_experts: int, k: int, tokens: float, zipf: float
     return float(np.sum(1.0 - (1.0 - q) ** tokens))
 
 
+_EP_IMBALANCE: dict[tuple[int, int, float], float] = {}
+EP_IMBALANCE_PLACEMENTS = 512  # random expert placements averaged over (seeded: deterministic)
+
+
+def expected_ep_imbalance(num_experts: int, ep: int, zipf: float | None = None) -> float:
+    """Expert-parallel load imbalance under skewed routing: the expected share of routed tokens
+    on the busiest of `ep` GPUs, over the mean share 1/ep.
+
+    Expert popularity follows the routing skew of `expected_active_experts` (p_i proportional to
+    i^-zipf). Each GPU holds E/ep experts; where the popular experts land is arbitrary, so the
+    popularity ranks are placed at random (EP_IMBALANCE_PLACEMENTS placements, seed 0) and
+
+        f = mean over placements of  ep x max_g sum_{i on GPU g} p_i
+
+    This is the large-batch limit (token counts per GPU follow their shares); at small batches
+    a decode step is weight-bound and the imbalance matters little. Examples at zipf 0.5: 256
+    experts over 8 GPUs 1.24, over 32 GPUs 1.93; 128 over 4 1.15. zipf 0 (uniform routing): 1.
+    Redundant experts / EPLB rebalancing (SGLang's --ep-num-redundant-experts, TRT-LLM's
+    load balancer) bring a deployment towards 1; this is the figure without them."""
+    E, ep = int(num_experts), int(ep)
+    if ep <= 1 or E <= ep:
+        return 1.0
+    if zipf is None:
+        zipf = ROUTING_ZIPF_EXPONENT
+    key = (E, ep, float(zipf))
+    f = _EP_IMBALANCE.get(key)
+    if f is None:
+        w = np.arange(1, E + 1, dtype=float) ** -float(zipf)
+        p = w / w.sum()
+        rng = np.random.default_rng(0)
+        per_gpu = E // ep
+        shares = np.empty(EP_IMBALANCE_PLACEMENTS)
+        for j in range(EP_IMBALANCE_PLACEMENTS):
+            placed = p[rng.permutation(E)][: per_gpu * ep].reshape(ep, per_gpu).sum(axis=1)
+            shares[j] = placed.max() / placed.sum() * ep
+        f = _EP_IMBALANCE[key] = float(shares.mean())
+    return f
+
+
 class OpBuilder:
     """Builds the per-GPU operator list for (model, layout, precision). Reused across batches."""
 
-    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, fused_norm_tokens: int = 0):
+    def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, fused_norm_tokens: int = 0,
+                 ep_imbalance: float = 1.0):
         self.m, self.par, self.prec = model, par, prec
+        # the busiest expert-parallel GPU's share of the routed tokens over the mean share
+        # (`expected_ep_imbalance`); 1 = balanced. Only MoE layers with ep > 1 feel it.
+        self.ep_imbalance = float(ep_imbalance) if par.ep > 1 else 1.0
         # up to this many tokens per attention rank, the tensor-parallel all-reduces carry the
         # residual add + RMSNorm after them (the engine's fused all-reduce kernel), so the layer's
         # input_norm and post_attn_norm cost nothing of their own (`Backend.fused_norm_tokens`)
@@ -457,12 +505,13 @@ class OpBuilder:
         # each dispatches a 1/tp slice (sequence-parallel MoE: vLLM's use_sequence_parallel_moe,
         # SGLang's scattered DeepEP mode), so no token crosses the network twice
         T_a2a = T / par.tp
+        imb = self.ep_imbalance  # the busiest GPU sets the step
         if a2a:
-            ops.append(comm("moe_dispatch", "alltoall", T_a2a * k * h * ab, par.gpus_per_stage, c, tag))
+            ops.append(comm("moe_dispatch", "alltoall", T_a2a * k * h * ab * imb, par.gpus_per_stage, c, tag))
         width = m.moe_intermediate_size // par.moe_tp
         up = 2 * width if m.gated_mlp else width
         local_experts = E // par.ep
-        routed = T_all * k / par.ep  # token-expert pairs landing on this GPU (its mean share)
+        routed = T_all * k / par.ep * imb  # token-expert pairs landing on the busiest GPU (mean share x imbalance)
         # expected number of local experts that receive at least one token: the model's expected
         # distinct experts under skewed routing (`expected_active_experts`), this GPU's share
         active = local_experts / E * expected_active_experts(E, k, max(T_all, 0))
@@ -483,7 +532,7 @@ class OpBuilder:
         if not fused_moe:
             ops.append(elementwise("moe_finalize", routed * h * ACT_BYTES + T * h * ACT_BYTES, 2 * routed * h, c, tag))
         if a2a:
-            ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES, par.gpus_per_stage, c, tag))
+            ops.append(comm("moe_combine", "alltoall", T_a2a * k * h * ACT_BYTES * imb, par.gpus_per_stage, c, tag))
         if m.num_shared_experts:
             sw = m.num_shared_experts * (m.shared_expert_intermediate_size or m.moe_intermediate_size) // par.tp
             ops += self._mlp("shared_expert", T, sw, c, tag, part="shared_experts")
@@ -510,8 +559,9 @@ class OpBuilder:
         return ops
 
 
-def build_ops(model: ModelSpec, par: Parallel, prec: Precision, batch: Batch, fused_norm_tokens: int = 0) -> list[Op]:
-    return OpBuilder(model, par, prec, fused_norm_tokens).build(batch)
+def build_ops(model: ModelSpec, par: Parallel, prec: Precision, batch: Batch, fused_norm_tokens: int = 0,
+              ep_imbalance: float = 1.0) -> list[Op]:
+    return OpBuilder(model, par, prec, fused_norm_tokens, ep_imbalance).build(batch)
 
 
 def uniform_batch(prefill_lens: Sequence[int] = (), decode_ctx: Sequence[int] = ()) -> Batch:

@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..cost.ops import expected_ep_imbalance
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
 from ..estimate import resolve_kernels
@@ -118,6 +119,11 @@ class Deployment:
     # `Backend.kv_reserve_output`; 0 = vLLM-style optimistic admission with preemption, 1 =
     # TRT-LLM's GUARANTEED_NO_EVICT)
     kv_reserve_output: float | None = None
+    # expert-parallel load imbalance of MoE layers (pools with ep > 1): the busiest GPU's share of
+    # the routed tokens over the mean share, which sets the MoE step. None or 1.0: balanced
+    # (default); a number >= 1 as given; 'auto': from the model's routing skew
+    # (`cost.ops.expected_ep_imbalance`, without redundant experts or EPLB)
+    ep_imbalance: float | str | None = None
     # None: the backend's; a share of the GPU (vLLM, SGLang) or, for TRT-LLM, of the memory the
     # weights leave free (`Backend.memory_fraction_of`)
     memory_fraction: float | None = None
@@ -228,7 +234,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
                          be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
-                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion))
+                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion), _ep_imbalance(dep, spec, par))
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
@@ -322,6 +328,7 @@ def simulate(
         if v is not None and not isinstance(v, (bool, np.bool_)):
             raise LlmsimError(f"{name} must be True, False or None, got {v!r}",
                               hint="True / False force it on or off; None (the default) follows the backend")
+    _check_ep_imbalance(dep.ep_imbalance)
     if dep.kv_reserve_output is not None:
         _check_fraction("kv_reserve_output", dep.kv_reserve_output,
                         "0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
@@ -567,6 +574,26 @@ def simulate(
     return ServeResult(summary, reqs, all_engines, wall, streaming)
 
 
+def _ep_imbalance(dep: Deployment, spec: ModelSpec, par: Parallel) -> float:
+    """The pool's expert-parallel load imbalance (`Deployment.ep_imbalance`): 1.0 unless the model
+    is MoE, the pool spreads its experts over ep > 1 GPUs and the deployment asks for one."""
+    v = dep.ep_imbalance
+    if v is None or not spec.num_experts or par.ep <= 1:
+        return 1.0
+    if isinstance(v, str):
+        return expected_ep_imbalance(spec.num_experts, par.ep)
+    return float(v)
+
+
+def _check_ep_imbalance(v) -> None:
+    if v is None or (isinstance(v, str) and v == "auto"):
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 1.0):
+        raise LlmsimError(f"ep_imbalance must be 'auto' or a number >= 1, got {v!r}",
+                          hint="the busiest expert-parallel GPU's share of routed tokens over the mean share: 1 = balanced "
+                               "(default), e.g. 1.2; 'auto' derives it from the routing skew")
+
+
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
     """A Deployment setting that is a share: a number in [0, 1] ((0, 1] if `positive`); bools are refused."""
     if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0 or (positive and v == 0):
@@ -645,6 +672,9 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # hand-off on a decode engine) that reaches a busy engine waits one iteration more
         # (`Backend.overlap_scheduling`); one entry per pool (prefill pool first when disaggregated)
         "overlap_scheduling": [bool(b.cfg.overlap_scheduling) for b in builds],
+        # expert-parallel load imbalance each pool's MoE layers run with (1.0: balanced, or no EP;
+        # `Deployment.ep_imbalance`), prefill pool first when disaggregated
+        "ep_imbalance": [float(b.st.builder.ep_imbalance) for b in builds],
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
         "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)

@@ -145,7 +145,8 @@ class StepTimeModel:
 
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                  cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
-                 prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0):
+                 prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0,
+                 ep_imbalance: float = 1.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         self.cpu_overhead_s = cpu_overhead_s
         self.cpu_per_seq_s = cpu_per_seq_s
@@ -163,8 +164,9 @@ class StepTimeModel:
                                 + self.prefill_mla_layer_s * model.num_layers)
         # host time per sequence in the batch, per attention-DP rank (each rank schedules its own share)
         self._per_row_s = cpu_per_seq_s / max(par.dp, 1)
-        # the engine's all-reduce + residual + RMSNorm fusion (`Backend.fused_norm_tokens`)
-        self.builder = OpBuilder(model, par, prec, fused_norm_tokens)
+        # the engine's all-reduce + residual + RMSNorm fusion (`Backend.fused_norm_tokens`) and the
+        # expert-parallel load imbalance (`Deployment.ep_imbalance`; 1 = balanced)
+        self.builder = OpBuilder(model, par, prec, fused_norm_tokens, ep_imbalance)
         self._body: dict[int, float] = {}
         self._head: dict[int, float] = {}
         self._pre: dict[tuple[int, int], float] = {}
