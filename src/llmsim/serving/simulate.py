@@ -575,12 +575,13 @@ def simulate(
 
 
 def _ep_imbalance(dep: Deployment, spec: ModelSpec, par: Parallel) -> float:
-    """The pool's expert-parallel load imbalance (`Deployment.ep_imbalance`): 1.0 unless the model
-    is MoE, the pool spreads its experts over ep > 1 GPUs and the deployment asks for one."""
+    """The pool's expert-parallel load imbalance (`Deployment.ep_imbalance`, checked by
+    `_check_ep_imbalance`): 1.0 for a dense model or when none is asked for. (The op builder
+    itself ignores it where ep = 1.)"""
     v = dep.ep_imbalance
-    if v is None or not spec.num_experts or par.ep <= 1:
+    if v is None or not spec.num_experts:
         return 1.0
-    if isinstance(v, str):
+    if v == "auto":
         return expected_ep_imbalance(spec.num_experts, par.ep)
     return float(v)
 
