@@ -289,6 +289,18 @@ def test_serve_prefill_moe_layer_option(capsys):
     assert code != 0 and "prefill_moe_layer_s must be a finite number >= 0" in out + err
 
 
+def test_estimate_ep_imbalance_option(capsys):
+    """`llmsim estimate --ep-imbalance` reaches the op builder (a slower MoE prefill) and the JSON; bad values are errors."""
+    base = ["estimate", "--model", "mixtral-8x7b", "--gpu", "h100-sxm", "--kernels", "none", "--dp", "4", "--ep", "4",
+            "--batch", "32", "--isl", "1024", "--osl", "8", "--json"]
+    hot, even = run_json(capsys, *base, "--ep-imbalance", "1.5"), run_json(capsys, *base)
+    assert (hot["ep_imbalance"], even["ep_imbalance"]) == (1.5, 1.0)
+    assert hot["prefill_ms"] > even["prefill_ms"]
+    for bad, msg in (("0.9", "ep_imbalance must be 'auto' or a number >= 1"), ("lots", "--ep-imbalance must be 'auto' or a number")):
+        code, out, err = run_error(capsys, *base, "--ep-imbalance", bad)
+        assert code != 0 and msg in out + err, (bad, out + err)
+
+
 def test_serve_ep_imbalance_option(capsys):
     """--ep-imbalance reaches the simulation (an expert-parallel MoE pool decodes slower) and the JSON; bad values are errors."""
     base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "vllm", "--gpu", "h100-sxm",

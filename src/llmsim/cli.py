@@ -64,6 +64,8 @@ def estimate(
     price: Optional[float] = typer.Option(None, help="$/GPU-hour (default: the catalog's on-demand price)"),
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     explain: bool = typer.Option(False, "--explain", help="per-operator table: time, FLOPs, bytes, bound, source"),
+    ep_imbalance: Optional[str] = typer.Option(None, help="MoE with ep > 1: the busiest expert-parallel GPU's share of routed tokens over the mean share "
+                                                                  "(a number >= 1, or 'auto' from the routing skew; default balanced)"),
 ) -> None:
     """Prefill latency, TPOT, end-to-end latency, throughput and memory of a static batch."""
     from .estimate import estimate as run
@@ -72,6 +74,7 @@ def estimate(
         model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
         weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, kernels=kernels,
         framework=framework, memory_fraction=memory_fraction, block_size=block_size, price_per_hour_usd=price,
+        ep_imbalance=_ep_imbalance_arg(ep_imbalance),
     )
     if as_json:
         _print_json(r.to_dict(explain=explain))
@@ -88,6 +91,8 @@ def estimate(
     t.add_row("memory per GPU", f"weights {mem.weights_bytes / GIB:.1f} GiB, KV {mem.kv_cache_bytes / GIB:.1f} GiB, activations {mem.activation_bytes / GIB:.1f} GiB, runtime {mem.runtime_overhead_bytes / GIB:.1f} GiB = {mem.total_bytes / GIB:.1f} of {mem.usable_bytes / GIB:.1f} GiB usable")
     t.add_row("max concurrency", f"{r.max_concurrency} sequences of {r.isl + r.osl} tokens ({mem.max_kv_tokens:,} KV tokens)")
     t.add_row("kernel source", r.kernel_source)
+    if r.ep_imbalance != 1.0:
+        t.add_row("expert-parallel imbalance", f"{r.ep_imbalance:.3f}× the mean share on the busiest GPU")
     t.add_row("fits", "[green]yes[/]" if r.fits else f"[red]{r.message}[/]")
     out.print(t)
     if explain:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .cost.model import CostModel, OpCost
-from .cost.ops import Batch, OpBuilder
+from .cost.ops import Batch, OpBuilder, resolve_ep_imbalance
 from .dtypes import gemm_compute_dtype
 from .errors import LlmsimError
 from .hardware.catalog import get_gpu
@@ -62,6 +62,8 @@ class EstimateResult:
     usd_per_million_output_tokens: float
     memory: MemoryBreakdown
     kernel_source: str
+    # expert-parallel load imbalance the MoE layers were priced at (1.0: balanced; see `estimate`)
+    ep_imbalance: float = 1.0
     prefill_ops: list[OpCost] = field(default_factory=list, repr=False)
     decode_ops: list[OpCost] = field(default_factory=list, repr=False)
 
@@ -146,8 +148,14 @@ def estimate(
     block_size: int = 16,
     price_per_hour_usd: float | None = None,
     cost_model: CostModel | None = None,
+    ep_imbalance: float | str | None = None,
 ) -> EstimateResult:
-    """Predict prefill latency, TPOT, end-to-end latency, throughput and memory for a static batch."""
+    """Predict prefill latency, TPOT, end-to-end latency, throughput and memory for a static batch.
+
+    `ep_imbalance` (MoE with ep > 1): the busiest expert-parallel GPU's share of the routed tokens
+    over the mean share, which sets the MoE step -- None or 1.0 balanced (default), a number >= 1,
+    or 'auto' from the model's routing skew (`cost.ops.expected_ep_imbalance`); the same setting
+    as `Deployment.ep_imbalance` in serving."""
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
     for name, v in (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)):
@@ -166,7 +174,7 @@ def estimate(
         raise LlmsimError(f"{hw.name} cannot run fp4 weights", hint="use fp8/int8/int4 weights or a Blackwell GPU")
 
     cm = cost_model or _cost_model(hw, kernels, framework)
-    builder = OpBuilder(spec, par, prec)
+    builder = OpBuilder(spec, par, prec, ep_imbalance=resolve_ep_imbalance(ep_imbalance, spec.num_experts, ep))
 
     # prefill: the whole batch in one iteration
     pre_ops = cm.costs(builder.build(Batch([(isl, 0)] * batch, [])))
@@ -212,5 +220,6 @@ def estimate(
         usd_per_million_output_tokens=usd_per_mtok,
         memory=mem,
         kernel_source="+".join(sorted(sources)) or "roofline",
+        ep_imbalance=builder.ep_imbalance,
         prefill_ops=pre_ops, decode_ops=dec_ops,
     )

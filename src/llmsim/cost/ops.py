@@ -63,6 +63,7 @@ from typing import Sequence
 import numpy as np
 
 from ..dtypes import bytes_per_element, gemm_compute_dtype
+from ..errors import LlmsimError
 from ..layout import Parallel, Precision
 from ..models.spec import LayerGroup, ModelSpec
 
@@ -245,6 +246,29 @@ def expected_ep_imbalance(num_experts: int, ep: int, zipf: float | None = None) 
             shares[j] = placed.max() / placed.sum() * ep
         f = _EP_IMBALANCE[key] = float(shares.mean())
     return f
+
+
+def check_ep_imbalance(v: float | str | None) -> None:
+    """A requested expert-parallel load imbalance: None (balanced), 'auto', or a finite number >= 1.
+    Anything else (bools, other strings, NaN, < 1) is a clear error."""
+    if v is None or (isinstance(v, str) and v == "auto"):
+        return
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 1.0):
+        raise LlmsimError(f"ep_imbalance must be 'auto' or a number >= 1, got {v!r}",
+                          hint="the busiest expert-parallel GPU's share of routed tokens over the mean share: 1 = balanced "
+                               "(default), e.g. 1.2; 'auto' derives it from the routing skew")
+
+
+def resolve_ep_imbalance(v: float | str | None, num_experts: int, ep: int) -> float:
+    """The factor `OpBuilder(ep_imbalance=...)` takes for a request `v` (checked by
+    `check_ep_imbalance`): 1.0 for a dense model or when none is asked for, `expected_ep_imbalance`
+    for 'auto', else the number. (The op builder itself ignores it where ep = 1.)"""
+    check_ep_imbalance(v)
+    if v is None or not num_experts:
+        return 1.0
+    if v == "auto":
+        return expected_ep_imbalance(num_experts, ep)
+    return float(v)
 
 
 class OpBuilder:

@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cost.ops import expected_ep_imbalance
+from ..cost.ops import check_ep_imbalance, resolve_ep_imbalance
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
 from ..estimate import resolve_kernels
@@ -234,7 +234,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                   moe_efficiency=dep.moe_efficiency)
     st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
                          be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
-                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion), _ep_imbalance(dep, spec, par))
+                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion),
+                         resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep))
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
@@ -328,7 +329,7 @@ def simulate(
         if v is not None and not isinstance(v, (bool, np.bool_)):
             raise LlmsimError(f"{name} must be True, False or None, got {v!r}",
                               hint="True / False force it on or off; None (the default) follows the backend")
-    _check_ep_imbalance(dep.ep_imbalance)
+    check_ep_imbalance(dep.ep_imbalance)
     if dep.kv_reserve_output is not None:
         _check_fraction("kv_reserve_output", dep.kv_reserve_output,
                         "0 admits while prompts fit and preempts (vLLM), 1 never evicts (TRT-LLM's GUARANTEED_NO_EVICT)")
@@ -572,27 +573,6 @@ def simulate(
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
-
-
-def _ep_imbalance(dep: Deployment, spec: ModelSpec, par: Parallel) -> float:
-    """The pool's expert-parallel load imbalance (`Deployment.ep_imbalance`, checked by
-    `_check_ep_imbalance`): 1.0 for a dense model or when none is asked for. (The op builder
-    itself ignores it where ep = 1.)"""
-    v = dep.ep_imbalance
-    if v is None or not spec.num_experts:
-        return 1.0
-    if v == "auto":
-        return expected_ep_imbalance(spec.num_experts, par.ep)
-    return float(v)
-
-
-def _check_ep_imbalance(v) -> None:
-    if v is None or (isinstance(v, str) and v == "auto"):
-        return
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 1.0):
-        raise LlmsimError(f"ep_imbalance must be 'auto' or a number >= 1, got {v!r}",
-                          hint="the busiest expert-parallel GPU's share of routed tokens over the mean share: 1 = balanced "
-                               "(default), e.g. 1.2; 'auto' derives it from the routing skew")
 
 
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
