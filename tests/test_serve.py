@@ -1111,6 +1111,33 @@ def test_bad_shares_and_times(kw, name):
         simulate(dep(**kw), wl)
 
 
+def test_sglang_attention_dp_expert_parallel_pools_run_the_grouped_gemm_efficiency():
+    """SGLang reaches the experts by all-to-all where attention DP meets EP, and its grouped GEMMs
+    there run at `A2A_MOE_EFFICIENCY` (measured), not the fused-MoE path's 0.2: such a pool's MoE
+    prefill is faster, the summary reports each pool's value, and a Deployment override still
+    sets every pool."""
+    from llmsim.layout import Parallel
+    from llmsim.serving.backends import A2A_MOE_EFFICIENCY, BACKENDS, MOE_EFFICIENCY
+
+    sg = BACKENDS["sglang"]
+    assert sg.moe_efficiency_for(Parallel(1, 1, 4, 4)) == A2A_MOE_EFFICIENCY["sglang"] == 0.71
+    for par in (Parallel(4, 1, 1, 4), Parallel(1, 1, 4, 1), Parallel(4, 1, 1, 1), None):  # EP without DP, DP without EP, TP
+        assert sg.moe_efficiency_for(par) == MOE_EFFICIENCY["sglang"]
+    for name in ("vllm", "trtllm"):  # no a2a value: their own everywhere
+        assert BACKENDS[name].moe_efficiency_for(Parallel(1, 1, 4, 4)) == MOE_EFFICIENCY[name]
+
+    wl = make_workload(num_requests=6, isl=4000, osl=4, concurrency=1)
+    kw = dict(model="mixtral-8x7b", backend="sglang", weight_dtype="fp8", kernels="none", max_num_batched_tokens=8192,
+              decode=Pool("h100-sxm", tp=2))
+    a2a = simulate(dep(prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), **kw), wl).summary
+    fused = simulate(dep(prefill=Pool("h100-sxm", tp=4, ep=4), **kw), wl).summary
+    assert a2a["moe_efficiency"] == [0.71, MOE_EFFICIENCY["sglang"]]  # prefill pool first
+    assert fused["moe_efficiency"] == [MOE_EFFICIENCY["sglang"]] * 2
+    pinned = simulate(dep(prefill=Pool("h100-sxm", tp=1, dp=4, ep=4), moe_efficiency=0.5, **kw), wl).summary
+    assert pinned["moe_efficiency"] == [0.5, 0.5]
+    assert a2a["ttft_ms"]["mean"] < pinned["ttft_ms"]["mean"]  # 4k-token prompts: the expert GEMMs bind
+
+
 def test_moe_efficiency_slows_moe_prefill_only():
     # the backend's fused-MoE efficiency (Backend.moe_efficiency, overridable per Deployment)
     # lengthens a MoE model's prefill, is reported in the summary, and leaves dense models alone
@@ -1120,9 +1147,9 @@ def test_moe_efficiency_slows_moe_prefill_only():
     moe = dict(model="qwen3-235b-a22b", pool=Pool("h100-sxm", tp=8), weight_dtype="fp8", kernels="none", prefill_layer_s=0.0)
     slow = simulate(dep(moe_efficiency=0.3, **moe), wl).summary
     fast = simulate(dep(moe_efficiency=1.0, **moe), wl).summary
-    assert (slow["moe_efficiency"], fast["moe_efficiency"]) == (0.3, 1.0)
+    assert (slow["moe_efficiency"], fast["moe_efficiency"]) == ([0.3], [1.0])
     assert slow["ttft_ms"]["mean"] > 1.12 * fast["ttft_ms"]["mean"]  # 231 vs 195 ms: the expert GEMMs are ~40% of it
-    assert simulate(dep(**moe), wl).summary["moe_efficiency"] == BACKENDS["vllm"].moe_efficiency
+    assert simulate(dep(**moe), wl).summary["moe_efficiency"] == [BACKENDS["vllm"].moe_efficiency]
     dense_slow = simulate(dep(moe_efficiency=0.3, kernels="none"), wl).summary
     dense_fast = simulate(dep(moe_efficiency=1.0, kernels="none"), wl).summary
     assert dense_slow["ttft_ms"] == dense_fast["ttft_ms"] and dense_slow["tpot_ms"] == dense_fast["tpot_ms"]

@@ -148,6 +148,11 @@ never adjusted per benchmark row:
   TRT-LLM; MiniMax-M2.5 0.36-0.81 on B200 / B300 vLLM) while Llama-3.1-70B's matched (0.68-1.05).
   1.0 for TRT-LLM, 0.2 for vLLM and SGLang: an effective value for the whole fused-MoE path, not a
   kernel's efficiency. FITTED: see `MOE_EFFICIENCY`.
+- `a2a_moe_efficiency`: `moe_efficiency` for pools that run attention data parallelism with expert
+  parallelism (dp > 1 and ep > 1), where the engine reaches the experts by all-to-all and runs
+  grouped GEMMs over each GPU's own experts (`Backend.moe_efficiency_for`). SGLang 0.71, the
+  measured grouped-GEMM ratio; None elsewhere (their `moe_efficiency`). MEASURED: see
+  `A2A_MOE_EFFICIENCY`.
 - `allreduce_norm_fusion`: where the engine runs each tensor-parallel all-reduce and the
   residual add + RMSNorm after it as one kernel, so those norms cost no launch of their own
   (`fused_norm_tokens`, `OpBuilder` in `cost/ops.py`). 'tp' (TRT-LLM): its PyTorch models fuse
@@ -350,6 +355,21 @@ PREFILL_LAYER_S = {"vllm": 0.5e-3, "sglang": 1.0e-3, "trtllm": 0.125e-3}
 # stays (held-out, seen after: 20.94 / 20.07 / 20.42).
 MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 
+# `moe_efficiency` of a pool whose MoE layers are reached by an all-to-all: attention data
+# parallelism with expert parallelism (dp > 1 and ep > 1; `Backend.a2a_moe_efficiency`). SGLang
+# serves those layouts through its expert-parallel MoE path (DeepEP dispatch / combine, which
+# llmsim times as the `moe_dispatch` / `moe_combine` all-to-alls, then grouped GEMMs over each
+# GPU's own experts: DeepGEMM for fp8, CUTLASS / FlashInfer for fp4), not the fused-MoE kernel
+# whose routing, permutation and quantisation `MOE_EFFICIENCY`'s 0.2 stands for. The value is
+# the grouped GEMM's own: 0.71 is llmsim's dense roofline time over a CUTLASS grouped GEMM's
+# (torch._grouped_mm, bf16) at 256-1024 rows per expert on an H100 (`benchmarks/measure_moe_gemm.py
+# compare`, median over the catalog's MoE shapes; measured by llmsim's developers). MEASURED, not
+# fitted to the silicon rows. On them (every SGLang attention-DP row is disaggregated) sglang disagg TTFT /
+# TPOT median APE 31.9 / 15.4% -> 30.0 / 12.1% (docs/serving-accuracy.md, stop 44). vLLM and
+# TRT-LLM: None (their `moe_efficiency`); no vLLM row runs attention DP with EP, and TRT-LLM's
+# moe_efficiency is 1.0 already.
+A2A_MOE_EFFICIENCY: dict[str, float | None] = {"vllm": None, "sglang": 0.71, "trtllm": None}
+
 # More fixed time per MoE layer of an iteration that runs prefill, on GPUs without measured kernel tables
 # (`Backend.prefill_moe_layer_s`). FITTED jointly with `PREFILL_LAYER_S` on the same train half and
 # criterion (mean of the backend's TTFT and TPOT median APE over its train rows, agg and disagg).
@@ -500,6 +520,7 @@ class Backend:
     prefill_layer_s: float = 0.0
     large_gpu_max_num_seqs: int = 0  # the default on GPUs with >= LARGE_GPU_SEQS_GIB of HBM other than A100 (0: no change)
     moe_efficiency: float = 1.0
+    a2a_moe_efficiency: float | None = None  # moe_efficiency where attention DP meets EP (None: moe_efficiency)
     prefill_moe_layer_s: float = 0.0
     prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
     prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
@@ -563,10 +584,19 @@ class Backend:
                 return FLASHINFER_FUSION_MAX_TOKENS
         return 0
 
-    def cost_model(self, gpu, kernels=None) -> CostModel:
-        """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation)."""
+    def moe_efficiency_for(self, par: Parallel | None = None) -> float:
+        """The fused-MoE efficiency of a pool with layout `par`: `a2a_moe_efficiency` where attention
+        data parallelism meets expert parallelism (dp > 1 and ep > 1: tokens reach their experts by
+        all-to-all), else `moe_efficiency`."""
+        if par is not None and par.dp > 1 and par.ep > 1 and self.a2a_moe_efficiency is not None:
+            return self.a2a_moe_efficiency
+        return self.moe_efficiency
+
+    def cost_model(self, gpu, kernels=None, par: Parallel | None = None) -> CostModel:
+        """The cost model of this engine's kernels on `gpu` (GEMM table, all-reduce, fused quantisation),
+        for a pool with layout `par` (which picks the MoE path's efficiency; None: `moe_efficiency`)."""
         return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant,
-                         moe_efficiency=self.moe_efficiency, unfused_quant_ops=self.unfused_quant_ops)
+                         moe_efficiency=self.moe_efficiency_for(par), unfused_quant_ops=self.unfused_quant_ops)
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
@@ -582,6 +612,7 @@ BACKENDS: dict[str, Backend] = {
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False, unchunked_budget_to_context=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
+                      a2a_moe_efficiency=A2A_MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
                       allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"]),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",

@@ -104,7 +104,7 @@ class Deployment:
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
     prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
     prefill_moe_layer_s: float | None = None  # None: the backend's (`Backend.prefill_moe_layer_s`)
-    moe_efficiency: float | None = None  # None: the backend's (`Backend.moe_efficiency`)
+    moe_efficiency: float | None = None  # every pool; None: the backend's (`Backend.moe_efficiency_for` the pool)
     # the tensor-parallel all-reduce and the RMSNorm after it run as one kernel (True), as
     # separate kernels (False), or as the engine does (None: `Backend.allreduce_norm_fusion`)
     allreduce_norm_fusion: bool | None = None
@@ -231,8 +231,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s, prefill_layer_s=dep.prefill_layer_s,
                   prefill_moe_layer_s=dep.prefill_moe_layer_s,
-                  moe_efficiency=dep.moe_efficiency)
-    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
+                  moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency)
+    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels, par), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
                          be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
                          be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion),
                          resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep))
@@ -656,8 +656,9 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # expert-parallel load imbalance each pool's MoE layers run with (1.0: balanced, or no EP;
         # `Deployment.ep_imbalance`), prefill pool first when disaggregated
         "ep_imbalance": [float(b.st.builder.ep_imbalance) for b in builds],
-        # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too)
-        "moe_efficiency": float(builds[0].st.cost.moe_efficiency),
+        # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too;
+        # `Backend.moe_efficiency_for`), one entry per pool (prefill pool first when disaggregated)
+        "moe_efficiency": [float(b.st.cost.moe_efficiency) for b in builds],
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
