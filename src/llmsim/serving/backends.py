@@ -276,6 +276,10 @@ CPU_PER_SEQ_S = 15e-6
 # front-end cost); sglang 49.0 / 43.0 / 38.4 / 28.5 / 29.2% and vllm (3 rows) 20.0 / 15.6 / 11.2 /
 # 6.3 / 12.2%: kept at 150 ms (100 ms better by 0.7 points on 36 rows and on 3 rows, as at the
 # previous re-check). Held-out TTFT median APE, trtllm 50 -> 0 ms: 43.3 -> 36.3% (80 rows).
+# Re-checked at stop 44 for SGLang, after its attention-DP + EP pools got the grouped GEMM's
+# efficiency (`A2A_MOE_EFFICIENCY`; faster prefill pools), train disagg TTFT median APE (34 rows) at
+# 50 / 100 / 150 / 250 / 350 ms: 34.6 / 28.4 / 29.1 / 34.5 / 36.3% -> kept at 150 ms (100 ms better
+# by 0.7 points, as at both earlier re-checks; held-out 33.8 / 31.2 / 30.6 / 34.2 / 37.1%, seen after).
 DISAGG_HANDOFF_S = {"vllm": 0.15, "sglang": 0.15, "trtllm": 0.0}
 
 # Fixed time per model layer of an iteration that runs prefill, per backend (`Backend.prefill_layer_s`;
