@@ -65,7 +65,7 @@ def estimate(
     as_json: bool = typer.Option(False, "--json", help="print JSON"),
     explain: bool = typer.Option(False, "--explain", help="per-operator table: time, FLOPs, bytes, bound, source"),
     ep_imbalance: Optional[str] = typer.Option(None, help="MoE with ep > 1: the busiest expert-parallel GPU's share of routed tokens over the mean share "
-                                                                  "(a number >= 1, or 'auto' from the routing skew; default balanced)"),
+                                                     "(a number >= 1, or 'auto' from the routing skew; default balanced)"),
 ) -> None:
     """Prefill latency, TPOT, end-to-end latency, throughput and memory of a static batch."""
     from .estimate import estimate as run
