@@ -74,11 +74,8 @@ def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostM
 
 
 def get_step_time(spec: ModelSpec, gpu: GPUSpec, par: Parallel, prec: Precision, backend: Backend, kernels="auto") -> StepTimeModel:
-    """The StepTimeModel a simulation of this pool on `backend` would use (built the way `_build_pool` builds it)."""
-    return step_time_model(spec, par, prec, backend.cost_model(gpu, resolve_kernels(kernels, gpu), par), backend.cpu_overhead_s,
-                           backend.cpu_per_seq_s, backend.prefill_layer_s, backend.prefill_moe_layer_s,
-                           backend.prefill_table_moe_layer_s, backend.prefill_mla_layer_s,
-                           backend.fused_norm_tokens(spec, gpu, par))
+    """The StepTimeModel a simulation of this pool on `backend` would use (`Backend.step_time`, as `_build_pool`), shared."""
+    return backend.step_time(spec, gpu, par, prec, resolve_kernels(kernels, gpu), step_time_model)
 
 
 def cache_size() -> int:

@@ -221,11 +221,13 @@ host time tried (the host time then never binds).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Callable
 
 from ..cost.model import CostModel
 from ..errors import LlmsimError
 from ..hardware.spec import GPUSpec
 from ..layout import Parallel
+from .steptime import StepTimeModel
 
 
 # Host time per sequence in an iteration (scheduling, input preparation and output handling
@@ -601,6 +603,17 @@ class Backend:
         for a pool with layout `par` (which picks the MoE path's efficiency; None: `moe_efficiency`)."""
         return CostModel(gpu, kernels, framework=self.gemm_framework, allreduce=self.allreduce, fused_act_quant=self.fused_act_quant,
                          moe_efficiency=self.moe_efficiency_for(par), unfused_quant_ops=self.unfused_quant_ops)
+
+    def step_time(self, spec, gpu: GPUSpec, par: Parallel, prec, kernels=None, make: Callable[..., StepTimeModel] = StepTimeModel,
+                  allreduce_norm_fusion: bool | None = None, ep_imbalance: float = 1.0) -> StepTimeModel:
+        """The iteration-time model of a pool with layout `par` on `gpu` under this engine: its cost
+        model (`cost_model`) and host / fixed prefill times, the all-reduce + norm fusion
+        (`fused_norm_tokens`, forced on / off by `allreduce_norm_fusion`) and the expert-parallel
+        imbalance. `kernels`: resolved tables (`estimate.resolve_kernels`); `make`: the
+        `StepTimeModel` constructor or a cache with its signature (`planner.cache.step_time_model`)."""
+        return make(spec, par, prec, self.cost_model(gpu, kernels, par), self.cpu_overhead_s, self.cpu_per_seq_s,
+                    self.prefill_layer_s, self.prefill_moe_layer_s, self.prefill_table_moe_layer_s, self.prefill_mla_layer_s,
+                    self.fused_norm_tokens(spec, gpu, par, allreduce_norm_fusion), ep_imbalance)
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})

@@ -232,10 +232,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s, prefill_layer_s=dep.prefill_layer_s,
                   prefill_moe_layer_s=dep.prefill_moe_layer_s,
                   moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency)
-    st = step_time_model(spec, par, prec, be.cost_model(gpu, kernels, par), be.cpu_overhead_s, be.cpu_per_seq_s, be.prefill_layer_s,
-                         be.prefill_moe_layer_s, be.prefill_table_moe_layer_s, be.prefill_mla_layer_s,
-                         be.fused_norm_tokens(spec, gpu, par, dep.allreduce_norm_fusion),
-                         resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep))
+    st = be.step_time(spec, gpu, par, prec, kernels, step_time_model, dep.allreduce_norm_fusion,
+                      resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep))
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
