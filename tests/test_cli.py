@@ -228,6 +228,18 @@ def test_serve_disaggregated_handoff_option(capsys):
     assert slow["ttft_ms"]["mean"] - fast["ttft_ms"]["mean"] == pytest.approx(100.0, abs=1e-6)
 
 
+def test_serve_pool_options_alone_make_a_disaggregated_deployment(capsys):
+    """--prefill-* / --decode-* layout options without --prefill-gpu / --decode-gpu still describe
+    two pools (on --gpu); they are never dropped for a single aggregated replica."""
+    base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--gpu", "h100-sxm", "--backend", "sglang",
+            "--concurrency", "2", "--num-requests", "4", "--isl", "256", "--osl", "8", "--json"]
+    named = run_json(capsys, *base, "--prefill-gpu", "h100-sxm", "--decode-gpu", "h100-sxm", "--decode-tp", "2", "--prefill-workers", "2")
+    implied = run_json(capsys, *base, "--decode-tp", "2", "--prefill-workers", "2")
+    agg = run_json(capsys, *base)
+    assert implied["num_gpus"] == named["num_gpus"] == 4 and agg["num_gpus"] == 1  # 2 x tp1 prefill + 1 x tp2 decode
+    assert implied["ttft_ms"] == named["ttft_ms"] and implied["tpot_ms"] == named["tpot_ms"]
+
+
 def test_serve_prefill_layer_option(capsys):
     """--prefill-layer-us reaches the simulation (one client: each TTFT grows by layers x it)
     and the JSON says which value made the numbers."""

@@ -206,7 +206,10 @@ def serve(
                        lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
                        trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len,
                        client_jitter_s=client_jitter_ms / 1e3)
-    disagg = prefill_gpu is not None or decode_gpu is not None
+    # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
+    # ignoring it and simulating one aggregated replica would be a silent wrong answer
+    pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
+    disagg = prefill_gpu is not None or decode_gpu is not None or any(v != 1 for v in pool_opts)
     dep = Deployment(
         model=model, pool=Pool(gpu, tp, pp, dp, ep, replicas),
         prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
