@@ -326,3 +326,21 @@ def test_serve_ep_imbalance_option(capsys):
     for bad, msg in (("0.9", "ep_imbalance must be 'auto' or a number >= 1"), ("lots", "--ep-imbalance must be 'auto' or a number")):
         code, out, err = run_error(capsys, *base, "--ep-imbalance", bad)
         assert code != 0 and msg in out + err, (bad, out + err)
+
+
+def test_serve_bad_engine_options_are_errors_not_defaults(capsys):
+    """Zero or negative engine limits, and disaggregation-only options on an aggregated run, exit with a
+    message; `--tpot-slo 0` is refused rather than dropping the SLO (it used to disable goodput silently)."""
+    base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--concurrency", "2", "--num-requests", "4",
+            "--isl", "100", "--osl", "10", "--json"]
+    for opt, msg in ((("--max-num-seqs", "0"), "max_num_seqs must be an integer >= 1"),
+                     (("--max-num-batched-tokens", "-3"), "max_num_batched_tokens must be an integer >= 1"),
+                     (("--block-size", "0"), "block_size must be an integer >= 1"),
+                     (("--cpu-overhead-ms", "-1"), "cpu_overhead_s must be a finite number >= 0"),
+                     (("--tpot-slo", "0"), "SLO tpot_ms must be a number > 0"),
+                     (("--first-token-from", "decode"), "only applies to a disaggregated deployment"),
+                     (("--handoff-ms", "10"), "only applies to a disaggregated deployment")):
+        code, out, err = run_error(capsys, *base, *opt)
+        assert code != 0 and msg in " ".join((out + err).split()), (opt, out + err)  # (rich wraps long lines)
+    good = run_json(capsys, *base, "--tpot-slo", "1000")
+    assert good["slo"]["tpot_ms"] == 1000 and good["slo_attainment"] == 1.0

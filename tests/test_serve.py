@@ -1111,6 +1111,23 @@ def test_bad_shares_and_times(kw, name):
         simulate(dep(**kw), wl)
 
 
+@pytest.mark.parametrize("kw, name", [({"max_num_seqs": 0}, "max_num_seqs"), ({"max_num_seqs": -5}, "max_num_seqs"),
+                                      ({"max_num_seqs": 2.5}, "max_num_seqs"), ({"max_num_batched_tokens": 0}, "max_num_batched_tokens"),
+                                      ({"block_size": 0}, "block_size"), ({"block_size": -16}, "block_size"),
+                                      ({"cpu_overhead_s": -1e-3}, "cpu_overhead_s"), ({"cpu_per_seq_s": float("nan")}, "cpu_per_seq_s"),
+                                      ({"memory_fraction": 0.0}, "memory_fraction"), ({"memory_fraction": 1.5}, "memory_fraction"),
+                                      ({"first_token_from": "client"}, "first_token_from"),
+                                      # disaggregation-only settings on an aggregated deployment
+                                      ({"first_token_from": "decode"}, "only applies to a disaggregated"),
+                                      ({"disagg_handoff_s": 0.1}, "only applies to a disaggregated")])
+def test_bad_engine_limits_are_refused_not_replaced(kw, name):
+    # 0 used to fall back to the backend's default without a word (max_num_seqs, memory_fraction),
+    # negatives ran into an internal error, a zero block size divided by zero
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match=name):
+        simulate(dep(**kw), wl)
+
+
 def test_sglang_attention_dp_expert_parallel_pools_run_the_grouped_gemm_efficiency():
     """SGLang reaches the experts by all-to-all where attention DP meets EP, and its grouped GEMMs
     there run at `A2A_MOE_EFFICIENCY` (measured), not the fused-MoE path's 0.2: such a pool's MoE

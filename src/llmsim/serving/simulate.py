@@ -205,11 +205,11 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
-    seqs = dep.max_num_seqs or be.default_max_num_seqs(gpu)
+    seqs = be.default_max_num_seqs(gpu) if dep.max_num_seqs is None else dep.max_num_seqs
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
     mixed = be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches
     mbt = dep.max_num_batched_tokens
-    if not dep.max_num_seqs and mbt is not None and mixed:
+    if dep.max_num_seqs is None and mbt is not None and mixed:
         seqs = min(seqs, mbt)  # as the engines clamp their default to a given token budget
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
         mbt = be.batched_tokens(gpu, par.dp)
@@ -218,7 +218,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     if mbt < seqs and mixed:
         raise LlmsimError(f"max_num_batched_tokens ({mbt}) must be ≥ max_num_seqs ({seqs}) when decodes share iterations with prefill chunks",
                           hint="raise --max-num-batched-tokens or lower --max-num-seqs")
-    frac = dep.memory_fraction or be.memory_fraction
+    frac = be.memory_fraction if dep.memory_fraction is None else dep.memory_fraction
     mem = memory_breakdown(spec, gpu, par, prec, batch=1, seq_len=1, max_batched_tokens=mbt // max(par.dp, 1) * par.dp,
                            memory_fraction=frac, block_size=dep.block_size, fraction_of=be.memory_fraction_of)
     if mem.max_kv_tokens <= 0:
@@ -357,6 +357,7 @@ def simulate(
     _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
     _check_int("seed", dep.seed, None, "e.g. seed=0; the same seed gives the same results")
+    _check_engine_limits(dep)
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
@@ -398,11 +399,6 @@ def simulate(
     if dep.disaggregated:
         if dep.prefill is None or dep.decode is None:
             raise LlmsimError("disaggregated serving needs both a prefill and a decode pool")
-        if dep.first_token_from not in (None, "decode", "prefill"):
-            raise LlmsimError(f"first_token_from must be 'decode' or 'prefill', got {dep.first_token_from!r}",
-                              hint="'decode': the decode worker streams every token (vLLM / SGLang P/D proxies); "
-                                   "'prefill': the prefill engine's token is the first one (TRT-LLM's disaggregated server); "
-                                   "None: the backend's")
         builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model),
                   _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
     else:
@@ -571,6 +567,35 @@ def simulate(
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     return ServeResult(summary, reqs, all_engines, wall, streaming)
+
+
+def _check_engine_limits(dep: Deployment) -> None:
+    """The Deployment's scheduler, memory and host settings: each None (the backend's) or a valid
+    value, never a silently replaced one; disaggregation-only settings only with disaggregation."""
+    if dep.max_num_seqs is not None:
+        _check_int("max_num_seqs", dep.max_num_seqs, 1, "the most requests an engine runs at once (e.g. 256); None = the backend's")
+    if dep.max_num_batched_tokens is not None:
+        _check_int("max_num_batched_tokens", dep.max_num_batched_tokens, 1,
+                   "the most tokens one engine iteration processes (e.g. 8192); None = the backend's")
+    _check_int("block_size", dep.block_size, 1, "tokens per paged KV-cache block (e.g. 16, vLLM's default)")
+    for name in ("cpu_overhead_s", "cpu_per_seq_s"):
+        if getattr(dep, name) is not None:
+            _check_seconds(name, getattr(dep, name), "engine host time per iteration / per running request in seconds "
+                                                     "(e.g. 0.0005); None = the backend's")
+    if dep.memory_fraction is not None:
+        _check_fraction("memory_fraction", dep.memory_fraction,
+                        "share of GPU memory the engine may use (e.g. 0.9); None = the backend's", positive=True)
+    if dep.first_token_from not in (None, "decode", "prefill"):
+        raise LlmsimError(f"first_token_from must be 'decode' or 'prefill', got {dep.first_token_from!r}",
+                          hint="'decode': the decode worker streams every token (vLLM / SGLang P/D proxies); "
+                               "'prefill': the prefill engine's token is the first one (TRT-LLM's disaggregated server); "
+                               "None: the backend's")
+    if not dep.disaggregated:
+        for name, what in (("first_token_from", "which worker's token the client sees first"),
+                           ("disagg_handoff_s", "the prefill -> decode hand-off time")):
+            if getattr(dep, name) is not None:
+                raise LlmsimError(f"{name} ({what}) only applies to a disaggregated deployment, and this one is aggregated",
+                                  hint="drop it, or give prefill and decode pools (CLI: --prefill-* / --decode-* options)")
 
 
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
