@@ -344,3 +344,17 @@ def test_serve_bad_engine_options_are_errors_not_defaults(capsys):
         assert code != 0 and msg in " ".join((out + err).split()), (opt, out + err)  # (rich wraps long lines)
     good = run_json(capsys, *base, "--tpot-slo", "1000")
     assert good["slo"]["tpot_ms"] == 1000 and good["slo_attainment"] == 1.0
+
+
+def test_output_paths_that_are_directories_are_refused_up_front(capsys, tmp_path):
+    """serve -o, validate --rows and calibrate --out / --rows naming a directory exit with a message
+    before any work (they used to end in IsADirectoryError after the run)."""
+    csv = tmp_path / "rows.csv"
+    csv.write_text("id\n")
+    for argv in (["serve", "--model", "llama-3.1-8b", "--concurrency", "2", "--num-requests", "4", "--isl", "100", "--osl", "10",
+                  "-o", str(tmp_path)],
+                 ["validate", "silicon", str(csv), "--rows", str(tmp_path)],
+                 ["calibrate", str(csv), "--gpu", "h100-sxm", "--rows", str(tmp_path)],
+                 ["calibrate", str(csv), "--gpu", "h100-sxm", "--out", str(tmp_path)]):
+        code, out, err = run_error(capsys, *argv)
+        assert code != 0 and "is a directory" in " ".join((out + err).split()), (argv, out + err)

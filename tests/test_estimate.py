@@ -208,6 +208,27 @@ def test_non_positive_integers(field, value):
     raises(f"{field} must be a positive integer", **{field: value})
 
 
+@pytest.mark.parametrize("kw, match", [
+    # attention DP splits whole sequences over its ranks (batch 1 over dp 8 used to time 1/8 of a sequence)
+    (dict(dp=8, batch=1), "batch = 1 does not split evenly over dp = 8"),
+    (dict(model="mixtral-8x7b", dp=4, ep=4, batch=6), "batch = 6 does not split evenly over dp = 4"),
+    (dict(batch=1 << 21), "more than a static batch estimate handles"),  # used to hang building 2M sequences
+    (dict(block_size=10**9), "block_size = 1,000,000,000 tokens exceeds the 131,072-token context"),
+    (dict(framework="xyz"), "unknown framework 'xyz'"),
+    (dict(kv_dtype=""), "unknown dtype ''"),  # used to become bf16
+    (dict(model="mixtral-8x7b", tp=2, ep=2, ep_imbalance=3.0), "ep_imbalance = 3.0 is more than ep = 2 allows"),
+    (dict(dp=1 << 20, batch=1 << 20), "GPUs in one replica is more than llmsim models"),
+])
+def test_impossible_requests_are_errors(kw, match):
+    raises(match, **kw)
+
+
+def test_memory_advice_when_activations_alone_overflow():
+    # the tp*pp hint used to divide by a 1-byte floor: "try tp*pp >= 17179869184"
+    r = est(batch=1 << 19, isl=1024, osl=2)
+    assert not r.fits and "activations and runtime alone need" in r.message and "tp*pp" not in r.message
+
+
 def test_tp_not_dividing_heads():
     e = raises("tp=3 does not divide the 64 attention heads", model="llama-3.1-70b", tp=3)
     assert "4" in (e.hint or "") and "8" in (e.hint or "")

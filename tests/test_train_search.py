@@ -106,3 +106,18 @@ def test_train_command_dispatch():
     assert d["layout"]["tp"] == 2 and "step_time_s" in d
     res = train_command("llama-3.1-8b", H100, search=True, num_gpus=8, global_batch=16, seq_len=2048, top=2, tp=4)
     assert len(res) == 2 and res.query["num_gpus"] == 8
+
+
+@pytest.mark.parametrize("top", [0, -1, 2.5, True])
+def test_search_top_must_be_a_positive_integer(top):
+    from llmsim.errors import LlmsimError
+    with pytest.raises(LlmsimError, match="top must be an integer >= 1"):
+        search_layouts("llama-3.1-8b", H100, 8, global_batch=8, seq_len=4096, top=top)
+
+
+@pytest.mark.parametrize("tokens", [0.5, 1000, "30k"])
+def test_fewer_tokens_than_one_step_is_an_error(tokens):
+    # global batch 8 x 4096 = 32,768 tokens per step: a time-to-train for less would price a whole step
+    from llmsim.errors import LlmsimError
+    with pytest.raises(LlmsimError, match="less than one optimizer step trains"):
+        train_estimate("llama-3.1-8b", H100, num_gpus=8, global_batch=8, seq_len=4096, tokens=tokens)

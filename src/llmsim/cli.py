@@ -35,6 +35,12 @@ VALIDATE_ROUNDS, VALIDATE_WARMUP_ROUNDS = 10, 0
 STREAMING_FROM = 1_000_000  # `serve` runs in streaming mode from this many requests unless per-request output is asked for
 
 
+def _output_file(path: Optional[Path], what: str) -> None:
+    """Refuse an output path that is a directory before any work is done (not a traceback after it)."""
+    if path is not None and path.expanduser().is_dir():
+        raise LlmsimError(f"{path} is a directory; {what} needs a file name", hint=f"e.g. {path.expanduser() / 'out.csv'}")
+
+
 def _print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=float) + "\n")
 
@@ -195,6 +201,7 @@ def serve(
     from .serving.simulate import Deployment, Pool, simulate
     from .serving.workload import make_workload
 
+    _output_file(output, "-o/--output (per-request results)")
     if streaming and output is not None:
         raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",
                           hint="drop --streaming (exact mode) to write per-request results, or drop -o")
@@ -397,6 +404,8 @@ def calibrate(
     """Fit the roofline's efficiency parameters to your measurements, with held-out error before and after."""
     from .hardware import get_gpu
 
+    _output_file(out_file, "--out (the calibrated spec)")
+    _output_file(rows_out, "--rows (per-row results)")
     g = get_gpu(gpu)
     # the written spec inherits what --gpu named: a catalog id, or that file (absolute path)
     gp = Path(gpu).expanduser()
@@ -502,6 +511,7 @@ def validate_silicon(
     warmup_rounds x concurrency completions."""
     from .serving.validate import validate_silicon as run
 
+    _output_file(rows_out, "--rows (per-row results)")
     rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds, kernels=kernels, range_ratio=range_ratio,
               count_repeats=count_repeats)
     if rows_out is not None:

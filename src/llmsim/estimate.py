@@ -33,6 +33,7 @@ from .models.spec import ModelSpec
 from .serving.backends import BACKENDS
 
 _DECODE_SAMPLES = 5
+MAX_BATCH = 1 << 20  # sequences in one static batch (the op list holds one entry per sequence)
 
 
 @dataclass
@@ -160,6 +161,14 @@ def estimate(
     hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
     for name, v in (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)):
         _positive(name, v)
+    if batch > MAX_BATCH:
+        raise LlmsimError(f"batch = {batch:,} sequences is more than a static batch estimate handles ({MAX_BATCH:,})",
+                          hint="a static batch is what one engine runs at once; use `llmsim serve` for request streams")
+    if block_size > spec.max_position_embeddings:
+        raise LlmsimError(f"block_size = {block_size:,} tokens exceeds the {spec.max_position_embeddings:,}-token context of {spec.name}",
+                          hint="KV-cache blocks hold a few tokens each, e.g. 16 (vLLM) or 32 / 64 (TRT-LLM)")
+    if framework is not None and framework not in BACKENDS:
+        raise LlmsimError(f"unknown framework {framework!r}", hint=f"use one of {', '.join(sorted(BACKENDS))}, or leave it out")
     if not 0 < memory_fraction <= 1:
         raise LlmsimError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
     if isl + osl > spec.max_position_embeddings:
@@ -168,6 +177,11 @@ def estimate(
             hint="shorten the prompt or the output",
         )
     par = Parallel(tp, pp, dp, ep).validate(spec)
+    if batch % par.dp:
+        # attention data parallelism splits the batch's sequences over the dp ranks; a rank's step
+        # is timed on its share (`OpBuilder`'s dp_share), which must be whole sequences
+        raise LlmsimError(f"batch = {batch} does not split evenly over dp = {par.dp} attention data-parallel ranks",
+                          hint=f"use a batch that is a multiple of {par.dp} (e.g. {par.dp * max(1, -(-batch // par.dp))}), or dp = 1")
     prec = Precision.make(weight_dtype, act_dtype, kv_dtype)
     hw.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))  # clear error if the chip lacks the format
     if prec.weight == "fp4" and not hw.supports("fp4"):

@@ -20,6 +20,9 @@ from .errors import LlmsimError
 from .models.spec import ModelSpec
 
 
+MAX_GPUS_PER_REPLICA = 1 << 16  # tp*pp*dp of one engine replica (NVL576-class domains are 576)
+
+
 @dataclass(frozen=True)
 class Parallel:
     tp: int = 1
@@ -46,6 +49,9 @@ class Parallel:
         for k in ("tp", "pp", "dp", "ep"):
             if getattr(self, k) < 1:
                 raise LlmsimError(f"{k} must be ≥ 1, got {getattr(self, k)}")
+        if self.num_gpus > MAX_GPUS_PER_REPLICA:
+            raise LlmsimError(f"tp*pp*dp = {self.num_gpus:,} GPUs in one replica is more than llmsim models ({MAX_GPUS_PER_REPLICA:,})",
+                              hint="check the parallel degrees; use replicas / workers for many copies of a layout")
         if model.num_heads % self.tp:
             divs = [d for d in range(1, model.num_heads + 1) if model.num_heads % d == 0 and d <= 64]
             raise LlmsimError(
@@ -97,5 +103,5 @@ class Precision:
         if act is None:
             act = "fp8" if w in ("fp8", "fp4") else "bf16"
         a = check_allowed(act, ACT_DTYPES, "activation")
-        k = check_allowed(kv or "bf16", KV_DTYPES, "KV-cache")
+        k = check_allowed("bf16" if kv is None else kv, KV_DTYPES, "KV-cache")
         return cls(w, a, k)

@@ -268,6 +268,10 @@ def resolve_ep_imbalance(v: float | str | None, num_experts: int, ep: int) -> fl
         return 1.0
     if v == "auto":
         return expected_ep_imbalance(num_experts, ep)
+    if ep > 1 and v > ep:  # the busiest GPU holds at most all the routed tokens: ep x the mean share
+        raise LlmsimError(f"ep_imbalance = {v} is more than ep = {ep} allows: the busiest expert-parallel GPU's share "
+                          f"of the routed tokens is at most all of them, {ep}x the mean share",
+                          hint=f"use a number in [1, {ep}], or 'auto'")
     return float(v)
 
 

@@ -218,9 +218,13 @@ def _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, frac
         f"({budget_text(fraction, fraction_of, gpu.memory_bytes)})"
     )
     tips = []
-    if w + act + rt > usable:
+    if act + rt >= usable:
+        # no sharding of the weights helps: the activations and the runtime alone fill the budget
+        tips.append(f"activations and runtime alone need {gib(act + rt)}; lower the batch or the tokens per "
+                    f"iteration, shard them over more GPUs (tp), or raise the memory fraction")
+    elif w + act + rt > usable:
         # smallest tensor/pipeline degree that leaves room for the weights
-        need = (w * par.tp * par.pp) / max(usable - act - rt, 1.0)
+        need = (w * par.tp * par.pp) / (usable - act - rt)
         tp_min = 1 << max(0, math.ceil(math.log2(max(need, 1.0))))
         tips.append(f"try tp*pp ≥ {tp_min}")
         if prec.weight in ("bf16", "fp16") and gpu.supports("fp8"):

@@ -164,6 +164,10 @@ def build_result(ctx: TrainContext, L: LayoutArrays, a: dict, i: int, tokens: fl
     mf_tok = ctx.geo.model_flops_per_token(ctx.seq_len, train_weights=ctx.finetune != "lora")
     training = None
     if tokens is not None:
+        if tokens < tokens_step:
+            raise LlmsimError(f"tokens = {tokens:,.6g} is less than one optimizer step trains ({tokens_step:,} tokens = "
+                              f"global batch {ctx.global_batch} x sequence length {ctx.seq_len})",
+                              hint="give the whole training run's tokens, e.g. 300B or 15T")
         steps = math.ceil(tokens / tokens_step)
         secs = steps * step
         hours = secs / 3600.0

@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from ..errors import LlmsimError
 from .estimate import build_result, make_context, parse_tokens
 from .layout import RECOMPUTE, LayoutArrays, recompute_code, valid_mask
 from .result import SearchResults
@@ -104,6 +105,8 @@ def search_layouts(
     L, n_cand = enumerate_layouts(ctx, zero=zero, recompute=recompute, micro_batches=micro_batches,
                                   max_micro_batch=max_micro_batch, max_tp=max_tp, max_cp=max_cp, max_vpp=max_vpp, ep=ep)
     tok = parse_tokens(tokens)
+    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+        raise LlmsimError(f"top must be an integer >= 1, got {top!r}", hint="how many of the fastest fitting layouts to list, e.g. 10")
     query = {"model": ctx.model.name, "gpu": ctx.gpu.name, "num_gpus": ctx.num_gpus, "global_batch": ctx.global_batch,
              "seq_len": ctx.seq_len, "dtype": ctx.dtype, "candidates": n_cand}
     if len(L) == 0:
@@ -115,5 +118,5 @@ def search_layouts(
     cand = np.nonzero(keep)[0]
     order = cand[np.lexsort((a["mem_total"][cand], -thr[cand]))]
     elapsed = time.perf_counter() - t0
-    results = [build_result(ctx, L, a, int(i), tok) for i in order[: max(0, int(top))]]
+    results = [build_result(ctx, L, a, int(i), tok) for i in order[: int(top)]]
     return SearchResults(results, evaluated=len(L), valid=len(L), fitting=int(fits.sum()), elapsed_s=elapsed, query=query)
