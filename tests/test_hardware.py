@@ -424,3 +424,57 @@ def test_bad_file_syntax_and_shape(tmp_path):
     assert "mapping" in e.message
     e = _error_for(tmp_path, "base: 42\n", "base42.yaml")
     assert "base" in e.message
+
+
+@pytest.mark.parametrize(
+    "override,field,value",
+    [
+        ("peak_tflops: {bf16: -100}", "peak_tflops", "-100"),
+        ("peak_tflops: {bf16: -5}", "peak_tflops", "-5"),  # base + a negative override (MFU -10.4)
+        ("peak_tflops: {fp8: 0}", "peak_tflops", "0"),  # ZeroDivisionError in cost/model.py
+        ("peak_tflops: {bf16: .nan}", "peak_tflops.bf16", "nan"),
+        ("peak_tflops: {bf16: .inf}", "peak_tflops.bf16", "inf"),
+        ("memory_gib: .inf", "memory_gib", "inf"),
+        ("memory_bandwidth_gbps: .inf", "memory_bandwidth_gbps", "inf"),
+        ("tdp_w: .inf", "tdp_w", "inf"),
+        ("price_per_hour_usd: .inf", "price_per_hour_usd", "inf"),
+        ("nvlink_bandwidth_gbps: .inf", "nvlink_bandwidth_gbps", "inf"),
+        ("nvlink_latency_us: .inf", "nvlink_latency_us", "inf"),
+        ("pcie_latency_us: .inf", "pcie_latency_us", "inf"),
+        ("nic_bandwidth_gbps: .inf", "nic_bandwidth_gbps", "inf"),
+        ("efficiency: {gemm_launch_s: .inf}", "efficiency.gemm_launch_s", "inf"),
+        ("efficiency: {collective_latency_scale: .inf}", "efficiency.collective_latency_scale", "inf"),
+        ("efficiency: {collective_ramp_half_bytes: .inf}", "efficiency.collective_ramp_half_bytes", "inf"),
+        ("efficiency: {mem_half_saturation_bytes: .inf}", "efficiency.mem_half_saturation_bytes", "inf"),
+        ("idle_power_w: 800", "idle_power_w", "800"),  # above the base's 700 W TDP
+        ("tdp_w: 50", "idle_power_w", "70"),  # a TDP below the base's 70 W idle power
+    ],
+)
+def test_bad_file_out_of_range_values_are_rejected(tmp_path, override, field, value):
+    """Non-finite floats, peaks <= 0 and idle power above TDP: a clear error naming the field and
+    value, also when the bad value overrides a catalog base."""
+    e = _error_for(tmp_path, f"base: h100-sxm\n{override}\n")
+    assert f"'{field}'" in e.message and value in e.message
+
+
+@pytest.mark.parametrize("peak", [-100.0, 0.0, float("nan"), float("inf")])
+def test_bad_peak_tflops_in_full_json_spec(tmp_path, peak):
+    """A stand-alone JSON spec (no base): a bad bf16 peak names peak_tflops."""
+    text = json.dumps({**FULL_SPEC, "peak_tflops": {"bf16": peak, "fp8": 1000}})  # NaN / Infinity tokens
+    e = _error_for(tmp_path, text, "npu.json")
+    assert "peak_tflops" in e.message and "bf16" in e.message
+
+
+def test_gpuspec_rejects_bad_values_directly():
+    """Built in Python (not from a file), GPUSpec / Efficiency raise pydantic's ValidationError."""
+    from pydantic import ValidationError
+
+    base = {k: v for k, v in FULL_SPEC.items()}
+    with pytest.raises(ValidationError, match="peak_tflops"):
+        GPUSpec.model_validate({**base, "peak_tflops": {"bf16": -1}})
+    with pytest.raises(ValidationError, match="idle_power_w"):
+        GPUSpec.model_validate({**base, "idle_power_w": 501})
+    with pytest.raises(ValidationError, match="gemm_launch_s"):
+        Efficiency(gemm_launch_s=float("inf"))
+    with pytest.raises(ValidationError, match="peak_tflops"):
+        get_gpu("h100-sxm").with_overrides(peak_tflops={"bf16": 0})

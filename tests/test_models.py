@@ -693,3 +693,53 @@ def test_exclusion_list_naming_only_qkv_projections_keeps_o_proj_quantised():
     assert whole.native_unquantized == ("attention",) and whole.bf16_part("attention_out", "fp4")
     out_only = from_hf_config({**ds, "quantization_config": {**q, "exclude_modules": ["model.layers.*.self_attn.o_proj"]}})
     assert out_only.native_unquantized == ("attention_out",) and not out_only.bf16_part("attention_qkv", "fp4")
+
+
+# ----------------------------------------------------------------------------------------------
+# out-of-range integers in a config.json
+# ----------------------------------------------------------------------------------------------
+_TINY_LLAMA = {"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+               "intermediate_size": 128, "vocab_size": 100}
+_TINY_GPT2 = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 100}
+_TINY_OPT = {"model_type": "opt", "hidden_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
+             "ffn_dim": 256, "vocab_size": 100}
+
+
+@pytest.mark.parametrize(
+    "base,key,value",
+    [
+        (_TINY_LLAMA, "num_attention_heads", 0),  # was ZeroDivisionError (hidden % heads)
+        (_TINY_LLAMA, "num_attention_heads", -4),
+        (_TINY_LLAMA, "hidden_size", float("inf")),  # was OverflowError in int()
+        (_TINY_LLAMA, "hidden_size", float("nan")),  # was ValueError in int()
+        (_TINY_LLAMA, "hidden_size", 0),
+        (_TINY_LLAMA, "head_dim", 0),  # was silently replaced by hidden / heads
+        (_TINY_LLAMA, "head_dim", -16),
+        (_TINY_LLAMA, "num_key_value_heads", 0),
+        (_TINY_LLAMA, "num_hidden_layers", 0),
+        (_TINY_LLAMA, "vocab_size", float("inf")),
+        (_TINY_LLAMA, "intermediate_size", -5),
+        (_TINY_LLAMA, "max_position_embeddings", 0),
+        (_TINY_GPT2, "n_head", 0),  # was ZeroDivisionError (n_embd % n_head)
+        (_TINY_GPT2, "n_embd", float("inf")),
+        (_TINY_OPT, "num_attention_heads", 0),  # was ZeroDivisionError
+    ],
+    ids=lambda x: x["model_type"] if isinstance(x, dict) else str(x),
+)
+def test_bad_config_integers_name_the_key(tmp_path, base, key, value):
+    """Zero / negative / non-finite sizes are an LlmsimError naming the key, not a traceback
+    (written to a file: Python's json reads and writes Infinity / NaN)."""
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps({**base, key: value}))
+    with pytest.raises(LlmsimError) as e:
+        load_hf_config_file(f)
+    assert f"'{key}'" in e.value.message and str(f) in e.value.message
+    with pytest.raises(LlmsimError, match=f"'{key}'"):
+        from_hf_config({**base, key: value})
+
+
+def test_absent_or_null_head_dim_is_derived():
+    """Only an explicit 0 is an error: absent or null head_dim still means hidden / heads."""
+    assert from_hf_config(_TINY_LLAMA).head_dim == 16
+    assert from_hf_config({**_TINY_LLAMA, "head_dim": None}).head_dim == 16
+    assert from_hf_config({**_TINY_LLAMA, "head_dim": 32}).head_dim == 32

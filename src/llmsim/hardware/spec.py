@@ -12,7 +12,9 @@ inherit the defaults, which were fitted on the shared H100 tables.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+import math
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..dtypes import canonical
 from ..errors import LlmsimError
@@ -45,7 +47,8 @@ class Efficiency(BaseModel):
     or per-wave / per-kernel latencies.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: every float must be finite (.inf / .nan in a user file is an error)
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     # ------------------------------------------------------------ GEMM
     gemm_peak_fraction: float = Field(0.89, gt=0, le=1, description="sustained fraction of the 16-bit peak FLOP/s in a GEMM main loop")
@@ -120,9 +123,12 @@ def uncalibrated_efficiency() -> Efficiency:
 
 
 class GPUSpec(BaseModel):
-    """One accelerator. Add your own in YAML/JSON with these field names."""
+    """One accelerator. Add your own in YAML/JSON with these field names.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    Every float is finite (allow_inf_nan=False), every peak is > 0, and idle power is at most TDP.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="lower-case id, e.g. 'h100-sxm'")
     display_name: str = ""
@@ -154,6 +160,10 @@ class GPUSpec(BaseModel):
     @classmethod
     def _canon_dtypes(cls, v: dict[str, float]) -> dict[str, float]:
         out = {canonical(k): float(x) for k, x in v.items()}
+        for k, x in out.items():
+            if not (math.isfinite(x) and x > 0):
+                raise ValueError(f"{k} must be a finite number greater than 0 (got {x!r}); "
+                                 "leave out a dtype the chip does not support")
         if "bf16" not in out and "fp16" in out:
             out["bf16"] = out["fp16"]
         if "fp16" not in out and "bf16" in out:
@@ -161,6 +171,15 @@ class GPUSpec(BaseModel):
         if "bf16" not in out:
             raise ValueError("peak_tflops needs at least bf16 (or fp16)")
         return out
+
+    @field_validator("idle_power_w")
+    @classmethod
+    def _idle_below_tdp(cls, v: float, info: ValidationInfo) -> float:
+        """Idle power cannot exceed the board's TDP (tdp_w is declared first, so it is in info.data)."""
+        tdp = info.data.get("tdp_w")
+        if tdp is not None and v > tdp:
+            raise ValueError(f"must be at most tdp_w ({tdp!r}) (got {v!r})")
+        return v
 
     # ---------------------------------------------------------------- derived, SI units
     @property

@@ -46,6 +46,7 @@ What the readers deliberately do not model (all tiny or absent in the catalog):
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -85,13 +86,20 @@ class _Cfg:
                 return v
         return default
 
-    def int(self, key: str, default: Any = _MISSING, *alternatives: str) -> int:
+    def int(self, key: str, default: Any = _MISSING, *alternatives: str, positive: bool = False) -> int:
+        """A whole, non-negative count (> 0 with `positive`); absent or null gives `default`."""
         v = self.req(key, *alternatives) if default is _MISSING else self.get(key, default, *alternatives)
-        return self._as_int(key, v)
+        return self._as_int(key, v, positive=positive)
 
-    def _as_int(self, key: str, v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or int(v) != v:
+    def _as_int(self, key: str, v: Any, *, positive: bool = False) -> int:
+        """`v` as an int; a clear error naming `key` for non-integers (inf / NaN included) and
+        negative values (every integer a config.json gives is a size or a count), or 0 with `positive`."""
+        if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                or int(v) != v):
             raise LlmsimError(f"{self.origin}: key {key!r} must be an integer, got {v!r}")
+        if v < 0 or (positive and v == 0):
+            raise LlmsimError(f"{self.origin}: key {key!r} must be {'greater than 0' if positive else 'at least 0'}, got {v!r}",
+                              hint="copy the model's config.json from its Hugging Face repository unchanged")
         return int(v)
 
     def bool(self, key: str, default: bool) -> bool:
@@ -106,10 +114,11 @@ class _Cfg:
 
 # ---------------------------------------------------------------------- shared pieces
 def _attention(c: _Cfg, *, derive_head_dim: bool = True) -> dict:
-    hidden = c.int("hidden_size")
-    heads = c.int("num_attention_heads")
-    kv = c.int("num_key_value_heads", heads)  # absent or null: multi-head attention
-    head_dim = c.int("head_dim", 0)
+    hidden = c.int("hidden_size", positive=True)
+    heads = c.int("num_attention_heads", positive=True)
+    kv = c.int("num_key_value_heads", heads, positive=True)  # absent or null: multi-head attention
+    # absent or null: derived from hidden_size / num_attention_heads; an explicit 0 is an error
+    head_dim = c.int("head_dim", 0, positive=c.get("head_dim") is not None)
     if not head_dim and derive_head_dim:
         if hidden % heads:
             raise c.fail(f"hidden_size={hidden} is not a multiple of num_attention_heads={heads}",
@@ -120,8 +129,8 @@ def _attention(c: _Cfg, *, derive_head_dim: bool = True) -> dict:
         "num_heads": heads,
         "num_kv_heads": kv,
         "head_dim": head_dim,
-        "num_layers": c.int("num_hidden_layers"),
-        "vocab_size": c.int("vocab_size"),
+        "num_layers": c.int("num_hidden_layers", positive=True),
+        "vocab_size": c.int("vocab_size", positive=True),
     }
 
 
@@ -177,7 +186,7 @@ def _sliding(c: _Cfg, num_layers: int, *, gated_by_flag: bool) -> dict:
 
 
 def _max_pos(c: _Cfg, default: int) -> int:
-    return c.int("max_position_embeddings", default)
+    return c.int("max_position_embeddings", default, positive=True)
 
 
 # ---------------------------------------------------------------------- readers
@@ -458,18 +467,18 @@ def _read_gpt_oss(c: _Cfg) -> dict:
 
 
 def _read_gpt2(c: _Cfg) -> dict:
-    hidden = c.int("n_embd", _MISSING, "hidden_size")
-    heads = c.int("n_head", _MISSING, "num_attention_heads")
+    hidden = c.int("n_embd", _MISSING, "hidden_size", positive=True)
+    heads = c.int("n_head", _MISSING, "num_attention_heads", positive=True)
     if hidden % heads:
         raise c.fail(f"n_embd={hidden} is not a multiple of n_head={heads}")
     inner = c.int("n_inner", 4 * hidden)  # null: 4 x n_embd
     return {
         "hidden_size": hidden,
-        "num_layers": c.int("n_layer", _MISSING, "num_hidden_layers"),
+        "num_layers": c.int("n_layer", _MISSING, "num_hidden_layers", positive=True),
         "num_heads": heads,
         "num_kv_heads": heads,
         "head_dim": hidden // heads,
-        "vocab_size": c.int("vocab_size"),
+        "vocab_size": c.int("vocab_size", positive=True),
         "intermediate_size": inner,
         "gated_mlp": False,
         "activation": c.get("activation_function", "gelu_new"),
@@ -479,13 +488,13 @@ def _read_gpt2(c: _Cfg) -> dict:
         "mlp_bias": True,
         "learned_pos_embeddings": True,
         "tie_word_embeddings": c.bool("tie_word_embeddings", True),
-        "max_position_embeddings": c.int("n_positions", 1024, "max_position_embeddings"),
+        "max_position_embeddings": c.int("n_positions", 1024, "max_position_embeddings", positive=True),
     }
 
 
 def _read_opt(c: _Cfg) -> dict:
-    hidden = c.int("hidden_size")
-    heads = c.int("num_attention_heads")
+    hidden = c.int("hidden_size", positive=True)
+    heads = c.int("num_attention_heads", positive=True)
     proj = c.int("word_embed_proj_dim", hidden)
     if proj != hidden:
         raise c.fail(f"word_embed_proj_dim={proj} differs from hidden_size={hidden}",
@@ -495,11 +504,11 @@ def _read_opt(c: _Cfg) -> dict:
     bias = c.bool("enable_bias", True)
     return {
         "hidden_size": hidden,
-        "num_layers": c.int("num_hidden_layers"),
+        "num_layers": c.int("num_hidden_layers", positive=True),
         "num_heads": heads,
         "num_kv_heads": heads,
         "head_dim": hidden // heads,
-        "vocab_size": c.int("vocab_size"),
+        "vocab_size": c.int("vocab_size", positive=True),
         "intermediate_size": c.int("ffn_dim"),
         "gated_mlp": False,
         "activation": c.get("activation_function", "relu"),
@@ -509,7 +518,7 @@ def _read_opt(c: _Cfg) -> dict:
         "mlp_bias": bias,
         "learned_pos_embeddings": True,
         "tie_word_embeddings": c.bool("tie_word_embeddings", True),
-        "max_position_embeddings": c.int("max_position_embeddings", 2048),
+        "max_position_embeddings": _max_pos(c, 2048),
     }
 
 
