@@ -285,6 +285,121 @@ def test_bad_inputs():
         small(rate=-1)
 
 
+def _plan_error(**kw) -> LlmsimError:
+    """The LlmsimError `small(**kw)` raises (all of these fail before anything is simulated)."""
+    with pytest.raises(LlmsimError) as e:
+        small(**kw)
+    assert e.value.hint, f"no hint for {kw}: {e.value.message}"
+    return e.value
+
+
+@pytest.mark.parametrize("mbt,text", [
+    ("abc", "entry 'abc' is not a whole number of tokens"),
+    ("2048,nan", "entry 'nan' (in '2048,nan') is not a whole number"),
+    ("2048.5", "entry '2048.5' is not a whole number"),
+    ([2048.7], "entry 2048.7 (in [2048.7]) is not a whole number"),
+    (True, "entry True is not a whole number"),
+    ("0", ">= 16, got '0'"),
+    ("2048,8", ">= 16, got '8' (in '2048,8')"),
+    (" , ", ">= 16, got ' , '"),
+])
+def test_bad_max_num_batched_tokens_is_a_clear_error(mbt, text):
+    e = _plan_error(max_num_batched_tokens=mbt)
+    assert e.message.startswith("max_num_batched_tokens") and text in e.message
+    assert "--max-num-batched-tokens 2048,8192" in e.hint
+
+
+def test_max_num_batched_tokens_accepts_whole_numbers():
+    from llmsim.planner.plan import _knob_sets
+
+    k = _knob_sets(" 4096 , 2048,2048 ", None)
+    assert k["prefill"] == ((2048, True), (4096, True))
+    assert _knob_sets([2048.0, np.int64(4096)], None)["prefill"] == ((2048, True), (4096, True))
+
+
+@pytest.mark.parametrize("top", [0, -1, 2.5, True])
+def test_top_must_be_a_positive_integer(top, base_plan):
+    with pytest.raises(LlmsimError, match=r"top must be an integer >= 1") as e:
+        plan_command(model=MODEL, gpus="h100-sxm:2", isl=512, osl=64, tpot="10ms", top=top, as_json=True)  # before any search
+    assert "--top 10" in e.value.hint and repr(top) in e.value.message
+    with pytest.raises(LlmsimError, match="top must be"):
+        base_plan.to_dict(top=top)
+
+
+def test_mix_needs_a_rate_and_aggregated_replicas():
+    # --mix without --rate used to plan normally and only say so inside the JSON (heterogeneous_mix)
+    e = _plan_error(mix=True)
+    assert "--mix" in e.message and "needs a target rate" in e.message and "--rate" in e.hint
+    e = _plan_error(mix=True, rate=5.0, aggregated=False)
+    assert "--no-agg" in e.message
+
+
+@pytest.mark.parametrize("entry,text", [
+    ("h100-sxm:2:0", "cannot read --gpus entry 'h100-sxm:2:0': expected TYPE[:MAX_COUNT][@USD_PER_GPU_HOUR]"),
+    ("h100-sxm:", "GPU count '' in --gpus entry 'h100-sxm:' must be a whole number >= 1"),
+    (":2", "no GPU type in --gpus entry ':2'"),
+    ("@2", "no GPU type in --gpus entry '@2'"),
+    ("h100-sxm:abc", "GPU count 'abc' in --gpus entry 'h100-sxm:abc'"),
+    ("h100-sxm:-1", "GPU count '-1' in --gpus entry 'h100-sxm:-1'"),
+    ("h100-sxm:1.5", "GPU count '1.5' in --gpus entry 'h100-sxm:1.5'"),
+    ("h100-sxm:0", "GPU count '0' in --gpus entry 'h100-sxm:0' must be a whole number >= 1"),
+    ("h100-sxm:2,h100:4", "GPU type h100-sxm given twice in --gpus"),
+])
+def test_malformed_gpu_entries(entry, text):
+    with pytest.raises(LlmsimError) as e:
+        parse_gpus(entry)
+    assert text in e.value.message and e.value.hint
+    if "given twice" not in text:
+        assert "TYPE[:MAX_COUNT][@USD_PER_GPU_HOUR]" in e.value.hint and "--gpus" in e.value.hint
+
+
+@pytest.mark.parametrize("entry,price", [("h100-sxm:2@abc", "'abc'"), ("h100-sxm:2@", "''"), ("h100-sxm:2@-1", "'-1'"),
+                                         ("h100-sxm:2@nan", "'nan'"), ("h100-sxm:2@inf", "'inf'")])
+def test_gpu_price_errors_name_the_gpus_entry(entry, price):
+    # the shared catalog error hints `--price 2.5`, an option `plan` does not have: the planner checks first
+    with pytest.raises(LlmsimError) as e:
+        parse_gpus(entry)
+    assert f"GPU price {price} in --gpus entry {entry!r}" in e.value.message
+    assert "--price" not in e.value.hint and "h100-sxm:8@2.5" in e.value.hint
+
+
+def test_good_gpu_entries_still_parse():
+    g = parse_gpus(" h100-sxm : 2 @ 0 ,a100-sxm-80gb")
+    assert [(x.name, x.max_count, x.price_per_hour_usd) for x in g][0] == ("h100-sxm", 2, 0.0)
+    assert g[1].max_count == 8
+
+
+@pytest.mark.parametrize("kw,text", [
+    (dict(budget_usd_per_hour=math.inf), "$/hour budget must be a positive, finite number, got inf"),
+    (dict(budget_usd_per_hour=math.nan), "$/hour budget must be a positive, finite number, got nan"),
+    (dict(budget_usd_per_hour=0), "$/hour budget must be a positive, finite number, got 0"),
+    (dict(max_power_w=math.inf), "power budget must be a positive, finite number of watts, got inf"),
+    (dict(max_power_w=-1.0), "power budget must be a positive, finite number of watts, got -1.0"),
+    (dict(jobs=0), "jobs must be an integer >= 1, got 0"),
+    (dict(jobs=-1), "jobs must be an integer >= 1, got -1"),
+    (dict(max_gpus=0), "max_gpus must be an integer >= 1, got 0"),
+    (dict(max_gpus=True), "max_gpus must be an integer >= 1, got True"),
+    (dict(max_concurrency=0), "max_concurrency must be an integer >= 1, got 0"),
+    (dict(max_concurrency=True), "max_concurrency must be an integer >= 1, got True"),
+    (dict(rate=math.nan), "rate must be a positive, finite number of requests/s, got nan"),
+    (dict(rate=math.inf), "rate must be a positive, finite number of requests/s, got inf"),
+    (dict(rate=0.0), "rate must be a positive, finite number of requests/s, got 0.0"),
+    (dict(percentile=math.nan), "percentile must be in (0, 100], got nan"),
+    (dict(percentile=101), "percentile must be in (0, 100], got 101"),
+    (dict(ttft="nan"), "TTFT target (--ttft) must be a duration"),
+    (dict(tpot=0), "TPOT target (--tpot) must be a positive duration, got 0"),
+    (dict(tpot=math.inf), "TPOT target (--tpot) must be a positive duration, got inf"),
+    (dict(prefix=-1), "prefix must be a whole number of tokens >= 0, got -1"),
+    (dict(engines=""), "no serving engine to plan for"),
+    (dict(backend="dask"), "unknown execution backend 'dask'"),
+    (dict(aggregated=False, disagg=False), "nothing to search"),
+    (dict(kernels="/nonexistent/kernel-tables"), "--kernels '/nonexistent/kernel-tables': kernel table directory"),
+])
+def test_bad_numeric_and_other_plan_options(kw, text):
+    e = _plan_error(**kw)
+    assert text in e.message
+
+
 # ----------------------------------------------------------------------------- Mélange
 
 
@@ -316,6 +431,13 @@ def test_melange_in_a_plan_and_histogram():
     m = r.mix
     assert m["feasible"] and m["usd_per_hour"] <= m["best_single_type_usd_per_hour"] + 1e-9
     assert "formulation" in m
+    # the mix is on the console too, not only in --json
+    from rich.console import Console
+
+    con = Console(record=True, width=200)
+    r.render(con)
+    text = con.export_text()
+    assert "heterogeneous GPU mix (Mélange)" in text and m["message"] in text
 
 
 # ----------------------------------------------------------------------------- outputs

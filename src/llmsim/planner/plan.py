@@ -28,6 +28,7 @@ or fixed, and results do not depend on `jobs` or the backend.
 from __future__ import annotations
 
 import math
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -109,7 +110,7 @@ class PlanResult:
 
     def to_dict(self, top: int = 10) -> dict:
         """JSON-ready (strict: no NaN / infinity — undefined numbers are null); unit-suffixed keys."""
-        return _jsonable(self._dict(top))
+        return _jsonable(self._dict(_check_top(top)))
 
     def _dict(self, top: int) -> dict:
         p = f"p{self.percentile:g}"
@@ -145,7 +146,7 @@ class PlanResult:
     def render(self, console, top: int = 10) -> None:
         from .report import render_console
 
-        render_console(self, console, top=top)
+        render_console(self, console, top=_check_top(top))
 
     def write_report(self, path) -> str:
         from .report import write_html
@@ -174,6 +175,45 @@ def _jsonable(v):
         v = float(v)
         return v if math.isfinite(v) else None
     return v
+
+
+def _is_int(v) -> bool:
+    """An integer and not a bool (True would otherwise pass as 1)."""
+    import numpy as np
+
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_number(v) -> bool:
+    import numpy as np
+
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _check_top(top) -> int:
+    if not (_is_int(top) and top >= 1):
+        raise LlmsimError(f"top must be an integer >= 1, got {top!r}", hint="how many of the best configurations to list, e.g. --top 10")
+    return int(top)
+
+
+def _check_kernels(kernels, gpu_opts: list[GpuOption]) -> None:
+    """Fail fast on a --kernels value no GPU type can use (a missing directory, `profile` with no
+    bundled profile for any of them): otherwise every simulation fails alike and the plan only
+    says that nothing meets the SLOs."""
+    from ..estimate import resolve_kernels
+
+    if kernels is None or str(kernels).lower() in ("auto", "none", "roofline", "off"):
+        return
+    first = None
+    for g in gpu_opts:
+        try:
+            resolve_kernels(kernels, g.spec)
+            return  # at least one GPU type can use them; the others are rejected per candidate with the reason
+        except LlmsimError as e:
+            first = first or e
+    if first is not None:
+        raise LlmsimError(f"--kernels {str(kernels)!r}: {first.message}",
+                          hint=(first.hint + "; " if first.hint else "") + "or use --kernels auto (bundled tables) or none (roofline)")
 
 
 def _family_key(f: Family) -> tuple:
@@ -315,28 +355,47 @@ def plan(
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
     spec = get_model(model)
-    ttft_ms = parse_duration_ms(ttft, "TTFT target") if ttft is not None else None
-    tpot_ms = parse_duration_ms(tpot, "TPOT target") if tpot is not None else None
-    if not (isinstance(percentile, (int, float)) and 0 < float(percentile) <= 100):
+    ttft_ms = parse_duration_ms(ttft, "TTFT target (--ttft)") if ttft is not None else None
+    tpot_ms = parse_duration_ms(tpot, "TPOT target (--tpot)") if tpot is not None else None
+    if not (_is_number(percentile) and 0 < float(percentile) <= 100):
         raise LlmsimError(f"percentile must be in (0, 100], got {percentile!r}", hint="e.g. --percentile 90")
     percentile = float(percentile)
-    if rate is not None and not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
-        raise LlmsimError(f"rate must be a positive number of requests/s, got {rate!r}")
+    if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):
+        raise LlmsimError(f"rate must be a positive, finite number of requests/s, got {rate!r}",
+                          hint="e.g. --rate 20; leave --rate out to size for the best goodput instead")
     objective = (objective or ("gpus" if rate is not None else "goodput")).lower()
     if objective not in OBJECTIVES:
         raise LlmsimError(f"unknown objective {objective!r}", hint=f"use one of {', '.join(OBJECTIVES)}")
     if objective == "gpus" and rate is None:
         raise LlmsimError("objective 'gpus' (fewest GPUs) needs a target rate", hint="give --rate, or use --objective goodput|cost|energy")
-    if max_gpus is not None and max_gpus < 1:
-        raise LlmsimError(f"max_gpus must be at least 1, got {max_gpus}")
-    if budget_usd_per_hour is not None and not budget_usd_per_hour > 0:
-        raise LlmsimError(f"the $/hour budget must be positive, got {budget_usd_per_hour}")
-    if max_power_w is not None and not max_power_w > 0:
-        raise LlmsimError(f"the power budget must be positive, got {max_power_w}")
+    if mix and rate is None:
+        raise LlmsimError("a heterogeneous GPU mix (--mix) needs a target rate, and none was given",
+                          hint="give --rate (requests/s the mix must serve), e.g. --rate 20 --mix, or drop --mix")
+    if mix and not aggregated:
+        raise LlmsimError("a heterogeneous GPU mix (--mix) is built from aggregated replicas, but aggregated serving is off (--no-agg)",
+                          hint="drop --no-agg, or drop --mix")
+    if max_gpus is not None and not (_is_int(max_gpus) and max_gpus >= 1):
+        raise LlmsimError(f"max_gpus must be an integer >= 1, got {max_gpus!r}",
+                          hint="e.g. --max-gpus 16; leave it out for no limit beyond the --gpus counts")
+    if budget_usd_per_hour is not None and not (_is_number(budget_usd_per_hour) and math.isfinite(budget_usd_per_hour) and budget_usd_per_hour > 0):
+        raise LlmsimError(f"the $/hour budget must be a positive, finite number, got {budget_usd_per_hour!r}",
+                          hint="e.g. --budget-usd-per-hour 50; leave it out for no cost limit")
+    if max_power_w is not None and not (_is_number(max_power_w) and math.isfinite(max_power_w) and max_power_w > 0):
+        raise LlmsimError(f"the power budget must be a positive, finite number of watts, got {max_power_w!r}",
+                          hint="e.g. --max-power-w 6000; leave it out for no power limit")
+    if max_concurrency is not None and not (_is_int(max_concurrency) and max_concurrency >= 1):
+        raise LlmsimError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}",
+                          hint="e.g. --max-concurrency 64; leave it out to search every concurrency")
+    if jobs is not None and not (_is_int(jobs) and jobs >= 1):
+        raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}", hint="e.g. --jobs 4; leave --jobs out to use every core")
+    if str(backend or "local").lower() not in ("local", "process", "multiprocessing", "ray"):
+        raise LlmsimError(f"unknown execution backend {backend!r}", hint="use --backend local or --backend ray")
     modes = (["aggregated"] if aggregated else []) + (["disaggregated"] if disagg else [])
     if not modes:
-        raise LlmsimError("nothing to search: both aggregated and disaggregated serving are off")
+        raise LlmsimError("nothing to search: both aggregated and disaggregated serving are off (--no-agg --no-disagg)",
+                          hint="drop --no-agg or --no-disagg")
     gpu_opts = parse_gpus(gpus, max_gpus)
+    _check_kernels(kernels, gpu_opts)
     auto_prec = precisions is None  # default: bf16 and fp8 everywhere, fp4 where the GPU has it (Blackwell)
     precs = parse_precisions("bf16,fp8,fp4" if auto_prec else precisions)
     engs = parse_engines(engines)
@@ -356,9 +415,7 @@ def plan(
     roles = (["agg"] if aggregated else []) + (["prefill", "decode"] if disagg else [])
     knobs = _knob_sets(max_num_batched_tokens, chunked_prefill)
     if max_concurrency is not None:
-        if not (isinstance(max_concurrency, int) and max_concurrency >= 1):
-            raise LlmsimError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}")
-        ctx.max_concurrency = max_concurrency
+        ctx.max_concurrency = int(max_concurrency)
     stats = {"families": 0, "candidates": 0, "pruned_precision": 0, "pruned_memory": 0, "pruned_latency": 0, "pruned_rule_pp": 0,
              "simulated_candidates": 0, "simulations": 0, "operating_points": 0, "verification_simulations": 0}
     floors: list[tuple[float, Candidate, Bounds]] = []
@@ -591,13 +648,40 @@ def plan(
     return res
 
 
+_MBT_HINT = "give token counts >= 16 separated by commas, e.g. --max-num-batched-tokens 2048,8192"
+
+
+def _token_budget(v, mbt) -> int:
+    """One --max-num-batched-tokens entry as an int >= 16, or a clear error naming it."""
+    if isinstance(v, str):
+        t = v.strip()
+        n = int(t) if re.fullmatch(r"\+?\d+", t) else None
+    elif _is_int(v):
+        n = int(v)
+    elif _is_number(v) and math.isfinite(v) and float(v).is_integer():
+        n = int(v)
+    else:
+        n = None
+    where = "" if str(v).strip() == str(mbt).strip() else f" (in {mbt!r})"
+    if n is None:
+        raise LlmsimError(f"max_num_batched_tokens entry {v!r}{where} is not a whole number of tokens", hint=_MBT_HINT)
+    if n < 16:
+        raise LlmsimError(f"max_num_batched_tokens must be token counts >= 16, got {v!r}{where}", hint=_MBT_HINT)
+    return n
+
+
 def _knob_sets(mbt, chunked: bool | None) -> dict[str, tuple]:
     agg, pre = list(AGG_KNOBS), list(PREFILL_KNOBS)
     if mbt is not None:
-        vals = [int(v) for v in (str(mbt).split(",") if isinstance(mbt, (str, int)) else mbt) if str(v).strip()]
-        if not vals or any(v < 16 for v in vals):
-            raise LlmsimError(f"max_num_batched_tokens must be token counts >= 16, got {mbt!r}", hint="e.g. --max-num-batched-tokens 2048,8192")
-        vals = sorted(set(vals))
+        if isinstance(mbt, str):
+            items = [x for x in mbt.split(",") if x.strip()]
+        elif isinstance(mbt, (list, tuple)):
+            items = [x for x in mbt if not (isinstance(x, str) and not x.strip())]
+        else:
+            items = [mbt]
+        if not items:
+            raise LlmsimError(f"max_num_batched_tokens must be token counts >= 16, got {mbt!r}", hint=_MBT_HINT)
+        vals = sorted({_token_budget(v, mbt) for v in items})
         agg = [(v, True) for v in vals] + [(max(vals), False)]
         pre = [(v, True) for v in vals]
     if chunked is True:
@@ -688,6 +772,7 @@ def plan_command(*, model: str, gpus=None, isl: int | None = None, osl: int | No
     """What `llmsim plan` runs: plan, optionally write the HTML report, render or return JSON.
 
     Returns the JSON dict when `as_json`, else the PlanResult (rendered on `console` if given)."""
+    top = _check_top(top)  # before the search: a bad --top should not cost a whole plan
     prog = None
     if console is not None and not as_json:
         prog = lambda msg: None  # noqa: E731 - quiet; the result table says everything

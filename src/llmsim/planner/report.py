@@ -67,6 +67,12 @@ def render_console(res, console, top: int = 10) -> None:
         console.print(ln["benchmark"]["vllm_bench_serve"], markup=False, highlight=False)
     elif res.closest:
         console.print(f"closest: {escape(res.closest['configuration'])}: {escape(res.closest['achieved'])}")
+    if res.mix is not None:  # --mix: the Mélange answer (or why there is none) belongs on the console too, not only in --json
+        m = res.mix
+        colour = "green" if m.get("feasible") else "yellow"
+        console.print(f"[bold]heterogeneous GPU mix (Mélange):[/] [{colour}]{escape(str(m.get('message') or ''))}[/]")
+        for it in m.get("instances") or []:
+            console.print(f"  {it['count']} x {escape(str(it['instance']))}: {it['gpus']} GPUs, ${_f(it['usd_per_hour'], ',.2f')}/h")
     if res.rejected:
         r = Table(title=f"rejected ({len(res.rejected)})", show_lines=False)
         r.add_column("configuration")

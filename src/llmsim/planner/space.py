@@ -48,19 +48,20 @@ _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|s|us|µ
 
 def parse_duration_ms(value, what: str = "latency target") -> float:
     """'300ms' -> 300, '0.3s' -> 300, '300' -> 300 (a bare number is milliseconds), '250us' -> 0.25."""
+    hint = "a positive number with an optional unit us, ms (the default) or s, e.g. 300ms, 0.3s or 300"
     if isinstance(value, bool):
-        raise LlmsimError(f"{what} must be a duration such as 300ms or 0.3s, got {value!r}")
+        raise LlmsimError(f"{what} must be a duration such as 300ms or 0.3s, got {value!r}", hint=hint)
     if isinstance(value, (int, float)):
         v = float(value)
     else:
         m = _DURATION.match(str(value))
         if not m:
-            raise LlmsimError(f"{what} must be a duration such as 300ms, 0.3s or 300 (ms), got {value!r}")
+            raise LlmsimError(f"{what} must be a duration such as 300ms, 0.3s or 300 (ms), got {value!r}", hint=hint)
         v = float(m.group(1))
         unit = (m.group(2) or "ms").lower()
         v *= {"ms": 1.0, "s": 1e3, "us": 1e-3, "µs": 1e-3}[unit]
     if not (math.isfinite(v) and v > 0):
-        raise LlmsimError(f"{what} must be a positive duration, got {value!r}")
+        raise LlmsimError(f"{what} must be a positive duration, got {value!r}", hint=hint)
     return v
 
 
@@ -87,10 +88,15 @@ def _gpu_spec(name: str, price: float) -> GPUSpec:
     return get_gpu(name, price_per_hour_usd=price)
 
 
+_GPU_FORM = "TYPE[:MAX_COUNT][@USD_PER_GPU_HOUR]"
+_GPU_HINT = "write --gpus as " + _GPU_FORM + " entries separated by commas, e.g. h100-sxm:8 or h200-sxm:32,h100-sxm:64@2.5"
+_GPU_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
 def parse_gpus(gpus, max_gpus: int | None = None) -> list[GpuOption]:
     """`'h200-sxm:32,h100-sxm:64'` (type:max count, optionally `@price` $/GPU-hour, e.g.
     `h100-sxm:16@2.1`) or a list of such strings; None means every catalog GPU. A type without
-    a count gets `max_gpus` (default 8)."""
+    a count gets `max_gpus` (default 8). Every malformed entry is an LlmsimError quoting it."""
     if gpus is None or (isinstance(gpus, str) and not gpus.strip()):
         items = [g.name for g in list_gpus()]
     elif isinstance(gpus, str):
@@ -100,28 +106,37 @@ def parse_gpus(gpus, max_gpus: int | None = None) -> list[GpuOption]:
     default_count = max_gpus if max_gpus is not None else DEFAULT_MAX_PER_TYPE
     out: list[GpuOption] = []
     seen = set()
-    for item in items:
-        price = None
+    for raw in items:
+        item, price = raw, None
         if "@" in item:
             item, p = item.rsplit("@", 1)
             try:
                 price = float(p)
             except ValueError:
-                raise LlmsimError(f"GPU price in {item}@{p} must be a number of $/GPU-hour") from None
+                raise LlmsimError(f"GPU price {p.strip()!r} in --gpus entry {raw!r} must be a number of $/GPU-hour",
+                                  hint=f"put the $/GPU-hour after '@', e.g. h100-sxm:8@2.5 ({_GPU_FORM})") from None
+            if not (math.isfinite(price) and price >= 0):
+                raise LlmsimError(f"GPU price {p.strip()!r} in --gpus entry {raw!r} must be a finite, non-negative number of $/GPU-hour",
+                                  hint=f"put the $/GPU-hour after '@', e.g. h100-sxm:8@2.5 ({_GPU_FORM})")
+        item = item.strip()
         count = default_count
-        m = re.match(r"^(.*):(\d+)$", item)
-        if m:
-            item, count = m.group(1), int(m.group(2))
-        elif ":" in item and not item.lower().endswith((".yaml", ".yml", ".json")):
-            raise LlmsimError(f"cannot read GPU entry {item!r}", hint="write TYPE:MAX_COUNT, e.g. h200-sxm:32")
-        if count < 1:
-            raise LlmsimError(f"GPU count for {item} must be at least 1, got {count}")
+        if ":" in item and not item.lower().endswith(_GPU_FILE_SUFFIXES):
+            item, c = item.rsplit(":", 1)
+            item, c = item.strip(), c.strip()
+            if ":" in item and not item.lower().endswith(_GPU_FILE_SUFFIXES):
+                raise LlmsimError(f"cannot read --gpus entry {raw!r}: expected {_GPU_FORM} (one ':' before the count)", hint=_GPU_HINT)
+            if not re.fullmatch(r"\d+", c) or int(c) < 1:
+                raise LlmsimError(f"GPU count {c!r} in --gpus entry {raw!r} must be a whole number >= 1 (the most GPUs of that type to use)",
+                                  hint=_GPU_HINT)
+            count = int(c)
+        if not item:
+            raise LlmsimError(f"no GPU type in --gpus entry {raw!r}", hint=_GPU_HINT + " (`llmsim gpus list` names the types)")
         spec = get_gpu(item, price_per_hour_usd=price)
         if max_gpus is not None:
             count = min(count, max_gpus)
-        name = item if item.lower().endswith((".yaml", ".yml", ".json")) else spec.name
+        name = item if item.lower().endswith(_GPU_FILE_SUFFIXES) else spec.name
         if name in seen:
-            raise LlmsimError(f"GPU type {name} given twice")
+            raise LlmsimError(f"GPU type {name} given twice in --gpus", hint="give each GPU type once, with its largest count")
         seen.add(name)
         out.append(GpuOption(name, count, float(spec.price_per_hour_usd), float(spec.tdp_w)))
     if not out:
@@ -181,6 +196,8 @@ def parse_engines(value) -> list[str]:
         b = get_backend(s).name
         if b not in out:
             out.append(b)
+    if not out:
+        raise LlmsimError(f"no serving engine to plan for, got {value!r}", hint=f"e.g. --backend-engine vllm; one or more of {', '.join(ENGINES)}, or all")
     return out
 
 

@@ -103,7 +103,7 @@ def build_workload(*, isl: int | None = None, osl: int | None = None, input_dist
     if prefix is None:
         prefix = 0
     if not isinstance(prefix, (int, np.integer)) or prefix < 0:
-        raise LlmsimError(f"prefix must be a whole number of tokens >= 0, got {prefix!r}")
+        raise LlmsimError(f"prefix must be a whole number of tokens >= 0, got {prefix!r}", hint="e.g. --prefix 500 (shared tokens per request); 0 for none")
     if trace is not None:
         if any(v is not None for v in (isl, osl, input_dist, output_dist, lengths_from)):
             raise LlmsimError("a trace brings its own lengths; drop --isl/--osl/--input-dist/--output-dist")
