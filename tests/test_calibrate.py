@@ -123,3 +123,67 @@ def test_collective_calibration_needs_two_groups(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(LlmsimError, match="no kernel table recognised in .*empty"):
         cal.read_measurements([tmp_path / "empty"])
+
+
+# ------------------------------------------------------------------ bad input: clear errors, not tracebacks
+
+
+_TINY_GEMM = {"gemm": {"m": np.array([1, 8, 64, 512]), "n": np.array([1024, 1024, 2048, 2048]), "k": np.array([1024] * 4),
+                       "gemm_dtype": np.array(["bfloat16"] * 4), "latency": np.array([0.01, 0.012, 0.02, 0.05])}}
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(seed=-1), "seed must be a non-negative integer, got -1"),
+    (dict(seed=1.5), "seed must be a non-negative integer, got 1.5"),
+    (dict(max_rows=-5), "max_rows must be an integer >= 1"),
+    (dict(max_rows=0), "max_rows must be an integer >= 1"),  # used to fit nothing and report the shipped spec as calibrated
+])
+def test_kfold_calibrate_rejects_bad_seed_and_max_rows(kw, needle):
+    with pytest.raises(LlmsimError, match=needle):
+        cal.kfold_calibrate(get_gpu("h100-sxm"), _TINY_GEMM, k=2, **kw)
+    with pytest.raises(LlmsimError, match=needle):
+        cal.fit_efficiency(get_gpu("h100-sxm"), _TINY_GEMM, **kw)
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--seed", "-1"], "seed must be a non-negative integer"),
+    (["--max-rows", "-5"], "max_rows must be an integer >= 1"),
+    (["--max-rows", "0"], "max_rows must be an integer >= 1"),
+])
+def test_cli_rejects_bad_seed_and_max_rows(tmp_path, capsys, argv, needle):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    f = tmp_path / "gemm_perf.parquet"
+    pq.write_table(pa.table({**_TINY_GEMM["gemm"], "op_name": ["gemm"] * 4}), f)
+    with pytest.raises(SystemExit) as ex:
+        main(["calibrate", str(f), "--gpu", "h100-sxm", "--folds", "2", *argv])
+    assert ex.value.code == 2 and needle in capsys.readouterr().err
+
+
+def test_max_rows_none_fits_every_row():
+    assert cal._subsample(np.ones(7, bool), None, 0).tolist() == list(range(7))
+    assert cal.check_max_rows(None) is None and cal.check_max_rows(3) == 3
+
+
+def test_write_spec_to_a_directory_is_a_clear_error(tmp_path):
+    g = get_gpu("h100-sxm")
+    with pytest.raises(LlmsimError, match="is a directory"):
+        cal.write_spec(g, g.efficiency, tmp_path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(LlmsimError, match="cannot write the calibrated spec"):
+        cal.write_spec(g, g.efficiency, tmp_path / "file" / "spec.yaml")  # parent is a file
+
+
+@pytest.mark.parametrize("name", ["binary.csv", "binary.parquet", "binary.dat"])
+def test_a_binary_file_is_a_clear_error(tmp_path, capsys, name):
+    f = tmp_path / name
+    f.write_bytes(b"\x9c\xff\xfe\x00\x81 not text, not parquet" * 20)
+    with pytest.raises(SystemExit) as ex:
+        main(["calibrate", str(f), "--gpu", "h100-sxm"])
+    err = capsys.readouterr().err
+    assert ex.value.code == 2 and name in err.replace("\n", "")
+    assert ("not UTF-8 text" if name.endswith(".csv") else "not a readable parquet file") in err.replace("\n", " ")
+    if not name.endswith(".csv"):
+        with pytest.raises(LlmsimError, match="not a readable parquet file"):
+            cal.read_measurements([f])

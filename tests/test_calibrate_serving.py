@@ -138,3 +138,27 @@ def test_too_few_configurations_for_the_folds_is_a_clear_error():
 
     with pytest.raises(LlmsimError, match="cannot be split into 5 folds"):
         cs.kfold_calibrate_serving(get_gpu("b200-sxm"), [R(), R()], k=5)
+
+
+@pytest.mark.parametrize("seed", [-1, 2.5])
+def test_a_negative_seed_is_a_clear_error_before_any_simulation(seed):
+    class R:
+        config = "one"
+
+    with pytest.raises(LlmsimError, match="seed must be a non-negative integer"):
+        cs.kfold_calibrate_serving(get_gpu("b200-sxm"), [R(), R()], k=2, seed=seed)
+    with pytest.raises(LlmsimError, match="seed must be a non-negative integer"):
+        cs.config_folds([R(), R()], 2, seed=seed)
+
+
+@needs_shared
+def test_cli_rejects_a_negative_seed_and_a_binary_csv(tmp_path, capsys):
+    f = _small_csv(tmp_path)
+    with pytest.raises(SystemExit) as ex:
+        main(["calibrate", str(f), "--gpu", "b200-sxm", "--folds", "2", "--seed", "-1"])
+    assert ex.value.code == 2 and "seed must be a non-negative integer, got -1" in capsys.readouterr().err
+    b = tmp_path / "binary.csv"
+    b.write_bytes(b"\x9c\xff\xfe\x00\x81" * 100)
+    with pytest.raises(SystemExit) as ex:
+        main(["calibrate", str(b), "--gpu", "b200-sxm", "--folds", "2"])
+    assert ex.value.code == 2 and "not UTF-8 text" in capsys.readouterr().err.replace("\n", " ")

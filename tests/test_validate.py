@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -624,3 +625,96 @@ def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts(
         p = plan_row(other)
         assert p.dep_kwargs is not None, p.reason
         assert p.dep_kwargs["pools"]["decode"][:4] == (1, 1, 4, 1) and "InferenceMAX labels" not in p.note
+
+
+# ------------------------------------------------------------------ bad input: never a traceback, never a guess
+
+
+def test_a_binary_silicon_csv_is_a_clear_error(tmp_path):
+    p = tmp_path / "binary.csv"
+    p.write_bytes(b"id,backend\n\x9c\xff\xfe\x00\x81 not text" * 20)
+    with pytest.raises(LlmsimError, match=r"binary\.csv is not UTF-8 text"):
+        validate_silicon(p)
+    d = tmp_path / "adir.csv"
+    d.mkdir()
+    with pytest.raises(LlmsimError, match="is not a regular file"):
+        validate_silicon(d)
+
+
+def _disagg(**kw) -> dict:
+    return {**ROWS[3], **{k: str(v) for k, v in kw.items()}}
+
+
+_MOE = dict(model_path="Qwen/Qwen3-235B-A22B-FP8", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
+            tp_size="4", moe_tp_size="1", moe_ep_size="4", batch_size="8")
+
+
+@pytest.mark.parametrize("r, reason", [
+    # non-finite / unparsable numbers (osl=inf used to raise OverflowError; isl=abc said "got 0/64")
+    (row(osl="inf"), "osl 'inf' is not a finite number"),
+    (row(osl="1e400"), "osl '1e400' is not a finite number"),
+    (row(isl="abc"), "isl 'abc' is not a number"),
+    (row(isl="nan"), "isl 'nan' is not a finite number"),
+    (row(isl="512.5"), "isl must be a whole number, got '512.5'"),
+    (row(isl=""), "isl/osl must be >= 1, got (empty)/64"),
+    # layout sizes: negative or unparsable used to run as 1
+    (row(tp_size="-1"), "tp_size must be an integer >= 1 (empty or 0 = 1), got '-1'"),
+    (row(tp_size="abc"), "tp_size 'abc' is not a number"),
+    (row(pp_size="-1"), "pp_size must be an integer >= 1 (empty or 0 = 1), got '-1'"),
+    (row(attention_dp_size="two"), "attention_dp_size 'two' is not a number"),
+    (row(tp_size="2.5"), "tp_size must be a whole number, got '2.5'"),
+    (row(**{**_MOE, "moe_ep_size": "-4"}), "moe_ep_size must be an integer >= 1, got '-4'"),
+    (row(**{**_MOE, "moe_tp_size": "x"}), "moe_tp_size 'x' is not a number"),
+    (_disagg(prefill_tp_size="-1"), "prefill_tp_size must be an integer >= 1 (empty or 0 = 1), got '-1'"),
+    (_disagg(decode_attention_dp_size="abc"), "decode_attention_dp_size 'abc' is not a number"),
+    (_disagg(decode_moe_ep_size="-4"), "decode_moe_ep_size must be an integer >= 1, got '-4'"),
+    (_disagg(prefill_num_workers="-1"), "prefill_num_workers must be an integer >= 1, got '-1'"),
+    # batch sizes: bad values used to be ignored (concurrency from silicon_data_source) or rounded
+    (row(batch_size="abc"), "batch_size 'abc' is not a number"),
+    (row(batch_size="nan"), "batch_size 'nan' is not a finite number"),
+    (row(batch_size="0"), "batch_size must be an integer >= 1 (per attention-DP rank; leave it empty if not recorded), got '0'"),
+    (row(batch_size="8.7"), "batch_size must be a whole number, got '8.7'"),
+    (_disagg(decode_batch_size="nan"), "decode_batch_size 'nan' is not a finite number"),
+    # measured values: inf made the medians NaN, <= 0 dropped the row from the statistics silently
+    (row(silicon_ttft_ms="inf"), "silicon_ttft_ms 'inf' is not a finite number"),
+    (row(silicon_ttft_ms="-5"), "silicon_ttft_ms must be > 0 ms, got '-5'"),
+    (row(silicon_ttft_ms="0"), "silicon_ttft_ms must be > 0 ms, got '0'"),
+    (row(silicon_tpot_ms="inf"), "silicon_tpot_ms 'inf' is not a finite number"),
+    (row(silicon_tpot_ms="-5"), "silicon_tpot_ms must be > 0 ms, got '-5'"),
+])
+def test_a_bad_cell_skips_the_row_naming_the_column_and_value(r, reason):
+    p = plan_row(r)
+    assert p.dep_kwargs is None and p.reason == reason
+    rep = validate_silicon(None, rows=[r])  # listed with the reason, never dropped, never a traceback
+    (out,) = rep.rows
+    assert out["status"] == "skipped" and out["reason"] == reason
+    json.dumps(rep.to_dict(), allow_nan=False)  # no inf / NaN leaks into the report
+
+
+@pytest.mark.parametrize("r", [
+    row(tp_size="", pp_size="0", attention_dp_size="0"),  # empty or 0 -> 1 (rule 4; the shared CSV has such rows)
+    row(batch_size=""),  # not recorded: concurrency from silicon_data_source
+    row(silicon_tpot_ms=""),  # one measured metric is enough
+    row(osl="1", silicon_tpot_ms="0"),  # TPOT undefined for one output token: not measured
+    row(isl="512.0"),
+])
+def test_empty_and_zero_cells_keep_their_documented_meaning(r):
+    p = plan_row(r)
+    assert p.dep_kwargs is not None, p.reason
+    assert p.dep_kwargs["pools"]["pool"] == (1, 1, 1, 1, 1) and p.concurrency == 8 and p.isl == 512
+
+
+@pytest.mark.skipif(not SILICON.is_file(), reason="shared silicon CSV not present")
+def test_no_row_of_the_shared_csv_is_skipped_for_a_bad_cell():
+    from llmsim.serving.validate import plan_rows, read_silicon_csv
+
+    plans = plan_rows(read_silicon_csv(SILICON))
+    bad = [p.reason for p in plans if re.search(r"is not a (finite )?number|whole number|must be an integer >= 1|must be > 0 ms",
+                                                 p.reason)]
+    assert not bad, bad[:5]
+    assert sum(p.dep_kwargs is not None for p in plans) > 2000
+
+
+def test_write_rows_to_a_directory_is_a_clear_error(report, tmp_path):
+    with pytest.raises(LlmsimError, match="is a directory"):
+        report.write_rows(tmp_path)

@@ -333,6 +333,51 @@ def test_malformed_rows_name_file_and_line(tmp_path, name, text, needle):
     assert name in str(e.value) and needle in str(e.value)
 
 
+_CSV = "arrival_s,input_tokens,output_tokens\n"
+_MC = '{{"timestamp": {}, "input_length": 10, "output_length": 2}}\n'
+_OWN = '{{"arrival_s": {}, "input_tokens": 10, "output_tokens": 2}}\n'
+
+
+@pytest.mark.parametrize(
+    "name,text,needles",
+    [
+        # offsets from the start of the trace: a negative one queued a phantom request from before t = 0
+        ("neg.csv", _CSV + "0,10,2\n1,10,2\n-5,10,2\n", ["line 4", "arrival_s must be >= 0", "'-5'"]),
+        ("neg.jsonl", _OWN.format(0) + _OWN.format(-5), ["line 2", "arrival_s must be >= 0", "-5"]),
+        ("neg_mooncake.jsonl", _MC.format(0) + _MC.format(-5000), ["line 2", "timestamp must be >= 0", "milliseconds", "-5000"]),
+        # beyond a year: a unit mistake, not a trace (1e300 s made the duration 1e300 s, throughput 0)
+        ("huge.csv", _CSV + "0,10,2\n1e300,10,2\n", ["line 3", "arrival_s '1e300'", "more than a year", "milliseconds"]),
+        ("ms.csv", _CSV + "1700000000000,10,2\n1700000000500,10,2\n", ["line 2", "more than a year"]),
+        ("huge.jsonl", _OWN.format(0) + _OWN.format("1e300"), ["line 2", "more than a year"]),
+        ("epoch_mooncake.jsonl", _MC.format(1700000000000) + _MC.format(1700000000500), ["line 1", "timestamp", "more than a year"]),
+        ("span_azure.csv", "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.68,10,2\n2025-11-16 18:15:46.68,10,2\n",
+         ["line 3", "after the first request (line 2)", "more than a year"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) and "\n" not in v else "",
+)
+def test_arrival_times_outside_the_trace_are_errors_naming_file_and_line(tmp_path, name, text, needles):
+    p = tmp_path / name
+    p.write_text(text)
+    with pytest.raises(LlmsimError) as e:
+        load_trace(p)
+    msg = str(e.value)
+    assert name in msg and all(n in msg for n in needles), msg
+    with pytest.raises(LlmsimError):  # `serve --trace` goes through make_workload
+        make_workload(trace=p)
+
+
+def test_valid_arrival_offsets_are_kept_as_written(tmp_path):
+    # a trace may start after t = 0 (not re-based), and unsorted rows are still stably re-sorted
+    p = tmp_path / "late.csv"
+    p.write_text(_CSV + "1005,10,2\n1000,20,2\n0.0,30,2\n31536000,40,2\n")
+    w = load_trace(p)
+    assert w.arrival_s.tolist() == [0.0, 1000.0, 1005.0, 31536000.0] and w.input_len.tolist() == [30, 20, 10, 40]
+    assert "re-sorted" in w.name
+    m = tmp_path / "late_mooncake.jsonl"
+    m.write_text(_MC.format(2500) + _MC.format(1000))
+    assert load_trace(m).arrival_s.tolist() == [1.0, 2.5]
+
+
 def test_empty_and_unknown_traces(tmp_path):
     for text in ("", "\n\n", "arrival_s,input_tokens,output_tokens\n"):
         p = tmp_path / "e.csv"

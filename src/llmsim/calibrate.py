@@ -126,6 +126,38 @@ def _parquet_files(paths: list[str | Path]) -> list[Path]:
     return files
 
 
+def _schema_names(f: Path) -> set[str]:
+    """Column names of parquet file `f`; LlmsimError naming it if it is not a readable parquet file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return set(pq.read_schema(f).names)
+    except (pa.ArrowException, OSError) as e:
+        raise LlmsimError(f"{f} is not a readable parquet file ({str(e).splitlines()[0] if str(e) else type(e).__name__})",
+                          hint="kernel tables are AIConfigurator-format parquet files (gemm_perf, context_attention_perf, "
+                               "generation_attention_perf, nccl_perf); end-to-end benchmark rows are a silicon CSV named *.csv") from None
+
+
+def check_seed(seed) -> int:
+    """`seed` as an int, or LlmsimError unless it is an integer >= 0 (numpy's generators take no other)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LlmsimError(f"seed must be a non-negative integer, got {seed!r}",
+                          hint="the seed picks the cross-validation folds (and subsamples); any integer >= 0, e.g. 0")
+    return int(seed)
+
+
+def check_max_rows(max_rows) -> int | None:
+    """`max_rows` (rows per fitting stage) as an int, or None for every row; LlmsimError unless it is an
+    integer >= 1 (0 rows would fit nothing and report the starting spec as calibrated)."""
+    if max_rows is None:
+        return None
+    if isinstance(max_rows, (bool, np.bool_)) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
+        raise LlmsimError(f"max_rows must be an integer >= 1 (rows per fitting stage), got {max_rows!r}",
+                          hint="e.g. --max-rows 5000: larger fits more rows, more slowly")
+    return int(max_rows)
+
+
 def read_kernel_tables(paths: list[str | Path], required: bool = True) -> dict[str, Rows]:
     """Rows of every recognised AIConfigurator-format table in `paths` (files or directories), by
     kind; with `required`, an error if there is none."""
@@ -134,8 +166,7 @@ def read_kernel_tables(paths: list[str | Path], required: bool = True) -> dict[s
     files = _parquet_files(paths)
     out: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in KINDS}
     for f in files:
-        schema = pq.read_schema(f)
-        names = set(schema.names)
+        names = _schema_names(f)
         for kind, cols in _COLUMNS.items():
             if set(cols) <= names:
                 t = pq.read_table(f, columns=list(cols) + (["op_name"] if "op_name" in names else []))
@@ -242,18 +273,21 @@ def stats(pred: np.ndarray, meas: np.ndarray) -> ErrorStats:
     return ErrorStats(len(a), float(np.median(a)), float(np.percentile(a, 90)))
 
 
-def _subsample(mask: np.ndarray, limit: int, seed: int) -> np.ndarray:
+def _subsample(mask: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     idx = np.flatnonzero(mask)
-    if len(idx) > limit:
+    if limit is not None and len(idx) > limit:
         idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
     return idx
 
 
-def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0, max_rows: int = 20_000) -> Efficiency:
+def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0,
+                   max_rows: int | None = 20_000) -> Efficiency:
     """Robust least-squares fit of the Efficiency parameters on the rows selected by `train`
-    (all rows if None), stage by stage (`_STAGES`), starting from `gpu.efficiency`."""
+    (all rows if None), stage by stage (`_STAGES`), starting from `gpu.efficiency`; at most
+    `max_rows` rows per stage (seeded subsample; None: every row)."""
     from scipy.optimize import least_squares
 
+    seed, max_rows = check_seed(seed), check_max_rows(max_rows)
     e = gpu.efficiency
     for kind, subset, bounds in _STAGES:
         if kind not in tables:
@@ -354,9 +388,7 @@ _NCCL_COLUMNS = ("op_name", "nccl_dtype", "num_gpus", "message_size", "latency")
 def read_collective_tables(paths: list[str | Path]) -> CollectiveRows | None:
     """The rows of every NCCL table (`*nccl_perf.parquet`: the files with the NCCL columns) in
     `paths` (files or directories), concatenated; None if there is none."""
-    import pyarrow.parquet as pq
-
-    parts = [read_collective_table(f) for f in _parquet_files(paths) if set(_NCCL_COLUMNS) <= set(pq.read_schema(f).names)]
+    parts = [read_collective_table(f) for f in _parquet_files(paths) if set(_NCCL_COLUMNS) <= _schema_names(f)]
     parts = [r for r in parts if len(r.seconds)]
     if not parts:
         return None
@@ -457,6 +489,7 @@ def kfold_collectives(gpu: GPUSpec, rows: CollectiveRows, k: int = 5, seed: int 
     values ('shipped') and the out-of-fold predictions ('calibrated'), and the fit on all rows."""
     from .hardware.spec import uncalibrated_efficiency
 
+    seed = check_seed(seed)
     n_groups = len(np.unique(rows.group))
     if n_groups < 2:
         raise LlmsimError(f"the NCCL rows hold {n_groups} (collective, GPUs, element type) group: cross-validation needs at least 2",
@@ -486,6 +519,7 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
 
     if k < 2:
         raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    seed, max_rows = check_seed(seed), check_max_rows(max_rows)
     if not tables and collectives is None:
         raise LlmsimError("nothing to calibrate on: no kernel table and no NCCL table",
                           hint="pass AIConfigurator-format parquet files or an `llmsim profile` directory")
@@ -520,10 +554,17 @@ def write_spec(gpu: GPUSpec, efficiency: Efficiency, path: str | Path, note: str
     `aliases` are names it also answers to (kernel tables measured on them apply)."""
     import yaml
 
-    path = Path(path)
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise LlmsimError(f"{path} is a directory; the calibrated spec (--out) needs a file name",
+                          hint=f"e.g. {path / (gpu.name + '-calibrated.yaml')}")
     data = {"base": base or gpu.name, "name": f"{gpu.name}-calibrated", **({"aliases": list(aliases)} if aliases else {}),
             "source": f"{gpu.source} | efficiency calibrated by llmsim calibrate {note}".strip(),
             "efficiency": {k: (float(v) if isinstance(v, float) else v) for k, v in efficiency.model_dump().items()}}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    except OSError as e:
+        raise LlmsimError(f"cannot write the calibrated spec {path}: {e.strerror or e}",
+                          hint="give a writable file path for --out") from None
     return path

@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .calibrate import ErrorStats, stats
+from .calibrate import ErrorStats, check_seed, stats
 from .errors import LlmsimError
 from .hardware.spec import Efficiency, GPUSpec
 
@@ -224,6 +224,7 @@ def fit_scales(sur: Surrogate, meas: np.ndarray, cols: list[int], bounds: dict[s
 
 def config_folds(rows: list[_Row], k: int, seed: int = 0) -> np.ndarray:
     """Fold per row; all rows of one configuration share a fold."""
+    seed = check_seed(seed)
     keys = np.array([r.config for r in rows])
     uniq, inv = np.unique(keys, return_inverse=True)
     perm = np.random.default_rng(seed).permutation(len(uniq))
@@ -264,6 +265,7 @@ def kfold_calibrate_serving(gpu: GPUSpec, rows: list[_Row], *, k: int = 5, metri
         raise LlmsimError(f"unknown metric {metric!r}", hint=f"use one of {', '.join(METRICS)}")
     if k < 2:
         raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    seed = check_seed(seed)  # before any simulation
     if not rows:
         raise LlmsimError(f"no benchmark row to calibrate {gpu.name} on",
                           hint="the rows' `system` must name this GPU (or pass --system); see `llmsim validate silicon` for why rows are skipped")

@@ -245,7 +245,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    for every TRT-LLM row: with it off and the overlap on, 27.3% on those rows).
 9. Errors. Any `LlmsimError` from building or running the deployment (does not fit in
    memory, tp not dividing heads, ...) skips the row with that message as the reason; an
-   unexpected exception skips it with "internal error: ...".
+   unexpected exception skips it with "internal error: ...". Bad cells skip the row too, the
+   reason naming the column and its text, never a guessed value: a numeric cell that is not a
+   finite number ('abc', 'nan', 'inf'); isl / osl, batch sizes, worker counts and layout sizes
+   that are not whole numbers; a negative layout size (empty or 0 still means 1, rule 4); a
+   batch size or worker count given as 0 or less (empty = not recorded, rule 5); a measured
+   TTFT / TPOT <= 0 (empty = not measured; a TPOT of 0 with osl 1, where TPOT is undefined,
+   counts as not measured).
 10. Repeated measurements (`plan_rows`). A modelled row whose simulated benchmark (the
    deployment, with the model's architecture rather than its name; ISL/OSL, client concurrency,
    length recipe) and measured TTFT and TPOT (to `REPEAT_DIGITS` = 9 significant digits: exports
@@ -322,29 +328,93 @@ ROW_FIELDS = (
 # ----------------------------------------------------------------------------- parsing helpers
 
 
-def _num(x: Any) -> float | None:
-    """A CSV cell as float; empty / NaN -> None."""
+def _num(x: Any, col: str = "value") -> float | None:
+    """A CSV cell as a finite float; an empty cell -> None. Any other text that is not a finite
+    number ('abc', 'nan', 'inf') raises LlmsimError naming `col` and the cell's text, which
+    `plan_row` turns into the row's skip reason."""
     if x is None:
         return None
     s = str(x).strip()
-    if not s or s.lower() in ("nan", "none", "null"):
+    if not s:
         return None
     try:
         v = float(s)
     except ValueError:
+        raise LlmsimError(f"{col} {s!r} is not a number") from None
+    if not math.isfinite(v):
+        raise LlmsimError(f"{col} {s!r} is not a finite number")
+    return v
+
+
+def _int(x: Any, default: int | None = None, col: str = "value") -> int | None:
+    """A CSV cell as an integer ('8' or '8.0'); empty -> `default`; text, non-finite and
+    fractional values ('8.7') raise LlmsimError naming `col` and the text."""
+    v = _num(x, col)
+    if v is None:
+        return default
+    if v != int(v):
+        raise LlmsimError(f"{col} must be a whole number, got {str(x).strip()!r}")
+    return int(v)
+
+
+def _count(row: dict, col: str, what: str = "") -> int | None:
+    """A count column that may be left empty (batch sizes, worker counts): None when empty (not
+    recorded); 0, a negative, fractional or unparsable value raises LlmsimError naming the column
+    and its text (the row is skipped: such a value is never guessed away)."""
+    raw = row.get(col)
+    v = _int(raw, None, col)
+    if v is not None and v < 1:
+        raise LlmsimError(f"{col} must be an integer >= 1{what}, got {str(raw).strip()!r}")
+    return v
+
+
+def _size(row: dict, col: str) -> int:
+    """A layout size column: empty or 0 -> 1 (rule 4); a negative, fractional or unparsable
+    value raises LlmsimError naming the column and its text."""
+    raw = row.get(col)
+    v = _int(raw, None, col)
+    if v is None or v == 0:
+        return 1
+    if v < 0:
+        raise LlmsimError(f"{col} must be an integer >= 1 (empty or 0 = 1), got {str(raw).strip()!r}")
+    return v
+
+
+def _cell_text(row: dict, col: str) -> str:
+    """A cell's text as written, for a skip reason ('(empty)' when empty)."""
+    return str(row.get(col) or "").strip() or "(empty)"
+
+
+def _display_int(x: Any) -> int:
+    """A cell as an integer for the report row, 0 when it is empty or not a whole number
+    (the row's skip reason names the bad value)."""
+    try:
+        return _int(x, 0) or 0
+    except LlmsimError:
+        return 0
+
+
+def _display_num(x: Any) -> float | None:
+    """A cell as a finite float for the report row, None when empty or not a finite number."""
+    try:
+        return _num(x)
+    except LlmsimError:
         return None
-    return None if math.isnan(v) else v
 
 
-def _int(x: Any, default: int | None = None) -> int | None:
-    v = _num(x)
-    return default if v is None else round(v)
-
-
-def _size(x: Any) -> int:
-    """A layout size: empty or 0 -> 1."""
-    v = _int(x, 1)
-    return v if v and v > 0 else 1
+def _measured_ms(row: dict, col: str, osl: int) -> float | None:
+    """A measured mean latency (ms): empty -> None (not measured); a value that is not a finite
+    number > 0 raises LlmsimError naming the column and its text. A TPOT of 0 with osl 1 is
+    TPOT's undefined value ((E2E - TTFT) / (OSL - 1)) and counts as not measured."""
+    raw = row.get(col)
+    v = _num(raw, col)
+    if v is None:
+        return None
+    if v == 0 and col == "silicon_tpot_ms" and osl == 1:
+        return None
+    if v <= 0:
+        raise LlmsimError(f"{col} must be > 0 ms, got {str(raw).strip()!r}")
+    return v
 
 
 def _concurrency_from_source(row: dict) -> int | None:
@@ -433,12 +503,12 @@ def _layout(tp, pp, dp, ep, workers=None) -> str:
 
 
 def _pool_args(row: dict, prefix: str, spec, *, what: str) -> tuple[int, int, int, int]:
-    tp = _size(row.get(prefix + "tp_size"))
-    pp = _size(row.get(prefix + "pp_size"))
-    dp = _size(row.get(prefix + "attention_dp_size"))
+    tp = _size(row, prefix + "tp_size")
+    pp = _size(row, prefix + "pp_size")
+    dp = _size(row, prefix + "attention_dp_size")
     if spec.is_moe:
-        mtp = _int(row.get(prefix + "moe_tp_size"))
-        mep = _int(row.get(prefix + "moe_ep_size"))
+        mtp = _moe_size(row, prefix + "moe_tp_size")
+        mep = _moe_size(row, prefix + "moe_ep_size")
         if not mtp or not mep:
             raise LlmsimError(f"{what}: MoE model without moe_tp_size / moe_ep_size")
         if mtp * mep != tp * dp:
@@ -451,6 +521,16 @@ def _pool_args(row: dict, prefix: str, spec, *, what: str) -> tuple[int, int, in
     return tp, pp, dp, ep
 
 
+def _moe_size(row: dict, col: str) -> int | None:
+    """A MoE layout column (moe_tp_size / moe_ep_size): None when empty, 0 kept (both mean 'not
+    recorded' to `_pool_args`); negative, fractional or unparsable values raise LlmsimError."""
+    raw = row.get(col)
+    v = _int(raw, None, col)
+    if v is not None and v < 0:
+        raise LlmsimError(f"{col} must be an integer >= 1, got {str(raw).strip()!r}")
+    return v
+
+
 _ID_LAYOUT = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
 
 
@@ -460,7 +540,7 @@ def _check_node_artefact(row: dict, spec, gpu, tp: int, dp: int, ep: int, prefix
     tp8/ep8 with tp_size 64 on an 8-GPU B200 node): the real GPU count is unknown."""
     if not spec.is_moe:
         return
-    mtp, mep = _int(row.get(prefix + "moe_tp_size")), _int(row.get(prefix + "moe_ep_size"))
+    mtp, mep = _moe_size(row, prefix + "moe_tp_size"), _moe_size(row, prefix + "moe_ep_size")
     if mtp and mep and mtp == mep > 1 and tp * dp > gpu.nvlink_domain_size:
         raise LlmsimError(
             f"suspect layout: {prefix}tp {tp} x attention_dp {dp} = moe_tp {mtp} x moe_ep {mep} spans more than one "
@@ -484,7 +564,7 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
 def _inferencex_dp_attn_encoding(row: dict, spec, tp: int, dp: int, ep: int) -> bool:
     """Rule 4b(iii): the columns tp T x attention_dp T, moe_tp 1, moe_ep T x T of an InferenceX MoE
     row, its `{tp: T, ep: T, dp-attn: true}` configuration, which ran as tp T ep T on T GPUs."""
-    return (spec.is_moe and tp > 1 and dp == tp and ep == tp * dp and _int(row.get("moe_tp_size")) in (None, 1)
+    return (spec.is_moe and tp > 1 and dp == tp and ep == tp * dp and _moe_size(row, "moe_tp_size") in (None, 1)
             and row_data_source(row).startswith("InferenceX"))
 
 
@@ -719,7 +799,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
     from .backends import get_backend
 
     mode = (row.get("mode") or "").strip().lower()
-    isl, osl = _int(row.get("isl"), 0) or 0, _int(row.get("osl"), 0) or 0
+    isl, osl = _display_int(row.get("isl")), _display_int(row.get("osl"))  # checked below (the reason names a bad value)
     base = {
         "id": row.get("id", ""),
         "system": row.get("system", ""),
@@ -734,16 +814,19 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
         "concurrency": None,
         "layout": "",
         "num_gpus": None,
-        "measured_ttft_ms": _num(row.get("silicon_ttft_ms")),
-        "measured_tpot_ms": _num(row.get("silicon_tpot_ms")),
+        "measured_ttft_ms": _display_num(row.get("silicon_ttft_ms")),
+        "measured_tpot_ms": _display_num(row.get("silicon_tpot_ms")),
     }
     plan = _Plan(base, isl=isl, osl=osl, range_ratio=row_range_ratio(row))
     notes: list[str] = []
     try:
         if mode not in ("agg", "disagg"):
             raise LlmsimError(f"unknown mode {mode!r}")
+        isl, osl = _int(row.get("isl"), 0, "isl"), _int(row.get("osl"), 0, "osl")
         if isl < 1 or osl < 1:
-            raise LlmsimError(f"isl/osl must be >= 1, got {isl}/{osl}")
+            raise LlmsimError(f"isl/osl must be >= 1, got {_cell_text(row, 'isl')}/{_cell_text(row, 'osl')}")
+        base["measured_ttft_ms"] = _measured_ms(row, "silicon_ttft_ms", osl)
+        base["measured_tpot_ms"] = _measured_ms(row, "silicon_tpot_ms", osl)
         if base["measured_ttft_ms"] is None and base["measured_tpot_ms"] is None:
             raise LlmsimError("no measured TTFT or TPOT")
         spec_dec = row_speculative_decoding(row) if check_speculative else None  # rule 4c
@@ -778,7 +861,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
             base["layout"] = _layout(tp, pp, dp, ep)
             base["num_gpus"] = tp * pp * dp
-            bs = _int(row.get("batch_size"))
+            bs = _count(row, "batch_size", " (per attention-DP rank; leave it empty if not recorded)")
             if conc is None:
                 if not bs:
                     raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no batch_size)")
@@ -806,14 +889,14 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
         else:
             ptp, ppp, pdp, pep = _pool_args(row, "prefill_", spec, what="prefill layout")
             dtp, dpp, ddp, dep_ = _pool_args(row, "decode_", spec, what="decode layout")
-            pw, dw = _int(row.get("prefill_num_workers")), _int(row.get("decode_num_workers"))
+            pw, dw = _count(row, "prefill_num_workers"), _count(row, "decode_num_workers")
             if not pw or not dw:
                 if not assume_one_worker:
                     raise LlmsimError("disagg worker counts not recorded (prefill_num_workers / decode_num_workers empty)")
                 pw, dw = 1, 1
                 notes.append("worker counts not recorded: assumed 1 prefill + 1 decode worker")
+            dbs = _count(row, "decode_batch_size", " (per attention-DP rank; leave it empty if not recorded)")
             if conc is None:  # decode_batch_size is per attention-DP rank of the columns' layout
-                dbs = _int(row.get("decode_batch_size"))
                 if not dbs:
                     raise LlmsimError("client concurrency not recorded (no silicon_concurrency, no _cN_ in id, no decode_batch_size)")
                 conc = dbs * ddp * dw
@@ -1249,13 +1332,19 @@ class SiliconReport:
         console.print(f"{len(self.rows)} rows in {self.wall_s:,.1f} s wall ({self.jobs} job{'s' if self.jobs != 1 else ''})")
 
     def write_rows(self, path) -> None:
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with p.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
-            w.writeheader()
-            for r in self.rows:
-                w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS})
+        p = Path(path).expanduser()
+        if p.is_dir():
+            raise LlmsimError(f"{p} is a directory; the per-row results (--rows) need a file name", hint=f"e.g. {p / 'rows.csv'}")
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with p.open("w", newline="", encoding="utf-8") as f:
+                w = csv.DictWriter(f, fieldnames=list(ROW_FIELDS), extrasaction="ignore")
+                w.writeheader()
+                for r in self.rows:
+                    w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in ROW_FIELDS})
+        except OSError as e:
+            raise LlmsimError(f"cannot write the per-row results {p}: {e.strerror or e}",
+                              hint="give a writable file path for --rows") from None
 
 
 def reason_class(reason: str) -> str:
@@ -1274,9 +1363,19 @@ def reason_class(reason: str) -> str:
 def read_silicon_csv(path) -> list[dict]:
     p = Path(path)
     if not p.is_file():
-        raise LlmsimError(f"silicon CSV not found: {p}", hint="give the path of an AIConfigurator silicon CSV")
-    with p.open(newline="") as f:
-        rows = list(csv.DictReader(f))
+        what = "is not a regular file" if p.exists() else "not found"
+        raise LlmsimError(f"silicon CSV {what}: {p}", hint="give the path of an AIConfigurator silicon CSV")
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise LlmsimError(f"silicon CSV {p} is not UTF-8 text (undecodable byte at offset {e.start}): is it a binary file?",
+                          hint="expected the AIConfigurator silicon format: a UTF-8 CSV with header id,backend,model_path,...") from None
+    except csv.Error as e:
+        raise LlmsimError(f"silicon CSV {p} is not a readable CSV: {e}",
+                          hint="expected the AIConfigurator silicon format: a UTF-8 CSV with header id,backend,model_path,...") from None
+    except OSError as e:
+        raise LlmsimError(f"cannot read silicon CSV {p}: {e.strerror or e}") from None
     if not rows:
         raise LlmsimError(f"silicon CSV {p} has no rows")
     need = {"id", "backend", "model_path", "system", "mode", "isl", "osl", "silicon_ttft_ms", "silicon_tpot_ms"}

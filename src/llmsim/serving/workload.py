@@ -64,7 +64,12 @@ Rows out of time order are stably sorted by arrival. Rows with a zero token coun
 and, if ``max_len`` is given, rows with input + output > max_len are dropped; the
 counts are reported in `Workload.name`. A malformed row (missing column or key, a
 token count that is not a non-negative integer, a non-finite time, bad JSON) raises
-`LlmsimError` naming the file and its 1-based line number.
+`LlmsimError` naming the file and its 1-based line number. Arrival times of the
+Mooncake and llmsim formats are offsets from the start of the trace: a negative one is
+such an error (it would queue a request from before t = 0), and so is an arrival more
+than a year (`MAX_TRACE_SPAN_S`) after t = 0 -- or, for Azure's absolute date-times,
+after the first request -- which is a unit mistake (milliseconds read as seconds, epoch
+times), not a trace.
 """
 
 from __future__ import annotations
@@ -102,6 +107,10 @@ _OWN_CSV_COLS = ("arrival_s", "input_tokens", "output_tokens")
 _OWN_CSV_HASH = "prefix_hash_ids"
 _MOONCAKE_KEYS = ("timestamp", "input_length", "output_length")
 _OWN_JSON_KEYS = ("arrival_s", "input_tokens", "output_tokens")
+
+# Arrival times are offsets from the start of the trace (Azure: re-based to its first request); one
+# beyond a year is a unit mistake (milliseconds or nanoseconds read as seconds, epoch time), not a trace
+MAX_TRACE_SPAN_S = 365 * 86400.0
 
 _FORMAT_HINT = (
     "llmsim reads: Azure CSV (TIMESTAMP,ContextTokens,GeneratedTokens), Mooncake JSONL "
@@ -574,6 +583,34 @@ def _time(path: Path, line: int, raw: Any, what: str) -> float:
     return v
 
 
+# per trace format: (unit of its time field, units per second, hint for a time beyond MAX_TRACE_SPAN_S)
+_TIME_UNITS = {
+    "csv": ("s", 1.0, "arrival_s is in seconds from the start of the trace: divide milliseconds by 1000, and re-base "
+                      "absolute (epoch) times to the first request"),
+    "jsonl": ("s", 1.0, "arrival_s is in seconds from the start of the trace: divide milliseconds by 1000, and re-base "
+                        "absolute (epoch) times to the first request"),
+    "mooncake": ("ms", 1000.0, "Mooncake timestamps are milliseconds from the start of the trace: re-base absolute (epoch) "
+                             "times to the first request"),
+}
+
+
+def _arrival(path: Path, line: int, raw: Any, what: str, fmt: str) -> float:
+    """A request's arrival in seconds from an offset-from-start time field (llmsim CSV / JSONL:
+    seconds; Mooncake: ms): finite, >= 0 and at most `MAX_TRACE_SPAN_S`, else LlmsimError naming
+    the file and line."""
+    unit, per_s, hint = _TIME_UNITS[fmt]
+    v = _time(path, line, raw, what)
+    if v < 0:
+        raise LlmsimError(f"{path}: line {line}: {what} must be >= 0 ({'seconds' if unit == 's' else 'milliseconds'} from the "
+                          f"start of the trace), got {raw!r}",
+                          hint="arrival times are offsets from the trace start: shift the trace so that it starts at 0")
+    t = v / per_s if per_s != 1.0 else v
+    if t > MAX_TRACE_SPAN_S:
+        raise LlmsimError(f"{path}: line {line}: {what} {raw!r} is {t:.3g} s after the start of the trace, more than a year "
+                          f"({MAX_TRACE_SPAN_S:.3g} s)", hint=hint)
+    return t
+
+
 _AZURE_TS = re.compile(r"(\d{4}-\d\d-\d\d[ T]\d\d:\d\d(?::\d\d)?)(\.\d+)?\s*(Z|[+-]\d\d:?\d\d)?")
 _EPOCH = datetime(1970, 1, 1)
 
@@ -628,6 +665,7 @@ def _slow_csv(path: Path, fmt: str) -> _Rows:
     out: list[int] = []
     hflat: list[int] = []
     hlen: list[int] = []
+    lines: list[int] = []
     with open(path, "r", encoding="utf-8-sig", newline="") as f:
         reader = csv.reader(f)
         header = None
@@ -649,10 +687,11 @@ def _slow_csv(path: Path, fmt: str) -> _Rows:
                 raise _row_error(path, ln, f"expected {width} columns, got {len(row)}")
             if fmt == "azure":
                 arr.append(_azure_time(path, ln, row[idx[0]]))
+                lines.append(ln)
                 inp.append(_tok(path, ln, row[idx[1]], "ContextTokens"))
                 out.append(_tok(path, ln, row[idx[2]], "GeneratedTokens"))
             else:
-                arr.append(_time(path, ln, row[idx[0]], "arrival_s"))
+                arr.append(_arrival(path, ln, row[idx[0]], "arrival_s", fmt))
                 inp.append(_tok(path, ln, row[idx[1]], "input_tokens"))
                 out.append(_tok(path, ln, row[idx[2]], "output_tokens"))
                 if hidx is not None:
@@ -661,8 +700,15 @@ def _slow_csv(path: Path, fmt: str) -> _Rows:
                     hlen.append(len(h))
     has_hash = fmt == "csv" and header is not None and _OWN_CSV_HASH in header
     if fmt == "azure" and arr:
+        # absolute wall-clock times: re-based to the first request
         t0 = min(arr)
         arr = [t - t0 for t in arr]
+        i0 = arr.index(0.0)
+        for t, ln in zip(arr, lines):
+            if t > MAX_TRACE_SPAN_S:
+                raise LlmsimError(f"{path}: line {ln}: TIMESTAMP is {t:.3g} s after the first request (line {lines[i0]}), "
+                                  f"more than a year ({MAX_TRACE_SPAN_S:.3g} s)",
+                                  hint="an Azure trace spans hours or days: look for a mistyped or corrupt date")
     return _Rows(arr, inp, out, hflat if has_hash else None, hlen if has_hash else None)
 
 
@@ -689,8 +735,7 @@ def _slow_jsonl(path: Path, fmt: str) -> _Rows:
             for k in keys:
                 if k not in obj:
                     raise _row_error(path, ln, f"missing key {k!r}")
-            t = _time(path, ln, obj[keys[0]], keys[0])
-            arr.append(t / 1000.0 if fmt == "mooncake" else t)
+            arr.append(_arrival(path, ln, obj[keys[0]], keys[0], fmt))
             inp.append(_tok(path, ln, obj[keys[1]], keys[1]))
             out.append(_tok(path, ln, obj[keys[2]], keys[2]))
             h = obj.get(hkey)
@@ -860,6 +905,8 @@ def _read_rows(path: Path, fmt: str) -> _Rows:
     if rows is not None and rows.inp.size:
         ok = (
             bool(np.all(np.isfinite(rows.arrival)))
+            and float(rows.arrival.min()) >= 0  # offsets from the trace start (`_arrival`)
+            and float(rows.arrival.max()) <= MAX_TRACE_SPAN_S
             and int(rows.inp.min()) >= 0
             and int(rows.out.min()) >= 0
         )
