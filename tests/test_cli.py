@@ -358,3 +358,14 @@ def test_output_paths_that_are_directories_are_refused_up_front(capsys, tmp_path
                  ["calibrate", str(csv), "--gpu", "h100-sxm", "--out", str(tmp_path)]):
         code, out, err = run_error(capsys, *argv)
         assert code != 0 and "is a directory" in " ".join((out + err).split()), (argv, out + err)
+
+
+def test_serve_zero_length_window_prints_and_aggregated_options_clash_with_pools(capsys):
+    # the text summary used to crash formatting a None throughput
+    main(["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--concurrency", "2", "--num-requests", "4",
+          "--isl", "10", "--osl", "1", "--warmup", "3"])
+    assert "finished in one instant" in " ".join(capsys.readouterr().out.split())
+    # --tp with --decode-* options: the aggregated layout would have been ignored
+    code, out, err = run_error(capsys, "serve", "--model", "llama-3.1-8b", "--tp", "2", "--decode-tp", "2", "--concurrency", "2",
+                               "--num-requests", "4", "--isl", "10", "--osl", "5")
+    assert code != 0 and "lay out an aggregated replica" in " ".join((out + err).split())

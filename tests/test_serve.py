@@ -1128,6 +1128,30 @@ def test_bad_engine_limits_are_refused_not_replaced(kw, name):
         simulate(dep(**kw), wl)
 
 
+@pytest.mark.parametrize("kw, match", [
+    (dict(pool=Pool(tp="2")), "tp must be an integer"),  # TypeError in the layout check
+    (dict(pool=Pool(workers=2.5)), "workers must be an integer"),
+    (dict(pool=Pool(workers=True)), "workers must be an integer"),  # ran one worker
+    (dict(pool=Pool(gpu=123)), "gpu must be a catalog id"),
+    (dict(prefix_caching="no"), "prefix_caching must be True or False"),  # a truthy string switched it on
+    (dict(chunked_prefill="no"), "chunked_prefill must be True or False"),
+    (dict(static_batching=1), "static_batching must be True or False"),
+    (dict(pool=Pool(tp=4, workers=3), prefill=Pool(), decode=Pool()), "`pool` was given too"),  # the pool was dropped
+])
+def test_wrong_types_and_conflicting_pools_are_errors(kw, match):
+    wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)
+    with pytest.raises(LlmsimError, match=match):
+        simulate(dep(**kw), wl)
+
+
+def test_a_zero_length_counted_window_has_no_rates_or_per_token_cost():
+    # 4 one-token requests, 3 warm-up: the counted one finishes with them in one iteration
+    wl = make_workload(num_requests=4, isl=10, osl=1, concurrency=2, warmup=3)
+    s = simulate(dep(), wl).summary
+    assert s["duration_s"] == 0.0 and s["output_tokens_per_s"] is None and s["requests_per_s"] is None
+    assert s["usd_per_million_output_tokens"] is None and s["energy_j_per_output_token"] is None  # were 0.0
+
+
 def test_sglang_attention_dp_expert_parallel_pools_run_the_grouped_gemm_efficiency():
     """SGLang reaches the experts by all-to-all where attention DP meets EP, and its grouped GEMMs
     there run at `A2A_MOE_EFFICIENCY` (measured), not the fused-MoE path's 0.2: such a pool's MoE

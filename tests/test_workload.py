@@ -511,3 +511,39 @@ def test_client_jitter_delays_closed_loop_sends_deterministically():
         make_workload(num_requests=4, isl=8, osl=2, rate=1.0, client_jitter_s=0.01)
     with pytest.raises(LlmsimError, match="closed loop"):
         Workload(np.array([4]), np.array([2]), np.array([0.0]), send_delay_s=np.array([0.1]))
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(input_dist="fixed:10", osl=5000), "cannot fit max_len = 4096"),  # used to become input 1
+    (dict(isl=5000, output_dist="fixed:10"), "cannot fit max_len = 4096"),  # used to clip the input to 4086
+    (dict(input_dist="uniform:1,1e30", osl=5), "more than any model's context"),  # numpy 'high is out of bounds'
+    (dict(input_dist="fixed:1e20", osl=5), "more than any model's context"),  # OverflowError
+    (dict(input_dist="normal:1e12,5", osl=5), "more than any model's context"),
+])
+def test_length_specs_that_cannot_be_honoured_are_errors(kw, match):
+    with pytest.raises(LlmsimError, match=match):
+        make_workload(num_requests=8, concurrency=2, max_len=4096, **kw)
+
+
+def test_a_fixed_length_is_kept_and_the_sampled_side_clipped_around_it():
+    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="fixed:10", output_dist="uniform:100,5000", seed=1)
+    assert (wl.input_len == 10).all() and wl.output_len.max() <= 4086 and (wl.input_len + wl.output_len).max() <= 4096
+    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="uniform:100,5000", osl=100, seed=1)
+    assert (wl.output_len == 100).all() and wl.input_len.max() <= 3996
+
+
+def test_trace_length_column_that_is_not_input_or_output_is_named(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("arrival_s,input_tokens,output_tokens\n0,10,5\n1,20,6\n")
+    with pytest.raises(LlmsimError, match="column must be 'input' or 'output', got 'badcol'"):
+        make_workload(num_requests=4, concurrency=2, input_dist=f"trace:{f}:badcol", osl=5)
+
+
+@pytest.mark.parametrize("ids, match", [("[1.7, 2.2]", "must hold integers, got 1.7"),
+                                        ("[1180591620717411303424]", "must hold 64-bit integers")])
+def test_mooncake_hash_ids_must_be_64_bit_integers(tmp_path, ids, match):
+    # 1.7 used to be truncated to block 1; 2**70 ended in an OverflowError
+    f = tmp_path / "m.jsonl"
+    f.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": %s}\n' % ids)
+    with pytest.raises(LlmsimError, match=match):
+        load_trace(f)

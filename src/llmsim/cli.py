@@ -217,8 +217,12 @@ def serve(
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
     disagg = prefill_gpu is not None or decode_gpu is not None or any(v != 1 for v in pool_opts)
+    if disagg and (tp, pp, dp, ep, replicas) != (1, 1, 1, 1, 1):
+        raise LlmsimError("--tp / --pp / --dp / --ep / --replicas lay out an aggregated replica, but the --prefill-* / --decode-* "
+                          "options make this deployment disaggregated",
+                          hint="give each pool's layout with --prefill-tp ... --decode-workers (their GPU defaults to --gpu)")
     dep = Deployment(
-        model=model, pool=Pool(gpu, tp, pp, dp, ep, replicas),
+        model=model, pool=Pool() if disagg else Pool(gpu, tp, pp, dp, ep, replicas),
         prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
         decode=Pool(decode_gpu or gpu, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers) if disagg else None,
         backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
@@ -266,9 +270,15 @@ def serve(
     out.print(t)
     g = Table(show_header=False)
     g.add_row("requests", f"{s['num_requests']} counted ({s['num_completed']} completed) over {s['duration_s']:,.1f} s simulated")
-    g.add_row("throughput", f"{s['output_tokens_per_s']:,.0f} output tok/s ({s['output_tokens_per_s_per_gpu']:,.0f}/GPU), {s['total_tokens_per_s']:,.0f} total tok/s, {s['requests_per_s']:,.2f} req/s")
+    if s["output_tokens_per_s"] is None:  # a counted window of zero length: rates are undefined
+        g.add_row("throughput", "- (the counted requests all finished in one instant; count more requests or lower --warmup)")
+    else:
+        g.add_row("throughput", f"{s['output_tokens_per_s']:,.0f} output tok/s ({s['output_tokens_per_s_per_gpu']:,.0f}/GPU), "
+                                f"{s['total_tokens_per_s']:,.0f} total tok/s, {s['requests_per_s']:,.2f} req/s")
     if "goodput_requests_per_s" in s:
-        g.add_row("goodput", f"{s['goodput_requests_per_s']:,.2f} req/s meeting SLOs ({s['slo_attainment']:.1%} attainment)")
+        gp = "-" if s["goodput_requests_per_s"] is None else f"{s['goodput_requests_per_s']:,.2f} req/s"
+        att = "-" if s["slo_attainment"] is None else f"{s['slo_attainment']:.1%}"
+        g.add_row("goodput", f"{gp} meeting SLOs ({att} attainment)")
     fr = s.get("closed_loop_first_round")
     if fr:
         g.add_row("start-up burst", f"first round ({fr['requests']} requests sent together): TTFT mean {fr['ttft_ms_mean']:,.1f} ms, "

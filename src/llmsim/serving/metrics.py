@@ -429,12 +429,14 @@ def _finish_summary(
         res["gpu_avg_power_w"] = avg
         energy = int(num_gpus) * avg * duration if duration is not None else None
         res["energy_j"] = energy
-        res["energy_j_per_output_token"] = energy / out_tokens if energy is not None and out_tokens else None
+        # per token over a counted window of zero length (one iteration's completions, all of them
+        # in it) is undefined, not 0 J: None, as the throughputs
+        res["energy_j_per_output_token"] = energy / out_tokens if energy is not None and out_tokens and window else None
     if price_per_gpu_hour_usd is not None:
         price = _nonneg(price_per_gpu_hour_usd, "price_per_gpu_hour_usd")
         cost = int(num_gpus) * price * duration / 3600.0 if duration is not None else None
         res["cost_usd"] = cost
-        res["usd_per_million_output_tokens"] = cost / out_tokens * 1e6 if cost is not None and out_tokens else None
+        res["usd_per_million_output_tokens"] = cost / out_tokens * 1e6 if cost is not None and out_tokens and window else None
 
     if extra:
         res.update(extra)

@@ -200,8 +200,14 @@ class _PoolBuild:
 
 def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
                 step_time_model: Callable[..., StepTimeModel] = StepTimeModel) -> _PoolBuild:
+    for k in ("tp", "pp", "dp", "ep", "workers"):
+        _check_int(f"{role} pool {k}" if role != "both" else k, getattr(pool, k), None,
+                   "parallel degrees and worker counts are whole numbers, e.g. Pool('h100-sxm', tp=2, workers=3)")
     if pool.workers < 1:
         raise LlmsimError(f"a pool needs at least one worker, got {pool.workers}")
+    if not isinstance(pool.gpu, (str, GPUSpec)):
+        raise LlmsimError(f"a pool's gpu must be a catalog id, a GPU file path or a GPUSpec, got {pool.gpu!r}",
+                          hint="e.g. Pool('h100-sxm', tp=2)")
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
@@ -399,6 +405,9 @@ def simulate(
     if dep.disaggregated:
         if dep.prefill is None or dep.decode is None:
             raise LlmsimError("disaggregated serving needs both a prefill and a decode pool")
+        if dep.pool != Pool():
+            raise LlmsimError("a Deployment with prefill and decode pools has no aggregated pool, but `pool` was given too",
+                              hint="leave `pool` at its default for disaggregated serving, or drop prefill / decode")
         builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model),
                   _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
     else:
@@ -578,6 +587,11 @@ def _check_engine_limits(dep: Deployment) -> None:
         _check_int("max_num_batched_tokens", dep.max_num_batched_tokens, 1,
                    "the most tokens one engine iteration processes (e.g. 8192); None = the backend's")
     _check_int("block_size", dep.block_size, 1, "tokens per paged KV-cache block (e.g. 16, vLLM's default)")
+    for name, optional in (("prefix_caching", False), ("static_batching", False), ("chunked_prefill", True), ("mixed_batches", True)):
+        v = getattr(dep, name)
+        if not (isinstance(v, (bool, np.bool_)) or (optional and v is None)):
+            raise LlmsimError(f"{name} must be True or False{' (or None: the backend default)' if optional else ''}, got {v!r}",
+                              hint="a string such as 'no' is not False")
     for name in ("cpu_overhead_s", "cpu_per_seq_s"):
         if getattr(dep, name) is not None:
             _check_seconds(name, getattr(dep, name), "engine host time per iteration / per running request in seconds "

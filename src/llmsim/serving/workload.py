@@ -403,6 +403,9 @@ class LengthDist:
         return self.spec or f"{self.kind}:{self.a:g},{self.b:g}"
 
 
+MAX_LENGTH_TOKENS = 1 << 30  # a length-distribution parameter beyond this is a typo, not a prompt
+
+
 def _num(s: str, spec: str) -> float:
     try:
         v = float(s)
@@ -410,6 +413,9 @@ def _num(s: str, spec: str) -> float:
         raise LlmsimError(f"bad length distribution {spec!r}: {s.strip()!r} is not a number", hint=_DIST_HINT) from None
     if not math.isfinite(v):
         raise LlmsimError(f"bad length distribution {spec!r}: {s.strip()!r} is not finite", hint=_DIST_HINT)
+    if abs(v) > MAX_LENGTH_TOKENS:
+        raise LlmsimError(f"bad length distribution {spec!r}: {s.strip()!r} tokens is more than any model's context",
+                          hint=f"lengths are token counts up to {MAX_LENGTH_TOKENS:,}")
     return v
 
 
@@ -452,6 +458,10 @@ def parse_length_dist(spec: str, *, max_len: int | None = None, column: str = "i
             raise LlmsimError(f"trace length column must be 'input' or 'output', got {col!r}")
         if not path.strip():
             raise LlmsimError(f"bad length distribution {spec!r}: no trace path", hint=_DIST_HINT)
+        head, colon, tail = path.strip().rpartition(":")
+        if colon and not Path(path.strip()).exists() and Path(head).exists():  # trace:FILE:COLUMN with a bad column
+            raise LlmsimError(f"bad length distribution {spec!r}: trace length column must be 'input' or 'output', got {tail!r}",
+                              hint=_DIST_HINT)
         w = load_trace(path.strip())
         vals = w.input_len if col == "input" else w.output_len
         return LengthDist("trace", max_len=cap, values=vals, spec=f"trace:{Path(path.strip()).name}:{col}")
@@ -647,15 +657,15 @@ def _hash_list(path: Path, line: int, raw: Any, what: str) -> list[int]:
         raise _row_error(path, line, f"{what} must be a list of integers, got {raw!r}")
     out = []
     for p in parts:
-        if isinstance(p, bool):
+        if isinstance(p, bool) or isinstance(p, float):  # 1.7 is not a block id (int() would truncate it)
             raise _row_error(path, line, f"{what} must hold integers, got {p!r}")
-        if isinstance(p, int):
-            out.append(p)
-            continue
         try:
-            out.append(int(p))
+            v = p if isinstance(p, int) else int(p)
         except (TypeError, ValueError):
             raise _row_error(path, line, f"{what} must hold integers, got {p!r}") from None
+        if not -(1 << 63) <= v < (1 << 63):
+            raise _row_error(path, line, f"{what} must hold 64-bit integers, got {p!r}")
+        out.append(v)
     return out
 
 
@@ -1136,8 +1146,14 @@ def make_workload(
             else parse_length_dist(output_dist, column="output")
         )
         if max_len is not None:
-            odist = odist.with_max_len(max_len - 1)
-            idist = idist.with_max_len(max_len - 1)
+            # a fixed length is what was asked for: it must fit, and the sampled side is clipped around it
+            fi = idist.a if idist.kind == "fixed" else None
+            fo = odist.a if odist.kind == "fixed" else None
+            if (fi or 0) + (fo or 0) + (fi is None) + (fo is None) > max_len:
+                raise LlmsimError(f"input {idist} + output {odist} cannot fit max_len = {max_len} tokens",
+                                  hint="lower the fixed length(s) or raise max_len")
+            odist = odist.with_max_len(max_len - (fi if fi is not None else 1))
+            idist = idist.with_max_len(max_len - (fo if fo is not None else 1))
         inp = idist.sample(n, _sub_rng(seed, 1))
         out = odist.sample(n, _sub_rng(seed, 2))
         if max_len is not None:
