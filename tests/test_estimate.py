@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from llmsim.errors import LlmsimError
@@ -221,6 +222,18 @@ def test_non_positive_integers(field, value):
 ])
 def test_impossible_requests_are_errors(kw, match):
     raises(match, **kw)
+
+
+@pytest.mark.parametrize("tp", ["2", None, True, 2.0])
+def test_parallel_degrees_must_be_integers(tp):
+    raises("tp must be an integer", tp=tp)  # "2" / None were TypeErrors, True ran as tp=1
+
+
+def test_numpy_integers_are_taken_as_ints():
+    # an int16 batch used to be refused, then overflowed in the byte counts
+    a = est(batch=np.int16(2), isl=np.int32(256), osl=np.int64(32))
+    b = est(batch=2, isl=256, osl=32)
+    assert (a.prefill_ms, a.tpot_ms, a.memory.total_bytes) == (b.prefill_ms, b.tpot_ms, b.memory.total_bytes)
 
 
 def test_memory_advice_when_activations_alone_overflow():

@@ -1137,6 +1137,8 @@ def test_bad_engine_limits_are_refused_not_replaced(kw, name):
     (dict(chunked_prefill="no"), "chunked_prefill must be True or False"),
     (dict(static_batching=1), "static_batching must be True or False"),
     (dict(pool=Pool(tp=4, workers=3), prefill=Pool(), decode=Pool()), "`pool` was given too"),  # the pool was dropped
+    (dict(price_per_hour_usd="2"), "GPU price must be a number"),  # float('2') read it
+    (dict(seed=-3), "seed must be an integer >= 0"),
 ])
 def test_wrong_types_and_conflicting_pools_are_errors(kw, match):
     wl = make_workload(num_requests=4, isl=100, osl=10, concurrency=2)

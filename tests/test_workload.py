@@ -547,3 +547,21 @@ def test_mooncake_hash_ids_must_be_64_bit_integers(tmp_path, ids, match):
     f.write_text('{"timestamp": 0, "input_length": 10, "output_length": 5, "hash_ids": %s}\n' % ids)
     with pytest.raises(LlmsimError, match=match):
         load_trace(f)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(rate="5"), "request rate must be a number"),  # float('5') read it
+    (dict(rate=True), "request rate must be a number"),
+    (dict(rate=3, cv=True), "arrival cv must be a number"),  # silently Poisson
+    (dict(concurrency=2, client_jitter_s=True), "client_jitter_s must be a finite number"),
+    (dict(concurrency=2, client_jitter_s="abc"), "client_jitter_s must be a finite number"),  # ValueError
+    (dict(concurrency=2, client_jitter_s=None), "client_jitter_s must be a finite number"),  # TypeError
+])
+def test_workload_numbers_of_the_wrong_type_are_errors(kw, match):
+    with pytest.raises(LlmsimError, match=match):
+        make_workload(num_requests=8, isl=1, osl=1, **kw)
+
+
+def test_trace_must_be_a_path():
+    with pytest.raises(LlmsimError, match="trace must be a path"):
+        make_workload(trace=123)

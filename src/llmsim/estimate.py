@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .cost.model import CostModel, OpCost
 from .cost.ops import Batch, OpBuilder, resolve_ep_imbalance
 from .dtypes import gemm_compute_dtype
@@ -83,9 +85,9 @@ class EstimateResult:
 
 
 def _positive(name: str, v: int) -> int:
-    if not isinstance(v, (int,)) or isinstance(v, bool) or v <= 0:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v <= 0:
         raise LlmsimError(f"{name} must be a positive integer, got {v!r}")
-    return v
+    return int(v)
 
 
 def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
@@ -159,8 +161,9 @@ def estimate(
     as `Deployment.ep_imbalance` in serving."""
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
-    for name, v in (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)):
-        _positive(name, v)
+    # (numpy integers are taken, as Python ints: an int16 batch would overflow in the byte counts)
+    batch, isl, osl, block_size = (_positive(name, v) for name, v in
+                                   (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)))
     if batch > MAX_BATCH:
         raise LlmsimError(f"batch = {batch:,} sequences is more than a static batch estimate handles ({MAX_BATCH:,})",
                           hint="a static batch is what one engine runs at once; use `llmsim serve` for request streams")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .dtypes import ACT_DTYPES, KV_DTYPES, WEIGHT_DTYPES, check_allowed
 from .errors import LlmsimError
 from .models.spec import ModelSpec
@@ -47,8 +49,11 @@ class Parallel:
 
     def validate(self, model: ModelSpec) -> "Parallel":
         for k in ("tp", "pp", "dp", "ep"):
-            if getattr(self, k) < 1:
-                raise LlmsimError(f"{k} must be ≥ 1, got {getattr(self, k)}")
+            v = getattr(self, k)
+            if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+                raise LlmsimError(f"{k} must be an integer, got {v!r}", hint=f"e.g. {k}=2")
+            if v < 1:
+                raise LlmsimError(f"{k} must be ≥ 1, got {v}")
         if self.num_gpus > MAX_GPUS_PER_REPLICA:
             raise LlmsimError(f"tp*pp*dp = {self.num_gpus:,} GPUs in one replica is more than llmsim models ({MAX_GPUS_PER_REPLICA:,})",
                               hint="check the parallel degrees; use replicas / workers for many copies of a layout")

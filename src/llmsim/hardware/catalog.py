@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from pydantic import ValidationError
 
@@ -153,10 +154,9 @@ def _fresh(spec: GPUSpec) -> GPUSpec:
 
 
 def _with_price(spec: GPUSpec, price: Any) -> GPUSpec:
-    try:
-        value = float(price)
-    except (TypeError, ValueError):
-        raise LlmsimError(f"GPU price must be a number of dollars per GPU-hour, got {price!r}") from None
+    if isinstance(price, (bool, str)) or not isinstance(price, (int, float, np.integer, np.floating)):
+        raise LlmsimError(f"GPU price must be a number of dollars per GPU-hour, got {price!r}", hint="e.g. price_per_hour_usd=2.5")
+    value = float(price)
     if not value >= 0 or value == float("inf"):
         raise LlmsimError(
             f"GPU price must be a finite, non-negative number of dollars per GPU-hour, got {price!r}",

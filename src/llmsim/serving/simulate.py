@@ -362,7 +362,7 @@ def simulate(
                "batching_wait_iters; its default: 10)")
     _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
-    _check_int("seed", dep.seed, None, "e.g. seed=0; the same seed gives the same results")
+    _check_int("seed", dep.seed, 0, "e.g. seed=0; the same seed gives the same results")
     _check_engine_limits(dep)
     n = len(wl)
     if n > MAX_REQUESTS:

@@ -269,11 +269,15 @@ def _check_n(n: Any) -> int:
     return int(n)
 
 
+def _is_number(x: Any) -> bool:
+    """A real number and not a bool or a string (float('5') would read one)."""
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
+
+
 def _check_pos(x: Any, what: str, hint: str | None = None) -> float:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        raise LlmsimError(f"{what} must be a number, got {x!r}", hint=hint) from None
+    if not _is_number(x):
+        raise LlmsimError(f"{what} must be a number, got {x!r}", hint=hint)
+    v = float(x)
     if not (math.isfinite(v) and v > 0):
         raise LlmsimError(f"{what} must be a finite number > 0, got {x!r}", hint=hint)
     return v
@@ -1077,6 +1081,11 @@ def make_workload(
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
     resampling use independent streams ``PCG64(SeedSequence([seed, k]))``.
     """
+    if not _is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and client_jitter_s >= 0):
+        raise LlmsimError(f"client_jitter_s must be a finite number >= 0, got {client_jitter_s!r}",
+                          hint="seconds of client turnaround, e.g. 0.005; 0 = off")
+    if trace is not None and not isinstance(trace, (str, Path)):
+        raise LlmsimError(f"trace must be a path, got {trace!r}", hint="e.g. trace='azure2023_conv.csv'")
     if client_jitter_s and concurrency is None:
         raise LlmsimError("client turnaround jitter applies to a closed loop (concurrency) only",
                           hint="drop the jitter, or use concurrency=N instead of a rate or a trace")
@@ -1162,6 +1171,8 @@ def make_workload(
 
     # ---- arrivals
     if rate is not None:
+        if cv is not None:
+            _check_pos(cv, "arrival cv", hint="cv = 1 is Poisson, > 1 bursty, < 1 regular")  # (True is not 1)
         if cv is None or float(cv) == 1.0:
             arrival = poisson_arrivals(rate, n, seed)
             how = f"Poisson {float(rate):g} req/s"
@@ -1172,9 +1183,7 @@ def make_workload(
     if not _is_int(concurrency) or concurrency < 1:
         raise LlmsimError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     how = "offline batch" if concurrency >= n else f"closed loop, {concurrency} clients"
-    jitter = float(client_jitter_s)
-    if not (jitter >= 0 and math.isfinite(jitter)):
-        raise LlmsimError(f"client_jitter_s must be a finite number >= 0, got {client_jitter_s!r}")
+    jitter = float(client_jitter_s)  # (checked on entry)
     delays = None
     if jitter > 0:
         delays = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 7]))).uniform(0.0, jitter, n)
