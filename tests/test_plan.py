@@ -400,6 +400,47 @@ def test_bad_numeric_and_other_plan_options(kw, text):
     assert text in e.message
 
 
+@pytest.mark.parametrize("kw,text", [
+    (dict(chunked_prefill="no"), "chunked_prefill must be True or False (or None), got 'no'"),
+    (dict(chunked_prefill=0), "chunked_prefill must be True or False (or None), got 0"),
+    (dict(verify="no"), "verify must be True or False, got 'no'"),
+    (dict(verify=1), "verify must be True or False, got 1"),
+    (dict(disagg="false"), "disagg must be True or False, got 'false'"),
+    (dict(aggregated=0), "aggregated must be True or False, got 0"),
+    (dict(mix="yes"), "mix must be True or False, got 'yes'"),
+    (dict(prefix=True), "prefix must be a whole number of tokens >= 0, got True"),
+    (dict(prefix=100.0), "prefix must be a whole number of tokens >= 0, got 100.0"),
+    (dict(gpus=5), "gpus must be a TYPE[:MAX_COUNT][@USD_PER_GPU_HOUR] string or a list of such strings, got 5"),
+    (dict(gpus=["h100-sxm:2", 8]), "gpus must be a TYPE[:MAX_COUNT][@USD_PER_GPU_HOUR] string or a list of such strings, got ['h100-sxm:2', 8]"),
+    (dict(seed=-3), "seed must be an integer >= 0, got -3"),
+    (dict(seed=1.5), "seed must be an integer >= 0, got 1.5"),
+])
+def test_plan_switches_and_types(kw, text):
+    e = _plan_error(**kw)
+    assert text in e.message
+
+
+@pytest.mark.parametrize("kw,text,hint", [
+    (dict(input_dist="uniform:10,20", osl=16, prefix=100),
+     "shared prefix (100 tokens) must be shorter than every input, but uniform:10,20 can draw 10-token prompts", "--prefix < 10"),
+    (dict(input_dist="uniform:100,4000", osl=16, prefix=100), "uniform:100,4000 can draw 100-token prompts", "--prefix < 100"),
+    (dict(input_dist="normal:1000,400", osl=16, prefix=500), "the shortest of the 4096 prompts drawn from --input-dist normal:1000,400 has",
+     "narrower normal"),
+    (dict(isl=400, osl=10, prefix=400), "shared prefix (400 tokens) must be shorter than the input (400 tokens)", "--prefix < 400"),
+])
+def test_prefix_must_be_shorter_than_every_prompt(kw, text, hint):
+    with pytest.raises(LlmsimError) as e:
+        build_workload(**kw)
+    assert text in e.value.message and hint in e.value.hint
+
+
+def test_prefix_shorter_than_every_prompt_is_kept():
+    wl = build_workload(input_dist="uniform:600,700", osl=16, prefix=500)
+    assert wl.prefix_tokens == 496 and int(wl.input_len.min()) >= 600 and "shared prefix 500 tokens (496 cached)" in wl.description
+    with pytest.raises(LlmsimError, match="uniform:10,20 can draw 10-token prompts"):
+        small(isl=None, input_dist="uniform:10,20", osl=16, prefix=100)
+
+
 # ----------------------------------------------------------------------------- Mélange
 
 
@@ -570,3 +611,15 @@ def test_pipeline_only_when_needed():
     b = small()
     assert all(sw.candidate.family.par.pp == 1 for sw in b.sweeps)
     assert any("pp>=2" in x.what and "pipeline stages" in x.reason for x in b.rejected)
+
+
+@pytest.mark.parametrize("via", ["trace", "lengths_from"])
+def test_prefix_longer_than_a_trace_prompt(tmp_path, via):
+    f = tmp_path / "t.csv"
+    f.write_text("arrival_s,input_tokens,output_tokens\n0.0,800,20\n0.5,300,20\n1.0,900,20\n")
+    kw = {"trace": str(f)} if via == "trace" else {"lengths_from": str(f)}
+    with pytest.raises(LlmsimError) as e:
+        build_workload(prefix=500, **kw)
+    assert "shared prefix (500 tokens) must be shorter than every input" in e.value.message and "has 300 tokens" in e.value.message
+    assert "--prefix < 300" in e.value.hint
+    assert build_workload(prefix=200, **kw).prefix_tokens == 192

@@ -439,6 +439,55 @@ def test_bad_arguments(tmp_path):
         run_profile(tmp_path, budget_minutes=1, dry_run=True, kinds="gemm,matmul")
 
 
+@pytest.mark.parametrize("device", ["nope", "h999", "Some Future GPU"])
+def test_dry_run_unknown_device_lists_the_known_ones(tmp_path, device):
+    with pytest.raises(LlmsimError) as e:
+        run_profile(tmp_path, budget_minutes=0.2, dry_run=True, device=device, kinds="gemm", log=None)
+    assert f"unknown device {device!r} (--device)" in e.value.message
+    assert "h100-sxm" in e.value.hint and "l40s" in e.value.hint
+    assert not (tmp_path / "plan.json").exists()
+
+
+@pytest.mark.parametrize("device", ["123", 123, "0", "cuda:0", "cpu", True])
+def test_dry_run_device_is_a_gpu_to_plan_for_not_a_cuda_index(tmp_path, device):
+    with pytest.raises(LlmsimError) as e:
+        run_profile(tmp_path, budget_minutes=0.2, dry_run=True, device=device, kinds="gemm", log=None)
+    assert f"with --dry-run, --device names the GPU to plan for, got {device!r}" in e.value.message
+    assert "h100-sxm" in e.value.hint
+
+
+@pytest.mark.parametrize("device", ["nope", "h100-sxm", -1, "cuda:x", 1.0])
+def test_real_run_device_must_be_a_cuda_device(tmp_path, monkeypatch, device):
+    _no_torch(monkeypatch)  # checked before torch is needed
+    with pytest.raises(LlmsimError) as e:
+        run_profile(tmp_path, budget_minutes=1, device=device, log=None)
+    assert f"--device must be a CUDA device (an index such as 0, or cuda:N), got {device!r}" in e.value.message
+    assert "--dry-run --device h100-sxm" in e.value.hint
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+@pytest.mark.parametrize("seed", [-3, 1.5, "1", True, None])
+def test_seed_must_be_a_non_negative_integer(tmp_path, monkeypatch, dry_run, seed):
+    _no_torch(monkeypatch)
+    with pytest.raises(LlmsimError) as e:
+        run_profile(tmp_path, budget_minutes=0.2, dry_run=dry_run, seed=seed, kinds="gemm", log=None)
+    assert f"seed must be an integer >= 0, got {seed!r}" in e.value.message and e.value.hint
+    with pytest.raises(LlmsimError, match="seed must be an integer >= 0"):
+        make_plan(0.2, "h100-sxm", seed=seed, kinds=["gemm"])
+
+
+def test_module_main_rejects_bad_device_and_seed(tmp_path, capsys, monkeypatch):
+    from llmsim.profile.__main__ import main
+
+    _no_torch(monkeypatch)
+    assert main(["--out", str(tmp_path), "--dry-run", "--device", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown device 'nope'" in err and "hint:" in err and "h100-sxm" in err
+    assert main(["--out", str(tmp_path), "--dry-run", "--seed", "-3"]) == 2
+    assert "seed must be an integer >= 0, got -3" in capsys.readouterr().err
+    assert not (tmp_path / "plan.json").exists()
+
+
 def test_module_main_dry_run(tmp_path, capsys, monkeypatch):
     from llmsim.profile.__main__ import main
 

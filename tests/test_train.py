@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -349,3 +350,57 @@ def test_render_runs(r70):
 def test_cli_free():
     code = "import sys, llmsim.training; bad = [m for m in ('llmsim.cli', 'typer') if m in sys.modules]; sys.exit(1 if bad else 0)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+# ------------------------------------------------------------------ bad option types and ranges
+
+
+_SWITCHES = ("sequence_parallel", "overlap_grad_reduce", "overlap_param_gather", "flash_attention", "fp32_grads", "uneven_layers",
+             "dropout")
+
+
+@pytest.mark.parametrize("name", _SWITCHES)
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, 1.0])
+def test_switches_must_be_real_bools(name, bad):
+    # bool("no") is True: a string or number would silently turn the switch on (or off)
+    with pytest.raises(LlmsimError, match=f"{name} must be True or False.*got {bad!r}") as ei:
+        train_estimate("llama-3.1-8b", H100, num_gpus=8, global_batch=8, seq_len=4096, **{name: bad})
+    assert name in ei.value.hint
+
+
+def test_switches_accept_numpy_bools_and_dropout_none():
+    kw = {"num_gpus": 8, "global_batch": 8, "seq_len": 4096}
+    r = train_estimate("llama-3.1-8b", H100, sequence_parallel=np.bool_(False), dropout=np.bool_(True), **kw)
+    assert r.options["sequence_parallel"] is False and r.options["dropout"] is True
+    assert train_estimate("llama-3.1-8b", H100, dropout=None, **kw).options["dropout"] is False  # RMSNorm era: no dropout
+
+
+@pytest.mark.parametrize("kw,text", [
+    ({"fragmentation": "0.1"}, "fragmentation must be a number in [0, 1), got '0.1'"),
+    ({"fragmentation": 1.0}, "fragmentation must be a finite number in [0, 1), got 1.0"),
+    ({"fragmentation": float("nan")}, "fragmentation must be a finite number in [0, 1), got nan"),
+    ({"fragmentation": True}, "fragmentation must be a number in [0, 1), got True"),
+    ({"compute_efficiency": True}, "compute_efficiency must be a number in (0, 1], got True"),
+    ({"compute_efficiency": 0}, "compute_efficiency must be a finite number in (0, 1], got 0"),
+    ({"compute_efficiency": "0.5"}, "compute_efficiency must be a number in (0, 1], got '0.5'"),
+    ({"runtime_overhead_gib": float("inf")}, "runtime_overhead_gib must be a finite number in [0, inf), got inf"),
+    ({"runtime_overhead_gib": -1}, "runtime_overhead_gib must be a finite number in [0, inf), got -1"),
+    ({"runtime_overhead_gib": "2"}, "runtime_overhead_gib must be a number in [0, inf), got '2'"),
+])
+def test_numeric_options_must_be_finite_numbers_in_range(kw, text):
+    with pytest.raises(LlmsimError) as ei:
+        train_estimate("llama-3.1-8b", H100, num_gpus=8, global_batch=8, seq_len=4096, **kw)
+    assert text in ei.value.message and ei.value.hint
+
+
+def test_numeric_options_in_range_are_accepted():
+    r = train_estimate("llama-3.1-8b", H100, num_gpus=8, global_batch=8, seq_len=4096, fragmentation=np.float64(0.0),
+                       compute_efficiency=1, runtime_overhead_gib=0)
+    assert r.options["compute_efficiency"] == 1.0 and r.options["runtime_overhead_gib"] == 0.0
+
+
+@pytest.mark.parametrize("gpu", [None, 5, 1.5, True, ["h100-sxm"]])
+def test_gpu_argument_type(gpu):
+    with pytest.raises(LlmsimError, match=f"gpu must be a catalog id, a GPU YAML/JSON file or a GPUSpec, got {re.escape(repr(gpu))}") as ei:
+        train_estimate("llama-3.1-8b", gpu, num_gpus=8, global_batch=8, seq_len=4096)
+    assert "h100-sxm" in ei.value.hint

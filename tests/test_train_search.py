@@ -121,3 +121,74 @@ def test_fewer_tokens_than_one_step_is_an_error(tokens):
     from llmsim.errors import LlmsimError
     with pytest.raises(LlmsimError, match="less than one optimizer step trains"):
         train_estimate("llama-3.1-8b", H100, num_gpus=8, global_batch=8, seq_len=4096, tokens=tokens)
+
+
+# ------------------------------------------------------------------ bad search options
+
+from llmsim.errors import LlmsimError  # noqa: E402
+
+_S = {"global_batch": 8, "seq_len": 4096}
+
+
+@pytest.mark.parametrize("kw,text", [
+    ({"zero": (5,)}, "zero must list integers 0-3, got 5 (in (5,))"),
+    ({"zero": (1.7,)}, "zero must list integers 0-3, got 1.7"),
+    ({"zero": (True,)}, "zero must list integers 0-3, got True"),
+    ({"zero": -1}, "zero must be an integer 0-3, got -1"),
+    ({"zero": ()}, "zero must list at least one value, got ()"),
+    ({"micro_batches": [0]}, "micro_batches must list positive integers, got 0 (in [0])"),
+    ({"micro_batches": [-1]}, "micro_batches must list positive integers, got -1"),
+    ({"micro_batches": [2.5]}, "micro_batches must list positive integers, got 2.5"),
+    ({"max_tp": 0}, "max_tp must be an integer >= 1, got 0"),
+    ({"max_cp": 0}, "max_cp must be an integer >= 1, got 0"),
+    ({"max_vpp": -3}, "max_vpp must be an integer >= 1, got -3"),
+    ({"max_micro_batch": 2.0}, "max_micro_batch must be an integer >= 1, got 2.0"),
+    ({"ep": 0}, "ep must be a positive integer, got 0"),
+    ({"ep": [2, 0]}, "ep must list positive integers, got 0 (in [2, 0])"),
+    ({"recompute": ("full", "f")}, "recompute must be one of none, selective, full, got 'f'"),
+    ({"recompute": []}, "recompute must list at least one value"),
+    ({"include_unfit": "no"}, "include_unfit must be True or False, got 'no'"),
+    ({"include_unfit": 1}, "include_unfit must be True or False, got 1"),
+    ({"sequence_parallel": "no"}, "sequence_parallel must be True or False, got 'no'"),
+    ({"dropout": "no"}, "dropout must be True or False (or None), got 'no'"),
+    ({"fragmentation": "0.1"}, "fragmentation must be a number in [0, 1), got '0.1'"),
+    ({"bogus": 1}, "search_layouts got unknown option 'bogus'"),
+])
+def test_search_space_values_that_can_never_be_valid(kw, text):
+    with pytest.raises(LlmsimError) as ei:
+        search_layouts("llama-3.1-8b", H100, 8, **_S, **kw)
+    assert text in ei.value.message and ei.value.hint
+    if "bogus" in kw:
+        assert "accepted:" in ei.value.hint and "include_unfit" in ei.value.hint and "fragmentation" in ei.value.hint
+
+
+@pytest.mark.parametrize("gpu", [None, 8])
+def test_search_gpu_argument_type(gpu):
+    with pytest.raises(LlmsimError, match="gpu must be a catalog id, a GPU YAML/JSON file or a GPUSpec"):
+        search_layouts("llama-3.1-8b", gpu, 8, **_S)
+
+
+def test_search_single_values_are_one_element_choices():
+    res = search_layouts("llama-3.1-8b", H100, 8, **_S, recompute="full", zero=1, micro_batches=1, ep=1, top=50)
+    assert res and {(r.layout["recompute"], r.layout["zero"], r.layout["micro_batch"]) for r in res} == {("full", 1, 1)}
+    assert res.message == ""
+    assert search_layouts("llama-3.1-8b", H100, 8, **_S, zero=np.array([0, 1]), include_unfit=np.bool_(True), top=1)
+
+
+@pytest.mark.parametrize("model,n,kw,text", [
+    ("mixtral-8x7b", 8, {"ep": [3]}, "ep=3 does not divide the 8 experts of mixtral-8x7b"),
+    ("llama-3.1-8b", 8, {"ep": [2]}, "ep=2 given but llama-3.1-8b is not a mixture-of-experts model"),
+    ("llama-3.1-8b", 8, {"micro_batches": [3]}, "global batch 8 is not divisible by micro_batch*dp"),
+    ("llama-3.1-8b", 1, {"zero": (1, 2)}, "zero stages [1, 2] need a data-parallel group"),
+])
+def test_valid_values_without_a_layout_say_why(model, n, kw, text):
+    res = search_layouts(model, H100, n, **_S, **kw)
+    assert len(res) == 0 and res.valid == 0
+    assert res.message.startswith(f"no valid layout of {n} GPU") and text in res.message
+    assert res.to_dict()["message"] == res.message
+
+
+def test_no_fitting_layout_says_why():
+    res = search_layouts("llama-3.1-70b", H100, 1, **_S)
+    assert len(res) == 0 and res.valid > 0 and res.fitting == 0
+    assert "none of the" in res.message and "fits in the" in res.message and "include_unfit=True" in res.message

@@ -190,6 +190,18 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def _check_bool(name: str, v, *, allow_none: bool = False, hint: str | None = None) -> bool | None:
+    """An on/off switch as a real bool (numpy bools too): bool('no') is True, so strings are errors."""
+    import numpy as np
+
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, (bool, np.bool_)):
+        raise LlmsimError(f"{name} must be True or False{' (or None)' if allow_none else ''}, got {v!r}",
+                          hint=hint or f"pass {name}=True or {name}=False")
+    return bool(v)
+
+
 def _check_top(top) -> int:
     if not (_is_int(top) and top >= 1):
         raise LlmsimError(f"top must be an integer >= 1, got {top!r}", hint="how many of the best configurations to list, e.g. --top 10")
@@ -354,6 +366,14 @@ def plan(
     search (clients per engine)."""
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
+    disagg = _check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search")
+    aggregated = _check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search")
+    verify = _check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations")
+    mix = _check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix")
+    chunked_prefill = _check_bool("chunked_prefill", chunked_prefill, allow_none=True,
+                                  hint="chunked_prefill=True / False restricts aggregated replicas to chunked prefill on / off; None searches both")
+    if not (_is_int(seed) and seed >= 0):
+        raise LlmsimError(f"seed must be an integer >= 0, got {seed!r}", hint="e.g. --seed 0")
     spec = get_model(model)
     ttft_ms = parse_duration_ms(ttft, "TTFT target (--ttft)") if ttft is not None else None
     tpot_ms = parse_duration_ms(tpot, "TPOT target (--tpot)") if tpot is not None else None

@@ -101,8 +101,10 @@ def parse_gpus(gpus, max_gpus: int | None = None) -> list[GpuOption]:
         items = [g.name for g in list_gpus()]
     elif isinstance(gpus, str):
         items = [s for s in (x.strip() for x in gpus.split(",")) if s]
+    elif isinstance(gpus, (list, tuple)) and all(isinstance(s, str) for s in gpus):
+        items = [s.strip() for s in gpus]
     else:
-        items = [str(s).strip() for s in gpus]
+        raise LlmsimError(f"gpus must be a {_GPU_FORM} string or a list of such strings, got {gpus!r}", hint=_GPU_HINT)
     default_count = max_gpus if max_gpus is not None else DEFAULT_MAX_PER_TYPE
     out: list[GpuOption] = []
     seen = set()

@@ -9,6 +9,10 @@ prefix-cache block id, with the block as long as the prefix rounded down to whol
 16 tokens (engines cache only full blocks: a 500-token prefix gives 496 cached tokens). The
 first request on an engine misses and later ones hit — the engine's prefix cache (Mooncake-style
 `hash_ids`, see `llmsim.serving.engine`) does the rest. A trace with its own `hash_ids` keeps them.
+The prefix must be shorter than every prompt of the pool (fixed: the ISL; uniform:LO,HI: LO;
+other distributions, `lengths_from` and traces: the shortest length drawn / in the trace, which
+is what the simulations replay): a longer one would be a whole prompt served from cache, not a
+shared system prompt, so it is an error rather than silently clipped per request.
 """
 
 from __future__ import annotations
@@ -96,13 +100,42 @@ def _prefix_ids(n: int, prefix: int, isl: np.ndarray) -> tuple[list[np.ndarray] 
     return [shared] * n, block, block
 
 
+def _shortest_input(inp: np.ndarray, input_dist, lengths_from) -> tuple[int, str]:
+    """The shortest prompt the workload can hold: LO for uniform:LO,HI, else the shortest drawn."""
+    from ..serving.workload import LengthDist, parse_length_dist
+
+    shortest = int(inp.min())
+    d = input_dist
+    if isinstance(d, str) and d.strip().lower().startswith(("uniform:", "fixed:")):
+        d = parse_length_dist(d)
+    if isinstance(d, LengthDist) and d.kind in ("uniform", "fixed") and int(d.a) <= shortest:
+        return int(d.a), f"{d} can draw {int(d.a)}-token prompts"
+    if lengths_from is not None:
+        return shortest, f"the shortest prompt resampled from {lengths_from} has {_tok(shortest)}"
+    src = f"--input-dist {input_dist}" if input_dist is not None else "the input lengths"
+    return shortest, f"the shortest of the {len(inp)} prompts drawn from {src} has {_tok(shortest)}"
+
+
+def _tok(n: int) -> str:
+    return f"{n} token" + ("" if n == 1 else "s")
+
+
+def _check_prefix_fits(prefix: int, shortest: int, where: str, other: str) -> None:
+    """Every prompt must be longer than the shared prefix: a prefix covering a whole prompt would
+    make the request all cache hit (the engine clips it per request), not a shared system prompt."""
+    if prefix >= shortest:
+        fix = f"use --prefix < {shortest}, or {other}" if shortest > 1 else f"drop --prefix, or use {other}"
+        raise LlmsimError(f"the shared prefix ({prefix} tokens) must be shorter than every input, but {where}",
+                          hint=fix)
+
+
 def build_workload(*, isl: int | None = None, osl: int | None = None, input_dist: str | None = None,
                    output_dist: str | None = None, lengths_from: str | None = None, trace: str | None = None,
                    prefix: int = 0, seed: int = 0, max_len: int | None = None) -> PlanWorkload:
     """The plan's request pool (see the module docstring)."""
     if prefix is None:
         prefix = 0
-    if not isinstance(prefix, (int, np.integer)) or prefix < 0:
+    if isinstance(prefix, (bool, np.bool_)) or not isinstance(prefix, (int, np.integer)) or prefix < 0:
         raise LlmsimError(f"prefix must be a whole number of tokens >= 0, got {prefix!r}", hint="e.g. --prefix 500 (shared tokens per request); 0 for none")
     if trace is not None:
         if any(v is not None for v in (isl, osl, input_dist, output_dist, lengths_from)):
@@ -116,6 +149,8 @@ def build_workload(*, isl: int | None = None, osl: int | None = None, input_dist
         if prefix and hids is not None:
             raise LlmsimError("the trace has its own prefix hash ids; drop --prefix")
         if prefix:
+            _check_prefix_fits(int(prefix), int(inp.min()), f"the shortest prompt in {w.name or trace} has {_tok(int(inp.min()))}",
+                               "a trace with longer prompts")
             hids, block, pref = _prefix_ids(len(inp), prefix, inp)
         fixed = bool(np.all(inp == inp[0]) and np.all(out == out[0]))
         desc = f"{len(inp)} requests from {w.name or trace}"
@@ -130,7 +165,12 @@ def build_workload(*, isl: int | None = None, osl: int | None = None, input_dist
                           lengths_from=lengths_from, concurrency=1, seed=seed, max_len=max_len)
         inp, out = w.input_len, w.output_len
         if prefix and fixed and prefix >= int(inp[0]):
-            raise LlmsimError(f"the shared prefix ({prefix} tokens) must be shorter than the input ({int(inp[0])} tokens)")
+            raise LlmsimError(f"the shared prefix ({prefix} tokens) must be shorter than the input ({int(inp[0])} tokens)",
+                              hint=f"use --prefix < {int(inp[0])}, or a longer --isl")
+        if prefix and not fixed:
+            shortest, where = _shortest_input(inp, input_dist, lengths_from)
+            _check_prefix_fits(int(prefix), shortest, where, "input lengths that are all longer "
+                               "(e.g. uniform:LO,HI with LO above the prefix, or a narrower normal / lognormal)")
         hids, block, pref = _prefix_ids(len(inp), prefix, inp)
         if fixed:
             desc = f"ISL {int(inp[0])}, OSL {int(out[0])}"

@@ -185,6 +185,13 @@ class PlanConfig:
         }[kind]
 
 
+def check_seed(seed: Any) -> int:
+    """The profiler's seed (it only shuffles the measuring order): an integer >= 0."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise LlmsimError(f"seed must be an integer >= 0, got {seed!r}", hint="e.g. --seed 0 (it only shuffles the order of the measurements)")
+    return int(seed)
+
+
 # ------------------------------------------------------------------------------------------ device model
 @dataclass(frozen=True)
 class DeviceModel:
@@ -218,9 +225,10 @@ class DeviceModel:
                    memory_bytes=spec.memory_gib * 2**30, link_bw=link * 1e9)
 
     @classmethod
-    def lookup(cls, name: str | None) -> DeviceModel:
+    def lookup(cls, name: str | None, *, strict: bool = False) -> DeviceModel:
         """A catalog GPU id ('h100-sxm', 'l40s') or a device name as torch reports it
-        ('NVIDIA H100 80GB HBM3'); an unknown name gets the H100 defaults under that name."""
+        ('NVIDIA H100 80GB HBM3'); an unknown name gets the H100 defaults under that name, or
+        with `strict` (what a dry-run plan for a named GPU uses) an LlmsimError listing the known ones."""
         if not name:
             return cls()
         from ..cost.measured import device_matches
@@ -233,6 +241,10 @@ class DeviceModel:
         for spec in list_gpus():
             if device_matches(str(name), spec):
                 return cls.from_gpu(spec)
+        if strict:
+            raise LlmsimError(f"unknown device {str(name)!r} (--device) to plan a profile for",
+                              hint=f"use a catalog GPU id ({', '.join(g.name for g in list_gpus())}) or a device name as "
+                                   "torch reports it (e.g. 'NVIDIA H100 80GB HBM3'); leave --device out for an H100 SXM")
         return cls(name=str(name))
 
     def with_(self, **kw: Any) -> DeviceModel:
@@ -382,7 +394,7 @@ class Planner:
         self.budget_s = float(budget_s)
         self.device = device or DeviceModel()
         self.world_size = int(world_size)
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self.config = config or PlanConfig()
         self.timing = timing or TimingConfig()
         want = tuple(KINDS if kinds is None else kinds)
@@ -862,7 +874,10 @@ def make_plan(budget_minutes: float = 15.0, device: str | DeviceModel | None = N
     The refinement is simulated with the device model's own predictions (so it shows
     where the roofline bends); on the real GPU it follows the measured curves instead.
     """
-    dev = device if isinstance(device, DeviceModel) else DeviceModel.lookup(device)
+    if device is not None and not isinstance(device, (str, DeviceModel)):
+        raise LlmsimError(f"the device to plan for must be a catalog GPU id or a device name, got {device!r}",
+                          hint="e.g. 'h100-sxm' or 'NVIDIA H100 80GB HBM3'; None for an H100 SXM")
+    dev = device if isinstance(device, DeviceModel) else DeviceModel.lookup(device, strict=True)
     pl = Planner(float(budget_minutes) * 60.0, dev, world_size=world_size, seed=seed, kinds=kinds, config=config,
                  timing=timing)
     probes, coarse, refine = simulate(pl, pl.predict_s)

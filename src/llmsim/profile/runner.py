@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -35,6 +36,7 @@ from .plan import (
     PlanConfig,
     Planner,
     Point,
+    check_seed,
     make_plan,
 )
 from .timing import Timer, TimingConfig, auto_measure, measure
@@ -302,10 +304,12 @@ def run_profile(out_dir: str | Path, budget_minutes: float = 15.0, device: Any =
     if not (budget_s > 0 and math.isfinite(budget_s)):
         raise LlmsimError(f"--budget-minutes must be positive, got {budget_minutes!r}")
     ks = _kinds(kinds)
+    seed = check_seed(seed)
+    device = _check_device(device, dry_run)
     out = Path(out_dir).expanduser()
     world, _, _ = _env_world()
     if dry_run:
-        target = device if isinstance(device, str) and not device.lower().startswith(("cuda", "cpu")) else None
+        target = device
         plan = make_plan(budget_minutes, target, world_size=world, seed=seed, kinds=ks, config=config, timing=timing)
         return _write_plan(out, plan, log)
     try:
@@ -315,6 +319,40 @@ def run_profile(out_dir: str | Path, budget_minutes: float = 15.0, device: Any =
     if not torch.cuda.is_available():
         raise LlmsimError(*NEEDS_GPU)
     return _run(out, budget_s, device, seed, timer, ks, config, timing, framework, log, allow_cpu=False)
+
+
+_CUDA_FORM = re.compile(r"(cuda|cpu)(:\d+)?")
+
+
+def _is_cuda_form(device: Any) -> bool:
+    if isinstance(device, bool):
+        return False
+    if isinstance(device, int):
+        return True
+    return isinstance(device, str) and (device.strip().isdigit() or bool(_CUDA_FORM.fullmatch(device.strip().lower())))
+
+
+def _check_device(device: Any, dry_run: bool) -> Any:
+    """`--device`: on a real run a CUDA device (None, an index such as 0, 'cuda', 'cuda:N' or a
+    torch.device); with --dry-run the GPU to plan for (a catalog id or a device name; make_plan
+    rejects unknown ones). Anything else is an LlmsimError now, not a torch error later or a plan
+    for the wrong GPU."""
+    if device is None:
+        return None
+    if dry_run:
+        if _is_cuda_form(device) or not isinstance(device, str) or not device.strip():
+            raise LlmsimError(f"with --dry-run, --device names the GPU to plan for, got {device!r}",
+                              hint="give a catalog GPU id such as h100-sxm or l40s (see `llmsim gpus list`), or leave --device "
+                                   "out to plan for an H100 SXM; a CUDA device index only applies to a real run")
+        return device.strip()
+    if hasattr(device, "type") and hasattr(device, "index") and not isinstance(device, (str, int)):
+        return device  # a torch.device
+    if _is_cuda_form(device) and not (isinstance(device, int) and device < 0):
+        if isinstance(device, str) and device.strip().isdigit():
+            return int(device.strip())
+        return device.strip().lower() if isinstance(device, str) else device
+    raise LlmsimError(f"--device must be a CUDA device (an index such as 0, or cuda:N), got {device!r}",
+                      hint="leave --device out for the current GPU; to plan for a GPU type without one, use --dry-run --device h100-sxm")
 
 
 def _write_plan(out: Path, plan: Plan, log: Callable[[str], None] | None) -> Path:

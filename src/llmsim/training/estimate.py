@@ -19,6 +19,7 @@ time = steps * step_time; cost = num_gpus * hours * $/GPU-hour; energy = num_gpu
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -59,12 +60,51 @@ def _pos_int(name: str, v) -> int:
     return int(v)
 
 
+def _bool(name: str, v, *, allow_none: bool = False) -> bool | None:
+    """An on/off switch: a real bool (numpy bools too), never a truthy string or number."""
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, (bool, np.bool_)):
+        raise LlmsimError(f"{name} must be True or False{' (or None)' if allow_none else ''}, got {v!r}",
+                          hint=f"pass {name}=True or {name}=False" + (" (None: the model's default)" if allow_none else ""))
+    return bool(v)
+
+
+def _real(name: str, v, *, lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False,
+          hint: str | None = None) -> float:
+    """A real, finite number in [lo, hi] (bounds open as asked); bools and strings are errors."""
+    lb, rb = "(" if lo_open else "[", ")" if hi_open or hi == math.inf else "]"
+    rng = f"{lb}{lo:g}, {'inf' if hi == math.inf else f'{hi:g}'}{rb}"
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise LlmsimError(f"{name} must be a number in {rng}, got {v!r}", hint=hint)
+    f = float(v)
+    ok = math.isfinite(f) and (f > lo if lo_open else f >= lo) and (f < hi if hi_open else f <= hi)
+    if not ok:
+        raise LlmsimError(f"{name} must be a finite number in {rng}, got {v!r}", hint=hint)
+    return f
+
+
+def _check_gpu(gpu) -> None:
+    if isinstance(gpu, (bool, np.bool_)) or not isinstance(gpu, (str, os.PathLike, GPUSpec)):
+        raise LlmsimError(f"gpu must be a catalog id, a GPU YAML/JSON file or a GPUSpec, got {gpu!r}",
+                          hint="e.g. gpu='h100-sxm' (see `llmsim gpus list`)")
+
+
+# the on/off switches of make_context (and so of train_estimate / search_layouts)
+SWITCHES = ("sequence_parallel", "overlap_grad_reduce", "overlap_param_gather", "flash_attention", "fp32_grads",
+            "uneven_layers", "cp_load_balance")
+# every keyword option make_context takes besides the job's size (search_layouts' **options)
+TRAIN_OPTIONS = SWITCHES + ("finetune", "lora_rank", "dropout", "fragmentation", "runtime_overhead_gib", "bucket_params",
+                            "compute_efficiency")
+
+
 def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int | None, dtype: str = "bf16",
                  price_per_hour_usd: float | None = None, sequence_parallel: bool = True, overlap_grad_reduce: bool = True,
                  overlap_param_gather: bool = True, flash_attention: bool = True, fp32_grads: bool = False,
                  uneven_layers: bool = False, finetune: str = "full", lora_rank: int = 16, dropout: bool | None = None,
                  cp_load_balance: bool = True, fragmentation: float = 0.05, runtime_overhead_gib: float = 2.0,
                  bucket_params: float = 40e6, compute_efficiency: float | None = None) -> TrainContext:
+    _check_gpu(gpu)
     spec = model if isinstance(model, ModelSpec) else get_model(model)
     hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
     if isinstance(gpu, GPUSpec) and price_per_hour_usd is not None:
@@ -92,19 +132,26 @@ def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int |
         raise LlmsimError(f"finetune must be 'full' or 'lora', got {finetune!r}",
                           hint="'full' trains every weight (pre-training or full fine-tuning), 'lora' only low-rank adapters")
     _pos_int("lora_rank", lora_rank)
-    if not (0 <= fragmentation < 1):
-        raise LlmsimError(f"fragmentation must be in [0, 1), got {fragmentation}", hint="e.g. 0.05 for 5% of activation memory")
-    if compute_efficiency is not None and not (0 < compute_efficiency <= 1):
-        raise LlmsimError(f"compute_efficiency must be in (0, 1], got {compute_efficiency}")
-    if not (runtime_overhead_gib >= 0):
-        raise LlmsimError(f"runtime_overhead_gib must be >= 0, got {runtime_overhead_gib}")
+    sw = {k: _bool(k, v) for k, v in (
+        ("sequence_parallel", sequence_parallel), ("overlap_grad_reduce", overlap_grad_reduce),
+        ("overlap_param_gather", overlap_param_gather), ("flash_attention", flash_attention), ("fp32_grads", fp32_grads),
+        ("uneven_layers", uneven_layers), ("cp_load_balance", cp_load_balance))}
+    # dropout: on / off, or None for the model's era default (layernorm-era models trained with it)
+    dropout = _bool("dropout", dropout, allow_none=True)
+    fragmentation = _real("fragmentation", fragmentation, lo=0.0, hi=1.0, hi_open=True,
+                          hint="the share of activation memory lost to allocator fragmentation, e.g. 0.05 for 5%")
+    if compute_efficiency is not None:
+        compute_efficiency = _real("compute_efficiency", compute_efficiency, lo=0.0, hi=1.0, lo_open=True,
+                                   hint="the achieved share of peak GEMM FLOP/s, e.g. 0.7; leave it out for the default")
+    runtime_overhead_gib = _real("runtime_overhead_gib", runtime_overhead_gib, lo=0.0,
+                                 hint="GiB per GPU for the CUDA context, NCCL buffers and the like, e.g. 2.0")
+    bucket_params = _real("bucket_params", bucket_params, lo=0.0, lo_open=True,
+                          hint="parameters per gradient-reduction bucket, e.g. 40e6")
     return TrainContext(
         model=spec, gpu=hw, geo=Geometry.of(spec, dropout), num_gpus=int(num_gpus), global_batch=int(global_batch),
-        seq_len=int(seq_len), dtype=d, sequence_parallel=bool(sequence_parallel), overlap_grad_reduce=bool(overlap_grad_reduce),
-        overlap_param_gather=bool(overlap_param_gather), flash_attention=bool(flash_attention), fp32_grads=bool(fp32_grads),
-        uneven_layers=bool(uneven_layers), finetune=ft, lora_rank=int(lora_rank), cp_load_balance=bool(cp_load_balance),
-        fragmentation=float(fragmentation), runtime_overhead_bytes=float(runtime_overhead_gib) * GIB, bucket_params=float(bucket_params),
-        **({} if compute_efficiency is None else {"compute_efficiency": float(compute_efficiency)}),
+        seq_len=int(seq_len), dtype=d, **sw, finetune=ft, lora_rank=int(lora_rank),
+        fragmentation=fragmentation, runtime_overhead_bytes=runtime_overhead_gib * GIB, bucket_params=bucket_params,
+        **({} if compute_efficiency is None else {"compute_efficiency": compute_efficiency}),
     )
 
 

@@ -106,10 +106,15 @@ class TrainResult:
 
 
 class SearchResults(list):
-    """Layouts ranked by throughput (a list of TrainResult) with the search's bookkeeping."""
+    """Layouts ranked by throughput (a list of TrainResult) with the search's bookkeeping.
 
-    def __init__(self, items=(), *, evaluated: int = 0, valid: int = 0, fitting: int = 0, elapsed_s: float = 0.0, query: dict | None = None):
+    ``message`` says why the search found nothing (no layout passes the divisibility rules, or
+    none fits in memory); empty when there is nothing to explain."""
+
+    def __init__(self, items=(), *, evaluated: int = 0, valid: int = 0, fitting: int = 0, elapsed_s: float = 0.0, query: dict | None = None,
+                 message: str = ""):
         super().__init__(items)
+        self.message = message
         self.evaluated = evaluated
         self.valid = valid
         self.fitting = fitting
@@ -119,7 +124,7 @@ class SearchResults(list):
     def to_dict(self) -> dict:
         return {
             "query": self.query, "candidates": self.evaluated, "valid_layouts": self.valid, "fitting_layouts": self.fitting,
-            "elapsed_s": self.elapsed_s, "results": [r.to_dict() for r in self],
+            "elapsed_s": self.elapsed_s, "message": self.message, "results": [r.to_dict() for r in self],
         }
 
     def render(self, console=None) -> None:
@@ -136,3 +141,5 @@ class SearchResults(list):
                       f"{r.step_time_s:.3g}", f"{r.tokens_per_s_per_gpu:,.0f}", f"{100 * r.mfu:.1f}%",
                       f"{r.memory_per_gpu_bytes / GIB:.1f}", "yes" if r.fits else "no")
         console.print(t)
+        if self.message:
+            console.print(f"[{'yellow' if len(self) else 'red'}]{self.message}[/]")
