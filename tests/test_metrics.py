@@ -137,9 +137,13 @@ def test_summary_with_itl_histogram():
 def test_per_request_table_and_writers(tmp_path):
     t = per_request_table(np.append(ARR, 1.5), np.append(FT, NAN), np.append(FIN, NAN),
                           np.append(IN, 1), np.append(OUT, 1), first_scheduled_s=np.append(SCHED, NAN))
-    assert list(t) == ["request_id", "arrival_s", "first_token_s", "finish_s", "input_tokens", "output_tokens",
+    assert list(t) == ["request_id", "warmup", "arrival_s", "first_token_s", "finish_s", "input_tokens", "output_tokens",
                        "ttft_ms", "tpot_ms", "e2e_ms", "queue_ms"]
-    assert t["request_id"].tolist() == [0, 1, 2, 3]
+    assert t["request_id"].tolist() == [0, 1, 2, 3] and not t["warmup"].any()
+    w = per_request_table(ARR, FT, FIN, IN, OUT, warmup_ids=np.array([2]))
+    assert w["warmup"].tolist() == [False, False, True]
+    with pytest.raises(LlmsimError, match="warmup_ids"):
+        per_request_table(ARR, FT, FIN, IN, OUT, warmup_ids=np.array([5]))
     assert np.allclose(t["ttft_ms"][:3], [100, 300, 200]) and np.isnan(t["ttft_ms"][3])
     assert np.allclose(t["tpot_ms"][:2], [100, 200]) and np.isnan(t["tpot_ms"][2])
     assert np.allclose(t["e2e_ms"][:3], [1100, 1300, 1000])

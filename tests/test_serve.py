@@ -1146,6 +1146,19 @@ def test_wrong_types_and_conflicting_pools_are_errors(kw, match):
         simulate(dep(**kw), wl)
 
 
+def test_per_request_rows_mark_the_warm_up_requests():
+    # the summary leaves out the first `warmup` completions; the per-request rows say which they were
+    wl = make_workload(num_requests=40, input_dist="uniform:50,400", osl=20, concurrency=4, warmup=8, seed=3)
+    res = simulate(dep(), wl)
+    t = res.per_request()
+    assert t["warmup"].sum() == 8 == len(res.warmup_request_ids)
+    counted = ~t["warmup"]
+    assert res.summary["num_requests"] == counted.sum()
+    assert np.mean(t["ttft_ms"][counted]) == pytest.approx(res.summary["ttft_ms"]["mean"])
+    # the warm-up requests are the first eight to finish
+    assert np.sort(t["finish_s"][t["warmup"]]).max() <= np.sort(t["finish_s"][counted]).min()
+
+
 def test_a_zero_length_counted_window_has_no_rates_or_per_token_cost():
     # 4 one-token requests, 3 warm-up: the counted one finishes with them in one iteration
     wl = make_workload(num_requests=4, isl=10, osl=1, concurrency=2, warmup=3)

@@ -725,8 +725,10 @@ def per_request_table(
     output_len: np.ndarray,
     *,
     first_scheduled_s: np.ndarray | None = None,
+    warmup_ids: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
-    """One row per request (NaN where undefined: not completed, no TPOT, no queue time)."""
+    """One row per request (NaN where undefined: not completed, no TPOT, no queue time).
+    ``warmup`` is True for the requests `warmup_ids` names: excluded from the summary as warm-up."""
     arr = _f64(arrival_s, None, "arrival_s")
     n = arr.size
     ft = _f64(first_token_s, n, "first_token_s")
@@ -742,8 +744,15 @@ def per_request_table(
             if first_scheduled_s is not None
             else np.full(n, np.nan)
         )
+    warm = np.zeros(n, dtype=bool)
+    if warmup_ids is not None and len(warmup_ids):
+        ids = np.asarray(warmup_ids, dtype=np.int64)
+        if ids.min() < 0 or ids.max() >= n:
+            raise LlmsimError(f"warmup_ids must be request ids in [0, {n})")
+        warm[ids] = True
     return {
         "request_id": np.arange(n, dtype=np.int64),
+        "warmup": warm,
         "arrival_s": arr,
         "first_token_s": ft,
         "finish_s": fin,

@@ -175,6 +175,9 @@ class ServeResult:
     engines: list[Engine]
     wall_s: float
     streaming: bool = False
+    # exact mode: the ids of the requests excluded from the summary as warm-up (the first
+    # `Workload.warmup` completions)
+    warmup_request_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def per_request(self) -> dict[str, np.ndarray]:
         from .metrics import per_request_table
@@ -185,7 +188,7 @@ class ServeResult:
         r = self.requests
         return per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
                                  np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
-                                 first_scheduled_s=np.frombuffer(r.t_sched))
+                                 first_scheduled_s=np.frombuffer(r.t_sched), warmup_ids=self.warmup_request_ids)
 
 
 @dataclass
@@ -575,7 +578,9 @@ def simulate(
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_round, first_ttft_s)
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
-    return ServeResult(summary, reqs, all_engines, wall, streaming)
+    # (the same count `_summarize` leaves out: at least one request is always counted)
+    warm_ids = np.asarray(order[: min(wl.warmup, max(len(order) - 1, 0))], dtype=np.int64)
+    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids)
 
 
 def _check_engine_limits(dep: Deployment) -> None:
