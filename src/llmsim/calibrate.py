@@ -32,6 +32,7 @@ import numpy as np
 from .cost import roofline as rf
 from .cost.ops import decode_attention_cost, gemm_bytes, prefill_attention_cost
 from .dtypes import bytes_per_element, canonical
+from .checks import is_int
 from .errors import LlmsimError
 from .hardware.spec import Efficiency, GPUSpec
 
@@ -141,7 +142,7 @@ def _schema_names(f: Path) -> set[str]:
 
 def check_seed(seed) -> int:
     """`seed` as an int, or LlmsimError unless it is an integer >= 0 (numpy's generators take no other)."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise LlmsimError(f"seed must be a non-negative integer, got {seed!r}",
                           hint="the seed picks the cross-validation folds (and subsamples); any integer >= 0, e.g. 0")
     return int(seed)
@@ -152,7 +153,7 @@ def check_max_rows(max_rows) -> int | None:
     integer >= 1 (0 rows would fit nothing and report the starting spec as calibrated)."""
     if max_rows is None:
         return None
-    if isinstance(max_rows, (bool, np.bool_)) or not isinstance(max_rows, (int, np.integer)) or max_rows < 1:
+    if not is_int(max_rows) or max_rows < 1:
         raise LlmsimError(f"max_rows must be an integer >= 1 (rows per fitting stage), got {max_rows!r}",
                           hint="e.g. --max-rows 5000: larger fits more rows, more slowly")
     return int(max_rows)

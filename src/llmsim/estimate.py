@@ -20,8 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from .checks import is_int
 from .cost.model import CostModel, OpCost
 from .cost.ops import Batch, OpBuilder, resolve_ep_imbalance
 from .dtypes import gemm_compute_dtype
@@ -85,7 +84,7 @@ class EstimateResult:
 
 
 def _positive(name: str, v: int) -> int:
-    if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)) or v <= 0:
+    if not is_int(v) or v <= 0:
         raise LlmsimError(f"{name} must be a positive integer, got {v!r}")
     return int(v)
 

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
+from .checks import is_int
 from .dtypes import ACT_DTYPES, KV_DTYPES, WEIGHT_DTYPES, check_allowed
 from .errors import LlmsimError
 from .models.spec import ModelSpec
@@ -50,7 +49,7 @@ class Parallel:
     def validate(self, model: ModelSpec) -> "Parallel":
         for k in ("tp", "pp", "dp", "ep"):
             v = getattr(self, k)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+            if not is_int(v):
                 raise LlmsimError(f"{k} must be an integer, got {v!r}", hint=f"e.g. {k}=2")
             if v < 1:
                 raise LlmsimError(f"{k} must be ≥ 1, got {v}")

@@ -25,10 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 from pydantic import ValidationError
 
+from ..checks import is_number
 from ..dtypes import canonical
 from ..errors import LlmsimError
 from .spec import Efficiency, GPUSpec
@@ -154,7 +154,7 @@ def _fresh(spec: GPUSpec) -> GPUSpec:
 
 
 def _with_price(spec: GPUSpec, price: Any) -> GPUSpec:
-    if isinstance(price, (bool, str)) or not isinstance(price, (int, float, np.integer, np.floating)):
+    if not is_number(price):
         raise LlmsimError(f"GPU price must be a number of dollars per GPU-hour, got {price!r}", hint="e.g. price_per_hour_usd=2.5")
     value = float(price)
     if not value >= 0 or value == float("inf"):

@@ -32,6 +32,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
+from ..checks import check_bool, check_seed, is_int, is_number
 from ..errors import LlmsimError
 from ..hardware.spec import GIB
 from ..layout import Parallel
@@ -177,33 +178,8 @@ def _jsonable(v):
     return v
 
 
-def _is_int(v) -> bool:
-    """An integer and not a bool (True would otherwise pass as 1)."""
-    import numpy as np
-
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_number(v) -> bool:
-    import numpy as np
-
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
-
-
-def _check_bool(name: str, v, *, allow_none: bool = False, hint: str | None = None) -> bool | None:
-    """An on/off switch as a real bool (numpy bools too): bool('no') is True, so strings are errors."""
-    import numpy as np
-
-    if v is None and allow_none:
-        return None
-    if not isinstance(v, (bool, np.bool_)):
-        raise LlmsimError(f"{name} must be True or False{' (or None)' if allow_none else ''}, got {v!r}",
-                          hint=hint or f"pass {name}=True or {name}=False")
-    return bool(v)
-
-
 def _check_top(top) -> int:
-    if not (_is_int(top) and top >= 1):
+    if not (is_int(top) and top >= 1):
         raise LlmsimError(f"top must be an integer >= 1, got {top!r}", hint="how many of the best configurations to list, e.g. --top 10")
     return int(top)
 
@@ -366,21 +342,20 @@ def plan(
     search (clients per engine)."""
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
-    disagg = _check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search")
-    aggregated = _check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search")
-    verify = _check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations")
-    mix = _check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix")
-    chunked_prefill = _check_bool("chunked_prefill", chunked_prefill, allow_none=True,
+    disagg = check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search")
+    aggregated = check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search")
+    verify = check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations")
+    mix = check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix")
+    chunked_prefill = check_bool("chunked_prefill", chunked_prefill, allow_none=True,
                                   hint="chunked_prefill=True / False restricts aggregated replicas to chunked prefill on / off; None searches both")
-    if not (_is_int(seed) and seed >= 0):
-        raise LlmsimError(f"seed must be an integer >= 0, got {seed!r}", hint="e.g. --seed 0")
+    check_seed(seed, hint="e.g. --seed 0")
     spec = get_model(model)
     ttft_ms = parse_duration_ms(ttft, "TTFT target (--ttft)") if ttft is not None else None
     tpot_ms = parse_duration_ms(tpot, "TPOT target (--tpot)") if tpot is not None else None
-    if not (_is_number(percentile) and 0 < float(percentile) <= 100):
+    if not (is_number(percentile) and 0 < float(percentile) <= 100):
         raise LlmsimError(f"percentile must be in (0, 100], got {percentile!r}", hint="e.g. --percentile 90")
     percentile = float(percentile)
-    if rate is not None and not (_is_number(rate) and math.isfinite(rate) and rate > 0):
+    if rate is not None and not (is_number(rate) and math.isfinite(rate) and rate > 0):
         raise LlmsimError(f"rate must be a positive, finite number of requests/s, got {rate!r}",
                           hint="e.g. --rate 20; leave --rate out to size for the best goodput instead")
     objective = (objective or ("gpus" if rate is not None else "goodput")).lower()
@@ -394,19 +369,19 @@ def plan(
     if mix and not aggregated:
         raise LlmsimError("a heterogeneous GPU mix (--mix) is built from aggregated replicas, but aggregated serving is off (--no-agg)",
                           hint="drop --no-agg, or drop --mix")
-    if max_gpus is not None and not (_is_int(max_gpus) and max_gpus >= 1):
+    if max_gpus is not None and not (is_int(max_gpus) and max_gpus >= 1):
         raise LlmsimError(f"max_gpus must be an integer >= 1, got {max_gpus!r}",
                           hint="e.g. --max-gpus 16; leave it out for no limit beyond the --gpus counts")
-    if budget_usd_per_hour is not None and not (_is_number(budget_usd_per_hour) and math.isfinite(budget_usd_per_hour) and budget_usd_per_hour > 0):
+    if budget_usd_per_hour is not None and not (is_number(budget_usd_per_hour) and math.isfinite(budget_usd_per_hour) and budget_usd_per_hour > 0):
         raise LlmsimError(f"the $/hour budget must be a positive, finite number, got {budget_usd_per_hour!r}",
                           hint="e.g. --budget-usd-per-hour 50; leave it out for no cost limit")
-    if max_power_w is not None and not (_is_number(max_power_w) and math.isfinite(max_power_w) and max_power_w > 0):
+    if max_power_w is not None and not (is_number(max_power_w) and math.isfinite(max_power_w) and max_power_w > 0):
         raise LlmsimError(f"the power budget must be a positive, finite number of watts, got {max_power_w!r}",
                           hint="e.g. --max-power-w 6000; leave it out for no power limit")
-    if max_concurrency is not None and not (_is_int(max_concurrency) and max_concurrency >= 1):
+    if max_concurrency is not None and not (is_int(max_concurrency) and max_concurrency >= 1):
         raise LlmsimError(f"max_concurrency must be an integer >= 1, got {max_concurrency!r}",
                           hint="e.g. --max-concurrency 64; leave it out to search every concurrency")
-    if jobs is not None and not (_is_int(jobs) and jobs >= 1):
+    if jobs is not None and not (is_int(jobs) and jobs >= 1):
         raise LlmsimError(f"jobs must be an integer >= 1, got {jobs!r}", hint="e.g. --jobs 4; leave --jobs out to use every core")
     if str(backend or "local").lower() not in ("local", "process", "multiprocessing", "ray"):
         raise LlmsimError(f"unknown execution backend {backend!r}", hint="use --backend local or --backend ray")
@@ -676,9 +651,9 @@ def _token_budget(v, mbt) -> int:
     if isinstance(v, str):
         t = v.strip()
         n = int(t) if re.fullmatch(r"\+?\d+", t) else None
-    elif _is_int(v):
+    elif is_int(v):
         n = int(v)
-    elif _is_number(v) and math.isfinite(v) and float(v).is_integer():
+    elif is_number(v) and math.isfinite(v) and float(v).is_integer():
         n = int(v)
     else:
         n = None

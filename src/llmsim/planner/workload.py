@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import is_int
 from ..errors import LlmsimError
 from ..serving.workload import Workload, load_trace, make_workload
 
@@ -135,7 +136,7 @@ def build_workload(*, isl: int | None = None, osl: int | None = None, input_dist
     """The plan's request pool (see the module docstring)."""
     if prefix is None:
         prefix = 0
-    if isinstance(prefix, (bool, np.bool_)) or not isinstance(prefix, (int, np.integer)) or prefix < 0:
+    if not is_int(prefix) or prefix < 0:
         raise LlmsimError(f"prefix must be a whole number of tokens >= 0, got {prefix!r}", hint="e.g. --prefix 500 (shared tokens per request); 0 for none")
     if trace is not None:
         if any(v is not None for v in (isl, osl, input_dist, output_dist, lengths_from)):

@@ -60,6 +60,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import checks
 from ..errors import LlmsimError
 from .timing import TimingConfig
 
@@ -187,9 +188,7 @@ class PlanConfig:
 
 def check_seed(seed: Any) -> int:
     """The profiler's seed (it only shuffles the measuring order): an integer >= 0."""
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise LlmsimError(f"seed must be an integer >= 0, got {seed!r}", hint="e.g. --seed 0 (it only shuffles the order of the measurements)")
-    return int(seed)
+    return checks.check_seed(seed, hint="e.g. --seed 0 (it only shuffles the order of the measurements)")
 
 
 # ------------------------------------------------------------------------------------------ device model

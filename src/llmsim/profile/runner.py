@@ -309,8 +309,7 @@ def run_profile(out_dir: str | Path, budget_minutes: float = 15.0, device: Any =
     out = Path(out_dir).expanduser()
     world, _, _ = _env_world()
     if dry_run:
-        target = device
-        plan = make_plan(budget_minutes, target, world_size=world, seed=seed, kinds=ks, config=config, timing=timing)
+        plan = make_plan(budget_minutes, device, world_size=world, seed=seed, kinds=ks, config=config, timing=timing)
         return _write_plan(out, plan, log)
     try:
         import torch

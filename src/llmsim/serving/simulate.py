@@ -37,6 +37,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..checks import check_bool, check_seed, is_int, is_number
 from ..cost.ops import check_ep_imbalance, resolve_ep_imbalance
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
@@ -203,9 +204,8 @@ class _PoolBuild:
 
 def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
                 step_time_model: Callable[..., StepTimeModel] = StepTimeModel) -> _PoolBuild:
-    for k in ("tp", "pp", "dp", "ep", "workers"):
-        _check_int(f"{role} pool {k}" if role != "both" else k, getattr(pool, k), None,
-                   "parallel degrees and worker counts are whole numbers, e.g. Pool('h100-sxm', tp=2, workers=3)")
+    # (the parallel degrees are `Parallel.validate`'s to check)
+    _check_int("workers", pool.workers, None, "engine replicas in the pool, a whole number, e.g. Pool('h100-sxm', tp=2, workers=3)")
     if pool.workers < 1:
         raise LlmsimError(f"a pool needs at least one worker, got {pool.workers}")
     if not isinstance(pool.gpu, (str, GPUSpec)):
@@ -365,7 +365,7 @@ def simulate(
                "batching_wait_iters; its default: 10)")
     _check_int("recv_interval_iters", dep.recv_interval_iters, 1,
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
-    _check_int("seed", dep.seed, 0, "e.g. seed=0; the same seed gives the same results")
+    check_seed(dep.seed)
     _check_engine_limits(dep)
     n = len(wl)
     if n > MAX_REQUESTS:
@@ -578,9 +578,13 @@ def simulate(
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_round, first_ttft_s)
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
-    # (the same count `_summarize` leaves out: at least one request is always counted)
-    warm_ids = np.asarray(order[: min(wl.warmup, max(len(order) - 1, 0))], dtype=np.int64)
+    warm_ids = np.asarray(order[: _warmup_count(wl.warmup, len(order))], dtype=np.int64)
     return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids)
+
+
+def _warmup_count(warmup: int, completed: int) -> int:
+    """Completions excluded as warm-up (exact mode): the first `warmup`, but at least one is counted."""
+    return min(warmup, max(completed - 1, 0))
 
 
 def _check_engine_limits(dep: Deployment) -> None:
@@ -593,10 +597,8 @@ def _check_engine_limits(dep: Deployment) -> None:
                    "the most tokens one engine iteration processes (e.g. 8192); None = the backend's")
     _check_int("block_size", dep.block_size, 1, "tokens per paged KV-cache block (e.g. 16, vLLM's default)")
     for name, optional in (("prefix_caching", False), ("static_batching", False), ("chunked_prefill", True), ("mixed_batches", True)):
-        v = getattr(dep, name)
-        if not (isinstance(v, (bool, np.bool_)) or (optional and v is None)):
-            raise LlmsimError(f"{name} must be True or False{' (or None: the backend default)' if optional else ''}, got {v!r}",
-                              hint="a string such as 'no' is not False")
+        check_bool(name, getattr(dep, name), allow_none=optional,
+                   hint="a string such as 'no' is not False" + ("; None: the backend's default" if optional else ""))
     for name in ("cpu_overhead_s", "cpu_per_seq_s"):
         if getattr(dep, name) is not None:
             _check_seconds(name, getattr(dep, name), "engine host time per iteration / per running request in seconds "
@@ -619,19 +621,19 @@ def _check_engine_limits(dep: Deployment) -> None:
 
 def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
     """A Deployment setting that is a share: a number in [0, 1] ((0, 1] if `positive`); bools are refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0 or (positive and v == 0):
+    if not is_number(v) or not 0.0 <= v <= 1.0 or (positive and v == 0):
         raise LlmsimError(f"{name} must be in {'(0, 1]' if positive else '[0, 1]'}, got {v!r}", hint=hint)
 
 
 def _check_seconds(name: str, v, hint: str) -> None:
     """A Deployment time setting: a finite number of seconds >= 0; bools are refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not (math.isfinite(v) and v >= 0):
+    if not is_number(v) or not (math.isfinite(v) and v >= 0):
         raise LlmsimError(f"{name} must be a finite number >= 0, got {v!r}", hint=hint)
 
 
 def _check_int(name: str, v, lo: int | None, hint: str) -> None:
     """A Deployment setting that must be an integer (>= lo, if given); bools are refused."""
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or (lo is not None and v < lo):
+    if not is_int(v) or (lo is not None and v < lo):
         raise LlmsimError(f"{name} must be an integer{'' if lo is None else f' >= {lo}'}, got {v!r}", hint=hint)
 
 
@@ -734,7 +736,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     else:
         # metrics in completion order so warm-up exclusion drops the first completions
         idx = np.array(order, dtype=np.int64)
-        warm = min(wl.warmup, max(len(idx) - 1, 0))
+        warm = _warmup_count(wl.warmup, len(idx))
         col = {k: np.frombuffer(getattr(reqs, k))[idx] for k in ("arrival", "t_first", "t_finish", "t_sched")}
         inp, out_tok = np.frombuffer(reqs.inp, dtype=np.int64)[idx], np.frombuffer(reqs.out, dtype=np.int64)[idx]
         out = summarize(col["arrival"], col["t_first"], col["t_finish"], inp, out_tok, first_scheduled_s=col["t_sched"], warmup=warm,

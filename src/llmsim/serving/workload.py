@@ -85,6 +85,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import is_int, is_number
 from ..errors import LlmsimError
 
 __all__ = [
@@ -147,10 +148,6 @@ def _as_lengths(x: Any, what: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
 @dataclass
 class Workload:
     """Requests to serve, as parallel numpy arrays (see the module docstring).
@@ -209,14 +206,14 @@ class Workload:
                     )
             self.arrival_s = np.ascontiguousarray(a)
         else:
-            if not _is_int(self.concurrency) or self.concurrency < 1:
+            if not is_int(self.concurrency) or self.concurrency < 1:
                 raise LlmsimError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
             self.concurrency = int(self.concurrency)
         if self.hash_ids is not None and len(self.hash_ids) != n:
             raise LlmsimError(f"hash_ids must hold one array per request: got {len(self.hash_ids)} for {n} requests")
-        if not _is_int(self.hash_block_tokens) or self.hash_block_tokens < 1:
+        if not is_int(self.hash_block_tokens) or self.hash_block_tokens < 1:
             raise LlmsimError(f"hash_block_tokens must be an integer >= 1, got {self.hash_block_tokens!r}")
-        if not _is_int(self.warmup) or self.warmup < 0:
+        if not is_int(self.warmup) or self.warmup < 0:
             raise LlmsimError(f"warmup must be an integer >= 0, got {self.warmup!r}")
         if self.warmup >= n:
             raise LlmsimError(
@@ -264,18 +261,13 @@ class Workload:
 
 
 def _check_n(n: Any) -> int:
-    if not _is_int(n) or n < 1:
+    if not is_int(n) or n < 1:
         raise LlmsimError(f"the number of requests must be an integer >= 1, got {n!r}")
     return int(n)
 
 
-def _is_number(x: Any) -> bool:
-    """A real number and not a bool or a string (float('5') would read one)."""
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, (bool, np.bool_))
-
-
 def _check_pos(x: Any, what: str, hint: str | None = None) -> float:
-    if not _is_number(x):
+    if not is_number(x):
         raise LlmsimError(f"{what} must be a number, got {x!r}", hint=hint)
     v = float(x)
     if not (math.isfinite(v) and v > 0):
@@ -286,7 +278,7 @@ def _check_pos(x: Any, what: str, hint: str | None = None) -> float:
 def _rng(seed: Any) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise LlmsimError(f"seed must be a non-negative integer, got {seed!r}")
     return np.random.Generator(np.random.PCG64(int(seed)))
 
@@ -360,7 +352,7 @@ class LengthDist:
     def __post_init__(self) -> None:
         if self.kind not in ("fixed", "uniform", "normal", "lognormal", "trace"):
             raise LlmsimError(f"unknown length distribution kind {self.kind!r}", hint=_DIST_HINT)
-        if not _is_int(self.max_len) or self.max_len < 1:
+        if not is_int(self.max_len) or self.max_len < 1:
             raise LlmsimError(f"max_len must be an integer >= 1, got {self.max_len!r}")
         if self.kind == "trace" and (self.values is None or np.asarray(self.values).size == 0):
             raise LlmsimError("a trace length distribution needs at least one length")
@@ -955,9 +947,9 @@ def load_trace(
     if fmt not in TRACE_FORMATS:
         raise LlmsimError(f"unknown trace format {fmt!r}", hint=f"use one of {', '.join(TRACE_FORMATS)}")
     scale = _check_pos(time_scale, "time_scale", hint="1 replays at recorded speed, 0.5 twice as fast")
-    if limit is not None and (not _is_int(limit) or limit < 1):
+    if limit is not None and (not is_int(limit) or limit < 1):
         raise LlmsimError(f"limit must be an integer >= 1, got {limit!r}")
-    if max_len is not None and (not _is_int(max_len) or max_len < 2):
+    if max_len is not None and (not is_int(max_len) or max_len < 2):
         raise LlmsimError(f"max_len must be an integer >= 2, got {max_len!r}")
     if p.stat().st_size == 0:
         raise LlmsimError(f"trace {p} is empty", hint=_FORMAT_HINT)
@@ -1038,7 +1030,7 @@ def load_trace(
 
 
 def _check_len(x: Any, what: str) -> int:
-    if not _is_int(x) or x < 1:
+    if not is_int(x) or x < 1:
         raise LlmsimError(f"{what} must be an integer >= 1 token, got {x!r}")
     return int(x)
 
@@ -1081,7 +1073,7 @@ def make_workload(
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
     resampling use independent streams ``PCG64(SeedSequence([seed, k]))``.
     """
-    if not _is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and client_jitter_s >= 0):
+    if not is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and client_jitter_s >= 0):
         raise LlmsimError(f"client_jitter_s must be a finite number >= 0, got {client_jitter_s!r}",
                           hint="seconds of client turnaround, e.g. 0.005; 0 = off")
     if trace is not None and not isinstance(trace, (str, Path)):
@@ -1098,9 +1090,9 @@ def make_workload(
         )
     if cv is not None and rate is None:
         raise LlmsimError("cv (arrival burstiness) only applies with a request rate", hint="drop cv or give rate")
-    if not _is_int(seed) or seed < 0:
+    if not is_int(seed) or seed < 0:
         raise LlmsimError(f"seed must be a non-negative integer, got {seed!r}")
-    if max_len is not None and (not _is_int(max_len) or max_len < 2):
+    if max_len is not None and (not is_int(max_len) or max_len < 2):
         raise LlmsimError(f"max_len must be an integer >= 2, got {max_len!r}")
     if time_scale != 1.0 and trace is None:
         raise LlmsimError("time_scale only applies to trace replay")
@@ -1180,7 +1172,7 @@ def make_workload(
             arrival = gamma_arrivals(rate, cv, n, seed)
             how = f"Gamma {float(rate):g} req/s cv={float(cv):g}"
         return Workload(inp, out, arrival, warmup=warmup, name=f"{how}, {n} requests, {len_desc}, seed {seed}")
-    if not _is_int(concurrency) or concurrency < 1:
+    if not is_int(concurrency) or concurrency < 1:
         raise LlmsimError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     how = "offline batch" if concurrency >= n else f"closed loop, {concurrency} clients"
     jitter = float(client_jitter_s)  # (checked on entry)

@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from ..checks import check_bool, is_int, is_number
 from ..errors import LlmsimError
 from ..hardware.catalog import get_gpu
 from ..hardware.spec import GIB, GPUSpec
@@ -55,19 +56,9 @@ def parse_tokens(tokens) -> float | None:
 
 
 def _pos_int(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v <= 0:
+    if not is_int(v) or v <= 0:
         raise LlmsimError(f"{name} must be a positive integer, got {v!r}")
     return int(v)
-
-
-def _bool(name: str, v, *, allow_none: bool = False) -> bool | None:
-    """An on/off switch: a real bool (numpy bools too), never a truthy string or number."""
-    if v is None and allow_none:
-        return None
-    if not isinstance(v, (bool, np.bool_)):
-        raise LlmsimError(f"{name} must be True or False{' (or None)' if allow_none else ''}, got {v!r}",
-                          hint=f"pass {name}=True or {name}=False" + (" (None: the model's default)" if allow_none else ""))
-    return bool(v)
 
 
 def _real(name: str, v, *, lo: float, hi: float = math.inf, lo_open: bool = False, hi_open: bool = False,
@@ -75,7 +66,7 @@ def _real(name: str, v, *, lo: float, hi: float = math.inf, lo_open: bool = Fals
     """A real, finite number in [lo, hi] (bounds open as asked); bools and strings are errors."""
     lb, rb = "(" if lo_open else "[", ")" if hi_open or hi == math.inf else "]"
     rng = f"{lb}{lo:g}, {'inf' if hi == math.inf else f'{hi:g}'}{rb}"
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer, np.floating)):
+    if not is_number(v):
         raise LlmsimError(f"{name} must be a number in {rng}, got {v!r}", hint=hint)
     f = float(v)
     ok = math.isfinite(f) and (f > lo if lo_open else f >= lo) and (f < hi if hi_open else f <= hi)
@@ -132,12 +123,12 @@ def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int |
         raise LlmsimError(f"finetune must be 'full' or 'lora', got {finetune!r}",
                           hint="'full' trains every weight (pre-training or full fine-tuning), 'lora' only low-rank adapters")
     _pos_int("lora_rank", lora_rank)
-    sw = {k: _bool(k, v) for k, v in (
+    sw = {k: check_bool(k, v) for k, v in (
         ("sequence_parallel", sequence_parallel), ("overlap_grad_reduce", overlap_grad_reduce),
         ("overlap_param_gather", overlap_param_gather), ("flash_attention", flash_attention), ("fp32_grads", fp32_grads),
         ("uneven_layers", uneven_layers), ("cp_load_balance", cp_load_balance))}
     # dropout: on / off, or None for the model's era default (layernorm-era models trained with it)
-    dropout = _bool("dropout", dropout, allow_none=True)
+    dropout = check_bool("dropout", dropout, allow_none=True, hint="pass dropout=True or dropout=False (None: the model's default)")
     fragmentation = _real("fragmentation", fragmentation, lo=0.0, hi=1.0, hi_open=True,
                           hint="the share of activation memory lost to allocator fragmentation, e.g. 0.05 for 5%")
     if compute_efficiency is not None:

@@ -19,9 +19,10 @@ import time
 
 import numpy as np
 
+from ..checks import check_bool, is_int
 from ..errors import LlmsimError
 from ..hardware.spec import GIB
-from .estimate import TRAIN_OPTIONS, _bool, build_result, make_context, parse_tokens
+from .estimate import TRAIN_OPTIONS, build_result, make_context, parse_tokens
 from .layout import RECOMPUTE, RULES, LayoutArrays, recompute_code, rule_violations
 from .result import SearchResults
 from .step import evaluate
@@ -33,11 +34,6 @@ def _divisors(n: int) -> list[int]:
 
 def _gpus(n: int) -> str:
     return f"{n} GPU" + ("" if n == 1 else "s")
-
-
-def _is_int(v) -> bool:
-    """An integer and not a bool (True would otherwise pass as 1)."""
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
 def _choices(name: str, v, hint: str) -> list:
@@ -54,7 +50,7 @@ def _choices(name: str, v, hint: str) -> list:
 def _int_choices(name: str, v, *, lo: int, hi: int | None = None, hint: str) -> list[int]:
     out = []
     for x in _choices(name, v, hint):
-        if not (_is_int(x) and x >= lo and (hi is None or x <= hi)):
+        if not (is_int(x) and x >= lo and (hi is None or x <= hi)):
             one = x is v
             rng = (f"{'an integer' if one else 'integers'} {lo}-{hi}" if hi is not None
                    else (f"{'a positive integer' if one else 'positive integers'}" if lo == 1 else f"integers >= {lo}"))
@@ -67,7 +63,7 @@ def _int_choices(name: str, v, *, lo: int, hi: int | None = None, hint: str) -> 
 def _opt_int(name: str, v, *, lo: int = 1, hint: str, allow_none: bool = True) -> int | None:
     if v is None and allow_none:
         return None
-    if not (_is_int(v) and v >= lo):
+    if not (is_int(v) and v >= lo):
         raise LlmsimError(f"{name} must be an integer >= {lo}, got {v!r}", hint=hint)
     return int(v)
 
@@ -205,10 +201,10 @@ def search_layouts(
         raise LlmsimError(f"search_layouts got unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                           hint=f"accepted: {', '.join(own + TRAIN_OPTIONS)} (the search chooses tp, pp, vpp, cp, ep, dp, "
                                "zero, micro_batch and recompute itself)")
-    include_unfit = _bool("include_unfit", include_unfit)
+    include_unfit = check_bool("include_unfit", include_unfit)
     space = check_space(zero=zero, recompute=recompute, micro_batches=micro_batches, max_micro_batch=max_micro_batch,
                         max_tp=max_tp, max_cp=max_cp, max_vpp=max_vpp, ep=ep)
-    if isinstance(top, bool) or not isinstance(top, (int, np.integer)) or top < 1:
+    if not is_int(top) or top < 1:
         raise LlmsimError(f"top must be an integer >= 1, got {top!r}", hint="how many of the fastest fitting layouts to list, e.g. 10")
     ctx = make_context(model, gpu, num_gpus=num_gpus, global_batch=global_batch, seq_len=seq_len, dtype=dtype,
                        price_per_hour_usd=price_per_hour_usd, **options)

@@ -1,0 +1,42 @@
+"""Argument checks shared by every public entry point (estimate, serve, train, plan, workloads).
+
+Python's loose conversions are the usual source of a silent wrong number: ``bool('no')`` is
+True, ``float('5')`` reads a string, ``True`` passes as the integer 1. These predicates accept
+exactly what they name, numpy scalars included, and nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import LlmsimError
+
+
+def is_int(v: Any) -> bool:
+    """An integer (numpy integers too), not a bool."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def is_number(v: Any) -> bool:
+    """A real number (int or float, numpy scalars too), not a bool or a string."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_bool(name: str, v: Any, *, allow_none: bool = False, hint: str | None = None) -> bool | None:
+    """An on/off switch as a real bool (numpy bools too); None too if `allow_none`. A truthy
+    string or number is an LlmsimError naming `name`."""
+    if v is None and allow_none:
+        return None
+    if not isinstance(v, (bool, np.bool_)):
+        raise LlmsimError(f"{name} must be True or False{' (or None)' if allow_none else ''}, got {v!r}",
+                          hint=hint or f"pass {name}=True or {name}=False")
+    return bool(v)
+
+
+def check_seed(seed: Any, hint: str = "e.g. seed=0; the same seed gives the same results") -> int:
+    """A seed as an int: an integer >= 0 (numpy's generators take no other)."""
+    if not is_int(seed) or seed < 0:
+        raise LlmsimError(f"seed must be an integer >= 0, got {seed!r}", hint=hint)
+    return int(seed)
