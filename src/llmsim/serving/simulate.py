@@ -434,9 +434,7 @@ def simulate(
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
             # hand the KV cache to the decode pool
             toks = reqs.inp[rid] + 1
-            src = builds[0]
-            bw, lat = _handoff_link(src, builds[1])
-            dt = lat + handoff_s + toks * src.cfg.kv_bytes_per_token / bw
+            dt = handoff_s + _handoff_s(builds[0], builds[1], toks)
             seq += 1
             heapq.heappush(events, (t + dt, seq, 1, rid))
             return
@@ -637,13 +635,30 @@ def _check_int(name: str, v, lo: int | None, hint: str) -> None:
         raise LlmsimError(f"{name} must be an integer{'' if lo is None else f' >= {lo}'}, got {v!r}", hint=hint)
 
 
-def _handoff_link(src: _PoolBuild, dst: _PoolBuild) -> tuple[float, float]:
-    """(bytes/s per GPU, latency s) for moving KV from a prefill to a decode engine."""
-    g = src.gpu
-    same_domain = src.gpu.name == dst.gpu.name and src.pool.gpus_per_worker + dst.pool.gpus_per_worker <= g.nvlink_domain_size and g.nvlink_bandwidth_gbps > 0
+def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
+                 dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float) -> float:
+    """Seconds to move `tokens` tokens of KV cache from a prefill worker to a decode worker: the
+    link's latency plus the slower end's transfer. Each GPU sends (receives) its own shard,
+    `*_kv_bytes_per_token` per GPU, over its own link, all GPUs of a worker at once: over NVLink
+    when both workers fit one NVLink domain of the same GPU type, else over each side's NIC. A
+    decode worker with fewer GPUs than the prefill worker receives more bytes per GPU (prefill
+    tp8 -> decode tp1: the one decode GPU takes all eight shards), and a slower NIC on either
+    side sets the pace."""
+    same_domain = (src_gpu.name == dst_gpu.name and src_gpus_per_worker + dst_gpus_per_worker <= src_gpu.nvlink_domain_size
+                   and src_gpu.nvlink_bandwidth_gbps > 0)
     if same_domain:
-        return g.nvlink_bandwidth_gbps * 1e9, g.nvlink_latency_us * 1e-6
-    return g.nic_bandwidth_gbps * 1e9, g.nic_latency_us * 1e-6
+        bw_src = bw_dst = src_gpu.nvlink_bandwidth_gbps * 1e9
+        lat = src_gpu.nvlink_latency_us * 1e-6
+    else:
+        bw_src, bw_dst = src_gpu.nic_bandwidth_gbps * 1e9, dst_gpu.nic_bandwidth_gbps * 1e9
+        lat = max(src_gpu.nic_latency_us, dst_gpu.nic_latency_us) * 1e-6
+    return lat + tokens * max(src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst)
+
+
+def _handoff_s(src: _PoolBuild, dst: _PoolBuild, tokens: int) -> float:
+    """`kv_handoff_s` between two pools of a deployment."""
+    return kv_handoff_s(tokens, src.gpu, src.pool.gpus_per_worker, src.cfg.kv_bytes_per_token,
+                        dst.gpu, dst.pool.gpus_per_worker, dst.cfg.kv_bytes_per_token)
 
 
 def _first_arrival(wl: Workload) -> float:
