@@ -166,6 +166,8 @@ def serve(
     scheduler_recv_interval: int = typer.Option(1, help="while only decodes run, new requests reach the scheduler every N decode iterations "
                                                 "(SGLang --scheduler-recv-interval; 1 = every iteration)"),
     preemption: str = typer.Option("recompute", help="recompute | swap"),
+    memory_fraction: Optional[float] = typer.Option(None, help="fraction of GPU memory the engine may use for weights, activations and KV "
+                                                    "cache, in (0, 1] (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static; default: the backend's)"),
     prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
     block_size: int = typer.Option(16), router: str = typer.Option("least_outstanding", help="round_robin | least_outstanding | prefix"),
     prefill_gpu: Optional[str] = typer.Option(None, help="disaggregated: prefill pool GPU"), prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1),
@@ -229,7 +231,7 @@ def serve(
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion,
         overlap_scheduling=overlap_scheduling, static_batching=static_batching,
         block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
-        cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
+        memory_fraction=memory_fraction, cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
         first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
         frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
         prefill_layer_s=None if prefill_layer_us is None else prefill_layer_us / 1e6, moe_efficiency=moe_efficiency,

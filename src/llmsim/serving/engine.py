@@ -218,6 +218,7 @@ class Requests:
         "ver": ("q", 0),  # bumps invalidate heap entries (see the class docstring)
         "preemptions": ("q", 0),
         "engine": ("q", -1),
+        "t_last": ("d", math.nan),  # preempted (or handed off): when its latest token came out
     }
     # what a freed slot must reset: the fields engines read before they write them (the others
     # are always written first: inp, out, ver, arrival by `acquire`; ptotal and engine by
@@ -239,6 +240,7 @@ class Requests:
     ver: array
     preemptions: array
     engine: array
+    t_last: array
 
     def __init__(self, input_len, output_len, hash_ids=None, hash_block_tokens: int = 512):
         n = len(input_len)
@@ -337,7 +339,17 @@ class Engine:
         self.prefix_hit_tokens = 0
         self.prompt_tokens = 0
         self.kv_samples: list[tuple[float, float]] = []
-        self._stall_s = 0.0  # prefill-only time decoding requests waited since their last token
+        # token gaps that differ from the next decode tick's step time (`_first_gaps`): prefill-only
+        # time the decoding requests waited since their last token; (base s, stall at join s,
+        # rid) for requests that joined the decode set since then, whose next gap is the tick
+        # plus base plus the stall after their join (a hand-off's or swap's wait since their last
+        # token; 0 for a first token just made); and requests whose next tick makes their first
+        # token (a decode engine's `first_token_here`), which is their TTFT, not a gap
+        self._stall_s = 0.0
+        self._gap_groups: list[tuple[float, float, int]] = []
+        self._gap_drop = 0
+        self._first_tick_n = 0  # a decode run's batch size (its first tick's gaps; `_advance_ticks`)
+        self._no_admit = False  # this step preempted: no admissions (`step`)
         self._kv_stride = 1
         self._lru: OrderedDict[int, None] = OrderedDict()
         self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
@@ -486,6 +498,14 @@ class Engine:
             self.waiting.appendleft(rid)
             return 0.0
         g = self._leave_decode(rid)
+        # its latest token: before the prefill-only iterations it has waited through since (`_first_gaps`)
+        last = now - self._stall_s
+        for i, (base, at, j) in enumerate(self._gap_groups):
+            if j == rid:
+                last = now - (base + self._stall_s - at)
+                del self._gap_groups[i]
+                break
+        r.t_last[rid] = last
         if self.cfg.preemption == "swap":
             r.gen[rid] = g
             toks = r.inp[rid] + g
@@ -514,12 +534,17 @@ class Engine:
         cfg = self.cfg
         outstanding = self.outstanding
         extra_s = 0.0
-        # make room for the next decode token of every running sequence
+        # make room for the next decode token of every running sequence; a step that had to
+        # preempt admits no new request (vLLM's scheduler: waiting requests are scheduled only
+        # `if not preempted_reqs`), else the freed blocks would take the preempted prompt straight
+        # back in, to be preempted again at the next decode step
+        p0 = self.num_preemptions
         while self.n_dec and self.blocks_used(1) > self.cap_blocks and len(self.running) > 1:
             extra_s += self._preempt_one(now)
+        self._no_admit = self.num_preemptions != p0
         lag_k = self._unlag(now) if self.lagged else 0  # 1: requests wait one more iteration
         if self.swapped:
-            extra_s = self._swap_in(extra_s)
+            extra_s = self._swap_in(now, extra_s)
         if self.incoming:
             self._admit_incoming(now)
         if cfg.adp_balance_timeout_iters and self.n_dec < cfg.adp_ranks:
@@ -619,7 +644,7 @@ class Engine:
                 and not self.incoming and not self.cfg.static_batching
                 and not (self.n_dec and len(self.running) > 1 and self.blocks_used(1) > self.cap_blocks))
 
-    def _swap_in(self, extra_s: float) -> float:
+    def _swap_in(self, now: float, extra_s: float) -> float:
         """Swapped-out requests come back first, while they fit; adds their copy time to extra_s."""
         cfg, r = self.cfg, self.r
         while self.swapped and len(self.running) < cfg.max_num_seqs:
@@ -632,6 +657,8 @@ class Engine:
             extra_s += toks * cfg.kv_bytes_per_token / cfg.swap_bandwidth_bytes_per_s
             self._admitted(rid)
             self._join_decode(rid, r.gen[rid])
+            if self._itl_v is not None:  # its next token gap began at its last token before the swap-out
+                self._gap_groups.append((now - r.t_last[rid], self._stall_s, rid))
         return extra_s
 
     def _admitted(self, rid: int) -> None:
@@ -702,6 +729,8 @@ class Engine:
                 self._first_pending.append(rid)
             else:
                 self._join_decode(rid, 1)
+                if self._itl_v is not None:  # its second token's gap began at the prefill engine's first token
+                    self._gap_groups.append((now - r.t_first[rid], self._stall_s, rid))
 
     def _schedule_prefill(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """Pick prefill chunks for this iteration; returns (chunks as (new, cached), finishing rids)."""
@@ -734,18 +763,34 @@ class Engine:
                 finishing.append(rid)
         # admit new requests while budget, sequence slots and KV blocks last
         waiting = self.waiting
-        if batch_in_flight or not (waiting and budget > 0):
+        static = cfg.static_batching
+        if batch_in_flight or self._no_admit or not (waiting and (budget > 0 or static)):
             return chunks, finishing
         B = cfg.block_size
         n0, exact = len(self.running), False
         bound = self._reserved_blocks()  # exact only if it would refuse someone (below)
-        used = self.blocks_used(1 if self.n_dec and mixing else 0) + bound
+        # room for the running decodes' next token too, whether or not they share this iteration
+        # (without it an unmixed prefill iteration can fill the cache, and the next decode step
+        # preempts what it just admitted)
+        used = self.blocks_used(1 if self.n_dec else 0) + bound
         for q, _p in chunks:
             used += q / B
-        while waiting and budget > 0 and len(self.running) < cfg.max_num_seqs:
+        while waiting and (budget > 0 or static) and len(self.running) < cfg.max_num_seqs:
             rid = waiting[0]
             fresh, p = self._prefill_start(rid)
             rem = ptotal[rid] - p
+            if budget <= 0 or (static and not chunking and rem > budget and chunks):
+                # static batching: the batch is up to max_num_seqs requests, admitted together;
+                # those past this iteration's token budget are prefilled in the next iterations
+                need = (p + rem) / B + self._new_seq_blocks + self._reserve_for(rid)
+                if used + need > self.cap_blocks and (self.running or chunks):
+                    break
+                waiting.popleft()
+                self._prefill_admitted(rid, now, fresh, p)
+                self.prefilling.append(rid)
+                used += need
+                budget = 0
+                continue
             if not chunking and rem > budget and chunks:
                 break  # whole prompts only; the next one waits for the next prefill iteration
             q = rem if not chunking or rem < budget else budget
@@ -785,7 +830,7 @@ class Engine:
         r = self.r
         if math.isnan(r.t_sched[rid]):
             r.t_sched[rid] = now
-        if fresh:
+        if fresh and not r.preemptions[rid]:  # counted once: not again when a preempted prompt comes back
             self.prompt_tokens += r.inp[rid]
             self.prefix_hit_tokens += r.cached[rid]
         self._admitted(rid)
@@ -880,12 +925,17 @@ class Engine:
             gen = r.gen[rid] + 1
             if gen == 1:
                 r.t_first[rid] = end
+            elif self._itl_v is not None:  # recomputed after a preemption: this token's gap began before it
+                self._itl_v.append(end - r.t_last[rid])
+                self._itl_c.append(1)
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
                 self._released(rid, remove=True)
                 self._done(rid, end)
             else:
                 self._join_decode(rid, gen)
+                if self._stall_s and self._itl_v is not None:  # not held up by the prefill-only time before its token
+                    self._gap_groups.append((0.0, self._stall_s, rid))
         self.num_iterations += 1
         self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
         self._iter_start_s = now
@@ -933,6 +983,13 @@ class Engine:
         (decode runs report two mean gaps, one per half); completes the requests that are done."""
         self.tick += k
         vs = self._itl_v
+        if self._first_pending:  # (a one-iteration step; a decode run handles its own)
+            for rid in self._first_pending:
+                self.r.t_first[rid] = end
+            self._gap_drop += len(self._first_pending)
+            self._first_pending.clear()
+        if self._stall_s or self._gap_groups or self._gap_drop:
+            c0 = self._first_gaps(v0, c0, c0 if k == 1 else self._first_tick_n)
         if vs is not None:
             if c0 > 0:
                 vs.append(v0)
@@ -945,6 +1002,31 @@ class Engine:
         heap = self.heap
         if heap and heap[0][0] <= self.tick:
             self._complete_due(end)
+
+    def _first_gaps(self, v0: float, c0: int, n_first: int) -> int:
+        """The first decode tick of `n_first` sequences after stalls, joins or first tokens
+        (`_stall_s`, `_gap_groups`, `_gap_drop`): records the gaps that differ from the tick's
+        mean step v0 and returns how many of the c0 gaps of v0 remain."""
+        vs, cs = self._itl_v, self._itl_c
+        stall, left = self._stall_s, n_first
+        drop = self._gap_drop if self._gap_drop < left else left
+        left -= drop
+        c0 -= drop
+        for base, at, _rid in self._gap_groups:
+            if left > 0:
+                if vs is not None:
+                    vs.append(v0 + base + stall - at)
+                    cs.append(1)
+                left -= 1
+                c0 -= 1
+        if stall and left > 0:  # the sequences that were decoding while prefill-only iterations ran
+            if vs is not None:
+                vs.append(v0 + stall)
+                cs.append(left)
+            c0 -= left
+        self._stall_s, self._gap_drop = 0.0, 0
+        self._gap_groups.clear()
+        return c0
 
     def _complete_due(self, end: float) -> None:
         """Pop the decode requests whose target tick has come (skipping stale heap entries)."""
@@ -981,20 +1063,21 @@ class Engine:
             k = max_k
         if k < 1:
             k = 1
-        a = st.decode_step(n, S) + extra_s
+        a = st.decode_step(n, S)
         if self._first_pending:  # requests admitted at `now` get their first token at the end of this iteration
             for rid in self._first_pending:
-                self.r.t_first[rid] = now + a
+                self.r.t_first[rid] = now + extra_s + a
+            self._gap_drop += len(self._first_pending)
             self._first_pending.clear()
         if k > 1:
-            b = (st.decode_step(n, S + n * (k - 1)) - a + extra_s) / (k - 1)
+            b = (st.decode_step(n, S + n * (k - 1)) - a) / (k - 1)
         else:
             b = 0.0
         # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary
         if k > 1 and next_arrival < math.inf and not self.waiting and not self.incoming \
                 and len(self.running) < cfg.max_num_seqs and not cfg.static_batching:
             # stop at the first iteration boundary at or after the next arrival
-            dt = next_arrival - now
+            dt = next_arrival - now - extra_s
             # smallest k' with k' a + b k'(k'-1)/2 >= dt
             if b > 1e-15:
                 kk = math.ceil((-(a - b / 2) + math.sqrt((a - b / 2) ** 2 + 2 * b * dt)) / b)
@@ -1002,18 +1085,14 @@ class Engine:
                 kk = math.ceil(dt / a)
             if kk < k:
                 k = kk if kk > 1 else 1
-        total = k * a + b * k * (k - 1) / 2
+        # extra_s (swap-in copies) runs once, before the first iteration: every sequence's next gap waits for it
+        total = extra_s + k * a + b * k * (k - 1) / 2
         end = now + total
+        self._stall_s += extra_s
         # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)
         h = k // 2 or 1
-        v0, c0 = a + b * (h - 1) / 2, n * h
-        if self._stall_s:  # the first token after prefill-only iterations also waited for those
-            if self._itl_v is not None:
-                self._itl_v.append(v0 + self._stall_s)
-                self._itl_c.append(n)
-            c0 -= n
-            self._stall_s = 0.0
-        self._advance_ticks(k, end, v0, c0, a + b * (h + (k - 1)) / 2, n * (k - h))
+        self._first_tick_n = n
+        self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h))
         self.num_iterations += k
         self._iter_start_s = end - (a + b * (k - 1))
         return self._finish_step(now, end)
@@ -1033,6 +1112,12 @@ class Engine:
         if self._itl_v:
             self.itl.add_many(np.frombuffer(self._itl_v), np.frombuffer(self._itl_c, dtype=np.int64))
             self._itl_v, self._itl_c = array("d"), array("q")  # (numpy views pin the old buffers)
+
+    def discard_itl(self) -> None:
+        """Drop the buffered, not yet binned token gaps (the warm-up cut-off: `simulate` resets the
+        shared histogram and calls this on every engine, so ITL counts only later gaps)."""
+        if self._itl_v is not None:
+            self._itl_v, self._itl_c = array("d"), array("q")
 
     def _done(self, rid: int, t: float) -> None:
         self.outstanding -= 1

@@ -9,7 +9,10 @@ An engine iteration's time splits into parts that depend on different aspects of
   iteration (QKV/O/MLP/MoE GEMMs, norms, TP all-reduces, EP all-to-all, PP send/recv).
 - head(R): final norm + LM head + logits gather for the R sequences that sample a token.
 - prefill_attention: each prefill chunk (q new tokens after p cached), incl. MLA's
-  latent decompression.
+  latent decompression. The chunks of one iteration share one attention kernel (as the engines'
+  variable-length FlashAttention / FlashInfer / TRT-LLM FMHA calls do, and as `estimate` prices
+  a batch): with k chunks each is priced at its share of a k-chunk batch of its own shape,
+  attention(k x (q, p)) / k, so launches and SM waves are shared instead of paid k times.
 - decode_attention(n, C): n decode tokens whose contexts sum to C (incl. MLA absorption).
 - prefill_fixed: `Backend.prefill_layer_s` x layers + `Backend.prefill_moe_layer_s` x MoE
   layers on roofline-timed GPUs; on GPUs whose measured kernel tables time the dense GEMMs and
@@ -100,6 +103,14 @@ def _memo2(memo: dict, interp, q: int, past: int) -> float:
     return v
 
 
+def _batch_bucket(k: int) -> int:
+    """Batch sizes of shared prefill-attention kernels: exact up to 8, then the nearest of a
+    geometric grid (ratio 1.25: 8, 10, 12, 16, 20, 24, 30, ...)."""
+    if k <= 8:
+        return k
+    return max(8, round(8 * 1.25 ** round(math.log(k / 8, 1.25))))
+
+
 class _Bilinear:
     """f(x, y) interpolated bilinearly between the grid points bracketing x and y (`_grid`).
 
@@ -179,6 +190,10 @@ class StepTimeModel:
         self._dec_rows: list[array] = []
         self._dec_slots = 0
         self._pre_interp = _Bilinear(self._pre_exact, (32, 1.1), (32, 1.1))
+        # chunks sharing an iteration's attention kernel: per batch-size bucket k (`_batch_bucket`),
+        # a chunk's share of a k-chunk batch of its shape, interpolated like prefill_attention
+        self._pre_k: dict[int, _Bilinear] = {}
+        self._pre_k_memo: dict[int, dict[int, float]] = {}
         self._dec_interp = _Bilinear(self._dec_exact, (16, 1.1), (64, 1.05))
         # attention DP (dp > 1): the busiest rank sets the iteration time (`_iteration_dp`)
         self._dp = max(par.dp, 1)
@@ -228,6 +243,18 @@ class StepTimeModel:
     def prefill_attention(self, q: int, past: int) -> float:
         """Bilinear on a grid: chunk and cached lengths exact up to 32, then ratio 1.1."""
         return _memo2(self._pre_memo, self._pre_interp, q, past)
+
+    def prefill_attention_shared(self, q: int, past: int, k: int) -> float:
+        """One chunk's share of an attention kernel that runs k chunks (k >= 2): attention(k x
+        (q, past)) / k, k on the `_batch_bucket` grid, bilinear in (q, past) as prefill_attention."""
+        kb = _batch_bucket(k)
+        interp = self._pre_k.get(kb)
+        if interp is None:
+            def share(x: int, y: int, kb: int = kb) -> float:
+                return self._attn_sum(Batch([(x, y)] * kb, [])) / kb
+            interp = self._pre_k[kb] = _Bilinear(share, (32, 1.1), (32, 1.1))
+            self._pre_k_memo[kb] = {}
+        return _memo2(self._pre_k_memo[kb], interp, q, past)
 
     def _dec_exact(self, n: int, c: int) -> float:
         key = (n, c)
@@ -380,8 +407,9 @@ class StepTimeModel:
         for q, _p in chunks:
             T += q
         t = self.body(T)
-        for q, p in chunks:
-            t += self.prefill_attention(q, p)
+        k = len(chunks)
+        for q, p in chunks:  # (k >= 2 here: one chunk went to `one_chunk`)
+            t += self.prefill_attention_shared(q, p, k)
         if chunks:
             t += self.prefill_fixed_s
         return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
