@@ -10,7 +10,8 @@ Per request i (float64 seconds; NaN when the request did not complete):
 * queue = first_scheduled_s - arrival_s      wait until the request first got prefill work
 * ITL   = gap between consecutive output tokens of a request, from the engine's
   streaming `ItlHistogram` (vLLM's ITL; its token-weighted mean equals the
-  token-weighted mean TPOT)
+  token-weighted mean TPOT). With warm-up the simulator cuts it by time: only gaps
+  recorded after the warm-up cut-off (see below) are in it
 
 Statistics (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2e_ms`, `queue_ms`) are dicts of
 ``mean, min, p50, p90, p95, p99, max`` in milliseconds; percentiles use numpy's
@@ -29,17 +30,35 @@ for latencies under 1 us). Its summary adds ``"percentiles"`` stating that resol
 Warm-up and the measurement window
 ----------------------------------
 The first `warmup` requests *to complete* (by finish time) are left out of every
-per-request statistic and of the throughput window; `num_requests` counts the rest.
-``duration_s = last finish - first arrival`` over the counted requests. For a closed
-loop (``closed_loop=True``) with warm-up, the window starts instead at the warm-up
-cut-off, the finish time of the last warm-up request (clients keep the system full,
-so that is when steady state is measured from).
+per-request statistic and of the throughput window; `num_requests` counts the rest
+(at least one completion is always counted). The *warm-up cut-off* is the finish time of
+the last warm-up request.
 
-Throughput over that window: ``output_tokens_per_s``, ``total_tokens_per_s``
-(input + output), ``requests_per_s``, ``output_tokens_per_s_per_gpu``. Only tokens produced
-inside the window count: after a closed-loop warm-up cut-off, a request already decoding
-contributes the share of its output generated after the cut-off (decode taken as uniform
-between its first token and its finish), and its prompt only if its first token came after.
+ITL (a pool of token gaps, not per-request values) is cut by time instead: the simulator
+(`simulate`) empties the ITL histogram, and every engine's not yet binned gaps, at the
+moment the warm-up cut-off completion is reported, so ``itl_ms`` holds the gaps recorded
+after the cut-off (to one engine iteration: an iteration that had started before the cut is
+dropped whole). Those are the counted requests' gaps after the cut-off; their earlier gaps
+are left out with the warm-up requests'. `summarize` itself uses the `itl` it is given as is.
+
+Open loop: ``duration_s = last finish - first arrival`` over the counted requests, and the
+throughputs count the counted requests' tokens over it -- what benchmark clients report
+(vLLM ``benchmark_serving``: completed requests' tokens / benchmark duration). With
+warm-up, warm-up requests still running early in that window load the engines there but
+their tokens are not counted, so throughput over a window that overlaps them is
+conservative (the per-token energy and cost below carry the same window and numerator).
+
+Closed loop (``closed_loop=True``) with warm-up: the window starts instead at the warm-up
+cut-off (clients keep the system full, so that is when steady state is measured from) and
+only tokens produced inside it count: a request already decoding at the cut-off contributes
+the share of its output generated after it (decode taken as uniform between its first token
+and its finish), and its prompt only if its first token came after. (Every warm-up request
+has finished by the cut-off, so that is every token the window produced.)
+
+Throughput over the window: ``output_tokens_per_s``, ``total_tokens_per_s``
+(input + output), ``requests_per_s``, ``output_tokens_per_s_per_gpu``; the *window output
+tokens* are ``output_tokens_per_s x duration_s`` (``total_output_tokens`` is every counted
+request's output, which in a closed loop with warm-up includes tokens made before the cut).
 
 Goodput (DistServe): with an `SLO`, a counted request is *good* when it meets every
 SLO given: TTFT <= ttft_ms and TPOT <= tpot_ms (a request with one output token has
@@ -51,11 +70,18 @@ no TPOT and meets a TPOT SLO, as in vLLM, whose TPOT for it is 0; comparisons al
 Energy: each GPU draws ``idle + (power - idle) * busy_fraction`` watts on average over
 the window (``gpu_power_w`` is the board power when busy, e.g. its TDP; a missing
 ``gpu_idle_w`` means idle = power, i.e. full power throughout, an upper bound; a
-missing ``busy_fraction`` means 1). ``energy_j = num_gpus * that * duration_s`` and
-``energy_j_per_output_token = energy_j / counted output tokens``.
+missing ``busy_fraction`` means 1). ``energy_j = num_gpus * that * duration_s``. A
+deployment of several GPU groups (disaggregated prefill / decode pools, mixed GPU types)
+passes ``gpu_groups`` (`GpuGroup`: GPU count, power, idle power and busy fraction of each)
+instead: ``energy_j = sum over groups of gpus * (idle + (power - idle) * busy) * duration_s``,
+``gpu_avg_power_w`` = that power / ``num_gpus`` and ``busy_fraction`` the GPU-weighted mean
+of the groups'. ``energy_j_per_output_token = energy_j / window output tokens``, i.e. the
+mean power of all GPUs / ``output_tokens_per_s``: the same numerator and window as the
+throughput.
 
 Cost: ``cost_usd = num_gpus * price_per_gpu_hour_usd * duration_s / 3600`` and
-``usd_per_million_output_tokens = cost_usd / output tokens * 1e6``.
+``usd_per_million_output_tokens = cost_usd / window output tokens * 1e6`` (again the
+throughput's numerator and window).
 """
 
 from __future__ import annotations
@@ -70,7 +96,7 @@ import numpy as np
 
 from ..errors import LlmsimError
 
-__all__ = ["SLO", "STAT_KEYS", "ItlHistogram", "LogHistogram", "StreamingSummary", "per_request_table", "summarize", "write_per_request"]
+__all__ = ["SLO", "STAT_KEYS", "GpuGroup", "ItlHistogram", "LogHistogram", "StreamingSummary", "per_request_table", "summarize", "write_per_request"]
 
 STAT_KEYS = ("mean", "min", "p50", "p90", "p95", "p99", "max")
 _PCTS = (50.0, 90.0, 95.0, 99.0)
@@ -176,6 +202,14 @@ class LogHistogram:
             self._sum += float(np.dot(v, c))
         self._min = min(self._min, float(v.min()))
         self._max = max(self._max, float(v.max()))
+
+    def reset(self) -> None:
+        """Forget every observation (same bins)."""
+        self._c = [0] * self._nbins
+        self._bulk = np.zeros(self._nbins, dtype=np.int64)
+        self._sum = 0.0
+        self._min = math.inf
+        self._max = -math.inf
 
     def merge(self, other: LogHistogram) -> None:
         """Add all of `other`'s observations to this histogram (same bins)."""
@@ -288,6 +322,19 @@ class SLO:
         return self.ttft_ms is None and self.tpot_ms is None
 
 
+@dataclass(frozen=True)
+class GpuGroup:
+    """GPUs of one kind under one load, for energy (module docstring): `num_gpus` of them drawing
+    `power_w` when busy (e.g. the TDP) and `idle_w` when idle (None: `power_w`, full power
+    throughout), busy `busy_fraction` of the time (None: 1). A disaggregated deployment has one
+    per pool."""
+
+    num_gpus: int
+    power_w: float | None  # (None only in the scalar form without a power: then no energy)
+    idle_w: float | None = None
+    busy_fraction: float | None = None
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -389,15 +436,57 @@ def _check_args(warmup: Any, num_gpus: Any, itl: Any, slo: Any) -> None:
         raise LlmsimError(f"slo must be an SLO, got {type(slo).__name__}")
 
 
+def _gpu_groups(gpu_groups: Any, num_gpus: int, gpu_power_w: Any, gpu_idle_w: Any, busy_fraction: Any) -> list[GpuGroup] | None:
+    """The GPU groups for energy, checked and filled in (idle None -> power): the given
+    `gpu_groups`, or one group of all `num_gpus` from the scalar arguments (whose power may be
+    None: then only a busy fraction is reported); None when there is nothing to report."""
+    if gpu_groups is not None:
+        if gpu_power_w is not None or gpu_idle_w is not None or busy_fraction is not None:
+            raise LlmsimError("give either gpu_groups or gpu_power_w / gpu_idle_w / busy_fraction, not both")
+        groups = list(gpu_groups)
+        if not groups or not all(isinstance(g, GpuGroup) for g in groups):
+            raise LlmsimError("gpu_groups must be a non-empty list of GpuGroup")
+        if any(not isinstance(g.num_gpus, (int, np.integer)) or isinstance(g.num_gpus, bool) or g.num_gpus < 1 for g in groups):
+            raise LlmsimError("every GpuGroup needs num_gpus, an integer >= 1")
+        if sum(int(g.num_gpus) for g in groups) != int(num_gpus):
+            raise LlmsimError(f"the GPU groups hold {sum(int(g.num_gpus) for g in groups)} GPUs, num_gpus is {int(num_gpus)}")
+        if any(g.power_w is None for g in groups):
+            raise LlmsimError("every GpuGroup needs power_w (the power when busy)")
+    else:
+        if gpu_power_w is None and busy_fraction is None:
+            if gpu_idle_w is not None:
+                raise LlmsimError("gpu_idle_w needs gpu_power_w (the power when busy)")
+            return None
+        groups = [GpuGroup(int(num_gpus), gpu_power_w, gpu_idle_w, busy_fraction)]
+    out = []
+    for g in groups:
+        if g.idle_w is not None and g.power_w is None:
+            raise LlmsimError("gpu_idle_w needs gpu_power_w (the power when busy)")
+        busy = None
+        if g.busy_fraction is not None:
+            busy = _nonneg(g.busy_fraction, "busy_fraction")
+            if busy > 1:
+                raise LlmsimError(f"busy_fraction must be in [0, 1], got {g.busy_fraction!r}")
+        power = idle = None
+        if g.power_w is not None:
+            power = _nonneg(g.power_w, "gpu_power_w")
+            idle = power if g.idle_w is None else _nonneg(g.idle_w, "gpu_idle_w")
+            if idle > power:
+                raise LlmsimError(f"gpu_idle_w ({idle:g} W) exceeds gpu_power_w ({power:g} W)")
+        out.append(GpuGroup(int(g.num_gpus), power, idle, busy))
+    return out
+
+
 def _finish_summary(
     res: dict[str, Any], *, duration: float | None, win_in: float, win_out: float, n_good: int | None,
     slo: SLO | None, num_gpus: int, gpu_power_w: float | None, gpu_idle_w: float | None,
     busy_fraction: float | None, price_per_gpu_hour_usd: float | None, extra: dict | None,
+    gpu_groups: list[GpuGroup] | None = None,
 ) -> dict:
     """Throughput, goodput, energy and cost from the per-request part of a summary (`res`: counts,
     latency stats and token totals, exact or streaming); returns the json-ready summary."""
     window = duration if duration is not None and duration > 0 else None
-    n_counted, out_tokens = res["num_requests"], res["total_output_tokens"]
+    n_counted = res["num_requests"]
     res["output_tokens_per_s"] = win_out / window if window else None
     res["total_tokens_per_s"] = (win_in + win_out) / window if window else None
     res["requests_per_s"] = n_counted / window if window else None
@@ -411,32 +500,27 @@ def _finish_summary(
         res["goodput_requests_per_s"] = n_good / window if window else None
         res["slo_attainment"] = n_good / denom if denom else None
 
-    if gpu_idle_w is not None and gpu_power_w is None:
-        raise LlmsimError("gpu_idle_w needs gpu_power_w (the power when busy)")
-    if busy_fraction is not None:
-        busy = _nonneg(busy_fraction, "busy_fraction")
-        if busy > 1:
-            raise LlmsimError(f"busy_fraction must be in [0, 1], got {busy_fraction!r}")
-        res["busy_fraction"] = busy
-    else:
-        busy = 1.0
-    if gpu_power_w is not None:
-        power = _nonneg(gpu_power_w, "gpu_power_w")
-        idle = power if gpu_idle_w is None else _nonneg(gpu_idle_w, "gpu_idle_w")
-        if idle > power:
-            raise LlmsimError(f"gpu_idle_w ({idle:g} W) exceeds gpu_power_w ({power:g} W)")
-        avg = idle + (power - idle) * busy
-        res["gpu_avg_power_w"] = avg
-        energy = int(num_gpus) * avg * duration if duration is not None else None
-        res["energy_j"] = energy
-        # per token over a counted window of zero length (one iteration's completions, all of them
-        # in it) is undefined, not 0 J: None, as the throughputs
-        res["energy_j_per_output_token"] = energy / out_tokens if energy is not None and out_tokens and window else None
+    # per-token energy and cost: the throughput's numerator (window output tokens) and window;
+    # over a counted window of zero length (one iteration's completions, all of them in it)
+    # undefined, not 0: None, as the throughputs
+    per_token = window is not None and win_out > 0
+    groups = _gpu_groups(gpu_groups, num_gpus, gpu_power_w, gpu_idle_w, busy_fraction)
+    if groups is not None:
+        if any(g.busy_fraction is not None for g in groups):
+            busy = [1.0 if g.busy_fraction is None else g.busy_fraction for g in groups]
+            res["busy_fraction"] = busy[0] if len(groups) == 1 else math.fsum(g.num_gpus * b for g, b in zip(groups, busy)) / int(num_gpus)
+        if groups[0].power_w is not None:
+            avgs = [g.idle_w + (g.power_w - g.idle_w) * (1.0 if g.busy_fraction is None else g.busy_fraction) for g in groups]
+            watts = int(num_gpus) * avgs[0] if len(groups) == 1 else math.fsum(g.num_gpus * a for g, a in zip(groups, avgs))
+            res["gpu_avg_power_w"] = avgs[0] if len(groups) == 1 else watts / int(num_gpus)
+            energy = watts * duration if duration is not None else None
+            res["energy_j"] = energy
+            res["energy_j_per_output_token"] = energy / win_out if energy is not None and per_token else None
     if price_per_gpu_hour_usd is not None:
         price = _nonneg(price_per_gpu_hour_usd, "price_per_gpu_hour_usd")
         cost = int(num_gpus) * price * duration / 3600.0 if duration is not None else None
         res["cost_usd"] = cost
-        res["usd_per_million_output_tokens"] = cost / out_tokens * 1e6 if cost is not None and out_tokens and window else None
+        res["usd_per_million_output_tokens"] = cost / win_out * 1e6 if cost is not None and per_token else None
 
     if extra:
         res.update(extra)
@@ -461,8 +545,18 @@ def summarize(
     price_per_gpu_hour_usd: float | None = None,
     extra: dict | None = None,
     closed_loop: bool = False,
+    gpu_groups: list[GpuGroup] | None = None,
 ) -> dict:
     """Aggregate metrics of one simulated run (definitions: module docstring).
+
+    `itl` is summarised as given: the caller decides which token gaps it holds (`simulate`
+    cuts it by time at the warm-up cut-off, the finish of the last warm-up request, so with
+    warm-up ITL covers the gaps recorded after that moment). Throughput, J per output token and
+    $ per million output tokens share one numerator and window: the counted requests' output
+    tokens from the first counted arrival to the last counted finish (open loop), or the tokens
+    produced from the warm-up cut-off to the last finish (closed loop with warm-up). Energy for
+    several GPU kinds or pools: `gpu_groups` instead of `gpu_power_w` / `gpu_idle_w` /
+    `busy_fraction`.
 
     Returns a json-serialisable dict of plain floats/ints (None where undefined);
     keys of `extra` are added last and win on a clash.
@@ -548,7 +642,7 @@ def summarize(
     n_good = _num_good(ttft_ms, tpot_ms, multi, slo) if slo is not None and not slo.empty else None
     return _finish_summary(res, duration=duration, win_in=win_in, win_out=win_out, n_good=n_good, slo=slo, num_gpus=num_gpus,
                            gpu_power_w=gpu_power_w, gpu_idle_w=gpu_idle_w, busy_fraction=busy_fraction,
-                           price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra)
+                           price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups)
 
 
 # ---------------------------------------------------------------------------- streaming summary
@@ -674,7 +768,7 @@ class StreamingSummary:
     def summary(
         self, num_requests: int, *, itl: ItlHistogram | None = None, num_gpus: int = 1, gpu_power_w: float | None = None,
         gpu_idle_w: float | None = None, busy_fraction: float | None = None, price_per_gpu_hour_usd: float | None = None,
-        extra: dict | None = None,
+        extra: dict | None = None, gpu_groups: list[GpuGroup] | None = None,
     ) -> dict:
         """The summary of `num_requests` requests (those never added never completed); as `summarize`."""
         _check_args(0, num_gpus, itl, None)
@@ -705,7 +799,7 @@ class StreamingSummary:
         res = _finish_summary(res, duration=duration, win_in=self._win_in, win_out=self._win_out,
                               n_good=self._good if slo is not None and not slo.empty else None, slo=slo, num_gpus=num_gpus,
                               gpu_power_w=gpu_power_w, gpu_idle_w=gpu_idle_w, busy_fraction=busy_fraction,
-                              price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra)
+                              price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups)
         res["percentiles"] = {
             "method": "log histogram (TTFT, TPOT, E2E, queueing; ITL always)",
             "relative_resolution": h["ttft_ms"].relative_resolution,

@@ -51,7 +51,7 @@ from ..models.spec import ModelSpec
 from . import engine as _engine_module
 from .backends import Backend, get_backend
 from .engine import MAX_REQUESTS, Engine, EngineConfig, Requests
-from .metrics import SLO, ItlHistogram, StreamingSummary, summarize
+from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, summarize
 from .steptime import StepTimeModel
 from .workload import Workload
 
@@ -214,7 +214,15 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
-    seqs = be.default_max_num_seqs(gpu) if dep.max_num_seqs is None else dep.max_num_seqs
+    if dep.max_num_seqs is None:
+        # the engine's default running-request cap, for this pooled engine of all dp attention-DP
+        # ranks: vLLM's max_num_seqs is per DP engine core and TRT-LLM's max_batch_size per rank,
+        # so x dp, as their token budget; SGLang's --max-running-requests is per replica (with DP
+        # attention it is divided among the ranks), as its chunk size. `Backend.budget_per_dp_rank`
+        # says which (an explicit max_num_seqs is the pooled engine's, the replica's, as given)
+        seqs = be.default_max_num_seqs(gpu) * (par.dp if be.budget_per_dp_rank else 1)
+    else:
+        seqs = dep.max_num_seqs
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
     mixed = be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches
     mbt = dep.max_num_batched_tokens
@@ -323,6 +331,12 @@ def simulate(
     request; closed loop with client jitter +8) and, for traces with prefix hashes, their
     hash-id arrays. `ServeResult.per_request()` raises `LlmsimError`.
 
+    Warm-up (`Workload.warmup`): the summary leaves out the first completions, both modes
+    alike (`_warmup_count`); ITL, a pool of token gaps, is cut by time: when the completion
+    that ends the warm-up is reported, the shared ITL histogram is emptied and every engine
+    drops its buffered gaps, so `itl_ms` holds the gaps recorded after the warm-up cut-off.
+    Energy is summed per pool (its GPUs' TDP and idle power, its engines' busy time).
+
     `step_time_model` builds each pool's iteration-time model (same signature as
     `StepTimeModel`); the planner passes a factory that shares them across runs."""
     t_wall = time.perf_counter()
@@ -399,6 +413,9 @@ def simulate(
         done_slots.clear()
 
     itl = ItlHistogram() if keep_itl else None
+    # ITL leaves out the warm-up: at the warm-up cut-off (the completion that ends the warm-up,
+    # as the summary counts it in both modes, `_warmup_count`) the gaps recorded so far go
+    itl_cut = _warmup_count(wl.warmup, n) if itl is not None else 0
     events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off, 2 leaves the front end
     seq = 0
     finished = 0
@@ -440,6 +457,8 @@ def simulate(
             return
         finished += 1
         reqs.t_finish[rid] = t
+        if finished == itl_cut:
+            _cut_itl()
         if sink is None:
             order.append(rid)
         else:
@@ -455,6 +474,13 @@ def simulate(
             issued += 1
         if progress is not None and finished % 1000 == 0:
             progress(finished, n)
+
+    def _cut_itl() -> None:
+        """The warm-up cut-off: drop every token gap recorded so far (binned or still buffered in an
+        engine, including the iteration that ends now), so ITL counts only later ones."""
+        itl.reset()
+        for e in all_engines:
+            e.discard_itl()
 
     for b in builds:
         for w in range(b.pool.workers * b.par.pp):
@@ -678,18 +704,22 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         sink.close()
         last_finish = sink.last_finish if sink.num_completed else None
     duration = last_finish - _first_arrival(wl) if last_finish is not None else 0.0
-    busy = busy_fraction(engines, duration)
-    gpu = builds[0].gpu
+    # energy per pool: its GPUs' power, their number and its engines' busy time (a pool's engines
+    # all have the same GPUs, so their plain mean is the pool's); the summary's busy_fraction
+    # is the GPU-weighted mean over pools
+    groups = [GpuGroup(b.pool.workers * b.pool.gpus_per_worker, b.gpu.tdp_w, b.gpu.idle_power_w, busy_fraction(b.engines, duration))
+              for b in builds]
+    busy = groups[0].busy_fraction if len(groups) == 1 else math.fsum(g.num_gpus * g.busy_fraction for g in groups) / num_gpus
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
     extra = {
-        "num_gpus": num_gpus,
         "backend": dep.backend,
         "preemptions": int(sum(e.num_preemptions for e in engines)),
         "prefix_cache_hit_rate": (sum(e.prefix_hit_tokens for e in engines) / prompt) if prompt else 0.0,
         "kv_cache_utilisation_mean": float(np.mean([u for e in engines for _, u in e.kv_samples])) if any(e.kv_samples for e in engines) else 0.0,
         "kv_cache_utilisation_max": float(max((u for e in engines for _, u in e.kv_samples), default=0.0)),
         "kv_cache_utilisation_timeline": _timeline(engines),
+        # = busy_fraction (the GPU-weighted share of the run the engines were running iterations)
         "engine_busy_fraction": busy,
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
@@ -744,8 +774,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
         extra["disagg_handoff_s"] = float(handoff_s)
-    common = {"itl": itl, "num_gpus": num_gpus, "gpu_power_w": gpu.tdp_w, "gpu_idle_w": gpu.idle_power_w, "busy_fraction": busy,
-              "price_per_gpu_hour_usd": price, "extra": extra}
+    common = {"itl": itl, "num_gpus": num_gpus, "gpu_groups": groups, "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
         out = sink.summary(len(wl), **common)
     else:
