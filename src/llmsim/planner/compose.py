@@ -5,8 +5,25 @@ target rate R it takes ceil(R / r) replicas (C clients each); without a rate, as
 the budgets allow (goodput per GPU does not depend on the count).
 
 Disaggregated (Dynamo / DistServe): a prefill worker sustains `r_p` requests/s within the TTFT
-SLO (its TTFT plus the backend's hand-off time, `Backend.disagg_handoff_s`, where the client's
-first token comes from the decode worker) and a decode worker `r_d` within the TPOT SLO (`evaluate.py`). x prefill and y decode workers
+SLO and a decode worker `r_d` within the TPOT SLO (`evaluate.py`). Where the client's first
+token comes from the decode worker (vLLM / SGLang P/D proxies; `Backend.disagg_first_token`),
+the TTFT a client sees is, for one pairing of prefill and decode worker (`disagg_ttft_parts`):
+
+    the prefill worker's TTFT at its rate (queueing included)
+  + the front end's fixed hand-off time (`Backend.disagg_handoff_s`)
+  + the KV-cache transfer (`serving.simulate.kv_handoff_s`: the slower end's link, the bytes per
+    receiving GPU; prompt tokens at the plan's percentile of the input lengths)
+  + the decode worker's first step: the rest of the iteration it is running when the KV arrives
+    (half an iteration on average) and the request's own first iteration, one more where the
+    decode loop overlaps scheduling (it sees the request an iteration late) -- iterations of the
+    decode worker's mean TPOT at its operating concurrency (DECODE_FIRST_TOKEN_ITERATIONS).
+
+Waiting for a decode slot is not added: at the sized concurrency a decode worker has a free slot
+for every client whose request is in prefill. `plan.py` then picks each pairing's prefill
+operating point as the largest rate whose prefill TTFT leaves room for the decode side
+(`evaluate.prefill_point_for_ttft`). Where the first token comes from the prefill worker
+(TRT-LLM), the transfer and the decode step fall in TPOT, which the decode worker's sweep
+measures. x prefill and y decode workers
 serve min(x r_p, y r_d) requests/s on x g_p + y g_d GPUs. For a rate R: x = ceil(R / r_p),
 y = ceil(R / r_d). Without a rate every (x, y) within the budgets is scored by the objective
 (goodput per GPU, $ per token, energy per token; ties go to the larger deployment). Prefill and
@@ -19,6 +36,8 @@ and provisioned power (GPUs x TDP).
 Predicted metrics of a composition come from its parts (TTFT of the prefill worker at its rate,
 TPOT of the decode worker at its concurrency, throughput = the bottleneck pool); `plan.py`
 re-simulates the chosen deployments end to end and keeps the verified numbers.
+`Config.verification_status` says which: 'meets_slo' / 'misses_slo' (verified end to end) or
+'unchecked' (predicted from the parts only).
 """
 
 from __future__ import annotations
@@ -26,10 +45,54 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ..layout import Precision
+from ..memory.model import kv_bytes_per_token_per_gpu
+from ..models.spec import ModelSpec
+from ..serving.backends import get_backend
+from ..serving.simulate import kv_handoff_s
 from .evaluate import Point, Sweep
 from .space import Candidate
 
 OBJECTIVES = ("goodput", "cost", "gpus", "energy")
+# decode iterations between a request's KV arriving at a decode worker and its first token there:
+# the rest of the running iteration (half of one on average) and the request's own
+DECODE_FIRST_TOKEN_ITERATIONS = 1.5
+_STATUS_RANK = {"meets_slo": 0, "unchecked": 1, "misses_slo": 2}
+
+
+@dataclass(frozen=True)
+class DisaggTtft:
+    """What a pairing of prefill and decode worker adds to the prefill worker's TTFT (its own
+    TTFT at its rate, the front end's hand-off time included, as `evaluate.point_from_result`
+    reports it) before the client sees the first token."""
+
+    first_token_from: str  # 'decode' | 'prefill' (`Backend.disagg_first_token`)
+    kv_transfer_ms: float  # 0 where the first token comes from the prefill worker
+    decode_first_step_ms: float  # ditto
+
+    @property
+    def extra_ms(self) -> float:
+        return self.kv_transfer_ms + self.decode_first_step_ms
+
+
+def disagg_ttft_parts(model: ModelSpec, prefill: Candidate, decode: Candidate, decode_point: Point, kv_tokens: int) -> DisaggTtft:
+    """The decode side of a disaggregated TTFT (module docstring): the KV transfer of `kv_tokens`
+    tokens from a `prefill` worker to a `decode` worker (`kv_handoff_s`, per-GPU KV bytes as
+    `simulate` computes them) and DECODE_FIRST_TOKEN_ITERATIONS (+1 with overlap scheduling)
+    decode iterations of `decode_point`'s mean TPOT; both 0 where the first token comes from the
+    prefill worker."""
+    pf, df = prefill.family, decode.family
+    be = get_backend(df.engine)
+    if be.disagg_first_token != "decode":
+        return DisaggTtft(be.disagg_first_token, 0.0, 0.0)
+    src_kv = kv_bytes_per_token_per_gpu(model, pf.par, Precision.make(pf.prec.weight, None, pf.prec.kv))
+    dst_kv = kv_bytes_per_token_per_gpu(model, df.par, Precision.make(df.prec.weight, None, df.prec.kv))
+    xfer_s = kv_handoff_s(int(kv_tokens), pf.gpu.spec, pf.num_gpus, src_kv, df.gpu.spec, df.num_gpus, dst_kv)
+    it_ms = decode_point.tpot_stats_ms.get("mean") if decode_point.tpot_stats_ms else None
+    if it_ms is None:
+        it_ms = decode_point.tpot_ms or 0.0
+    iters = DECODE_FIRST_TOKEN_ITERATIONS + (1.0 if be.overlaps("decode", df.par) else 0.0)
+    return DisaggTtft("decode", xfer_s * 1e3, iters * float(it_ms))
 
 
 @dataclass
@@ -72,7 +135,12 @@ class Config:
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     tpot_mean_ms: float | None = None
-    power_w: float = 0.0  # mean draw
+    power_w: float = 0.0  # mean draw of all the GPUs together, W
+    # disaggregated: the prefill worker's operating point (None: prefill.best) and what the
+    # decode side adds to its TTFT in `ttft_ms` (`disagg_ttft_parts`)
+    prefill_point: Point | None = None
+    kv_transfer_ms: float = 0.0
+    decode_first_step_ms: float = 0.0
     # filled by plan.py after an end-to-end simulation
     verified: Point | None = None
     verified_meets: bool | None = None
@@ -85,6 +153,20 @@ class Config:
         if self.mode == "aggregated":
             return [(self.agg.candidate, self.replicas)]
         return [(self.prefill.candidate, self.prefill_workers), (self.decode.candidate, self.decode_workers)]
+
+    @property
+    def prefill_op(self) -> Point | None:
+        """The prefill worker's operating point (rate, TTFT) the deployment is sized with."""
+        if self.mode == "aggregated":
+            return None
+        return self.prefill_point if self.prefill_point is not None else self.prefill.best
+
+    @property
+    def verification_status(self) -> str:
+        """'meets_slo' / 'misses_slo': re-simulated end to end; 'unchecked': predicted from its parts only."""
+        if self.verified is None:
+            return "unchecked"
+        return "meets_slo" if self.verified_meets else "misses_slo"
 
     @property
     def gpus_by_type(self) -> dict[str, int]:
@@ -199,6 +281,11 @@ class Config:
             return (self.num_gpus, round(self.usd_per_hour, 6), -tput)
         raise ValueError(objective)
 
+    def rank_key(self, objective: str) -> tuple:
+        """Order of the ranked list: verified-passing first, then unchecked (predicted), then
+        verified-failing; by the objective within each."""
+        return (_STATUS_RANK[self.verification_status], *self.objective_key(objective))
+
     def to_dict(self, percentile: float) -> dict:
         p = f"p{percentile:g}"
         d = {
@@ -218,10 +305,14 @@ class Config:
             "usd_per_hour": self.usd_per_hour,
             "usd_per_million_output_tokens": self.usd_per_million_output_tokens,
             "energy_j_per_output_token": self.energy_j_per_output_token,
-            "avg_power_w": self.metric("power_w"),
+            "total_power_w": self.metric("power_w"),
+            "avg_power_per_gpu_w": self.metric("power_w") / self.num_gpus if self.num_gpus else None,
+            "avg_power_w": self.metric("power_w"),  # legacy key: all GPUs together (= total_power_w)
             "provisioned_power_w": self.tdp_w,
             "verified_by_simulation": self.verified is not None,
             "meets_slo": self.verified_meets,
+            # 'unchecked': the numbers above are predicted from the parts, not re-simulated
+            "verification_status": self.verification_status,
         }
         if self.mode == "aggregated":
             c = self.agg.candidate
@@ -230,8 +321,13 @@ class Config:
         else:
             pc, dc = self.prefill.candidate, self.decode.candidate
             d["prefill_workers"] = self.prefill_workers
-            d["prefill"] = {**pc.family.layout_dict(), **pc.knobs_dict(), "requests_per_s_per_worker": self.prefill.best.rate,
-                            f"ttft_{p}_ms_per_worker": self.prefill.best.ttft_ms}
+            op = self.prefill_op
+            d["prefill"] = {**pc.family.layout_dict(), **pc.knobs_dict(), "requests_per_s_per_worker": op.rate,
+                            f"ttft_{p}_ms_per_worker": op.ttft_ms}
+            d[f"predicted_ttft_{p}_ms_parts"] = {
+                "prefill_worker_ms": None if op.ttft_ms is None else op.ttft_ms - op.ttft_handoff_ms,
+                "frontend_handoff_ms": op.ttft_handoff_ms, "kv_transfer_ms": self.kv_transfer_ms,
+                "decode_first_step_ms": self.decode_first_step_ms, "total_ms": self.ttft_ms}
             d["decode_workers"] = self.decode_workers
             d["decode"] = {**dc.family.layout_dict(), "max_num_seqs": self.per_engine_concurrency,
                            "requests_per_s_per_worker": self.decode.best.requests_per_s, f"tpot_{p}_ms_per_worker": self.decode.best.tpot_ms}
@@ -290,13 +386,16 @@ def _max_count(budget: Budget, gpu: str, g: int, price: float, tdp: float) -> in
 # ----------------------------------------------------------------------------- disaggregated
 
 
-def _disagg_config(p: Sweep, d: Sweep, x: int, y: int, mean_osl: float) -> Config:
-    bp, bd = p.best, d.best
+def _disagg_config(p: Sweep, d: Sweep, x: int, y: int, mean_osl: float, prefill_point: Point | None = None,
+                   ttft: DisaggTtft | None = None) -> Config:
+    bp, bd = prefill_point if prefill_point is not None else p.best, d.best
     rate = min(x * bp.rate, y * bd.requests_per_s)
-    cfg = Config("disaggregated", prefill=p, decode=d, prefill_workers=x, decode_workers=y)
+    cfg = Config("disaggregated", prefill=p, decode=d, prefill_workers=x, decode_workers=y, prefill_point=prefill_point)
     cfg.requests_per_s = rate
     cfg.output_tokens_per_s = rate * mean_osl
-    cfg.ttft_ms = bp.ttft_ms
+    if ttft is not None:
+        cfg.kv_transfer_ms, cfg.decode_first_step_ms = ttft.kv_transfer_ms, ttft.decode_first_step_ms
+    cfg.ttft_ms = None if bp.ttft_ms is None else bp.ttft_ms + cfg.kv_transfer_ms + cfg.decode_first_step_ms
     cfg.tpot_ms, cfg.tpot_mean_ms = bd.tpot_ms, bd.tpot_stats_ms.get("mean")
     # pools draw power in proportion to how busy the bottleneck leaves them
     gp, gd = p.candidate.family, d.candidate.family
@@ -312,15 +411,18 @@ def _scaled_power(p: float, gpu, util: float) -> float:
 
 
 def compose_disagg(p: Sweep, d: Sweep, rate: float | None, budget: Budget, mean_osl: float, objective: str,
-                   max_workers: int = 256) -> tuple[Config | None, str | None]:
-    bp, bd = p.best, d.best
+                   max_workers: int = 256, *, prefill_point: Point | None = None,
+                   ttft: DisaggTtft | None = None) -> tuple[Config | None, str | None]:
+    """Worker counts for prefill sweep `p` (at `prefill_point`, default its best) and decode sweep
+    `d`; `ttft`: what the decode side adds to the predicted TTFT (`disagg_ttft_parts`)."""
+    bp, bd = prefill_point if prefill_point is not None else p.best, d.best
     if bp is None or bd is None or not bp.rate or bd.requests_per_s <= 0:
         return None, "a pool meets no SLO"
     gp, gd = p.candidate.family, d.candidate.family
     if rate is not None:
         x = max(1, math.ceil(rate / bp.rate - 1e-9))
         y = max(1, math.ceil(rate / bd.requests_per_s - 1e-9))
-        cfg = _disagg_config(p, d, x, y, mean_osl)
+        cfg = _disagg_config(p, d, x, y, mean_osl, prefill_point, ttft)
         why = budget.check(cfg.gpus_by_type, cfg.usd_per_hour, cfg.tdp_w)
         return (None, why) if why else (cfg, None)
     best: Config | None = None
@@ -333,7 +435,7 @@ def compose_disagg(p: Sweep, d: Sweep, rate: float | None, budget: Budget, mean_
         for x in sorted({max(1, math.floor(need)), max(1, math.ceil(need - 1e-9))}):
             if x > xmax:
                 continue
-            cfg = _disagg_config(p, d, x, y, mean_osl)
+            cfg = _disagg_config(p, d, x, y, mean_osl, prefill_point, ttft)
             why = budget.check(cfg.gpus_by_type, cfg.usd_per_hour, cfg.tdp_w)
             if why:
                 why_last = why

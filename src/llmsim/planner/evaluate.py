@@ -18,7 +18,11 @@ Roles:
   view: TTFT is first token - arrival, queueing included); the TTFT SLO applies. A prefill pool
   is fed by the completions of many decode slots, close to a Poisson stream, so its capacity is
   the largest Poisson arrival rate meeting the TTFT SLO (a conservative choice: real arrivals
-  are smoother), searched over fractions of the worker's saturated throughput (5%..95%).
+  are smoother), searched over fractions of the worker's saturated throughput (5%..95%). Its
+  TTFT includes the front end's fixed hand-off (`Point.ttft_handoff_ms`) where the client's first
+  token comes from the decode worker; the KV transfer and the decode worker's first step depend
+  on the decode worker it is paired with, so `plan.py` adds them per pairing (`compose.py`) and
+  re-picks the rate on the same grid (`prefill_point_for_ttft`).
 - ``decode``: one decode worker behind a prefill pool sized never to be the bottleneck (1.5x the
   decode worker's best-case request rate, same GPU and layout); the TPOT SLO applies, TPOT
   including the KV hand-off and waiting for decode slots as `simulate` reports it.
@@ -98,13 +102,26 @@ class Point:
     output_tokens_per_s: float
     requests_per_s: float
     gpus: int  # GPUs of the role evaluated (a replica, a prefill worker, a decode worker)
-    avg_power_w: float  # mean draw of those GPUs
+    avg_power_w: float  # mean draw of ONE of those GPUs, W (total: `total_power_w`)
     prefix_cache_hit_rate: float
     preemptions: int
     incomplete: int
     meets: bool
     sim_wall_s: float = 0.0
     rate: float | None = None  # offered Poisson rate (open-loop points)
+    # prefill workers whose client sees the first token from the decode worker: the front end's
+    # fixed hand-off time (`Backend.disagg_handoff_s`) already added to ttft_ms / ttft_stats_ms
+    ttft_handoff_ms: float = 0.0
+
+    @property
+    def avg_power_per_gpu_w(self) -> float:
+        """Mean draw of one GPU of the role (`avg_power_w` is per GPU)."""
+        return self.avg_power_w
+
+    @property
+    def total_power_w(self) -> float:
+        """Mean draw of all `gpus` GPUs together."""
+        return self.avg_power_w * self.gpus
 
     @property
     def output_tokens_per_s_per_gpu(self) -> float:
@@ -121,7 +138,9 @@ class Point:
             "ttft_stats_ms": self.ttft_stats_ms, "tpot_stats_ms": self.tpot_stats_ms, "e2e_mean_ms": self.e2e_mean_ms,
             "output_tokens_per_s": self.output_tokens_per_s, "output_tokens_per_s_per_gpu": self.output_tokens_per_s_per_gpu,
             "tokens_per_s_per_user": self.tokens_per_s_per_user, "requests_per_s": self.requests_per_s, "gpus": self.gpus,
-            "avg_power_w": self.avg_power_w, "prefix_cache_hit_rate": self.prefix_cache_hit_rate,
+            "avg_power_per_gpu_w": self.avg_power_per_gpu_w, "total_power_w": self.total_power_w,
+            "avg_power_w": self.avg_power_w,  # legacy key: per GPU (= avg_power_per_gpu_w)
+            "ttft_includes_handoff_ms": self.ttft_handoff_ms or None, "prefix_cache_hit_rate": self.prefix_cache_hit_rate,
             "preemptions": self.preemptions, "incomplete_requests": self.incomplete, "meets_slo": self.meets,
         }
 
@@ -259,6 +278,7 @@ def point_from_result(ctx: EvalContext, res, c: int, warmup: int, *, role: str, 
     (`_steady_state`), open loop (c == 0) from the summary after its warm-up."""
     s = res.summary
     p = float(ctx.percentile)
+    handoff_ms = 0.0
     if c > 0:
         ss = _steady_state(res, c)
         ttft_a, tpot_a = ss["ttft"], ss["tpot"]
@@ -279,6 +299,7 @@ def point_from_result(ctx: EvalContext, res, c: int, warmup: int, *, role: str, 
         # hand-off time (Backend.disagg_handoff_s) is part of every TTFT the SLO judges
         be = get_backend(s["backend"])
         shift_ms = be.disagg_handoff_s * 1e3 if be.disagg_first_token == "decode" else 0.0
+        handoff_ms = shift_ms
         if shift_ms:
             ttft = None if ttft is None else ttft + shift_ms
             ttft_stats = {k: None if v is None else v + shift_ms for k, v in ttft_stats.items()}
@@ -305,7 +326,7 @@ def point_from_result(ctx: EvalContext, res, c: int, warmup: int, *, role: str, 
         tpot_stats_ms=tpot_stats if role != "prefill" else {}, e2e_mean_ms=e2e_mean, output_tokens_per_s=float(out_tps),
         requests_per_s=float(req_s), gpus=gpus, avg_power_w=power, prefix_cache_hit_rate=float(s.get("prefix_cache_hit_rate", 0.0)),
         preemptions=int(s.get("preemptions", 0)), incomplete=incomplete, meets=bool(slo_ok and incomplete == 0),
-        sim_wall_s=float(s.get("simulation_wall_s", 0.0)),
+        sim_wall_s=float(s.get("simulation_wall_s", 0.0)), ttft_handoff_ms=handoff_ms,
     )
 
 
@@ -430,6 +451,41 @@ def sweep_prefill(ctx: EvalContext, cand: Candidate, c_kv: int) -> Sweep:
     sw.sims = len(memo) + 1
     sw.wall_s = time.perf_counter() - t0
     return sw
+
+
+def prefill_point_for_ttft(ctx: EvalContext, sw: Sweep, target_ms: float, memo: dict[int, Point]) -> Point | None:
+    """The prefill worker's operating point with the largest Poisson rate (on `sweep_prefill`'s
+    grid of fractions of its saturated throughput) whose TTFT at the plan's percentile, the front
+    end's hand-off included, is at most `target_ms` and where every request completed; None if
+    even the lightest load misses. Used when the decode side of a pairing (KV transfer, first
+    decode step) takes part of the TTFT budget. `memo` (grid index -> Point) is shared by every
+    target of one sweep: it is seeded with the sweep's own points and filled lazily, so the
+    answer depends only on the sweep and the target (deterministic)."""
+    mu = sw.saturated_requests_per_s
+    if not mu or mu <= 0:
+        return None
+    if not memo:
+        by_rate = {U_GRID[i] * mu: i for i in range(len(U_GRID))}
+        for q in sw.points:
+            i = by_rate.get(q.rate) if q.rate is not None else None
+            if i is not None:
+                memo[i] = q
+    seqs = max(sw.c_cap, 1)
+
+    def ok(i: int) -> bool:
+        if i not in memo:
+            try:
+                memo[i] = simulate_rate(ctx, sw.candidate, U_GRID[i] * mu, seqs)
+            except LlmsimError:  # this rate cannot run: treat as a miss
+                return False
+        q = memo[i]
+        return q.ttft_ms is not None and q.ttft_ms <= target_ms * (1 + 1e-9) and q.incomplete == 0
+
+    start = len(U_GRID) // 2
+    if sw.best is not None and sw.best.rate is not None:
+        start = min(range(len(U_GRID)), key=lambda i: abs(U_GRID[i] * mu - sw.best.rate))
+    lo = _search(len(U_GRID), start, ok)
+    return memo[lo] if lo is not None else None
 
 
 @dataclass

@@ -11,9 +11,14 @@ Pipeline (each stage in its own module):
               the chosen percentile (prefill workers: the largest Poisson rate), with step-time
               caches shared across candidates and an optional process pool or Ray (`evaluate.py`);
 4. compose  — replicas / prefill:decode worker counts for the objective and budgets (`compose.py`);
-5. rank     — by the objective; the best few are re-simulated end to end (the whole deployment,
-              all replicas or both pools, closed loop at its total concurrency) and only a
-              deployment whose re-simulation meets the SLOs at the percentile is chosen;
+5. rank     — by the objective; configurations are re-simulated end to end (the whole
+              deployment, all replicas or both pools, closed loop at its total concurrency) in
+              predicted order until one meets the SLOs and no unchecked one is predicted to do
+              better, at most VERIFY_MAX (16) of them; only a deployment whose re-simulation
+              meets the SLOs at the percentile is chosen. The ranked list puts verified-passing
+              configurations first (the chosen one at the top), then unchecked ones (predicted
+              numbers, `verification_status` 'unchecked'), then verified-failing ones; the message
+              says when the cap left configurations predicted to do better unchecked;
 6. report   — ranked list, Pareto frontiers (`pareto.py`), rejected families with reasons,
               launch + benchmark commands (`launch.py`), JSON and HTML (`report.py`).
 
@@ -32,14 +37,16 @@ import re
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..checks import check_bool, check_seed, is_int, is_number
 from ..errors import LlmsimError
 from ..hardware.spec import GIB
 from ..layout import Parallel
 from ..models.catalog import get_model
 from ..serving.simulate import Deployment, Pool, busy_fraction
-from .compose import OBJECTIVES, Budget, Config, compose_agg, compose_disagg
-from .evaluate import GRID, EvalContext, Point, Sweep, SweepTask, point_from_result, run_simulation, run_tasks
+from .compose import OBJECTIVES, Budget, Config, compose_agg, compose_disagg, disagg_ttft_parts
+from .evaluate import GRID, EvalContext, Point, Sweep, SweepTask, point_from_result, prefill_point_for_ttft, run_simulation, run_tasks
 from .pareto import frontiers
 from .prune import Bounds, bounds
 from .space import (
@@ -60,7 +67,11 @@ from .space import (
 )
 from .workload import PlanWorkload, build_workload
 
-VERIFY_TOP = 4  # end-to-end re-simulations at most
+# configurations re-simulated end to end at most (each up to 1 + `_verify_and_fix`'s tries
+# simulations): verification goes on in predicted order until one passes and no unchecked
+# configuration is predicted to do better, or this many were checked
+VERIFY_MAX = 16
+VERIFY_TOP = VERIFY_MAX  # the former name (it was 4)
 
 
 @dataclass
@@ -562,6 +573,7 @@ def plan(
 
     # ---------------------------------------------------------------- 4: compose
     configs: list[Config] = []
+    over_budget: dict[str, str] = {}  # configuration label -> the budget it exceeds (for the "closest" message)
     if aggregated:
         for sw in sweeps:
             if sw.candidate.role == "agg" and sw.best is not None:
@@ -570,31 +582,78 @@ def plan(
                     configs.append(cfg)
                 elif why:
                     rej.append(Rejection(sw.candidate.label, why, "budget"))
+                    over_budget.setdefault(sw.candidate.label, why)
     if disagg:
         pre = [sw for sw in sweeps if sw.candidate.role == "prefill" and sw.best is not None]
         dec = [sw for sw in sweeps if sw.candidate.role == "decode" and sw.best is not None]
+        # KV moved per request: the prompt (at the plan's percentile of the input lengths) + 1 token
+        kv_tokens = int(math.ceil(float(np.percentile(wl.input_len, percentile)))) + 1
+        pmemo: dict[int, tuple[Sweep, dict[int, Point]]] = {}
+        ttft_short: dict[int, list] = {}  # prefill sweep -> [pairings, lightest-load TTFT, smallest decode side, decode label]
+        n_over = 0
+        over_example: tuple[str, str] | None = None
         for d in dec:
             for p in pre:
                 pf, df = p.candidate.family, d.candidate.family
                 if (pf.prec, pf.engine) != (df.prec, df.engine):
                     continue
-                cfg, why = compose_disagg(p, d, rate, budget, wl.mean_osl, objective)
+                parts = disagg_ttft_parts(spec, p.candidate, d.candidate, d.best, kv_tokens)
+                point = None
+                if ttft_ms is not None and parts.extra_ms > 0:
+                    # the decode side takes part of the TTFT budget: the prefill worker's rate must leave room for it
+                    sw_memo = pmemo.setdefault(id(p), (p, {}))
+                    point = prefill_point_for_ttft(ctx, p, ttft_ms - parts.extra_ms, sw_memo[1])
+                    if point is None:
+                        e = ttft_short.setdefault(id(p), [0, None, math.inf, ""])
+                        e[0] += 1
+                        light = [q for q in sw_memo[1].values() if q.ttft_ms is not None]
+                        if light:
+                            e[1] = min(light, key=lambda q: q.rate or 0.0)
+                        if parts.extra_ms < e[2]:
+                            e[2], e[3] = parts.extra_ms, d.candidate.label
+                        continue
+                cfg, why = compose_disagg(p, d, rate, budget, wl.mean_osl, objective, prefill_point=point, ttft=parts)
                 if cfg is not None:
                     configs.append(cfg)
+                elif why:
+                    n_over += 1
+                    lab = f"{p.candidate.label} + {d.candidate.label}"
+                    over_budget.setdefault(lab, why)
+                    over_example = over_example or (lab, why)
+        stats["prefill_ttft_simulations"] = sum(max(0, len(m) - len(sw.points)) for sw, m in pmemo.values())
+        stats["simulations"] += stats["prefill_ttft_simulations"]
+        by_id = {id(p): p for p in pre}
+        for k, (n_pairs, light, extra, dlab) in ttft_short.items():
+            sw = by_id[k]
+            lab = f"p{percentile:g}"
+            at = (f"{lab} TTFT {light.ttft_ms:.1f} ms at {light.rate:.2f} req/s (incl. the {light.ttft_handoff_ms:g} ms front-end hand-off)"
+                  if light is not None else "its TTFT")
+            rej.append(Rejection(f"disaggregated {sw.candidate.label} with {n_pairs} decode worker type(s)",
+                                 f"the decode side adds at least {extra:.1f} ms to TTFT (KV transfer + first decode step, with {dlab}), "
+                                 f"and even the lightest simulated prefill load, {at}, leaves no room within {ttft_ms:g} ms", "simulation"))
+        if n_over and over_example is not None:
+            rej.append(Rejection(f"{n_over} disaggregated pairing(s)", f"over the budgets, e.g. {over_example[0]}: {over_example[1]}", "budget"))
     configs.sort(key=lambda c: c.objective_key(objective))
 
-    # ---------------------------------------------------------------- 5: verify the best few
+    # ---------------------------------------------------------------- 5: verify, best predicted first
     chosen: Config | None = None
+    n_checked = 0
+    cap_reached = False
     if configs:
         if verify:
             verified: list[Config] = []
-            for i, cfg in enumerate(configs[:VERIFY_TOP]):
+            order = list(configs)  # predicted order (`_verify_and_fix` may change a configuration)
+            for i, cfg in enumerate(order):
+                if i >= VERIFY_MAX:
+                    cap_reached = True  # none passed yet, or an unchecked one is still predicted to do better
+                    break
                 say(f"verifying {cfg.label}")
                 _verify_and_fix(ctx, cfg, rate, budget)
+                n_checked += 1
                 stats["verification_simulations"] += 1
                 if cfg.verified_meets:
                     verified.append(cfg)
-                nxt = configs[i + 1] if i + 1 < len(configs) else None
+                nxt = order[i + 1] if i + 1 < len(order) else None
                 best_v = min(verified, key=lambda c: c.objective_key(objective)) if verified else None
                 if best_v is not None and (nxt is None or best_v.objective_key(objective) <= nxt.objective_key(objective)):
                     break
@@ -602,15 +661,27 @@ def plan(
                 chosen = min(verified, key=lambda c: c.objective_key(objective))
         else:
             chosen = configs[0]
-        configs.sort(key=lambda c: (c.verified_meets is False, c.objective_key(objective)))
+        # verified-passing first (the chosen one on top), then unchecked (predicted), then verified-failing
+        configs.sort(key=lambda c: (c is not chosen, c.rank_key(objective)))
+    stats["verified_configurations"] = n_checked
+    stats["unchecked_configurations"] = len(configs) - n_checked
+    stats["verify_cap"] = VERIFY_MAX
+    stats["verify_cap_reached"] = cap_reached
     res.configs = configs
     res.best = chosen
     res.feasible = chosen is not None
     res.fronts = frontiers(sweeps, wl.mean_osl)
+    unchecked = len(configs) - n_checked
 
     if chosen is not None:
         res.message = (f"best ({objective}): {chosen.label} — {chosen.output_tokens_per_s_per_gpu:,.0f} output tok/s/GPU on "
                        f"{chosen.num_gpus} GPUs, {res.slo_text} met")
+        if not verify:
+            res.message += " (predicted from the parts; not re-simulated end to end)"
+        elif cap_reached:
+            better = sum(1 for c in configs if c.verified is None and c.objective_key(objective) < chosen.objective_key(objective))
+            res.message += (f"; {better} configuration(s) predicted to do better were left unchecked (at most {VERIFY_MAX} are "
+                            "re-simulated end to end)")
     else:
         tried = [c for c in configs if c.verified is not None]
         if tried:  # parts met the SLOs but no whole deployment did: the nearest end-to-end attempt
@@ -624,9 +695,13 @@ def plan(
                            "achieved": f"{ach} at concurrency {v.concurrency} (whole deployment simulated)"}
         else:
             res.closest = _closest(sweeps, floors, ttft_ms, tpot_ms, percentile)
+            _mark_over_budget(res.closest, over_budget)
         why = "no configuration meets " + res.slo_text
         if configs:
             why += " in end-to-end simulation"
+            if unchecked:
+                why += (f" (the {n_checked} best-predicted of {len(configs)} configurations were re-simulated; {unchecked} left unchecked: "
+                        f"at most {VERIFY_MAX} are)")
         elif any(r.stage == "budget" for r in rej):
             why += " within the budgets"
         res.message = why + (f"; closest: {res.closest['configuration']} with {res.closest['achieved']}" if res.closest else "")
@@ -634,7 +709,7 @@ def plan(
     if mix:
         from .melange import plan_mix
 
-        res.mix = plan_mix(ctx, res, rate=rate)
+        res.mix = plan_mix(ctx, res, rate=rate, budget=budget)
 
     stats["wall_s"] = time.perf_counter() - t0
     stats["candidates_per_s"] = stats["candidates"] / stats["wall_s"] if stats["wall_s"] > 0 else None
@@ -694,13 +769,30 @@ def _miss_text(p: Point, ttft: float | None, tpot: float | None, pct: float, rol
     lab = f"p{pct:g}"
     parts = []
     if ttft is not None and role in ("agg", "prefill") and p.ttft_ms is not None and p.ttft_ms > ttft:
-        parts.append(f"{lab} TTFT {p.ttft_ms:.1f} ms > {ttft:g} ms")
+        parts.append(f"{lab} TTFT {p.ttft_ms:.1f} ms{_handoff_text(p)} > {ttft:g} ms")
     if tpot is not None and role in ("agg", "decode") and p.tpot_ms is not None and p.tpot_ms > tpot:
         parts.append(f"{lab} TPOT {p.tpot_ms:.2f} ms > {tpot:g} ms")
     if p.incomplete:
         parts.append(f"{p.incomplete} requests never completed")
     where = f"at concurrency {p.concurrency}" if p.concurrency else f"at {p.rate:.2f} req/s"
     return (", ".join(parts) or "misses the SLOs") + f" even {where} (simulated)"
+
+
+def _mark_over_budget(closest: dict | None, over_budget: dict[str, str]) -> None:
+    """A "closest" configuration that meets the SLOs is only closest because of the budgets: say so,
+    and which budget it exceeds."""
+    if closest is None or closest.get("slo_ratio") is None or closest["slo_ratio"] > 1 + 1e-9:
+        return
+    why = over_budget.get(closest["configuration"])
+    if why:
+        closest["over_budget"] = why
+        closest["achieved"] += f"; it meets the SLOs but is over budget: {why}"
+    else:
+        closest["achieved"] += "; it meets the SLOs on its own, but no deployment of it within the budgets could be composed"
+
+
+def _handoff_text(p: Point) -> str:
+    return f" (incl. the {p.ttft_handoff_ms:g} ms front-end hand-off)" if p.ttft_handoff_ms else ""
 
 
 def _closest(sweeps: list[Sweep], floors, ttft, tpot, pct) -> dict | None:
@@ -731,12 +823,13 @@ def _closest(sweeps: list[Sweep], floors, ttft, tpot, pct) -> dict | None:
         v = max(vp, vd)
         if best is None or v < best[0]:
             best = (v, f"{labp} + {labd}", Point(pd.concurrency, pp.ttft_ms, pd.tpot_ms, pp.ttft_stats_ms, pd.tpot_stats_ms, None,
-                                                  pd.output_tokens_per_s, pd.requests_per_s, pd.gpus, pd.avg_power_w, 0.0, 0, 0, False))
+                                                  pd.output_tokens_per_s, pd.requests_per_s, pd.gpus, pd.avg_power_w, 0.0, 0, 0, False,
+                                                  ttft_handoff_ms=pp.ttft_handoff_ms))
     if best is not None:
         v, label, p = best
         ach = []
         if p.ttft_ms is not None:
-            ach.append(f"{lab} TTFT {p.ttft_ms:.1f} ms")
+            ach.append(f"{lab} TTFT {p.ttft_ms:.1f} ms{_handoff_text(p)}")
         if p.tpot_ms is not None:
             ach.append(f"{lab} TPOT {p.tpot_ms:.2f} ms")
         return {"configuration": label, "concurrency": p.concurrency, f"ttft_{lab}_ms": p.ttft_ms, f"tpot_{lab}_ms": p.tpot_ms,

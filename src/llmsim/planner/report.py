@@ -40,7 +40,8 @@ def render_console(res, console, top: int = 10) -> None:
     from rich import box
 
     t = Table(title=f"best configurations ({len(res.configs)} sized, {res.stats.get('simulated_candidates', 0)} candidates simulated)",
-              caption="latencies in ms; sim: re-simulated end to end (ok = meets the SLOs)", box=box.SIMPLE_HEAD, pad_edge=False)
+              caption=("latencies in ms; sim: ok / miss = re-simulated end to end (meets / misses the SLOs), "
+                       "unchecked = predicted from its parts only; verified-passing rows first"), box=box.SIMPLE_HEAD, pad_edge=False)
     wide = getattr(console, "width", 200) >= 120
     cols = ("#", "deployment", "GPUs", "tok/s/GPU", "tok/s/user", f"TTFT {p}", f"TPOT {p}", "$/Mtok", "J/tok", "sim")
     keep = [k for k, col in enumerate(cols) if wide or col not in ("tok/s/user", "J/tok")]
@@ -48,7 +49,7 @@ def render_console(res, console, top: int = 10) -> None:
         t.add_column(col, justify="left" if col == "deployment" else "right", min_width=24 if col == "deployment" else None,
                      overflow="fold")
     for i, c in enumerate(res.configs[:top], 1):
-        ver = "" if c.verified is None else ("[green]ok[/]" if c.verified_meets else "[red]miss[/]")
+        ver = "[dim]unchecked[/]" if c.verified is None else ("[green]ok[/]" if c.verified_meets else "[red]miss[/]")
         row = (str(i), escape(c.short_label), str(c.num_gpus), _f(c.output_tokens_per_s_per_gpu, ",.0f"), _f(c.tokens_per_s_per_user, ",.1f"),
                _f(c.metric("ttft_ms"), ",.1f"), _f(c.metric("tpot_ms"), ",.2f"), _f(c.usd_per_million_output_tokens, ",.3f"),
                _f(c.energy_j_per_output_token, ",.3f"), ver)
@@ -229,7 +230,7 @@ def build_html(res, top: int = 15) -> str:
         rows.append([i, c.label, c.num_gpus, _f(c.output_tokens_per_s_per_gpu, ",.0f"), _f(c.tokens_per_s_per_user),
                      _f(c.metric("ttft_ms")), _f(c.metric("tpot_ms"), ",.2f"), _f(c.usd_per_hour, ",.2f"),
                      _f(c.usd_per_million_output_tokens, ",.3f"), _f(c.energy_j_per_output_token, ",.3f"),
-                     "-" if c.verified is None else ("yes" if c.verified_meets else "missed")])
+                     "unchecked (predicted)" if c.verified is None else ("yes" if c.verified_meets else "missed")])
     parts.append("<h2>Ranked configurations</h2>" + _table(rows, ["#", "deployment", "GPUs", "tok/s/GPU", "tok/s/user", f"TTFT {p} ms",
                                                                   f"TPOT {p} ms", "$/h", "$/Mtok", "J/tok", "verified"]))
     if res.mix:
