@@ -193,7 +193,7 @@ class StepTimeModel:
         # chunks sharing an iteration's attention kernel: per batch-size bucket k (`_batch_bucket`),
         # a chunk's share of a k-chunk batch of its shape, interpolated like prefill_attention
         self._pre_k: dict[int, _Bilinear] = {}
-        self._pre_k_memo: dict[int, dict[int, float]] = {}
+        self._pre_k_memo: dict[tuple[int, int], float] = {}  # (k bucket, past << 32 | q), all buckets in one bounded memo
         self._dec_interp = _Bilinear(self._dec_exact, (16, 1.1), (64, 1.05))
         # attention DP (dp > 1): the busiest rank sets the iteration time (`_iteration_dp`)
         self._dp = max(par.dp, 1)
@@ -253,8 +253,12 @@ class StepTimeModel:
             def share(x: int, y: int, kb: int = kb) -> float:
                 return self._attn_sum(Batch([(x, y)] * kb, [])) / kb
             interp = self._pre_k[kb] = _Bilinear(share, (32, 1.1), (32, 1.1))
-            self._pre_k_memo[kb] = {}
-        return _memo2(self._pre_k_memo[kb], interp, q, past)
+        key = (kb, past << 32 | q)
+        v = self._pre_k_memo.get(key)
+        if v is None:
+            v = interp(q, past)
+            _remember(self._pre_k_memo, key, v)
+        return v
 
     def _dec_exact(self, n: int, c: int) -> float:
         key = (n, c)
