@@ -159,6 +159,9 @@ class Sweep:
     error: str | None = None
 
     saturated_requests_per_s: float | None = None  # prefill workers: throughput with a full queue
+    # prefill workers: the simulated Poisson rates by `U_GRID` index (rate U_GRID[i] x the saturated
+    # throughput); `prefill_point_for_ttft` adds to it
+    rate_grid: dict[int, Point] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- one simulation
@@ -431,7 +434,7 @@ def sweep_prefill(ctx: EvalContext, cand: Candidate, c_kv: int) -> Sweep:
     c_sat = int(min(max(2, math.ceil(2 * cand.max_num_batched_tokens / q) + 1), max(2, c_kv)))
     seqs = max(c_sat, 64)
     sw.c_cap = seqs
-    memo: dict[int, Point] = {}
+    memo = sw.rate_grid
     try:
         sat = simulate_point(ctx, cand, c_sat)
         mu = sat.requests_per_s
@@ -453,23 +456,18 @@ def sweep_prefill(ctx: EvalContext, cand: Candidate, c_kv: int) -> Sweep:
     return sw
 
 
-def prefill_point_for_ttft(ctx: EvalContext, sw: Sweep, target_ms: float, memo: dict[int, Point]) -> Point | None:
+def prefill_point_for_ttft(ctx: EvalContext, sw: Sweep, target_ms: float) -> Point | None:
     """The prefill worker's operating point with the largest Poisson rate (on `sweep_prefill`'s
     grid of fractions of its saturated throughput) whose TTFT at the plan's percentile, the front
     end's hand-off included, is at most `target_ms` and where every request completed; None if
     even the lightest load misses. Used when the decode side of a pairing (KV transfer, first
-    decode step) takes part of the TTFT budget. `memo` (grid index -> Point) is shared by every
-    target of one sweep: it is seeded with the sweep's own points and filled lazily, so the
-    answer depends only on the sweep and the target (deterministic)."""
+    decode step) takes part of the TTFT budget. The points come from the sweep's `rate_grid`,
+    which it extends: every target of one sweep shares them, so the answer depends only on the
+    sweep and the target (deterministic)."""
     mu = sw.saturated_requests_per_s
     if not mu or mu <= 0:
         return None
-    if not memo:
-        by_rate = {U_GRID[i] * mu: i for i in range(len(U_GRID))}
-        for q in sw.points:
-            i = by_rate.get(q.rate) if q.rate is not None else None
-            if i is not None:
-                memo[i] = q
+    memo = sw.rate_grid
     seqs = max(sw.c_cap, 1)
 
     def ok(i: int) -> bool:

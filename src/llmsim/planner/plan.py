@@ -588,7 +588,6 @@ def plan(
         dec = [sw for sw in sweeps if sw.candidate.role == "decode" and sw.best is not None]
         # KV moved per request: the prompt (at the plan's percentile of the input lengths) + 1 token
         kv_tokens = int(math.ceil(float(np.percentile(wl.input_len, percentile)))) + 1
-        pmemo: dict[int, tuple[Sweep, dict[int, Point]]] = {}
         ttft_short: dict[int, list] = {}  # prefill sweep -> [pairings, lightest-load TTFT, smallest decode side, decode label]
         n_over = 0
         over_example: tuple[str, str] | None = None
@@ -601,12 +600,11 @@ def plan(
                 point = None
                 if ttft_ms is not None and parts.extra_ms > 0:
                     # the decode side takes part of the TTFT budget: the prefill worker's rate must leave room for it
-                    sw_memo = pmemo.setdefault(id(p), (p, {}))
-                    point = prefill_point_for_ttft(ctx, p, ttft_ms - parts.extra_ms, sw_memo[1])
+                    point = prefill_point_for_ttft(ctx, p, ttft_ms - parts.extra_ms)
                     if point is None:
                         e = ttft_short.setdefault(id(p), [0, None, math.inf, ""])
                         e[0] += 1
-                        light = [q for q in sw_memo[1].values() if q.ttft_ms is not None]
+                        light = [q for q in p.rate_grid.values() if q.ttft_ms is not None]
                         if light:
                             e[1] = min(light, key=lambda q: q.rate or 0.0)
                         if parts.extra_ms < e[2]:
@@ -620,7 +618,7 @@ def plan(
                     lab = f"{p.candidate.label} + {d.candidate.label}"
                     over_budget.setdefault(lab, why)
                     over_example = over_example or (lab, why)
-        stats["prefill_ttft_simulations"] = sum(max(0, len(m) - len(sw.points)) for sw, m in pmemo.values())
+        stats["prefill_ttft_simulations"] = sum(len(sw.rate_grid) - len(sw.points) for sw in pre)
         stats["simulations"] += stats["prefill_ttft_simulations"]
         by_id = {id(p): p for p in pre}
         for k, (n_pairs, light, extra, dlab) in ttft_short.items():

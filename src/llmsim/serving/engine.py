@@ -348,7 +348,6 @@ class Engine:
         self._stall_s = 0.0
         self._gap_groups: list[tuple[float, float, int]] = []
         self._gap_drop = 0
-        self._first_tick_n = 0  # a decode run's batch size (its first tick's gaps; `_advance_ticks`)
         self._no_admit = False  # this step preempted: no admissions (`step`)
         self._kv_stride = 1
         self._lru: OrderedDict[int, None] = OrderedDict()
@@ -978,18 +977,16 @@ class Engine:
         self._iter_start_s = end - t
         return self._finish_step(now, end)
 
-    def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0) -> None:
-        """k decode ticks happened, ending at `end`, with c0 token gaps of v0 s and c1 of v1 s
-        (decode runs report two mean gaps, one per half); completes the requests that are done."""
+    def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0, n: int = 0) -> None:
+        """k decode ticks of n sequences (0: c0, a one-tick step) happened, ending at `end`, with c0
+        token gaps of v0 s and c1 of v1 s (decode runs report two mean gaps, one per half);
+        completes the requests that are done."""
         self.tick += k
         vs = self._itl_v
-        if self._first_pending:  # (a one-iteration step; a decode run handles its own)
-            for rid in self._first_pending:
-                self.r.t_first[rid] = end
-            self._gap_drop += len(self._first_pending)
-            self._first_pending.clear()
+        if self._first_pending:  # (a one-iteration step; a decode run has made them already)
+            self._first_tokens(end)
         if self._stall_s or self._gap_groups or self._gap_drop:
-            c0 = self._first_gaps(v0, c0, c0 if k == 1 else self._first_tick_n)
+            c0 = self._first_gaps(v0, c0, n or c0)
         if vs is not None:
             if c0 > 0:
                 vs.append(v0)
@@ -1002,6 +999,14 @@ class Engine:
         heap = self.heap
         if heap and heap[0][0] <= self.tick:
             self._complete_due(end)
+
+    def _first_tokens(self, t: float) -> None:
+        """A decode engine's `first_token_here` requests made their first token at t: their TTFT,
+        so that tick is not a token gap of theirs (`_gap_drop`)."""
+        for rid in self._first_pending:
+            self.r.t_first[rid] = t
+        self._gap_drop += len(self._first_pending)
+        self._first_pending.clear()
 
     def _first_gaps(self, v0: float, c0: int, n_first: int) -> int:
         """The first decode tick of `n_first` sequences after stalls, joins or first tokens
@@ -1065,10 +1070,7 @@ class Engine:
             k = 1
         a = st.decode_step(n, S)
         if self._first_pending:  # requests admitted at `now` get their first token at the end of this iteration
-            for rid in self._first_pending:
-                self.r.t_first[rid] = now + extra_s + a
-            self._gap_drop += len(self._first_pending)
-            self._first_pending.clear()
+            self._first_tokens(now + extra_s + a)
         if k > 1:
             b = (st.decode_step(n, S + n * (k - 1)) - a) / (k - 1)
         else:
@@ -1091,8 +1093,7 @@ class Engine:
         self._stall_s += extra_s
         # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)
         h = k // 2 or 1
-        self._first_tick_n = n
-        self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h))
+        self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h), n)
         self.num_iterations += k
         self._iter_start_s = end - (a + b * (k - 1))
         return self._finish_step(now, end)

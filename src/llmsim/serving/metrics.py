@@ -335,6 +335,14 @@ class GpuGroup:
     busy_fraction: float | None = None
 
 
+def mean_busy_fraction(groups: list[GpuGroup]) -> float:
+    """The GPU-weighted mean busy fraction of `groups` (a group without one: 1); one group's own."""
+    busy = [1.0 if g.busy_fraction is None else g.busy_fraction for g in groups]
+    if len(groups) == 1:
+        return busy[0]
+    return math.fsum(g.num_gpus * b for g, b in zip(groups, busy)) / sum(g.num_gpus for g in groups)
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -507,11 +515,10 @@ def _finish_summary(
     groups = _gpu_groups(gpu_groups, num_gpus, gpu_power_w, gpu_idle_w, busy_fraction)
     if groups is not None:
         if any(g.busy_fraction is not None for g in groups):
-            busy = [1.0 if g.busy_fraction is None else g.busy_fraction for g in groups]
-            res["busy_fraction"] = busy[0] if len(groups) == 1 else math.fsum(g.num_gpus * b for g, b in zip(groups, busy)) / int(num_gpus)
+            res["busy_fraction"] = mean_busy_fraction(groups)
         if groups[0].power_w is not None:
             avgs = [g.idle_w + (g.power_w - g.idle_w) * (1.0 if g.busy_fraction is None else g.busy_fraction) for g in groups]
-            watts = int(num_gpus) * avgs[0] if len(groups) == 1 else math.fsum(g.num_gpus * a for g, a in zip(groups, avgs))
+            watts = math.fsum(g.num_gpus * a for g, a in zip(groups, avgs))
             res["gpu_avg_power_w"] = avgs[0] if len(groups) == 1 else watts / int(num_gpus)
             energy = watts * duration if duration is not None else None
             res["energy_j"] = energy

@@ -51,7 +51,7 @@ from ..models.spec import ModelSpec
 from . import engine as _engine_module
 from .backends import Backend, get_backend
 from .engine import MAX_REQUESTS, Engine, EngineConfig, Requests
-from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, summarize
+from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, mean_busy_fraction, summarize
 from .steptime import StepTimeModel
 from .workload import Workload
 
@@ -709,7 +709,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     # is the GPU-weighted mean over pools
     groups = [GpuGroup(b.pool.workers * b.pool.gpus_per_worker, b.gpu.tdp_w, b.gpu.idle_power_w, busy_fraction(b.engines, duration))
               for b in builds]
-    busy = groups[0].busy_fraction if len(groups) == 1 else math.fsum(g.num_gpus * g.busy_fraction for g in groups) / num_gpus
+    busy = mean_busy_fraction(groups)
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
     extra = {
