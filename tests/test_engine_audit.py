@@ -20,7 +20,7 @@ from llmsim.models.catalog import get_model
 from llmsim.serving.backends import get_backend
 from llmsim.serving.engine import Engine, EngineConfig, Requests
 from llmsim.serving.simulate import Deployment, Pool, simulate
-from llmsim.serving.workload import make_workload
+from llmsim.serving.workload import Workload, make_workload
 
 MOONCAKE = Path(__file__).resolve().parents[2] / "shared" / "data" / "traces" / "mooncake_conversation.jsonl"
 
@@ -147,3 +147,48 @@ def test_multi_prompt_iteration_prices_attention_as_one_kernel(model, tp, batch,
     st = get_backend("vllm").with_(cpu_overhead_s=0.0, cpu_per_seq_s=0.0).step_time(spec, gpu, par, prec, resolve_kernels("auto", gpu))
     direct = sum(st.cost.cost(o).total_s for o in st.builder.build(Batch([(isl, 0)] * batch, []))) + st.prefill_fixed_s
     assert st.iteration([(isl, 0)] * batch, 0, 0, batch) == pytest.approx(direct, rel=0.03)
+
+
+def _prefix_after_fill(memory_fraction: float) -> tuple[int, float]:
+    """A 4096-token prefix cached by a short request at t = 0; 14 requests arrive at t = 1 s whose
+    prompts fill the KV cache of a 0.3-memory-fraction engine to its last 2k tokens; at t = 2.2 s,
+    while they decode, a request with the same prefix arrives. Returns (its prefix-cache hit in
+    tokens, the run's hit rate)."""
+    f, length = 14, 4000
+    inp = [4608] + [length] * f + [4608]
+    out = [2] + [200] * f + [2]
+    arr = [0.0] + [1.0 + 0.01 * i for i in range(f)] + [2.2]
+    hashes = [np.arange(9)] + [1000 + 100 * i + np.arange(8) for i in range(f)] + [np.concatenate([np.arange(8), [99]])]
+    wl = Workload(np.array(inp), np.array(out), np.array(arr), hash_ids=hashes, hash_block_tokens=512)
+    res = simulate(Deployment(model="llama-3.1-8b", pool=Pool("h100", 1), memory_fraction=memory_fraction), wl)
+    assert res.summary["num_completed"] == f + 2
+    return int(np.frombuffer(res.requests.cached, dtype=np.int64)[f + 1]), res.summary["prefix_cache_hit_rate"]
+
+
+def test_cached_prefixes_live_in_free_kv_blocks():
+    """Cached prefix blocks occupy the KV cache's free blocks and are evicted when running requests
+    need them (vLLM, SGLang); a waiting request's hit is looked up again until it is admitted.
+    Before, the prefix cache held a whole KV cache's worth of blocks beside the live ones, and this
+    request hit its 4096 prefix tokens although live requests had filled the cache meanwhile."""
+    hit_small, rate_small = _prefix_after_fill(0.3)
+    hit_large, rate_large = _prefix_after_fill(0.9)
+    assert hit_large == 4096 and rate_large > 0.06  # room to spare: the prefix survives
+    assert hit_small == 0 and rate_small == 0.0  # the 14 prompts needed its blocks
+
+
+def test_kv_utilisation_mean_is_time_weighted():
+    """The mean is over time (iterations weighted by duration, idle time counted), not over
+    iterations: before, two identical requests 100 s apart reported the same mean as one (every
+    iteration weighted alike, a closed-form decode run as one sample), here ~50x the true value."""
+    one = Workload(np.array([8000]), np.array([1000]), np.array([0.0]))
+    two = Workload(np.array([8000, 8000]), np.array([1000, 1000]), np.array([0.0, 100.0]))
+    dep = Deployment(model="llama-3.1-8b", pool=Pool("h100", 1))
+    s1, s2 = simulate(dep, one).summary, simulate(dep, two).summary
+    cap = s1["kv_capacity_tokens_per_engine"]
+    ttft, e2e = s1["ttft_ms"]["mean"] / 1e3, s1["e2e_ms"]["mean"] / 1e3
+    # decode: the request's KV grows linearly from 8000 to 9000 tokens; prefill: one 8k iteration
+    # (chunk budget 8192), its KV from 0 to 8000 tokens; plus half a block of slack
+    expect = ((8500 + 7.5) * (e2e - ttft) + (4000 + 7.5) * ttft) / cap / e2e
+    assert s1["kv_cache_utilisation_mean"] == pytest.approx(expect, rel=0.05)
+    busy = 2 * e2e / s2["duration_s"]
+    assert s2["kv_cache_utilisation_mean"] == pytest.approx(expect * busy, rel=0.05)

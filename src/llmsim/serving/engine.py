@@ -339,6 +339,12 @@ class Engine:
         self.prefix_hit_tokens = 0
         self.prompt_tokens = 0
         self.kv_samples: list[tuple[float, float]] = []
+        # time integral of KV utilisation (utilisation x s): linear across an iteration, held between
+        # iterations; and the utilisation and time at the end of the latest iteration
+        self.kv_area_s = 0.0
+        self._kv_u = 0.0
+        self._kv_t = 0.0
+        self._kv_u_end = -1.0  # utilisation at the step's end before its finished requests left (-1: not taken)
         # token gaps that differ from the next decode tick's step time (`_first_gaps`): prefill-only
         # time the decoding requests waited since their last token; (base s, stall at join s,
         # rid) for requests that joined the decode set since then, whose next gap is the tick
@@ -350,8 +356,13 @@ class Engine:
         self._gap_drop = 0
         self._no_admit = False  # this step preempted: no admissions (`step`)
         self._kv_stride = 1
+        # prefix cache (`_cache_insert`): hash blocks of the running requests' prompts (pinned, with
+        # a count of the requests holding each), and unpinned ones, least recently used first,
+        # which live in the free part of the KV cache and are evicted as live KV needs it
         self._lru: OrderedDict[int, None] = OrderedDict()
-        self._lru_cap = max(1, cfg.kv_capacity_tokens // max(reqs.hash_block_tokens, 1))
+        self._pinned: dict[int, int] = {}
+        self._pin_rids: set[int] = set()
+        self._hash_blocks = max(reqs.hash_block_tokens, 1) / cfg.block_size  # KV blocks per hash block
         self.cap_blocks = cfg.kv_capacity_tokens // cfg.block_size
         # per running sequence: half a block of slack on average, plus any fixed state; a new
         # sequence needs one block of margin plus its state
@@ -401,10 +412,13 @@ class Engine:
         h = self.r.hash_ids
         if h is None or not self.cfg.prefix_caching:
             return 0
+        self._trim_cache()
         ids = h[rid]
+        lru, pinned = self._lru, self._pinned
         n = 0
         for x in ids:
-            if int(x) not in self._lru:
+            x = int(x)
+            if x not in lru and x not in pinned:
                 break
             n += 1
         return min(n * self.r.hash_block_tokens, self.r.inp[rid] - 1)
@@ -670,6 +684,19 @@ class Engine:
         if remove:
             self.running.remove(rid)
         self._reserve_bound_tokens -= self._kept_tokens(self.r.out[rid])
+        if rid in self._pin_rids:  # its KV blocks are free now: its prompt's hash blocks stay cached there
+            self._pin_rids.discard(rid)
+            lru, pinned = self._lru, self._pinned
+            for x in self.r.hash_ids[rid]:
+                x = int(x)
+                c = pinned.get(x, 0) - 1
+                if c > 0:
+                    pinned[x] = c
+                    continue
+                pinned.pop(x, None)
+                lru[x] = None
+                lru.move_to_end(x)
+            self._trim_cache()
 
     def _kept_tokens(self, left: int) -> int:
         """Output tokens admission keeps back for a request with `left` still to generate, before
@@ -815,10 +842,11 @@ class Engine:
 
     def _prefill_start(self, rid: int) -> tuple[bool, int]:
         """(fresh, tokens already prefilled) of a waiting request the scheduler looks at; a fresh one
-        (not a preempted request coming back) gets its prefix-cache hit here."""
+        (not a preempted request coming back) gets its prefix-cache hit here, looked up again at
+        every look until it is admitted (the cache may have lost or gained blocks meanwhile)."""
         r = self.r
         fresh = r.gen[rid] == 0
-        if fresh and r.prefilled[rid] == 0:
+        if fresh and (r.prefilled[rid] == 0 or r.prefilled[rid] == r.cached[rid]):
             hit = self.prefix_match_tokens(rid) if self._prefix else 0
             r.cached[rid] = hit
             r.prefilled[rid] = hit
@@ -916,6 +944,8 @@ class Engine:
             self._advance_ticks(1, end, t, n_dec)
         elif self.n_dec:
             self._stall_s += t  # decodes wait behind a prefill-only iteration: part of their next ITL
+        if finishing and self._kv_u_end < 0.0:
+            self._kv_u_end = self.kv_utilisation()
         for rid in finishing:
             prefilling.remove(rid)
             self.pref_tokens -= prefilled[rid]
@@ -1036,6 +1066,8 @@ class Engine:
     def _complete_due(self, end: float) -> None:
         """Pop the decode requests whose target tick has come (skipping stale heap entries)."""
         heap, r, tick = self.heap, self.r, self.tick
+        if self._kv_u_end < 0.0 and heap and heap[0][0] <= tick:
+            self._kv_u_end = self.kv_utilisation()
         while heap and heap[0][0] <= tick:
             _target, ver, rid = heapq.heappop(heap)
             if ver != r.ver[rid]:
@@ -1101,8 +1133,16 @@ class Engine:
     def _finish_step(self, now: float, end: float) -> float:
         self.busy_s += end - now
         self.busy_until = end
+        if self._lru:  # live KV grew (admissions, decode tokens): cached prefixes make room
+            self._trim_cache()
+        u = self.kv_utilisation()
+        u_end = self._kv_u_end if self._kv_u_end >= 0.0 else u
+        self._kv_u_end = -1.0
+        gap = now - self._kv_t
+        self.kv_area_s += self._kv_u * (gap if gap > 0.0 else 0.0) + 0.5 * (self._kv_u + u_end) * (end - now)
+        self._kv_u, self._kv_t = u, end
         if self.num_iterations % self._kv_stride == 0:
-            self.kv_samples.append((end, self.kv_utilisation()))
+            self.kv_samples.append((end, u))
             if len(self.kv_samples) >= 20_000:
                 self.kv_samples = self.kv_samples[::2]
                 self._kv_stride *= 2
@@ -1125,14 +1165,25 @@ class Engine:
         self.on_finish(rid, t, self)
 
     def _cache_insert(self, rid: int) -> None:
-        if not self._prefix:
+        """rid's prompt is prefilled: its hash blocks are in the prefix cache, pinned while rid holds
+        its KV (`_released` unpins them)."""
+        if not self._prefix or rid in self._pin_rids:
             return
-        lru = self._lru
+        self._pin_rids.add(rid)
+        lru, pinned = self._lru, self._pinned
         for x in self.r.hash_ids[rid]:
             x = int(x)
             if x in lru:
-                lru.move_to_end(x)
-            else:
-                lru[x] = None
-        while len(lru) > self._lru_cap:
+                del lru[x]
+            pinned[x] = pinned.get(x, 0) + 1
+
+    def _trim_cache(self) -> None:
+        """Evict least recently used unpinned hash blocks until they fit the KV blocks that live
+        requests leave free (as vLLM / SGLang keep cached prefixes only in free blocks)."""
+        lru = self._lru
+        if not lru:
+            return
+        free = (self.cap_blocks - self.blocks_used()) / self._hash_blocks
+        keep = int(free) if free > 0 else 0
+        while len(lru) > keep:
             lru.popitem(last=False)

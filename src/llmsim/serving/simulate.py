@@ -716,7 +716,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "backend": dep.backend,
         "preemptions": int(sum(e.num_preemptions for e in engines)),
         "prefix_cache_hit_rate": (sum(e.prefix_hit_tokens for e in engines) / prompt) if prompt else 0.0,
-        "kv_cache_utilisation_mean": float(np.mean([u for e in engines for _, u in e.kv_samples])) if any(e.kv_samples for e in engines) else 0.0,
+        # time-weighted over the run (first arrival to last finish), idle time included, per engine
+        "kv_cache_utilisation_mean": kv_utilisation_mean(engines, _first_arrival(wl), last_finish),
         "kv_cache_utilisation_max": float(max((u for e in engines for _, u in e.kv_samples), default=0.0)),
         "kv_cache_utilisation_timeline": _timeline(engines),
         # = busy_fraction (the GPU-weighted share of the run the engines were running iterations)
@@ -814,6 +815,15 @@ def busy_fraction(engines: list[Engine], duration_s: float) -> float:
     if duration_s <= 0 or not engines:
         return 0.0
     return min(1.0, sum(e.busy_s for e in engines) / (len(engines) * duration_s))
+
+
+def kv_utilisation_mean(engines: list[Engine], start_s: float, end_s: float | None) -> float:
+    """Time-weighted mean KV-cache utilisation over [start_s, end_s], averaged over engines: each
+    engine's utilisation integral (linear across an iteration, held between iterations, 0 before
+    its first) over the window's length; 0 for an empty window."""
+    if end_s is None or end_s <= start_s or not engines:
+        return 0.0
+    return min(1.0, sum(e.kv_area_s for e in engines) / (len(engines) * (end_s - start_s)))
 
 
 def _timeline(engines: list[Engine], points: int = 100) -> list[list[float]]:
