@@ -177,8 +177,8 @@ def test_cached_prefixes_live_in_free_kv_blocks():
 
 
 def test_kv_utilisation_mean_is_time_weighted():
-    """The mean is over time (iterations weighted by duration, idle time counted), not over
-    iterations: before, two identical requests 100 s apart reported the same mean as one (every
+    """The mean (and the timeline's bins) are over time (iterations weighted by duration, idle time
+    counted), not over iterations: before, two identical requests 100 s apart reported the same mean as one (every
     iteration weighted alike, a closed-form decode run as one sample), here ~50x the true value."""
     one = Workload(np.array([8000]), np.array([1000]), np.array([0.0]))
     two = Workload(np.array([8000, 8000]), np.array([1000, 1000]), np.array([0.0, 100.0]))
@@ -190,5 +190,10 @@ def test_kv_utilisation_mean_is_time_weighted():
     # (chunk budget 8192), its KV from 0 to 8000 tokens; plus half a block of slack
     expect = ((8500 + 7.5) * (e2e - ttft) + (4000 + 7.5) * ttft) / cap / e2e
     assert s1["kv_cache_utilisation_mean"] == pytest.approx(expect, rel=0.05)
+    # the peak is the request's whole KV at its last token (before: sampled after it left, 8000 tokens)
+    assert s1["kv_cache_utilisation_max"] == pytest.approx((8999 + 7.5) / cap, rel=0.002)
+    # the timeline's bins are time-weighted means too: over the busy span they average to the mean
+    tl = np.array(s1["kv_cache_utilisation_timeline"])
+    assert tl[:, 1].mean() == pytest.approx(expect, rel=0.05)
     busy = 2 * e2e / s2["duration_s"]
     assert s2["kv_cache_utilisation_mean"] == pytest.approx(expect * busy, rel=0.05)

@@ -338,7 +338,10 @@ class Engine:
         self.num_preemptions = 0
         self.prefix_hit_tokens = 0
         self.prompt_tokens = 0
+        # (iteration end s, KV utilisation then, before its finished requests leave), every
+        # `_kv_stride`-th iteration, and the utilisation integral `kv_area_s` at the same ends
         self.kv_samples: list[tuple[float, float]] = []
+        self.kv_area_samples: list[float] = []
         # time integral of KV utilisation (utilisation x s): linear across an iteration, held between
         # iterations; and the utilisation and time at the end of the latest iteration
         self.kv_area_s = 0.0
@@ -1142,9 +1145,11 @@ class Engine:
         self.kv_area_s += self._kv_u * (gap if gap > 0.0 else 0.0) + 0.5 * (self._kv_u + u_end) * (end - now)
         self._kv_u, self._kv_t = u, end
         if self.num_iterations % self._kv_stride == 0:
-            self.kv_samples.append((end, u))
+            self.kv_samples.append((end, u_end))
+            self.kv_area_samples.append(self.kv_area_s)
             if len(self.kv_samples) >= 20_000:
                 self.kv_samples = self.kv_samples[::2]
+                self.kv_area_samples = self.kv_area_samples[::2]
                 self._kv_stride *= 2
         return end
 

@@ -827,15 +827,22 @@ def kv_utilisation_mean(engines: list[Engine], start_s: float, end_s: float | No
 
 
 def _timeline(engines: list[Engine], points: int = 100) -> list[list[float]]:
-    """[time_s, mean KV utilisation over engines] at up to `points` instants (engine samples, binned)."""
-    samples = [(t, u) for e in engines for t, u in e.kv_samples]
-    if not samples:
+    """[time_s, KV utilisation] at up to `points` bin centres: the time-weighted mean over each bin
+    (from the engines' utilisation integrals at their sampled iteration ends, interpolated),
+    averaged over engines."""
+    ts = [t for e in engines for t, _ in e.kv_samples]
+    if not ts:
         return []
-    t = np.array([x[0] for x in samples])
-    u = np.array([x[1] for x in samples])
-    edges = np.linspace(t.min(), t.max(), points + 1)
-    idx = np.clip(np.searchsorted(edges, t, side="right") - 1, 0, points - 1)
-    sums, counts = np.bincount(idx, u, points), np.bincount(idx, None, points)
-    keep = counts > 0
+    t0, t1 = min(ts), max(ts)
+    if t1 <= t0:
+        return [[t0, float(np.mean([u for e in engines for _, u in e.kv_samples]))]]
+    edges = np.linspace(t0, t1, points + 1)
+    area = np.zeros(points + 1)
+    for e in engines:
+        if e.kv_samples:
+            t = np.concatenate([[0.0], [x[0] for x in e.kv_samples]])
+            a = np.concatenate([[0.0], e.kv_area_samples])
+            area += np.interp(edges, t, a)
+    u = np.diff(area) / np.diff(edges) / len(engines)
     mids = 0.5 * (edges[:-1] + edges[1:])
-    return [[float(a), float(b)] for a, b in zip(mids[keep], sums[keep] / counts[keep])]
+    return [[float(a), float(b)] for a, b in zip(mids, np.clip(u, 0.0, 1.0))]
