@@ -1136,9 +1136,10 @@ class Engine:
     def _finish_step(self, now: float, end: float) -> float:
         self.busy_s += end - now
         self.busy_until = end
+        used = self.blocks_used()
         if self._lru:  # live KV grew (admissions, decode tokens): cached prefixes make room
-            self._trim_cache()
-        u = self.kv_utilisation()
+            self._trim_cache(used)
+        u = min(1.0, used / max(self.cap_blocks, 1))  # = kv_utilisation()
         u_end = self._kv_u_end if self._kv_u_end >= 0.0 else u
         self._kv_u_end = -1.0
         gap = now - self._kv_t
@@ -1182,13 +1183,14 @@ class Engine:
                 del lru[x]
             pinned[x] = pinned.get(x, 0) + 1
 
-    def _trim_cache(self) -> None:
+    def _trim_cache(self, used: float = -1.0) -> None:
         """Evict least recently used unpinned hash blocks until they fit the KV blocks that live
-        requests leave free (as vLLM / SGLang keep cached prefixes only in free blocks)."""
+        requests leave free (as vLLM / SGLang keep cached prefixes only in free blocks); `used`:
+        `blocks_used()` if the caller has it."""
         lru = self._lru
         if not lru:
             return
-        free = (self.cap_blocks - self.blocks_used()) / self._hash_blocks
+        free = (self.cap_blocks - (used if used >= 0.0 else self.blocks_used())) / self._hash_blocks
         keep = int(free) if free > 0 else 0
         while len(lru) > keep:
             lru.popitem(last=False)
