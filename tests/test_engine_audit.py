@@ -178,8 +178,9 @@ def test_cached_prefixes_live_in_free_kv_blocks():
 
 def test_kv_utilisation_mean_is_time_weighted():
     """The mean (and the timeline's bins) are over time (iterations weighted by duration, idle time
-    counted), not over iterations: before, two identical requests 100 s apart reported the same mean as one (every
-    iteration weighted alike, a closed-form decode run as one sample), here ~50x the true value."""
+    counted), not over iterations. Before, one request reported 0.0089 against 0.0186 (two samples:
+    the prefill's end and the decode run's end, taken after the request had left) and two of them
+    100 s apart the same 0.0089 against 0.0028 (idle time not counted)."""
     one = Workload(np.array([8000]), np.array([1000]), np.array([0.0]))
     two = Workload(np.array([8000, 8000]), np.array([1000, 1000]), np.array([0.0, 100.0]))
     dep = Deployment(model="llama-3.1-8b", pool=Pool("h100", 1))
