@@ -407,8 +407,9 @@ class Engine:
         toks = self.dec_base + n * (self.tick + extra_decode_ticks) + self.pref_tokens  # decode contexts + prefills
         return (toks + (n + len(self.prefilling)) * self._seq_slack) / B
 
-    def kv_utilisation(self) -> float:
-        return min(1.0, self.blocks_used() / max(self.cap_blocks, 1))
+    def kv_utilisation(self, used: float = -1.0) -> float:
+        """Share of the KV blocks in use (`used`: `blocks_used()` if the caller has it)."""
+        return min(1.0, (used if used >= 0.0 else self.blocks_used()) / max(self.cap_blocks, 1))
 
     def prefix_match_tokens(self, rid: int) -> int:
         """Leading prompt tokens this engine's prefix cache holds for request rid."""
@@ -697,8 +698,7 @@ class Engine:
                     pinned[x] = c
                     continue
                 pinned.pop(x, None)
-                lru[x] = None
-                lru.move_to_end(x)
+                lru[x] = None  # not in the LRU while pinned: it joins as the most recently used
             self._trim_cache()
 
     def _kept_tokens(self, left: int) -> int:
@@ -1139,7 +1139,7 @@ class Engine:
         used = self.blocks_used()
         if self._lru:  # live KV grew (admissions, decode tokens): cached prefixes make room
             self._trim_cache(used)
-        u = min(1.0, used / max(self.cap_blocks, 1))  # = kv_utilisation()
+        u = self.kv_utilisation(used)
         u_end = self._kv_u_end if self._kv_u_end >= 0.0 else u
         self._kv_u_end = -1.0
         gap = now - self._kv_t
