@@ -18,8 +18,9 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 
 # Runs a spread of scheduling paths (chunked / whole / unmixed prefill, closed loop, preemption,
-# disaggregation with per-rank queues, attention DP + EP, replicas, batch waiting, receive
-# interval, prefix caching, streaming metrics) and prints each summary and per-request state.
+# disaggregation with per-rank queues, attention DP + EP, replicas, PP virtual engines sharing
+# their stages, batch waiting, receive interval, prefix caching, streaming metrics) and prints
+# each summary and per-request state.
 # Run with `python -I` it imports the installed package; argv[1], if given, is put first on
 # sys.path (the source tree).
 SCRIPT = r"""
@@ -52,6 +53,7 @@ cases = {
                       make_workload(num_requests=120, isl=2048, osl=16, rate=60.0, seed=3), False),
     "adp_ep_trtllm": (dep(backend="trtllm", pool=Pool("h100-sxm", tp=1, dp=4, ep=4), adp_balance_timeout_iters=20, **moe), open_wl, False),
     "replicas": (dep(pool=Pool("h100-sxm", workers=3), max_num_batched_tokens=512, router="round_robin"), open_wl, False),
+    "pipeline": (dep(pool=Pool("h100-sxm", pp=4, workers=2), max_num_batched_tokens=1024), open_wl, False),
     "batch_wait": (dep(max_num_batched_tokens=4096, batch_wait_iters=10, batch_wait_tokens_ratio=0.8), open_wl, False),
     "recv_interval": (dep(backend="sglang", max_num_batched_tokens=1024, recv_interval_iters=10), open_wl, False),
     "overlap_closed": (dep(backend="trtllm", max_num_batched_tokens=2048), make_workload(num_requests=120, input_dist="uniform:100,3000", output_dist="uniform:1,200", concurrency=6, seed=1, client_jitter_s=0.003), False),

@@ -198,3 +198,55 @@ def test_kv_utilisation_mean_is_time_weighted():
     assert tl[:, 1].mean() == pytest.approx(expect, rel=0.05)
     busy = 2 * e2e / s2["duration_s"]
     assert s2["kv_cache_utilisation_mean"] == pytest.approx(expect * busy, rel=0.05)
+
+
+def _shared_prompt_run(stagger_s: float):
+    """40 requests whose prompts share an 8192-token prefix (16 hash blocks) before 512 tokens of
+    their own, on one H100 at memory fraction 0.3 (about 58k KV tokens: six whole prompts); the
+    first alone at t = 0, the rest from t = 1 s (its prompt is cached by then), `stagger_s` apart."""
+    n, shared = 40, np.arange(16)
+    hashes = [np.concatenate([shared, [1000 + i]]) for i in range(n)]
+    arrival = np.concatenate([[0.0], 1.0 + stagger_s * np.arange(n - 1)])
+    wl = Workload(np.full(n, 8704), np.full(n, 200), arrival, hash_ids=hashes, hash_block_tokens=512)
+    res = simulate(Deployment(model="llama-3.1-8b", pool=Pool("h100", 1), memory_fraction=0.3), wl)
+    r = res.requests
+    sched, finish = np.frombuffer(r.t_sched), np.frombuffer(r.t_finish)
+    running = max(int(np.sum((sched <= t) & (finish > t))) for t in sched)
+    return res, running
+
+
+def test_running_requests_share_cached_prefix_blocks():
+    """Requests that hit a cached prefix reference its blocks instead of holding copies (vLLM's and
+    SGLang's block tables): 40 prompts sharing an 8192-token system prompt need 8192 + 40 x 712
+    tokens of KV, not 40 x 8904. Before, each running request counted the shared blocks as its own:
+    at most 6 ran at once (the others waited for room; peak KV utilisation 0.91); now all 40 run
+    together (peak 0.62)."""
+    res, running = _shared_prompt_run(0.002)
+    s = res.summary
+    cap = s["kv_capacity_tokens_per_engine"]
+    assert 40 * 8904 > 5 * cap and 8192 + 40 * (512 + 200) < 0.7 * cap
+    assert s["prefix_cache_hit_rate"] == pytest.approx(39 * 8192 / (40 * 8704), rel=1e-9)
+    assert running == 40 and s["preemptions"] == 0
+    # the peak: the shared prefix once, every request's own 512 + 200 tokens, half a block of slack each
+    assert s["kv_cache_utilisation_max"] == pytest.approx((8192 + 40 * (512 + 199 + 7.5)) / cap, rel=0.03)
+    e = res.engines[0]
+    assert e._shared_tokens == 0 and not e._pinned and not e._refs  # every reference given back
+
+
+@pytest.mark.parametrize("backend, shared", [("vllm", False), ("sglang", True)])
+def test_prefix_computed_twice_at_once(backend, shared):
+    """Two prompts with the same 8192-token prefix, sent together: neither finds it cached, so both
+    compute it. vLLM's block pool keeps both copies while they run; SGLang's radix cache keeps the
+    first one inserted and frees the other's once the prompt is prefilled
+    (`Backend.prefix_dedup_on_insert`): the peak KV, at the last token, is the prefix once plus each
+    request's own tokens (above the two whole prompts at the prefill's end)."""
+    hashes = [np.concatenate([np.arange(16), [1000 + i]]) for i in range(2)]
+    wl = Workload(np.full(2, 8704), np.full(2, 6000), np.zeros(2), hash_ids=hashes, hash_block_tokens=512)
+    res = simulate(Deployment(model="llama-3.1-8b", pool=Pool("h100", 1), backend=backend), wl)
+    s = res.summary
+    assert s["prefix_cache_hit_rate"] == 0.0
+    cap = s["kv_capacity_tokens_per_engine"]
+    peak = 8192 + 2 * (512 + 5999 + 7.5) if shared else 2 * (8704 + 5999 + 7.5)
+    assert s["kv_cache_utilisation_max"] == pytest.approx(peak / cap, rel=0.002)
+    e = res.engines[0]
+    assert e._shared_tokens == 0 and not e._pinned and not e._own and not e._tok and not e._refs

@@ -259,6 +259,66 @@ def test_pipeline_parallel_runs_virtual_engines():
     assert len(res.engines) == 2 and res.summary["num_gpus"] == 4
 
 
+def test_pipeline_stages_take_one_micro_batch_at_a_time(monkeypatch):
+    """The pp virtual engines of a replica share its stages (`engine.Pipeline`): on every stage
+    the micro-batches' visits never overlap, each lasts 1/pp of its iteration's time, and a
+    replica's GPU busy time is at most the run's duration."""
+    from llmsim.serving import simulate as sim_mod
+    from llmsim.serving.engine import Pipeline
+
+    pipes: list[Pipeline] = []
+
+    def logged(stages: int) -> Pipeline:
+        p = Pipeline(stages)
+        p.log = []
+        pipes.append(p)
+        return p
+
+    monkeypatch.setattr(sim_mod, "Pipeline", logged)
+    wl = make_workload(num_requests=120, input_dist="uniform:16,6000", output_dist="uniform:1,200", rate=6.0, seed=3)
+    res = simulate(dep(model="llama-3.1-70b", pool=Pool("h100-sxm", tp=1, pp=4, workers=2), weight_dtype="fp8"), wl)
+    check_conservation(res, 120)
+    assert len(pipes) == 2 and len(res.engines) == 8
+    assert [e.pipe for e in res.engines] == [pipes[0]] * 4 + [pipes[1]] * 4
+    for p in pipes:
+        assert len(p.log) > 4 * 100
+        for s in range(4):
+            visits = sorted((a, b) for st, a, b in p.log if st == s)
+            assert all(b0 <= a1 + 1e-12 for (_a0, b0), (a1, _b1) in zip(visits, visits[1:])), "a stage held two micro-batches at once"
+        # a micro-batch's visits: one per stage, in order, each as long as the others
+        for i in range(0, len(p.log), 4):
+            v = p.log[i:i + 4]
+            assert [x[0] for x in v] == [0, 1, 2, 3]
+            assert all(v[j][1] >= v[j - 1][2] - 1e-12 for j in range(1, 4))
+            assert max(x[2] - x[1] for x in v) == pytest.approx(min(x[2] - x[1] for x in v), rel=1e-9)
+    assert 0.0 < res.summary["engine_busy_fraction"] <= 1.0
+    dur = res.summary["duration_s"]
+    for w in range(2):
+        stage_work = sum(e.busy_s for e in res.engines[4 * w:4 * w + 4]) / 4  # each micro-batch is 1/4 on each stage
+        assert stage_work <= dur * (1 + 1e-9)
+
+
+def test_pipeline_prefill_holds_up_other_virtual_engines_decodes():
+    """A long prompt prefilled by one virtual engine holds the stages: the decodes of another
+    virtual engine of the replica wait behind it at every stage, so one of their token gaps
+    lasts about the prefill's time (without shared stages each virtual engine would run on at
+    its own decode step, as if it had the GPUs to itself)."""
+    inp, out = np.array([32, 8000]), np.array([400, 2])
+    wl = Workload(inp, out, np.array([0.0, 0.5]))
+    res = simulate(dep(pool=Pool("h100-sxm", tp=1, pp=2)), wl)
+    check_conservation(res, 2)
+    engine = np.frombuffer(res.requests.engine, dtype=np.int64)
+    assert engine[0] != engine[1], "the router spreads the two requests over the two virtual engines"
+    _arrival, first, finish, _gen, _out = arrays(res)
+    prefill_s = first[1] - 0.5  # the long prompt's TTFT: about one prefill iteration
+    decode_s = (finish[0] - first[0]) / 399  # the short request's mean token gap
+    itl_max_s = res.summary["itl_ms"]["max"] / 1e3
+    assert prefill_s > 20 * decode_s
+    # its longest gap: it waited for the prefill at the first stage (half the prefill's time)
+    # and behind it again at the second (the other half); before stages were shared: 8.5 ms
+    assert 0.9 * prefill_s <= itl_max_s <= prefill_s + 3 * decode_s
+
+
 def test_disaggregated_prefill_decode():
     wl = make_workload(num_requests=200, isl=2000, osl=100, rate=4, seed=0)
     d = dep(prefill=Pool("h100-sxm", tp=1, workers=1), decode=Pool("h100-sxm", tp=1, workers=1))

@@ -192,6 +192,14 @@ never adjusted per benchmark row:
   vLLM's async scheduling have the same structure; see `OVERLAP_SCHEDULING` for why llmsim does
   not switch them on by default. With pipeline parallelism (pp > 1) no default overlaps: SGLang
   runs `event_loop_pp` and TRT-LLM `_executor_loop_pp` instead of their overlap loops.
+- `prefix_dedup_on_insert`: what prefix caching does with a prompt block a request computed while
+  another request put the same block in the cache (both prefilled it at once). SGLang's radix
+  cache inserts the finished prompt and frees the duplicate KV (`cache_unfinished_req` /
+  `cache_finished_req` keep the tree's copy), so the request then shares the cached block: True.
+  vLLM's block pool lets the request keep its own copy (a second block with that hash, cached
+  too once freed): False; TRT-LLM likewise (not checked against its block manager). Blocks a
+  request found in the cache when it was admitted are shared on every engine
+  (`engine.Engine._ref_hits`).
 - `memory_fraction` and `memory_fraction_of`: the engine's memory fraction and what it is a
   share of (`memory.model.memory_breakdown`). vLLM's gpu_memory_utilization 0.9 and SGLang's
   mem_fraction_static ≈ 0.88 are shares of the GPU's capacity, which weights, activations
@@ -533,6 +541,7 @@ class Backend:
     unchunked_budget_to_context: bool = True  # chunked prefill off: budget raised to the context length (vLLM)
     allreduce_norm_fusion: str = "off"  # 'off' | 'tp' (TRT-LLM) | 'flashinfer' (SGLang): see above
     overlap_scheduling: tuple[str, ...] = ()  # engine roles ('both', 'prefill', 'decode') whose loop overlaps: see above
+    prefix_dedup_on_insert: bool = False  # a prompt block computed beside a cached copy is freed (SGLang): see above
 
     def __post_init__(self) -> None:
         if self.allreduce_norm_fusion not in ALLREDUCE_NORM_FUSIONS:
@@ -631,7 +640,8 @@ BACKENDS: dict[str, Backend] = {
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
                       a2a_moe_efficiency=A2A_MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
-                      allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"]),
+                      allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"],
+                      prefix_dedup_on_insert=True),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],

@@ -31,8 +31,9 @@ What it models (vLLM / SGLang / TRT-LLM style):
   tokens later; 'swap' copies its KV to host memory over PCIe and back; admission may keep
   back KV for the running requests' future output tokens (`EngineConfig.kv_reserve_output`:
   TRT-LLM's GUARANTEED_NO_EVICT reserves all of it and never preempts, SGLang part of it);
-- prefix caching by block hash (Mooncake `hash_ids`): cached leading blocks are not prefilled;
-  an LRU of hash blocks no larger than the KV cache;
+- prefix caching by block hash (Mooncake `hash_ids`): cached leading blocks are not prefilled
+  and are shared, not copied, by the requests that found them; blocks no running request holds
+  stay cached in the free KV blocks, evicted least recently used first;
 - disaggregation roles: 'prefill' engines stop after the first token, 'decode' engines take
   requests whose KV arrives from a prefill engine.
 
@@ -48,7 +49,8 @@ for the ITL histogram are buffered in flat arrays and binned with numpy.
 
 KV accounting: a sequence of L tokens holds ceil(L / block_size) blocks; for the decode set
 the total is tracked as (sum of contexts + n * (block_size - 1) / 2) / block_size, i.e. on
-average half a block of slack per sequence. A hybrid model's linear-attention layers add a
+average half a block of slack per sequence, less the cached prefix blocks the running requests
+share (`Engine._shared_tokens`). A hybrid model's linear-attention layers add a
 fixed state per sequence (`EngineConfig.seq_state_tokens`, in KV-token equivalents), held
 from admission to release like a prompt's blocks.
 """
@@ -139,6 +141,11 @@ class EngineConfig:
     # (vLLM / SGLang P/D proxies stream every token from the decode worker), so it generates
     # all output tokens; False: the prefill engine's token is the first (TRT-LLM's disagg server)
     first_token_here: bool = False
+    # prefix caching: a prompt block the request computed while the cache already held a copy
+    # (another request computed it meanwhile) is freed at once and the cached copy referenced
+    # (SGLang's radix cache inserts and frees the duplicate); False: the request keeps its own
+    # copy, cached as well once freed (vLLM's block pool)
+    prefix_dedup_on_insert: bool = False
     # overlap scheduling: the engine's loop polls for new requests and schedules iteration k+1 at
     # the start of iteration k, then waits for k's results (SGLang's event_loop_overlap, TRT-LLM's
     # _executor_loop_overlap, vLLM's async scheduling). A request (or, on a decode engine, a KV
@@ -305,9 +312,49 @@ class Requests:
         return self.n - len(self._free)
 
 
+class Pipeline:
+    """The pipeline stages of one replica with pp > 1, shared by its pp virtual engines.
+
+    A virtual engine's iteration is one micro-batch; after its host time (scheduling, input
+    preparation, output handling: the engine's CPU, overlapped with the stages' work on other
+    micro-batches) it passes the stages in order, each stage working on one micro-batch at a
+    time, first come first served: it enters stage s when it has left stage s - 1 and the
+    micro-batch ahead of it has left stage s. Each stage takes an equal share of the rest of
+    the iteration's time (the layers are split evenly). So a long prefill
+    micro-batch holds up the other virtual engines' decodes stage by stage, as in vLLM / SGLang
+    pipeline parallelism, where unbalanced micro-batches leave pipeline bubbles; with equal
+    micro-batches back to back the stages stay busy and each virtual engine's iteration takes
+    the full pipeline latency. `log`, if a list, gets (stage, enter s, leave s) per stage visit.
+    """
+
+    def __init__(self, stages: int):
+        self.stages = stages
+        self.free = [0.0] * stages  # when each stage finishes the micro-batches given to it so far
+        self.log: list[tuple[int, float, float]] | None = None
+
+    def through(self, start: float, work_s: float, host_s: float = 0.0) -> float:
+        """A micro-batch of `work_s` seconds of pipeline latency, `host_s` of them on the host,
+        scheduled at `start`: when it leaves the last stage."""
+        d = (work_s - host_s) / self.stages
+        free, log = self.free, self.log
+        t = start + host_s
+        for s in range(self.stages):
+            f = free[s]
+            enter = t if t > f else f
+            t = enter + d
+            free[s] = t
+            if log is not None:
+                log.append((s, enter, t))
+        return t
+
+
 class Engine:
-    def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None):
+    def __init__(self, eid: int, st: StepTimeModel, cfg: EngineConfig, reqs: Requests, on_finish, itl=None,
+                 pipe: Pipeline | None = None):
         self.eid, self.st, self.cfg, self.r = eid, st, cfg, reqs
+        # pp > 1: the replica's stages, shared with its other virtual engines (`Pipeline`); every
+        # step is then one iteration, so micro-batches take the stages in the order they start
+        self.pipe = pipe
         self.mixing = cfg.mixed_batches  # decodes share iterations with prefill chunks (or whole prompts)
         # per-request chunk cap (attention DP: one rank's budget); no cap without chunking
         cap = cfg.max_chunk_tokens if cfg.chunked_prefill and cfg.max_chunk_tokens > 0 else 0
@@ -359,12 +406,21 @@ class Engine:
         self._gap_drop = 0
         self._no_admit = False  # this step preempted: no admissions (`step`)
         self._kv_stride = 1
-        # prefix cache (`_cache_insert`): hash blocks of the running requests' prompts (pinned, with
-        # a count of the requests holding each), and unpinned ones, least recently used first,
-        # which live in the free part of the KV cache and are evicted as live KV needs it
+        # prefix cache: hash blocks the running requests hold (pinned, with the number of requests
+        # holding each: those that computed it, `_cache_insert`, and those that found it cached,
+        # `_ref_hits`), and unpinned ones, least recently used first, which live in the free part
+        # of the KV cache and are evicted as live KV needs it. Every holder counts the block in its
+        # own KV, but only those that computed it hold a copy in memory (at least one copy while
+        # anyone holds it): `_own` counts them per block, `_refs` lists each running request's
+        # (hash, computed it) and `_shared_tokens` is the KV the holders count more than once,
+        # sum over blocks of (holders - max(computed, 1)) x the block's tokens (`_tok`), taken off
+        # `blocks_used`
         self._lru: OrderedDict[int, None] = OrderedDict()
         self._pinned: dict[int, int] = {}
-        self._pin_rids: set[int] = set()
+        self._own: dict[int, int] = {}
+        self._tok: dict[int, int] = {}
+        self._refs: dict[int, list[tuple[int, bool]]] = {}
+        self._shared_tokens = 0
         self._hash_blocks = max(reqs.hash_block_tokens, 1) / cfg.block_size  # KV blocks per hash block
         self.cap_blocks = cfg.kv_capacity_tokens // cfg.block_size
         # per running sequence: half a block of slack on average, plus any fixed state; a new
@@ -404,7 +460,8 @@ class Engine:
 
     def blocks_used(self, extra_decode_ticks: int = 0) -> float:
         B, n = self.cfg.block_size, self.n_dec
-        toks = self.dec_base + n * (self.tick + extra_decode_ticks) + self.pref_tokens  # decode contexts + prefills
+        # decode contexts + prefills, a shared cached block once
+        toks = self.dec_base + n * (self.tick + extra_decode_ticks) + self.pref_tokens - self._shared_tokens
         return (toks + (n + len(self.prefilling)) * self._seq_slack) / B
 
     def kv_utilisation(self, used: float = -1.0) -> float:
@@ -656,7 +713,7 @@ class Engine:
         exactly what it would see there: nothing external happens first (t < horizon), no request
         of this engine finished if completions may queue new events, nothing waits for admission
         or swap-in, no preemption is due, and the scheduler is not a static batcher."""
-        return (t < horizon and (self.outstanding == outstanding or not self.finish_queues_events)
+        return (t < horizon and self.pipe is None and (self.outstanding == outstanding or not self.finish_queues_events)
                 and not self.waiting and not self.swapped and not self.inbox and not self.lagged
                 and not self.incoming and not self.cfg.static_batching
                 and not (self.n_dec and len(self.running) > 1 and self.blocks_used(1) > self.cap_blocks))
@@ -688,17 +745,12 @@ class Engine:
         if remove:
             self.running.remove(rid)
         self._reserve_bound_tokens -= self._kept_tokens(self.r.out[rid])
-        if rid in self._pin_rids:  # its KV blocks are free now: its prompt's hash blocks stay cached there
-            self._pin_rids.discard(rid)
-            lru, pinned = self._lru, self._pinned
-            for x in self.r.hash_ids[rid]:
-                x = int(x)
-                c = pinned.get(x, 0) - 1
-                if c > 0:
-                    pinned[x] = c
-                    continue
-                pinned.pop(x, None)
-                lru[x] = None  # not in the LRU while pinned: it joins as the most recently used
+        refs = self._refs.pop(rid, None)
+        if refs is not None:  # its KV blocks are free now: its prompt's hash blocks stay cached there
+            lru = self._lru
+            for x, own in refs:
+                if self._hold_block(x, -1, -1 if own else 0) == 0:
+                    lru[x] = None  # not in the LRU while pinned: it joins as the most recently used
             self._trim_cache()
 
     def _kept_tokens(self, left: int) -> int:
@@ -865,6 +917,52 @@ class Engine:
             self.prefix_hit_tokens += r.cached[rid]
         self._admitted(rid)
         self.pref_tokens += p
+        if fresh and p and self._prefix:
+            self._ref_hits(rid, p)
+
+    def _block_tokens(self, rid: int, i: int) -> int:
+        """Prompt tokens in rid's i-th hash block."""
+        b = self.r.hash_block_tokens
+        k = self.r.inp[rid] - i * b
+        return b if k > b else k if k > 0 else 0
+
+    def _ref_hits(self, rid: int, hit: int) -> None:
+        """rid was admitted with its first `hit` prompt tokens found in the cache: it holds those hash
+        blocks without copies of its own (vLLM's and SGLang's block tables point at the cached ones)."""
+        lru = self._lru
+        refs = self._refs.setdefault(rid, [])
+        ids = self.r.hash_ids[rid]
+        for i in range(min(-(-hit // self.r.hash_block_tokens), len(ids))):
+            x = int(ids[i])
+            if x in lru:
+                del lru[x]
+            elif x not in self._pinned:  # (looked up in this very step: cannot be gone)
+                break
+            if x not in self._tok:  # (a block's tokens are its content's: the first holder's count)
+                self._tok[x] = self._block_tokens(rid, i)
+            self._hold_block(x, 1, 0)
+            refs.append((x, False))
+
+    def _hold_block(self, x: int, d_holders: int, d_own: int) -> int:
+        """Hash block x gains d_holders holders, d_own of them with a copy of their own; updates the
+        shared-token count and returns the holders left (0: x left the pinned set)."""
+        pinned, own = self._pinned, self._own
+        h, o = pinned.get(x, 0), own.get(x, 0)
+        tok = self._tok[x]
+        if h:
+            self._shared_tokens -= tok * (h - (o if o > 1 else 1))
+        h, o = h + d_holders, o + d_own
+        if h:
+            pinned[x] = h
+            self._shared_tokens += tok * (h - (o if o > 1 else 1))
+        else:
+            del pinned[x]
+            del self._tok[x]  # (set again by whoever holds it next)
+        if o:
+            own[x] = o
+        else:
+            own.pop(x, None)
+        return h
 
     def _schedule_prefill_ranked(self, now: float) -> tuple[list[tuple[int, int]], list[int]]:
         """`_schedule_prefill` with a queue per attention-DP rank (`random_rank_queues`): each rank
@@ -937,7 +1035,12 @@ class Engine:
                 del rank[rid]
         else:
             t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
-        end = now + t
+        work = t
+        if self.pipe is None:
+            end = now + t
+        else:  # its span: the work plus any wait for stages the other virtual engines hold
+            end = self.pipe.through(now, t, self.st.host_s(rows))
+            t = end - now
         # apply prefill progress (chunks were taken in self.prefilling order)
         prefilling, prefilled = self.prefilling, r.prefilled
         for i, (q, _p) in enumerate(chunks):
@@ -971,7 +1074,7 @@ class Engine:
         self.num_iterations += 1
         self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
         self._iter_start_s = now
-        return self._finish_step(now, end)
+        return self._finish_step(now, end, work)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
         """Back-to-back iterations in which one long prompt's chunk takes the whole token budget.
@@ -988,18 +1091,24 @@ class Engine:
         end = now
         ptotal = r.ptotal[rid]
         iterations = 0
+        work = 0.0
         while True:
             n = self.n_dec
             t = st.one_chunk(q, p, n, self.dec_base + n * self.tick if n else 0, n) + extra_s
             extra_s = 0.0
-            end += t
+            work += t
+            if self.pipe is None:
+                end += t
+            else:
+                e = self.pipe.through(end, t, st.host_s(n))
+                t, end = e - end, e
             self.pref_tokens += q
             p += q
             iterations += 1
             if n:
                 self._advance_ticks(1, end, t, n)
             budget = cfg.max_num_batched_tokens - self.n_dec
-            if self.n_dec != n or ptotal - p <= budget or budget <= 0:
+            if self.n_dec != n or ptotal - p <= budget or budget <= 0 or self.pipe is not None:
                 break
             if self.blocks_used(1) + budget / cfg.block_size + 1 > self.cap_blocks:
                 break
@@ -1008,7 +1117,7 @@ class Engine:
         self.num_iterations += iterations
         self._recv_anchor = self.num_iterations
         self._iter_start_s = end - t
-        return self._finish_step(now, end)
+        return self._finish_step(now, end, work)
 
     def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0, n: int = 0) -> None:
         """k decode ticks of n sequences (0: c0, a one-tick step) happened, ending at `end`, with c0
@@ -1096,16 +1205,16 @@ class Engine:
             k_done = 1
         # KV exhaustion: blocks_used(k) <= cap
         B = cfg.block_size
-        room = self.cap_blocks * B - (S + self.pref_tokens + (n + len(self.prefilling)) * self._seq_slack)
+        room = self.cap_blocks * B - (S + self.pref_tokens - self._shared_tokens + (n + len(self.prefilling)) * self._seq_slack)
         k_kv = int(room // n) if n else k_done
         k = k_done if k_done < k_kv else k_kv
         if 0 < max_k < k:
             k = max_k
-        if k < 1:
+        if k < 1 or self.pipe is not None:
             k = 1
         a = st.decode_step(n, S)
-        if self._first_pending:  # requests admitted at `now` get their first token at the end of this iteration
-            self._first_tokens(now + extra_s + a)
+        if self._first_pending and self.pipe is None:  # requests admitted at `now` get their first token at the end of this iteration
+            self._first_tokens(now + extra_s + a)  # (through a pipeline: at its end, in `_advance_ticks`)
         if k > 1:
             b = (st.decode_step(n, S + n * (k - 1)) - a) / (k - 1)
         else:
@@ -1124,17 +1233,23 @@ class Engine:
                 k = kk if kk > 1 else 1
         # extra_s (swap-in copies) runs once, before the first iteration: every sequence's next gap waits for it
         total = extra_s + k * a + b * k * (k - 1) / 2
-        end = now + total
+        if self.pipe is None:
+            end = now + total
+        else:  # one iteration (k = 1); a wait for the stages lengthens its token gap
+            end = self.pipe.through(now, total, st.host_s(n))
+            a = end - now - extra_s
         self._stall_s += extra_s
         # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)
         h = k // 2 or 1
         self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h), n)
         self.num_iterations += k
         self._iter_start_s = end - (a + b * (k - 1))
-        return self._finish_step(now, end)
+        return self._finish_step(now, end, total)
 
-    def _finish_step(self, now: float, end: float) -> float:
-        self.busy_s += end - now
+    def _finish_step(self, now: float, end: float, work: float = -1.0) -> float:
+        """Bookkeeping at the end of a step from `now` to `end`; `work`: the GPU time it took, if
+        not all of it (a virtual engine's micro-batch waiting for pipeline stages)."""
+        self.busy_s += end - now if self.pipe is None or work < 0.0 else work
         self.busy_until = end
         used = self.blocks_used()
         if self._lru:  # live KV grew (admissions, decode tokens): cached prefixes make room
@@ -1171,17 +1286,29 @@ class Engine:
         self.on_finish(rid, t, self)
 
     def _cache_insert(self, rid: int) -> None:
-        """rid's prompt is prefilled: its hash blocks are in the prefix cache, pinned while rid holds
-        its KV (`_released` unpins them)."""
-        if not self._prefix or rid in self._pin_rids:
+        """rid's prompt is prefilled: it holds the hash blocks it computed, cached (pinned) while it
+        holds its KV (`_released` unpins them). A block the cache held already (another request
+        computed it meanwhile) stays cached; rid keeps its own copy as well (vLLM's block pool), or
+        frees it and shares the cached one (SGLang's radix cache:
+        `EngineConfig.prefix_dedup_on_insert`)."""
+        if not self._prefix:
             return
-        self._pin_rids.add(rid)
-        lru, pinned = self._lru, self._pinned
-        for x in self.r.hash_ids[rid]:
-            x = int(x)
+        lru = self._lru
+        refs = self._refs.get(rid)
+        if refs is None:
+            refs = self._refs[rid] = []
+        ids = self.r.hash_ids[rid]
+        dedup = self.cfg.prefix_dedup_on_insert
+        for i in range(len(refs), len(ids)):  # (the ones it found cached come first, held already)
+            x = int(ids[i])
+            cached = x in self._pinned or x in lru
             if x in lru:
                 del lru[x]
-            pinned[x] = pinned.get(x, 0) + 1
+            if x not in self._tok:
+                self._tok[x] = self._block_tokens(rid, i)
+            own = not (cached and dedup)
+            self._hold_block(x, 1, 1 if own else 0)
+            refs.append((x, own))
 
     def _trim_cache(self, used: float = -1.0) -> None:
         """Evict least recently used unpinned hash blocks until they fit the KV blocks that live

@@ -11,7 +11,11 @@ Parallelism inside a replica:
 - tp / dp / ep: one engine whose iteration time comes from the cost model for that layout;
   with attention-DP the KV cache of all dp ranks is pooled (dp x per-GPU capacity).
 - pp: the replica runs `pp` virtual engines (as vLLM's virtual engines), each with 1/pp of the
-  KV cache and a full pipeline latency per iteration, so pp micro-batches are in flight.
+  KV cache, so pp micro-batches are in flight. They share the replica's pp stages
+  (`engine.Pipeline`): a micro-batch takes each stage in turn for 1/pp of its iteration's time,
+  one micro-batch per stage at a time, first come first served -- equal micro-batches back to
+  back keep every stage busy, and a long prefill micro-batch holds the others' decodes up
+  behind it (a pipeline bubble).
 
 Disaggregation: a prefill engine runs the prompt, then the request's KV cache moves to a
 decode engine: hand-off time = KV bytes per GPU / link bandwidth + link latency + the front
@@ -50,7 +54,7 @@ from ..models.catalog import get_model
 from ..models.spec import ModelSpec
 from . import engine as _engine_module
 from .backends import Backend, get_backend
-from .engine import MAX_REQUESTS, Engine, EngineConfig, Requests
+from .engine import MAX_REQUESTS, Engine, EngineConfig, Pipeline, Requests
 from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, mean_busy_fraction, summarize
 from .steptime import StepTimeModel
 from .workload import Workload
@@ -277,6 +281,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         adp_balance_batching_iters=int(dep.adp_balance_batching_iters) if adp_t else 0,
         adp_ranks=par.dp,
         overlap_scheduling=be.overlaps(role, par, dep.overlap_scheduling),
+        prefix_dedup_on_insert=be.prefix_dedup_on_insert,
     )
     return _PoolBuild(pool, gpu, par, st, cfg)
 
@@ -482,9 +487,13 @@ def simulate(
         for e in all_engines:
             e.discard_itl()
 
+    n_eng = 0
     for b in builds:
-        for w in range(b.pool.workers * b.par.pp):
-            b.engines.append(Engine(len([e for bb in builds for e in bb.engines]), b.st, b.cfg, reqs, on_finish, itl))
+        for w in range(b.pool.workers):
+            pipe = Pipeline(b.par.pp) if b.par.pp > 1 else None  # the replica's stages, shared by its virtual engines
+            for _v in range(b.par.pp):
+                b.engines.append(Engine(n_eng, b.st, b.cfg, reqs, on_finish, itl, pipe))
+                n_eng += 1
     routers = [_Router(b.engines, dep.router) for b in builds]
     fe_free = [0.0] * sum(len(b.engines) for b in builds)
     entry, handoff = routers[0], routers[-1]

@@ -442,6 +442,11 @@ class StepTimeModel:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
 
+    def host_s(self, sampling_rows: int) -> float:
+        """The host part of an iteration's time that samples `sampling_rows` rows (scheduling, input
+        preparation, output handling): in a pipeline it occupies no stage."""
+        return self.cpu_overhead_s + self._per_row_s * sampling_rows
+
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
         if self._dp > 1:
