@@ -335,6 +335,8 @@ class Pipeline:
     def through(self, start: float, work_s: float, host_s: float = 0.0) -> float:
         """A micro-batch of `work_s` seconds of pipeline latency, `host_s` of them on the host,
         scheduled at `start`: when it leaves the last stage."""
+        if host_s > work_s:
+            host_s = work_s
         d = (work_s - host_s) / self.stages
         free, log = self.free, self.log
         t = start + host_s
@@ -751,7 +753,8 @@ class Engine:
             for x, own in refs:
                 if self._hold_block(x, -1, -1 if own else 0) == 0:
                     lru[x] = None  # not in the LRU while pinned: it joins as the most recently used
-            self._trim_cache()
+            # (no trim here: the free blocks grew by at least what joined the LRU, and a preempted
+            # request's KV is still counted until its caller takes it off)
 
     def _kept_tokens(self, left: int) -> int:
         """Output tokens admission keeps back for a request with `left` still to generate, before
