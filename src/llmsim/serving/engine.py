@@ -329,7 +329,7 @@ class Pipeline:
 
     def __init__(self, stages: int):
         self.stages = stages
-        self.free = [0.0] * stages  # when each stage finishes the micro-batches given to it so far
+        self.free_at_s = [0.0] * stages  # when each stage finishes the micro-batches given to it so far
         self.log: list[tuple[int, float, float]] | None = None
 
     def through(self, start: float, work_s: float, host_s: float = 0.0) -> float:
@@ -338,7 +338,7 @@ class Pipeline:
         if host_s > work_s:
             host_s = work_s
         d = (work_s - host_s) / self.stages
-        free, log = self.free, self.log
+        free, log = self.free_at_s, self.log
         t = start + host_s
         for s in range(self.stages):
             f = free[s]
@@ -941,17 +941,17 @@ class Engine:
                 del lru[x]
             elif x not in self._pinned:  # (looked up in this very step: cannot be gone)
                 break
-            if x not in self._tok:  # (a block's tokens are its content's: the first holder's count)
-                self._tok[x] = self._block_tokens(rid, i)
-            self._hold_block(x, 1, 0)
+            self._hold_block(x, 1, 0, self._block_tokens(rid, i))
             refs.append((x, False))
 
-    def _hold_block(self, x: int, d_holders: int, d_own: int) -> int:
+    def _hold_block(self, x: int, d_holders: int, d_own: int, tokens: int = 0) -> int:
         """Hash block x gains d_holders holders, d_own of them with a copy of their own; updates the
-        shared-token count and returns the holders left (0: x left the pinned set)."""
+        shared-token count and returns the holders left (0: x left the pinned set). `tokens`: the
+        block's prompt tokens, as a new holder counts them (a block's tokens are its content's: the
+        first holder's count stands while it is held)."""
         pinned, own = self._pinned, self._own
         h, o = pinned.get(x, 0), own.get(x, 0)
-        tok = self._tok[x]
+        tok = self._tok.setdefault(x, tokens)
         if h:
             self._shared_tokens -= tok * (h - (o if o > 1 else 1))
         h, o = h + d_holders, o + d_own
@@ -1038,7 +1038,7 @@ class Engine:
                 del rank[rid]
         else:
             t = self.st.iteration(chunks, n_dec, self.dec_base + n_dec * self.tick if n_dec else 0, rows) + extra_s
-        work = t
+        work_s = t
         if self.pipe is None:
             end = now + t
         else:  # its span: the work plus any wait for stages the other virtual engines hold
@@ -1077,7 +1077,7 @@ class Engine:
         self.num_iterations += 1
         self._recv_anchor = self.num_iterations  # a prefill iteration: the scheduler polls next
         self._iter_start_s = now
-        return self._finish_step(now, end, work)
+        return self._finish_step(now, end, work_s)
 
     def _chunk_run(self, now: float, chunk: tuple[int, int], extra_s: float) -> float:
         """Back-to-back iterations in which one long prompt's chunk takes the whole token budget.
@@ -1094,12 +1094,12 @@ class Engine:
         end = now
         ptotal = r.ptotal[rid]
         iterations = 0
-        work = 0.0
+        work_s = 0.0
         while True:
             n = self.n_dec
             t = st.one_chunk(q, p, n, self.dec_base + n * self.tick if n else 0, n) + extra_s
             extra_s = 0.0
-            work += t
+            work_s += t
             if self.pipe is None:
                 end += t
             else:
@@ -1120,7 +1120,7 @@ class Engine:
         self.num_iterations += iterations
         self._recv_anchor = self.num_iterations
         self._iter_start_s = end - t
-        return self._finish_step(now, end, work)
+        return self._finish_step(now, end, work_s)
 
     def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0, n: int = 0) -> None:
         """k decode ticks of n sequences (0: c0, a one-tick step) happened, ending at `end`, with c0
@@ -1249,10 +1249,10 @@ class Engine:
         self._iter_start_s = end - (a + b * (k - 1))
         return self._finish_step(now, end, total)
 
-    def _finish_step(self, now: float, end: float, work: float = -1.0) -> float:
-        """Bookkeeping at the end of a step from `now` to `end`; `work`: the GPU time it took, if
-        not all of it (a virtual engine's micro-batch waiting for pipeline stages)."""
-        self.busy_s += end - now if self.pipe is None or work < 0.0 else work
+    def _finish_step(self, now: float, end: float, work_s: float) -> float:
+        """Bookkeeping at the end of a step from `now` to `end` that kept the GPUs busy `work_s`
+        (through a pipeline less than end - now: the micro-batch waited for stages)."""
+        self.busy_s += end - now if self.pipe is None else work_s
         self.busy_until = end
         used = self.blocks_used()
         if self._lru:  # live KV grew (admissions, decode tokens): cached prefixes make room
@@ -1307,10 +1307,8 @@ class Engine:
             cached = x in self._pinned or x in lru
             if x in lru:
                 del lru[x]
-            if x not in self._tok:
-                self._tok[x] = self._block_tokens(rid, i)
             own = not (cached and dedup)
-            self._hold_block(x, 1, 1 if own else 0)
+            self._hold_block(x, 1, 1 if own else 0, self._block_tokens(rid, i))
             refs.append((x, own))
 
     def _trim_cache(self, used: float = -1.0) -> None:
