@@ -261,16 +261,23 @@ def test_pipeline_parallel_runs_virtual_engines():
 
 def test_pipeline_stages_take_one_micro_batch_at_a_time(monkeypatch):
     """The pp virtual engines of a replica share its stages (`engine.Pipeline`): on every stage
-    the micro-batches' visits never overlap, each lasts 1/pp of its iteration's time, and a
-    replica's GPU busy time is at most the run's duration."""
+    the micro-batches' visits never overlap, each stage takes its layers' share of the
+    iteration's layer work and the last one the LM head too, and a replica's GPU busy time is
+    at most the run's duration."""
     from llmsim.serving import simulate as sim_mod
     from llmsim.serving.engine import Pipeline
 
     pipes: list[Pipeline] = []
 
-    def logged(stages: int) -> Pipeline:
-        p = Pipeline(stages)
-        p.log = []
+    class Logged(Pipeline):
+        def through(self, start, work_s, host_s=0.0, head_s=0.0):
+            self.args.append((work_s, host_s, head_s))
+            return super().through(start, work_s, host_s, head_s)
+
+    def logged(layers: list[int]) -> Pipeline:
+        assert layers == [20, 20, 20, 20]  # Llama-3.1-70B's 80 layers over 4 stages
+        p = Logged(layers)
+        p.log, p.args = [], []
         pipes.append(p)
         return p
 
@@ -281,21 +288,47 @@ def test_pipeline_stages_take_one_micro_batch_at_a_time(monkeypatch):
     assert len(pipes) == 2 and len(res.engines) == 8
     assert [e.pipe for e in res.engines] == [pipes[0]] * 4 + [pipes[1]] * 4
     for p in pipes:
-        assert len(p.log) > 4 * 100
+        assert len(p.log) > 4 * 100 and len(p.log) == 4 * len(p.args)
         for s in range(4):
             visits = sorted((a, b) for st, a, b in p.log if st == s)
             assert all(b0 <= a1 + 1e-12 for (_a0, b0), (a1, _b1) in zip(visits, visits[1:])), "a stage held two micro-batches at once"
-        # a micro-batch's visits: one per stage, in order, each as long as the others
-        for i in range(0, len(p.log), 4):
-            v = p.log[i:i + 4]
+        # a micro-batch's visits: one per stage, in order; a quarter of the layer work on each,
+        # and the LM head on the last
+        for i, (work_s, host_s, head_s) in enumerate(p.args):
+            v = p.log[4 * i:4 * i + 4]
             assert [x[0] for x in v] == [0, 1, 2, 3]
             assert all(v[j][1] >= v[j - 1][2] - 1e-12 for j in range(1, 4))
-            assert max(x[2] - x[1] for x in v) == pytest.approx(min(x[2] - x[1] for x in v), rel=1e-9)
+            assert 0.0 < head_s < work_s and 0.0 < host_s < work_s
+            layer_s = (work_s - host_s - head_s) / 4
+            for j, (_s, a, b) in enumerate(v):
+                assert b - a == pytest.approx(layer_s + (head_s if j == 3 else 0.0), rel=1e-9)
     assert 0.0 < res.summary["engine_busy_fraction"] <= 1.0
     dur = res.summary["duration_s"]
     for w in range(2):
-        stage_work = sum(e.busy_s for e in res.engines[4 * w:4 * w + 4]) / 4  # each micro-batch is 1/4 on each stage
+        stage_work = sum(e.busy_s for e in res.engines[4 * w:4 * w + 4]) / 4  # each micro-batch is about 1/4 on each stage
         assert stage_work <= dur * (1 + 1e-9)
+
+
+def test_pipeline_stage_layers_and_the_slowest_stage_sets_the_pace():
+    """vLLM's layer split (`get_pp_indices`): the remainder goes to the stages before the last,
+    which runs the LM head. Equal micro-batches back to back leave the pipeline one per slowest
+    stage's time, not one per 1/pp of the iteration."""
+    from llmsim.serving.engine import Pipeline, pp_stage_layers
+
+    assert pp_stage_layers(80, 4) == [20, 20, 20, 20]
+    assert pp_stage_layers(61, 4) == [15, 15, 16, 15]
+    assert pp_stage_layers(5, 3) == [2, 2, 1]
+    assert pp_stage_layers(7, 4) == [2, 2, 2, 1] and pp_stage_layers(3, 3) == [1, 1, 1]
+    with pytest.raises(ValueError):
+        pp_stage_layers(2, 3)
+    p = Pipeline([2, 2, 1])
+    # 10 s of work: 1 s host, 1 s LM head, 8 s of layers -> stages of 3.2, 3.2 and 1.6 + 1 s
+    ends = [p.through(0.0, 10.0, 1.0, 1.0) for _ in range(5)]
+    assert ends[0] == pytest.approx(1.0 + 3.2 + 3.2 + 2.6)
+    assert np.diff(ends) == pytest.approx([3.2] * 4)
+    q = Pipeline([1, 1])  # a last stage slowed by the head sets the pace
+    ends = [q.through(0.0, 6.0, 0.0, 2.0) for _ in range(4)]
+    assert np.diff(ends) == pytest.approx([4.0] * 3)
 
 
 def test_pipeline_prefill_holds_up_other_virtual_engines_decodes():

@@ -312,6 +312,18 @@ class Requests:
         return self.n - len(self._free)
 
 
+def pp_stage_layers(num_layers: int, pp: int) -> list[int]:
+    """Model layers per pipeline stage, as vLLM splits them (`get_pp_indices`): num_layers // pp
+    each, the remainder one apiece to the stages before the last, which also runs the LM head
+    (TRT-LLM's and SGLang's splits also leave the last stage the fewest layers)."""
+    if not 1 <= pp <= num_layers:
+        raise ValueError(f"pp={pp} must be between 1 and the model's {num_layers} layers")
+    layers = [num_layers // pp] * pp
+    for i in range(2, num_layers % pp + 2):
+        layers[-i] += 1
+    return layers
+
+
 class Pipeline:
     """The pipeline stages of one replica with pp > 1, shared by its pp virtual engines.
 
@@ -319,31 +331,42 @@ class Pipeline:
     preparation, output handling: the engine's CPU, overlapped with the stages' work on other
     micro-batches) it passes the stages in order, each stage working on one micro-batch at a
     time, first come first served: it enters stage s when it has left stage s - 1 and the
-    micro-batch ahead of it has left stage s. Each stage takes an equal share of the rest of
-    the iteration's time (the layers are split evenly). So a long prefill
-    micro-batch holds up the other virtual engines' decodes stage by stage, as in vLLM / SGLang
-    pipeline parallelism, where unbalanced micro-batches leave pipeline bubbles; with equal
-    micro-batches back to back the stages stay busy and each virtual engine's iteration takes
-    the full pipeline latency. `log`, if a list, gets (stage, enter s, leave s) per stage visit.
+    micro-batch ahead of it has left stage s. Stage s takes its layers' share of the
+    iteration's layer work (`layers[s]` of the model's layers, `pp_stage_layers`; the
+    embedding, the activations' sends and the per-layer fixed prefill time are spread with the
+    layers), and the last stage also runs the LM head (final norm, LM head GEMM, logits
+    gather) -- so with equal micro-batches back to back the slowest stage sets the pace. A long
+    prefill micro-batch holds up the other virtual engines' decodes stage by stage, as in
+    vLLM / SGLang pipeline parallelism, where unbalanced micro-batches leave pipeline bubbles.
+    `log`, if a list, gets (stage, enter s, leave s) per stage visit.
     """
 
-    def __init__(self, stages: int):
-        self.stages = stages
-        self.free_at_s = [0.0] * stages  # when each stage finishes the micro-batches given to it so far
+    def __init__(self, layers: list[int]):
+        if not layers or min(layers) < 1:
+            raise ValueError(f"every pipeline stage needs at least one layer, got {layers}")
+        total = sum(layers)
+        self.stages = len(layers)
+        self.share = [n / total for n in layers]  # each stage's fraction of the layer work
+        self.free_at_s = [0.0] * self.stages  # when each stage finishes the micro-batches given to it so far
         self.log: list[tuple[int, float, float]] | None = None
 
-    def through(self, start: float, work_s: float, host_s: float = 0.0) -> float:
-        """A micro-batch of `work_s` seconds of pipeline latency, `host_s` of them on the host,
-        scheduled at `start`: when it leaves the last stage."""
+    def through(self, start: float, work_s: float, host_s: float = 0.0, head_s: float = 0.0) -> float:
+        """A micro-batch of `work_s` seconds of pipeline latency, `host_s` of them on the host and
+        `head_s` in the LM head, scheduled at `start`: when it leaves the last stage."""
         if host_s > work_s:
             host_s = work_s
-        d = (work_s - host_s) / self.stages
-        free, log = self.free_at_s, self.log
+        if head_s > work_s - host_s:
+            head_s = work_s - host_s
+        body = work_s - host_s - head_s
+        free, share, log = self.free_at_s, self.share, self.log
+        last = self.stages - 1
         t = start + host_s
         for s in range(self.stages):
             f = free[s]
             enter = t if t > f else f
-            t = enter + d
+            t = enter + body * share[s]
+            if s == last:
+                t += head_s
             free[s] = t
             if log is not None:
                 log.append((s, enter, t))
@@ -1042,7 +1065,7 @@ class Engine:
         if self.pipe is None:
             end = now + t
         else:  # its span: the work plus any wait for stages the other virtual engines hold
-            end = self.pipe.through(now, t, self.st.host_s(rows))
+            end = self.pipe.through(now, t, self.st.host_s(rows), self.st.head_s(rows))
             t = end - now
         # apply prefill progress (chunks were taken in self.prefilling order)
         prefilling, prefilled = self.prefilling, r.prefilled
@@ -1103,7 +1126,7 @@ class Engine:
             if self.pipe is None:
                 end += t
             else:
-                e = self.pipe.through(end, t, st.host_s(n))
+                e = self.pipe.through(end, t, st.host_s(n), st.head_s(n))
                 t, end = e - end, e
             self.pref_tokens += q
             p += q
@@ -1239,7 +1262,7 @@ class Engine:
         if self.pipe is None:
             end = now + total
         else:  # one iteration (k = 1); a wait for the stages lengthens its token gap
-            end = self.pipe.through(now, total, st.host_s(n))
+            end = self.pipe.through(now, total, st.host_s(n), st.head_s(n))
             a = end - now - extra_s
         self._stall_s += extra_s
         # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)

@@ -12,9 +12,10 @@ Parallelism inside a replica:
   with attention-DP the KV cache of all dp ranks is pooled (dp x per-GPU capacity).
 - pp: the replica runs `pp` virtual engines (as vLLM's virtual engines), each with 1/pp of the
   KV cache, so pp micro-batches are in flight. They share the replica's pp stages
-  (`engine.Pipeline`): a micro-batch takes each stage in turn for 1/pp of its iteration's time,
-  one micro-batch per stage at a time, first come first served -- equal micro-batches back to
-  back keep every stage busy, and a long prefill micro-batch holds the others' decodes up
+  (`engine.Pipeline`): a micro-batch takes each stage in turn for its layers' share of the
+  iteration's time (vLLM's split, `engine.pp_stage_layers`; the last stage also runs the LM
+  head), one micro-batch per stage at a time, first come first served -- the slowest stage sets
+  the pace of equal micro-batches, and a long prefill micro-batch holds the others' decodes up
   behind it (a pipeline bubble).
 
 Disaggregation: a prefill engine runs the prompt, then the request's KV cache moves to a
@@ -54,7 +55,7 @@ from ..models.catalog import get_model
 from ..models.spec import ModelSpec
 from . import engine as _engine_module
 from .backends import Backend, get_backend
-from .engine import MAX_REQUESTS, Engine, EngineConfig, Pipeline, Requests
+from .engine import MAX_REQUESTS, Engine, EngineConfig, Pipeline, Requests, pp_stage_layers
 from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, mean_busy_fraction, summarize
 from .steptime import StepTimeModel
 from .workload import Workload
@@ -490,7 +491,8 @@ def simulate(
     n_eng = 0
     for b in builds:
         for w in range(b.pool.workers):
-            pipe = Pipeline(b.par.pp) if b.par.pp > 1 else None  # the replica's stages, shared by its virtual engines
+            # the replica's stages, shared by its virtual engines
+            pipe = Pipeline(pp_stage_layers(b.st.model.num_layers, b.par.pp)) if b.par.pp > 1 else None
             for _v in range(b.par.pp):
                 b.engines.append(Engine(n_eng, b.st, b.cfg, reqs, on_finish, itl, pipe))
                 n_eng += 1

@@ -447,6 +447,12 @@ class StepTimeModel:
         preparation, output handling): in a pipeline it occupies no stage."""
         return self.cpu_overhead_s + self._per_row_s * sampling_rows
 
+    def head_s(self, sampling_rows: int) -> float:
+        """The LM-head part (final norm, LM head, logits gather) of an iteration that samples
+        `sampling_rows` rows, as `iteration` adds it: in a pipeline the last stage runs it."""
+        h = self._head.get(sampling_rows)
+        return h if h is not None else self.head(max(sampling_rows, 1))
+
     def decode_step(self, n: int, ctx_sum: float) -> float:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
         if self._dp > 1:
