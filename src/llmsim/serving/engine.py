@@ -313,9 +313,10 @@ class Requests:
 
 
 def pp_stage_layers(num_layers: int, pp: int) -> list[int]:
-    """Model layers per pipeline stage, as vLLM splits them (`get_pp_indices`): num_layers // pp
-    each, the remainder one apiece to the stages before the last, which also runs the LM head
-    (TRT-LLM's and SGLang's splits also leave the last stage the fewest layers)."""
+    """Model layers per pipeline stage, as vLLM splits them (`get_pp_indices`, which SGLang's
+    `distributed/utils.py` keeps): num_layers // pp each, the remainder one apiece to the stages
+    before the last, which also runs the LM head. TRT-LLM (`Mapping.pp_layers`) gives the
+    remainder to the first stages: the same stage sizes, the last stage again the smallest."""
     if not 1 <= pp <= num_layers:
         raise ValueError(f"pp={pp} must be between 1 and the model's {num_layers} layers")
     layers = [num_layers // pp] * pp
