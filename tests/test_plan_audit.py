@@ -136,8 +136,7 @@ def test_ranked_list_shows_the_chosen_best_first_and_labels_unchecked(monkeypatc
         return out
 
     monkeypatch.setattr(P, "_verify_and_fix", worse_than_predicted)
-    monkeypatch.setattr(P, "VERIFY_MAX", 1, raising=False)
-    monkeypatch.setattr(P, "VERIFY_TOP", 1)
+    monkeypatch.setattr(P, "VERIFY_MAX", 1)
     r = small(gpus="h100-sxm:4", tpot="12ms")
     assert r.feasible
     ranked = _check_ranked(r)

@@ -71,7 +71,6 @@ from .workload import PlanWorkload, build_workload
 # simulations): verification goes on in predicted order until one passes and no unchecked
 # configuration is predicted to do better, or this many were checked
 VERIFY_MAX = 16
-VERIFY_TOP = VERIFY_MAX  # the former name (it was 4)
 
 
 @dataclass

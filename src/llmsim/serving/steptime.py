@@ -393,8 +393,7 @@ class StepTimeModel:
 
     def _tail(self, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         """LM head of the sampled rows, host time and decode attention: the parts every iteration adds."""
-        h = self._head.get(sampling_rows)
-        t = (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
+        t = self.head_s(sampling_rows) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
