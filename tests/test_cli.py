@@ -250,7 +250,7 @@ def test_serve_prefill_layer_option(capsys):
     assert (slow["prefill_layer_s"], off["prefill_layer_s"]) == (5e-4, 0.0)
     assert slow["ttft_ms"]["mean"] - off["ttft_ms"]["mean"] == pytest.approx(32 * 0.5, abs=1e-6)  # 32 layers
     code, out, err = run_error(capsys, *base, "--prefill-layer-us", "-5")
-    assert code != 0 and "prefill_layer_s must be a finite number >= 0" in out + err
+    assert code != 0 and "--prefill-layer-us must be a number of µs, at least 0" in out + err
 
 
 def test_serve_summary_names_each_pools_layout(capsys):
@@ -298,7 +298,7 @@ def test_serve_prefill_moe_layer_option(capsys):
     assert (slow["prefill_moe_layer_s"], off["prefill_moe_layer_s"]) == (5e-4, 0.0)
     assert slow["ttft_ms"]["mean"] - off["ttft_ms"]["mean"] == pytest.approx(32 * 0.5, rel=1e-6)  # 32 MoE layers
     code, out, err = run_error(capsys, *base, "--prefill-moe-layer-us", "-5")
-    assert code != 0 and "prefill_moe_layer_s must be a finite number >= 0" in out + err
+    assert code != 0 and "--prefill-moe-layer-us must be a number of µs, at least 0" in out + err
 
 
 def test_estimate_ep_imbalance_option(capsys):
@@ -336,7 +336,16 @@ def test_serve_bad_engine_options_are_errors_not_defaults(capsys):
     for opt, msg in ((("--max-num-seqs", "0"), "max_num_seqs must be an integer >= 1"),
                      (("--max-num-batched-tokens", "-3"), "max_num_batched_tokens must be an integer >= 1"),
                      (("--block-size", "0"), "block_size must be an integer >= 1"),
-                     (("--cpu-overhead-ms", "-1"), "cpu_overhead_s must be a finite number >= 0"),
+                     (("--cpu-overhead-ms", "-1"), "--cpu-overhead-ms must be a number of ms, at least 0 and at most an hour, got -1"),
+                     (("--client-jitter-ms", "1e308"), "--client-jitter-ms must be a number of ms"),
+                     (("--block-size", "1000000"), "block_size must be at most 4096"),
+                     (("--act-dtype", "fp8"), "fp8 activations need quantised weights"),
+                     (("--ep-imbalance", "2"), "no pool has ep > 1"),
+                     (("--moe-efficiency", "0.5"), "llama-3.1-8b is a dense model"),
+                     (("--batch-wait-tokens-ratio", "0.5"), "give --batch-wait-iters N too"),
+                     (("--adp-balance-timeout-iters", "50"), "no pool has dp > 1"),
+                     (("--adp-balance-batching-iters", "5"), "give --adp-balance-timeout-iters N too"),
+                     (("--max-num-batched-tokens", "50", "--no-chunked-prefill"), "a prompt of 100 tokens exceeds max_num_batched_tokens = 50"),
                      (("--tpot-slo", "0"), "SLO tpot_ms must be a number > 0"),
                      (("--first-token-from", "decode"), "only applies to a disaggregated deployment"),
                      (("--handoff-ms", "10"), "only applies to a disaggregated deployment")):
@@ -360,11 +369,48 @@ def test_output_paths_that_are_directories_are_refused_up_front(capsys, tmp_path
         assert code != 0 and "is a directory" in " ".join((out + err).split()), (argv, out + err)
 
 
-def test_serve_zero_length_window_prints_and_aggregated_options_clash_with_pools(capsys):
-    # the text summary used to crash formatting a None throughput
+def test_outputs_that_would_overwrite_an_input_or_change_format_are_refused(capsys, tmp_path):
+    """serve -o onto its own trace and validate --rows onto its own CSV used to replace the input
+    with the results; validate --rows x.parquet wrote CSV text under a Parquet name."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n0,10,5\n0.5,20,5\n")
+    silicon = tmp_path / "s.csv"
+    silicon.write_text("id,backend,model_path,system,mode,isl,osl,silicon_ttft_ms,silicon_tpot_ms\n")
+    for argv, msg in ((["serve", "--trace", str(trace), "-o", str(trace)], "would overwrite it"),
+                      (["serve", "--rate", "1", "--num-requests", "4", "--input-dist", f"trace:{trace}:input", "--osl", "4",
+                        "-o", str(trace)], "would overwrite it"),
+                      (["validate", "silicon", str(silicon), "--rows", str(silicon)], "would overwrite it"),
+                      (["validate", "silicon", str(silicon), "--rows", str(tmp_path / "r.parquet")], "written as CSV")):
+        code, out, err = run_error(capsys, *argv)
+        assert code != 0 and msg in " ".join((out + err).split()), (argv, out + err)
+    assert trace.read_text().startswith("TIMESTAMP")
+
+
+def test_python_dash_m_runs_the_cli():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    r = subprocess.run([sys.executable, "-m", "llmsim", "--help"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(src)})
+    assert r.returncode == 0 and "serve" in r.stdout
+
+
+def test_serve_names_the_resolved_gpu_and_takes_hyphenated_routers(capsys):
+    main(["serve", "--gpu", "h100", "--router", "least-outstanding", "--replicas", "2", "--kernels", "none",
+          "--rate", "2", "--num-requests", "6", "--isl", "64", "--osl", "4"])
+    assert "on h100-sxm" in " ".join(capsys.readouterr().out.split())
+
+
+def test_serve_warm_up_without_a_window_prints_rates_and_aggregated_options_clash_with_pools(capsys):
+    # the text summary used to crash formatting a None throughput; a warm-up that leaves no
+    # closed-loop window now measures the counted request over its own life (as an open loop)
     main(["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--concurrency", "2", "--num-requests", "4",
           "--isl", "10", "--osl", "1", "--warmup", "3"])
-    assert "finished in one instant" in " ".join(capsys.readouterr().out.split())
+    out = " ".join(capsys.readouterr().out.split())
+    assert "finished in one instant" not in out and "output tok/s" in out
     # --tp with --decode-* options: the aggregated layout would have been ignored
     code, out, err = run_error(capsys, "serve", "--model", "llama-3.1-8b", "--tp", "2", "--decode-tp", "2", "--concurrency", "2",
                                "--num-requests", "4", "--isl", "10", "--osl", "5")

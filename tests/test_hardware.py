@@ -390,7 +390,15 @@ def test_bad_file_missing_field(tmp_path):
 def test_bad_file_negative_bandwidth(tmp_path):
     e = _error_for(tmp_path, "base: h100-sxm\nmemory_bandwidth_gbps: -3350\n")
     assert "memory_bandwidth_gbps" in e.message
-    assert "greater than 0" in e.message and "-3350" in e.message
+    assert "must be at least 1" in e.message and "-3350" in e.message
+
+
+@pytest.mark.parametrize("text, field", [("memory_bandwidth_gbps: 1.0e-320", "memory_bandwidth_gbps"),
+                                         ("peak_tflops: {bf16: 1.0e-320}", "bf16")])
+def test_bad_file_vanishing_rates(tmp_path, text, field):
+    # positive but denormal rates passed the > 0 check and ended in a NaN deep in the engine
+    e = _error_for(tmp_path, f"base: h100-sxm\n{text}\n")
+    assert field in e.message and "at least" in e.message
 
 
 def test_bad_file_unknown_field(tmp_path):

@@ -1252,12 +1252,17 @@ def test_per_request_rows_mark_the_warm_up_requests():
     assert np.sort(t["finish_s"][t["warmup"]]).max() <= np.sort(t["finish_s"][counted]).min()
 
 
-def test_a_zero_length_counted_window_has_no_rates_or_per_token_cost():
-    # 4 one-token requests, 3 warm-up: the counted one finishes with them in one iteration
+def test_a_warm_up_that_leaves_no_closed_loop_window_measures_as_an_open_loop():
+    # 4 one-token requests, 3 warm-up: the counted one finishes with them in one iteration, so the
+    # closed-loop window (from the warm-up cut-off) would be empty and every rate undefined (the
+    # JSON's throughputs were null); the window is then the open loop's: its arrival to its finish
     wl = make_workload(num_requests=4, isl=10, osl=1, concurrency=2, warmup=3)
-    s = simulate(dep(), wl).summary
-    assert s["duration_s"] == 0.0 and s["output_tokens_per_s"] is None and s["requests_per_s"] is None
-    assert s["usd_per_million_output_tokens"] is None and s["energy_j_per_output_token"] is None  # were 0.0
+    for streaming in (False, True):
+        res = simulate(dep(), wl, streaming=streaming)
+        s = res.summary
+        assert s["num_requests"] == 1 and s["duration_s"] == pytest.approx(s["e2e_ms"]["mean"] / 1e3) and s["duration_s"] > 0
+        assert s["output_tokens_per_s"] == pytest.approx(1 / s["duration_s"]) and s["requests_per_s"] == pytest.approx(1 / s["duration_s"])
+        assert s["total_tokens_per_s"] == pytest.approx(11 / s["duration_s"]) and s["usd_per_million_output_tokens"] > 0
 
 
 def test_sglang_attention_dp_expert_parallel_pools_run_the_grouped_gemm_efficiency():
@@ -1406,3 +1411,17 @@ def test_ep_imbalance_slows_expert_parallel_moe_serving_and_rejects_bad_values()
     for bad in (0.5, -1.0, float("nan"), "hot", True):
         with pytest.raises(LlmsimError, match="ep_imbalance"):
             run(ep_imbalance=bad)
+
+
+def test_an_explicit_budget_under_a_prompt_without_chunking_is_refused_where_the_engine_refuses_it():
+    # vLLM refuses to start with max_num_batched_tokens under its context length and TRT-LLM rejects a
+    # longer context request; both used to run the 400-token prompts whole past a 100-token budget.
+    # SGLang's prefill bound is the larger of its max prefill tokens and the context: it runs them.
+    wl = make_workload(num_requests=3, isl=400, osl=4, concurrency=1)
+    for backend in ("vllm", "trtllm"):
+        with pytest.raises(LlmsimError, match="a prompt of 400 tokens exceeds max_num_batched_tokens = 100"):
+            simulate(dep(backend=backend, chunked_prefill=False, max_num_batched_tokens=100), wl)
+        simulate(dep(backend=backend, chunked_prefill=False, max_num_batched_tokens=400), wl)  # fits: runs
+        simulate(dep(backend=backend, chunked_prefill=True, max_num_batched_tokens=100), wl)  # chunked: runs
+    s = simulate(dep(backend="sglang", chunked_prefill=False, max_num_batched_tokens=100), wl).summary
+    assert s["num_requests"] == 3

@@ -18,6 +18,9 @@ from llmsim.serving.validate import (
     build_deployment,
     closed_loop_workload,
     plan_row,
+    plan_rows,
+    read_silicon_csv,
+    reason_class,
     resolve_model,
     validate_silicon,
 )
@@ -718,3 +721,35 @@ def test_no_row_of_the_shared_csv_is_skipped_for_a_bad_cell():
 def test_write_rows_to_a_directory_is_a_clear_error(report, tmp_path):
     with pytest.raises(LlmsimError, match="is a directory"):
         report.write_rows(tmp_path)
+
+
+def _copy_rows(tmp_path, edit) -> Path:
+    """A copy of the silicon CSV's header and first two data rows, passed through `edit(header, rows)`."""
+    with SILICON.open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))[:3]
+    header, data = edit(rows[0], rows[1:])
+    out = tmp_path / "rows.csv"
+    with out.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *data])
+    return out
+
+
+@pytest.mark.skipif(not SILICON.exists(), reason="shared silicon CSV not present")
+def test_malformed_silicon_rows_are_listed_and_duplicated_columns_refused(tmp_path):
+    # a duplicated column silently used its last copy (an isl of 99999); a short row read as
+    # "unknown mode ''" and a row with extra fields was simulated as if nothing were wrong
+    dup = _copy_rows(tmp_path, lambda h, d: (h + ["isl"], [r + ["99999"] for r in d]))
+    with pytest.raises(LlmsimError, match=r"names column\(s\) \['isl'\] more than once"):
+        read_silicon_csv(dup)
+    bad = _copy_rows(tmp_path, lambda h, d: (h, [d[0][:5], d[1] + ["extra"]]))
+    rows = read_silicon_csv(bad)
+    plans = plan_rows(rows)
+    reasons = [p.reason for p in plans]
+    assert reasons == [f"malformed CSV row: line 2 has 5 fields, the header {len(rows[0]) - 1}",
+                       f"malformed CSV row: line 3 has {len(rows[0])} fields, the header {len(rows[0]) - 1}"]
+    assert all(p.dep_kwargs is None for p in plans)
+
+
+def test_skip_reason_classes_keep_the_digits_of_names():
+    assert reason_class("unknown GPU 'h900_sxm'") == "unknown GPU 'h900_sxm'"
+    assert reason_class("llama-3.1-8b: tp 3 does not divide 32 heads") == "llama-3.1-8b: tp N does not divide N heads"

@@ -553,13 +553,29 @@ def test_mooncake_hash_ids_must_be_64_bit_integers(tmp_path, ids, match):
     (dict(rate="5"), "request rate must be a number"),  # float('5') read it
     (dict(rate=True), "request rate must be a number"),
     (dict(rate=3, cv=True), "arrival cv must be a number"),  # silently Poisson
-    (dict(concurrency=2, client_jitter_s=True), "client_jitter_s must be a finite number"),
-    (dict(concurrency=2, client_jitter_s="abc"), "client_jitter_s must be a finite number"),  # ValueError
-    (dict(concurrency=2, client_jitter_s=None), "client_jitter_s must be a finite number"),  # TypeError
+    (dict(concurrency=2, client_jitter_s=True), "client_jitter_s must be a number of seconds"),
+    (dict(concurrency=2, client_jitter_s="abc"), "client_jitter_s must be a number of seconds"),  # ValueError
+    (dict(concurrency=2, client_jitter_s=None), "client_jitter_s must be a number of seconds"),  # TypeError
 ])
 def test_workload_numbers_of_the_wrong_type_are_errors(kw, match):
     with pytest.raises(LlmsimError, match=match):
         make_workload(num_requests=8, isl=1, osl=1, **kw)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(rate=5, cv=1e-300), r"arrival cv must be between 0.01 and 100"),  # cv*cv underflowed: ZeroDivisionError
+    (dict(rate=5, cv=1e200), r"arrival cv must be between 0.01 and 100"),
+    (dict(rate=1e-308), "more than a year"),  # an infinite gap: OverflowError deep in the engine
+    (dict(rate=1e-14), "more than a year"),  # ~1e13 s arrivals: TTFTs lost to float resolution (0.3 ms for 8 ms)
+    (dict(rate=1e-5, cv=3.0), "more than a year"),
+    (dict(concurrency=2, client_jitter_s=1e308), r"client_jitter_s must be a number of seconds in \[0, 3600\]"),
+])
+def test_arrivals_beyond_the_simulated_horizon_are_errors(kw, match):
+    """Numbers that are finite but leave the float clock no resolution (or no range) are refused,
+    not simulated into a traceback or a silently wrong latency."""
+    with pytest.raises(LlmsimError, match=match):
+        make_workload(num_requests=1000, isl=1, osl=1, **kw)
+    make_workload(num_requests=1000, isl=1, osl=1, rate=1e-4, cv=0.01)  # ~4 months of arrivals: fine
 
 
 def test_trace_must_be_a_path():

@@ -7,6 +7,9 @@ Bad input prints what is wrong and how to fix it, and exits with status 2.
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -35,10 +38,25 @@ VALIDATE_ROUNDS, VALIDATE_WARMUP_ROUNDS = 10, 0
 STREAMING_FROM = 1_000_000  # `serve` runs in streaming mode from this many requests unless per-request output is asked for
 
 
-def _output_file(path: Optional[Path], what: str) -> None:
-    """Refuse an output path that is a directory before any work is done (not a traceback after it)."""
-    if path is not None and path.expanduser().is_dir():
-        raise LlmsimError(f"{path} is a directory; {what} needs a file name", hint=f"e.g. {path.expanduser() / 'out.csv'}")
+def _output_file(path: Optional[Path], what: str, inputs: tuple = (), suffixes: tuple[str, ...] = ()) -> None:
+    """Refuse, before any work is done (not a traceback after it), an output path that is a
+    directory, that is one of the command's `inputs` (it would be overwritten by the results), or
+    whose suffix is not one of `suffixes` (when given: the formats written)."""
+    if path is None:
+        return
+    p = path.expanduser()
+    if p.is_dir():
+        raise LlmsimError(f"{path} is a directory; {what} needs a file name", hint=f"e.g. {p / 'out.csv'}")
+    if suffixes and p.suffix.lower() not in suffixes:
+        raise LlmsimError(f"{what} is written as {' or '.join(s.lstrip('.').upper() for s in suffixes)}, but {path} ends in {p.suffix or 'no suffix'}",
+                          hint=f"e.g. {p.with_suffix(suffixes[0])}")
+    for src in inputs:
+        if src is None:
+            continue
+        q = Path(str(src)).expanduser()
+        if p.exists() and q.exists() and os.path.samefile(p, q):
+            raise LlmsimError(f"{what} {path} is the input file {src}: writing the results would overwrite it",
+                              hint="give the results another file name")
 
 
 def _print_json(obj) -> None:
@@ -112,6 +130,33 @@ def estimate(
                 et.add_row(o.name, o.layer_group, str(o.count), f"{c.time_s * 1e6:,.1f} µs", f"{c.total_s * 1e3:,.3f} ms ({c.total_s / total:.0%})",
                            f"{o.flops / 1e9:,.2f}", f"{o.bytes / 1e6:,.2f}", c.bound, f"{c.efficiency:.0%}", c.source)
             out.print(et)
+
+
+# make_workload's parameter names -> serve's flags, for its errors (they name the Python API)
+_WORKLOAD_FLAGS = {"input_dist": "--input-dist", "output_dist": "--output-dist", "lengths_from": "--lengths-from",
+                   "max_len": "--max-len", "num_requests": "--num-requests", "isl": "--isl", "osl": "--osl", "cv": "--cv"}
+_WORKLOAD_FLAG_RE = re.compile(r"\b(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|\b(" + "|".join(_WORKLOAD_FLAGS) + r")\b")
+
+
+def _as_serve_flags(e: LlmsimError) -> LlmsimError:
+    """The error with the workload API's parameter names written as `serve`'s flags
+    ("rate=10" -> "--rate 10", "input_dist" -> "--input-dist")."""
+    def sub(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return _WORKLOAD_FLAG_RE.sub(lambda m: f"--{m[1]} {m[3]}" if m[1] else _WORKLOAD_FLAGS[m[4]], text)
+    return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
+
+
+def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float | None:
+    """A CLI time option given in ms or µs (`unit`), as seconds; None stays None. Checked here so
+    that an error names the flag and its unit (the API's own check names the setting in seconds)."""
+    if v is None:
+        return None
+    scale = {"ms": 1e-3, "µs": 1e-6}[unit]
+    if not (math.isfinite(v) and 0 <= v * scale <= 3600):
+        raise LlmsimError(f"{flag} must be a number of {unit}, at least 0 and at most an hour, got {v:g}", hint=f"e.g. {flag} {example}")
+    return v * scale
 
 
 def _ep_imbalance_arg(v: str | None) -> float | str | None:
@@ -200,10 +245,12 @@ def serve(
 ) -> None:
     """Simulate serving a request stream: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, cost."""
     from .serving.metrics import SLO, write_per_request
-    from .serving.simulate import Deployment, Pool, simulate
+    from .serving.simulate import Deployment, Pool, check_unused_settings, simulate
     from .serving.workload import make_workload
 
-    _output_file(output, "-o/--output (per-request results)")
+    dist_traces = [re.sub(r":(input|output)$", "", d.strip()[len("trace:"):])
+                   for d in (input_dist, output_dist) if d and d.strip().lower().startswith("trace:")]
+    _output_file(output, "-o/--output (per-request results)", inputs=(trace, lengths_from, *dist_traces))
     if streaming and output is not None:
         raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",
                           hint="drop --streaming (exact mode) to write per-request results, or drop -o")
@@ -211,10 +258,13 @@ def serve(
         num_requests = 1000
     if isl is None and osl is None and input_dist is None and output_dist is None and lengths_from is None and trace is None:
         isl, osl = 1024, 128
-    wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
-                       lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
-                       trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len,
-                       client_jitter_s=client_jitter_ms / 1e3)
+    jitter_s = _seconds_opt(client_jitter_ms, "--client-jitter-ms", "ms", "5")
+    try:
+        wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+                           lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
+                           trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s)
+    except LlmsimError as e:
+        raise _as_serve_flags(e) from None
     # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
@@ -230,16 +280,17 @@ def serve(
         backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion,
         overlap_scheduling=overlap_scheduling, static_batching=static_batching,
-        block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router, kernels=kernels,
-        memory_fraction=memory_fraction, cpu_overhead_s=None if cpu_overhead_ms is None else cpu_overhead_ms / 1e3, price_per_hour_usd=price,
-        first_token_from=first_token_from, disagg_handoff_s=None if handoff_ms is None else handoff_ms / 1e3,
-        frontend_s_per_token=None if frontend_us_per_token is None else frontend_us_per_token / 1e6,
-        prefill_layer_s=None if prefill_layer_us is None else prefill_layer_us / 1e6, moe_efficiency=moe_efficiency,
-        prefill_moe_layer_s=None if prefill_moe_layer_us is None else prefill_moe_layer_us / 1e6,
+        block_size=block_size, preemption=preemption, prefix_caching=prefix_caching, router=router.replace("-", "_"), kernels=kernels,
+        memory_fraction=memory_fraction, cpu_overhead_s=_seconds_opt(cpu_overhead_ms, "--cpu-overhead-ms", "ms", "0.5"), price_per_hour_usd=price,
+        first_token_from=first_token_from, disagg_handoff_s=_seconds_opt(handoff_ms, "--handoff-ms", "ms", "150"),
+        frontend_s_per_token=_seconds_opt(frontend_us_per_token, "--frontend-us-per-token", "µs", "1"),
+        prefill_layer_s=_seconds_opt(prefill_layer_us, "--prefill-layer-us", "µs", "500"), moe_efficiency=moe_efficiency,
+        prefill_moe_layer_s=_seconds_opt(prefill_moe_layer_us, "--prefill-moe-layer-us", "µs", "750"),
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
         adp_balance_batching_iters=adp_balance_batching_iters, ep_imbalance=_ep_imbalance_arg(ep_imbalance), seed=seed,
     )
+    check_unused_settings(dep)
     slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms is not None or tpot_slo_ms is not None) else None
     if streaming is None:
         streaming = output is None and len(wl) >= STREAMING_FROM
@@ -259,8 +310,10 @@ def serve(
         _print_json(s)
         return
 
-    def _lay(p: Pool) -> str:  # every pool's full layout: dp / ep matter as much as tp
-        return f"{p.workers}x (tp={p.tp} pp={p.pp} dp={p.dp} ep={p.ep}) on {p.gpu}"
+    def _lay(p: Pool) -> str:  # every pool's full layout: dp / ep matter as much as tp; the GPU as resolved ('h100' -> h100-sxm)
+        from .hardware import get_gpu
+
+        return f"{p.workers}x (tp={p.tp} pp={p.pp} dp={p.dp} ep={p.ep}) on {get_gpu(p.gpu).name if isinstance(p.gpu, str) else p.gpu.name}"
 
     layout = f"prefill {_lay(dep.prefill)} + decode {_lay(dep.decode)}" if disagg else _lay(dep.pool)
     t = Table(title=f"{model} — {backend}, {layout}; {wl.name or ''}")
@@ -416,8 +469,8 @@ def calibrate(
     """Fit the roofline's efficiency parameters to your measurements, with held-out error before and after."""
     from .hardware import get_gpu
 
-    _output_file(out_file, "--out (the calibrated spec)")
-    _output_file(rows_out, "--rows (per-row results)")
+    _output_file(out_file, "--out (the calibrated spec)", inputs=(*files, gpu))
+    _output_file(rows_out, "--rows (per-row results)", inputs=(*files, gpu), suffixes=(".csv",))
     g = get_gpu(gpu)
     # the written spec inherits what --gpu named: a catalog id, or that file (absolute path)
     gp = Path(gpu).expanduser()
@@ -523,7 +576,7 @@ def validate_silicon(
     warmup_rounds x concurrency completions."""
     from .serving.validate import validate_silicon as run
 
-    _output_file(rows_out, "--rows (per-row results)")
+    _output_file(rows_out, "--rows (per-row results)", inputs=(file,), suffixes=(".csv",))
     rep = run(file, limit=limit, jobs=jobs, rounds=rounds, warmup_rounds=warmup_rounds, kernels=kernels, range_ratio=range_ratio,
               count_repeats=count_repeats)
     if rows_out is not None:

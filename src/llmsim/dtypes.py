@@ -67,7 +67,10 @@ def bytes_per_element(dtype: str) -> float:
 
 
 def check_allowed(dtype: str, allowed: tuple[str, ...], what: str) -> str:
-    d = canonical(dtype)
+    try:
+        d = canonical(dtype)
+    except LlmsimError:
+        raise LlmsimError(f"unknown dtype {dtype!r} for the {what}", hint=f"use one of {', '.join(allowed)}") from None
     if d not in allowed:
         raise LlmsimError(f"{what} dtype {dtype!r} is not supported", hint=f"use one of {', '.join(allowed)}")
     return d

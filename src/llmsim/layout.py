@@ -99,6 +99,13 @@ class Precision:
     act: str = "bf16"
     kv: str = "bf16"
 
+    def __post_init__(self) -> None:
+        if self.act == "fp8" and self.weight in ("bf16", "fp16"):
+            # no engine runs a GEMM on 16-bit weights with fp8 inputs: fp8 tensor cores take
+            # both operands in fp8, so the weights would have to be quantised too
+            raise LlmsimError(f"fp8 activations need quantised weights (fp8, fp4, int8 or int4), got {self.weight} weights",
+                              hint=f"drop the activation dtype ({self.weight} weights run {self.weight} GEMMs) or use fp8 weights (W8A8)")
+
     @classmethod
     def make(cls, weight: str = "bf16", act: str | None = None, kv: str | None = None) -> "Precision":
         """Defaults as serving engines do: fp8/fp4 weights imply fp8 activations (W8A8 / W4A8);

@@ -122,10 +122,14 @@ def uncalibrated_efficiency() -> Efficiency:
     return Efficiency(**_uncalibrated_values())
 
 
+MIN_PEAK_TFLOPS = 1e-3  # 1 GFLOP/s: smaller peaks are a unit slip (the field is TFLOP/s)
+
+
 class GPUSpec(BaseModel):
     """One accelerator. Add your own in YAML/JSON with these field names.
 
-    Every float is finite (allow_inf_nan=False), every peak is > 0, and idle power is at most TDP.
+    Every float is finite (allow_inf_nan=False), every peak at least `MIN_PEAK_TFLOPS`, HBM at least
+    1 GB/s and 0.01 GiB (a unit slip, not a chip, below those), and idle power at most TDP.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -137,8 +141,8 @@ class GPUSpec(BaseModel):
     source: str = Field("", description="spec sheets the numbers come from")
 
     peak_tflops: dict[str, float] = Field(description="dense peak TFLOP/s by dtype (bf16, fp16, fp8, int8, fp4, fp32)")
-    memory_gib: float = Field(gt=0, description="HBM capacity, GiB")
-    memory_bandwidth_gbps: float = Field(gt=0, description="HBM bandwidth, GB/s")
+    memory_gib: float = Field(ge=0.01, description="HBM capacity, GiB")
+    memory_bandwidth_gbps: float = Field(ge=1.0, description="HBM bandwidth, GB/s")
     num_sms: int = Field(132, gt=0, description="streaming multiprocessors / compute units (wave quantisation)")
     tdp_w: float = Field(700.0, gt=0)
     idle_power_w: float = Field(100.0, ge=0)
@@ -149,9 +153,9 @@ class GPUSpec(BaseModel):
     nvlink_domain_size: int = Field(8, gt=0, description="GPUs reachable over NVLink/NVSwitch (72 on NVL72)")
     nvlink_bandwidth_gbps: float = Field(0.0, ge=0, description="per GPU, per direction, GB/s; 0 = no NVLink")
     nvlink_latency_us: float = Field(3.0, ge=0)
-    pcie_bandwidth_gbps: float = Field(64.0, gt=0, description="per direction, GB/s (Gen5 x16 = 64)")
+    pcie_bandwidth_gbps: float = Field(64.0, ge=0.01, description="per direction, GB/s (Gen5 x16 = 64)")
     pcie_latency_us: float = Field(5.0, ge=0)
-    nic_bandwidth_gbps: float = Field(50.0, gt=0, description="scale-out NIC per GPU, per direction, GB/s (400 Gb/s = 50)")
+    nic_bandwidth_gbps: float = Field(50.0, ge=0.01, description="scale-out NIC per GPU, per direction, GB/s (400 Gb/s = 50)")
     nic_latency_us: float = Field(8.0, ge=0)
 
     efficiency: Efficiency = Efficiency()
@@ -161,8 +165,8 @@ class GPUSpec(BaseModel):
     def _canon_dtypes(cls, v: dict[str, float]) -> dict[str, float]:
         out = {canonical(k): float(x) for k, x in v.items()}
         for k, x in out.items():
-            if not (math.isfinite(x) and x > 0):
-                raise ValueError(f"{k} must be a finite number greater than 0 (got {x!r}); "
+            if not (math.isfinite(x) and x >= MIN_PEAK_TFLOPS):
+                raise ValueError(f"{k} must be a finite number of at least {MIN_PEAK_TFLOPS:g} TFLOP/s (got {x!r}); "
                                  "leave out a dtype the chip does not support")
         if "bf16" not in out and "fp16" in out:
             out["bf16"] = out["fp16"]

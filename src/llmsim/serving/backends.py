@@ -32,6 +32,11 @@ never adjusted per benchmark row:
   whole, so no prompt is stuck (TRT-LLM would hold it until enough decodes finish, and reject
   one longer than max_num_tokens at submission). Whether decodes share the iteration is
   `mixed_batches`.
+- `rejects_prompt_over_budget`: with chunked prefill off and a token budget given explicitly,
+  whether a prompt longer than that budget is an error. vLLM and TRT-LLM True: vLLM refuses to
+  start with `max_num_batched_tokens` under `max_model_len`, TRT-LLM rejects a context request
+  longer than `max_num_tokens` at submission. SGLang False: its prefill bound is the larger of
+  `--max-prefill-tokens` and the context length (server_args help), so the prompt runs whole.
 - `allreduce`: 'custom' for all three -- tensor-parallel all-reduces inside one NVLink domain
   run the engine's own one-shot / two-shot kernel over peer memory (TRT-LLM's custom
   all-reduce; vLLM's `CustomAllreduce` and SGLang's are adapted from it, used up to 8 MiB),
@@ -542,6 +547,7 @@ class Backend:
     allreduce_norm_fusion: str = "off"  # 'off' | 'tp' (TRT-LLM) | 'flashinfer' (SGLang): see above
     overlap_scheduling: tuple[str, ...] = ()  # engine roles ('both', 'prefill', 'decode') whose loop overlaps: see above
     prefix_dedup_on_insert: bool = False  # a prompt block computed beside a cached copy is freed (SGLang): see above
+    rejects_prompt_over_budget: bool = True  # chunked prefill off: an explicit budget under a prompt is an error (see above)
 
     def __post_init__(self) -> None:
         if self.allreduce_norm_fusion not in ALLREDUCE_NORM_FUSIONS:
@@ -641,7 +647,7 @@ BACKENDS: dict[str, Backend] = {
                       a2a_moe_efficiency=A2A_MOE_EFFICIENCY["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
                       allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"],
-                      prefix_dedup_on_insert=True),
+                      prefix_dedup_on_insert=True, rejects_prompt_over_budget=False),
     "trtllm": Backend("trtllm", "trtllm", 0.4e-3, 256, 8192, True, 0.90, memory_fraction_of="free", fused_act_quant=True, disagg_first_token="prefill",
                       kv_reserve_output=1.0, disagg_handoff_s=DISAGG_HANDOFF_S["trtllm"], unchunked_budget_to_context=False,
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],

@@ -53,7 +53,9 @@ cut-off (clients keep the system full, so that is when steady state is measured 
 only tokens produced inside it count: a request already decoding at the cut-off contributes
 the share of its output generated after it (decode taken as uniform between its first token
 and its finish), and its prompt only if its first token came after. (Every warm-up request
-has finished by the cut-off, so that is every token the window produced.)
+has finished by the cut-off, so that is every token the window produced.) If every counted
+request finished at the cut-off itself (a warm-up that leaves no window, e.g. the last wave
+of a closed loop finishing in one iteration), the window and tokens are the open loop's.
 
 Throughput over the window: ``output_tokens_per_s``, ``total_tokens_per_s``
 (input + output), ``requests_per_s``, ``output_tokens_per_s_per_gpu``; the *window output
@@ -622,9 +624,12 @@ def summarize(
     }
 
     duration = None
+    cut_window = False  # the closed-loop window starts at the warm-up cut-off
     if n_counted:
         end = float(fin[counted].max())
-        start = float(fin[order[w - 1]]) if closed_loop and w > 0 else float(arr[counted].min())
+        start = float(arr[counted].min())
+        if closed_loop and w > 0 and end > float(fin[order[w - 1]]):
+            start, cut_window = float(fin[order[w - 1]]), True
         duration = end - start
     res["duration_s"] = duration
 
@@ -644,7 +649,7 @@ def summarize(
     res["mean_input_tokens"] = float(c_in.mean()) if n_counted else None
     res["mean_output_tokens"] = float(c_out.mean()) if n_counted else None
     win_in, win_out = float(in_tokens), float(out_tokens)
-    if n_counted and closed_loop and w > 0:
+    if cut_window:
         win_in, win_out = _window_tokens(c_ft, c_fin, c_in, c_out, start)
     n_good = _num_good(ttft_ms, tpot_ms, multi, slo) if slo is not None and not slo.empty else None
     return _finish_summary(res, duration=duration, win_in=win_in, win_out=win_out, n_good=n_good, slo=slo, num_gpus=num_gpus,
@@ -788,8 +793,11 @@ class StreamingSummary:
             "num_incomplete": int(num_requests) - self.num_completed,
         }
         duration = None
+        win_in, win_out = float(self._in_tokens), float(self._out_tokens)
         if n:
-            start = self._cut if self.closed_loop and self._cut is not None else self._start
+            start = self._start
+            if self.closed_loop and self._cut is not None and self._end > self._cut:
+                start, win_in, win_out = self._cut, self._win_in, self._win_out
             duration = self._end - start
         res["duration_s"] = duration
         h = self._hist
@@ -803,7 +811,7 @@ class StreamingSummary:
         res["mean_input_tokens"] = self._in_tokens / n if n else None
         res["mean_output_tokens"] = self._out_tokens / n if n else None
         slo = self.slo
-        res = _finish_summary(res, duration=duration, win_in=self._win_in, win_out=self._win_out,
+        res = _finish_summary(res, duration=duration, win_in=win_in, win_out=win_out,
                               n_good=self._good if slo is not None and not slo.empty else None, slo=slo, num_gpus=num_gpus,
                               gpu_power_w=gpu_power_w, gpu_idle_w=gpu_idle_w, busy_fraction=busy_fraction,
                               price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups)

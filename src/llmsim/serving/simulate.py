@@ -212,7 +212,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     # (the parallel degrees are `Parallel.validate`'s to check)
     _check_int("workers", pool.workers, None, "engine replicas in the pool, a whole number, e.g. Pool('h100-sxm', tp=2, workers=3)")
     if pool.workers < 1:
-        raise LlmsimError(f"a pool needs at least one worker, got {pool.workers}")
+        flag = {"prefill": "--prefill-workers", "decode": "--decode-workers"}.get(role, "--replicas")
+        raise LlmsimError(f"the {'aggregated' if role == 'both' else role} pool needs at least one worker (engine replica), got {pool.workers}",
+                          hint=f"e.g. {flag} 1 (Pool(workers=1))")
     if not isinstance(pool.gpu, (str, GPUSpec)):
         raise LlmsimError(f"a pool's gpu must be a catalog id, a GPU file path or a GPUSpec, got {pool.gpu!r}",
                           hint="e.g. Pool('h100-sxm', tp=2)")
@@ -247,7 +249,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         raise LlmsimError(
             f"{spec.name} on {pool.tp * pool.pp * pool.dp}x {gpu.name} (tp={pool.tp} pp={pool.pp} dp={pool.dp}) leaves no room for a KV cache: "
             + mem.message.replace("does not fit", "weights and activations do not fit"),
-            hint="use more GPUs per replica (tp/pp), fp8 weights, or a GPU with more memory",
+            hint="use more GPUs per replica (tp/pp)" + ("" if prec.weight in ("fp8", "fp4", "int4") else ", fp8 weights")
+                 + ", or a GPU with more memory",
         )
     kernels = resolve_kernels(dep.kernels, gpu)
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
@@ -438,13 +441,24 @@ def simulate(
                   _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
     else:
         builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model)]
+    longest_prompt = int(wl.input_len.max())
     for b in builds:
+        what = {"both": "", "prefill": "prefill ", "decode": "decode "}.get(b.cfg.role, "")
         cap_need = longest + 1 + math.ceil(b.cfg.seq_state_tokens)
         if b.cfg.kv_capacity_tokens < cap_need:
             state = f" ({math.ceil(b.cfg.seq_state_tokens)} of them its linear-attention state)" if b.cfg.seq_state_tokens else ""
             raise LlmsimError(
-                f"the KV cache of one {b.cfg.role} engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}{state}",
+                f"the KV cache of one {what}engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}{state}",
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
+            )
+        if (b.cfg.role != "decode" and not b.cfg.chunked_prefill and be.rejects_prompt_over_budget
+                and dep.max_num_batched_tokens is not None and longest_prompt > dep.max_num_batched_tokens):
+            # vLLM refuses to start with a budget under its context length, TRT-LLM rejects the
+            # request at submission: neither runs a whole prompt past the budget it was given
+            raise LlmsimError(
+                f"without chunked prefill a whole prompt must fit one iteration, but a prompt of {longest_prompt} tokens "
+                f"exceeds max_num_batched_tokens = {dep.max_num_batched_tokens} ({be.name} would refuse it)",
+                hint=f"raise --max-num-batched-tokens to at least {longest_prompt}, or turn chunked prefill on",
             )
 
     delay = wl.send_delay_s  # closed-loop client turnaround (or None)
@@ -631,6 +645,9 @@ def _check_engine_limits(dep: Deployment) -> None:
         _check_int("max_num_batched_tokens", dep.max_num_batched_tokens, 1,
                    "the most tokens one engine iteration processes (e.g. 8192); None = the backend's")
     _check_int("block_size", dep.block_size, 1, "tokens per paged KV-cache block (e.g. 16, vLLM's default)")
+    if dep.block_size > MAX_BLOCK_SIZE:
+        raise LlmsimError(f"block_size must be at most {MAX_BLOCK_SIZE} tokens per KV-cache block, got {dep.block_size}",
+                          hint="engines page the KV cache in blocks of 16 (vLLM), 32 (TRT-LLM) or 1 (SGLang) to 256 tokens")
     for name, optional in (("prefix_caching", False), ("static_batching", False), ("chunked_prefill", True), ("mixed_batches", True)):
         check_bool(name, getattr(dep, name), allow_none=optional,
                    hint="a string such as 'no' is not False" + ("; None: the backend's default" if optional else ""))
@@ -660,10 +677,44 @@ def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
         raise LlmsimError(f"{name} must be in {'(0, 1]' if positive else '[0, 1]'}, got {v!r}", hint=hint)
 
 
+# The longest fixed time a Deployment setting may add (per iteration, hand-off, token ...): an
+# hour is far beyond any engine's, and keeps the simulated clock where it resolves microseconds.
+MAX_SETTING_S = 3600.0
+# the largest KV-cache block (tokens) a Deployment may ask for: engines use 1 to 256
+MAX_BLOCK_SIZE = 4096
+
+
+def check_unused_settings(dep: Deployment) -> None:
+    """Refuse settings that this deployment would ignore: expert-parallel imbalance without ep > 1,
+    MoE settings on a dense model, batch waiting's token ratio without its iterations, attention-DP
+    balancing without dp > 1. `simulate` itself leaves such settings inert (a sweep may set one
+    for every layout); `llmsim serve` calls this, where a typo'd layout or a dense model would
+    otherwise look like a run with them."""
+    spec = dep.model if isinstance(dep.model, ModelSpec) else get_model(dep.model)
+    pools = [p for p in (dep.prefill, dep.decode) if p is not None] if dep.disaggregated else [dep.pool]
+    if dep.ep_imbalance not in (None, 1, 1.0) and all(p.ep == 1 for p in pools):
+        raise LlmsimError(f"ep_imbalance ({dep.ep_imbalance!r}) applies to MoE layers run with expert parallelism, but no pool has ep > 1",
+                          hint="drop --ep-imbalance, or give the pool an ep degree (--ep / --prefill-ep / --decode-ep)")
+    if not spec.is_moe:
+        for name, flag in (("moe_efficiency", "--moe-efficiency"), ("prefill_moe_layer_s", "--prefill-moe-layer-us")):
+            if getattr(dep, name) is not None:
+                raise LlmsimError(f"{name} applies to mixture-of-experts layers, but {spec.name} is a dense model",
+                                  hint=f"drop {flag} (the {name} setting)")
+    if dep.batch_wait_tokens_ratio and not dep.batch_wait_iters:
+        raise LlmsimError("batch_wait_tokens_ratio only applies while new prefill work is held back (batch_wait_iters > 0)",
+                          hint="give --batch-wait-iters N too, or drop --batch-wait-tokens-ratio")
+    if dep.adp_balance_timeout_iters and all(p.dp == 1 for p in pools):
+        raise LlmsimError("adp_balance_timeout_iters balances prompts over attention data-parallel ranks, but no pool has dp > 1",
+                          hint="drop --adp-balance-timeout-iters, or give the pool a dp degree (--dp / --prefill-dp / --decode-dp)")
+    if dep.adp_balance_batching_iters and not dep.adp_balance_timeout_iters:
+        raise LlmsimError("adp_balance_batching_iters only applies with attention-DP balancing (adp_balance_timeout_iters > 0)",
+                          hint="give --adp-balance-timeout-iters N too, or drop --adp-balance-batching-iters")
+
+
 def _check_seconds(name: str, v, hint: str) -> None:
-    """A Deployment time setting: a finite number of seconds >= 0; bools are refused."""
-    if not is_number(v) or not (math.isfinite(v) and v >= 0):
-        raise LlmsimError(f"{name} must be a finite number >= 0, got {v!r}", hint=hint)
+    """A Deployment time setting: a finite number of seconds in [0, MAX_SETTING_S]; bools are refused."""
+    if not is_number(v) or not (math.isfinite(v) and 0 <= v <= MAX_SETTING_S):
+        raise LlmsimError(f"{name} must be a number of seconds in [0, {MAX_SETTING_S:g}], got {v!r}", hint=hint)
 
 
 def _check_int(name: str, v, lo: int | None, hint: str) -> None:

@@ -820,6 +820,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
     plan = _Plan(base, isl=isl, osl=osl, range_ratio=row_range_ratio(row))
     notes: list[str] = []
     try:
+        if row.get(MALFORMED):
+            raise LlmsimError(f"malformed CSV row: {row[MALFORMED]}")
         if mode not in ("agg", "disagg"):
             raise LlmsimError(f"unknown mode {mode!r}")
         isl, osl = _int(row.get("isl"), 0, "isl"), _int(row.get("osl"), 0, "osl")
@@ -1353,11 +1355,15 @@ def reason_class(reason: str) -> str:
         return reason
     if reason.startswith(REPEAT_REASON):
         return REPEAT_REASON + " (counted once; rule 10)"
-    r = re.sub(r"\d[\d,.]*", "N", reason)
+    # stand-alone numbers only: the digits inside names ('h100_sxm', 'llama-3.1-8b') stay
+    r = re.sub(r"(?<![\w.\-])\d+(?:[.,]\d+)*(?!\w)", "N", reason)
     return r if len(r) <= 160 else r[:157] + "..."
 
 
 # ----------------------------------------------------------------------------- entry point
+
+
+MALFORMED = "_malformed"  # read_silicon_csv's mark on a row whose field count is not the header's
 
 
 def read_silicon_csv(path) -> list[dict]:
@@ -1367,7 +1373,22 @@ def read_silicon_csv(path) -> list[dict]:
         raise LlmsimError(f"silicon CSV {what}: {p}", hint="give the path of an AIConfigurator silicon CSV")
     try:
         with p.open(newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.DictReader(f))
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            dup = sorted({h for h in header if header.count(h) > 1})
+            if dup:
+                raise LlmsimError(f"silicon CSV {p} names column(s) {dup} more than once",
+                                  hint="each column once: which one would be meant is ambiguous")
+            rows = []
+            for row in reader:
+                # a row with more or fewer fields than the header: its values cannot be trusted to
+                # sit under the right columns, so it is listed as skipped with the reason (rule 9)
+                extra, short = row.pop(None, None), None in row.values()
+                if extra or short:
+                    n = len(header) + len(extra) if extra else sum(v is not None for v in row.values())
+                    row = {k: ("" if v is None else v) for k, v in row.items()}
+                    row[MALFORMED] = f"line {reader.line_num} has {n} fields, the header {len(header)}"
+                rows.append(row)
     except UnicodeDecodeError as e:
         raise LlmsimError(f"silicon CSV {p} is not UTF-8 text (undecodable byte at offset {e.start}): is it a binary file?",
                           hint="expected the AIConfigurator silicon format: a UTF-8 CSV with header id,backend,model_path,...") from None

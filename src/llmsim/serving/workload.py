@@ -275,6 +275,19 @@ def _check_pos(x: Any, what: str, hint: str | None = None) -> float:
     return v
 
 
+# Gamma arrivals' coefficient of variation: 0.01 (nearly evenly spaced) to 100 (one burst after
+# another); beyond, the Gamma shape 1/cv^2 leaves float range (and no benchmark runs it)
+CV_RANGE = (0.01, 100.0)
+
+
+def _check_cv(cv: Any) -> float:
+    hint = f"cv = 1 is Poisson, > 1 bursty, < 1 regular; between {CV_RANGE[0]:g} and {CV_RANGE[1]:g}"
+    v = _check_pos(cv, "arrival cv", hint=hint)
+    if not CV_RANGE[0] <= v <= CV_RANGE[1]:
+        raise LlmsimError(f"arrival cv must be between {CV_RANGE[0]:g} and {CV_RANGE[1]:g}, got {cv!r}", hint=hint)
+    return v
+
+
 def _rng(seed: Any) -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
@@ -288,11 +301,17 @@ def _sub_rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([int(seed), stream])))
 
 
-def _cumulate(gaps: np.ndarray, start_s: float) -> np.ndarray:
+def _cumulate(gaps: np.ndarray, start_s: float, rate: float) -> np.ndarray:
     out = np.empty(gaps.size + 1, dtype=np.float64)
     out[0] = 0.0
-    np.cumsum(gaps, out=out[1:])
+    with np.errstate(over="ignore"):  # an infinite span is refused just below
+        np.cumsum(gaps, out=out[1:])
     out += start_s
+    # the simulator's clock is a float64 of seconds: past a year it would still resolve
+    # microseconds, but arrivals spread that thin are a mistyped rate, not a benchmark
+    if not out[-1] <= MAX_TRACE_SPAN_S:
+        raise LlmsimError(f"{out.size:,} arrivals at {rate:g} requests/s span {out[-1]:.3g} s, more than a year "
+                          f"({MAX_TRACE_SPAN_S:.3g} s)", hint="raise the rate (requests per second) or simulate fewer requests")
     return out
 
 
@@ -304,7 +323,7 @@ def poisson_arrivals(rate_per_s: float, n: int, seed: int, start_s: float = 0.0)
     if not math.isfinite(start):
         raise LlmsimError(f"start_s must be finite, got {start_s!r}")
     rng = _rng(seed)
-    return _cumulate(rng.exponential(1.0 / rate, n - 1), start)
+    return _cumulate(rng.exponential(1.0 / rate, n - 1), start, rate)
 
 
 def gamma_arrivals(rate_per_s: float, cv: float, n: int, seed: int, start_s: float = 0.0) -> np.ndarray:
@@ -313,7 +332,7 @@ def gamma_arrivals(rate_per_s: float, cv: float, n: int, seed: int, start_s: flo
     cv = 1 is exactly `poisson_arrivals` (same seed, same times); cv > 1 is bursty.
     """
     rate = _check_pos(rate_per_s, "request rate", hint="give a rate in requests per second, e.g. 10")
-    cv = _check_pos(cv, "arrival cv", hint="cv = 1 is Poisson, > 1 bursty, < 1 regular")
+    cv = _check_cv(cv)
     n = _check_n(n)
     if cv == 1.0:
         return poisson_arrivals(rate, n, seed, start_s)
@@ -323,7 +342,7 @@ def gamma_arrivals(rate_per_s: float, cv: float, n: int, seed: int, start_s: flo
     shape = 1.0 / (cv * cv)
     scale = 1.0 / (rate * shape)
     rng = _rng(seed)
-    return _cumulate(rng.gamma(shape, scale, n - 1), start)
+    return _cumulate(rng.gamma(shape, scale, n - 1), start, rate)
 
 
 # --------------------------------------------------------------------------- length distributions
@@ -1073,8 +1092,8 @@ def make_workload(
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
     resampling use independent streams ``PCG64(SeedSequence([seed, k]))``.
     """
-    if not is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and client_jitter_s >= 0):
-        raise LlmsimError(f"client_jitter_s must be a finite number >= 0, got {client_jitter_s!r}",
+    if not is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and 0 <= client_jitter_s <= 3600):
+        raise LlmsimError(f"client_jitter_s must be a number of seconds in [0, 3600], got {client_jitter_s!r}",
                           hint="seconds of client turnaround, e.g. 0.005; 0 = off")
     if trace is not None and not isinstance(trace, (str, Path)):
         raise LlmsimError(f"trace must be a path, got {trace!r}", hint="e.g. trace='azure2023_conv.csv'")
@@ -1164,7 +1183,7 @@ def make_workload(
     # ---- arrivals
     if rate is not None:
         if cv is not None:
-            _check_pos(cv, "arrival cv", hint="cv = 1 is Poisson, > 1 bursty, < 1 regular")  # (True is not 1)
+            _check_cv(cv)  # (True is not 1)
         if cv is None or float(cv) == 1.0:
             arrival = poisson_arrivals(rate, n, seed)
             how = f"Poisson {float(rate):g} req/s"
