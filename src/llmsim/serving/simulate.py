@@ -425,7 +425,8 @@ def simulate(
     # ITL leaves out the warm-up: at the warm-up cut-off (the completion that ends the warm-up,
     # as the summary counts it in both modes, `_warmup_count`) the gaps recorded so far go
     itl_cut = _warmup_count(wl.warmup, n) if itl is not None else 0
-    events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off, 2 leaves the front end
+    events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off, 2 leaves the front end,
+    # 3 a closed-loop client is free (rid -1: the request it sends is the next one issued)
     seq = 0
     finished = 0
     issued = 0
@@ -467,7 +468,7 @@ def simulate(
     in_front: dict[int, Engine] = {}
 
     def on_finish(rid: int, t: float, e: Engine) -> None:
-        nonlocal seq, finished, issued
+        nonlocal seq, finished
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
             # hand the KV cache to the decode pool
             toks = reqs.inp[rid] + 1
@@ -489,9 +490,13 @@ def simulate(
             if len(done_slots) >= _RECORD_BATCH:
                 record()
         if wl.concurrency is not None and issued < n:
+            # the client is free at t; which request it sends is decided when the loop reaches t
+            # (kind 3): an engine reports an iteration's completions when it steps, so with several
+            # engines a later completion can be reported before an earlier one -- binding the next
+            # request here would hand it to the wrong client and, at the end, leave an earlier-free
+            # client idle while a later one sends the last request
             seq += 1
-            heapq.heappush(events, (t if delay is None else t + float(delay[issued]), seq, 0, issued))
-            issued += 1
+            heapq.heappush(events, (t, seq, 3, -1))
         if progress is not None and finished % 1000 == 0:
             progress(finished, n)
 
@@ -561,6 +566,15 @@ def simulate(
                     n_open, next_open = len(arr_times), 0
             else:
                 t, _s, kind, rid = heapq.heappop(events)
+                if kind == 3:  # a closed-loop client is free: it sends the next request (after its turnaround)
+                    if issued == n:  # every request sent: the client stays idle
+                        continue
+                    rid, kind = issued, 0
+                    issued += 1
+                    if delay is not None:
+                        seq += 1
+                        heapq.heappush(events, (t + float(delay[rid]), seq, 0, rid))
+                        continue
             if kind == 0:
                 n_in = inp_len[rid]
                 if sink is None:
