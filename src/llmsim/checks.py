@@ -13,6 +13,11 @@ import numpy as np
 
 from .errors import LlmsimError
 
+# The longest fixed time a setting may add (a client turnaround, an engine's host time per
+# iteration, a hand-off, a per-token or per-layer time ...): an hour is far beyond any engine's,
+# and keeps the simulated clock (float64 seconds) where it resolves microseconds.
+MAX_SETTING_S = 3600.0
+
 
 def is_int(v: Any) -> bool:
     """An integer (numpy integers too), not a bool."""

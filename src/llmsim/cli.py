@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .checks import MAX_SETTING_S
 from .errors import LlmsimError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, help="Predict speed, memory and cost of LLMs on GPUs, and explain every number.")
@@ -154,7 +155,7 @@ def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float |
     if v is None:
         return None
     scale = {"ms": 1e-3, "µs": 1e-6}[unit]
-    if not (math.isfinite(v) and 0 <= v * scale <= 3600):
+    if not (math.isfinite(v) and 0 <= v * scale <= MAX_SETTING_S):
         raise LlmsimError(f"{flag} must be a number of {unit}, at least 0 and at most an hour, got {v:g}", hint=f"e.g. {flag} {example}")
     return v * scale
 
@@ -246,10 +247,9 @@ def serve(
     """Simulate serving a request stream: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, cost."""
     from .serving.metrics import SLO, write_per_request
     from .serving.simulate import Deployment, Pool, check_unused_settings, simulate
-    from .serving.workload import make_workload
+    from .serving.workload import length_dist_trace_path, make_workload
 
-    dist_traces = [re.sub(r":(input|output)$", "", d.strip()[len("trace:"):])
-                   for d in (input_dist, output_dist) if d and d.strip().lower().startswith("trace:")]
+    dist_traces = (length_dist_trace_path(input_dist), length_dist_trace_path(output_dist))
     _output_file(output, "-o/--output (per-request results)", inputs=(trace, lengths_from, *dist_traces))
     if streaming and output is not None:
         raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",

@@ -42,7 +42,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..checks import check_bool, check_seed, is_int, is_number
+from ..checks import MAX_SETTING_S, check_bool, check_seed, is_int, is_number
 from ..cost.ops import check_ep_imbalance, resolve_ep_imbalance
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
@@ -691,9 +691,6 @@ def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
         raise LlmsimError(f"{name} must be in {'(0, 1]' if positive else '[0, 1]'}, got {v!r}", hint=hint)
 
 
-# The longest fixed time a Deployment setting may add (per iteration, hand-off, token ...): an
-# hour is far beyond any engine's, and keeps the simulated clock where it resolves microseconds.
-MAX_SETTING_S = 3600.0
 # the largest KV-cache block (tokens) a Deployment may ask for: engines use 1 to 256
 MAX_BLOCK_SIZE = 4096
 

@@ -85,7 +85,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import is_int, is_number
+from ..checks import MAX_SETTING_S, is_int, is_number
 from ..errors import LlmsimError
 
 __all__ = [
@@ -441,6 +441,22 @@ def _whole(s: str, spec: str) -> int:
     return int(v)
 
 
+def _split_trace_column(rest: str, column: str) -> tuple[str, str]:
+    """(path, column) of the part after ``trace:`` in a length spec; `column` if it names none."""
+    for c in ("input", "output"):
+        if rest.lower().endswith(":" + c):
+            return rest[: -len(c) - 1], c
+    return rest, column
+
+
+def length_dist_trace_path(spec: object) -> str | None:
+    """The trace file a ``trace:PATH[:input|output]`` length spec reads (None for other specs)."""
+    if not isinstance(spec, str):
+        return None
+    kind, sep, rest = spec.strip().partition(":")
+    return _split_trace_column(rest, "input")[0].strip() if sep and kind.strip().lower() == "trace" else None
+
+
 def parse_length_dist(spec: str, *, max_len: int | None = None, column: str = "input") -> LengthDist:
     """Parse a length-distribution spec (see the module docstring).
 
@@ -464,11 +480,7 @@ def parse_length_dist(spec: str, *, max_len: int | None = None, column: str = "i
         n = _whole(text, spec)
         kind_l, rest = "fixed", str(n)
     if kind_l == "trace":
-        path, col = rest, column
-        for c in ("input", "output"):
-            if rest.lower().endswith(":" + c):
-                path, col = rest[: -len(c) - 1], c
-                break
+        path, col = _split_trace_column(rest, column)
         if col not in ("input", "output"):
             raise LlmsimError(f"trace length column must be 'input' or 'output', got {col!r}")
         if not path.strip():
@@ -1092,8 +1104,8 @@ def make_workload(
     ``poisson_arrivals(rate, n, seed)``); input lengths, output lengths and joint
     resampling use independent streams ``PCG64(SeedSequence([seed, k]))``.
     """
-    if not is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and 0 <= client_jitter_s <= 3600):
-        raise LlmsimError(f"client_jitter_s must be a number of seconds in [0, 3600], got {client_jitter_s!r}",
+    if not is_number(client_jitter_s) or not (math.isfinite(client_jitter_s) and 0 <= client_jitter_s <= MAX_SETTING_S):
+        raise LlmsimError(f"client_jitter_s must be a number of seconds in [0, {MAX_SETTING_S:g}], got {client_jitter_s!r}",
                           hint="seconds of client turnaround, e.g. 0.005; 0 = off")
     if trace is not None and not isinstance(trace, (str, Path)):
         raise LlmsimError(f"trace must be a path, got {trace!r}", hint="e.g. trace='azure2023_conv.csv'")
