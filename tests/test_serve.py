@@ -1043,6 +1043,40 @@ def test_prefill_fixed_time_applies_to_prefill_iterations_of_roofline_gpus_only(
         == StepTimeModel(spec, par, prec, cmk).one_chunk(1000, 0, 3, 3000, 4)
 
 
+def test_fixed_prefill_times_apply_on_blackwell_only_unless_given():
+    # The backends' fixed prefill times were fitted on Blackwell rows; H100 rows timed by the
+    # roofline show no such gap, so a roofline-timed Hopper GPU (H200, H100 with --kernels none)
+    # takes none per dense / MLA layer and the table value per MoE layer -- an H200 is not
+    # slower to prefill than an H100. A user's value applies on any GPU without tables.
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models.catalog import get_model
+    from llmsim.serving.backends import BACKENDS, is_blackwell
+
+    trt, vllm = BACKENDS["trtllm"], BACKENDS["vllm"]
+    h200, b200, h100 = get_gpu("h200"), get_gpu("b200"), get_gpu("h100-sxm")
+    assert is_blackwell(b200) and is_blackwell(get_gpu("gb300")) and not is_blackwell(h200) and not is_blackwell(get_gpu("mi300x"))
+    assert trt.prefill_fixed_for(b200) == (trt.prefill_layer_s, trt.prefill_moe_layer_s, trt.prefill_mla_layer_s)
+    assert trt.prefill_fixed_for(h200) == (0.0, trt.prefill_table_moe_layer_s, 0.0)
+    assert vllm.prefill_fixed_for(h200) == (0.0, vllm.prefill_table_moe_layer_s, 0.0) and vllm.prefill_table_moe_layer_s > 0
+    ds, fp8 = get_model("deepseek-v3"), Precision.make("fp8", None, None)
+    assert trt.step_time(ds, h200, Parallel(tp=8), fp8).prefill_fixed_s == 0.0
+    assert trt.step_time(ds, b200, Parallel(tp=8), fp8).prefill_fixed_s == pytest.approx(
+        61 * (trt.prefill_layer_s + trt.prefill_mla_layer_s) + ds.num_moe_layers * trt.prefill_moe_layer_s)
+    assert trt.step_time(ds, h200, Parallel(tp=8), fp8, prefill_layer_s=1e-4).prefill_fixed_s == pytest.approx(61 * 1e-4)
+    # end to end: Llama-3.1-8B, 1k prompts one at a time -- H200 (roofline) within 10% of H100
+    # (measured tables) and of H100 under the roofline, where the Blackwell-fitted time made it 1.7x
+    wl = make_workload(num_requests=8, isl=1024, osl=16, concurrency=1, seed=0)
+    ttft = {}
+    for name, kern in (("h100-sxm", "auto"), ("h100-sxm", "none"), ("h200", "auto")):
+        r = simulate(Deployment(model=MODEL, pool=Pool(name, tp=1), backend="vllm", kernels=kern), wl).summary
+        assert r["prefill_layer_s"] == 0.0
+        ttft[name, kern] = r["ttft_ms"]["mean"]
+    assert ttft["h200", "auto"] <= ttft["h100-sxm", "none"] and ttft["h200", "auto"] == pytest.approx(ttft["h100-sxm", "auto"], rel=0.1)
+    given = simulate(Deployment(model=MODEL, pool=Pool("h200", tp=1), backend="vllm", prefill_layer_s=5e-4), wl).summary
+    assert given["prefill_layer_s"] == 5e-4 and given["ttft_ms"]["mean"] > ttft["h200", "auto"] + 0.9 * 32 * 0.5
+
+
 def test_prefill_mla_layer_time_applies_to_mla_models_on_roofline_gpus():
     # Backend.prefill_mla_layer_s x layers joins the fixed prefill time of a multi-head-latent-
     # attention model (DeepSeek: all 61 layers) on a roofline-timed GPU; a GQA MoE model (gpt-oss)

@@ -753,3 +753,27 @@ def test_malformed_silicon_rows_are_listed_and_duplicated_columns_refused(tmp_pa
 def test_skip_reason_classes_keep_the_digits_of_names():
     assert reason_class("unknown GPU 'h900_sxm'") == "unknown GPU 'h900_sxm'"
     assert reason_class("llama-3.1-8b: tp 3 does not divide 32 heads") == "llama-3.1-8b: tp N does not divide N heads"
+
+
+def test_cli_fails_when_no_row_can_be_modelled(tmp_path, capsys):
+    # a report that compares nothing is a failed check: the skip reasons are printed (or in the
+    # JSON's skipped[]) and the exit status is 1, not 0
+    f = tmp_path / "unknown.csv"
+    with f.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows([row(id="a_c8", model_path="nobody/NoSuchModel-7B")])
+    for extra in ([], ["--json"]):
+        with pytest.raises(SystemExit) as e:
+            main(["validate", "silicon", str(f), *extra])
+        assert e.value.code == 1
+        cap = capsys.readouterr()
+        assert "none of the 1 rows could be modelled" in " ".join(cap.err.split())
+        assert "model not in catalog" in cap.out
+    ok = tmp_path / "one.csv"
+    with ok.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS)
+        w.writeheader()
+        w.writerows([row(id="a_c8", model_path="nobody/NoSuchModel-7B"), row(id="b_c8")])
+    main(["validate", "silicon", str(ok), "--json"])  # one row modelled: a normal report, status 0
+    assert json.loads(capsys.readouterr().out)["overall"]["rows_modelled"] == 1

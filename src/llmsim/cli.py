@@ -229,9 +229,11 @@ def serve(
     cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
     frontend_us_per_token: Optional[float] = typer.Option(None, help="override the backend's serial front-end (API server) time per prompt token, in µs"),
     prefill_layer_us: Optional[float] = typer.Option(None, help="override the backend's fixed time per model layer of an iteration that runs "
-                                                     "prefill, in µs (0: off; never applied where measured kernel tables time the GPU)"),
+                                                     "prefill, in µs (0: off; by default only on the Blackwell GPUs it was fitted on; given, on any GPU "
+                                                     "but never where measured kernel tables time it)"),
     prefill_moe_layer_us: Optional[float] = typer.Option(None, help="override the backend's fixed time per MoE layer of an iteration that runs "
-                                                         "prefill, in µs (0: off; MoE models only; never applied where measured kernel tables time the GPU)"),
+                                                         "prefill, in µs (0: off; MoE models only; by default only on the Blackwell GPUs it was fitted on; given, on "
+                                                         "any GPU but never where measured kernel tables time it)"),
     moe_efficiency: Optional[float] = typer.Option(None, help="override the backend's fraction of the dense GEMM's compute rate that its fused-MoE "
                                                    "expert GEMMs reach, in (0, 1] (MoE models only)"),
     kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
@@ -583,8 +585,13 @@ def validate_silicon(
         rep.write_rows(rows_out)
     if as_json:
         _print_json(rep.to_dict())
-        return
-    rep.render(out)
+    else:
+        rep.render(out)
+    if rep.rows and not any(r["status"] == "ok" for r in rep.rows):
+        # a report that compares nothing is a failed check, not a pass (exit status 1)
+        err.print(f"[bold red]error:[/] none of the {len(rep.rows):,} rows could be modelled, so nothing was compared "
+                  f"(each row's skip reason is {'in skipped[]' if as_json else 'listed above'})")
+        raise typer.Exit(1)
 
 
 @models_app.command("list")

@@ -118,10 +118,16 @@ never adjusted per benchmark row:
   the prefill kernels (routing, quantisation, small grouped GEMMs) both look like this. The H100
   rows, whose GEMM and attention kernels are timed from measured tables, show no such gap
   (applying it there made their TTFT worse: vLLM dense 16.9 -> 49.1% median APE), so it is
-  applied only where the roofline times the GPU. FITTED: see `PREFILL_LAYER_S`.
+  applied only where the roofline times the GPU -- and only on the Blackwell parts
+  (`Backend.prefill_fixed_for`): timed by the roofline instead of the tables, the H100 rows
+  show no gap either (TTFT median APE without / with the fixed times, `--kernels none`, 2026-11-24:
+  vLLM agg 8.9 / 21.0%, SGLang agg 14.2 / 19.4%, TRT-LLM agg 27.1 / 31.7%; with the tables 9.4 /
+  13.4 / 26.0%), so it is a property of the engines on Blackwell, not of the roofline, and an
+  H200 (Hopper, no tables) had been charged 16 ms more per 1k-token Llama-3.1-8B prefill than
+  an H100. FITTED: see `PREFILL_LAYER_S`.
 - `prefill_moe_layer_s`: more fixed time per MoE layer of every iteration that runs prefill
-  chunks, on top of `prefill_layer_s` and like it only on GPUs that no measured kernel tables
-  time. One fixed time per layer fitted two opposite errors in TRT-LLM's B200 rows at c <= 8:
+  chunks, on top of `prefill_layer_s` and like it only on Blackwell GPUs that no measured kernel
+  tables time (elsewhere MoE layers take `prefill_table_moe_layer_s`). One fixed time per layer fitted two opposite errors in TRT-LLM's B200 rows at c <= 8:
   the dense Llama-3.1-70B's measured TTFT sat 39-58 ms below the simulated one with 1 ms per
   layer, DeepSeek-R1's (58 MoE layers) 50-84 ms above it, growing little with the prompt. So the
   fixed prefill time splits into a part per layer and a larger part per MoE layer (routing,
@@ -132,13 +138,16 @@ never adjusted per benchmark row:
   scored worse: TRT-LLM's H100 Qwen3-235B rows went 27.4 -> 54.8% TTFT median APE, although at
   c <= 8 they too sat 73 ms above the simulation. FITTED: see `PREFILL_MOE_LAYER_S`.
 - `prefill_mla_layer_s`: more fixed time per layer of a multi-head-latent-attention model
-  (DeepSeek-V3 / R1, Kimi-K2.5) in an iteration that runs prefill, on GPUs without kernel tables.
+  (DeepSeek-V3 / R1, Kimi-K2.5) in an iteration that runs prefill, on Blackwell GPUs without
+  kernel tables.
   TRT-LLM's per-MoE-layer time had been fitted on rows dominated by DeepSeek, whose MoE layers
   are MLA layers too; the GQA gpt-oss-120b (B200) then sat at twice its measured TTFT at low
   concurrency. TRT-LLM 0.75 ms (and 0.75 ms per MoE layer), vLLM / SGLang 0. FITTED: see
   `PREFILL_MLA_LAYER_S`.
 - `prefill_table_moe_layer_s`: the fixed prefill time per MoE layer on GPUs whose measured
-  kernel tables time the dense GEMMs and attention (H100). `prefill_layer_s` is kept off those
+  kernel tables time the dense GEMMs and attention (H100), and on the non-Blackwell GPUs the
+  roofline times (H200, H100 with `--kernels none`, A100 ...: their dense layers take no fixed
+  time, as the H100's). `prefill_layer_s` is kept off those
   GPUs because their dense layers show no gap, but no table times a fused-MoE kernel: vLLM's H100
   gpt-oss-120b rows measured 32-59 ms TTFT at c = 4, ISL 1k, against 18-36 ms simulated. vLLM
   applies its `prefill_layer_s` (0.5 ms) to each MoE layer there; TRT-LLM and SGLang 0.
@@ -599,7 +608,7 @@ class Backend:
         if force or self.allreduce_norm_fusion == "tp":
             return tp_limit
         if self.allreduce_norm_fusion == "flashinfer":
-            blackwell = gpu.vendor == "nvidia" and "fp4" in gpu.peak_tflops  # fp4 tensor cores: the SM100 parts
+            blackwell = is_blackwell(gpu)
             one_node = par.num_gpus <= gpu.gpus_per_node
             if blackwell and one_node and model.architecture in SGLANG_FUSION_ARCHITECTURES:
                 return FLASHINFER_FUSION_MAX_TOKENS
@@ -620,18 +629,42 @@ class Backend:
                          moe_efficiency=self.moe_efficiency_for(par), unfused_quant_ops=self.unfused_quant_ops)
 
     def step_time(self, spec, gpu: GPUSpec, par: Parallel, prec, kernels=None, make: Callable[..., StepTimeModel] = StepTimeModel,
-                  allreduce_norm_fusion: bool | None = None, ep_imbalance: float = 1.0) -> StepTimeModel:
+                  allreduce_norm_fusion: bool | None = None, ep_imbalance: float = 1.0, *,
+                  prefill_layer_s: float | None = None, prefill_moe_layer_s: float | None = None) -> StepTimeModel:
         """The iteration-time model of a pool with layout `par` on `gpu` under this engine: its cost
         model (`cost_model`) and host / fixed prefill times, the all-reduce + norm fusion
         (`fused_norm_tokens`, forced on / off by `allreduce_norm_fusion`) and the expert-parallel
         imbalance. `kernels`: resolved tables (`estimate.resolve_kernels`); `make`: the
-        `StepTimeModel` constructor or a cache with its signature (`planner.cache.step_time_model`)."""
+        `StepTimeModel` constructor or a cache with its signature (`planner.cache.step_time_model`).
+        `prefill_layer_s` / `prefill_moe_layer_s`: a user's values, which replace the fixed prefill
+        times on any GPU (`prefill_fixed_for`) -- still not where kernel tables time it."""
+        layer_s, moe_layer_s, mla_layer_s = self.prefill_fixed_for(gpu)
+        layer_s = layer_s if prefill_layer_s is None else prefill_layer_s
+        moe_layer_s = moe_layer_s if prefill_moe_layer_s is None else prefill_moe_layer_s
         return make(spec, par, prec, self.cost_model(gpu, kernels, par), self.cpu_overhead_s, self.cpu_per_seq_s,
-                    self.prefill_layer_s, self.prefill_moe_layer_s, self.prefill_table_moe_layer_s, self.prefill_mla_layer_s,
+                    layer_s, moe_layer_s, self.prefill_table_moe_layer_s, mla_layer_s,
                     self.fused_norm_tokens(spec, gpu, par, allreduce_norm_fusion), ep_imbalance)
+
+    def prefill_fixed_for(self, gpu: GPUSpec) -> tuple[float, float, float]:
+        """The fixed prefill times (per layer, per MoE layer, per MLA layer) this engine takes on a
+        roofline-timed `gpu`: its fitted `prefill_layer_s` / `prefill_moe_layer_s` /
+        `prefill_mla_layer_s` on the Blackwell parts, whose rows they were fitted on, else (0, the
+        MoE-layer time of a table-timed GPU, 0) -- the rows of the one other architecture measured,
+        Hopper (H100), show no dense-layer gap under the roofline either (see `Backend.prefill_layer_s`).
+        `StepTimeModel` drops the first and last where kernel tables time the GPU."""
+        if is_blackwell(gpu):
+            return self.prefill_layer_s, self.prefill_moe_layer_s, self.prefill_mla_layer_s
+        return 0.0, self.prefill_table_moe_layer_s, 0.0
 
     def with_(self, **kw) -> "Backend":
         return replace(self, **{k: v for k, v in kw.items() if v is not None})
+
+
+def is_blackwell(gpu: GPUSpec) -> bool:
+    """An NVIDIA part with fp4 tensor cores: the Blackwell generation (B200, B300, GB200, GB300 in
+    the catalog), where the fixed prefill times were fitted (`Backend.prefill_fixed_for`) and
+    SGLang's FlashInfer all-reduce fusion runs (`Backend.fused_norm_tokens`)."""
+    return gpu.vendor == "nvidia" and "fp4" in gpu.peak_tflops
 
 
 BACKENDS: dict[str, Backend] = {

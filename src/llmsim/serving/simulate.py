@@ -108,8 +108,8 @@ class Deployment:
     kernels: str | None = "auto"
     cpu_overhead_s: float | None = None
     cpu_per_seq_s: float | None = None  # None: the backend's (`Backend.cpu_per_seq_s`)
-    prefill_layer_s: float | None = None  # None: the backend's (`Backend.prefill_layer_s`)
-    prefill_moe_layer_s: float | None = None  # None: the backend's (`Backend.prefill_moe_layer_s`)
+    prefill_layer_s: float | None = None  # None: the backend's on the GPU (`Backend.prefill_fixed_for`); given: on any GPU without kernel tables
+    prefill_moe_layer_s: float | None = None  # None: the backend's on the GPU (`Backend.prefill_fixed_for`); given: likewise
     moe_efficiency: float | None = None  # every pool; None: the backend's (`Backend.moe_efficiency_for` the pool)
     # the tensor-parallel all-reduce and the RMSNorm after it run as one kernel (True), as
     # separate kernels (False), or as the engine does (None: `Backend.allreduce_norm_fusion`)
@@ -254,11 +254,11 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         )
     kernels = resolve_kernels(dep.kernels, gpu)
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
-    be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s, prefill_layer_s=dep.prefill_layer_s,
-                  prefill_moe_layer_s=dep.prefill_moe_layer_s,
+    be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s,
                   moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency)
     st = be.step_time(spec, gpu, par, prec, kernels, step_time_model, dep.allreduce_norm_fusion,
-                      resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep))
+                      resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep),
+                      prefill_layer_s=dep.prefill_layer_s, prefill_moe_layer_s=dep.prefill_moe_layer_s)
     cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
@@ -801,12 +801,12 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
         "cpu_per_seq_s": float(builds[0].st.cpu_per_seq_s),
         # fixed time per model layer of an iteration that runs prefill, on the engine that
-        # prefills (0 where measured kernel tables time the GPU)
+        # prefills (0 where measured kernel tables time the GPU, and by default off Blackwell)
         "prefill_layer_s": float(builds[0].st.prefill_layer_s),
         # and per MoE layer (the fused-MoE prefill path; no effect on dense models), likewise --
-        # on GPUs with kernel tables the backend's prefill_table_moe_layer_s
+        # on GPUs with kernel tables, and by default off Blackwell, the backend's prefill_table_moe_layer_s
         "prefill_moe_layer_s": float(builds[0].st.prefill_moe_layer_s),
-        # and per layer of a multi-head-latent-attention model (0 for others), roofline GPUs only
+        # and per layer of a multi-head-latent-attention model (0 for others), roofline-timed Blackwell GPUs only
         "prefill_mla_layer_s": float(builds[0].st.prefill_mla_layer_s),
         # tokens per attention rank up to which the engine that decodes runs each tensor-parallel
         # all-reduce and the RMSNorm after it as one kernel (0: separate norm kernels;

@@ -18,7 +18,9 @@ An engine iteration's time splits into parts that depend on different aspects of
   layers on roofline-timed GPUs; on GPUs whose measured kernel tables time the dense GEMMs and
   attention, `Backend.prefill_table_moe_layer_s` x MoE layers (no table times a fused-MoE
   kernel); plus `Backend.prefill_mla_layer_s` x layers of an MLA model on roofline-timed GPUs.
-  Fitted; see backends.py.
+  Fitted; see backends.py. `Backend.step_time` passes the per-layer, MoE and MLA values only
+  for the Blackwell parts they were fitted on (`Backend.prefill_fixed_for`; elsewhere 0, the
+  table value and 0).
 
 With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
 chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
