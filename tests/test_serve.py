@@ -603,8 +603,13 @@ def test_kv_too_small_for_one_request():
 
 def test_model_that_does_not_fit():
     wl = make_workload(num_requests=2, isl=100, osl=10, concurrency=1)
-    with pytest.raises(LlmsimError, match="no room for a KV cache|do not fit"):
+    with pytest.raises(LlmsimError, match="no room for a KV cache|do not fit") as e:
         simulate(dep(model="llama-3.1-70b"), wl)
+    assert "fp8 weights" in e.value.hint
+    # the hint offers only weight formats the GPU runs: an A100 has no fp8 tensor cores
+    with pytest.raises(LlmsimError, match="no room for a KV cache") as e:
+        simulate(Deployment(model="llama-3.1-70b", pool=Pool("a100", tp=1)), wl)
+    assert "fp8" not in e.value.hint and "int8 / int4 weights" in e.value.hint and "fp8" not in e.value.message
 
 
 @pytest.mark.parametrize("kw", [{"rate": 0}, {"rate": -1.0}])

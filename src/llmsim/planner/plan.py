@@ -567,7 +567,9 @@ def plan(
         raise LlmsimError(
             f"{spec.name} fits on none of the GPU types given ({', '.join(f'{g.name} x{g.max_count}' for g in gpu_opts)}; "
             f"{', '.join(q.label for q in precs)}): " + " | ".join(lines),
-            hint="allow more GPUs per type (e.g. --gpus h100-sxm:16), fp8 weights (--precision fp8), or GPUs with more memory",
+            hint="allow more GPUs per type (e.g. --gpus h100-sxm:16), "
+                 + ("fp8 weights (--precision fp8)" if any(g.spec.supports("fp8") for g in gpu_opts) else "int8 / int4 weights (--precision int4)")
+                 + ", or GPUs with more memory",
         )
 
     # ---------------------------------------------------------------- 4: compose

@@ -249,7 +249,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         raise LlmsimError(
             f"{spec.name} on {pool.tp * pool.pp * pool.dp}x {gpu.name} (tp={pool.tp} pp={pool.pp} dp={pool.dp}) leaves no room for a KV cache: "
             + mem.message.replace("does not fit", "weights and activations do not fit"),
-            hint="use more GPUs per replica (tp/pp)" + ("" if prec.weight in ("fp8", "fp4", "int4") else ", fp8 weights")
+            hint="use more GPUs per replica (tp/pp)" + ("" if prec.weight in ("fp8", "fp4", "int4")
+                                                        else ", fp8 weights" if gpu.supports("fp8") and prec.weight != "int8"
+                                                        else ", int4 weights" if prec.weight == "int8" else ", int8 / int4 weights")
                  + ", or a GPU with more memory",
         )
     kernels = resolve_kernels(dep.kernels, gpu)
