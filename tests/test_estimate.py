@@ -160,7 +160,7 @@ def test_moe_and_mla_models_run():
 def test_ep_imbalance_prices_the_busiest_expert_parallel_gpu():
     """A MoE step under expert parallelism waits for the GPU holding the popular experts: the
     factor scales its routed tokens, so prefill (compute-bound expert GEMMs) slows; 'auto' takes
-    `expected_ep_imbalance`; dense models and ep = 1 ignore it; the result reports it."""
+    `expected_ep_imbalance`; dense models and ep = 1 refuse it; the result reports it."""
     from llmsim.cost.ops import expected_ep_imbalance
 
     kw = dict(model="deepseek-v3", gpu="b200", dp=8, ep=8, batch=64, isl=1024, osl=16, weight_dtype="fp8", kernels="none")
@@ -170,10 +170,13 @@ def test_ep_imbalance_prices_the_busiest_expert_parallel_gpu():
     assert even.prefill_ms < auto.prefill_ms < hot.prefill_ms
     assert even.tpot_ms <= auto.tpot_ms <= hot.tpot_ms
     assert hot.to_dict()["ep_imbalance"] == 1.5
-    dense = estimate("llama-3.1-8b", "h100-sxm", batch=4, isl=256, osl=16, kernels="none", ep_imbalance=1.5)
-    assert dense.ep_imbalance == 1.0  # no experts: nothing to imbalance
-    no_ep = estimate("mixtral-8x7b", "h100-sxm", tp=2, batch=4, isl=256, osl=16, kernels="none", ep_imbalance="auto")
-    assert no_ep.ep_imbalance == 1.0
+    # a setting that cannot act is an error, as in `serve`: no experts, or no expert parallelism
+    with pytest.raises(LlmsimError, match="llama-3.1-8b is a dense model"):
+        estimate("llama-3.1-8b", "h100-sxm", batch=4, isl=256, osl=16, kernels="none", ep_imbalance=1.5)
+    with pytest.raises(LlmsimError, match="ep = 1") as e:
+        estimate("mixtral-8x7b", "h100-sxm", tp=2, batch=4, isl=256, osl=16, kernels="none", ep_imbalance="auto")
+    assert "--ep" in e.value.hint
+    assert estimate("llama-3.1-8b", "h100-sxm", batch=4, isl=256, osl=16, kernels="none", ep_imbalance=1.0).ep_imbalance == 1.0
     for bad in (0.9, float("nan"), True, "hot"):
         with pytest.raises(LlmsimError, match="ep_imbalance must be 'auto' or a number >= 1"):
             estimate(**kw, ep_imbalance=bad)

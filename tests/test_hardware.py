@@ -486,3 +486,52 @@ def test_gpuspec_rejects_bad_values_directly():
         Efficiency(gemm_launch_s=float("inf"))
     with pytest.raises(ValidationError, match="peak_tflops"):
         get_gpu("h100-sxm").with_overrides(peak_tflops={"bf16": 0})
+
+
+def test_gpus_show_json_round_trips_as_a_gpu_file(tmp_path, capsys):
+    # `llmsim gpus show --json` adds derived keys (memory_bytes, memory_bandwidth_bytes_per_s);
+    # the file it writes loads back as the same GPU, and a derived key that disagrees with its
+    # field is an error naming both
+    from llmsim.cli import main
+
+    main(["gpus", "show", "h100-sxm", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert "memory_bytes" in d
+    f = tmp_path / "mine.json"
+    f.write_text(json.dumps(d))
+    assert load_gpu_file(f) == get_gpu("h100-sxm")
+    d["memory_gib"] = 40.0
+    f.write_text(json.dumps(d))
+    with pytest.raises(LlmsimError, match="memory_bytes .* disagrees with memory_gib") as e:
+        load_gpu_file(f)
+    assert "drop memory_bytes" in e.value.hint
+
+
+def test_gpu_and_kernel_paths_of_the_wrong_kind_say_so(tmp_path):
+    from llmsim.estimate import resolve_kernels
+
+    with pytest.raises(LlmsimError, match="is a directory, not a GPU file"):
+        get_gpu(str(tmp_path))
+    txt = tmp_path / "gpu.txt"
+    txt.write_text("x")
+    with pytest.raises(LlmsimError, match="must end in .yaml"):
+        get_gpu(str(txt))
+    with pytest.raises(LlmsimError, match="is a file; --kernels takes a directory"):
+        resolve_kernels(str(txt), get_gpu("h100-sxm"))
+
+
+def test_bundled_tables_only_for_the_chip_they_were_measured_on(tmp_path):
+    # --kernels auto picks the H100 tables by name; a file that keeps the name but edits the
+    # silicon (peaks, bandwidth, SMs) is another chip, timed by the roofline from its numbers.
+    # Price and power edits keep the tables.
+    from llmsim.estimate import resolve_kernels
+
+    base = get_gpu("h100-sxm").model_dump(mode="json")
+    f = tmp_path / "h100.yaml"
+    for edit, tables in (({"price_per_hour_usd": 9.0}, True), ({"tdp_w": 500}, True),
+                         ({"peak_tflops": {**base["peak_tflops"], "fp8": 10.0}}, False), ({"memory_bandwidth_gbps": 2000.0}, False),
+                         ({"num_sms": 66}, False)):
+        f.write_text(yaml.safe_dump({**base, **edit}))
+        g = load_gpu_file(f)
+        assert g.name == "h100-sxm"
+        assert (resolve_kernels("auto", g) is not None) is tables, edit

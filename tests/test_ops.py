@@ -591,7 +591,14 @@ def test_ep_imbalance_is_one_without_skew_or_expert_parallelism():
     from llmsim.cost.ops import expected_ep_imbalance
 
     assert expected_ep_imbalance(256, 1) == 1.0  # no EP: one GPU holds every expert
-    assert expected_ep_imbalance(8, 8) == 1.0  # one expert per GPU or fewer experts than GPUs: no placement choice
+    assert expected_ep_imbalance(4, 8) == 1.0  # fewer experts than GPUs: not a layout the engines run
+    # one expert per GPU: no placement choice, but the GPU holding the most popular expert is the
+    # busiest -- ep x its share (8 experts at zipf 0.5: 8 / sum i^-0.5 = 1.83), the largest
+    # imbalance of any spread of those experts (it was 1.0, as if balanced)
+    top = 8 / sum(i ** -0.5 for i in range(1, 9))
+    assert expected_ep_imbalance(8, 8, zipf=0.5) == pytest.approx(top, rel=1e-12) == pytest.approx(1.83, abs=0.005)
+    assert expected_ep_imbalance(8, 8, zipf=0.5) > expected_ep_imbalance(8, 4, zipf=0.5) > 1.0
+    assert expected_ep_imbalance(256, 256, zipf=0.5) > expected_ep_imbalance(256, 128, zipf=0.5)
     # uniform routing: every GPU's experts take exactly 1/ep of the picks, wherever they land
     assert expected_ep_imbalance(256, 8, zipf=0.0) == pytest.approx(1.0, abs=1e-12)
 

@@ -192,3 +192,42 @@ def test_no_fitting_layout_says_why():
     res = search_layouts("llama-3.1-70b", H100, 1, **_S)
     assert len(res) == 0 and res.valid > 0 and res.fitting == 0
     assert "none of the" in res.message and "fits in the" in res.message and "include_unfit=True" in res.message
+
+
+def test_cli_search_narrows_to_given_settings_and_refuses_fixed_layouts(capsys):
+    # `train --search` with --zero / --recompute / --micro-batch / --ep searches only those
+    # values (they were silently dropped); a fixed --tp / --pp / ... is an error, not ignored
+    import json
+
+    from llmsim.cli import main
+
+    main(["train", "--model", "llama-3.1-70b", "--num-gpus", "64", "--search", "--zero", "0", "--recompute", "full",
+          "--micro-batch", "4", "--top", "5", "--json"])
+    res = json.loads(capsys.readouterr().out)["results"]
+    lay = [r["layout"] for r in res]
+    assert lay and all((x["zero"], x["recompute"], x["micro_batch"]) == (0, "full", 4) for x in lay)
+    with pytest.raises(SystemExit) as e:
+        main(["train", "--model", "llama-3.1-70b", "--num-gpus", "64", "--search", "--tp", "2"])
+    assert e.value.code == 2
+    assert "--search chooses tp, pp, vpp, cp and dp itself, but --tp was given" in " ".join(capsys.readouterr().err.split())
+
+
+def test_cli_uneven_layers_and_sequence_parallel_flags(capsys):
+    # the layout errors' hints name CLI flags that exist: DeepSeek-V3's 61 layers pipeline over
+    # pp = 8 only with --uneven-layers; tp not dividing the tokens needs --no-sequence-parallel
+    import json
+
+    from llmsim.cli import main
+
+    args = ["train", "--model", "deepseek-v3", "--num-gpus", "1024", "--tp", "8", "--pp", "8", "--ep", "16", "--dtype", "fp8"]
+    with pytest.raises(SystemExit):
+        main(args)
+    assert "--uneven-layers" in " ".join(capsys.readouterr().err.split())
+    main(args + ["--uneven-layers", "--json"])
+    assert json.loads(capsys.readouterr().out)["step_time_s"] > 0
+    sp = ["train", "--model", "llama-3.1-8b", "--num-gpus", "8", "--tp", "8", "--seq-len", "4100"]
+    with pytest.raises(SystemExit):
+        main(sp)
+    assert "--no-sequence-parallel" in " ".join(capsys.readouterr().err.split())
+    main(sp + ["--no-sequence-parallel", "--json"])
+    assert json.loads(capsys.readouterr().out)["step_time_s"] > 0

@@ -353,13 +353,19 @@ def train(
     model: str = typer.Option("gpt3-175b", "--model", "-m", help="catalog id, HF id or path to a config.json"),
     gpu: str = typer.Option("h100-sxm", "--gpu", "-g"),
     num_gpus: Optional[int] = typer.Option(None, help="total GPUs (dp is derived)"),
-    tp: int = typer.Option(1), pp: int = typer.Option(1), vpp: int = typer.Option(1, help="virtual stages per pipeline rank (interleaved 1F1B)"),
-    cp: int = typer.Option(1, help="context parallel (ring attention)"), ep: int = typer.Option(1, help="expert parallel (MoE)"),
-    dp: Optional[int] = typer.Option(None, help="data parallel (default: num_gpus / (tp·pp·cp))"),
-    zero: int = typer.Option(1, help="ZeRO / FSDP stage 0-3"),
-    micro_batch: int = typer.Option(1), global_batch: Optional[int] = typer.Option(None, help="sequences per optimizer step"),
+    tp: Optional[int] = typer.Option(None, help="tensor parallel (default 1; --search chooses it)"),
+    pp: Optional[int] = typer.Option(None, help="pipeline parallel (default 1; --search chooses it)"),
+    vpp: Optional[int] = typer.Option(None, help="virtual stages per pipeline rank, interleaved 1F1B (default 1; --search chooses it)"),
+    cp: Optional[int] = typer.Option(None, help="context parallel, ring attention (default 1; --search chooses it)"),
+    ep: Optional[int] = typer.Option(None, help="expert parallel, MoE (default 1; with --search: only this ep)"),
+    dp: Optional[int] = typer.Option(None, help="data parallel (default: num_gpus / (tp·pp·cp); --search chooses it)"),
+    zero: Optional[int] = typer.Option(None, help="ZeRO / FSDP stage 0-3 (default 1; with --search: only this stage)"),
+    micro_batch: Optional[int] = typer.Option(None, help="sequences per micro-batch (default 1; with --search: only this size)"),
+    global_batch: Optional[int] = typer.Option(None, help="sequences per optimizer step"),
     seq_len: Optional[int] = typer.Option(None),
-    recompute: str = typer.Option("none", help="none | selective | full"),
+    recompute: Optional[str] = typer.Option(None, help="none | selective | full (default none; with --search: only this mode)"),
+    uneven_layers: bool = typer.Option(False, "--uneven-layers", help="let the last pipeline chunks hold fewer layers when pp·vpp does not divide them"),
+    sequence_parallel: bool = typer.Option(True, "--sequence-parallel/--no-sequence-parallel", help="split norms / dropout over the tp ranks (Megatron SP)"),
     dtype: str = typer.Option("bf16", help="bf16 | fp8 (GEMMs)"),
     tokens: Optional[str] = typer.Option(None, help="training tokens for time / cost / energy, e.g. 15T or 300B"),
     price: Optional[float] = typer.Option(None, help="$/GPU-hour"),
@@ -370,10 +376,22 @@ def train(
     """Training step time, tokens/s/GPU, MFU, memory per GPU, and time / $ / energy to train."""
     from .training import train_command
 
-    kw = dict(num_gpus=num_gpus, tp=tp, pp=pp, vpp=vpp, cp=cp, ep=ep, dp=dp, zero=zero, micro_batch=micro_batch,
-              global_batch=global_batch, seq_len=seq_len, recompute=recompute, dtype=dtype, tokens=tokens, price_per_hour_usd=price)
+    kw = dict(num_gpus=num_gpus, global_batch=global_batch, seq_len=seq_len, dtype=dtype, tokens=tokens, price_per_hour_usd=price,
+              uneven_layers=uneven_layers, sequence_parallel=sequence_parallel)
+    layout = dict(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp)
+    choices = dict(ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     if search:
+        fixed = [f"--{k.replace('_', '-')}" for k, v in layout.items() if v is not None]
+        if fixed:
+            raise LlmsimError(f"--search chooses tp, pp, vpp, cp and dp itself, but {', '.join(fixed)} {'was' if len(fixed) == 1 else 'were'} given",
+                              hint="drop " + " ".join(fixed) + " to search every layout, or leave out --search to estimate that one layout")
+        # the other settings narrow the search to the given value
+        for k, name in (("ep", "ep_options"), ("zero", "zero_stages"), ("micro_batch", "micro_batches"), ("recompute", "recompute_modes")):
+            if choices[k] is not None:
+                kw[name] = (choices[k],)
         kw["top"] = top
+    else:
+        kw.update({k: v for k, v in {**layout, **choices}.items() if v is not None})
     res = train_command(model, gpu, search=search, console=None if as_json else out, as_json=as_json, **kw)
     if as_json:
         _print_json(res)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from .checks import is_int
 from .cost.model import CostModel, OpCost
-from .cost.ops import Batch, OpBuilder, resolve_ep_imbalance
+from .cost.ops import Batch, OpBuilder, check_ep_imbalance, resolve_ep_imbalance
 from .dtypes import gemm_compute_dtype
 from .errors import LlmsimError
 from .hardware.catalog import get_gpu
@@ -101,7 +101,7 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
     from .cost.measured import BUNDLED_DEVICE, KernelTables, bundled_profile, bundled_profiles, device_matches, load_cached
 
     if str(kernels).lower() == "auto":
-        return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu.name) else None
+        return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu.name) and _measured_silicon(gpu) else None
     if str(kernels).lower() == "profile":
         kt = bundled_profile(gpu)
         if kt is None:
@@ -110,6 +110,15 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
                                    "`llmsim profile --out DIR` and pass --kernels DIR, or use --kernels auto")
         return kt
     return load_cached(kernels)
+
+
+def _measured_silicon(gpu: GPUSpec) -> bool:
+    """Whether `gpu` is the chip the bundled tables were measured on, not only its name: a GPU
+    file that keeps the name but edits the peaks, bandwidths or SM count describes another chip,
+    which the roofline times from those numbers (price, power and memory size may differ)."""
+    ref = get_gpu(gpu.name)
+    keys = ("peak_tflops", "memory_bandwidth_gbps", "num_sms", "nvlink_bandwidth_gbps", "nvlink_domain_size")
+    return all(getattr(gpu, k) == getattr(ref, k) for k in keys)
 
 
 _COST_MODELS: dict[tuple, CostModel] = {}
@@ -189,6 +198,12 @@ def estimate(
     if prec.weight == "fp4" and not hw.supports("fp4"):
         raise LlmsimError(f"{hw.name} cannot run fp4 weights", hint="use fp8/int8/int4 weights or a Blackwell GPU")
 
+    check_ep_imbalance(ep_imbalance)
+    if ep_imbalance not in (None, 1, 1.0) and not (spec.is_moe and par.ep > 1):
+        # as `serve` (simulate.check_unused_settings): a setting that cannot act is an error, not a no-op
+        why = f"{spec.name} is a dense model" if not spec.is_moe else "ep = 1"
+        raise LlmsimError(f"ep_imbalance ({ep_imbalance!r}) applies to MoE layers run with expert parallelism, but {why}",
+                          hint="drop --ep-imbalance" + ("" if not spec.is_moe else ", or give an ep degree (--ep)"))
     cm = cost_model or _cost_model(hw, kernels, framework)
     builder = OpBuilder(spec, par, prec, ep_imbalance=resolve_ep_imbalance(ep_imbalance, spec.num_experts, ep))
 

@@ -485,6 +485,9 @@ class KernelTables:
         p = Path(path).expanduser()
         if p.is_file() and p.suffix == ".npz":
             return cls._load_bundle(p)
+        if p.is_file():
+            raise LlmsimError(f"{str(p)!r} is a file; --kernels takes a directory of kernel tables (or a {BUNDLE_FILENAME} bundle)",
+                              hint=f"pass the directory holding it: {_EXPECTED}")
         if not p.is_dir():
             raise LlmsimError(
                 f"kernel table directory {str(p)!r} does not exist",

@@ -225,11 +225,12 @@ def expected_ep_imbalance(num_experts: int, ep: int, zipf: float | None = None) 
 
     This is the large-batch limit (token counts per GPU follow their shares); at small batches
     a decode step is weight-bound and the imbalance matters little. Examples at zipf 0.5: 256
-    experts over 8 GPUs 1.24, over 32 GPUs 1.93; 128 over 4 1.15. zipf 0 (uniform routing): 1.
+    experts over 8 GPUs 1.24, over 32 GPUs 1.93; 128 over 4 1.15; 8 over 8 (one expert per GPU:
+    8 x the top expert's share 1 / sum i^-0.5 = 0.229) 1.83. zipf 0 (uniform routing): 1.
     Redundant experts / EPLB rebalancing (SGLang's --ep-num-redundant-experts, TRT-LLM's
     load balancer) bring a deployment towards 1; this is the figure without them."""
     E, ep = int(num_experts), int(ep)
-    if ep <= 1 or E <= ep:
+    if ep <= 1 or E < ep:  # E == ep: one expert per GPU, the busiest holds the most popular one
         return 1.0
     if zipf is None:
         zipf = ROUTING_ZIPF_EXPONENT

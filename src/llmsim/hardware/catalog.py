@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 from functools import lru_cache
 from importlib import resources
@@ -131,6 +132,12 @@ def get_gpu(name_or_path: str | os.PathLike | GPUSpec, *, price_per_hour_usd: fl
             found = _lookup(s)
             if found is not None:
                 spec = _fresh(found)
+            elif p.is_dir():
+                raise LlmsimError(f"'{s}' is a directory, not a GPU file",
+                                  hint="pass a YAML/JSON file describing one GPU, or a catalog name (run `llmsim gpus list`)")
+            elif p.is_file():
+                raise LlmsimError(f"GPU file '{s}' must end in {' or '.join(GPU_FILE_SUFFIXES)}",
+                                  hint="rename it, or pass a catalog name (run `llmsim gpus list`)")
             elif _looks_like_path(s):
                 raise LlmsimError(
                     f"GPU file '{s}' not found",
@@ -190,6 +197,8 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> GPUSpec:
             hint="make 'base' name a catalog GPU or a file that does not refer back",
         )
     data = _read_mapping(path)
+    # keys `llmsim gpus show --json` adds, derived from the fields: accepted when they agree
+    derived = {k: data.pop(k) for k in DERIVED_GPU_KEYS if k in data}
 
     base_ref = data.pop("base", None)
     if base_ref is None:
@@ -203,7 +212,19 @@ def _load_file(path: Path, chain: tuple[Path, ...]) -> GPUSpec:
         base = _resolve_base(base_ref.strip(), path, chain + (resolved,))
         merged = _merge(base, data, label)
     merged.setdefault("name", path.stem)
-    return _validate(merged, f"GPU file {label}")
+    spec = _validate(merged, f"GPU file {label}")
+    for k, v in derived.items():
+        want = getattr(spec, k)
+        if not is_number(v) or not math.isclose(float(v), want, rel_tol=1e-6):
+            src = DERIVED_GPU_KEYS[k]
+            raise LlmsimError(f"GPU file {label}: {k} = {v!r} disagrees with {src} = {getattr(spec, src)!r} ({want:.6g}); "
+                              f"it is derived from {src}",
+                              hint=f"drop {k} (as `llmsim gpus show --json` writes it, it only repeats {src}), or set {src}")
+    return spec
+
+
+# the derived quantities `llmsim gpus show --json` prints beside the fields -> the field each comes from
+DERIVED_GPU_KEYS = {"memory_bytes": "memory_gib", "memory_bandwidth_bytes_per_s": "memory_bandwidth_gbps"}
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

@@ -137,7 +137,7 @@ def _layers_msg(model, lay, ctx):
     ok = [d for d in _divisors(model.num_layers) if d <= 128]
     what = f"pp={lay['pp']}" if lay["vpp"] == 1 else f"pp*vpp = {lay['pp']}*{lay['vpp']} = {chunks}"
     return (f"{what} does not divide the {model.num_layers} layers of {model.name}",
-            f"pp*vpp must be one of {ok}, or pass uneven_layers=True to let the last chunks hold fewer layers")
+            f"pp*vpp must be one of {ok}, or pass --uneven-layers (uneven_layers=True) to let the last chunks hold fewer layers")
 
 
 def _microbatches(L, ctx):
@@ -198,7 +198,7 @@ RULES: tuple[Rule, ...] = (
          lambda m, L, c: (L.tp > 1) & bool(c.get("sequence_parallel", True)) & (((c["seq_len"] // L.cp) * L.mb) % L.tp != 0),
          lambda m, d, c: ((f"sequence parallelism splits the {c['seq_len'] // d['cp']} tokens of a micro-batch chunk "
                           f"(x micro_batch {d['micro_batch']}) over tp={d['tp']}, which does not divide them"),
-                          "change seq_len or tp, or pass sequence_parallel=False")),
+                          "change seq_len or tp, or pass --no-sequence-parallel (sequence_parallel=False)")),
     Rule("ep_dense",
          lambda m, L, c: (L.ep != 1) if not m.is_moe else np.zeros(len(L), bool),
          lambda m, d, c: (f"ep={d['ep']} given but {m.name} is not a mixture-of-experts model", "use ep=1")),
