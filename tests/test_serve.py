@@ -1477,3 +1477,29 @@ def test_closed_loop_clients_send_in_time_order_with_several_engines(kw):
     arr, fin = np.frombuffer(res.requests.arrival), np.frombuffer(res.requests.t_finish)
     assert np.all(np.diff(arr) >= 0)  # request i is sent no later than request i + 1
     assert np.allclose(arr[4:], np.sort(fin)[:36])  # each follow-up at one of the 36 earliest finishes
+
+
+def test_collective_links_name_the_tier_each_parallel_group_uses():
+    # tp 16 on 8-GPU H100 nodes all-reduces over the scale-out NIC; tp 8 stays on NVLink; an L40S
+    # pair (no NVLink) over PCIe; a disaggregated run lists both pools, ep groups too
+    wl = make_workload(num_requests=4, isl=256, osl=8, concurrency=2, seed=0)
+    links = simulate(Deployment(model="llama-3.1-70b", pool=Pool("h100-sxm", tp=16)), wl).summary["collective_links"]
+    assert links == [{"pool": "replica", "group": "tp", "gpus": 16, "link": "network", "bandwidth_gbps": 50.0}]
+    assert simulate(Deployment(model="llama-3.1-70b", pool=Pool("h100-sxm", tp=8)), wl).summary["collective_links"][0]["link"] == "nvlink"
+    assert simulate(Deployment(model=MODEL, pool=Pool("l40s", tp=2)), wl).summary["collective_links"][0]["link"] == "pcie"
+    assert simulate(Deployment(model=MODEL, pool=Pool("h100-sxm", tp=1)), wl).summary["collective_links"] == []
+    d = simulate(Deployment(model="mixtral-8x7b", prefill=Pool("h100-sxm", tp=2), decode=Pool("h100-sxm", tp=4, ep=4)), wl).summary
+    assert [(c["pool"], c["group"], c["gpus"], c["link"]) for c in d["collective_links"]] == [
+        ("prefill", "tp", 2, "nvlink"), ("decode", "tp", 4, "nvlink"), ("decode", "ep", 4, "nvlink")]
+
+
+def test_serve_summary_names_collectives_that_leave_nvlink(capsys):
+    from llmsim.cli import main
+
+    main(["serve", "--model", "llama-3.1-70b", "--gpu", "h100", "--tp", "16", "--concurrency", "2", "--num-requests", "4",
+          "--isl", "256", "--osl", "8"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "replica tp=16 all-reduces over the scale-out" in text and "links" in text  # (the table wraps the rest)
+    main(["serve", "--model", "llama-3.1-70b", "--gpu", "h100", "--tp", "8", "--concurrency", "2", "--num-requests", "4",
+          "--isl", "256", "--osl", "8"])
+    assert "all-reduces over" not in capsys.readouterr().out

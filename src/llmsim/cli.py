@@ -343,6 +343,11 @@ def serve(
     g.add_row("KV cache", f"mean {s['kv_cache_utilisation_mean']:.0%}, max {s['kv_cache_utilisation_max']:.0%} used; {s['preemptions']} preemptions; prefix-cache hit rate {s['prefix_cache_hit_rate']:.1%}")
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
+    slow = [c for c in s.get("collective_links", []) if c["link"] != "nvlink"]
+    if slow:  # the collectives that leave the NVLink domain, which the numbers above pay for
+        g.add_row("links", "; ".join(f"{c['pool']} {c['group']}={c['gpus']} {'all-reduces' if c['group'] == 'tp' else 'all-to-alls'} "
+                                     f"over {'the scale-out network' if c['link'] == 'network' else 'PCIe'} ({c['bandwidth_gbps']:,.0f} GB/s per GPU)"
+                                     for c in slow))
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
     g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)

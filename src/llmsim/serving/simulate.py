@@ -769,6 +769,20 @@ def _first_arrival(wl: Workload) -> float:
     return float(wl.send_delay_s[:wl.concurrency].min()) if wl.send_delay_s is not None else 0.0
 
 
+def collective_links(builds: list[_PoolBuild], disaggregated: bool) -> list[dict]:
+    """Which link each pool's tensor-parallel and expert-parallel collectives run over
+    (`GPUSpec.link`: a group inside the NVLink domain talks over NVLink, one inside a node without
+    NVLink over PCIe, a larger one over the scale-out NIC) -- why a tp 16 replica of 8-GPU nodes
+    decodes slower than tp 8: its all-reduces cross the network."""
+    out = []
+    for b, role in zip(builds, ("prefill", "decode") if disaggregated else ("replica",)):
+        for group, size in (("tp", b.par.tp), ("ep", b.par.ep)):
+            if size > 1:
+                bw, _, tier = b.gpu.link(size)
+                out.append({"pool": role, "group": group, "gpus": int(size), "link": tier, "bandwidth_gbps": bw / 1e9})
+    return out
+
+
 def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: StreamingSummary | None,
                frontend_s_per_token: float, handoff_s: float, first_round: int, first_ttft_s: list[float]) -> dict:
     num_gpus = sum(b.pool.workers * b.pool.gpus_per_worker for b in builds)
@@ -850,6 +864,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
         extra["disagg_handoff_s"] = float(handoff_s)
+    extra["collective_links"] = collective_links(builds, dep.disaggregated)
     common = {"itl": itl, "num_gpus": num_gpus, "gpu_groups": groups, "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
         out = sink.summary(len(wl), **common)
