@@ -152,8 +152,12 @@ def test_ranked_list_shows_the_chosen_best_first_and_labels_unchecked(monkeypatc
 def test_ranked_list_of_the_audit_repro(hetero_cost_plan):
     r = hetero_cost_plan
     _check_ranked(r)
-    # the 3-GPU $0.35/Mtok deployment the old planner never checked is found (old: $0.488 on 4 GPUs)
-    assert r.best.num_gpus == 3 and r.best.usd_per_million_output_tokens < 0.40
+    # the 3-GPU deployment the old planner never checked is found (old: 4 GPUs). With a target rate
+    # its $/Mtok is at that rate (what serving it costs: $0.41), not at its spare capacity ($0.35)
+    b = r.best
+    assert b.num_gpus == 3 and b.target_requests_per_s is not None
+    at_rate = b.usd_per_hour / 3600.0 / (b.target_requests_per_s * b.mean_osl) * 1e6
+    assert b.usd_per_million_output_tokens == pytest.approx(at_rate) and at_rate < 0.42
 
 
 # ----------------------------------------------------------------------------- D5: budgets on the mix
@@ -219,3 +223,68 @@ def test_closest_over_budget_is_said_to_be_over_budget():
     assert c["slo_ratio"] <= 1.0  # it does meet the SLOs ...
     assert "over budget" in c["achieved"] and "at most 1 available" in c["over_budget"]  # ... and says why it was not chosen
     assert "over budget" in r.message
+
+
+# ----------------------------------------------------------------------------- stop 51 audit of `plan`
+
+
+def test_cost_objective_prices_the_target_rate_not_spare_capacity():
+    # at 1 req/s, one tp1 GPU ($3.49/h) serves the load; a tp2 pair ($6.98/h) has twice the spare
+    # capacity. $/Mtok at capacity ranked the pair first; at the target rate the single GPU wins.
+    r = plan("qwen3-32b", gpus="h100-sxm:8", isl=2000, osl=300, ttft="500ms", tpot="30ms", rate=1.0, objective="cost",
+             precisions="fp8", aggregated=True, disagg=False, max_num_batched_tokens="8192", jobs=1)
+    b = r.best
+    assert b is not None and b.num_gpus == 1
+    assert b.served_output_tokens_per_s == pytest.approx(300.0)
+    assert b.usd_per_million_output_tokens == pytest.approx(b.usd_per_hour / 3600.0 / 300.0 * 1e6)
+    d = b.to_dict(90.0)
+    assert d["served_output_tokens_per_s"] == pytest.approx(300.0) and d["output_tokens_per_s"] > 300.0
+    # every configuration ranked by cost: none cheaper at the target rate is placed behind a dearer one of equal status
+    ranked = [c for c in r.configs if c.verification_status == b.verification_status]
+    assert all(b.usd_per_million_output_tokens <= c.usd_per_million_output_tokens + 1e-9 for c in ranked)
+
+
+def test_frontier_disaggregated_points_carry_the_deployment_ttft(hetero_cost_plan):
+    # the frontier's disaggregated TTFT adds what the decode side adds (KV transfer, first decode
+    # steps), and a point over the TTFT target is not marked as meeting the SLO
+    pts = [p for p in hetero_cost_plan.fronts["points"] if p.mode == "disaggregated"]
+    assert pts
+    prefill_only = [c.prefill_op.ttft_ms for c in hetero_cost_plan.configs]
+    assert min(p.ttft_ms for p in pts) > min(prefill_only)
+    assert all(not p.meets_slo for p in pts if p.ttft_ms > 800.0)
+
+
+def test_no_chunked_prefill_reaches_disaggregated_prefill_workers():
+    from llmsim.planner.launch import launch_commands
+
+    r = plan(MODEL, gpus="h100-sxm:4", isl=1000, osl=64, ttft="1000ms", tpot="50ms", precisions="bf16", kernels="none",
+             chunked_prefill=False, aggregated=False, jobs=1)
+    assert r.configs and all(not c.prefill.candidate.chunked_prefill for c in r.configs)
+    v = "\n".join(launch_commands(r.configs[0], r.model_id, r.workload)["serve"]["vllm"])
+    assert "--no-enable-chunked-prefill" in v and "--enable-chunked-prefill" not in v
+
+
+def test_engines_only_on_the_gpus_they_run_on():
+    from llmsim.errors import LlmsimError
+    from llmsim.serving.simulate import Deployment, Pool, simulate
+    from llmsim.serving.workload import make_workload
+
+    with pytest.raises(LlmsimError, match="none of the GPU types given can run") as e:
+        plan(MODEL, gpus="mi300x:8", isl=1000, osl=200, ttft="500ms", tpot="30ms", engines="trtllm", jobs=1)
+    assert "trtllm does not run on AMD GPUs" in e.value.message and "--backend-engine" in e.value.hint
+    r = plan(MODEL, gpus="mi300x:8", isl=1000, osl=200, ttft="500ms", tpot="30ms", engines="all", kernels="none", jobs=1)
+    assert r.best is not None and {c.engine for c in r.configs} <= {"vllm", "sglang"}
+    assert "trtllm" not in r.launch()["serve"]
+    with pytest.raises(LlmsimError, match="trtllm does not run on AMD GPUs"):
+        simulate(Deployment(model=MODEL, pool=Pool("mi300x"), backend="trtllm"), make_workload(num_requests=2, isl=10, osl=2, concurrency=1))
+
+
+def test_plan_input_errors_name_flags_and_sane_prices(capsys):
+    from llmsim.cli import main
+    from llmsim.errors import LlmsimError
+
+    with pytest.raises(SystemExit):
+        main(["plan", "-m", MODEL, "--gpus", "h100-sxm:8", "--isl", "100", "--input-dist", "fixed:100", "--osl", "20", "--ttft", "500ms"])
+    assert "give --isl or --input-dist, not both" in capsys.readouterr().err
+    with pytest.raises(LlmsimError, match=r"must be a number of \$/GPU-hour in \[0, 1,000,000\]"):
+        plan(MODEL, gpus="h100-sxm:8@1e308", isl=100, osl=20, ttft="500ms")

@@ -462,13 +462,16 @@ def plan(
     """Which GPUs, how many, in what layout and at what cost to serve MODEL under the latency targets."""
     from .planner import plan_command
 
-    res = plan_command(model=model, gpus=gpus, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
-                       lengths_from=str(lengths_from) if lengths_from else None, trace=str(trace) if trace else None, prefix=prefix,
-                       ttft=ttft, tpot=tpot, rate=rate, objective=objective, percentile=percentile, backend_engine=backend_engine,
-                       disagg=disagg, aggregated=agg, precision=precision, max_gpus=max_gpus, budget_usd_per_hour=budget_usd_per_hour,
-                       max_power_w=max_power_w, max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
-                       max_concurrency=max_concurrency, mix=mix, report=report, jobs=jobs, backend=backend, kernels=kernels, seed=seed,
-                       top=top, console=None if as_json else out, as_json=as_json)
+    try:
+        res = plan_command(model=model, gpus=gpus, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+                           lengths_from=str(lengths_from) if lengths_from else None, trace=str(trace) if trace else None, prefix=prefix,
+                           ttft=ttft, tpot=tpot, rate=rate, objective=objective, percentile=percentile, backend_engine=backend_engine,
+                           disagg=disagg, aggregated=agg, precision=precision, max_gpus=max_gpus, budget_usd_per_hour=budget_usd_per_hour,
+                           max_power_w=max_power_w, max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill,
+                           max_concurrency=max_concurrency, mix=mix, report=report, jobs=jobs, backend=backend, kernels=kernels, seed=seed,
+                           top=top, console=None if as_json else out, as_json=as_json)
+    except LlmsimError as e:  # the workload's API names (isl, input_dist ...) as the flags typed
+        raise _as_serve_flags(e) from None
     if as_json:
         _print_json(res)
     feasible = res.get("feasible") if isinstance(res, dict) else getattr(res, "feasible", True)

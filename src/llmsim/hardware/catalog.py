@@ -164,9 +164,9 @@ def _with_price(spec: GPUSpec, price: Any) -> GPUSpec:
     if not is_number(price):
         raise LlmsimError(f"GPU price must be a number of dollars per GPU-hour, got {price!r}", hint="e.g. price_per_hour_usd=2.5")
     value = float(price)
-    if not value >= 0 or value == float("inf"):
+    if not 0 <= value <= 1e6:  # (NaN fails too) -- beyond a million $/GPU-hour the cost sums overflow
         raise LlmsimError(
-            f"GPU price must be a finite, non-negative number of dollars per GPU-hour, got {price!r}",
+            f"GPU price must be a number of dollars per GPU-hour in [0, 1,000,000], got {price!r}",
             hint="e.g. --price 2.5",
         )
     return spec.model_copy(update={"price_per_hour_usd": value})

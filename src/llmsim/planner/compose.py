@@ -146,6 +146,10 @@ class Config:
     verified_meets: bool | None = None
     note: str = ""
     engine_concurrency: int | None = None  # max_num_seqs per engine when lowered after end-to-end simulation
+    # the load the plan was asked to serve (--rate, requests/s; None: sized by the budgets) and the
+    # workload's mean output length: cost and energy per token are at that load, not at capacity
+    target_requests_per_s: float | None = None
+    mean_osl: float = 0.0
 
     # ------------------------------------------------------------------ shape
     @property
@@ -259,24 +263,49 @@ class Config:
         return 1e3 / m if m else None
 
     @property
+    def served_output_tokens_per_s(self) -> float:
+        """Output tokens/s the deployment produces under the plan's load: the target rate's
+        (rate x mean output length, at most the capacity) when a rate was asked for, else its
+        capacity (`output_tokens_per_s`). A deployment sized up to ceil(rate / per-replica rate)
+        replicas has spare capacity it is paid for but does not use."""
+        cap = self.metric("output_tokens_per_s")
+        if self.target_requests_per_s is None or not self.mean_osl:
+            return cap
+        return min(cap, self.target_requests_per_s * self.mean_osl)
+
+    @property
+    def served_power_w(self) -> float:
+        """Mean draw of all the GPUs under the plan's load: idle power plus the busy part scaled by
+        the load's share of the capacity (as a pool's busy fraction scales it)."""
+        full = self.metric("power_w")
+        cap = self.metric("output_tokens_per_s")
+        if self.target_requests_per_s is None or not cap:
+            return full
+        idle = sum(n * c.family.num_gpus * c.family.gpu.spec.idle_power_w for c, n in self.parts)
+        return idle + max(0.0, full - idle) * min(1.0, self.served_output_tokens_per_s / cap)
+
+    @property
     def usd_per_million_output_tokens(self) -> float:
-        tps = self.metric("output_tokens_per_s")
+        """$ per million output tokens at the plan's load (`served_output_tokens_per_s`)."""
+        tps = self.served_output_tokens_per_s
         return self.usd_per_hour / 3600.0 / tps * 1e6 if tps > 0 else math.inf
 
     @property
     def energy_j_per_output_token(self) -> float:
-        tps = self.metric("output_tokens_per_s")
-        return self.metric("power_w") / tps if tps > 0 else math.inf
+        """J per output token at the plan's load (`served_power_w` / `served_output_tokens_per_s`)."""
+        tps = self.served_output_tokens_per_s
+        return self.served_power_w / tps if tps > 0 else math.inf
 
     def objective_key(self, objective: str) -> tuple:
-        """Sort key (smaller is better) for an objective."""
+        """Sort key (smaller is better) for an objective. Ties (e.g. GPUs priced at 0) go to the
+        deployment with fewer GPUs, then to more throughput."""
         tput = self.metric("output_tokens_per_s")
         if objective == "goodput":
             return (-round(self.output_tokens_per_s_per_gpu, 6), -tput, self.num_gpus)
         if objective == "cost":
-            return (round(self.usd_per_million_output_tokens, 9), -tput)
+            return (round(self.usd_per_million_output_tokens, 9), self.num_gpus, -tput)
         if objective == "energy":
-            return (round(self.energy_j_per_output_token, 9), -tput)
+            return (round(self.energy_j_per_output_token, 9), self.num_gpus, -tput)
         if objective == "gpus":
             return (self.num_gpus, round(self.usd_per_hour, 6), -tput)
         raise ValueError(objective)
@@ -303,6 +332,8 @@ class Config:
             f"tpot_{p}_ms": self.metric("tpot_ms"),
             "tpot_mean_ms": self.metric("tpot_mean_ms"),
             "usd_per_hour": self.usd_per_hour,
+            # at the plan's load: the target rate's tokens when --rate was given, else capacity
+            "served_output_tokens_per_s": self.served_output_tokens_per_s,
             "usd_per_million_output_tokens": self.usd_per_million_output_tokens,
             "energy_j_per_output_token": self.energy_j_per_output_token,
             "total_power_w": self.metric("power_w"),
@@ -366,6 +397,7 @@ def compose_agg(sw: Sweep, rate: float | None, budget: Budget, mean_osl: float) 
     cfg.ttft_ms, cfg.tpot_ms = b.ttft_ms, b.tpot_ms
     cfg.tpot_mean_ms = b.tpot_stats_ms.get("mean")
     cfg.power_w = n * g * b.avg_power_w
+    cfg.target_requests_per_s, cfg.mean_osl = rate, mean_osl
     return cfg, None
 
 
@@ -423,6 +455,7 @@ def compose_disagg(p: Sweep, d: Sweep, rate: float | None, budget: Budget, mean_
         x = max(1, math.ceil(rate / bp.rate - 1e-9))
         y = max(1, math.ceil(rate / bd.requests_per_s - 1e-9))
         cfg = _disagg_config(p, d, x, y, mean_osl, prefill_point, ttft)
+        cfg.target_requests_per_s, cfg.mean_osl = rate, mean_osl
         why = budget.check(cfg.gpus_by_type, cfg.usd_per_hour, cfg.tdp_w)
         return (None, why) if why else (cfg, None)
     best: Config | None = None

@@ -220,10 +220,16 @@ def bench_commands(model_id: str, wl: PlanWorkload, concurrency: int, *, ttft_ms
 
 
 def launch_commands(cfg: Config, model_id: str, wl: PlanWorkload, *, ttft_ms: float | None = None, tpot_ms: float | None = None,
-                    percentile: float = 90.0, seed: int = 0, rate: float | None = None) -> dict:
-    """Serve commands for every engine (the simulated one first), Dynamo commands for a
-    disaggregated plan, and the matching benchmark."""
-    engines = [cfg.engine] + [e for e in ("vllm", "sglang", "trtllm") if e != cfg.engine]
+                    percentile: float = 90.0, seed: int = 0, rate: float | None = None,
+                    searched_engines: tuple[str, ...] | None = None) -> dict:
+    """Serve commands for every engine that runs on the plan's GPUs (the simulated one first),
+    Dynamo commands for a disaggregated plan, and the matching benchmark. `searched_engines`: the
+    engines the plan compared (the note says whether the others were simulated)."""
+    from ..serving.backends import get_backend
+
+    specs = [c.family.gpu.spec for c, _ in cfg.parts]
+    engines = [cfg.engine] + [e for e in ("vllm", "sglang", "trtllm")
+                              if e != cfg.engine and all(get_backend(e).check_gpu(g) is None for g in specs)]
     out: dict = {"simulated_engine": cfg.engine, "serve": {}, "notes": []}
     if cfg.mode == "aggregated":
         c = cfg.agg.candidate
@@ -235,8 +241,12 @@ def launch_commands(cfg: Config, model_id: str, wl: PlanWorkload, *, ttft_ms: fl
         out["notes"].append(f"Disaggregated: {cfg.prefill_workers} prefill + {cfg.decode_workers} decode workers behind the Dynamo "
                             "frontend on port 8000 (KV moved with NIXL); run each '# node k' block on its own node (with the "
                             "frontend's etcd/NATS reachable).")
-    out["notes"].append(f"Simulated with {cfg.engine}'s scheduler defaults and overheads; the other engines' commands carry the same "
-                        "layout and limits but were not simulated (plan with --backend-engine all to compare them).")
+    others = [e for e in engines if e != cfg.engine]
+    if others:
+        compared = searched_engines is not None and all(e in searched_engines for e in others)
+        out["notes"].append(f"Simulated with {cfg.engine}'s scheduler defaults and overheads; the {', '.join(others)} commands carry the same "
+                            "layout and limits" + (" (those engines' own best plans are in the ranked list)" if compared else
+                                                   " but were not simulated (plan with --backend-engine all to compare them)") + ".")
     out["benchmark"] = bench_commands(model_id, wl, cfg.concurrency, ttft_ms=ttft_ms, tpot_ms=tpot_ms, percentile=percentile, seed=seed,
                                       rate=rate)
     return out

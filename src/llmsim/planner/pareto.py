@@ -70,7 +70,11 @@ def agg_points(sweeps: list[Sweep]) -> list[OpPoint]:
     return out
 
 
-def disagg_points(sweeps: list[Sweep], mean_osl: float) -> list[OpPoint]:
+def disagg_points(sweeps: list[Sweep], mean_osl: float, ttft_extra_ms=None, ttft_ms: float | None = None) -> list[OpPoint]:
+    """`ttft_extra_ms(prefill candidate, decode candidate, decode point)`: what the decode side adds
+    to the client's TTFT (KV transfer, first decode steps: `compose.disagg_ttft_parts`), so a
+    point's TTFT and its SLO verdict are the deployment's, not the prefill worker's alone;
+    `ttft_ms`: the TTFT target."""
     prefills: dict[tuple, Sweep] = {}
     for sw in sweeps:
         if sw.candidate.role == "prefill" and sw.best is not None and sw.best.rate:
@@ -97,8 +101,11 @@ def disagg_points(sweeps: list[Sweep], mean_osl: float) -> list[OpPoint]:
             gpus = f.num_gpus + prefill_gpus
             tok = r * mean_osl
             usd = (f.num_gpus * f.gpu.price_per_hour_usd + prefill_gpus * pf.gpu.price_per_hour_usd) / 3600.0 / tok * 1e6
+            extra = ttft_extra_ms(ps.candidate, sw.candidate, d) if ttft_extra_ms is not None else 0.0
+            ttft = None if bp.ttft_ms is None else bp.ttft_ms + extra
+            meets = d.meets and bp.meets and (ttft_ms is None or (ttft is not None and ttft <= ttft_ms))
             out.append(OpPoint(f"prefill {pf.label} + decode {f.label}", "disaggregated", d.concurrency, tok / gpus, d.tokens_per_s_per_user,
-                               bp.ttft_ms, d.tpot_ms, usd, d.meets and bp.meets))
+                               ttft, d.tpot_ms, usd, meets))
     return out
 
 
@@ -107,8 +114,8 @@ def _pcost(sw: Sweep) -> float:
     return f.num_gpus * f.gpu.price_per_hour_usd / sw.best.rate
 
 
-def frontiers(sweeps: list[Sweep], mean_osl: float) -> dict[str, list[OpPoint]]:
-    pts = agg_points(sweeps) + disagg_points(sweeps, mean_osl)
+def frontiers(sweeps: list[Sweep], mean_osl: float, ttft_extra_ms=None, ttft_ms: float | None = None) -> dict[str, list[OpPoint]]:
+    pts = agg_points(sweeps) + disagg_points(sweeps, mean_osl, ttft_extra_ms, ttft_ms)
     return {
         "points": pts,
         "throughput_vs_interactivity": frontier(pts, "tokens_per_s_per_user", "output_tokens_per_s_per_gpu", "max", "max"),

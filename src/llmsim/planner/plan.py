@@ -45,6 +45,7 @@ from ..hardware.spec import GIB
 from ..layout import Parallel
 from ..models.catalog import get_model
 from ..serving.simulate import Deployment, Pool, busy_fraction
+from ..serving.backends import get_backend
 from .compose import OBJECTIVES, Budget, Config, compose_agg, compose_disagg, disagg_ttft_parts
 from .evaluate import GRID, EvalContext, Point, Sweep, SweepTask, point_from_result, prefill_point_for_ttft, run_simulation, run_tasks
 from .pareto import frontiers
@@ -117,7 +118,7 @@ class PlanResult:
         from .launch import launch_commands
 
         return launch_commands(self.best, self.model_id, self.workload, ttft_ms=self.ttft_ms, tpot_ms=self.tpot_ms,
-                               percentile=self.percentile, seed=self.seed, rate=self.rate)
+                               percentile=self.percentile, seed=self.seed, rate=self.rate, searched_engines=tuple(self.engines))
 
     def to_dict(self, top: int = 10) -> dict:
         """JSON-ready (strict: no NaN / infinity — undefined numbers are null); unit-suffixed keys."""
@@ -348,7 +349,8 @@ def plan(
 
     `max_num_batched_tokens` (a list, or 'A,B,...') replaces the token budgets searched for
     aggregated replicas and prefill workers; `chunked_prefill` True/False restricts aggregated
-    replicas to chunked prefill on/off (None: both); `max_concurrency` caps the concurrency
+    replicas and prefill workers to chunked prefill on/off (None: both for aggregated replicas,
+    chunked for prefill workers); `max_concurrency` caps the concurrency
     search (clients per engine)."""
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
@@ -442,6 +444,11 @@ def plan(
                 stats["pruned_precision"] += 1
                 continue
             for e in engs:
+                why = get_backend(e).check_gpu(g.spec)
+                if why:  # e.g. TensorRT-LLM on an AMD GPU
+                    rej.append(Rejection(f"{g.name} {q.label} {e}", why, "precision"))
+                    stats["pruned_precision"] += 1
+                    continue
                 for par in layouts[g.name]:
                     fams_by_pp.setdefault(par.pp, []).append(Family(g, par, q, e))
 
@@ -564,10 +571,16 @@ def plan(
             else:
                 why = [r.reason for r in rej if r.what.startswith(g.name) and r.stage in ("precision", "layout")]
                 lines.append(f"{g.name}: " + ("; ".join(why[:2]) if why else "no valid layout"))
+        given = f"({', '.join(f'{g.name} x{g.max_count}' for g in gpu_opts)}; {', '.join(q.label for q in precs)})"
+        if not any(r.stage == "memory" for r in rej):
+            # nothing was even sized: every GPU type lacks the precision or the engine asked for
+            raise LlmsimError(f"none of the GPU types given can run {spec.name} as asked {given}: " + " | ".join(lines),
+                              hint="choose a precision and an engine these GPUs support (--precision, --backend-engine), "
+                                   "or other GPU types (--gpus)")
+        g0 = gpu_opts[0]
         raise LlmsimError(
-            f"{spec.name} fits on none of the GPU types given ({', '.join(f'{g.name} x{g.max_count}' for g in gpu_opts)}; "
-            f"{', '.join(q.label for q in precs)}): " + " | ".join(lines),
-            hint="allow more GPUs per type (e.g. --gpus h100-sxm:16), "
+            f"{spec.name} fits on none of the GPU types given {given}: " + " | ".join(lines),
+            hint=f"allow more GPUs per type (e.g. --gpus {g0.name}:{2 * g0.max_count}), "
                  + ("fp8 weights (--precision fp8)" if any(g.spec.supports("fp8") for g in gpu_opts) else "int8 / int4 weights (--precision int4)")
                  + ", or GPUs with more memory",
         )
@@ -669,7 +682,8 @@ def plan(
     res.configs = configs
     res.best = chosen
     res.feasible = chosen is not None
-    res.fronts = frontiers(sweeps, wl.mean_osl)
+    kv_tok = int(math.ceil(float(np.percentile(wl.input_len, percentile)))) + 1  # as the pairing above
+    res.fronts = frontiers(sweeps, wl.mean_osl, lambda p, d, q: disagg_ttft_parts(spec, p, d, q, kv_tok).extra_ms, ttft_ms)
     unchecked = len(configs) - n_checked
 
     if chosen is not None:
@@ -756,7 +770,9 @@ def _knob_sets(mbt, chunked: bool | None) -> dict[str, tuple]:
     if chunked is True:
         agg = [k for k in agg if k[1]]
     elif chunked is False:
+        # aggregated replicas and disaggregated prefill workers alike (decode workers run no prompts)
         agg = [k for k in agg if not k[1]] or [(max(v for v, _ in agg), False)]
+        pre = [(max(v for v, _ in pre), False)]
     return {"agg": tuple(agg), "prefill": tuple(pre), "decode": DECODE_KNOBS}
 
 

@@ -93,6 +93,9 @@ _GPU_HINT = "write --gpus as " + _GPU_FORM + " entries separated by commas, e.g.
 _GPU_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 
 
+MAX_PRICE_PER_GPU_HOUR_USD = 1e6  # far above any rental price; beyond it a deployment's $/h overflows the cost sums
+
+
 def parse_gpus(gpus, max_gpus: int | None = None) -> list[GpuOption]:
     """`'h200-sxm:32,h100-sxm:64'` (type:max count, optionally `@price` $/GPU-hour, e.g.
     `h100-sxm:16@2.1`) or a list of such strings; None means every catalog GPU. A type without
@@ -117,8 +120,9 @@ def parse_gpus(gpus, max_gpus: int | None = None) -> list[GpuOption]:
             except ValueError:
                 raise LlmsimError(f"GPU price {p.strip()!r} in --gpus entry {raw!r} must be a number of $/GPU-hour",
                                   hint=f"put the $/GPU-hour after '@', e.g. h100-sxm:8@2.5 ({_GPU_FORM})") from None
-            if not (math.isfinite(price) and price >= 0):
-                raise LlmsimError(f"GPU price {p.strip()!r} in --gpus entry {raw!r} must be a finite, non-negative number of $/GPU-hour",
+            if not (math.isfinite(price) and 0 <= price <= MAX_PRICE_PER_GPU_HOUR_USD):
+                raise LlmsimError(f"GPU price {p.strip()!r} in --gpus entry {raw!r} must be a number of $/GPU-hour in "
+                                  f"[0, {MAX_PRICE_PER_GPU_HOUR_USD:,.0f}]",
                                   hint=f"put the $/GPU-hour after '@', e.g. h100-sxm:8@2.5 ({_GPU_FORM})")
         item = item.strip()
         count = default_count

@@ -557,6 +557,15 @@ class Backend:
     overlap_scheduling: tuple[str, ...] = ()  # engine roles ('both', 'prefill', 'decode') whose loop overlaps: see above
     prefix_dedup_on_insert: bool = False  # a prompt block computed beside a cached copy is freed (SGLang): see above
     rejects_prompt_over_budget: bool = True  # chunked prefill off: an explicit budget under a prompt is an error (see above)
+    vendors: tuple[str, ...] = ("nvidia", "amd")  # GPU vendors the engine runs on (TensorRT-LLM: NVIDIA only)
+
+    def check_gpu(self, gpu: GPUSpec) -> str | None:
+        """None if this engine runs on `gpu`'s vendor, else why not."""
+        if gpu.vendor in self.vendors:
+            return None
+        names = {"nvidia": "NVIDIA", "amd": "AMD"}
+        return (f"{self.name} does not run on {names.get(gpu.vendor, gpu.vendor)} GPUs ({gpu.name}); "
+                f"it runs on {' / '.join(names.get(v, v) for v in self.vendors)} GPUs")
 
     def __post_init__(self) -> None:
         if self.allreduce_norm_fusion not in ALLREDUCE_NORM_FUSIONS:
@@ -686,7 +695,7 @@ BACKENDS: dict[str, Backend] = {
                       prefill_layer_s=PREFILL_LAYER_S["trtllm"], moe_efficiency=MOE_EFFICIENCY["trtllm"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["trtllm"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["trtllm"],
                       prefill_mla_layer_s=PREFILL_MLA_LAYER_S["trtllm"], allreduce_norm_fusion="tp",
-                      overlap_scheduling=OVERLAP_SCHEDULING["trtllm"]),
+                      overlap_scheduling=OVERLAP_SCHEDULING["trtllm"], vendors=("nvidia",)),
 }
 
 

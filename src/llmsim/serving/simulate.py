@@ -254,6 +254,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                                                         else ", int4 weights" if prec.weight == "int8" else ", int8 / int4 weights")
                  + ", or a GPU with more memory",
         )
+    why = be.check_gpu(gpu)
+    if why:
+        raise LlmsimError(why, hint="use --backend vllm or sglang on this GPU, or an NVIDIA GPU")
     kernels = resolve_kernels(dep.kernels, gpu)
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s,
