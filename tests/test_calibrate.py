@@ -187,3 +187,26 @@ def test_a_binary_file_is_a_clear_error(tmp_path, capsys, name):
     if not name.endswith(".csv"):
         with pytest.raises(LlmsimError, match="not a readable parquet file"):
             cal.read_measurements([f])
+
+
+@needs_shared
+def test_kernel_rows_with_bad_latencies_or_one_shape_group_are_refused(tmp_path):
+    # NaN / 0 / negative latencies were a scipy traceback; one shape group gave a "held-out"
+    # error that was the shipped values' (its fold had no training rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(H100 / "h100_gemm_trtllm_1.3.0rc20_gemm_perf.parquet").slice(0, 400)
+    for bad in (float("nan"), 0.0, -0.01):
+        lat = t.column("latency").to_numpy().copy()
+        lat[:20] = bad
+        f = tmp_path / "gemm_perf.parquet"
+        pq.write_table(t.set_column(t.column_names.index("latency"), "latency", pa.array(lat)), f)
+        with pytest.raises(LlmsimError, match="20 of the 400 gemm rows have a latency that is not a positive number"):
+            cal.read_kernel_tables([f])
+    df = t.to_pandas()
+    one = df[(df.n == df.n.iloc[0]) & (df.k == df.k.iloc[0]) & (df.gemm_dtype == df.gemm_dtype.iloc[0])]
+    f = tmp_path / "one_gemm_perf.parquet"
+    pq.write_table(pa.Table.from_pandas(one, preserve_index=False), f)
+    with pytest.raises(LlmsimError, match="the gemm rows hold 1 shape group"):
+        cal.kfold_calibrate(get_gpu("h100-sxm"), cal.read_kernel_tables([f]), k=3)

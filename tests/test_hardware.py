@@ -535,3 +535,38 @@ def test_bundled_tables_only_for_the_chip_they_were_measured_on(tmp_path):
         g = load_gpu_file(f)
         assert g.name == "h100-sxm"
         assert (resolve_kernels("auto", g) is not None) is tables, edit
+
+
+def test_a_calibrated_spec_keeps_the_tables_of_the_gpu_it_aliases(tmp_path):
+    # `llmsim calibrate` on benchmarks writes '<gpu>-calibrated' with aliases [<gpu>] so that the
+    # measured tables still time its kernels; 'auto' matched the name only and fell back to the roofline
+    from llmsim.estimate import estimate, resolve_kernels
+
+    f = tmp_path / "mine.yaml"
+    f.write_text(yaml.safe_dump({"base": "h100-sxm", "name": "h100-sxm-calibrated", "aliases": ["h100-sxm"]}))
+    g = load_gpu_file(f)
+    assert resolve_kernels("auto", g) is not None
+    a = estimate("qwen3-32b", "h100-sxm", tp=2, batch=8)
+    b = estimate("qwen3-32b", str(f), tp=2, batch=8)
+    assert b.kernel_source == a.kernel_source == "measured+roofline" and b.tpot_ms == pytest.approx(a.tpot_ms)
+
+
+def test_cli_weights_default_to_the_published_checkpoint_format_where_the_gpu_runs_it(capsys):
+    # DeepSeek-V3's checkpoint is fp8: on 8x H200 it fits as published, where bf16 weights did not;
+    # gpt-oss's MXFP4 runs as fp4 on Blackwell; a GPU without the format keeps bf16 and says why
+    from llmsim.cli import main
+
+    for args, w in ((["--model", "deepseek-v3", "--gpu", "h200", "--tp", "8"], "fp8"),
+                    (["--model", "gpt-oss-120b", "--gpu", "b200"], "fp4"),
+                    (["--model", "gpt-oss-120b", "--gpu", "h100"], "bf16"),
+                    (["--model", "llama-3.1-8b", "--gpu", "h100"], "bf16"),
+                    (["--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--weight-dtype", "bf16"], "bf16")):
+        main(["estimate", *args, "--json"])
+        d = json.loads(capsys.readouterr().out)
+        assert d["weight_dtype"] == w, args
+    main(["estimate", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "published checkpoint" in text
+    main(["serve", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--concurrency", "1", "--num-requests", "2",
+          "--isl", "64", "--osl", "4", "--json"])
+    assert json.loads(capsys.readouterr().out)["weight_dtype"] == "fp8"

@@ -743,3 +743,42 @@ def test_absent_or_null_head_dim_is_derived():
     assert from_hf_config(_TINY_LLAMA).head_dim == 16
     assert from_hf_config({**_TINY_LLAMA, "head_dim": None}).head_dim == 16
     assert from_hf_config({**_TINY_LLAMA, "head_dim": 32}).head_dim == 32
+
+
+def _llama_like_cfg(model_type: str, **extra) -> dict:
+    cfg = {"model_type": model_type, "hidden_size": 5120, "num_attention_heads": 64, "num_hidden_layers": 64,
+           "intermediate_size": 25600, "vocab_size": 151936, "max_position_embeddings": 40960, **extra}
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def test_missing_keys_take_the_transformers_defaults_of_the_model_type():
+    # Qwen3Config: head_dim 128, num_key_value_heads 32, sliding_window 4096 / max_window_layers 28
+    # (with use_sliding_window); MistralConfig / MixtralConfig: 8 KV heads; Qwen3MoeConfig: 4
+    q = from_hf_config(_llama_like_cfg("qwen3", num_key_value_heads=8))
+    assert q.head_dim == 128  # not hidden / heads = 80
+    assert from_hf_config(_llama_like_cfg("qwen3", head_dim=128)).num_kv_heads == 32
+    sw = from_hf_config(_llama_like_cfg("qwen3", num_key_value_heads=8, use_sliding_window=True))
+    assert sw.sliding_window == 4096 and sw.layer_types.count("full") == 28
+    mis = from_hf_config({"model_type": "mistral", "hidden_size": 4096, "num_attention_heads": 32, "num_hidden_layers": 32,
+                          "intermediate_size": 14336, "vocab_size": 32000})
+    assert mis.num_kv_heads == 8 and mis.total_params == pytest.approx(7.24e9, rel=0.01)
+    # an explicit null keeps transformers' "null = multi-head attention"
+    assert from_hf_config(_llama_like_cfg("qwen3", num_key_value_heads=None, head_dim=128) | {"num_key_value_heads": None}).num_kv_heads == 64
+
+
+def test_deepseek_kv_lora_rank_zero_is_refused_not_read_as_multi_head_attention():
+    cfg = json.loads((DATA_DIR / "deepseek-v3.json").read_text()) if (DATA_DIR / "deepseek-v3.json").is_file() else None
+    if cfg is None:
+        pytest.skip("catalog stores DeepSeek-V3 in another form")
+    cfg = dict(cfg.get("config", cfg), kv_lora_rank=0)
+    with pytest.raises(LlmsimError, match="'kv_lora_rank' must be greater than 0"):
+        from_hf_config(cfg)
+
+
+def test_spec_validation_errors_are_messages_not_pydantic_dumps(tmp_path):
+    f = tmp_path / "config.json"
+    f.write_text(json.dumps(_llama_like_cfg("llama", num_key_value_heads=5)))
+    with pytest.raises(LlmsimError) as e:
+        load_hf_config_file(f)
+    assert "num_heads=64 is not a multiple of num_kv_heads=5" in e.value.message
+    assert "errors.pydantic.dev" not in e.value.message and "input_value" not in e.value.message

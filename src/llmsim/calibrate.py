@@ -176,6 +176,14 @@ def read_kernel_tables(paths: list[str | Path], required: bool = True) -> dict[s
                     continue
                 out[kind].append(d)
     merged = {k: {c: np.concatenate([d[c] for d in v]) for c in v[0]} for k, v in out.items() if v}
+    merged = {k: v for k, v in merged.items() if len(v["latency"])}  # a table with the columns but no rows
+    for kind, rows in merged.items():
+        lat = np.asarray(rows["latency"], dtype=float)
+        bad = ~(np.isfinite(lat) & (lat > 0))
+        if bad.any():
+            raise LlmsimError(f"{int(bad.sum()):,} of the {len(lat):,} {kind} rows have a latency that is not a positive number "
+                              f"(NaN, 0 or negative), e.g. {float(lat[bad][0]):g} ms",
+                              hint="a measurement is a positive time in ms; drop or fix those rows")
     if not merged and required:
         raise LlmsimError(
             "no kernel table recognised",
@@ -472,6 +480,10 @@ class CalibrationReport:
                 "efficiency": self.efficiency.model_dump()}
 
 
+_GROUP_TEXT = {"gemm": "(n, k, dtype)", "context_attention": "(heads, KV heads, head dim, window, KV dtype)",
+               "generation_attention": "(heads, KV heads, head dim, window, KV dtype)"}
+
+
 def fold_ids(kind: str, rows: Rows, k: int, seed: int = 0) -> np.ndarray:
     """Fold index per row; all rows of one shape group share a fold."""
     return _folds(_group_keys(kind, rows), k, seed)
@@ -524,7 +536,14 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
     if not tables and collectives is None:
         raise LlmsimError("nothing to calibrate on: no kernel table and no NCCL table",
                           hint="pass AIConfigurator-format parquet files or an `llmsim profile` directory")
-    folds = {kind: fold_ids(kind, rows, k, seed) for kind, rows in tables.items()}
+    for kind, rows in tables.items():
+        n_groups = len(np.unique(_group_keys(kind, rows)))
+        if n_groups < 2:  # the one fold holding every row would be fitted on nothing and report the shipped values
+            raise LlmsimError(f"the {kind} rows hold {n_groups} shape group ({_GROUP_TEXT[kind]}): cross-validation needs at least 2",
+                              hint="measure more than one shape (llmsim profile measures many), or leave that table out")
+    # a kind with fewer shape groups than folds spreads them over that many folds, so no fold's
+    # training set lacks the kind (with fewer, a fold's fit would see none of its rows)
+    folds = {kind: fold_ids(kind, rows, min(k, len(np.unique(_group_keys(kind, rows)))), seed) for kind, rows in tables.items()}
     oof = {kind: np.full(len(rows["latency"]), np.nan) for kind, rows in tables.items()}
     for f in range(k):
         e = fit_efficiency(gpu, tables, {kind: folds[kind] != f for kind in tables}, seed=seed, max_rows=max_rows)

@@ -79,7 +79,8 @@ def estimate(
     batch: int = typer.Option(1, help="sequences processed together"),
     isl: int = typer.Option(1024, help="input (prompt) tokens per sequence"),
     osl: int = typer.Option(128, help="output tokens per sequence"),
-    weight_dtype: str = typer.Option("bf16", help="bf16 | fp8 | int8 | int4 | fp4"),
+    weight_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4 | fp4 (default: the published checkpoint's fp8 / fp4 "
+                                                          "where the GPU runs it, else bf16)"),
     act_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 (default: fp8 with fp8/fp4 weights)"),
     kv_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4"),
     kernels: str = typer.Option("auto", help="'auto' (bundled engine tables when measured on this GPU), 'none' (roofline only), 'profile' (the bundled `llmsim profile` run of this GPU), or a directory of AIConfigurator-format kernel tables"),
@@ -95,6 +96,7 @@ def estimate(
     """Prefill latency, TPOT, end-to-end latency, throughput and memory of a static batch."""
     from .estimate import estimate as run
 
+    weight_dtype, wnote = _checkpoint_weight_dtype(model, [gpu], weight_dtype)
     r = run(
         model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, batch=batch, isl=isl, osl=osl,
         weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, kernels=kernels,
@@ -119,6 +121,8 @@ def estimate(
     if r.ep_imbalance != 1.0:
         t.add_row("expert-parallel imbalance", f"{r.ep_imbalance:.3f}× the mean share on the busiest GPU")
     t.add_row("fits", "[green]yes[/]" if r.fits else f"[red]{r.message}[/]")
+    if wnote:
+        t.add_row("precision", wnote)
     out.print(t)
     if explain:
         for label, ops in (("prefill", r.prefill_ops), ("decode step (mid-generation context)", r.decode_ops)):
@@ -160,6 +164,26 @@ def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float |
     return v * scale
 
 
+def _checkpoint_weight_dtype(model: str, gpus: list[str], given: str | None) -> tuple[str, str | None]:
+    """--weight-dtype, or by default the format of the model's published checkpoint where every
+    GPU runs it on its tensor cores (DeepSeek-V3: fp8; gpt-oss: fp4 on Blackwell), else bf16.
+    Returns the dtype and a note for the terminal (None when the user gave it or it is bf16)."""
+    if given is not None:
+        return given, None
+    from .hardware import get_gpu
+    from .models import get_model
+
+    native = get_model(model).native_weight_dtype
+    if native in ("fp8", "fp4") and all(get_gpu(g).supports(native) for g in gpus):
+        return native, (f"weights: {native}, the format of {model}'s published checkpoint "
+                        f"(--weight-dtype bf16 for 16-bit weights)")
+    if native in ("fp8", "fp4"):
+        return "bf16", (f"weights: bf16 -- {model}'s published checkpoint is {native}, which "
+                        f"{', '.join(g for g in gpus if not get_gpu(g).supports(native))} cannot run on its tensor cores "
+                        "(--weight-dtype to choose another format)")
+    return "bf16", None
+
+
 def _ep_imbalance_arg(v: str | None) -> float | str | None:
     """--ep-imbalance: 'auto', a number, or unset; anything else is a clear error (simulate checks the range)."""
     if v is None or v == "auto":
@@ -178,7 +202,9 @@ def serve(
     tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"), ep: int = typer.Option(1, help="expert parallel"),
     replicas: int = typer.Option(1, help="engine replicas behind the router"),
     backend: str = typer.Option("vllm", help="vllm | sglang | trtllm"),
-    weight_dtype: str = typer.Option("bf16"), act_dtype: Optional[str] = typer.Option(None), kv_dtype: Optional[str] = typer.Option(None),
+    weight_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4 | fp4 (default: the published checkpoint's fp8 / fp4 "
+                                                          "where every pool's GPU runs it, else bf16)"),
+    act_dtype: Optional[str] = typer.Option(None), kv_dtype: Optional[str] = typer.Option(None),
     concurrency: Optional[int] = typer.Option(None, help="closed loop: N clients (N = num-requests: offline max throughput)"),
     rate: Optional[float] = typer.Option(None, help="open loop: arrivals per second"),
     cv: Optional[float] = typer.Option(None, help="Gamma arrivals with this coefficient of variation (default Poisson)"),
@@ -275,6 +301,7 @@ def serve(
         raise LlmsimError("--tp / --pp / --dp / --ep / --replicas lay out an aggregated replica, but the --prefill-* / --decode-* "
                           "options make this deployment disaggregated",
                           hint="give each pool's layout with --prefill-tp ... --decode-workers (their GPU defaults to --gpu)")
+    weight_dtype, wnote = _checkpoint_weight_dtype(model, [prefill_gpu or gpu, decode_gpu or gpu] if disagg else [gpu], weight_dtype)
     dep = Deployment(
         model=model, pool=Pool() if disagg else Pool(gpu, tp, pp, dp, ep, replicas),
         prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
@@ -348,6 +375,8 @@ def serve(
         g.add_row("links", "; ".join(f"{c['pool']} {c['group']}={c['gpus']} {'all-reduces' if c['group'] == 'tp' else 'all-to-alls'} "
                                      f"over {'the scale-out network' if c['link'] == 'network' else 'PCIe'} ({c['bandwidth_gbps']:,.0f} GB/s per GPU)"
                                      for c in slow))
+    if wnote:
+        g.add_row("precision", wnote)
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
     g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)

@@ -101,7 +101,8 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
     from .cost.measured import BUNDLED_DEVICE, KernelTables, bundled_profile, bundled_profiles, device_matches, load_cached
 
     if str(kernels).lower() == "auto":
-        return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu.name) and _measured_silicon(gpu) else None
+        # by name or alias: a calibrated spec ('h100-sxm-calibrated', aliases [h100-sxm]) keeps the tables
+        return KernelTables.load(None) if device_matches(BUNDLED_DEVICE, gpu) and _measured_silicon(gpu) else None
     if str(kernels).lower() == "profile":
         kt = bundled_profile(gpu)
         if kt is None:
@@ -116,9 +117,12 @@ def _measured_silicon(gpu: GPUSpec) -> bool:
     """Whether `gpu` is the chip the bundled tables were measured on, not only its name: a GPU
     file that keeps the name but edits the peaks, bandwidths or SM count describes another chip,
     which the roofline times from those numbers (price, power and memory size may differ)."""
-    ref = get_gpu(gpu.name)
+    from .cost.measured import BUNDLED_DEVICE, device_matches
+    from .hardware.catalog import list_gpus
+
+    ref = next((g for g in list_gpus() if device_matches(BUNDLED_DEVICE, g.name)), None)
     keys = ("peak_tflops", "memory_bandwidth_gbps", "num_sms", "nvlink_bandwidth_gbps", "nvlink_domain_size")
-    return all(getattr(gpu, k) == getattr(ref, k) for k in keys)
+    return ref is not None and all(getattr(gpu, k) == getattr(ref, k) for k in keys)
 
 
 _COST_MODELS: dict[tuple, CostModel] = {}

@@ -113,12 +113,17 @@ class _Cfg:
 
 
 # ---------------------------------------------------------------------- shared pieces
-def _attention(c: _Cfg, *, derive_head_dim: bool = True) -> dict:
+def _attention(c: _Cfg, *, derive_head_dim: bool = True, kv_default: int | None = None, head_dim_default: int = 0) -> dict:
+    """`kv_default` / `head_dim_default`: the model type's `transformers` default where the key is
+    absent (MistralConfig / MixtralConfig: 8 KV heads; Qwen2Config / Qwen3Config: 32 KV heads;
+    Qwen3Config: head_dim 128); a null value, or a type without one, falls back as noted below."""
     hidden = c.int("hidden_size", positive=True)
     heads = c.int("num_attention_heads", positive=True)
-    kv = c.int("num_key_value_heads", heads, positive=True)  # absent or null: multi-head attention
-    # absent or null: derived from hidden_size / num_attention_heads; an explicit 0 is an error
-    head_dim = c.int("head_dim", 0, positive=c.get("head_dim") is not None)
+    # absent: the type's default; null (or no default): multi-head attention, as transformers does
+    kv = c.int("num_key_value_heads", kv_default if kv_default is not None and "num_key_value_heads" not in c.cfg else heads,
+               positive=True)
+    # absent or null: the type's default, else derived from hidden_size / num_attention_heads; an explicit 0 is an error
+    head_dim = c.int("head_dim", head_dim_default if "head_dim" not in c.cfg else 0, positive=c.get("head_dim") is not None)
     if not head_dim and derive_head_dim:
         if hidden % heads:
             raise c.fail(f"hidden_size={hidden} is not a multiple of num_attention_heads={heads}",
@@ -192,8 +197,8 @@ def _max_pos(c: _Cfg, default: int) -> int:
 # ---------------------------------------------------------------------- readers
 def _llama_like(c: _Cfg, *, max_pos_default: int, gated_sliding: bool, mistral_sliding: bool,
                 qkv_bias_default: bool = False, o_bias_from_attention_bias: bool = True,
-                qk_norm: bool = False) -> dict:
-    f = _attention(c)
+                qk_norm: bool = False, kv_default: int | None = None, head_dim_default: int = 0) -> dict:
+    f = _attention(c, kv_default=kv_default, head_dim_default=head_dim_default)
     L = f["num_layers"]
     attention_bias = c.bool("attention_bias", False)
     f.update(
@@ -220,11 +225,11 @@ def _read_mistral(c: _Cfg) -> dict:
     # MistralConfig: sliding_window (default 4096, null = none) applies to every layer
     if "sliding_window" not in c.cfg:
         c.cfg = {**c.cfg, "sliding_window": 4096}
-    return _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True)
+    return _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True, kv_default=8)
 
 
 def _read_mixtral(c: _Cfg) -> dict:
-    f = _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True)
+    f = _llama_like(c, max_pos_default=4096 * 32, gated_sliding=False, mistral_sliding=True, kv_default=8)
     f.update(
         num_experts=c.int("num_local_experts", 8),
         experts_per_token=c.int("num_experts_per_tok", 2),
@@ -236,13 +241,25 @@ def _read_mixtral(c: _Cfg) -> dict:
 
 def _read_qwen2(c: _Cfg) -> dict:
     # Qwen2 (and Qwen2.5): q/k/v projections always carry a bias, o_proj does not
+    _qwen_sliding_defaults(c)
     return _llama_like(c, max_pos_default=32768, gated_sliding=True, mistral_sliding=False,
-                       qkv_bias_default=True, o_bias_from_attention_bias=False)
+                       qkv_bias_default=True, o_bias_from_attention_bias=False, kv_default=32)
 
 
-def _read_qwen3(c: _Cfg) -> dict:
-    # Qwen3: per-head RMSNorm on q and k; head_dim given explicitly (128 for every size)
-    return _llama_like(c, max_pos_default=32768, gated_sliding=True, mistral_sliding=False, qk_norm=True)
+def _read_qwen3(c: _Cfg, *, kv_default: int = 32, head_dim_default: int = 128, max_window_layers: int | None = 28) -> dict:
+    # Qwen3: per-head RMSNorm on q and k; head_dim given explicitly (128 for every size, Qwen3Config's default)
+    _qwen_sliding_defaults(c, max_window_layers)
+    return _llama_like(c, max_pos_default=32768, gated_sliding=True, mistral_sliding=False, qk_norm=True,
+                       kv_default=kv_default, head_dim_default=head_dim_default)
+
+
+def _qwen_sliding_defaults(c: _Cfg, max_window_layers: int | None = 28) -> None:
+    """Qwen2Config / Qwen3Config: sliding_window 4096 and max_window_layers 28 where absent (they
+    act only with use_sliding_window true; Qwen3MoeConfig has no max_window_layers)."""
+    defaults = [("sliding_window", 4096)] + ([("max_window_layers", max_window_layers)] if max_window_layers is not None else [])
+    add = {k: v for k, v in defaults if k not in c.cfg}
+    if add:
+        c.cfg = {**c.cfg, **add}
 
 
 def _moe_dense_prefix(c: _Cfg, num_layers: int) -> int:
@@ -258,7 +275,8 @@ def _moe_dense_prefix(c: _Cfg, num_layers: int) -> int:
 
 
 def _read_qwen3_moe(c: _Cfg) -> dict:
-    f = _read_qwen3(c)
+    # Qwen3MoeConfig's defaults: 4 KV heads; no head_dim default (hidden_size / heads)
+    f = _read_qwen3(c, kv_default=4, head_dim_default=0, max_window_layers=None)
     dense = _moe_dense_prefix(c, f["num_layers"])
     f.update(
         num_experts=c.int("num_experts"),
@@ -363,7 +381,7 @@ def _read_deepseek(c: _Cfg) -> dict:
         tie_word_embeddings=c.bool("tie_word_embeddings", False),
         max_position_embeddings=_max_pos(c, 4096),
         q_lora_rank=c.int("q_lora_rank", 0),  # null: queries projected directly (V2-Lite)
-        kv_lora_rank=c.int("kv_lora_rank"),
+        kv_lora_rank=c.int("kv_lora_rank", positive=True),  # 0 would silently be plain multi-head attention
         qk_nope_head_dim=nope,
         qk_rope_head_dim=rope,
         v_head_dim=c.int("v_head_dim"),
@@ -651,8 +669,24 @@ def _build(cfg: Any, *, name: str | None, hf_id: str | None, aliases: Iterable[s
         )
     except LlmsimError:
         raise
-    except ValueError as e:  # pydantic validation: a value out of range
-        raise LlmsimError(f"{origin}: invalid config: {e}") from None
+    except ValueError as e:  # pydantic validation: a value out of range, or the spec's own checks
+        raise LlmsimError(f"{origin}: invalid config: {_validation_text(e)}",
+                          hint="the field names are llmsim's ModelSpec names; `llmsim models show` on a catalog model "
+                               "prints them beside their values") from None
+
+
+def _validation_text(e: ValueError) -> str:
+    """A pydantic error as its messages alone (field: message; ...), without the input dump and
+    the documentation link."""
+    errors = getattr(e, "errors", None)
+    if not callable(errors):
+        return str(e)
+    parts = []
+    for err in errors():
+        msg = str(err.get("msg", "")).removeprefix("Value error, ")
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or str(e)
 
 
 def from_hf_config(

@@ -804,8 +804,11 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     busy = mean_busy_fraction(groups)
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
+    prec = builds[0].st.prec
     extra = {
         "backend": dep.backend,
+        # the formats simulated (the CLI's default weight format is the published checkpoint's)
+        "weight_dtype": prec.weight, "act_dtype": prec.act, "kv_dtype": prec.kv,
         "preemptions": int(sum(e.num_preemptions for e in engines)),
         "prefix_cache_hit_rate": (sum(e.prefix_hit_tokens for e in engines) / prompt) if prompt else 0.0,
         # time-weighted over the run (first arrival to last finish), idle time included, per engine
