@@ -782,3 +782,17 @@ def test_spec_validation_errors_are_messages_not_pydantic_dumps(tmp_path):
         load_hf_config_file(f)
     assert "num_heads=64 is not a multiple of num_kv_heads=5" in e.value.message
     assert "errors.pydantic.dev" not in e.value.message and "input_value" not in e.value.message
+
+
+def test_rope_scaling_yarn_extends_the_context_as_model_cards_say():
+    # Qwen3's card: rope_scaling yarn, factor 4 over 32,768 original positions = 131,072 tokens
+    base = _llama_like_cfg("qwen3", num_key_value_heads=8)
+    assert from_hf_config(base).max_position_embeddings == 40960
+    yarn = from_hf_config(base | {"rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}})
+    assert yarn.max_position_embeddings == 131072
+    # Llama 3's own scaling is already in its max_position_embeddings
+    llama3 = from_hf_config(base | {"rope_scaling": {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}})
+    assert llama3.max_position_embeddings == 40960
+    for bad in ("yarn", {"rope_type": "yarn", "factor": 0.5}):
+        with pytest.raises(LlmsimError, match="rope_scaling"):
+            from_hf_config(base | {"rope_scaling": bad})

@@ -191,7 +191,26 @@ def _sliding(c: _Cfg, num_layers: int, *, gated_by_flag: bool) -> dict:
 
 
 def _max_pos(c: _Cfg, default: int) -> int:
-    return c.int("max_position_embeddings", default, positive=True)
+    """The context length: max_position_embeddings, extended by a YaRN / dynamic / linear
+    `rope_scaling` to original_max_position_embeddings (or max_position_embeddings) x factor, as
+    model cards tell users to enable long context (Qwen3 with yarn factor 4 over 32,768: 131,072).
+    Llama 3's 'llama3' scaling is already in its max_position_embeddings."""
+    n = c.int("max_position_embeddings", default, positive=True)
+    rs = c.get("rope_scaling")
+    if rs is None:
+        return n
+    if not isinstance(rs, dict):
+        raise c.fail(f"'rope_scaling' must be a mapping (e.g. {{\"rope_type\": \"yarn\", \"factor\": 4.0}}) or null, got {rs!r}")
+    kind = rs.get("rope_type", rs.get("type"))
+    factor = rs.get("factor")
+    if kind not in ("yarn", "dynamic", "linear") or factor is None:
+        return n
+    if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not math.isfinite(factor) or factor < 1:
+        raise c.fail(f"rope_scaling factor must be a number >= 1, got {factor!r}")
+    orig = rs.get("original_max_position_embeddings", n)
+    if isinstance(orig, bool) or not isinstance(orig, int) or orig < 1:
+        raise c.fail(f"rope_scaling original_max_position_embeddings must be a positive integer, got {orig!r}")
+    return max(n, int(orig * factor))
 
 
 # ---------------------------------------------------------------------- readers
