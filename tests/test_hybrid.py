@@ -139,3 +139,22 @@ def test_qwen35_wrapper_reads_its_text_config():
         from_hf_config({"model_type": "qwen3_5_moe"}, name="w")
     with pytest.raises(LlmsimError, match="not supported"):
         from_hf_config({"model_type": "qwen3_5_moe", "text_config": {**text, "model_type": "llama"}}, name="w")
+
+
+def test_sliding_window_layers_hold_only_their_window_in_serving():
+    # gpt-oss-120b: half its layers slide over 128 tokens. 16 clients of 4,100 tokens each need
+    # 16 x (4,101 + 128) = 67,664 tokens of the full layers' KV: they all run at once in a pool of
+    # 75,776 such tokens, which counted in every layer's bytes would hold only 37,888 (9 requests)
+    wl = make_workload(num_requests=32, isl=4000, osl=100, concurrency=16, seed=0)
+    dep = Deployment(model="gpt-oss-120b", pool=Pool("b200", tp=1), weight_dtype="fp4", kv_dtype="fp8",
+                     memory_fraction=0.374, kernels="none")
+    res = simulate(dep, wl)
+    assert res.summary["num_completed"] == 32 and res.summary["preemptions"] == 0
+    eng = res.engines[0].cfg
+    assert eng.seq_state_tokens == 128
+    cap = res.summary["kv_capacity_tokens_per_engine"]
+    all_layers = kv_bytes_per_token_per_gpu(get_model("gpt-oss-120b"), Parallel(), Precision.make("fp4", kv="fp8"))
+    assert eng.kv_bytes_per_token == all_layers  # swaps and hand-offs move every layer's KV
+    assert 16 * (4101 + 128) <= cap and cap * 0.5 < 9.5 * 4101
+    sched, finish = np.frombuffer(res.requests.t_sched), np.frombuffer(res.requests.t_finish)
+    assert max(int(np.sum((sched <= t) & (finish > t))) for t in sched) == 16

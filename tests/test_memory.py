@@ -15,6 +15,7 @@ from llmsim.layout import Parallel, Precision
 from llmsim.memory.model import (
     kv_bytes_per_sequence,
     kv_bytes_per_token_per_gpu,
+    kv_pool,
     memory_breakdown,
     weights_bytes_per_gpu,
 )
@@ -124,6 +125,35 @@ def test_gpt_oss_sliding_layers_capped():
     assert got == per_layer_tok * (18 * 10_000 + 18 * 128)
     all_full = 36 * seq * per_layer_tok
     assert got < 0.52 * all_full
+
+
+def test_kv_pool_grows_in_the_full_layers_only():
+    # gpt-oss: 18 full + 18 sliding (128-token window) layers. A paged engine's pool grows by the
+    # full layers' bytes per token; each sequence holds the 18 sliding layers' window as fixed state
+    m, h100 = get_model("gpt-oss-120b"), get_gpu("h100-sxm")
+    par, prec = Parallel(), Precision.make("fp4", kv="bf16")
+    mem = memory_breakdown(m, h100, par, prec, batch=1, seq_len=1, max_batched_tokens=8192)
+    per_layer_tok = 2 * 8 * 64 * 2
+    pool = kv_pool(m, par, prec, mem, held_tokens=9216)
+    assert pool.token_bytes == 18 * per_layer_tok
+    assert pool.state_tokens == 128  # 18 sliding layers x 128 tokens, in 18-full-layer tokens
+    space = mem.usable_bytes - mem.weights_bytes - mem.activation_bytes - mem.runtime_overhead_bytes
+    assert pool.capacity_tokens == int(space // (18 * per_layer_tok)) // 16 * 16
+    assert pool.capacity_tokens == pytest.approx(2 * mem.max_kv_tokens, abs=16)  # every-layer tokens: half as many
+    # the same bytes either way for a sequence longer than the window
+    seq = 9216
+    assert (seq + pool.state_tokens) * pool.token_bytes == kv_bytes_per_sequence(m, par, prec, seq)
+    # a short request holds only its own length of window
+    assert kv_pool(m, par, prec, mem, held_tokens=40).state_tokens == 48 * 18 / 18
+    # without sliding layers: the every-layer count, no state
+    l8 = get_model("llama-3.1-8b")
+    mem8 = memory_breakdown(l8, h100, par, BF16, batch=1, seq_len=1, max_batched_tokens=8192)
+    p8 = kv_pool(l8, par, BF16, mem8, held_tokens=9216)
+    assert (p8.capacity_tokens, p8.state_tokens, p8.token_bytes) == (mem8.max_kv_tokens, 0.0, mem8.kv_bytes_per_token)
+    # tp=2, pp=2, dp=1: per virtual engine
+    p22 = kv_pool(l8, Parallel(tp=2, pp=2), BF16, memory_breakdown(l8, h100, Parallel(tp=2, pp=2), BF16, batch=1, seq_len=1,
+                                                                    max_batched_tokens=8192), held_tokens=100)
+    assert p22.replica_tokens == 2 * p22.capacity_tokens
 
 
 def test_kv_sequence_rounds_to_blocks(l8):

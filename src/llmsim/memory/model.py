@@ -24,7 +24,7 @@ largest). Embeddings, LM head, norms and routers stay in bf16 when weights are q
 as serving engines keep them. The KV cache is split across tp by KV heads
 (replicated when tp exceeds them); MLA's latent cache is not split by tp, nor is sparse
 attention's index-key cache (fp8 keys + scales, whatever the KV format). Sliding-window
-layers keep at most `window` tokens per sequence. Linear-attention (Gated DeltaNet) layers keep
+layers keep at most `window` tokens per sequence (`kv_pool`: how a paged engine counts them). Linear-attention (Gated DeltaNet) layers keep
 no KV cache but a fixed state per sequence, split over tp by heads
 (`linear_state_bytes_per_sequence`): it counts in a sequence's bytes and so in max concurrency.
 """
@@ -142,6 +142,43 @@ def linear_state_bytes_per_sequence(model: ModelSpec, par: Parallel) -> float:
     layers = model.num_linear_layers * math.ceil(model.num_layers / par.pp) / model.num_layers
     state, conv = model.linear_state_elements_per_layer
     return layers * (state * GDN_STATE_BYTES + conv * BF16) / par.tp
+
+
+@dataclass(frozen=True)
+class KvPool:
+    """A paged engine's KV pool on one engine (all its dp ranks, one pipeline stage), in the
+    unit its block count grows by: `token_bytes` per token of a sequence's context and
+    `state_tokens` (in those tokens) that a sequence holds whatever its length.
+
+    A model that mixes full-attention and sliding-window layers grows by its full layers'
+    bytes only: the sliding layers hold at most the window per sequence (vLLM's hybrid KV
+    cache manager frees their blocks outside the window, TRT-LLM and SGLang keep separate
+    window-sized pools), counted as fixed state of min(window, `held_tokens`) tokens, where
+    `held_tokens` is the longest request. Otherwise a token costs every KV layer's bytes and
+    the state is the linear-attention layers' (hybrid models), or none."""
+
+    capacity_tokens: int  # per engine (per virtual engine with pp: the replica's tokens // pp)
+    replica_tokens: int  # the replica's: a stage's tokens on every dp rank
+    token_bytes: float
+    state_tokens: float
+
+
+def kv_pool(model: ModelSpec, par: Parallel, prec: Precision, mem: MemoryBreakdown, held_tokens: int,
+            block_size: int = 16) -> KvPool:
+    """The KV pool `mem` leaves for one engine (per virtual engine with pp), see `KvPool`."""
+    all_layers = kv_bytes_per_token_per_gpu(model, par, prec)
+    state = linear_state_bytes_per_sequence(model, par)
+    unit = all_layers
+    n_slide = model.num_sliding_layers
+    if n_slide and n_slide < model.num_kv_layers and all_layers > 0:
+        stage_frac = math.ceil(model.num_layers / par.pp) / model.num_layers
+        per_layer = kv_bytes_per_token_per_gpu(model, par, prec, layers=1)
+        unit = per_layer * (model.num_kv_layers - n_slide) * stage_frac
+        window = math.ceil(min(held_tokens, model.sliding_window) / block_size) * block_size
+        state += per_layer * n_slide * stage_frac * window
+    kv_space = mem.usable_bytes - mem.weights_bytes - mem.activation_bytes - mem.runtime_overhead_bytes
+    tokens = int(kv_space // unit) // block_size * block_size if unit > 0 and kv_space > 0 else 0
+    return KvPool(tokens * par.dp // par.pp, tokens * par.dp, unit, state / unit if unit > 0 else 0.0)
 
 
 def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, max_seqs: int) -> float:

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware.spec import GIB
-from ..memory.model import budget_text, memory_breakdown
+from ..memory.model import budget_text, kv_pool, memory_breakdown
 from ..models.spec import ModelSpec
 from ..serving.backends import get_backend
 from .cache import get_step_time
@@ -83,13 +83,14 @@ def memory_fit(model: ModelSpec, fam: Family, mbt: int, chunked: bool, wl: PlanW
                   f"({budget_text(be.memory_fraction, be.memory_fraction_of, gpu.memory_bytes)})")
         detail["short_gib"] = short / GIB
         return False, reason, 0, detail
-    per_engine = mem.max_kv_tokens * par.dp // par.pp
-    need = wl.max_len + 1
+    pool = kv_pool(model, par, prec, mem, wl.max_len)  # as simulate's engines count it
+    per_engine = pool.capacity_tokens
+    need = wl.max_len + 1 + math.ceil(pool.state_tokens)
     if per_engine < need:
         reason = (f"KV cache too small: {per_engine:,} tokens per engine left after {_gib(mem.weights_bytes)} of weights, "
                   f"the longest request needs {need:,}")
         return False, reason, 0, detail
-    return True, "fits", int(mem.max_kv_tokens * par.dp), detail
+    return True, "fits", pool.replica_tokens, detail
 
 
 def _prefill_alone_s(st, q: int, p: int, mbt: int, chunked: bool) -> float:

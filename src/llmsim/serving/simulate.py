@@ -50,7 +50,7 @@ from ..estimate import resolve_kernels
 from ..hardware.catalog import get_gpu
 from ..hardware.spec import GPUSpec
 from ..layout import Parallel, Precision
-from ..memory.model import kv_bytes_per_token_per_gpu, linear_state_bytes_per_sequence, memory_breakdown
+from ..memory.model import kv_bytes_per_token_per_gpu, kv_pool, memory_breakdown
 from ..models.catalog import get_model
 from ..models.spec import ModelSpec
 from . import engine as _engine_module
@@ -208,7 +208,7 @@ class _PoolBuild:
 
 
 def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
-                step_time_model: Callable[..., StepTimeModel] = StepTimeModel) -> _PoolBuild:
+                step_time_model: Callable[..., StepTimeModel] = StepTimeModel, held_tokens: int = 0) -> _PoolBuild:
     # (the parallel degrees are `Parallel.validate`'s to check)
     _check_int("workers", pool.workers, None, "engine replicas in the pool, a whole number, e.g. Pool('h100-sxm', tp=2, workers=3)")
     if pool.workers < 1:
@@ -264,8 +264,10 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     st = be.step_time(spec, gpu, par, prec, kernels, step_time_model, dep.allreduce_norm_fusion,
                       resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep),
                       prefill_layer_s=dep.prefill_layer_s, prefill_moe_layer_s=dep.prefill_moe_layer_s)
-    cap = mem.max_kv_tokens * par.dp // par.pp  # per virtual engine
-    kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)
+    # per virtual engine, in tokens of the layers a sequence's KV grows in (`memory.model.kv_pool`:
+    # a sliding-window layer's window counts as fixed state, as a linear-attention layer's state)
+    kvp = kv_pool(spec, par, prec, mem, held_tokens, dep.block_size)
+    kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)  # every KV layer's: swaps and hand-offs
     wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
     cfg = EngineConfig(
@@ -275,10 +277,10 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         max_chunk_tokens=mbt // par.dp if par.dp > 1 and chunked else 0,
         random_rank_queues=par.dp if par.dp > 1 and chunked and role == "prefill" and be.prefill_dp_routing == "random" else 0,
         rank_seed=dep.seed,
-        block_size=dep.block_size, kv_capacity_tokens=cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
+        block_size=dep.block_size, kv_capacity_tokens=kvp.capacity_tokens, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_token_bytes,
-        # a hybrid model's linear-attention state, held per sequence out of the same memory
-        seq_state_tokens=linear_state_bytes_per_sequence(spec, par) / kv_token_bytes,
+        # a hybrid model's linear-attention state and the sliding layers' window, held per sequence out of the same memory
+        seq_state_tokens=kvp.state_tokens,
         role=role, first_token_here=role == "decode" and (dep.first_token_from or be.disagg_first_token) == "decode",
         # a prefill engine's requests leave after one token: nothing to keep back for
         kv_reserve_output=0.0 if role == "prefill" else be.kv_reserve_output if dep.kv_reserve_output is None else dep.kv_reserve_output,
@@ -443,16 +445,18 @@ def simulate(
         if dep.pool != Pool():
             raise LlmsimError("a Deployment with prefill and decode pools has no aggregated pool, but `pool` was given too",
                               hint="leave `pool` at its default for disaggregated serving, or drop prefill / decode")
-        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model),
-                  _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model)]
+        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model, longest),
+                  _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model, longest)]
     else:
-        builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model)]
+        builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model, longest)]
     longest_prompt = int(wl.input_len.max())
     for b in builds:
         what = {"both": "", "prefill": "prefill ", "decode": "decode "}.get(b.cfg.role, "")
         cap_need = longest + 1 + math.ceil(b.cfg.seq_state_tokens)
         if b.cfg.kv_capacity_tokens < cap_need:
-            state = f" ({math.ceil(b.cfg.seq_state_tokens)} of them its linear-attention state)" if b.cfg.seq_state_tokens else ""
+            kinds = " and ".join(k for k, n in (("linear-attention state", spec.num_linear_layers), ("sliding-window layers' window",
+                                                 spec.num_sliding_layers and spec.num_sliding_layers < spec.num_kv_layers)) if n)
+            state = f" ({math.ceil(b.cfg.seq_state_tokens)} of them its {kinds})" if b.cfg.seq_state_tokens else ""
             raise LlmsimError(
                 f"the KV cache of one {what}engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}{state}",
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
