@@ -271,7 +271,7 @@ def test_serve_moe_efficiency_option(capsys):
     assert (slow["moe_efficiency"], full["moe_efficiency"]) == ([0.25], [1.0])
     assert slow["ttft_ms"]["mean"] > full["ttft_ms"]["mean"]
     code, out, err = run_error(capsys, *base, "--moe-efficiency", "0")
-    assert code != 0 and "moe_efficiency must be in (0, 1]" in out + err
+    assert code != 0 and "--moe-efficiency must be in (0, 1]" in out + err
 
 
 def test_serve_adp_balance_options(capsys):
@@ -286,7 +286,7 @@ def test_serve_adp_balance_options(capsys):
     assert free["adp_balance_timeout_iters"] == 0
     assert held["ttft_ms"]["mean"] > free["ttft_ms"]["mean"]
     code, out, err = run_error(capsys, *base, "--adp-balance-timeout-iters", "-1")
-    assert code != 0 and "adp_balance_timeout_iters must be an integer >= 0" in out + err
+    assert code != 0 and "--adp-balance-timeout-iters must be an integer >= 0" in out + err
 
 
 def test_serve_prefill_moe_layer_option(capsys):
@@ -323,7 +323,7 @@ def test_serve_ep_imbalance_option(capsys):
     assert (hot["ep_imbalance"], even["ep_imbalance"]) == ([1.5], [1.0])
     assert 1.0 <= auto["ep_imbalance"][0] < 1.5  # 8 experts over 4 GPUs: two each
     assert hot["tpot_ms"]["mean"] > even["tpot_ms"]["mean"]
-    for bad, msg in (("0.9", "ep_imbalance must be 'auto' or a number >= 1"), ("lots", "--ep-imbalance must be 'auto' or a number")):
+    for bad, msg in (("0.9", "--ep-imbalance must be 'auto' or a number >= 1"), ("lots", "--ep-imbalance must be 'auto' or a number")):
         code, out, err = run_error(capsys, *base, "--ep-imbalance", bad)
         assert code != 0 and msg in out + err, (bad, out + err)
 
@@ -333,20 +333,20 @@ def test_serve_bad_engine_options_are_errors_not_defaults(capsys):
     message; `--tpot-slo 0` is refused rather than dropping the SLO (it used to disable goodput silently)."""
     base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--concurrency", "2", "--num-requests", "4",
             "--isl", "100", "--osl", "10", "--json"]
-    for opt, msg in ((("--max-num-seqs", "0"), "max_num_seqs must be an integer >= 1"),
-                     (("--max-num-batched-tokens", "-3"), "max_num_batched_tokens must be an integer >= 1"),
-                     (("--block-size", "0"), "block_size must be an integer >= 1"),
+    for opt, msg in ((("--max-num-seqs", "0"), "--max-num-seqs must be an integer >= 1"),
+                     (("--max-num-batched-tokens", "-3"), "--max-num-batched-tokens must be an integer >= 1"),
+                     (("--block-size", "0"), "--block-size must be an integer >= 1"),
                      (("--cpu-overhead-ms", "-1"), "--cpu-overhead-ms must be a number of ms, at least 0 and at most an hour, got -1"),
                      (("--client-jitter-ms", "1e308"), "--client-jitter-ms must be a number of ms"),
-                     (("--block-size", "1000000"), "block_size must be at most 4096"),
+                     (("--block-size", "1000000"), "--block-size must be at most 4096"),
                      (("--act-dtype", "fp8"), "fp8 activations need quantised weights"),
                      (("--ep-imbalance", "2"), "no pool has ep > 1"),
                      (("--moe-efficiency", "0.5"), "llama-3.1-8b is a dense model"),
                      (("--batch-wait-tokens-ratio", "0.5"), "give --batch-wait-iters N too"),
                      (("--adp-balance-timeout-iters", "50"), "no pool has dp > 1"),
                      (("--adp-balance-batching-iters", "5"), "give --adp-balance-timeout-iters N too"),
-                     (("--max-num-batched-tokens", "50", "--no-chunked-prefill"), "a prompt of 100 tokens exceeds max_num_batched_tokens = 50"),
-                     (("--tpot-slo", "0"), "SLO tpot_ms must be a number > 0"),
+                     (("--max-num-batched-tokens", "50", "--no-chunked-prefill"), "a prompt of 100 tokens exceeds --max-num-batched-tokens = 50"),
+                     (("--tpot-slo", "0"), "--tpot-slo (ms) must be a number > 0"),
                      (("--first-token-from", "decode"), "only applies to a disaggregated deployment"),
                      (("--handoff-ms", "10"), "only applies to a disaggregated deployment")):
         code, out, err = run_error(capsys, *base, *opt)

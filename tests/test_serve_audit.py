@@ -11,8 +11,8 @@ import pytest
 from llmsim.errors import LlmsimError
 from llmsim.hardware.catalog import get_gpu
 from llmsim.serving.metrics import GpuGroup, ItlHistogram, summarize
-from llmsim.serving.simulate import Deployment, Pool, simulate
-from llmsim.serving.workload import make_workload
+from llmsim.serving.simulate import Deployment, Pool, busy_fraction_between, simulate
+from llmsim.serving.workload import Workload, make_workload
 
 MODEL = "llama-3.1-8b"
 
@@ -33,19 +33,23 @@ def test_disaggregated_energy_is_summed_per_pool(prefill, decode):
     res = simulate(dep(prefill=prefill, decode=decode), wl)
     s = res.summary
     pr = res.per_request()
-    run = float(np.nanmax(pr["finish_s"]) - pr["arrival_s"].min())  # the busy fractions' window: the whole run
-    watts = busy_gpus = 0.0
+    run = float(np.nanmax(pr["finish_s"]) - pr["arrival_s"].min())  # engine_busy_fraction's window: the whole run
+    counted = ~np.asarray(pr["warmup"], dtype=bool)
+    start, end = float(pr["arrival_s"][counted].min()), float(np.nanmax(pr["finish_s"]))  # the counted window (open loop)
+    assert s["duration_s"] == pytest.approx(end - start, rel=1e-12)
+    watts = busy_gpus = run_busy_gpus = 0.0
     for pool, role in ((prefill, "prefill"), (decode, "decode")):
         g = get_gpu(pool.gpu)
         engines = [e for e in res.engines if e.cfg.role == role]
-        busy = sum(e.busy_s for e in engines) / (len(engines) * run)
+        run_busy_gpus += pool.gpus_per_worker * pool.workers * sum(e.busy_s for e in engines) / (len(engines) * run)
+        busy = busy_fraction_between(engines, start, end)
         watts += pool.gpus_per_worker * pool.workers * (g.idle_power_w + (g.tdp_w - g.idle_power_w) * busy)
         busy_gpus += pool.gpus_per_worker * pool.workers * busy
     assert s["num_gpus"] == 3
     assert s["energy_j"] == pytest.approx(watts * s["duration_s"], rel=1e-9)
     assert s["gpu_avg_power_w"] == pytest.approx(watts / 3, rel=1e-9)
-    assert s["busy_fraction"] == pytest.approx(busy_gpus / 3, rel=1e-9)  # GPU-weighted
-    assert s["engine_busy_fraction"] == s["busy_fraction"]  # one quantity, two names
+    assert s["busy_fraction"] == pytest.approx(busy_gpus / 3, rel=1e-9)  # GPU-weighted, over the counted window
+    assert s["engine_busy_fraction"] == pytest.approx(run_busy_gpus / 3, rel=1e-9)  # over the whole run
     assert s["energy_j_per_output_token"] == pytest.approx(s["gpu_avg_power_w"] * 3 / s["output_tokens_per_s"], rel=1e-9)
 
 
@@ -156,3 +160,118 @@ def test_default_max_num_seqs_is_per_attention_dp_rank(backend, expected):
     moe = {"model": "mixtral-8x7b", "pool": Pool("h100-sxm", tp=1, dp=2, ep=2), "weight_dtype": "fp8", "backend": backend}
     assert simulate(dep(**moe), wl).summary["max_num_seqs"] == expected
     assert simulate(dep(**moe, max_num_seqs=300), wl).summary["max_num_seqs"] == 300  # an explicit value is the replica's
+
+
+def test_energy_after_a_warm_up_is_the_counted_windows():
+    # 10 warm-up requests, then 1,000 s of silence, then 50 requests: the counted window is the
+    # last 10 s, busy throughout. Its energy per token is that of the 50 requests alone -- not the
+    # whole run's busy share (1%) applied to the counted window (audit 2026-11-24, W1)
+    rows = [(i * 0.1, 500, 100) for i in range(10)] + [(1000 + i * 0.2, 500, 100) for i in range(50)]
+    both = Workload(np.array([r[1] for r in rows]), np.array([r[2] for r in rows]), np.array([r[0] for r in rows]), warmup=10)
+    alone = Workload(np.full(50, 500), np.full(50, 100), np.array([r[0] for r in rows[10:]]))
+    for streaming in (False, True):
+        a = simulate(dep(pool=Pool("h100-sxm")), both, streaming=streaming).summary
+        b = simulate(dep(pool=Pool("h100-sxm")), alone, streaming=streaming).summary
+        assert a["num_requests"] == 50 and a["duration_s"] == pytest.approx(b["duration_s"], rel=1e-9)
+        assert a["engine_busy_fraction"] < 0.05 < 0.95 < a["busy_fraction"]
+        assert a["energy_j_per_output_token"] == pytest.approx(b["energy_j_per_output_token"], rel=0.01)
+        assert a["gpu_avg_power_w"] > 0.9 * get_gpu("h100-sxm").tdp_w
+
+
+# ---------------------------------------------------------------------------- workload / trace audit (2026-11-24)
+
+
+@pytest.mark.parametrize("name, text, match", [
+    # a count past int64 wrapped negative in input + output and the simulation never ended
+    ("ovf.csv", "arrival_s,input_tokens,output_tokens\n0,10,5\n1,9000000000000000000,9000000000000000000\n",
+     r"line 3: input_tokens is 9,000,000,000,000,000,000 tokens, more than any model's context"),
+    ("huge.csv", "arrival_s,input_tokens,output_tokens\n0,10,5\n1,100,99999999999999999999\n", r"line 3: output_tokens is"),
+    ("mc.jsonl", '{"timestamp": 0, "input_length": 10, "output_length": 5}\n'
+                 '{"timestamp": 1, "input_length": 99999999999999999999, "output_length": 5}\n', r"line 2: input_length is"),
+    ("dup.csv", "arrival_s,input_tokens,output_tokens,input_tokens\n0,10,5,7\n", r"line 1: column\(s\) input_tokens appear more than once"),
+    ("miss.csv", "arrival_s,input_tokens\n0,10\n", r"line 1: .* llmsim CSV trace but lacks column\(s\) output_tokens"),
+    ("miss.jsonl", '{"timestamp": 0, "input_length": 10}\n', r"line 1: .* Mooncake JSONL trace but lack output_length"),
+])
+def test_bad_trace_rows_name_file_and_line(tmp_path, name, text, match):
+    f = tmp_path / name
+    f.write_text(text)
+    with pytest.raises(LlmsimError, match=match):
+        make_workload(trace=f)
+
+
+def test_too_many_requests_refused_before_allocating():
+    with pytest.raises(LlmsimError, match="more than one simulation handles"):
+        make_workload(num_requests=10**10, rate=1e6, isl=1, osl=1)
+    with pytest.raises(LlmsimError, match="osl = 9,223,372,036,854,775,807 tokens is more than any model's context"):
+        make_workload(num_requests=2, concurrency=1, isl=100, osl=2**63 - 1)
+
+
+def test_context_error_says_how_many_requests_and_which():
+    wl = make_workload(num_requests=5, concurrency=1, isl=100, osl=10)
+    wl.input_len[3] = 200_000
+    with pytest.raises(LlmsimError, match=r"1 of the 5 requests exceed the 131,072-token context .* request 3 \(200,000 \+ 10 tokens\)"):
+        simulate(dep(pool=Pool("h100-sxm")), wl)
+
+
+def test_disaggregated_summary_reports_each_pools_settings():
+    wl = make_workload(num_requests=40, isl=200, osl=50, concurrency=20, seed=0)
+    s = simulate(dep(prefill=Pool("h100-sxm"), decode=Pool("a100-sxm-80gb")), wl).summary
+    pre, dec = s["pools"]
+    assert (pre["role"], pre["gpu"], dec["role"], dec["gpu"]) == ("prefill", "h100-sxm", "decode", "a100-sxm-80gb")
+    # vLLM's default max_num_seqs: 1024 on an H100, 256 on an A100
+    assert (pre["max_num_seqs"], dec["max_num_seqs"]) == (1024, 256) and s["max_num_seqs"] == 1024
+    assert dec["kv_capacity_tokens_per_engine"] == s["kv_capacity_tokens_per_engine"]
+    assert s["workload"]["num_requests"] == 40 and s["workload"]["concurrency"] == 20
+    assert "pools" not in simulate(dep(pool=Pool("h100-sxm")), wl).summary
+
+
+def test_kv_handoff_over_nvlink_only_when_every_worker_shares_the_domain():
+    from llmsim.serving.simulate import kv_handoff_s
+
+    h100 = get_gpu("h100-sxm")
+    pair = kv_handoff_s(8192, h100, 4, 1e5, h100, 4, 1e5)  # one 4-GPU prefill and one 4-GPU decode worker: one node
+    assert pair == pytest.approx(h100.nvlink_latency_us * 1e-6 + 8192 * 1e5 / (h100.nvlink_bandwidth_gbps * 1e9))
+    # two prefill workers and a decode worker (12 GPUs) span two 8-GPU nodes: over the NICs
+    spread = kv_handoff_s(8192, h100, 4, 1e5, h100, 4, 1e5, domain_gpus=12)
+    assert spread == pytest.approx(h100.nic_latency_us * 1e-6 + 8192 * 1e5 / (h100.nic_bandwidth_gbps * 1e9))
+    wl = make_workload(num_requests=8, isl=4096, osl=4, concurrency=1, seed=0)
+    ttft = {n: simulate(dep(model="llama-3.1-70b", prefill=Pool("h100-sxm", 4, workers=n), decode=Pool("h100-sxm", 4)), wl)
+            .summary["ttft_ms"]["mean"] for n in (1, 2)}
+    # one request at a time: the same prefill, a slower hand-off (TTFT includes it: the first token comes from decode)
+    kv = 80 * 2 * 2 * 128 * 2  # Llama-3.1-70B on tp4: 2 of 8 KV heads per GPU, bf16
+    extra_s = kv_handoff_s(4097, h100, 4, kv, h100, 4, kv, domain_gpus=12) - kv_handoff_s(4097, h100, 4, kv, h100, 4, kv)
+    assert (ttft[2] - ttft[1]) * 1e-3 == pytest.approx(extra_s, rel=0.05)
+
+
+def test_prefix_router_needs_prefix_caching_and_hash_ids(tmp_path):
+    from llmsim.serving.simulate import check_unused_settings
+
+    wl = make_workload(num_requests=4, isl=100, osl=4, concurrency=2)
+    with pytest.raises(LlmsimError, match="prefix caching is off"):
+        check_unused_settings(dep(pool=Pool("h100-sxm", workers=2), router="prefix", prefix_caching=False), wl)
+    with pytest.raises(LlmsimError, match="this workload has none"):
+        check_unused_settings(dep(pool=Pool("h100-sxm", workers=2), router="prefix"), wl)
+    f = tmp_path / "t.jsonl"
+    f.write_text('{"timestamp": 0, "input_length": 600, "output_length": 5, "hash_ids": [1, 2]}\n')
+    check_unused_settings(dep(pool=Pool("h100-sxm", workers=2), router="prefix"), make_workload(trace=f))
+
+
+def test_serve_cli_checks_output_suffix_and_names_the_pool(capsys, tmp_path):
+    from llmsim.cli import main
+
+    def err(*argv):
+        with pytest.raises(SystemExit) as ei:
+            main(["serve", "--concurrency", "2", "--num-requests", "4", *argv])
+        return ei.value.code, capsys.readouterr().err
+
+    code, text = err("-o", str(tmp_path / "x.txt"))
+    assert code == 2 and "is written as CSV or PARQUET" in text.replace("\n", " ")
+    code, text = err("--prefill-tp", "3")
+    assert code == 2 and "the prefill pool (--prefill-* options): tp=3 does not divide" in text.replace("\n", " ")
+    code, text = err("--concurrency", "0")
+    assert "--concurrency must be an integer" in text
+    main(["serve", "--trace", "../shared/data/traces/azure2023_conv.csv", "--num-requests", "50", "--time-scale", "0.5", "--json"])
+    import json
+
+    d = json.loads(capsys.readouterr().out)
+    assert "inter-arrival times x0.5" in d["workload"]["name"]

@@ -298,7 +298,7 @@ def test_zero_token_rows_dropped(tmp_path):
     p = tmp_path / "z.csv"
     p.write_text("arrival_s,input_tokens,output_tokens\n0,5,0\n1,5,6\n")
     w = load_trace(p)
-    assert len(w) == 1 and "1 requests with zero tokens dropped" in w.name
+    assert len(w) == 1 and "1 request, 1 request with zero tokens dropped" in w.name
 
 
 @pytest.mark.parametrize(
@@ -425,9 +425,19 @@ def test_make_workload_distributions_deterministic():
 
 
 def test_make_workload_max_len_clips_sampled_lengths():
-    w = make_workload(num_requests=20_000, input_dist="uniform:1,5000", output_dist="uniform:1,3000",
+    # a tail past max_len is cut off, and the workload's name says how much
+    w = make_workload(num_requests=20_000, input_dist="lognormal:1000,800", output_dist="uniform:1,500",
                       concurrency=8, max_len=4096)
     assert np.all(w.input_len + w.output_len <= 4096) and w.input_len.min() >= 1
+    share = float(np.mean(w.input_len + w.output_len == 4096))
+    assert 0 < share < 0.05 and f"{share:.1%} of requests' sampled lengths clipped" in w.name
+    # clipping that would reshape the distribution is an error that says what moved
+    with pytest.raises(LlmsimError, match=r"48% of the requests' sampled lengths .* mean 2,500 -> 1,8\d\d tokens"):
+        make_workload(num_requests=20_000, input_dist="uniform:1,5000", output_dist="uniform:1,3000", concurrency=8, max_len=4096)
+    with pytest.raises(LlmsimError, match="below 1 token.*lognormal"):
+        make_workload(num_requests=1000, input_dist="normal:1000,2000", osl=10, concurrency=8)
+    with pytest.raises(LlmsimError, match="100% of draws clipped"):
+        make_workload(num_requests=100, input_dist="uniform:100,1000", osl=10, concurrency=8, max_len=11)
     with pytest.raises(LlmsimError, match="max_len"):
         make_workload(num_requests=10, isl=4000, osl=200, concurrency=1, max_len=4096)
 
@@ -526,10 +536,10 @@ def test_length_specs_that_cannot_be_honoured_are_errors(kw, match):
 
 
 def test_a_fixed_length_is_kept_and_the_sampled_side_clipped_around_it():
-    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="fixed:10", output_dist="uniform:100,5000", seed=1)
-    assert (wl.input_len == 10).all() and wl.output_len.max() <= 4086 and (wl.input_len + wl.output_len).max() <= 4096
-    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="uniform:100,5000", osl=100, seed=1)
-    assert (wl.output_len == 100).all() and wl.input_len.max() <= 3996
+    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="fixed:10", output_dist="uniform:100,4200", seed=1)
+    assert (wl.input_len == 10).all() and wl.output_len.max() == 4086 and (wl.input_len + wl.output_len).max() <= 4096
+    wl = make_workload(num_requests=200, concurrency=2, max_len=4096, input_dist="uniform:100,4100", osl=100, seed=1)
+    assert (wl.output_len == 100).all() and wl.input_len.max() == 3996
 
 
 def test_trace_length_column_that_is_not_input_or_output_is_named(tmp_path):

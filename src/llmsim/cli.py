@@ -140,7 +140,9 @@ def estimate(
 # make_workload's parameter names -> serve's flags, for its errors (they name the Python API)
 _WORKLOAD_FLAGS = {"input_dist": "--input-dist", "output_dist": "--output-dist", "lengths_from": "--lengths-from",
                    "max_len": "--max-len", "num_requests": "--num-requests", "isl": "--isl", "osl": "--osl", "cv": "--cv"}
-_WORKLOAD_FLAG_RE = re.compile(r"\b(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|\b(" + "|".join(_WORKLOAD_FLAGS) + r")\b")
+_WORKLOAD_FLAGS.update({"warmup": "--warmup", "time_scale": "--time-scale"})
+_WORKLOAD_FLAG_RE = re.compile(r"\b(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|\b(" + "|".join(_WORKLOAD_FLAGS)
+                               + r")\b|\b(rate|concurrency|trace)(?= \((?:open loop|closed loop|replay)\)| must )")
 
 
 def _as_serve_flags(e: LlmsimError) -> LlmsimError:
@@ -149,7 +151,23 @@ def _as_serve_flags(e: LlmsimError) -> LlmsimError:
     def sub(text: str | None) -> str | None:
         if text is None:
             return None
-        return _WORKLOAD_FLAG_RE.sub(lambda m: f"--{m[1]} {m[3]}" if m[1] else _WORKLOAD_FLAGS[m[4]], text)
+        return _WORKLOAD_FLAG_RE.sub(lambda m: f"--{m[1]} {m[3]}" if m[1] else _WORKLOAD_FLAGS[m[4]] if m[4] else f"--{m[5]}", text)
+    return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
+
+
+# Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
+_DEPLOYMENT_FLAG_RE = re.compile(r"\b(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
+                                 r"|batch_wait_iters|batch_wait_tokens_ratio|adp_balance_timeout_iters|adp_balance_batching_iters"
+                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b")
+
+
+def _deployment_flags(e: LlmsimError) -> LlmsimError:
+    """The error with the Deployment's setting names written as `serve`'s flags
+    ("first_token_from" -> "--first-token-from", "SLO ttft_ms" -> "--ttft-slo (ms)")."""
+    def sub(text: str | None) -> str | None:
+        if text is None:
+            return None
+        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else "--" + m[1].replace("_", "-"), text)
     return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
 
 
@@ -209,6 +227,7 @@ def serve(
     rate: Optional[float] = typer.Option(None, help="open loop: arrivals per second"),
     cv: Optional[float] = typer.Option(None, help="Gamma arrivals with this coefficient of variation (default Poisson)"),
     trace: Optional[Path] = typer.Option(None, help="replay a trace (Azure CSV, Mooncake JSONL, or llmsim CSV/JSONL)"),
+    time_scale: float = typer.Option(1.0, "--time-scale", help="trace replay: multiply every inter-arrival time (0.5 = twice the request rate)"),
     isl: Optional[int] = typer.Option(None, help="fixed input tokens"), osl: Optional[int] = typer.Option(None, help="fixed output tokens"),
     input_dist: Optional[str] = typer.Option(None, help="fixed:N | uniform:A,B | normal:MEAN,STD | lognormal:MEAN,STD | trace:PATH"),
     output_dist: Optional[str] = typer.Option(None, help="as --input-dist"),
@@ -278,7 +297,8 @@ def serve(
     from .serving.workload import length_dist_trace_path, make_workload
 
     dist_traces = (length_dist_trace_path(input_dist), length_dist_trace_path(output_dist))
-    _output_file(output, "-o/--output (per-request results)", inputs=(trace, lengths_from, *dist_traces))
+    _output_file(output, "-o/--output (per-request results)", inputs=(trace, lengths_from, *dist_traces),
+                 suffixes=(".csv", ".parquet", ".pq"))
     if streaming and output is not None:
         raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",
                           hint="drop --streaming (exact mode) to write per-request results, or drop -o")
@@ -290,7 +310,8 @@ def serve(
     try:
         wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
                            lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
-                           trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s)
+                           trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s,
+                           time_scale=time_scale)
     except LlmsimError as e:
         raise _as_serve_flags(e) from None
     # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
@@ -319,19 +340,22 @@ def serve(
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
         adp_balance_batching_iters=adp_balance_batching_iters, ep_imbalance=_ep_imbalance_arg(ep_imbalance), seed=seed,
     )
-    check_unused_settings(dep)
-    slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms is not None or tpot_slo_ms is not None) else None
-    if streaming is None:
-        streaming = output is None and len(wl) >= STREAMING_FROM
-    show_progress = not as_json and len(wl) >= 20_000
-    if show_progress:
-        from rich.progress import Progress
+    try:
+        check_unused_settings(dep, wl)
+        slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms is not None or tpot_slo_ms is not None) else None
+        if streaming is None:
+            streaming = output is None and len(wl) >= STREAMING_FROM
+        show_progress = not as_json and len(wl) >= 20_000
+        if show_progress:
+            from rich.progress import Progress
 
-        with Progress(console=err, transient=True) as prog:
-            task = prog.add_task("simulating", total=len(wl))
-            res = simulate(dep, wl, slo=slo, progress=lambda done, total: prog.update(task, completed=done), streaming=streaming)
-    else:
-        res = simulate(dep, wl, slo=slo, streaming=streaming)
+            with Progress(console=err, transient=True) as prog:
+                task = prog.add_task("simulating", total=len(wl))
+                res = simulate(dep, wl, slo=slo, progress=lambda done, total: prog.update(task, completed=done), streaming=streaming)
+        else:
+            res = simulate(dep, wl, slo=slo, streaming=streaming)
+    except LlmsimError as e:
+        raise _deployment_flags(e) from None
     if output is not None:
         write_per_request(res.per_request(), output)
     s = res.summary

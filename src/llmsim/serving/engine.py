@@ -415,6 +415,7 @@ class Engine:
         # `_kv_stride`-th iteration, and the utilisation integral `kv_area_s` at the same ends
         self.kv_samples: list[tuple[float, float]] = []
         self.kv_area_samples: list[float] = []
+        self.busy_samples: list[float] = []  # busy_s at each kv sample's time (energy over a window)
         # time integral of KV utilisation (utilisation x s): linear across an iteration, held between
         # iterations; and the utilisation and time at the end of the latest iteration
         self.kv_area_s = 0.0
@@ -1290,9 +1291,11 @@ class Engine:
         if self.num_iterations % self._kv_stride == 0:
             self.kv_samples.append((end, u_end))
             self.kv_area_samples.append(self.kv_area_s)
+            self.busy_samples.append(self.busy_s)
             if len(self.kv_samples) >= 20_000:
                 self.kv_samples = self.kv_samples[::2]
                 self.kv_area_samples = self.kv_area_samples[::2]
+                self.busy_samples = self.busy_samples[::2]
                 self._kv_stride *= 2
         return end
 

@@ -77,7 +77,10 @@ deployment of several GPU groups (disaggregated prefill / decode pools, mixed GP
 passes ``gpu_groups`` (`GpuGroup`: GPU count, power, idle power and busy fraction of each)
 instead: ``energy_j = sum over groups of gpus * (idle + (power - idle) * busy) * duration_s``,
 ``gpu_avg_power_w`` = that power / ``num_gpus`` and ``busy_fraction`` the GPU-weighted mean
-of the groups'. ``energy_j_per_output_token = energy_j / window output tokens``, i.e. the
+of the groups'; ``gpu_groups`` may also be a function of the counted window (start, end),
+so that the busy fraction is the GPUs' over that window (`simulate` passes one: after a
+warm-up the busy share of the whole run would pair with the counted window's length and
+tokens). ``energy_j_per_output_token = energy_j / window output tokens``, i.e. the
 mean power of all GPUs / ``output_tokens_per_s``: the same numerator and window as the
 throughput.
 
@@ -92,7 +95,7 @@ import heapq
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -337,6 +340,10 @@ class GpuGroup:
     busy_fraction: float | None = None
 
 
+# the GPU groups, or a function of the counted window (start s, end s; None, None: no window) giving them
+GpuGroups = Union[list[GpuGroup], Callable[[Optional[float], Optional[float]], list[GpuGroup]]]
+
+
 def mean_busy_fraction(groups: list[GpuGroup]) -> float:
     """The GPU-weighted mean busy fraction of `groups` (a group without one: 1); one group's own."""
     busy = [1.0 if g.busy_fraction is None else g.busy_fraction for g in groups]
@@ -491,10 +498,14 @@ def _finish_summary(
     res: dict[str, Any], *, duration: float | None, win_in: float, win_out: float, n_good: int | None,
     slo: SLO | None, num_gpus: int, gpu_power_w: float | None, gpu_idle_w: float | None,
     busy_fraction: float | None, price_per_gpu_hour_usd: float | None, extra: dict | None,
-    gpu_groups: list[GpuGroup] | None = None,
+    gpu_groups: GpuGroups | None = None, window_s: tuple[float, float] | None = None,
 ) -> dict:
     """Throughput, goodput, energy and cost from the per-request part of a summary (`res`: counts,
-    latency stats and token totals, exact or streaming); returns the json-ready summary."""
+    latency stats and token totals, exact or streaming); returns the json-ready summary.
+    `gpu_groups` may be a function of the counted window (`window_s`: start, end; None, None
+    without one) giving the groups busy over that window."""
+    if callable(gpu_groups):
+        gpu_groups = gpu_groups(*(window_s or (None, None)))
     window = duration if duration is not None and duration > 0 else None
     n_counted = res["num_requests"]
     res["output_tokens_per_s"] = win_out / window if window else None
@@ -554,7 +565,7 @@ def summarize(
     price_per_gpu_hour_usd: float | None = None,
     extra: dict | None = None,
     closed_loop: bool = False,
-    gpu_groups: list[GpuGroup] | None = None,
+    gpu_groups: GpuGroups | None = None,
 ) -> dict:
     """Aggregate metrics of one simulated run (definitions: module docstring).
 
@@ -654,7 +665,8 @@ def summarize(
     n_good = _num_good(ttft_ms, tpot_ms, multi, slo) if slo is not None and not slo.empty else None
     return _finish_summary(res, duration=duration, win_in=win_in, win_out=win_out, n_good=n_good, slo=slo, num_gpus=num_gpus,
                            gpu_power_w=gpu_power_w, gpu_idle_w=gpu_idle_w, busy_fraction=busy_fraction,
-                           price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups)
+                           price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups,
+                           window_s=(start, end) if duration is not None else None)
 
 
 # ---------------------------------------------------------------------------- streaming summary
@@ -780,7 +792,7 @@ class StreamingSummary:
     def summary(
         self, num_requests: int, *, itl: ItlHistogram | None = None, num_gpus: int = 1, gpu_power_w: float | None = None,
         gpu_idle_w: float | None = None, busy_fraction: float | None = None, price_per_gpu_hour_usd: float | None = None,
-        extra: dict | None = None, gpu_groups: list[GpuGroup] | None = None,
+        extra: dict | None = None, gpu_groups: GpuGroups | None = None,
     ) -> dict:
         """The summary of `num_requests` requests (those never added never completed); as `summarize`."""
         _check_args(0, num_gpus, itl, None)
@@ -814,7 +826,8 @@ class StreamingSummary:
         res = _finish_summary(res, duration=duration, win_in=win_in, win_out=win_out,
                               n_good=self._good if slo is not None and not slo.empty else None, slo=slo, num_gpus=num_gpus,
                               gpu_power_w=gpu_power_w, gpu_idle_w=gpu_idle_w, busy_fraction=busy_fraction,
-                              price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups)
+                              price_per_gpu_hour_usd=price_per_gpu_hour_usd, extra=extra, gpu_groups=gpu_groups,
+                              window_s=(start, self._end) if duration is not None else None)
         res["percentiles"] = {
             "method": "log histogram (TTFT, TPOT, E2E, queueing; ITL always)",
             "relative_resolution": h["ttft_ms"].relative_resolution,

@@ -37,8 +37,8 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -205,6 +205,17 @@ class _PoolBuild:
     st: StepTimeModel
     cfg: EngineConfig
     engines: list[Engine] = field(default_factory=list)
+
+
+def _pool_named(role: str, fn: Callable[..., Any], *args: Any) -> Any:
+    """fn(*args), its errors naming the pool they are about (a disaggregated deployment has two)."""
+    try:
+        return fn(*args)
+    except LlmsimError as e:
+        if e.message.startswith(f"the {role} pool"):
+            raise
+        flag = f"--{role}-"
+        raise LlmsimError(f"the {role} pool ({flag}* options): {e.message}", hint=e.hint) from None
 
 
 def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
@@ -400,11 +411,17 @@ def simulate(
     n = len(wl)
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
-    longest = int((wl.input_len + wl.output_len).max())
+    totals = wl.input_len + wl.output_len
+    longest = int(totals.max())
     if longest > spec.max_position_embeddings:
+        over = int(np.count_nonzero(totals > spec.max_position_embeddings))
+        first = int(np.argmax(totals > spec.max_position_embeddings))
         raise LlmsimError(
-            f"a request of {longest} tokens (input + output) exceeds the {spec.max_position_embeddings}-token context of {spec.name}",
-            hint="cap request lengths (e.g. --max-len) or choose a longer-context model",
+            f"{over} of the {n} requests exceed the {spec.max_position_embeddings:,}-token context of {spec.name}: the longest "
+            f"has {longest:,} tokens (input + output); the first is request {first} "
+            f"({int(wl.input_len[first]):,} + {int(wl.output_len[first]):,} tokens{', in arrival order' if wl.arrival_s is not None else ''})",
+            hint=f"--max-len {spec.max_position_embeddings} drops longer trace rows and clips sampled lengths "
+                 "(Workload max_len), or lower the lengths, or choose a longer-context model",
         )
 
     # exact: state for every request (slot = request id); streaming: recycled slots, metrics on the fly
@@ -445,8 +462,8 @@ def simulate(
         if dep.pool != Pool():
             raise LlmsimError("a Deployment with prefill and decode pools has no aggregated pool, but `pool` was given too",
                               hint="leave `pool` at its default for disaggregated serving, or drop prefill / decode")
-        builds = [_build_pool(spec, dep.prefill, dep, be, prec, "prefill", step_time_model, longest),
-                  _build_pool(spec, dep.decode, dep, be, prec, "decode", step_time_model, longest)]
+        builds = [_pool_named(role, _build_pool, spec, pool, dep, be, prec, role, step_time_model, longest)
+                  for role, pool in (("prefill", dep.prefill), ("decode", dep.decode))]
     else:
         builds = [_build_pool(spec, dep.pool, dep, be, prec, "both", step_time_model, longest)]
     longest_prompt = int(wl.input_len.max())
@@ -704,10 +721,11 @@ def _check_fraction(name: str, v, hint: str, positive: bool = False) -> None:
 MAX_BLOCK_SIZE = 4096
 
 
-def check_unused_settings(dep: Deployment) -> None:
+def check_unused_settings(dep: Deployment, wl: Workload | None = None) -> None:
     """Refuse settings that this deployment would ignore: expert-parallel imbalance without ep > 1,
     MoE settings on a dense model, batch waiting's token ratio without its iterations, attention-DP
-    balancing without dp > 1. `simulate` itself leaves such settings inert (a sweep may set one
+    balancing without dp > 1, the prefix-aware router without prefix caching or (given the workload
+    `wl`) without prefix hash ids. `simulate` itself leaves such settings inert (a sweep may set one
     for every layout); `llmsim serve` calls this, where a typo'd layout or a dense model would
     otherwise look like a run with them."""
     spec = dep.model if isinstance(dep.model, ModelSpec) else get_model(dep.model)
@@ -729,6 +747,13 @@ def check_unused_settings(dep: Deployment) -> None:
     if dep.adp_balance_batching_iters and not dep.adp_balance_timeout_iters:
         raise LlmsimError("adp_balance_batching_iters only applies with attention-DP balancing (adp_balance_timeout_iters > 0)",
                           hint="give --adp-balance-timeout-iters N too, or drop --adp-balance-batching-iters")
+    if dep.router == "prefix" and not dep.prefix_caching:
+        raise LlmsimError("the prefix-aware router sends a prompt where its prefix is cached, but prefix caching is off",
+                          hint="drop --no-prefix-caching, or use --router least_outstanding / round_robin")
+    if dep.router == "prefix" and wl is not None and wl.hash_ids is None:
+        raise LlmsimError("the prefix-aware router matches prompts' prefix hash ids, but this workload has none",
+                          hint="replay a trace with hash ids (Mooncake JSONL, or llmsim CSV / JSONL with prefix_hash_ids / "
+                               "hash_ids), or use --router least_outstanding / round_robin")
 
 
 def _check_seconds(name: str, v, hint: str) -> None:
@@ -744,15 +769,18 @@ def _check_int(name: str, v, lo: int | None, hint: str) -> None:
 
 
 def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
-                 dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float) -> float:
+                 dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float,
+                 domain_gpus: int | None = None) -> float:
     """Seconds to move `tokens` tokens of KV cache from a prefill worker to a decode worker: the
     link's latency plus the slower end's transfer. Each GPU sends (receives) its own shard,
     `*_kv_bytes_per_token` per GPU, over its own link, all GPUs of a worker at once: over NVLink
-    when both workers fit one NVLink domain of the same GPU type, else over each side's NIC. A
+    when both workers fit one NVLink domain of the same GPU type (`domain_gpus`, when given: every
+    GPU of both pools, so that any prefill worker can reach any decode worker), else over each side's NIC. A
     decode worker with fewer GPUs than the prefill worker receives more bytes per GPU (prefill
     tp8 -> decode tp1: the one decode GPU takes all eight shards), and a slower NIC on either
     side sets the pace."""
-    same_domain = (src_gpu.name == dst_gpu.name and src_gpus_per_worker + dst_gpus_per_worker <= src_gpu.nvlink_domain_size
+    together = src_gpus_per_worker + dst_gpus_per_worker if domain_gpus is None else domain_gpus
+    same_domain = (src_gpu.name == dst_gpu.name and together <= src_gpu.nvlink_domain_size
                    and src_gpu.nvlink_bandwidth_gbps > 0)
     if same_domain:
         bw_src = bw_dst = src_gpu.nvlink_bandwidth_gbps * 1e9
@@ -764,9 +792,12 @@ def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv
 
 
 def _handoff_s(src: _PoolBuild, dst: _PoolBuild, tokens: int) -> float:
-    """`kv_handoff_s` between two pools of a deployment."""
+    """`kv_handoff_s` between two pools of a deployment: over NVLink only when all their workers
+    share one NVLink domain (two 4-GPU prefill workers and a 4-GPU decode worker on 8-GPU nodes
+    do not: one prefill worker's hand-offs leave the node)."""
+    total = src.pool.gpus_per_worker * src.pool.workers + dst.pool.gpus_per_worker * dst.pool.workers
     return kv_handoff_s(tokens, src.gpu, src.pool.gpus_per_worker, src.cfg.kv_bytes_per_token,
-                        dst.gpu, dst.pool.gpus_per_worker, dst.cfg.kv_bytes_per_token)
+                        dst.gpu, dst.pool.gpus_per_worker, dst.cfg.kv_bytes_per_token, domain_gpus=total)
 
 
 def _first_arrival(wl: Workload) -> float:
@@ -802,10 +833,17 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     duration = last_finish - _first_arrival(wl) if last_finish is not None else 0.0
     # energy per pool: its GPUs' power, their number and its engines' busy time (a pool's engines
     # all have the same GPUs, so their plain mean is the pool's); the summary's busy_fraction
-    # is the GPU-weighted mean over pools
+    # is the GPU-weighted mean over pools. Over the run (first arrival to last finish) for
+    # engine_busy_fraction; over the summary's counted window (after a warm-up) for its energy
     groups = [GpuGroup(b.pool.workers * b.pool.gpus_per_worker, b.gpu.tdp_w, b.gpu.idle_power_w, busy_fraction(b.engines, duration))
               for b in builds]
     busy = mean_busy_fraction(groups)
+
+    def groups_in(start_s: float | None, end_s: float | None) -> list[GpuGroup]:
+        if start_s is None or end_s is None:
+            return groups
+        return [replace(g, busy_fraction=busy_fraction_between(b.engines, start_s, end_s)) for g, b in zip(groups, builds)]
+
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
     prec = builds[0].st.prec
@@ -819,7 +857,8 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "kv_cache_utilisation_mean": kv_utilisation_mean(engines, _first_arrival(wl), last_finish),
         "kv_cache_utilisation_max": float(max((u for e in engines for _, u in e.kv_samples), default=0.0)),
         "kv_cache_utilisation_timeline": _timeline(engines),
-        # = busy_fraction (the GPU-weighted share of the run the engines were running iterations)
+        # the GPU-weighted share of the run the engines were running iterations (busy_fraction:
+        # the same over the counted window, which the energy uses; equal without a warm-up)
         "engine_busy_fraction": busy,
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
@@ -874,8 +913,13 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"
         extra["disagg_handoff_s"] = float(handoff_s)
+        # the scheduler keys above are the prefill pool's (kv_capacity_tokens_per_engine the decode
+        # pool's); each pool's own, prefill first
+        extra["pools"] = [_pool_settings(b) for b in builds]
+    # the workload as simulated: its description and, open loop, the arrival rate it realised
+    extra["workload"] = wl.describe()
     extra["collective_links"] = collective_links(builds, dep.disaggregated)
-    common = {"itl": itl, "num_gpus": num_gpus, "gpu_groups": groups, "price_per_gpu_hour_usd": price, "extra": extra}
+    common = {"itl": itl, "num_gpus": num_gpus, "gpu_groups": groups_in, "price_per_gpu_hour_usd": price, "extra": extra}
     if sink is not None:
         out = sink.summary(len(wl), **common)
     else:
@@ -893,6 +937,15 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     return out
 
 
+def _pool_settings(b: _PoolBuild) -> dict:
+    """One pool's layout and scheduler settings, for the summary."""
+    c = b.cfg
+    return {"role": c.role, "gpu": b.gpu.name, "workers": int(b.pool.workers), "tp": int(b.par.tp), "pp": int(b.par.pp),
+            "dp": int(b.par.dp), "ep": int(b.par.ep), "max_num_seqs": int(c.max_num_seqs),
+            "max_num_batched_tokens": int(c.max_num_batched_tokens), "chunked_prefill": bool(c.chunked_prefill),
+            "kv_capacity_tokens_per_engine": int(c.kv_capacity_tokens)}
+
+
 def _first_round(first_ttft_s: list[float], summary: dict) -> dict | None:
     """Closed loop without warm-up: how much of the mean TTFT the start-up burst makes. The first
     round is the first `concurrency` requests, which the clients send together at t = 0, so they
@@ -908,6 +961,19 @@ def _first_round(first_ttft_s: list[float], summary: dict) -> dict | None:
     total_s = mean_ms * 1e-3 * n
     return {"requests": c, "ttft_ms_mean": first_s / c * 1e3, "later_ttft_ms_mean": (total_s - first_s) / (n - c) * 1e3,
             "share_of_ttft_mean": first_s / total_s if total_s > 0 else 0.0}
+
+
+def busy_fraction_between(engines: list[Engine], start_s: float, end_s: float) -> float:
+    """Mean share of [start_s, end_s] the engines spent running iterations: each engine's busy
+    time, sampled with its KV utilisation (`Engine.busy_samples`), interpolated at both ends."""
+    if end_s <= start_s or not engines:
+        return 0.0
+    total = 0.0
+    for e in engines:
+        t = [0.0] + [x[0] for x in e.kv_samples] + [max(e.busy_until, 0.0)]
+        b = [0.0] + list(e.busy_samples) + [e.busy_s]
+        total += float(np.interp(end_s, t, b) - np.interp(start_s, t, b))
+    return min(1.0, max(0.0, total / (len(engines) * (end_s - start_s))))
 
 
 def busy_fraction(engines: list[Engine], duration_s: float) -> float:

@@ -100,7 +100,10 @@ __all__ = [
     "poisson_arrivals",
 ]
 
-DEFAULT_MAX_LEN = 1_000_000_000
+MAX_LENGTH_TOKENS = 1 << 30  # a token count beyond this is a typo or a corrupt row, not a prompt
+DEFAULT_MAX_LEN = MAX_LENGTH_TOKENS
+# requests one workload may hold: request ids fit 32 bits (`engine.MAX_REQUESTS`)
+MAX_WORKLOAD_REQUESTS = 1 << 32
 TRACE_FORMATS = ("auto", "azure", "mooncake", "csv", "jsonl")
 
 _AZURE_COLS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -263,6 +266,9 @@ class Workload:
 def _check_n(n: Any) -> int:
     if not is_int(n) or n < 1:
         raise LlmsimError(f"the number of requests must be an integer >= 1, got {n!r}")
+    if n > MAX_WORKLOAD_REQUESTS:
+        raise LlmsimError(f"{n:,} requests are more than one simulation handles ({MAX_WORKLOAD_REQUESTS:,})",
+                          hint="simulate fewer requests: a million already gives stable percentiles")
     return int(n)
 
 
@@ -394,6 +400,10 @@ class LengthDist:
         return float(np.mean(self.values))
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        return np.clip(self.draw(n, rng), 1, self.max_len).astype(np.int64, copy=False)
+
+    def draw(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """`n` whole-token draws before clipping to [1, max_len] (`sample` clips them)."""
         n = int(n)
         if n < 0:
             raise LlmsimError(f"cannot draw {n} samples")
@@ -412,13 +422,12 @@ class LengthDist:
         else:
             vals = self.values
             x = vals[rng.integers(0, vals.size, size=n)]
-        return np.clip(x, 1, self.max_len).astype(np.int64, copy=False)
+        return x
 
     def __str__(self) -> str:
         return self.spec or f"{self.kind}:{self.a:g},{self.b:g}"
 
 
-MAX_LENGTH_TOKENS = 1 << 30  # a length-distribution parameter beyond this is a typo, not a prompt
 
 
 def _num(s: str, spec: str) -> float:
@@ -561,6 +570,11 @@ def _detect_format(path: Path) -> str:
             return "mooncake"
         if all(k in obj for k in _OWN_JSON_KEYS):
             return "jsonl"
+        for name, keys in (("a Mooncake", _MOONCAKE_KEYS), ("an llmsim", _OWN_JSON_KEYS)):
+            if any(k in obj for k in keys):
+                missing = ", ".join(k for k in keys if k not in obj)
+                raise LlmsimError(f"{path}: line 1: the keys {sorted(obj)} look like {name} JSONL trace but lack {missing}",
+                                  hint=_FORMAT_HINT)
         raise LlmsimError(
             f"{path}: cannot tell the JSONL trace format from the keys {sorted(obj)}", hint=_FORMAT_HINT
         )
@@ -569,6 +583,11 @@ def _detect_format(path: Path) -> str:
         return "azure"
     if all(c in header for c in _OWN_CSV_COLS):
         return "csv"
+    for name, cols in (("an Azure", _AZURE_COLS), ("an llmsim", _OWN_CSV_COLS)):
+        if any(c in header for c in cols):  # the format it was meant to be: say what is missing
+            missing = ", ".join(c for c in cols if c not in header)
+            raise LlmsimError(f"{path}: line 1: the header {header} looks like {name} CSV trace but lacks column(s) {missing}",
+                              hint=_FORMAT_HINT)
     raise LlmsimError(f"{path}: cannot tell the CSV trace format from the header {header}", hint=_FORMAT_HINT)
 
 
@@ -605,6 +624,8 @@ def _tok(path: Path, line: int, raw: Any, what: str) -> int:
         raise _row_error(path, line, f"{what} must be an integer, got {raw!r}")
     if v < 0:
         raise _row_error(path, line, f"{what} must be >= 0, got {v}")
+    if v > MAX_LENGTH_TOKENS:
+        raise _row_error(path, line, f"{what} is {v:,} tokens, more than any model's context ({MAX_LENGTH_TOKENS:,})")
     return v
 
 
@@ -711,6 +732,9 @@ def _slow_csv(path: Path, fmt: str) -> _Rows:
                 continue
             if header is None:
                 header = [h.strip() for h in row]
+                twice = sorted({h for h in header if h and header.count(h) > 1})
+                if twice:
+                    raise _row_error(path, reader.line_num, f"column(s) {', '.join(twice)} appear more than once in the header")
                 need = _AZURE_COLS if fmt == "azure" else _OWN_CSV_COLS
                 missing = [c for c in need if c not in header]
                 if missing:
@@ -946,6 +970,8 @@ def _read_rows(path: Path, fmt: str) -> _Rows:
             and float(rows.arrival.max()) <= MAX_TRACE_SPAN_S
             and int(rows.inp.min()) >= 0
             and int(rows.out.min()) >= 0
+            and int(rows.inp.max()) <= MAX_LENGTH_TOKENS
+            and int(rows.out.max()) <= MAX_LENGTH_TOKENS
         )
         if ok:
             return rows
@@ -1036,13 +1062,13 @@ def load_trace(
         if fmt == "mooncake":
             block = 512
 
-    notes = [fmt, f"{kept_idx.size} requests"]
+    notes = [fmt, f"{kept_idx.size} request{'s' * (kept_idx.size != 1)}"]
     if limit is not None and kept_idx.size == limit and limit < n_file:
         notes.append(f"first {limit} of {n_file}")
     if n_long:
-        notes.append(f"{n_long} requests over {max_len} tokens dropped")
+        notes.append(f"{n_long} request{'s' * (n_long != 1)} over {max_len} tokens dropped")
     if n_zero:
-        notes.append(f"{n_zero} requests with zero tokens dropped")
+        notes.append(f"{n_zero} request{'s' * (n_zero != 1)} with zero tokens dropped")
     if resorted:
         notes.append("re-sorted by arrival")
     if scale != 1.0:
@@ -1063,7 +1089,45 @@ def load_trace(
 def _check_len(x: Any, what: str) -> int:
     if not is_int(x) or x < 1:
         raise LlmsimError(f"{what} must be an integer >= 1 token, got {x!r}")
+    if x > MAX_LENGTH_TOKENS:
+        raise LlmsimError(f"{what} = {x:,} tokens is more than any model's context ({MAX_LENGTH_TOKENS:,})")
     return int(x)
+
+
+# sampled lengths clipped to [1, max_len]: up to this share of requests is a tail cut off (said in
+# the workload's name); beyond it the clipping, not the distribution asked for, shapes the lengths
+MAX_CLIPPED_SHARE = 0.05
+
+
+def _check_clipping(raw_in: np.ndarray, raw_out: np.ndarray, inp: np.ndarray, out: np.ndarray,
+                    idist: LengthDist, odist: LengthDist, max_len: int | None) -> str:
+    """The note for the workload's name on the requests whose sampled lengths were clipped, or
+    an error when more than `MAX_CLIPPED_SHARE` of them were."""
+    clipped = (raw_in != inp) | (raw_out != out)
+    share = float(clipped.mean()) if clipped.size else 0.0
+    if share == 0.0:
+        return ""
+    if share > MAX_CLIPPED_SHARE:
+        sides = []
+        for col, raw, got, dist in (("input", raw_in, inp, idist), ("output", raw_out, out, odist)):
+            k = float((raw != got).mean())
+            if k:
+                low = float((raw < 1).mean())
+                sides.append(f"{col} {dist}: {k:.0%} of draws clipped" + (f" ({low:.0%} below 1 token)" if low else "")
+                             + f", mean {float(np.mean(raw)):,.0f} -> {float(got.mean()):,.0f} tokens")
+        below = bool((raw_in < 1).any() or (raw_out < 1).any())
+        over = f" or over max_len = {max_len} (input + output)" if max_len is not None else ""
+        hint = []
+        if below:
+            hint.append("a normal distribution whose std is near its mean goes below one token: use lognormal:MEAN,STD "
+                        "for skewed positive lengths")
+        if bool(((raw_in > 1) & (raw_in != inp)).any() or ((raw_out > 1) & (raw_out != out)).any()):
+            hint.append("keep the distribution inside max_len, or raise max_len")
+        raise LlmsimError(
+            f"{share:.0%} of the requests' sampled lengths fall below 1 token{over} and would be clipped, "
+            f"so the lengths would not follow the distribution asked for: {'; '.join(sides)}",
+            hint="; ".join(hint))
+    return f" ({share:.1%} of requests' sampled lengths clipped to 1..{max_len or idist.max_len} tokens)"
 
 
 def make_workload(
@@ -1186,11 +1250,12 @@ def make_workload(
                                   hint="lower the fixed length(s) or raise max_len")
             odist = odist.with_max_len(max_len - (fi if fi is not None else 1))
             idist = idist.with_max_len(max_len - (fo if fo is not None else 1))
-        inp = idist.sample(n, _sub_rng(seed, 1))
-        out = odist.sample(n, _sub_rng(seed, 2))
+        raw_in, raw_out = idist.draw(n, _sub_rng(seed, 1)), odist.draw(n, _sub_rng(seed, 2))
+        inp = np.clip(raw_in, 1, idist.max_len).astype(np.int64, copy=False)
+        out = np.clip(raw_out, 1, odist.max_len).astype(np.int64, copy=False)
         if max_len is not None:
             np.minimum(inp, max_len - out, out=inp)
-        len_desc = f"input {idist}, output {odist}"
+        len_desc = f"input {idist}, output {odist}" + _check_clipping(raw_in, raw_out, inp, out, idist, odist, max_len)
 
     # ---- arrivals
     if rate is not None:
