@@ -275,3 +275,21 @@ def test_serve_cli_checks_output_suffix_and_names_the_pool(capsys, tmp_path):
 
     d = json.loads(capsys.readouterr().out)
     assert "inter-arrival times x0.5" in d["workload"]["name"]
+
+
+def test_any_pool_option_makes_the_deployment_disaggregated_even_at_its_default(capsys):
+    import json
+
+    from llmsim.cli import main
+
+    main(["serve", "--gpu", "h200", "--prefill-tp", "1", "--decode-tp", "1", "--concurrency", "2", "--num-requests", "4", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert d["num_gpus"] == 2 and [p["role"] for p in d["pools"]] == ["prefill", "decode"]
+    with pytest.raises(SystemExit):
+        main(["serve", "--tp", "1", "--prefill-tp", "2", "--concurrency", "2", "--num-requests", "4"])
+    assert "make this deployment disaggregated" in capsys.readouterr().err.replace("\n", " ")
+    # flag names already written as flags are not prefixed again ("----isl")
+    with pytest.raises(SystemExit):
+        main(["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1", "--rate", "1"])
+    err = capsys.readouterr().err
+    assert "give --isl, --input-dist or a --trace" in err and "----" not in err

@@ -141,8 +141,9 @@ def estimate(
 _WORKLOAD_FLAGS = {"input_dist": "--input-dist", "output_dist": "--output-dist", "lengths_from": "--lengths-from",
                    "max_len": "--max-len", "num_requests": "--num-requests", "isl": "--isl", "osl": "--osl", "cv": "--cv"}
 _WORKLOAD_FLAGS.update({"warmup": "--warmup", "time_scale": "--time-scale"})
-_WORKLOAD_FLAG_RE = re.compile(r"\b(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|\b(" + "|".join(_WORKLOAD_FLAGS)
-                               + r")\b|\b(rate|concurrency|trace)(?= \((?:open loop|closed loop|replay)\)| must )")
+# (a name already written as a flag, "--isl", is left alone)
+_WORKLOAD_FLAG_RE = re.compile(r"(?<![-\w])(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|(?<![-\w])(" + "|".join(_WORKLOAD_FLAGS)
+                               + r")\b|(?<![-\w])(rate|concurrency|trace)(?= \((?:open loop|closed loop|replay)\)| must )")
 
 
 def _as_serve_flags(e: LlmsimError) -> LlmsimError:
@@ -156,9 +157,9 @@ def _as_serve_flags(e: LlmsimError) -> LlmsimError:
 
 
 # Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
-_DEPLOYMENT_FLAG_RE = re.compile(r"\b(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
+_DEPLOYMENT_FLAG_RE = re.compile(r"(?<![-\w])(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
                                  r"|batch_wait_iters|batch_wait_tokens_ratio|adp_balance_timeout_iters|adp_balance_batching_iters"
-                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b")
+                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s)\b")
 
 
 def _deployment_flags(e: LlmsimError) -> LlmsimError:
@@ -167,7 +168,8 @@ def _deployment_flags(e: LlmsimError) -> LlmsimError:
     def sub(text: str | None) -> str | None:
         if text is None:
             return None
-        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else "--" + m[1].replace("_", "-"), text)
+        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else "--handoff-ms" if m[3]
+                                       else "--" + m[1].replace("_", "-"), text)
     return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
 
 
@@ -202,6 +204,11 @@ def _checkpoint_weight_dtype(model: str, gpus: list[str], given: str | None) -> 
     return "bf16", None
 
 
+def _one(v: int | None) -> int:
+    """A layout option left unset: 1."""
+    return 1 if v is None else v
+
+
 def _ep_imbalance_arg(v: str | None) -> float | str | None:
     """--ep-imbalance: 'auto', a number, or unset; anything else is a clear error (simulate checks the range)."""
     if v is None or v == "auto":
@@ -217,8 +224,9 @@ def _ep_imbalance_arg(v: str | None) -> float | str | None:
 def serve(
     model: str = typer.Option("meta-llama/Llama-3.1-8B", "--model", "-m", help="catalog id, HF id or path to a config.json"),
     gpu: str = typer.Option("h100-sxm", "--gpu", "-g", help="catalog id or GPU YAML/JSON (aggregated pool)"),
-    tp: int = typer.Option(1), pp: int = typer.Option(1), dp: int = typer.Option(1, help="attention data parallel"), ep: int = typer.Option(1, help="expert parallel"),
-    replicas: int = typer.Option(1, help="engine replicas behind the router"),
+    tp: Optional[int] = typer.Option(None, help="tensor parallel (default 1)"), pp: Optional[int] = typer.Option(None, help="pipeline parallel (default 1)"),
+    dp: Optional[int] = typer.Option(None, help="attention data parallel (default 1)"), ep: Optional[int] = typer.Option(None, help="expert parallel (default 1)"),
+    replicas: Optional[int] = typer.Option(None, help="engine replicas behind the router (default 1)"),
     backend: str = typer.Option("vllm", help="vllm | sglang | trtllm"),
     weight_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4 | fp4 (default: the published checkpoint's fp8 / fp4 "
                                                           "where every pool's GPU runs it, else bf16)"),
@@ -261,10 +269,14 @@ def serve(
                                                     "cache, in (0, 1] (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static; default: the backend's)"),
     prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
     block_size: int = typer.Option(16), router: str = typer.Option("least_outstanding", help="round_robin | least_outstanding | prefix"),
-    prefill_gpu: Optional[str] = typer.Option(None, help="disaggregated: prefill pool GPU"), prefill_tp: int = typer.Option(1), prefill_pp: int = typer.Option(1),
-    prefill_dp: int = typer.Option(1), prefill_ep: int = typer.Option(1), prefill_workers: int = typer.Option(1),
-    decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU"), decode_tp: int = typer.Option(1), decode_pp: int = typer.Option(1),
-    decode_dp: int = typer.Option(1), decode_ep: int = typer.Option(1), decode_workers: int = typer.Option(1),
+    prefill_gpu: Optional[str] = typer.Option(None, help="disaggregated: prefill pool GPU (default --gpu); any --prefill-* / --decode-* option makes the deployment disaggregated"),
+    prefill_tp: Optional[int] = typer.Option(None, help="disaggregated: prefill worker layout (default 1)"), prefill_pp: Optional[int] = typer.Option(None),
+    prefill_dp: Optional[int] = typer.Option(None), prefill_ep: Optional[int] = typer.Option(None),
+    prefill_workers: Optional[int] = typer.Option(None, help="disaggregated: prefill workers (default 1)"),
+    decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU (default --gpu)"),
+    decode_tp: Optional[int] = typer.Option(None, help="disaggregated: decode worker layout (default 1)"), decode_pp: Optional[int] = typer.Option(None),
+    decode_dp: Optional[int] = typer.Option(None), decode_ep: Optional[int] = typer.Option(None),
+    decode_workers: Optional[int] = typer.Option(None, help="disaggregated: decode workers (default 1)"),
     first_token_from: Optional[str] = typer.Option(None, help="disaggregated: prefill | decode, which worker's token the client sees first (default: the backend's front end; trtllm prefill, vllm/sglang decode)"),
     handoff_ms: Optional[float] = typer.Option(None, "--handoff-ms", help="disaggregated: fixed time per prefill -> decode hand-off beyond the KV transfer "
                                                "(front-end round trips, handshake, polling), in ms (default: the backend's fitted Backend.disagg_handoff_s)"),
@@ -317,16 +329,16 @@ def serve(
     # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
-    disagg = prefill_gpu is not None or decode_gpu is not None or any(v != 1 for v in pool_opts)
-    if disagg and (tp, pp, dp, ep, replicas) != (1, 1, 1, 1, 1):
+    disagg = prefill_gpu is not None or decode_gpu is not None or any(v is not None for v in pool_opts)
+    if disagg and any(v is not None for v in (tp, pp, dp, ep, replicas)):
         raise LlmsimError("--tp / --pp / --dp / --ep / --replicas lay out an aggregated replica, but the --prefill-* / --decode-* "
                           "options make this deployment disaggregated",
                           hint="give each pool's layout with --prefill-tp ... --decode-workers (their GPU defaults to --gpu)")
     weight_dtype, wnote = _checkpoint_weight_dtype(model, [prefill_gpu or gpu, decode_gpu or gpu] if disagg else [gpu], weight_dtype)
     dep = Deployment(
-        model=model, pool=Pool() if disagg else Pool(gpu, tp, pp, dp, ep, replicas),
-        prefill=Pool(prefill_gpu or gpu, prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers) if disagg else None,
-        decode=Pool(decode_gpu or gpu, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers) if disagg else None,
+        model=model, pool=Pool() if disagg else Pool(gpu, *(_one(v) for v in (tp, pp, dp, ep, replicas))),
+        prefill=Pool(prefill_gpu or gpu, *(_one(v) for v in pool_opts[:5])) if disagg else None,
+        decode=Pool(decode_gpu or gpu, *(_one(v) for v in pool_opts[5:])) if disagg else None,
         backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion,
         overlap_scheduling=overlap_scheduling, static_batching=static_batching,
