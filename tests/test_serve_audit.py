@@ -293,3 +293,93 @@ def test_any_pool_option_makes_the_deployment_disaggregated_even_at_its_default(
         main(["plan", "--model", "llama-3.1-8b", "--gpus", "h100-sxm:1", "--rate", "1"])
     err = capsys.readouterr().err
     assert "give --isl, --input-dist or a --trace" in err and "----" not in err
+
+
+# ---------------------------------------------------------------------------- Python API audit (2026-11-24)
+
+
+def test_numpy_integers_are_taken_as_python_ints():
+    # an int16 tp overflowed in the KV-token products (OverflowError) and an int32 tp in estimate's byte counts
+    from llmsim import estimate
+
+    wl = make_workload(num_requests=30, isl=256, osl=8, rate=4)
+    base = simulate(dep(pool=Pool("h100-sxm", tp=2, dp=2)), wl).summary
+    for T in (np.int8, np.uint8, np.int16, np.int32):
+        s = simulate(dep(pool=Pool("h100-sxm", tp=T(2), dp=T(2)), max_num_seqs=T(100)), wl).summary
+        assert type(Pool(tp=T(2)).tp) is int
+        assert s["kv_capacity_tokens_per_engine"] == base["kv_capacity_tokens_per_engine"]
+        assert s["ttft_ms"]["mean"] == pytest.approx(simulate(dep(pool=Pool("h100-sxm", tp=2, dp=2), max_num_seqs=100), wl).summary["ttft_ms"]["mean"])
+    a = estimate("llama-3.1-405b", "h200-sxm", tp=8, batch=4096, isl=16000, osl=100, kernels="none").to_dict(explain=True)
+    b = estimate("llama-3.1-405b", "h200-sxm", tp=np.int32(8), batch=4096, isl=16000, osl=100, kernels="none").to_dict(explain=True)
+    assert a["prefill_ops"] == b["prefill_ops"] and a["memory"] == b["memory"]
+    import json
+
+    assert json.loads(json.dumps(b))["tp"] == 8  # numpy degrees come back as plain ints
+
+
+def test_api_type_errors_are_llmsim_errors(tmp_path):
+    from llmsim import estimate
+    from llmsim.serving.metrics import write_per_request
+
+    wl = make_workload(num_requests=4, isl=64, osl=4, concurrency=2)
+    for bad, match in ((dep(pool="h100"), "Deployment.pool must be a Pool"), (dep(prefill="h100", decode=Pool()), "Deployment.prefill must be a Pool")):
+        with pytest.raises(LlmsimError, match=match):
+            simulate(bad, wl)
+    with pytest.raises(LlmsimError, match="simulate needs a Workload"):
+        simulate(dep(), [1, 2])
+    with pytest.raises(LlmsimError, match="simulate needs a Deployment"):
+        simulate(None, wl)
+    with pytest.raises(LlmsimError, match="kernels must be"):
+        estimate("llama-3.1-8b", "h100-sxm", kernels=3)
+    with pytest.raises(LlmsimError, match="cost_model must be a CostModel"):
+        estimate("llama-3.1-8b", "h100-sxm", cost_model="x")
+    with pytest.raises(LlmsimError, match="written to a file path"):
+        write_per_request(simulate(dep(), wl).per_request(), 3)
+    with pytest.raises(LlmsimError, match="lengths_from must be a path"):
+        make_workload(num_requests=4, lengths_from=3, concurrency=1)
+    for h, match in ((5, "must be a list"), ([["a"]] * 2, r"hash_ids\[0\] must be a 1-D array of integers"),
+                     ([None, [1]], r"hash_ids\[0\]"), ([np.ones((2, 2), int)] * 2, r"hash_ids\[0\]")):
+        with pytest.raises(LlmsimError, match=match):
+            Workload(np.array([64, 64]), np.array([4, 4]), np.array([0.0, 1.0]), hash_ids=h)
+    w = Workload(np.array([64, 64]), np.array([4, 4]), np.array([0.0, 1.0]), hash_ids=[[1, 2], []])
+    assert [list(x) for x in w.hash_ids] == [[1, 2], []]
+
+
+def test_a_gpu_spec_takes_the_deployments_price():
+    from llmsim import estimate
+
+    wl = make_workload(num_requests=40, isl=256, osl=16, rate=4)
+    by_name = simulate(dep(pool=Pool("h100-sxm"), price_per_hour_usd=10.0), wl).summary
+    by_spec = simulate(dep(pool=Pool(get_gpu("h100-sxm")), price_per_hour_usd=10.0), wl).summary
+    assert by_spec["cost_usd"] == pytest.approx(by_name["cost_usd"]) and by_name["cost_usd"] == pytest.approx(10.0 * by_name["duration_s"] / 3600)
+    e1 = estimate("llama-3.1-8b", get_gpu("h100-sxm"), price_per_hour_usd=10.0).to_dict()
+    e2 = estimate("llama-3.1-8b", "h100-sxm", price_per_hour_usd=10.0).to_dict()
+    assert e1 == e2
+
+
+def test_energy_does_not_depend_on_when_the_arrivals_start():
+    # the busy time between samples is packed against the later one: an idle start stays idle
+    w = lambda shift: Workload(np.array([20000, 100, 100]), np.array([2, 40, 2]), np.array([0.0, 30.0, 60.0]) + shift)  # noqa: E731
+    runs = [simulate(dep(model="llama-3.1-70b", pool=Pool("h100-sxm", tp=8)), w(shift)).summary for shift in (0, 5, 1000)]
+    for key in ("busy_fraction", "engine_busy_fraction", "energy_j"):
+        assert [r[key] for r in runs] == pytest.approx([runs[0][key]] * 3, rel=1e-9)
+    assert runs[0]["busy_fraction"] < 0.2  # mostly idle between the three requests
+
+
+def test_more_api_inputs_are_checked():
+    from llmsim import estimate
+    from llmsim.serving.simulate import check_unused_settings
+
+    with pytest.raises(LlmsimError, match=r"arrival_s must be >= 0"):
+        Workload(np.array([10, 10]), np.array([2, 2]), np.array([-100.0, 1.0]))
+    with pytest.raises(LlmsimError, match="a GPU is a catalog name"):
+        get_gpu(3)
+    with pytest.raises(LlmsimError, match="memory_fraction must be in"):
+        estimate("llama-3.1-8b", "h100-sxm", memory_fraction="0.9")
+    wl = make_workload(num_requests=4, isl=64, osl=4, concurrency=2)
+    with pytest.raises(LlmsimError, match="streaming"):
+        simulate(dep(), wl, streaming="no")
+    # a fixed prefill time cannot act where kernel tables time the GPU: refused, not ignored
+    with pytest.raises(LlmsimError, match="prefill_layer_s applies to GPUs timed by the roofline"):
+        check_unused_settings(Deployment(model=MODEL, pool=Pool("h100-sxm"), prefill_layer_s=1e-3, kernels="auto"), wl)
+    check_unused_settings(Deployment(model=MODEL, pool=Pool("h100-sxm"), prefill_layer_s=1e-3, kernels="none"), wl)

@@ -117,6 +117,11 @@ Rows = dict[str, np.ndarray]
 
 def _parquet_files(paths: list[str | Path]) -> list[Path]:
     files: list[Path] = []
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(p, (str, Path)) for p in paths):
+        raise LlmsimError(f"kernel tables are read from file or directory paths, got {paths!r}"[:200],
+                          hint="e.g. ['../shared/data/kernels/h100'] or a directory written by `llmsim profile --out DIR`")
     for p in map(Path, paths):
         if p.is_dir():
             files += sorted(p.glob("*.parquet"))
@@ -530,8 +535,9 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
     """
     from .hardware.spec import uncalibrated_efficiency
 
-    if k < 2:
-        raise LlmsimError(f"k-fold calibration needs k ≥ 2 folds, got {k}")
+    if not is_int(k) or k < 2:
+        raise LlmsimError(f"k-fold calibration needs an integer k ≥ 2 folds, got {k!r}")
+    k = int(k)
     seed, max_rows = check_seed(seed), check_max_rows(max_rows)
     if not tables and collectives is None:
         raise LlmsimError("nothing to calibrate on: no kernel table and no NCCL table",

@@ -24,6 +24,18 @@ def is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
+def python_scalars(obj: Any) -> None:
+    """Replace a dataclass instance's numpy integer / float fields by Python ints / floats, in
+    place (frozen ones too): numpy scalars are accepted wherever a number is, but an int16 tp or
+    batch would overflow in the products computed from it (byte counts, KV tokens)."""
+    for name in getattr(obj, "__dataclass_fields__", {}):
+        v = getattr(obj, name)
+        if isinstance(v, np.integer) and not isinstance(v, np.bool_):
+            object.__setattr__(obj, name, int(v))
+        elif isinstance(v, np.floating):
+            object.__setattr__(obj, name, float(v))
+
+
 def is_number(v: Any) -> bool:
     """A real number (int or float, numpy scalars too), not a bool or a string."""
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))

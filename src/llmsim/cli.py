@@ -159,7 +159,8 @@ def _as_serve_flags(e: LlmsimError) -> LlmsimError:
 # Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
 _DEPLOYMENT_FLAG_RE = re.compile(r"(?<![-\w])(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
                                  r"|batch_wait_iters|batch_wait_tokens_ratio|adp_balance_timeout_iters|adp_balance_batching_iters"
-                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s)\b")
+                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s|prefill_layer_s|prefill_moe_layer_s)\b")
+_UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_layer_s": "--prefill-layer-us", "prefill_moe_layer_s": "--prefill-moe-layer-us"}
 
 
 def _deployment_flags(e: LlmsimError) -> LlmsimError:
@@ -168,7 +169,7 @@ def _deployment_flags(e: LlmsimError) -> LlmsimError:
     def sub(text: str | None) -> str | None:
         if text is None:
             return None
-        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else "--handoff-ms" if m[3]
+        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else _UNIT_FLAGS[m[3]] if m[3]
                                        else "--" + m[1].replace("_", "-"), text)
     return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
 

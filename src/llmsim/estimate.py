@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import is_int
+from .checks import is_int, is_number
 from .cost.model import CostModel, OpCost
 from .cost.ops import Batch, OpBuilder, check_ep_imbalance, resolve_ep_imbalance
 from .dtypes import gemm_compute_dtype
@@ -96,6 +96,9 @@ def resolve_kernels(kernels: str | Path | None, gpu: GPUSpec):
     none (roofline); 'none' → roofline only; 'profile' → the bundled `llmsim profile` run
     (PyTorch kernels) measured on this GPU, an error if there is none; a path → that
     directory of tables (e.g. your own `llmsim profile --out DIR`)."""
+    if kernels is not None and not isinstance(kernels, (str, Path)):
+        raise LlmsimError(f"kernels must be 'auto', 'none', 'profile' or a directory path, got {kernels!r}",
+                          hint="e.g. kernels='auto' (measured tables where they exist) or kernels='none' (roofline)")
     if kernels is None or str(kernels).lower() in ("none", "roofline", "off"):
         return None
     from .cost.measured import BUNDLED_DEVICE, KernelTables, bundled_profile, bundled_profiles, device_matches, load_cached
@@ -172,7 +175,7 @@ def estimate(
     or 'auto' from the model's routing skew (`cost.ops.expected_ep_imbalance`); the same setting
     as `Deployment.ep_imbalance` in serving."""
     spec = model if isinstance(model, ModelSpec) else get_model(model)
-    hw = gpu if isinstance(gpu, GPUSpec) else get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)
+    hw = get_gpu(gpu, price_per_hour_usd=price_per_hour_usd)  # (a GPUSpec takes the price too)
     # (numpy integers are taken, as Python ints: an int16 batch would overflow in the byte counts)
     batch, isl, osl, block_size = (_positive(name, v) for name, v in
                                    (("batch", batch), ("isl", isl), ("osl", osl), ("block_size", block_size)))
@@ -184,7 +187,7 @@ def estimate(
                           hint="KV-cache blocks hold a few tokens each, e.g. 16 (vLLM) or 32 / 64 (TRT-LLM)")
     if framework is not None and framework not in BACKENDS:
         raise LlmsimError(f"unknown framework {framework!r}", hint=f"use one of {', '.join(sorted(BACKENDS))}, or leave it out")
-    if not 0 < memory_fraction <= 1:
+    if not is_number(memory_fraction) or not 0 < memory_fraction <= 1:
         raise LlmsimError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
     if isl + osl > spec.max_position_embeddings:
         raise LlmsimError(
@@ -208,8 +211,10 @@ def estimate(
         why = f"{spec.name} is a dense model" if not spec.is_moe else "ep = 1"
         raise LlmsimError(f"ep_imbalance ({ep_imbalance!r}) applies to MoE layers run with expert parallelism, but {why}",
                           hint="drop --ep-imbalance" + ("" if not spec.is_moe else ", or give an ep degree (--ep)"))
+    if cost_model is not None and not isinstance(cost_model, CostModel):
+        raise LlmsimError(f"cost_model must be a CostModel, got {type(cost_model).__name__}", hint="leave it out to build one from gpu and kernels")
     cm = cost_model or _cost_model(hw, kernels, framework)
-    builder = OpBuilder(spec, par, prec, ep_imbalance=resolve_ep_imbalance(ep_imbalance, spec.num_experts, ep))
+    builder = OpBuilder(spec, par, prec, ep_imbalance=resolve_ep_imbalance(ep_imbalance, spec.num_experts, par.ep))
 
     # prefill: the whole batch in one iteration
     pre_ops = cm.costs(builder.build(Batch([(isl, 0)] * batch, [])))
@@ -245,7 +250,7 @@ def estimate(
     usd_per_mtok = hw.price_per_hour_usd * par.num_gpus / 3600.0 / out_tps * 1e6
     sources = {c.source.split(":")[0] for c in pre_ops + dec_ops if c.op.kind != "comm"}
     return EstimateResult(
-        model=spec.name, gpu=hw.name, tp=tp, pp=pp, dp=dp, ep=ep, num_gpus=par.num_gpus,
+        model=spec.name, gpu=hw.name, tp=par.tp, pp=par.pp, dp=par.dp, ep=par.ep, num_gpus=par.num_gpus,
         weight_dtype=prec.weight, act_dtype=prec.act, kv_dtype=prec.kv,
         batch=batch, isl=isl, osl=osl, fits=mem.fits, message=mem.message,
         prefill_ms=prefill_s * 1e3, tpot_ms=tpot_s * 1e3, e2e_ms=e2e_s * 1e3,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .checks import is_int
+from .checks import is_int, python_scalars
 from .dtypes import ACT_DTYPES, KV_DTYPES, WEIGHT_DTYPES, check_allowed
 from .errors import LlmsimError
 from .models.spec import ModelSpec
@@ -30,6 +30,9 @@ class Parallel:
     pp: int = 1
     dp: int = 1
     ep: int = 1
+
+    def __post_init__(self) -> None:
+        python_scalars(self)
 
     @property
     def gpus_per_stage(self) -> int:

@@ -121,6 +121,9 @@ def get_gpu(name_or_path: str | os.PathLike | GPUSpec, *, price_per_hour_usd: fl
     """
     if isinstance(name_or_path, GPUSpec):
         spec = _fresh(name_or_path)
+    elif not isinstance(name_or_path, (str, os.PathLike)):
+        raise LlmsimError(f"a GPU is a catalog name, a YAML/JSON file path or a GPUSpec, got {name_or_path!r}"[:200],
+                          hint="e.g. 'h100-sxm' (see `llmsim gpus list`)")
     else:
         s = os.fspath(name_or_path).strip()
         if not s:

@@ -891,6 +891,8 @@ def write_per_request(table: dict[str, np.ndarray], path: str | Path) -> Path:
     """Write a `per_request_table` as CSV (``.csv``) or Parquet (``.parquet``/``.pq``)."""
     import pyarrow as pa
 
+    if not isinstance(path, (str, Path)):
+        raise LlmsimError(f"per-request results are written to a file path, got {path!r}", hint="e.g. 'requests.parquet' or 'requests.csv'")
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):

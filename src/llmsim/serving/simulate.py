@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..checks import MAX_SETTING_S, check_bool, check_seed, is_int, is_number
+from ..checks import MAX_SETTING_S, check_bool, check_seed, is_int, is_number, python_scalars
 from ..cost.ops import check_ep_imbalance, resolve_ep_imbalance
 from ..dtypes import gemm_compute_dtype
 from ..errors import LlmsimError
@@ -78,6 +78,9 @@ class Pool:
     dp: int = 1
     ep: int = 1
     workers: int = 1
+
+    def __post_init__(self) -> None:
+        python_scalars(self)
 
     @property
     def gpus_per_worker(self) -> int:
@@ -169,6 +172,9 @@ class Deployment:
     # the engine draws it at random, `Backend.prefill_dp_routing`); the workload has its own
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        python_scalars(self)
+
     @property
     def disaggregated(self) -> bool:
         return self.prefill is not None or self.decode is not None
@@ -230,6 +236,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         raise LlmsimError(f"a pool's gpu must be a catalog id, a GPU file path or a GPUSpec, got {pool.gpu!r}",
                           hint="e.g. Pool('h100-sxm', tp=2)")
     gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
+    if isinstance(pool.gpu, GPUSpec) and dep.price_per_hour_usd is not None:  # the Deployment's price, as for a named GPU
+        gpu = get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
     if dep.max_num_seqs is None:
@@ -367,6 +375,20 @@ def simulate(
     `step_time_model` builds each pool's iteration-time model (same signature as
     `StepTimeModel`); the planner passes a factory that shares them across runs."""
     t_wall = time.perf_counter()
+    if not isinstance(dep, Deployment):
+        raise LlmsimError(f"simulate needs a Deployment, got {type(dep).__name__}", hint="e.g. Deployment('llama-3.1-8b', Pool('h100-sxm', tp=2))")
+    if not isinstance(wl, Workload):
+        raise LlmsimError(f"simulate needs a Workload, got {type(wl).__name__}",
+                          hint="build one with make_workload(...) or load_trace(...)")
+    check_bool("streaming", streaming)
+    check_bool("keep_itl", keep_itl)
+    if progress is not None and not callable(progress):
+        raise LlmsimError(f"progress must be a function (done, total) or None, got {progress!r}")
+    for name in ("pool", "prefill", "decode"):
+        v = getattr(dep, name)
+        if not (isinstance(v, Pool) or (v is None and name != "pool")):
+            raise LlmsimError(f"Deployment.{name} must be a Pool{'' if name == 'pool' else ' or None'}, got {v!r}",
+                              hint=f"e.g. {name}=Pool('h100-sxm', tp=2)")
     spec = dep.model if isinstance(dep.model, ModelSpec) else get_model(dep.model)
     be = get_backend(dep.backend)
     prec = Precision.make(dep.weight_dtype, dep.act_dtype, dep.kv_dtype)
@@ -747,6 +769,13 @@ def check_unused_settings(dep: Deployment, wl: Workload | None = None) -> None:
     if dep.adp_balance_batching_iters and not dep.adp_balance_timeout_iters:
         raise LlmsimError("adp_balance_batching_iters only applies with attention-DP balancing (adp_balance_timeout_iters > 0)",
                           hint="give --adp-balance-timeout-iters N too, or drop --adp-balance-batching-iters")
+    if dep.prefill_layer_s is not None:
+        for p in pools:
+            g = p.gpu if isinstance(p.gpu, GPUSpec) else get_gpu(p.gpu)
+            if resolve_kernels(dep.kernels, g) is not None:
+                raise LlmsimError(f"prefill_layer_s applies to GPUs timed by the roofline, but measured kernel tables time {g.name} "
+                                  f"(kernels={dep.kernels!r}), which hold that cost already",
+                                  hint="drop --prefill-layer-us, or time the GPU by the roofline with --kernels none")
     if dep.router == "prefix" and not dep.prefix_caching:
         raise LlmsimError("the prefix-aware router sends a prompt where its prefix is cached, but prefix caching is off",
                           hint="drop --no-prefix-caching, or use --router least_outstanding / round_robin")
@@ -964,16 +993,28 @@ def _first_round(first_ttft_s: list[float], summary: dict) -> dict | None:
 
 
 def busy_fraction_between(engines: list[Engine], start_s: float, end_s: float) -> float:
-    """Mean share of [start_s, end_s] the engines spent running iterations: each engine's busy
-    time, sampled with its KV utilisation (`Engine.busy_samples`), interpolated at both ends."""
+    """Mean share of [start_s, end_s] the engines spent running iterations. Each engine's busy
+    time is sampled at iteration ends with its KV utilisation (`Engine.busy_samples`, every
+    iteration until there are many); between two samples the busy time is taken as packed
+    against the later one (exact where every iteration is sampled: an iteration ends at its
+    sample), so an idle gap before an iteration stays idle."""
     if end_s <= start_s or not engines:
         return 0.0
     total = 0.0
     for e in engines:
-        t = [0.0] + [x[0] for x in e.kv_samples] + [max(e.busy_until, 0.0)]
-        b = [0.0] + list(e.busy_samples) + [e.busy_s]
-        total += float(np.interp(end_s, t, b) - np.interp(start_s, t, b))
+        t = np.array([x[0] for x in e.kv_samples] + [max(e.busy_until, 0.0)])
+        b = np.array(list(e.busy_samples) + [e.busy_s])
+        total += _busy_at(t, b, end_s) - _busy_at(t, b, start_s)
     return min(1.0, max(0.0, total / (len(engines) * (end_s - start_s))))
+
+
+def _busy_at(t: np.ndarray, b: np.ndarray, at_s: float) -> float:
+    """Busy seconds up to `at_s` from samples (t, cumulative busy b) at iteration ends."""
+    j = int(np.searchsorted(t, at_s, side="left"))  # the first sample at or after at_s
+    if j >= t.size:
+        return float(b[-1])
+    before = float(b[j - 1]) if j > 0 else 0.0
+    return max(before, float(b[j]) - (float(t[j]) - at_s))
 
 
 def busy_fraction(engines: list[Engine], duration_s: float) -> float:

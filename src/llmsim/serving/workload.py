@@ -199,6 +199,10 @@ class Workload:
             if not np.all(np.isfinite(a)):
                 i = int(np.flatnonzero(~np.isfinite(a))[0])
                 raise LlmsimError(f"arrival_s must be finite: request {i} arrives at {a[i]}")
+            if n and float(a.min()) < 0:
+                i = int(np.argmin(a))
+                raise LlmsimError(f"arrival_s must be >= 0 (seconds from the start; the engines start at 0): request {i} arrives at {a[i]}",
+                                  hint="shift the times so that the first request arrives at 0 (arrival_s - arrival_s.min())")
             if n > 1:
                 d = np.diff(a)
                 if np.any(d < 0):
@@ -212,8 +216,19 @@ class Workload:
             if not is_int(self.concurrency) or self.concurrency < 1:
                 raise LlmsimError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
             self.concurrency = int(self.concurrency)
-        if self.hash_ids is not None and len(self.hash_ids) != n:
-            raise LlmsimError(f"hash_ids must hold one array per request: got {len(self.hash_ids)} for {n} requests")
+        if self.hash_ids is not None:
+            if not isinstance(self.hash_ids, (list, tuple)) or len(self.hash_ids) != n:
+                got = f"{len(self.hash_ids)} for {n} requests" if isinstance(self.hash_ids, (list, tuple)) else repr(self.hash_ids)[:60]
+                raise LlmsimError(f"hash_ids must be a list of one 1-D integer array per request: got {got}",
+                                  hint="e.g. hash_ids=[np.array([1, 2]), np.array([1, 3])], or None without prefix caching")
+            ids = []
+            for i, h in enumerate(self.hash_ids):
+                a = np.asarray(h) if h is not None else None
+                if a is None or a.ndim != 1 or not (a.size == 0 or np.issubdtype(a.dtype, np.integer)):
+                    raise LlmsimError(f"hash_ids[{i}] must be a 1-D array of integers (the request's prefix block hashes), got {h!r}"[:200],
+                                      hint="one integer per hash block of the prompt; an empty array for no shared prefix")
+                ids.append(a.astype(np.int64, copy=False))
+            self.hash_ids = ids
         if not is_int(self.hash_block_tokens) or self.hash_block_tokens < 1:
             raise LlmsimError(f"hash_block_tokens must be an integer >= 1, got {self.hash_block_tokens!r}")
         if not is_int(self.warmup) or self.warmup < 0:
@@ -1173,6 +1188,8 @@ def make_workload(
                           hint="seconds of client turnaround, e.g. 0.005; 0 = off")
     if trace is not None and not isinstance(trace, (str, Path)):
         raise LlmsimError(f"trace must be a path, got {trace!r}", hint="e.g. trace='azure2023_conv.csv'")
+    if lengths_from is not None and not isinstance(lengths_from, (str, Path)):
+        raise LlmsimError(f"lengths_from must be a path, got {lengths_from!r}", hint="e.g. lengths_from='azure2023_conv.csv'")
     if client_jitter_s and concurrency is None:
         raise LlmsimError("client turnaround jitter applies to a closed loop (concurrency) only",
                           hint="drop the jitter, or use concurrency=N instead of a rate or a trace")
