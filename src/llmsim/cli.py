@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 from rich.console import Console
@@ -139,21 +139,22 @@ def estimate(
 
 # make_workload's parameter names -> serve's flags, for its errors (they name the Python API)
 _WORKLOAD_FLAGS = {"input_dist": "--input-dist", "output_dist": "--output-dist", "lengths_from": "--lengths-from",
-                   "max_len": "--max-len", "num_requests": "--num-requests", "isl": "--isl", "osl": "--osl", "cv": "--cv"}
-_WORKLOAD_FLAGS.update({"warmup": "--warmup", "time_scale": "--time-scale"})
+                   "max_len": "--max-len", "num_requests": "--num-requests", "isl": "--isl", "osl": "--osl", "cv": "--cv",
+                   "warmup": "--warmup", "time_scale": "--time-scale"}
 # (a name already written as a flag, "--isl", is left alone)
 _WORKLOAD_FLAG_RE = re.compile(r"(?<![-\w])(rate|concurrency|trace|seed)=('?)([^\s,']*)\2|(?<![-\w])(" + "|".join(_WORKLOAD_FLAGS)
                                + r")\b|(?<![-\w])(rate|concurrency|trace)(?= \((?:open loop|closed loop|replay)\)| must )")
 
 
+def _renamed(e: LlmsimError, pattern: re.Pattern, repl: Callable[[re.Match], str]) -> LlmsimError:
+    """The error with `pattern`'s matches in its message and hint replaced by `repl` (API names -> CLI flags)."""
+    return LlmsimError(pattern.sub(repl, e.message), hint=None if e.hint is None else pattern.sub(repl, e.hint))
+
+
 def _as_serve_flags(e: LlmsimError) -> LlmsimError:
     """The error with the workload API's parameter names written as `serve`'s flags
     ("rate=10" -> "--rate 10", "input_dist" -> "--input-dist")."""
-    def sub(text: str | None) -> str | None:
-        if text is None:
-            return None
-        return _WORKLOAD_FLAG_RE.sub(lambda m: f"--{m[1]} {m[3]}" if m[1] else _WORKLOAD_FLAGS[m[4]] if m[4] else f"--{m[5]}", text)
-    return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
+    return _renamed(e, _WORKLOAD_FLAG_RE, lambda m: f"--{m[1]} {m[3]}" if m[1] else _WORKLOAD_FLAGS[m[4]] if m[4] else f"--{m[5]}")
 
 
 # Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
@@ -166,12 +167,8 @@ _UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_layer_s": "--prefill
 def _deployment_flags(e: LlmsimError) -> LlmsimError:
     """The error with the Deployment's setting names written as `serve`'s flags
     ("first_token_from" -> "--first-token-from", "SLO ttft_ms" -> "--ttft-slo (ms)")."""
-    def sub(text: str | None) -> str | None:
-        if text is None:
-            return None
-        return _DEPLOYMENT_FLAG_RE.sub(lambda m: f"--{m[2]}-slo (ms)" if m[2] else _UNIT_FLAGS[m[3]] if m[3]
-                                       else "--" + m[1].replace("_", "-"), text)
-    return LlmsimError(sub(e.message) or e.message, hint=sub(e.hint))
+    return _renamed(e, _DEPLOYMENT_FLAG_RE, lambda m: f"--{m[2]}-slo (ms)" if m[2] else _UNIT_FLAGS[m[3]] if m[3]
+                    else "--" + m[1].replace("_", "-"))
 
 
 def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float | None:

@@ -122,15 +122,25 @@ def kv_bytes_per_token_per_gpu(model: ModelSpec, par: Parallel, prec: Precision,
     return layers * (per_layer * kvb + model.index_cache_bytes_per_token_per_layer)
 
 
-def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_len: int, block_size: int = 16) -> float:
-    """KV bytes of one sequence of `seq_len` tokens on one GPU, in whole blocks; sliding layers capped at the window."""
+def _kv_layers(model: ModelSpec, par: Parallel, prec: Precision) -> tuple[float, float, float]:
+    """(KV bytes one token adds in one layer on one GPU, full-attention layers, sliding-window
+    layers) of a full pipeline stage."""
     stage_frac = math.ceil(model.num_layers / par.pp) / model.num_layers
     n_slide = model.num_sliding_layers * stage_frac
-    n_full = model.num_kv_layers * stage_frac - n_slide
-    per_layer_tok = kv_bytes_per_token_per_gpu(model, par, prec, layers=1)
+    return kv_bytes_per_token_per_gpu(model, par, prec, layers=1), model.num_kv_layers * stage_frac - n_slide, n_slide
+
+
+def _window_tokens(model: ModelSpec, seq_len: int, block_size: int) -> int:
+    """Tokens a sliding layer keeps of a `seq_len`-token sequence, in whole blocks."""
+    return math.ceil(min(seq_len, model.sliding_window or seq_len) / block_size) * block_size
+
+
+def kv_bytes_per_sequence(model: ModelSpec, par: Parallel, prec: Precision, seq_len: int, block_size: int = 16) -> float:
+    """KV bytes of one sequence of `seq_len` tokens on one GPU, in whole blocks; sliding layers capped at the window."""
+    per_layer_tok, n_full, n_slide = _kv_layers(model, par, prec)
     blocks = math.ceil(seq_len / block_size) * block_size
-    slide_blocks = math.ceil(min(seq_len, model.sliding_window or seq_len) / block_size) * block_size
-    return per_layer_tok * (n_full * blocks + n_slide * slide_blocks) + linear_state_bytes_per_sequence(model, par)
+    return (per_layer_tok * (n_full * blocks + n_slide * _window_tokens(model, seq_len, block_size))
+            + linear_state_bytes_per_sequence(model, par))
 
 
 def linear_state_bytes_per_sequence(model: ModelSpec, par: Parallel) -> float:
@@ -157,28 +167,29 @@ class KvPool:
     `held_tokens` is the longest request. Otherwise a token costs every KV layer's bytes and
     the state is the linear-attention layers' (hybrid models), or none."""
 
-    capacity_tokens: int  # per engine (per virtual engine with pp: the replica's tokens // pp)
     replica_tokens: int  # the replica's: a stage's tokens on every dp rank
-    token_bytes: float
-    state_tokens: float
+    pp: int
+    token_bytes: float  # per token, per GPU
+    state_tokens: float  # per sequence, in tokens of token_bytes
+
+    @property
+    def capacity_tokens(self) -> int:
+        """Per engine: with pp, per virtual engine (the replica's tokens // pp)."""
+        return self.replica_tokens // self.pp
 
 
 def kv_pool(model: ModelSpec, par: Parallel, prec: Precision, mem: MemoryBreakdown, held_tokens: int,
             block_size: int = 16) -> KvPool:
     """The KV pool `mem` leaves for one engine (per virtual engine with pp), see `KvPool`."""
-    all_layers = kv_bytes_per_token_per_gpu(model, par, prec)
+    unit = kv_bytes_per_token_per_gpu(model, par, prec)
     state = linear_state_bytes_per_sequence(model, par)
-    unit = all_layers
-    n_slide = model.num_sliding_layers
-    if n_slide and n_slide < model.num_kv_layers and all_layers > 0:
-        stage_frac = math.ceil(model.num_layers / par.pp) / model.num_layers
-        per_layer = kv_bytes_per_token_per_gpu(model, par, prec, layers=1)
-        unit = per_layer * (model.num_kv_layers - n_slide) * stage_frac
-        window = math.ceil(min(held_tokens, model.sliding_window) / block_size) * block_size
-        state += per_layer * n_slide * stage_frac * window
+    per_layer, n_full, n_slide = _kv_layers(model, par, prec)
+    if n_slide and n_full and unit > 0:  # full and sliding layers: grows in the full ones
+        unit = per_layer * n_full
+        state += per_layer * n_slide * _window_tokens(model, held_tokens, block_size)
     kv_space = mem.usable_bytes - mem.weights_bytes - mem.activation_bytes - mem.runtime_overhead_bytes
     tokens = int(kv_space // unit) // block_size * block_size if unit > 0 and kv_space > 0 else 0
-    return KvPool(tokens * par.dp // par.pp, tokens * par.dp, unit, state / unit if unit > 0 else 0.0)
+    return KvPool(tokens * par.dp, par.pp, unit, state / unit if unit > 0 else 0.0)
 
 
 def activation_bytes_per_gpu(model: ModelSpec, par: Parallel, max_tokens: int, max_seqs: int) -> float:

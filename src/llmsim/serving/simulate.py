@@ -235,9 +235,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     if not isinstance(pool.gpu, (str, GPUSpec)):
         raise LlmsimError(f"a pool's gpu must be a catalog id, a GPU file path or a GPUSpec, got {pool.gpu!r}",
                           hint="e.g. Pool('h100-sxm', tp=2)")
-    gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) else get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
-    if isinstance(pool.gpu, GPUSpec) and dep.price_per_hour_usd is not None:  # the Deployment's price, as for a named GPU
-        gpu = get_gpu(pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
+    # a GPUSpec is used as given unless the Deployment sets a price, which every GPU takes
+    gpu = pool.gpu if isinstance(pool.gpu, GPUSpec) and dep.price_per_hour_usd is None else get_gpu(
+        pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
     if dep.max_num_seqs is None:
@@ -771,7 +771,7 @@ def check_unused_settings(dep: Deployment, wl: Workload | None = None) -> None:
                           hint="give --adp-balance-timeout-iters N too, or drop --adp-balance-batching-iters")
     if dep.prefill_layer_s is not None:
         for p in pools:
-            g = p.gpu if isinstance(p.gpu, GPUSpec) else get_gpu(p.gpu)
+            g = get_gpu(p.gpu)
             if resolve_kernels(dep.kernels, g) is not None:
                 raise LlmsimError(f"prefill_layer_s applies to GPUs timed by the roofline, but measured kernel tables time {g.name} "
                                   f"(kernels={dep.kernels!r}), which hold that cost already",
