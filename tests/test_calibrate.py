@@ -183,7 +183,7 @@ def test_a_binary_file_is_a_clear_error(tmp_path, capsys, name):
         main(["calibrate", str(f), "--gpu", "h100-sxm"])
     err = capsys.readouterr().err
     assert ex.value.code == 2 and name in err.replace("\n", "")
-    assert ("not UTF-8 text" if name.endswith(".csv") else "not a readable parquet file") in err.replace("\n", " ")
+    assert ("not UTF-8 text" if name.endswith(".csv") else "not a readable parquet file") in " ".join(err.split())
     if not name.endswith(".csv"):
         with pytest.raises(LlmsimError, match="not a readable parquet file"):
             cal.read_measurements([f])
@@ -210,3 +210,21 @@ def test_kernel_rows_with_bad_latencies_or_one_shape_group_are_refused(tmp_path)
     pq.write_table(pa.Table.from_pandas(one, preserve_index=False), f)
     with pytest.raises(LlmsimError, match="the gemm rows hold 1 shape group"):
         cal.kfold_calibrate(get_gpu("h100-sxm"), cal.read_kernel_tables([f]), k=3)
+
+
+def test_kfold_with_more_folds_than_groups_runs_one_fit_per_group(monkeypatch):
+    # k = 10**9 used to loop over a billion empty folds; now the folds are the groups (2 here)
+    calls = []
+    real = cal.fit_efficiency
+    monkeypatch.setattr(cal, "fit_efficiency", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    rep = cal.kfold_calibrate("h100-sxm", _TINY_GEMM, k=10**9)  # a catalog name is resolved
+    assert len(calls) == 2 + 1  # two folds (the tiny table's two (n, k) groups) and the final fit on all rows
+    assert rep.errors["gemm"]["calibrated"].n == 4
+
+
+def test_calibration_helpers_take_a_gpu_name_and_refuse_other_types():
+    assert cal.predict("gemm", _TINY_GEMM["gemm"], "h100-sxm").tolist() == cal.predict("gemm", _TINY_GEMM["gemm"], get_gpu("h100-sxm")).tolist()
+    with pytest.raises(LlmsimError, match="a GPU is a catalog name"):
+        cal.fit_efficiency(3, _TINY_GEMM)
+    with pytest.raises(LlmsimError, match="unknown GPU|not in the catalog|no GPU"):
+        cal.evaluate("no-such-gpu", _TINY_GEMM)

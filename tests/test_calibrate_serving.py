@@ -161,4 +161,4 @@ def test_cli_rejects_a_negative_seed_and_a_binary_csv(tmp_path, capsys):
     b.write_bytes(b"\x9c\xff\xfe\x00\x81" * 100)
     with pytest.raises(SystemExit) as ex:
         main(["calibrate", str(b), "--gpu", "b200-sxm", "--folds", "2"])
-    assert ex.value.code == 2 and "not UTF-8 text" in capsys.readouterr().err.replace("\n", " ")
+    assert ex.value.code == 2 and "not UTF-8 text" in " ".join(capsys.readouterr().err.split())

@@ -474,7 +474,8 @@ def test_bad_peak_tflops_in_full_json_spec(tmp_path, peak):
 
 
 def test_gpuspec_rejects_bad_values_directly():
-    """Built in Python (not from a file), GPUSpec / Efficiency raise pydantic's ValidationError."""
+    """Built in Python (not from a file), GPUSpec / Efficiency raise pydantic's ValidationError;
+    `with_overrides` an LlmsimError naming the field."""
     from pydantic import ValidationError
 
     base = {k: v for k, v in FULL_SPEC.items()}
@@ -484,7 +485,7 @@ def test_gpuspec_rejects_bad_values_directly():
         GPUSpec.model_validate({**base, "idle_power_w": 501})
     with pytest.raises(ValidationError, match="gemm_launch_s"):
         Efficiency(gemm_launch_s=float("inf"))
-    with pytest.raises(ValidationError, match="peak_tflops"):
+    with pytest.raises(LlmsimError, match="peak_tflops"):  # with_overrides reports as a GPU file's fields do
         get_gpu("h100-sxm").with_overrides(peak_tflops={"bf16": 0})
 
 
@@ -570,3 +571,15 @@ def test_cli_weights_default_to_the_published_checkpoint_format_where_the_gpu_ru
     main(["serve", "--model", "deepseek-v3", "--gpu", "h200", "--tp", "8", "--concurrency", "1", "--num-requests", "2",
           "--isl", "64", "--osl", "4", "--json"])
     assert json.loads(capsys.readouterr().out)["weight_dtype"] == "fp8"
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(memory_gib="x"), "'memory_gib' must be a finite number"),
+    (dict(memory_gib=-1), "'memory_gib' must be at least 0.01"),
+    (dict(memroy_gib=80), "'memroy_gib' is not a known field \\(did you mean 'memory_gib'\\?\\)"),
+])
+def test_with_overrides_reports_bad_fields_as_llmsim_errors(kw, needle):
+    # pydantic's ValidationError used to escape
+    with pytest.raises(LlmsimError, match=needle):
+        get_gpu("h100-sxm").with_overrides(**kw)
+    assert get_gpu("h100-sxm").with_overrides(memory_gib=96).memory_gib == 96

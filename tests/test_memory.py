@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmsim.errors import LlmsimError
 from llmsim.estimate import estimate
 from llmsim.hardware import get_gpu
 from llmsim.hardware.spec import GIB
@@ -274,3 +275,25 @@ def test_free_memory_fraction_is_a_share_of_what_the_weights_leave():
     assert "of the rest of" in msg and f"has {gpu.memory_bytes / GIB:.1f} GiB usable" in msg, msg  # never more than the GPU
     with pytest.raises(ValueError, match="fraction_of"):
         memory_breakdown(ds, gpu, par, prec, fraction_of="total", **kw)
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(batch=0), "batch must be an integer >= 1"),
+    (dict(batch=-1), "batch must be an integer >= 1"),  # gave negative KV bytes
+    (dict(seq_len=0), "seq_len must be an integer >= 1"),  # divided by zero
+    (dict(block_size=0), "block_size must be an integer >= 1"),
+    (dict(memory_fraction=float("nan")), r"memory_fraction must be a number in \(0, 1\]"),
+    (dict(memory_fraction=2), r"memory_fraction must be a number in \(0, 1\]"),
+    (dict(runtime_overhead_gib=-1), "runtime_overhead_gib must be a finite number >= 0"),
+    (dict(fraction_of="x"), "fraction_of must be one of capacity, free"),
+    (dict(par=Parallel(tp=3)), "tp=3 does not divide the 32 attention heads"),
+    (dict(model="llama-3.1-8b"), "model must be a ModelSpec, got str"),
+    (dict(gpu="h100-sxm"), "gpu must be a GPUSpec, got str"),
+])
+def test_memory_breakdown_refuses_bad_arguments(kw, needle):
+    args = dict(model=get_model("llama-3.1-8b"), gpu=get_gpu("h100-sxm"), par=Parallel(tp=1), prec=Precision(),
+                batch=8, seq_len=2048, max_batched_tokens=8192)
+    args.update(kw)
+    model, gpu, par, prec = (args.pop(k) for k in ("model", "gpu", "par", "prec"))
+    with pytest.raises(LlmsimError, match=needle):
+        memory_breakdown(model, gpu, par, prec, **args)

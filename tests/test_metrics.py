@@ -232,3 +232,10 @@ def test_itl_edges_and_errors():
     before = h.counts().size
     h.add_many(np.random.default_rng(0).uniform(0, 10, 100_000))
     assert h.counts().size == before
+
+
+@pytest.mark.parametrize("kw", [dict(ttft_ms=True), dict(tpot_ms=np.True_), dict(ttft_ms="100"), dict(tpot_ms=0), dict(ttft_ms=float("inf"))])
+def test_slo_refuses_non_numbers(kw):
+    # True passed as 1 ms (a bool is an int)
+    with pytest.raises(LlmsimError, match="must be a number > 0"):
+        SLO(**kw)

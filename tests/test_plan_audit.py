@@ -8,6 +8,8 @@ import importlib
 
 import pytest
 
+from llmsim.errors import LlmsimError
+from llmsim.hardware import get_gpu
 from llmsim.layout import Precision
 from llmsim.memory.model import kv_bytes_per_token_per_gpu
 from llmsim.models.catalog import get_model
@@ -46,8 +48,10 @@ def test_disagg_ttft_prediction_adds_kv_transfer_and_first_decode_step(hetero_co
         pf, df = c.prefill.candidate.family, c.decode.candidate.family
         op = c.prefill_op
         # the transfer as `serve` charges it: 2000 prompt tokens + 1, each side's per-GPU shard, slower end
+        total = c.prefill_workers * pf.num_gpus + c.decode_workers * df.num_gpus
         want = 1e3 * kv_handoff_s(2001, pf.gpu.spec, pf.num_gpus, kv_bytes_per_token_per_gpu(spec, pf.par, Precision.make("bf16")),
-                                  df.gpu.spec, df.num_gpus, kv_bytes_per_token_per_gpu(spec, df.par, Precision.make("bf16")))
+                                  df.gpu.spec, df.num_gpus, kv_bytes_per_token_per_gpu(spec, df.par, Precision.make("bf16")),
+                                  domain_gpus=total)
         assert c.kv_transfer_ms == pytest.approx(want, rel=1e-9)
         # at least one decode iteration (its mean TPOT) before the first token reaches the client
         assert c.decode_first_step_ms >= c.decode.best.tpot_stats_ms["mean"]
@@ -288,3 +292,35 @@ def test_plan_input_errors_name_flags_and_sane_prices(capsys):
     assert "give --isl or --input-dist, not both" in capsys.readouterr().err
     with pytest.raises(LlmsimError, match=r"must be a number of \$/GPU-hour in \[0, 1,000,000\]"):
         plan(MODEL, gpus="h100-sxm:8@1e308", isl=100, osl=20, ttft="500ms")
+
+
+@pytest.mark.parametrize("kw, needle", [
+    (dict(objective=3), "objective must be a string, got 3"),
+    (dict(engines=3), "engines must be a comma-separated string or a list of strings"),
+    (dict(engines=["vllm", 3]), "engines must be a comma-separated string or a list of strings"),
+    (dict(precisions=3), "precisions must be a comma-separated string or a list of strings"),
+])
+def test_plan_refuses_wrong_types_with_a_clear_error(kw, needle):
+    with pytest.raises(LlmsimError, match=needle):
+        plan(MODEL, isl=100, osl=10, **kw)
+
+
+def test_disagg_kv_transfer_leaves_nvlink_once_the_workers_outgrow_the_domain():
+    # the planner priced a hand-off for one prefill + one decode worker; `serve` sends every hand-off
+    # over the NICs once all the workers do not fit one NVLink domain -- the composed config now does too
+    r = plan(MODEL, gpus="h100-sxm:32", isl=2000, osl=100, ttft="2s", tpot="50ms", rate=60.0, objective="gpus",
+             aggregated=False, precisions="bf16", kernels="none", max_concurrency=16, verify=False)
+    spec, h100 = get_model(MODEL), get_gpu("h100-sxm")
+    sizes = set()
+    for c in r.configs:
+        pf, df = c.prefill.candidate.family, c.decode.candidate.family
+        total = c.prefill_workers * pf.num_gpus + c.decode_workers * df.num_gpus
+        kvp, kvd = (kv_bytes_per_token_per_gpu(spec, f.par, Precision.make("bf16")) for f in (pf, df))
+        pair = 1e3 * kv_handoff_s(2001, h100, pf.num_gpus, kvp, h100, df.num_gpus, kvd)
+        nic = 1e3 * kv_handoff_s(2001, h100, pf.num_gpus, kvp, h100, df.num_gpus, kvd, domain_gpus=10**9)
+        want = pair if total <= h100.nvlink_domain_size else nic
+        assert c.kv_transfer_ms == pytest.approx(want, rel=1e-9)
+        sizes.add(total <= h100.nvlink_domain_size)
+        if pf.num_gpus + df.num_gpus <= 8 < total:
+            assert nic > 5 * pair  # 400 Gb/s NIC vs 900 GB/s NVLink: the pair price was far off
+    assert sizes == {True, False}, sizes  # both kinds of deployment were composed

@@ -145,6 +145,16 @@ def _schema_names(f: Path) -> set[str]:
                                "generation_attention_perf, nccl_perf); end-to-end benchmark rows are a silicon CSV named *.csv") from None
 
 
+def as_gpu(gpu: GPUSpec | str) -> GPUSpec:
+    """A GPUSpec as given (no copy: the fits call this per prediction), or a catalog name / GPU
+    file resolved (`get_gpu`, which refuses anything else)."""
+    if isinstance(gpu, GPUSpec):
+        return gpu
+    from .hardware.catalog import get_gpu
+
+    return get_gpu(gpu)
+
+
 def check_seed(seed) -> int:
     """`seed` as an int, or LlmsimError unless it is an integer >= 0 (numpy's generators take no other)."""
     if not is_int(seed) or seed < 0:
@@ -197,8 +207,9 @@ def read_kernel_tables(paths: list[str | Path], required: bool = True) -> dict[s
     return merged
 
 
-def predict(kind: str, rows: Rows, gpu: GPUSpec, e: Efficiency | None = None) -> np.ndarray:
+def predict(kind: str, rows: Rows, gpu: GPUSpec | str, e: Efficiency | None = None) -> np.ndarray:
     """Roofline seconds for every row of a kernel table."""
+    gpu = as_gpu(gpu)
     e = e or gpu.efficiency
     bw, sms = gpu.memory_bandwidth_bytes_per_s, gpu.num_sms
     if kind == "gemm":
@@ -294,11 +305,12 @@ def _subsample(mask: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
     return idx
 
 
-def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0,
+def fit_efficiency(gpu: GPUSpec | str, tables: dict[str, Rows], train: dict[str, np.ndarray] | None = None, seed: int = 0,
                    max_rows: int | None = 20_000) -> Efficiency:
     """Robust least-squares fit of the Efficiency parameters on the rows selected by `train`
     (all rows if None), stage by stage (`_STAGES`), starting from `gpu.efficiency`; at most
     `max_rows` rows per stage (seeded subsample; None: every row)."""
+    gpu = as_gpu(gpu)
     from scipy.optimize import least_squares
 
     seed, max_rows = check_seed(seed), check_max_rows(max_rows)
@@ -328,8 +340,9 @@ def fit_efficiency(gpu: GPUSpec, tables: dict[str, Rows], train: dict[str, np.nd
     return Efficiency.model_validate(e.model_dump())
 
 
-def evaluate(gpu: GPUSpec, tables: dict[str, Rows], held: dict[str, np.ndarray] | None = None, e: Efficiency | None = None) -> dict[str, dict[str, ErrorStats]]:
+def evaluate(gpu: GPUSpec | str, tables: dict[str, Rows], held: dict[str, np.ndarray] | None = None, e: Efficiency | None = None) -> dict[str, dict[str, ErrorStats]]:
     """Median / p90 APE per kind, split into train and held-out rows."""
+    gpu = as_gpu(gpu)
     out: dict[str, dict[str, ErrorStats]] = {}
     for kind, rows in tables.items():
         pred, meas = predict(kind, rows, gpu, e), measured_s(rows)
@@ -427,9 +440,10 @@ def collective_holdout_mask(rows: CollectiveRows, frac: float = 0.3, seed: int =
     return np.array([g in held for g in rows.group])
 
 
-def predict_collectives(gpu: GPUSpec, rows: CollectiveRows, e: Efficiency | None = None) -> np.ndarray:
+def predict_collectives(gpu: GPUSpec | str, rows: CollectiveRows, e: Efficiency | None = None) -> np.ndarray:
     """Roofline time of every row on the link the cost model gives its group size
     (`cost.model.roofline_collective_s`: NVLink inside an NVLink domain, else PCIe or the NICs)."""
+    gpu = as_gpu(gpu)
     from .cost.model import roofline_collective_s
 
     e = e or gpu.efficiency
@@ -442,9 +456,10 @@ def predict_collectives(gpu: GPUSpec, rows: CollectiveRows, e: Efficiency | None
     return out
 
 
-def fit_collectives(gpu: GPUSpec, rows: CollectiveRows, train: np.ndarray | None = None) -> Efficiency:
+def fit_collectives(gpu: GPUSpec | str, rows: CollectiveRows, train: np.ndarray | None = None) -> Efficiency:
     """Robust least squares (soft-L1 on log(pred / measured), 10% scale) of `COLLECTIVE_FIELDS`
     on the rows selected by `train` (all if None), starting from `gpu.efficiency`."""
+    gpu = as_gpu(gpu)
     from scipy.optimize import least_squares
 
     use = np.ones(len(rows.seconds), bool) if train is None else train
@@ -500,11 +515,12 @@ def _folds(keys: np.ndarray, k: int, seed: int) -> np.ndarray:
     return (perm % k)[inv]
 
 
-def kfold_collectives(gpu: GPUSpec, rows: CollectiveRows, k: int = 5, seed: int = 0) -> tuple[dict[str, ErrorStats], Efficiency]:
+def kfold_collectives(gpu: GPUSpec | str, rows: CollectiveRows, k: int = 5, seed: int = 0) -> tuple[dict[str, ErrorStats], Efficiency]:
     """Cross-validated fit of the collective fields (`COLLECTIVE_FIELDS`) to an NCCL table: each
     of min(k, groups) folds of (collective, GPUs, element type) groups is predicted by a fit on the
     others. Returns the errors of the spec-sheet roofline ('uncalibrated'), the GPU's current
     values ('shipped') and the out-of-fold predictions ('calibrated'), and the fit on all rows."""
+    gpu = as_gpu(gpu)
     from .hardware.spec import uncalibrated_efficiency
 
     seed = check_seed(seed)
@@ -524,7 +540,7 @@ def kfold_collectives(gpu: GPUSpec, rows: CollectiveRows, k: int = 5, seed: int 
     return errors, fit_collectives(gpu, rows)
 
 
-def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000,
+def kfold_calibrate(gpu: GPUSpec | str, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000,
                     collectives: CollectiveRows | None = None) -> CalibrationReport:
     """Cross-validated fit of `Efficiency` to measured kernel tables (and, given `collectives`,
     of its collective fields to an NCCL table: `kfold_collectives`, reported as kind 'collective').
@@ -533,6 +549,7 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
     reported 'calibrated' error is over those out-of-fold predictions only. The returned
     efficiency is then fitted on all rows.
     """
+    gpu = as_gpu(gpu)
     from .hardware.spec import uncalibrated_efficiency
 
     if not is_int(k) or k < 2:
@@ -551,7 +568,8 @@ def kfold_calibrate(gpu: GPUSpec, tables: dict[str, Rows], k: int = 5, seed: int
     # training set lacks the kind (with fewer, a fold's fit would see none of its rows)
     folds = {kind: fold_ids(kind, rows, min(k, len(np.unique(_group_keys(kind, rows)))), seed) for kind, rows in tables.items()}
     oof = {kind: np.full(len(rows["latency"]), np.nan) for kind, rows in tables.items()}
-    for f in range(k):
+    n_folds = max((int(ids.max()) + 1 for ids in folds.values()), default=0)  # a k past every kind's groups: no empty fits
+    for f in range(n_folds):
         e = fit_efficiency(gpu, tables, {kind: folds[kind] != f for kind in tables}, seed=seed, max_rows=max_rows)
         for kind, rows in tables.items():
             held = folds[kind] == f

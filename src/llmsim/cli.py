@@ -764,9 +764,11 @@ def main(argv: list[str] | None = None) -> None:
     except LlmsimError as e:
         from rich.markup import escape
 
-        err.print(f"[bold red]error:[/] {escape(e.message)}")
+        # soft wrap: one line each (the terminal folds it), so a long path or message is never split
+        # by inserted newlines for a log or a grep
+        err.print(f"[bold red]error:[/] {escape(e.message)}", soft_wrap=True)
         if e.hint:
-            err.print(f"[yellow]hint:[/] {escape(e.hint)}")
+            err.print(f"[yellow]hint:[/] {escape(e.hint)}", soft_wrap=True)
         raise SystemExit(2)
 
 if __name__ == "__main__":  # pragma: no cover

@@ -225,6 +225,9 @@ class GPUSpec(BaseModel):
         return self.nic_bandwidth_gbps * GB, self.nic_latency_us * 1e-6, "network"
 
     def with_overrides(self, **kw) -> "GPUSpec":
+        """A copy with the given fields replaced (e.g. memory_gib=141), validated as a catalog entry is."""
+        from .catalog import _validate  # (catalog imports this module)
+
         data = self.model_dump()
         data.update(kw)
-        return GPUSpec.model_validate(data)
+        return _validate(data, f"override of {self.name}")

@@ -37,6 +37,8 @@ from dataclasses import asdict, dataclass
 from ..cost.ops import GDN_STATE_BYTES
 from ..dtypes import bytes_per_element
 from ..hardware.spec import GIB, GPUSpec
+from ..checks import is_int, is_number
+from ..errors import LlmsimError
 from ..layout import Parallel, Precision
 from ..models.spec import ModelSpec
 
@@ -225,8 +227,8 @@ def memory_breakdown(
 ) -> MemoryBreakdown:
     """Per-GPU memory of one replica; `fraction_of` says what `memory_fraction` is a share of
     ('capacity' or 'free', see the module docstring)."""
-    if fraction_of not in FRACTION_OF:
-        raise ValueError(f"fraction_of must be one of {FRACTION_OF}, got {fraction_of!r}")
+    _check_breakdown_args(model, gpu, par, prec, batch, seq_len, max_batched_tokens, memory_fraction, block_size,
+                          runtime_overhead_gib, fraction_of)
     capacity = gpu.memory_bytes
     w = weights_bytes_per_gpu(model, par, prec)
     act = activation_bytes_per_gpu(model, par, max_batched_tokens, batch)
@@ -247,6 +249,30 @@ def memory_breakdown(
     fits = total <= usable
     msg = "fits" if fits else _advice(model, gpu, par, prec, w, kv, act, rt, total, usable, max_conc, memory_fraction, fraction_of)
     return MemoryBreakdown(w, kv, act, rt, total, capacity, usable, per_tok, max_tokens, max_conc, fits, msg)
+
+
+def _check_breakdown_args(model, gpu, par, prec, batch, seq_len, max_batched_tokens, memory_fraction, block_size,
+                          runtime_overhead_gib, fraction_of) -> None:
+    """memory_breakdown's arguments: the spec objects it reads, counts >= 1 (batch, seq_len, the
+    token budget, block size), a memory fraction in (0, 1] and a finite runtime overhead >= 0 --
+    a zero block or sequence length divided by zero, a negative batch gave negative KV bytes."""
+    for name, v, cls, how in (("model", model, ModelSpec, "llmsim.get_model('llama-3.1-8b')"),
+                              ("gpu", gpu, GPUSpec, "llmsim.get_gpu('h100')"),
+                              ("par", par, Parallel, "Parallel(tp=2)"), ("prec", prec, Precision, "Precision.make('fp8')")):
+        if not isinstance(v, cls):
+            raise LlmsimError(f"memory_breakdown's {name} must be a {cls.__name__}, got {type(v).__name__} {v!r}",
+                              hint=f"e.g. {how}; llmsim.estimate(...) takes names")
+    par.validate(model)  # tp dividing the heads, ep the experts ...
+    for name, v in (("batch", batch), ("seq_len", seq_len), ("max_batched_tokens", max_batched_tokens),
+                    ("block_size", block_size)):
+        if not is_int(v) or v < 1:
+            raise LlmsimError(f"memory_breakdown's {name} must be an integer >= 1, got {v!r}")
+    if not (is_number(memory_fraction) and 0 < memory_fraction <= 1):
+        raise LlmsimError(f"memory_fraction must be a number in (0, 1], got {memory_fraction!r}", hint="e.g. 0.9")
+    if not (is_number(runtime_overhead_gib) and math.isfinite(runtime_overhead_gib) and runtime_overhead_gib >= 0):
+        raise LlmsimError(f"runtime_overhead_gib must be a finite number >= 0, got {runtime_overhead_gib!r}", hint="e.g. 1.0")
+    if fraction_of not in FRACTION_OF:
+        raise LlmsimError(f"fraction_of must be one of {', '.join(FRACTION_OF)}, got {fraction_of!r}")
 
 
 def budget_text(fraction: float, fraction_of: str, capacity_bytes: float) -> str:

@@ -12,7 +12,10 @@ the TTFT a client sees is, for one pairing of prefill and decode worker (`disagg
     the prefill worker's TTFT at its rate (queueing included)
   + the front end's fixed hand-off time (`Backend.disagg_handoff_s`)
   + the KV-cache transfer (`serving.simulate.kv_handoff_s`: the slower end's link, the bytes per
-    receiving GPU; prompt tokens at the plan's percentile of the input lengths)
+    receiving GPU; prompt tokens at the plan's percentile of the input lengths). Over NVLink
+    while the pair fits one NVLink domain; once the worker counts are chosen, a deployment whose
+    workers do not all fit it sends every hand-off over the NICs, as `simulate` does
+    (`DisaggTtft.for_gpus`)
   + the decode worker's first step: the rest of the iteration it is running when the KV arrives
     (half an iteration on average) and the request's own first iteration, one more where the
     decode loop overlaps scheduling (it sees the request an iteration late) -- iterations of the
@@ -43,7 +46,7 @@ re-simulates the chosen deployments end to end and keeps the verified numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..layout import Precision
 from ..memory.model import kv_bytes_per_token_per_gpu
@@ -69,10 +72,22 @@ class DisaggTtft:
     first_token_from: str  # 'decode' | 'prefill' (`Backend.disagg_first_token`)
     kv_transfer_ms: float  # 0 where the first token comes from the prefill worker
     decode_first_step_ms: float  # ditto
+    # the transfer once the deployment's workers no longer fit one NVLink domain (over the NICs,
+    # as `simulate` then sends every hand-off), and that domain's size in GPUs (None: the pair
+    # alone already goes over the NICs, `kv_transfer_ms` is that)
+    kv_transfer_nic_ms: float = 0.0
+    nvlink_domain_gpus: int | None = None
 
     @property
     def extra_ms(self) -> float:
         return self.kv_transfer_ms + self.decode_first_step_ms
+
+    def for_gpus(self, total_gpus: int) -> "DisaggTtft":
+        """These parts for a deployment of `total_gpus` GPUs in all (prefill and decode workers):
+        the hand-offs stay on NVLink only while every worker fits the domain (`simulate._handoff_s`)."""
+        if self.nvlink_domain_gpus is None or total_gpus <= self.nvlink_domain_gpus:
+            return self
+        return replace(self, kv_transfer_ms=self.kv_transfer_nic_ms, nvlink_domain_gpus=None)
 
 
 def disagg_ttft_parts(model: ModelSpec, prefill: Candidate, decode: Candidate, decode_point: Point, kv_tokens: int) -> DisaggTtft:
@@ -87,12 +102,16 @@ def disagg_ttft_parts(model: ModelSpec, prefill: Candidate, decode: Candidate, d
         return DisaggTtft(be.disagg_first_token, 0.0, 0.0)
     src_kv = kv_bytes_per_token_per_gpu(model, pf.par, Precision.make(pf.prec.weight, None, pf.prec.kv))
     dst_kv = kv_bytes_per_token_per_gpu(model, df.par, Precision.make(df.prec.weight, None, df.prec.kv))
-    xfer_s = kv_handoff_s(int(kv_tokens), pf.gpu.spec, pf.num_gpus, src_kv, df.gpu.spec, df.num_gpus, dst_kv)
+    args = (int(kv_tokens), pf.gpu.spec, pf.num_gpus, src_kv, df.gpu.spec, df.num_gpus, dst_kv)
+    pair_gpus = pf.num_gpus + df.num_gpus
+    xfer_s = kv_handoff_s(*args, domain_gpus=pair_gpus)  # one worker of each (the counts come later: `for_gpus`)
+    nic_s = kv_handoff_s(*args, domain_gpus=1 << 62)  # (larger than any NVLink domain: over the NICs)
     it_ms = decode_point.tpot_stats_ms.get("mean") if decode_point.tpot_stats_ms else None
     if it_ms is None:
         it_ms = decode_point.tpot_ms or 0.0
     iters = DECODE_FIRST_TOKEN_ITERATIONS + (1.0 if be.overlaps("decode", df.par) else 0.0)
-    return DisaggTtft("decode", xfer_s * 1e3, iters * float(it_ms))
+    domain = pf.gpu.spec.nvlink_domain_size if xfer_s != nic_s else None
+    return DisaggTtft("decode", xfer_s * 1e3, iters * float(it_ms), nic_s * 1e3, domain)
 
 
 @dataclass
@@ -426,6 +445,7 @@ def _disagg_config(p: Sweep, d: Sweep, x: int, y: int, mean_osl: float, prefill_
     cfg.requests_per_s = rate
     cfg.output_tokens_per_s = rate * mean_osl
     if ttft is not None:
+        ttft = ttft.for_gpus(x * p.candidate.family.num_gpus + y * d.candidate.family.num_gpus)
         cfg.kv_transfer_ms, cfg.decode_first_step_ms = ttft.kv_transfer_ms, ttft.decode_first_step_ms
     cfg.ttft_ms = None if bp.ttft_ms is None else bp.ttft_ms + cfg.kv_transfer_ms + cfg.decode_first_step_ms
     cfg.tpot_ms, cfg.tpot_mean_ms = bd.tpot_ms, bd.tpot_stats_ms.get("mean")

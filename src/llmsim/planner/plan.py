@@ -370,6 +370,8 @@ def plan(
     if rate is not None and not (is_number(rate) and math.isfinite(rate) and rate > 0):
         raise LlmsimError(f"rate must be a positive, finite number of requests/s, got {rate!r}",
                           hint="e.g. --rate 20; leave --rate out to size for the best goodput instead")
+    if objective is not None and not isinstance(objective, str):
+        raise LlmsimError(f"objective must be a string, got {objective!r}", hint=f"use one of {', '.join(OBJECTIVES)}")
     objective = (objective or ("gpus" if rate is not None else "goodput")).lower()
     if objective not in OBJECTIVES:
         raise LlmsimError(f"unknown objective {objective!r}", hint=f"use one of {', '.join(OBJECTIVES)}")

@@ -165,12 +165,20 @@ class PrecisionOption:
         return Precision.make(self.weight, None, self.kv)
 
 
+def _items(name: str, value, hint: str) -> list[str]:
+    """The non-empty items of a comma-separated string or a list / tuple of strings."""
+    parts = value.split(",") if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or not all(isinstance(x, str) for x in parts):
+        raise LlmsimError(f"{name} must be a comma-separated string or a list of strings, got {value!r}", hint=hint)
+    return [x.strip() for x in parts if x.strip()]
+
+
 def parse_precisions(value) -> list[PrecisionOption]:
     """'bf16,fp8' — each item WEIGHT or WEIGHT/KV: 'bf16' (bf16 weights and KV), 'fp8' (W8A8 and
     an fp8 KV cache), 'fp8/bf16' (fp8 weights, bf16 KV), 'fp4' (NVFP4 weights, fp8 KV; Blackwell)."""
     if value is None:
         value = "bf16,fp8"
-    items = [s.strip().lower() for s in (value.split(",") if isinstance(value, str) else value) if str(s).strip()]
+    items = [s.lower() for s in _items("precisions", value, "e.g. precisions='bf16,fp8' or ['bf16', 'fp8/bf16']")]
     out: list[PrecisionOption] = []
     for it in items:
         w, _, kv = it.replace(":", "/").partition("/")
@@ -194,7 +202,7 @@ def parse_engines(value) -> list[str]:
     """'vllm' | 'sglang' | 'trtllm' | 'all' | a comma-separated list."""
     if value is None:
         return ["vllm"]
-    items = [s.strip() for s in (value.split(",") if isinstance(value, str) else value) if str(s).strip()]
+    items = _items("engines", value, "e.g. engines='vllm,sglang' or ['vllm', 'trtllm'], or 'all'")
     if any(s.lower() == "all" for s in items):
         return list(ENGINES)
     out = []

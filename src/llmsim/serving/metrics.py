@@ -99,6 +99,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from ..checks import is_number
 from ..errors import LlmsimError
 
 __all__ = ["SLO", "STAT_KEYS", "GpuGroup", "ItlHistogram", "LogHistogram", "StreamingSummary", "per_request_table", "summarize", "write_per_request"]
@@ -319,7 +320,7 @@ class SLO:
     def __post_init__(self) -> None:
         for name in ("ttft_ms", "tpot_ms"):
             v = getattr(self, name)
-            if v is not None and not (isinstance(v, (int, float, np.number)) and math.isfinite(v) and v > 0):
+            if v is not None and not (is_number(v) and math.isfinite(v) and v > 0):
                 raise LlmsimError(f"SLO {name} must be a number > 0, got {v!r}")
 
     @property
