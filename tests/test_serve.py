@@ -1503,3 +1503,38 @@ def test_serve_summary_names_collectives_that_leave_nvlink(capsys):
     main(["serve", "--model", "llama-3.1-70b", "--gpu", "h100", "--tp", "8", "--concurrency", "2", "--num-requests", "4",
           "--isl", "256", "--osl", "8"])
     assert "all-reduces over" not in capsys.readouterr().out
+
+
+def test_disaggregated_handoffs_from_one_prefill_worker_take_turns_at_its_link():
+    """Four 2,000-token prompts finish in one prefill iteration (H100) and go to an A100 decode
+    worker over the NICs (10.5 ms each at the A100's 25 GB/s): they leave one after another, so the
+    last reaches the decode worker three transfers after the first -- not all four at once, as when
+    each hand-off had the whole link. The front end's fixed hand-off time holds no link: it
+    delays every request alike and leaves the spread as it is."""
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.memory.model import kv_bytes_per_token_per_gpu
+    from llmsim.models import get_model
+    from llmsim.serving.simulate import kv_handoff_s
+
+    wl = make_workload(num_requests=4, isl=2000, osl=2, concurrency=4, seed=0)
+    kv = kv_bytes_per_token_per_gpu(get_model(MODEL), Parallel(), Precision.make("bf16"))
+    xfer_ms = 1e3 * kv_handoff_s(2001, get_gpu("h100-sxm"), 1, kv, get_gpu("a100-sxm-80gb"), 1, kv)
+    assert xfer_ms == pytest.approx(1e3 * (2001 * kv / 25e9) + 5e-3, rel=0.01)  # + NIC latency
+
+    def ttfts(h):
+        res = simulate(dep(prefill=Pool("h100-sxm"), decode=Pool("a100-sxm-80gb"), first_token_from="decode",
+                           disagg_handoff_s=h, max_num_batched_tokens=8192), wl)
+        check_conservation(res, 4)
+        t = res.per_request()
+        assert (t["arrival_s"] == 0).all() and (t["queue_ms"] == 0).all()  # one prefill iteration for all four
+        return np.sort(t["ttft_ms"]), float(t["tpot_ms"].max())
+
+    (t0, step), (t1, _) = ttfts(0.0), ttfts(0.25)
+    assert t0[-1] - t0[0] >= 3 * xfer_ms - step  # the last arrives 3 transfers after the first
+    assert t1 - t0 == pytest.approx(np.full(4, 250.0), abs=1e-6)
+    # four attention-DP ranks: each prompt's KV sits on its own rank's GPU and leaves by its NIC at once
+    res = simulate(dep(prefill=Pool("h100-sxm", dp=4), decode=Pool("a100-sxm-80gb"), first_token_from="decode",
+                       disagg_handoff_s=0.0, max_num_batched_tokens=8192), wl)
+    t = res.per_request()["ttft_ms"]
+    assert t.max() - t.min() < 1e-9

@@ -23,7 +23,11 @@ decode engine: hand-off time = KV bytes per GPU / link bandwidth + link latency 
 end's fixed hand-off time (`Deployment.disagg_handoff_s`, default the backend's fitted
 `disagg_handoff_s`: router / proxy round trips, transfer handshake, polling), over NVLink when
 both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends its shard in
-parallel). The decode engine admits it when a sequence slot and blocks are free. Which token
+parallel). Hand-offs leaving one prefill worker take turns at its links (first come, first
+served: eight prompts finishing in one iteration send their KV one after another, the last
+arriving when all eight have crossed, as under an even share of the bandwidth; a worker with
+attention-DP ranks has a set of links per rank, the prompt's KV leaving by the earliest free);
+the receiving side's links are not modelled as shared. The decode engine admits it when a sequence slot and blocks are free. Which token
 the client sees first (TTFT) follows the serving front end (`Deployment.first_token_from`,
 default the backend's `disagg_first_token`): 'decode' -- the decode engine streams it at the
 end of its first iteration with the request (vLLM / SGLang P/D proxies stream every token from
@@ -515,14 +519,25 @@ def simulate(
     # the prompts inside it were routed to
     in_front: dict[int, Engine] = {}
 
+    # each prefill worker's links (its GPUs' NICs, or NVLink), one set per attention-DP rank (a
+    # request's KV sits on its rank's GPUs): when each is next free, so that hand-offs leaving one
+    # worker together take turns at its bandwidth instead of each having it all
+    n_links = builds[0].par.dp if dep.disaggregated else 1
+    link_free: dict[int, list[float]] = {}
+    worker_of: dict[int, int] = {}  # prefill engine id -> its worker (the pp virtual engines share one)
+
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
-            # hand the KV cache to the decode pool
+            # hand the KV cache to the decode pool: the transfer once a link of the worker is free
+            # (the earliest free), then the front end's fixed hand-off time (which holds no link)
             toks = reqs.inp[rid] + 1
-            dt = handoff_s + _handoff_s(builds[0], builds[1], toks)
+            links = link_free.setdefault(worker_of[e.eid], [0.0] * n_links)
+            k = links.index(min(links))
+            start = t if t > links[k] else links[k]
+            done = links[k] = start + _handoff_s(builds[0], builds[1], toks)
             seq += 1
-            heapq.heappush(events, (t + dt, seq, 1, rid))
+            heapq.heappush(events, (done + handoff_s, seq, 1, rid))
             return
         finished += 1
         reqs.t_finish[rid] = t
@@ -562,6 +577,7 @@ def simulate(
             pipe = Pipeline(pp_stage_layers(b.st.model.num_layers, b.par.pp)) if b.par.pp > 1 else None
             for _v in range(b.par.pp):
                 b.engines.append(Engine(n_eng, b.st, b.cfg, reqs, on_finish, itl, pipe))
+                worker_of[n_eng] = w
                 n_eng += 1
     routers = [_Router(b.engines, dep.router) for b in builds]
     fe_free = [0.0] * sum(len(b.engines) for b in builds)
