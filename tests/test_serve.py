@@ -1538,3 +1538,13 @@ def test_disaggregated_handoffs_from_one_prefill_worker_take_turns_at_its_link()
                        disagg_handoff_s=0.0, max_num_batched_tokens=8192), wl)
     t = res.per_request()["ttft_ms"]
     assert t.max() - t.min() < 1e-9
+
+
+def test_progress_reports_about_every_percent_and_at_the_end():
+    # every 1,000 completions only: a 500-request run never reported, a 150-request one neither
+    for n, every in ((150, 1), (500, 5)):
+        seen = []
+        simulate(dep(), make_workload(num_requests=n, isl=64, osl=4, concurrency=16, seed=0),
+                 progress=lambda done, total: seen.append((done, total)))
+        assert seen[-1] == (n, n)
+        assert [d for d, _ in seen] == list(range(every, n + 1, every))

@@ -435,6 +435,7 @@ def simulate(
     check_seed(dep.seed)
     _check_engine_limits(dep)
     n = len(wl)
+    progress_every = max(1, min(1000, n // 100))  # about every 1% of the run, at most every 1,000 completions
     if n > MAX_REQUESTS:
         raise LlmsimError(f"{n} requests are more than one simulation handles ({MAX_REQUESTS})", hint="split the workload")
     totals = wl.input_len + wl.output_len
@@ -560,7 +561,7 @@ def simulate(
             # client idle while a later one sends the last request
             seq += 1
             heapq.heappush(events, (t, seq, 3, -1))
-        if progress is not None and finished % 1000 == 0:
+        if progress is not None and (finished % progress_every == 0 or finished == n):
             progress(finished, n)
 
     def _cut_itl() -> None:
