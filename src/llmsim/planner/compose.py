@@ -72,11 +72,11 @@ class DisaggTtft:
     first_token_from: str  # 'decode' | 'prefill' (`Backend.disagg_first_token`)
     kv_transfer_ms: float  # 0 where the first token comes from the prefill worker
     decode_first_step_ms: float  # ditto
-    # the transfer once the deployment's workers no longer fit one NVLink domain (over the NICs,
-    # as `simulate` then sends every hand-off), and that domain's size in GPUs (None: the pair
-    # alone already goes over the NICs, `kv_transfer_ms` is that)
+    # the transfer once the deployment's workers no longer fit one NVLink domain of
+    # `nvlink_domain_gpus` GPUs: over the NICs, as `simulate` then sends every hand-off (equal to
+    # `kv_transfer_ms` where the pair alone already goes over them)
     kv_transfer_nic_ms: float = 0.0
-    nvlink_domain_gpus: int | None = None
+    nvlink_domain_gpus: int = 0
 
     @property
     def extra_ms(self) -> float:
@@ -85,9 +85,9 @@ class DisaggTtft:
     def for_gpus(self, total_gpus: int) -> "DisaggTtft":
         """These parts for a deployment of `total_gpus` GPUs in all (prefill and decode workers):
         the hand-offs stay on NVLink only while every worker fits the domain (`simulate._handoff_s`)."""
-        if self.nvlink_domain_gpus is None or total_gpus <= self.nvlink_domain_gpus:
+        if total_gpus <= self.nvlink_domain_gpus:
             return self
-        return replace(self, kv_transfer_ms=self.kv_transfer_nic_ms, nvlink_domain_gpus=None)
+        return replace(self, kv_transfer_ms=self.kv_transfer_nic_ms)
 
 
 def disagg_ttft_parts(model: ModelSpec, prefill: Candidate, decode: Candidate, decode_point: Point, kv_tokens: int) -> DisaggTtft:
@@ -103,14 +103,13 @@ def disagg_ttft_parts(model: ModelSpec, prefill: Candidate, decode: Candidate, d
     src_kv = kv_bytes_per_token_per_gpu(model, pf.par, Precision.make(pf.prec.weight, None, pf.prec.kv))
     dst_kv = kv_bytes_per_token_per_gpu(model, df.par, Precision.make(df.prec.weight, None, df.prec.kv))
     args = (int(kv_tokens), pf.gpu.spec, pf.num_gpus, src_kv, df.gpu.spec, df.num_gpus, dst_kv)
-    pair_gpus = pf.num_gpus + df.num_gpus
-    xfer_s = kv_handoff_s(*args, domain_gpus=pair_gpus)  # one worker of each (the counts come later: `for_gpus`)
-    nic_s = kv_handoff_s(*args, domain_gpus=1 << 62)  # (larger than any NVLink domain: over the NICs)
+    domain = pf.gpu.spec.nvlink_domain_size
+    xfer_s = kv_handoff_s(*args)  # one worker of each (the counts come later: `for_gpus`)
+    nic_s = kv_handoff_s(*args, domain_gpus=domain + 1)  # workers past the domain: over the NICs
     it_ms = decode_point.tpot_stats_ms.get("mean") if decode_point.tpot_stats_ms else None
     if it_ms is None:
         it_ms = decode_point.tpot_ms or 0.0
     iters = DECODE_FIRST_TOKEN_ITERATIONS + (1.0 if be.overlaps("decode", df.par) else 0.0)
-    domain = pf.gpu.spec.nvlink_domain_size if xfer_s != nic_s else None
     return DisaggTtft("decode", xfer_s * 1e3, iters * float(it_ms), nic_s * 1e3, domain)
 
 
