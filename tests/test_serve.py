@@ -1505,39 +1505,83 @@ def test_serve_summary_names_collectives_that_leave_nvlink(capsys):
     assert "all-reduces over" not in capsys.readouterr().out
 
 
-def test_disaggregated_handoffs_from_one_prefill_worker_take_turns_at_its_link():
-    """Four 2,000-token prompts finish in one prefill iteration (H100) and go to an A100 decode
-    worker over the NICs (10.5 ms each at the A100's 25 GB/s): they leave one after another, so the
-    last reaches the decode worker three transfers after the first -- not all four at once, as when
-    each hand-off had the whole link. The front end's fixed hand-off time holds no link: it
-    delays every request alike and leaves the spread as it is."""
-    from llmsim.hardware import get_gpu
+def _handoff_case():
+    """2,000-token Llama-3.1-8B prompts with one output token after the first (bf16 KV)."""
     from llmsim.layout import Parallel, Precision
     from llmsim.memory.model import kv_bytes_per_token_per_gpu
     from llmsim.models import get_model
-    from llmsim.serving.simulate import kv_handoff_s
 
     wl = make_workload(num_requests=4, isl=2000, osl=2, concurrency=4, seed=0)
-    kv = kv_bytes_per_token_per_gpu(get_model(MODEL), Parallel(), Precision.make("bf16"))
-    xfer_ms = 1e3 * kv_handoff_s(2001, get_gpu("h100-sxm"), 1, kv, get_gpu("a100-sxm-80gb"), 1, kv)
-    assert xfer_ms == pytest.approx(1e3 * (2001 * kv / 25e9) + 5e-3, rel=0.01)  # + NIC latency
+    return wl, kv_bytes_per_token_per_gpu(get_model(MODEL), Parallel(), Precision.make("bf16"))
 
-    def ttfts(h):
-        res = simulate(dep(prefill=Pool("h100-sxm"), decode=Pool("a100-sxm-80gb"), first_token_from="decode",
-                           disagg_handoff_s=h, max_num_batched_tokens=8192), wl)
-        check_conservation(res, 4)
-        t = res.per_request()
-        assert (t["arrival_s"] == 0).all() and (t["queue_ms"] == 0).all()  # one prefill iteration for all four
-        return np.sort(t["ttft_ms"]), float(t["tpot_ms"].max())
 
-    (t0, step), (t1, _) = ttfts(0.0), ttfts(0.25)
+def _handoff_ttfts(wl, prefill, decode, h=0.0):
+    res = simulate(dep(prefill=prefill, decode=decode, first_token_from="decode", disagg_handoff_s=h,
+                       max_num_batched_tokens=8192), wl)
+    check_conservation(res, 4)
+    t = res.per_request()
+    assert (t["arrival_s"] == 0).all() and (t["queue_ms"] == 0).all()  # every prompt prefilled at once
+    return np.sort(t["ttft_ms"]), float(t["tpot_ms"].max())
+
+
+def test_disaggregated_handoffs_from_one_prefill_worker_take_turns_at_its_link():
+    """Four 2,000-token prompts finish in one prefill iteration on one H100 and go to eight H100
+    decode workers (nine workers: past one 8-GPU NVLink domain, so over the 400 Gb/s NICs, 5.3 ms
+    each): they leave one after another, so the last reaches its decode worker three transfers
+    after the first -- not all four at once, as when each hand-off had the whole link. The front
+    end's fixed hand-off time holds no link: it delays every request alike and leaves the spread
+    as it is. With four attention-DP ranks each prompt's KV sits on its own rank's GPU and leaves
+    by that GPU's NIC: all four at once."""
+    from llmsim.hardware import get_gpu
+    from llmsim.serving.simulate import kv_handoff_s
+
+    wl, kv = _handoff_case()
+    h100 = get_gpu("h100-sxm")
+    xfer_ms = 1e3 * kv_handoff_s(2001, h100, 1, kv, h100, 1, kv, domain_gpus=9)
+    assert xfer_ms == pytest.approx(1e3 * (2001 * kv / 50e9) + 5e-3, rel=0.01)  # + NIC latency
+    decode = Pool("h100-sxm", workers=8)
+    (t0, step), (t1, _) = _handoff_ttfts(wl, Pool("h100-sxm"), decode), _handoff_ttfts(wl, Pool("h100-sxm"), decode, 0.25)
     assert t0[-1] - t0[0] >= 3 * xfer_ms - step  # the last arrives 3 transfers after the first
     assert t1 - t0 == pytest.approx(np.full(4, 250.0), abs=1e-6)
-    # four attention-DP ranks: each prompt's KV sits on its own rank's GPU and leaves by its NIC at once
-    res = simulate(dep(prefill=Pool("h100-sxm", dp=4), decode=Pool("a100-sxm-80gb"), first_token_from="decode",
-                       disagg_handoff_s=0.0, max_num_batched_tokens=8192), wl)
-    t = res.per_request()["ttft_ms"]
+    t, _ = _handoff_ttfts(wl, Pool("h100-sxm", dp=4), Pool("h100-sxm", workers=5))  # 4 + 5 GPUs: NICs
     assert t.max() - t.min() < 1e-9
+
+
+def test_disaggregated_handoffs_to_one_decode_worker_take_turns_at_its_links():
+    """Four H100 prefill workers (one 2,000-token prompt each, all finishing together) hand off to
+    one A100 decode worker: the A100's NIC (25 GB/s, 10.5 ms a prompt) is the slower end, and the
+    transfers queue there, so the TTFTs spread over three transfers. With four decode workers the
+    router sends each prompt to its own (the request counts as routed there while its KV is in
+    flight) and all four arrive together; with four receiving attention-DP ranks, too. Each end is
+    busy for its own bytes only: five tp1 H100 prefill workers sending to one tp4 H100 decode worker
+    keep each receiving NIC busy a quarter as long as the sending one, so four hand-offs cross
+    together, not one after another."""
+    from llmsim.hardware import get_gpu
+    from llmsim.serving.simulate import kv_handoff_parts, kv_handoff_s
+
+    wl, kv = _handoff_case()
+    h100, a100 = get_gpu("h100-sxm"), get_gpu("a100-sxm-80gb")
+    xfer_ms = 1e3 * kv_handoff_s(2001, h100, 1, kv, a100, 1, kv)
+    assert xfer_ms == pytest.approx(1e3 * (2001 * kv / 25e9) + 5e-3, rel=0.01)
+    four_prefills = Pool("h100-sxm", workers=4)
+
+    one, step = _handoff_ttfts(wl, four_prefills, Pool("a100-sxm-80gb"))
+    # one transfer after another (each joins the decode engine at its next iteration boundary)
+    assert (np.diff(one) >= xfer_ms - step).all() and (np.diff(one) <= xfer_ms + step).all()
+    for router in ("least_outstanding", "round_robin"):
+        res = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb", workers=4), first_token_from="decode",
+                           disagg_handoff_s=0.0, router=router), wl)
+        check_conservation(res, 4)
+        four = res.per_request()["ttft_ms"]
+        assert four.max() - four.min() < 1e-9
+        assert four.min() == pytest.approx(one[0], abs=1e-9)
+    dp4, _ = _handoff_ttfts(wl, four_prefills, Pool("a100-sxm-80gb", dp=4))
+    assert dp4.max() - dp4.min() < 1e-9
+
+    lat, send, recv = kv_handoff_parts(h100, 1, kv, h100, 4, kv / 4, domain_gpus=9)
+    assert send == pytest.approx(4 * recv) and lat == pytest.approx(h100.nic_latency_us * 1e-6)
+    tp4, _ = _handoff_ttfts(wl, Pool("h100-sxm", workers=5), Pool("h100-sxm", tp=4))
+    assert tp4.max() - tp4.min() < 1e-9
 
 
 def test_progress_reports_about_every_percent_and_at_the_end():

@@ -455,7 +455,7 @@ class Engine:
         self._seq_slack = (cfg.block_size - 1) * 0.5 + cfg.seq_state_tokens
         self._new_seq_blocks = 1.0 + cfg.seq_state_tokens / cfg.block_size
         self.outstanding = 0  # routed here and not finished (router's load signal)
-        self.in_front = 0  # routed here, still in this replica's API server (front end)
+        self.in_front = 0  # routed here, not yet added: in this replica's API server (front end), or KV in flight to this decode engine
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out

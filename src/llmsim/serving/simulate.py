@@ -23,11 +23,15 @@ decode engine: hand-off time = KV bytes per GPU / link bandwidth + link latency 
 end's fixed hand-off time (`Deployment.disagg_handoff_s`, default the backend's fitted
 `disagg_handoff_s`: router / proxy round trips, transfer handshake, polling), over NVLink when
 both pools sit in one NVLink domain, else over the scale-out NIC (every GPU sends its shard in
-parallel). Hand-offs leaving one prefill worker take turns at its links (first come, first
-served: eight prompts finishing in one iteration send their KV one after another, the last
-arriving when all eight have crossed, as under an even share of the bandwidth; a worker with
-attention-DP ranks has a set of links per rank, the prompt's KV leaving by the earliest free);
-the receiving side's links are not modelled as shared. The decode engine admits it when a sequence slot and blocks are free. Which token
+parallel). The router picks the decode engine when the prompt's prefill ends (the transfer needs
+its destination; in flight, the request counts as routed there). Hand-offs take turns at the links
+of both ends, first come, first served, each end busy for its own bytes at its own bandwidth
+(`kv_handoff_parts`); the KV has arrived when both ends are done. Eight prompts finishing in one
+iteration leave one after another, the last arriving when all eight have crossed, as under an
+even share of the bandwidth; four prefill workers sending to one decode worker queue at its links
+the same way, as far as its links are the slower end. A worker with attention-DP ranks has a set of
+links per rank, the KV leaving and arriving by the earliest free. The decode engine admits the
+request when a sequence slot and blocks are free. Which token
 the client sees first (TTFT) follows the serving front end (`Deployment.first_token_from`,
 default the backend's `disagg_first_token`): 'decode' -- the decode engine streams it at the
 end of its first iteration with the request (vLLM / SGLang P/D proxies stream every token from
@@ -520,25 +524,35 @@ def simulate(
     # the prompts inside it were routed to
     in_front: dict[int, Engine] = {}
 
-    # each prefill worker's links (its GPUs' NICs, or NVLink), one set per attention-DP rank (a
-    # request's KV sits on its rank's GPUs): when each is next free, so that hand-offs leaving one
-    # worker together take turns at its bandwidth instead of each having it all
-    n_links = builds[0].par.dp if dep.disaggregated else 1
+    # each worker's links (its GPUs' NICs, or NVLink), one set per attention-DP rank (a request's
+    # KV sits on, or goes to, its rank's GPUs): when each is next free, so that hand-offs leaving
+    # one prefill worker, or reaching one decode worker, together take turns at its bandwidth
+    # instead of each having it all
+    n_links = [b.par.dp for b in builds]
+    xfer_lat, xfer_send, xfer_recv = _handoff_parts(builds[0], builds[1]) if dep.disaggregated else (0.0, 0.0, 0.0)
     link_free: dict[int, list[float]] = {}
-    worker_of: dict[int, int] = {}  # prefill engine id -> its worker (the pp virtual engines share one)
+    worker_of: dict[int, int] = {}  # engine id -> its worker, numbered across pools (pp virtual engines share one)
+    in_transit: dict[int, Engine] = {}  # request -> the decode engine its KV cache is on its way to
 
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
-            # hand the KV cache to the decode pool: the transfer once a link of the worker is free
-            # (the earliest free), then the front end's fixed hand-off time (which holds no link)
+            # hand the KV cache to the decode pool: the router picks the decode engine now (the
+            # transfer needs a destination; the request counts as routed there while in flight).
+            # Each end's earliest free link set carries the bytes for its own time once free; the
+            # KV has arrived when both ends are done, plus the link latency, then the front end's
+            # fixed hand-off time (which holds no link)
+            d = handoff.pick(rid)
+            d.in_front += 1
+            in_transit[rid] = d
             toks = reqs.inp[rid] + 1
-            links = link_free.setdefault(worker_of[e.eid], [0.0] * n_links)
-            k = links.index(min(links))
-            start = t if t > links[k] else links[k]
-            done = links[k] = start + _handoff_s(builds[0], builds[1], toks)
+            src = link_free.setdefault(worker_of[e.eid], [0.0] * n_links[0])
+            dst = link_free.setdefault(worker_of[d.eid], [0.0] * n_links[1])
+            k, j = src.index(min(src)), dst.index(min(dst))
+            sent = src[k] = (t if t > src[k] else src[k]) + toks * xfer_send
+            got = dst[j] = (t if t > dst[j] else dst[j]) + toks * xfer_recv
             seq += 1
-            heapq.heappush(events, (done + handoff_s, seq, 1, rid))
+            heapq.heappush(events, ((sent if sent > got else got) + xfer_lat + handoff_s, seq, 1, rid))
             return
         finished += 1
         reqs.t_finish[rid] = t
@@ -571,9 +585,10 @@ def simulate(
         for e in all_engines:
             e.discard_itl()
 
-    n_eng = 0
+    n_eng = n_workers = 0
     for b in builds:
-        for w in range(b.pool.workers):
+        for _w in range(b.pool.workers):
+            w, n_workers = n_workers, n_workers + 1
             # the replica's stages, shared by its virtual engines
             pipe = Pipeline(pp_stage_layers(b.st.model.num_layers, b.par.pp)) if b.par.pp > 1 else None
             for _v in range(b.par.pp):
@@ -661,8 +676,9 @@ def simulate(
             elif kind == 2:  # leaves the front end
                 e = in_front.pop(rid)
                 e.in_front -= 1
-            else:
-                e = handoff.pick(rid)
+            else:  # a KV hand-off reaches the decode engine picked when it left
+                e = in_transit.pop(rid)
+                e.in_front -= 1
             e.add(rid, t)
             wake(e, t)
             continue
@@ -824,7 +840,20 @@ def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv
     GPU of both pools, so that any prefill worker can reach any decode worker), else over each side's NIC. A
     decode worker with fewer GPUs than the prefill worker receives more bytes per GPU (prefill
     tp8 -> decode tp1: the one decode GPU takes all eight shards), and a slower NIC on either
-    side sets the pace."""
+    side sets the pace (`kv_handoff_parts` gives each end's time)."""
+    lat, send, recv = kv_handoff_parts(src_gpu, src_gpus_per_worker, src_kv_bytes_per_token,
+                                       dst_gpu, dst_gpus_per_worker, dst_kv_bytes_per_token, domain_gpus)
+    return lat + tokens * max(send, recv)
+
+
+def kv_handoff_parts(src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
+                     dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float,
+                     domain_gpus: int | None = None) -> tuple[float, float, float]:
+    """`kv_handoff_s` in parts: (link latency s, seconds per token at the sending GPUs' links,
+    seconds per token at the receiving GPUs' links). One hand-off alone takes latency + tokens x
+    the larger; `simulate` keeps each end busy for its own part, so that hand-offs queue where
+    the bytes do (a tp1 prefill GPU sending to a tp4 decode worker keeps its one NIC busy four
+    times as long as each of the four receiving NICs)."""
     together = src_gpus_per_worker + dst_gpus_per_worker if domain_gpus is None else domain_gpus
     same_domain = (src_gpu.name == dst_gpu.name and together <= src_gpu.nvlink_domain_size
                    and src_gpu.nvlink_bandwidth_gbps > 0)
@@ -834,16 +863,16 @@ def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv
     else:
         bw_src, bw_dst = src_gpu.nic_bandwidth_gbps * 1e9, dst_gpu.nic_bandwidth_gbps * 1e9
         lat = max(src_gpu.nic_latency_us, dst_gpu.nic_latency_us) * 1e-6
-    return lat + tokens * max(src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst)
+    return lat, src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst
 
 
-def _handoff_s(src: _PoolBuild, dst: _PoolBuild, tokens: int) -> float:
-    """`kv_handoff_s` between two pools of a deployment: over NVLink only when all their workers
+def _handoff_parts(src: _PoolBuild, dst: _PoolBuild) -> tuple[float, float, float]:
+    """`kv_handoff_parts` between two pools of a deployment: over NVLink only when all their workers
     share one NVLink domain (two 4-GPU prefill workers and a 4-GPU decode worker on 8-GPU nodes
     do not: one prefill worker's hand-offs leave the node)."""
     total = src.pool.gpus_per_worker * src.pool.workers + dst.pool.gpus_per_worker * dst.pool.workers
-    return kv_handoff_s(tokens, src.gpu, src.pool.gpus_per_worker, src.cfg.kv_bytes_per_token,
-                        dst.gpu, dst.pool.gpus_per_worker, dst.cfg.kv_bytes_per_token, domain_gpus=total)
+    return kv_handoff_parts(src.gpu, src.pool.gpus_per_worker, src.cfg.kv_bytes_per_token,
+                            dst.gpu, dst.pool.gpus_per_worker, dst.cfg.kv_bytes_per_token, domain_gpus=total)
 
 
 def _first_arrival(wl: Workload) -> float:
