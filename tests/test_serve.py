@@ -1568,18 +1568,28 @@ def test_disaggregated_handoffs_to_one_decode_worker_take_turns_at_its_links():
     one, step = _handoff_ttfts(wl, four_prefills, Pool("a100-sxm-80gb"))
     # one transfer after another (each joins the decode engine at its next iteration boundary)
     assert (np.diff(one) >= xfer_ms - step).all() and (np.diff(one) <= xfer_ms + step).all()
+    # the summary says so: four hand-offs over the NICs, the last waiting three transfers for the link
+    ho = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb"), first_token_from="decode",
+                      disagg_handoff_s=0.0), wl).summary["kv_handoff"]
+    assert ho["link"] == "network" and ho["handoffs"] == 4 and ho["fixed_ms"] == 0.0
+    assert ho["link_wait_ms"]["max"] == pytest.approx(3 * (xfer_ms - 5e-3), rel=1e-3)
+    assert ho["link_wait_ms"]["mean"] == pytest.approx(1.5 * (xfer_ms - 5e-3), rel=1e-3)
+    assert ho["transfer_ms"]["max"] == pytest.approx(4 * xfer_ms - 3 * 5e-3, rel=1e-3)
     for router in ("least_outstanding", "round_robin"):
         res = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb", workers=4), first_token_from="decode",
                            disagg_handoff_s=0.0, router=router), wl)
         check_conservation(res, 4)
         four = res.per_request()["ttft_ms"]
         assert four.max() - four.min() < 1e-9
+        assert res.summary["kv_handoff"]["link_wait_ms"] == {"mean": 0.0, "max": 0.0}
+        assert res.summary["kv_handoff"]["transfer_ms"]["max"] == pytest.approx(xfer_ms)
         assert four.min() == pytest.approx(one[0], abs=1e-9)
     dp4, _ = _handoff_ttfts(wl, four_prefills, Pool("a100-sxm-80gb", dp=4))
     assert dp4.max() - dp4.min() < 1e-9
 
-    lat, send, recv = kv_handoff_parts(h100, 1, kv, h100, 4, kv / 4, domain_gpus=9)
-    assert send == pytest.approx(4 * recv) and lat == pytest.approx(h100.nic_latency_us * 1e-6)
+    parts = kv_handoff_parts(h100, 1, kv, h100, 4, kv / 4, domain_gpus=9)
+    assert parts.send_s_per_token == pytest.approx(4 * parts.recv_s_per_token)
+    assert parts.latency_s == pytest.approx(h100.nic_latency_us * 1e-6) and parts.link == "network"
     tp4, _ = _handoff_ttfts(wl, Pool("h100-sxm", workers=5), Pool("h100-sxm", tp=4))
     assert tp4.max() - tp4.min() < 1e-9
 

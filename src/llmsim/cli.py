@@ -402,6 +402,12 @@ def serve(
         g.add_row("start-up burst", f"first round ({fr['requests']} requests sent together): TTFT mean {fr['ttft_ms_mean']:,.1f} ms, "
                   f"later requests {fr['later_ttft_ms_mean']:,.1f} ms; {fr['share_of_ttft_mean']:.0%} of the TTFT mean")
     g.add_row("KV cache", f"mean {s['kv_cache_utilisation_mean']:.0%}, max {s['kv_cache_utilisation_max']:.0%} used; {s['preemptions']} preemptions; prefix-cache hit rate {s['prefix_cache_hit_rate']:.1%}")
+    ho = s.get("kv_handoff")
+    if ho and ho["handoffs"]:
+        over = "NVLink" if ho["link"] == "nvlink" else "the NICs"
+        g.add_row("KV hand-offs", f"{ho['handoffs']:,} over {over}: transfer mean {ho['transfer_ms']['mean']:,.2f} ms (max "
+                  f"{ho['transfer_ms']['max']:,.2f}), of which waiting for busy links {ho['link_wait_ms']['mean']:,.2f} ms "
+                  f"(max {ho['link_wait_ms']['max']:,.2f}); then {ho['fixed_ms']:,.0f} ms fixed hand-off each")
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
     slow = [c for c in s.get("collective_links", []) if c["link"] != "nvlink"]

@@ -46,7 +46,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -529,7 +529,12 @@ def simulate(
     # one prefill worker, or reaching one decode worker, together take turns at its bandwidth
     # instead of each having it all
     n_links = [b.par.dp for b in builds]
-    xfer_lat, xfer_send, xfer_recv = _handoff_parts(builds[0], builds[1]) if dep.disaggregated else (0.0, 0.0, 0.0)
+    xfer = _handoff_parts(builds[0], builds[1]) if dep.disaggregated else HandoffParts(0.0, 0.0, 0.0, "")
+    xfer_lat, xfer_send, xfer_recv = xfer.latency_s, xfer.send_s_per_token, xfer.recv_s_per_token
+    xfer_alone = xfer_send if xfer_send > xfer_recv else xfer_recv
+    # the hand-offs' transfer times (prefill end -> KV arrived, before the fixed hand-off time) and
+    # the share of them spent waiting for busy links: count, sum, max of each
+    ho = [0, 0.0, 0.0, 0.0, 0.0]
     link_free: dict[int, list[float]] = {}
     worker_of: dict[int, int] = {}  # engine id -> its worker, numbered across pools (pp virtual engines share one)
     in_transit: dict[int, Engine] = {}  # request -> the decode engine its KV cache is on its way to
@@ -551,8 +556,18 @@ def simulate(
             k, j = src.index(min(src)), dst.index(min(dst))
             sent = src[k] = (t if t > src[k] else src[k]) + toks * xfer_send
             got = dst[j] = (t if t > dst[j] else dst[j]) + toks * xfer_recv
+            done = sent if sent > got else got
+            arrived = done + xfer_lat
+            took, waited = arrived - t, done - (t + toks * xfer_alone)  # exactly 0 when no link was busy
+            ho[0] += 1
+            ho[1] += took
+            ho[3] += waited
+            if took > ho[2]:
+                ho[2] = took
+            if waited > ho[4]:
+                ho[4] = waited
             seq += 1
-            heapq.heappush(events, ((sent if sent > got else got) + xfer_lat + handoff_s, seq, 1, rid))
+            heapq.heappush(events, (arrived + handoff_s, seq, 1, rid))
             return
         finished += 1
         reqs.t_finish[rid] = t
@@ -720,6 +735,17 @@ def simulate(
         record()
     wall = time.perf_counter() - t_wall
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_round, first_ttft_s)
+    if dep.disaggregated:
+        # the KV hand-offs of the whole run (warm-up included): which link, how long the transfers
+        # took from the prefill's end to the KV's arrival (the fixed hand-off time comes on top),
+        # and how much of that was waiting for links busy with other hand-offs
+        n_ho = int(ho[0])
+        summary["kv_handoff"] = {
+            "link": xfer.link, "handoffs": n_ho,
+            "transfer_ms": {"mean": 1e3 * ho[1] / n_ho if n_ho else None, "max": 1e3 * ho[2] if n_ho else None},
+            "link_wait_ms": {"mean": 1e3 * ho[3] / n_ho if n_ho else None, "max": 1e3 * ho[4] if n_ho else None},
+            "fixed_ms": 1e3 * float(handoff_s),
+        }
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     warm_ids = np.asarray(order[: _warmup_count(wl.warmup, len(order))], dtype=np.int64)
@@ -841,19 +867,28 @@ def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv
     decode worker with fewer GPUs than the prefill worker receives more bytes per GPU (prefill
     tp8 -> decode tp1: the one decode GPU takes all eight shards), and a slower NIC on either
     side sets the pace (`kv_handoff_parts` gives each end's time)."""
-    lat, send, recv = kv_handoff_parts(src_gpu, src_gpus_per_worker, src_kv_bytes_per_token,
-                                       dst_gpu, dst_gpus_per_worker, dst_kv_bytes_per_token, domain_gpus)
-    return lat + tokens * max(send, recv)
+    p = kv_handoff_parts(src_gpu, src_gpus_per_worker, src_kv_bytes_per_token,
+                         dst_gpu, dst_gpus_per_worker, dst_kv_bytes_per_token, domain_gpus)
+    return p.latency_s + tokens * max(p.send_s_per_token, p.recv_s_per_token)
+
+
+class HandoffParts(NamedTuple):
+    """A KV hand-off's link (`kv_handoff_parts`)."""
+
+    latency_s: float
+    send_s_per_token: float  # at each sending GPU's link
+    recv_s_per_token: float  # at each receiving GPU's link
+    link: str  # 'nvlink' | 'network' (each side's scale-out NIC)
 
 
 def kv_handoff_parts(src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
                      dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float,
-                     domain_gpus: int | None = None) -> tuple[float, float, float]:
-    """`kv_handoff_s` in parts: (link latency s, seconds per token at the sending GPUs' links,
-    seconds per token at the receiving GPUs' links). One hand-off alone takes latency + tokens x
-    the larger; `simulate` keeps each end busy for its own part, so that hand-offs queue where
-    the bytes do (a tp1 prefill GPU sending to a tp4 decode worker keeps its one NIC busy four
-    times as long as each of the four receiving NICs)."""
+                     domain_gpus: int | None = None) -> HandoffParts:
+    """`kv_handoff_s` in parts: the link's latency, the seconds per token at the sending GPUs'
+    links and at the receiving GPUs' links, and which link. One hand-off alone takes latency +
+    tokens x the larger; `simulate` keeps each end busy for its own part, so that hand-offs queue
+    where the bytes do (a tp1 prefill GPU sending to a tp4 decode worker keeps its one NIC busy
+    four times as long as each of the four receiving NICs)."""
     together = src_gpus_per_worker + dst_gpus_per_worker if domain_gpus is None else domain_gpus
     same_domain = (src_gpu.name == dst_gpu.name and together <= src_gpu.nvlink_domain_size
                    and src_gpu.nvlink_bandwidth_gbps > 0)
@@ -863,10 +898,11 @@ def kv_handoff_parts(src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_pe
     else:
         bw_src, bw_dst = src_gpu.nic_bandwidth_gbps * 1e9, dst_gpu.nic_bandwidth_gbps * 1e9
         lat = max(src_gpu.nic_latency_us, dst_gpu.nic_latency_us) * 1e-6
-    return lat, src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst
+    return HandoffParts(lat, src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst,
+                        "nvlink" if same_domain else "network")
 
 
-def _handoff_parts(src: _PoolBuild, dst: _PoolBuild) -> tuple[float, float, float]:
+def _handoff_parts(src: _PoolBuild, dst: _PoolBuild) -> HandoffParts:
     """`kv_handoff_parts` between two pools of a deployment: over NVLink only when all their workers
     share one NVLink domain (two 4-GPU prefill workers and a 4-GPU decode worker on 8-GPU nodes
     do not: one prefill worker's hand-offs leave the node)."""
