@@ -324,3 +324,24 @@ def test_disagg_kv_transfer_leaves_nvlink_once_the_workers_outgrow_the_domain():
         if pf.num_gpus + df.num_gpus <= 8 < total:
             assert nic > 5 * pair  # 400 Gb/s NIC vs 900 GB/s NVLink: the pair price was far off
     assert sizes == {True, False}, sizes  # both kinds of deployment were composed
+
+
+def test_disagg_decode_workers_are_sized_within_their_receiving_links():
+    # 16k-token prompts, 2 output tokens: a tp1 H100 decode worker could finish ~41 requests/s, but
+    # its one 400 Gb/s NIC takes in only ~24 prompts' KV a second (2 GB each at bf16). `serve` now
+    # queues hand-offs at the receiving links, so the decode sweep sees that limit and the plan
+    # sizes decode workers by it (it had sized 1 tp1 worker for 40 requests/s)
+    from llmsim.serving.simulate import kv_handoff_parts
+
+    r = plan(MODEL, gpus="h100-sxm:128", isl=16000, osl=2, ttft="10s", tpot="100ms", rate=40.0, objective="gpus",
+             aggregated=False, precisions="bf16", kernels="none", max_concurrency=128, verify=False)
+    spec, h100 = get_model(MODEL), get_gpu("h100-sxm")
+    assert r.configs
+    for c in r.configs:
+        pf, df = c.prefill.candidate.family, c.decode.candidate.family
+        kvp, kvd = (kv_bytes_per_token_per_gpu(spec, f.par, Precision.make("bf16")) for f in (pf, df))
+        parts = kv_handoff_parts(h100, pf.num_gpus, kvp, h100, df.num_gpus, kvd, domain_gpus=10**9)
+        assert c.prefill_workers * pf.num_gpus + c.decode_workers * df.num_gpus > h100.nvlink_domain_size  # over the NICs
+        link_rps = df.par.dp / (16001 * parts.recv_s_per_token)
+        assert c.decode.best.requests_per_s <= 1.02 * link_rps, (c.label, c.decode.best.requests_per_s, link_rps)
+        assert c.decode_workers * c.decode.best.requests_per_s >= 40.0
