@@ -84,7 +84,7 @@ class DisaggTtft:
 
     def for_gpus(self, total_gpus: int) -> "DisaggTtft":
         """These parts for a deployment of `total_gpus` GPUs in all (prefill and decode workers):
-        the hand-offs stay on NVLink only while every worker fits the domain (`simulate._handoff_s`)."""
+        the hand-offs stay on NVLink only while every worker fits the domain (`simulate._handoff_parts`)."""
         if total_gpus <= self.nvlink_domain_gpus:
             return self
         return replace(self, kv_transfer_ms=self.kv_transfer_nic_ms)
