@@ -1568,13 +1568,19 @@ def test_disaggregated_handoffs_to_one_decode_worker_take_turns_at_its_links():
     one, step = _handoff_ttfts(wl, four_prefills, Pool("a100-sxm-80gb"))
     # one transfer after another (each joins the decode engine at its next iteration boundary)
     assert (np.diff(one) >= xfer_ms - step).all() and (np.diff(one) <= xfer_ms + step).all()
-    # the summary says so: four hand-offs over the NICs, the last waiting three transfers for the link
-    ho = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb"), first_token_from="decode",
-                      disagg_handoff_s=0.0), wl).summary["kv_handoff"]
+    # the summary says so: four hand-offs over the NICs, the last waiting three transfers for the link;
+    # and so does each request's row: 0, 1, 2 and 3 transfers' wait
+    res = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb"), first_token_from="decode", disagg_handoff_s=0.0), wl)
+    ho = res.summary["kv_handoff"]
     assert ho["link"] == "network" and ho["handoffs"] == 4 and ho["fixed_ms"] == 0.0
     assert ho["link_wait_ms"]["max"] == pytest.approx(3 * (xfer_ms - 5e-3), rel=1e-3)
     assert ho["link_wait_ms"]["mean"] == pytest.approx(1.5 * (xfer_ms - 5e-3), rel=1e-3)
     assert ho["transfer_ms"]["max"] == pytest.approx(4 * xfer_ms - 3 * 5e-3, rel=1e-3)
+    rows = res.per_request()
+    assert np.sort(rows["kv_link_wait_ms"]) == pytest.approx(np.arange(4) * (xfer_ms - 5e-3), rel=1e-3, abs=1e-9)
+    assert rows["kv_handoff_ms"] - rows["kv_link_wait_ms"] == pytest.approx(np.full(4, xfer_ms), rel=1e-9)
+    assert rows["kv_handoff_ms"].mean() == pytest.approx(ho["transfer_ms"]["mean"], rel=1e-12)
+    assert "kv_handoff_ms" not in simulate(dep(), wl).per_request()  # aggregated: no hand-offs
     for router in ("least_outstanding", "round_robin"):
         res = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb", workers=4), first_token_from="decode",
                            disagg_handoff_s=0.0, router=router), wl)

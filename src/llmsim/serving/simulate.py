@@ -198,17 +198,28 @@ class ServeResult:
     # exact mode: the ids of the requests excluded from the summary as warm-up (the first
     # `Workload.warmup` completions)
     warmup_request_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    # exact mode, disaggregated: each request's KV hand-off, seconds from its prefill's end to its
+    # KV's arrival at the decode worker, and the part of that spent waiting for busy links (NaN:
+    # no hand-off, e.g. a request with one output token)
+    kv_handoff_s: np.ndarray | None = None
+    kv_link_wait_s: np.ndarray | None = None
 
     def per_request(self) -> dict[str, np.ndarray]:
+        """One row per request (`metrics.per_request_table`); a disaggregated run adds
+        `kv_handoff_ms` and `kv_link_wait_ms` (the summary's `kv_handoff`, request by request)."""
         from .metrics import per_request_table
 
         if self.streaming:
             raise LlmsimError("per-request results need the exact mode: a streaming simulation keeps no per-request state",
                               hint="run simulate(..., streaming=False) (CLI: drop --streaming) to get per-request output")
         r = self.requests
-        return per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
-                                 np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
-                                 first_scheduled_s=np.frombuffer(r.t_sched), warmup_ids=self.warmup_request_ids)
+        t = per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
+                              np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
+                              first_scheduled_s=np.frombuffer(r.t_sched), warmup_ids=self.warmup_request_ids)
+        if self.kv_handoff_s is not None and self.kv_link_wait_s is not None:
+            t["kv_handoff_ms"] = self.kv_handoff_s * 1e3
+            t["kv_link_wait_ms"] = self.kv_link_wait_s * 1e3
+        return t
 
 
 @dataclass
@@ -535,6 +546,9 @@ def simulate(
     # the hand-offs' transfer times (prefill end -> KV arrived, before the fixed hand-off time) and
     # the share of them spent waiting for busy links: count, sum, max of each
     ho = [0, 0.0, 0.0, 0.0, 0.0]
+    # exact mode: each request's (ServeResult.kv_handoff_s / kv_link_wait_s)
+    ho_took = np.full(n, np.nan) if dep.disaggregated and sink is None else None
+    ho_wait = np.full(n, np.nan) if ho_took is not None else None
     link_free: dict[int, list[float]] = {}
     worker_of: dict[int, int] = {}  # engine id -> its worker, numbered across pools (pp virtual engines share one)
     in_transit: dict[int, Engine] = {}  # request -> the decode engine its KV cache is on its way to
@@ -566,6 +580,9 @@ def simulate(
                 ho[2] = took
             if waited > ho[4]:
                 ho[4] = waited
+            if ho_took is not None and ho_wait is not None:
+                ho_took[rid] = took
+                ho_wait[rid] = waited
             seq += 1
             heapq.heappush(events, (arrived + handoff_s, seq, 1, rid))
             return
@@ -749,7 +766,7 @@ def simulate(
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     warm_ids = np.asarray(order[: _warmup_count(wl.warmup, len(order))], dtype=np.int64)
-    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids)
+    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids, ho_took, ho_wait)
 
 
 def _warmup_count(warmup: int, completed: int) -> int:
