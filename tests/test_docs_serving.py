@@ -44,6 +44,10 @@ def test_the_disaggregated_example():
     t = res.per_request()
     assert np.sort(t["ttft_ms"]) == pytest.approx([218.28, 230.27, 242.25, 254.23], abs=0.006)
     assert np.sort(t["kv_link_wait_ms"]) == pytest.approx([0, 10.49, 20.98, 31.47], abs=0.006)
+    assert np.sort(t["decode_first_ms"]) == pytest.approx([11.81, 13.30, 14.79, 16.28], abs=0.006)
+    parts = res.summary["ttft_parts_ms"]
+    assert (parts["prefill"], parts["decode_first"], parts["ttft"]) == pytest.approx((45.98, 14.04, 236.26), abs=0.006)
+    _in_doc("`decode_first_ms` (11.81 / 13.30 / 14.79 / 16.28", "first step 14.04 = 236.26 ms")
     ho = res.summary["kv_handoff"]
     assert (ho["transfer_ms"]["mean"], ho["link_wait_ms"]["mean"]) == pytest.approx((26.24, 15.74), abs=0.006)
     _in_doc("**68.28**", "**80.27**", "**92.25**", "**104.23**", "218.28 / 230.27 / 242.25 /\n254.23 ms",

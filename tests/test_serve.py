@@ -1581,6 +1581,22 @@ def test_disaggregated_handoffs_to_one_decode_worker_take_turns_at_its_links():
     assert rows["kv_handoff_ms"] - rows["kv_link_wait_ms"] == pytest.approx(np.full(4, xfer_ms), rel=1e-9)
     assert rows["kv_handoff_ms"].mean() == pytest.approx(ho["transfer_ms"]["mean"], rel=1e-12)
     assert "kv_handoff_ms" not in simulate(dep(), wl).per_request()  # aggregated: no hand-offs
+    # the TTFT in parts, request by request and as the summary's means
+    parts = rows["queue_ms"] + rows["prefill_ms"] + rows["kv_handoff_ms"] + rows["handoff_fixed_ms"] + rows["decode_first_ms"]
+    assert parts == pytest.approx(rows["ttft_ms"], rel=1e-12)
+    tp = res.summary["ttft_parts_ms"]
+    assert tp["requests"] == 4 and tp["ttft"] == pytest.approx(res.summary["ttft_ms"]["mean"], rel=1e-12)
+    assert tp["queue"] + tp["prefill"] + tp["kv_handoff"] + tp["handoff_fixed"] + tp["decode_first"] == pytest.approx(tp["ttft"], rel=1e-12)
+    assert tp["decode_first"] >= step - 1e-9  # at least the request's own first decode iteration
+    # TRT-LLM's server returns the prefill worker's token first: TTFT = queueing + prefill
+    trt = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb"), backend="trtllm"), wl)
+    rows = trt.per_request()
+    assert "decode_first_ms" not in rows and "decode_first" not in trt.summary["ttft_parts_ms"]
+    assert rows["queue_ms"] + rows["prefill_ms"] == pytest.approx(rows["ttft_ms"], rel=1e-12)
+    # streaming mode keeps no per-request rows but sums the same parts
+    streamed = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb"), first_token_from="decode",
+                            disagg_handoff_s=0.0), wl, streaming=True).summary
+    assert streamed["ttft_parts_ms"] == res.summary["ttft_parts_ms"] and streamed["kv_handoff"] == res.summary["kv_handoff"]
     for router in ("least_outstanding", "round_robin"):
         res = simulate(dep(prefill=four_prefills, decode=Pool("a100-sxm-80gb", workers=4), first_token_from="decode",
                            disagg_handoff_s=0.0, router=router), wl)
@@ -1608,3 +1624,20 @@ def test_progress_reports_about_every_percent_and_at_the_end():
                  progress=lambda done, total: seen.append((done, total)))
         assert seen[-1] == (n, n)
         assert [d for d, _ in seen] == list(range(every, n + 1, every))
+
+
+def test_disaggregated_ttft_parts_are_the_counted_requests_means():
+    """`ttft_parts_ms` is the mean of the per-request parts over the requests the summary counts
+    (not the warm-up), and its parts add up to the TTFT mean the summary reports."""
+    wl = make_workload(num_requests=400, input_dist="uniform:200,3000", output_dist="uniform:1,60", concurrency=24,
+                       seed=7, warmup=60)
+    res = simulate(dep(prefill=Pool("h100-sxm", workers=2), decode=Pool("a100-sxm-80gb", workers=2)), wl)
+    t, tp = res.per_request(), res.summary["ttft_parts_ms"]
+    handed = ~t["warmup"] & ~np.isnan(t["kv_handoff_ms"])  # one-token requests finish on the prefill worker
+    assert 0 < handed.sum() < (~t["warmup"]).sum() and tp["requests"] == handed.sum()
+    for part, col in (("queue", "queue_ms"), ("prefill", "prefill_ms"), ("kv_handoff", "kv_handoff_ms"),
+                      ("kv_link_wait", "kv_link_wait_ms"), ("decode_first", "decode_first_ms"), ("ttft", "ttft_ms")):
+        assert tp[part] == pytest.approx(t[col][handed].mean(), rel=1e-9), part
+    assert tp["handoff_fixed"] == pytest.approx(150.0)
+    assert tp["queue"] + tp["prefill"] + tp["kv_handoff"] + tp["handoff_fixed"] + tp["decode_first"] == pytest.approx(tp["ttft"])
+    assert (t["decode_first_ms"][handed] > 0).all() and (t["kv_link_wait_ms"][handed] >= 0).all()

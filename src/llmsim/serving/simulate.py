@@ -203,10 +203,18 @@ class ServeResult:
     # no hand-off, e.g. a request with one output token)
     kv_handoff_s: np.ndarray | None = None
     kv_link_wait_s: np.ndarray | None = None
+    prefill_end_s: np.ndarray | None = None  # when its prefill ended (the hand-off's start)
+    handoff_fixed_s: float = 0.0  # the front end's fixed hand-off time after each transfer
+    first_token_from_decode: bool = False
 
     def per_request(self) -> dict[str, np.ndarray]:
-        """One row per request (`metrics.per_request_table`); a disaggregated run adds
-        `kv_handoff_ms` and `kv_link_wait_ms` (the summary's `kv_handoff`, request by request)."""
+        """One row per request (`metrics.per_request_table`). A disaggregated run adds the parts of
+        the way to the first token: `prefill_ms` (first scheduled on the prefill worker -> prefill
+        ended), `kv_handoff_ms` (-> the KV arrived at the decode worker; of it `kv_link_wait_ms`
+        waiting for links busy with other hand-offs), `handoff_fixed_ms` (the front end's fixed
+        time) and, where the decode worker streams the first token, `decode_first_ms` (-> that
+        token: waiting for a decode slot and the first iteration). There queue_ms + prefill_ms +
+        kv_handoff_ms + handoff_fixed_ms + decode_first_ms = ttft_ms."""
         from .metrics import per_request_table
 
         if self.streaming:
@@ -216,9 +224,14 @@ class ServeResult:
         t = per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
                               np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
                               first_scheduled_s=np.frombuffer(r.t_sched), warmup_ids=self.warmup_request_ids)
-        if self.kv_handoff_s is not None and self.kv_link_wait_s is not None:
+        if self.kv_handoff_s is not None and self.kv_link_wait_s is not None and self.prefill_end_s is not None:
+            handed = ~np.isnan(self.kv_handoff_s)
+            t["prefill_ms"] = (self.prefill_end_s - np.frombuffer(r.t_sched)) * 1e3
             t["kv_handoff_ms"] = self.kv_handoff_s * 1e3
             t["kv_link_wait_ms"] = self.kv_link_wait_s * 1e3
+            t["handoff_fixed_ms"] = np.where(handed, self.handoff_fixed_s * 1e3, np.nan)
+            if self.first_token_from_decode:
+                t["decode_first_ms"] = (np.frombuffer(r.t_first) - self.prefill_end_s - self.kv_handoff_s - self.handoff_fixed_s) * 1e3
         return t
 
 
@@ -549,6 +562,13 @@ def simulate(
     # exact mode: each request's (ServeResult.kv_handoff_s / kv_link_wait_s)
     ho_took = np.full(n, np.nan) if dep.disaggregated and sink is None else None
     ho_wait = np.full(n, np.nan) if ho_took is not None else None
+    ho_start = np.full(n, np.nan) if ho_took is not None else None
+    # the TTFT in parts (`ServeResult.per_request`), summed over the requests the summary counts (the
+    # completions after the warm-up, `_warmup_count`, as both modes count them): a request's
+    # (prefill end, hand-off, link wait) from its hand-off to its completion, by rid (slot)
+    handed: dict[int, tuple[float, float, float]] = {}
+    warm_k = _warmup_count(wl.warmup, n)
+    tp_sum = [0, 0.0, 0.0, 0.0, 0.0, 0.0]  # count, queueing, prefill, hand-off, link wait, TTFT
     link_free: dict[int, list[float]] = {}
     worker_of: dict[int, int] = {}  # engine id -> its worker, numbered across pools (pp virtual engines share one)
     in_transit: dict[int, Engine] = {}  # request -> the decode engine its KV cache is on its way to
@@ -580,14 +600,26 @@ def simulate(
                 ho[2] = took
             if waited > ho[4]:
                 ho[4] = waited
-            if ho_took is not None and ho_wait is not None:
+            handed[rid] = (t, took, waited)
+            if ho_took is not None and ho_wait is not None and ho_start is not None:
                 ho_took[rid] = took
                 ho_wait[rid] = waited
+                ho_start[rid] = t
             seq += 1
             heapq.heappush(events, (arrived + handoff_s, seq, 1, rid))
             return
         finished += 1
         reqs.t_finish[rid] = t
+        if handed:
+            h = handed.pop(rid, None)
+            if h is not None and finished > warm_k:
+                a, ts = reqs.arrival[rid], reqs.t_sched[rid]
+                tp_sum[0] += 1
+                tp_sum[1] += ts - a
+                tp_sum[2] += h[0] - ts
+                tp_sum[3] += h[1]
+                tp_sum[4] += h[2]
+                tp_sum[5] += reqs.t_first[rid] - a
         if finished == itl_cut:
             _cut_itl()
         if sink is None:
@@ -763,10 +795,28 @@ def simulate(
             "link_wait_ms": {"mean": 1e3 * ho[3] / n_ho if n_ho else None, "max": 1e3 * ho[4] if n_ho else None},
             "fixed_ms": 1e3 * float(handoff_s),
         }
+        summary["ttft_parts_ms"] = _ttft_parts(tp_sum, float(handoff_s), bool(builds[-1].cfg.first_token_here))
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     warm_ids = np.asarray(order[: _warmup_count(wl.warmup, len(order))], dtype=np.int64)
-    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids, ho_took, ho_wait)
+    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids, ho_took, ho_wait, ho_start,
+                       float(handoff_s), bool(builds[-1].cfg.first_token_here))
+
+
+def _ttft_parts(sums: list, fixed_s: float, first_from_decode: bool) -> dict:
+    """The disaggregated TTFT mean in parts (the means of `ServeResult.per_request`'s columns) over
+    the counted requests that were handed off, from `simulate`'s sums (count, queueing, prefill,
+    hand-off, link wait, TTFT; seconds). Where the decode worker streams the first token the parts
+    add up to the TTFT (`decode_first` is the rest); else TTFT = queueing + prefill."""
+    k = int(sums[0])
+    if not k:
+        return {"requests": 0}
+    q, pre, ho, wait, ttft = (1e3 * x / k for x in sums[1:])
+    out = {"requests": k, "queue": q, "prefill": pre, "kv_handoff": ho, "kv_link_wait": wait, "handoff_fixed": 1e3 * fixed_s}
+    if first_from_decode:
+        out["decode_first"] = ttft - q - pre - ho - 1e3 * fixed_s
+    out["ttft"] = ttft
+    return out
 
 
 def _warmup_count(warmup: int, completed: int) -> int:
