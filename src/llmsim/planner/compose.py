@@ -11,7 +11,7 @@ the TTFT a client sees is, for one pairing of prefill and decode worker (`disagg
 
     the prefill worker's TTFT at its rate (queueing included)
   + the front end's fixed hand-off time (`Backend.disagg_handoff_s`)
-  + the KV-cache transfer (`serving.simulate.kv_handoff_s`: the slower end's link, the bytes per
+  + the KV-cache transfer (`serving.handoff.kv_handoff_s`: the slower end's link, the bytes per
     receiving GPU; prompt tokens at the plan's percentile of the input lengths). Over NVLink
     while the pair fits one NVLink domain; once the worker counts are chosen, a deployment whose
     workers do not all fit it sends every hand-off over the NICs, as `simulate` does
@@ -52,7 +52,7 @@ from ..layout import Precision
 from ..memory.model import kv_bytes_per_token_per_gpu
 from ..models.spec import ModelSpec
 from ..serving.backends import get_backend
-from ..serving.simulate import kv_handoff_s
+from ..serving.handoff import kv_handoff_s
 from .evaluate import Point, Sweep
 from .space import Candidate
 
@@ -84,7 +84,7 @@ class DisaggTtft:
 
     def for_gpus(self, total_gpus: int) -> "DisaggTtft":
         """These parts for a deployment of `total_gpus` GPUs in all (prefill and decode workers):
-        the hand-offs stay on NVLink only while every worker fits the domain (`simulate._handoff_parts`)."""
+        the hand-offs stay on NVLink only while every worker fits the domain (`serving.simulate._handoff_parts`)."""
         if total_gpus <= self.nvlink_domain_gpus:
             return self
         return replace(self, kv_transfer_ms=self.kv_transfer_nic_ms)

@@ -30,8 +30,8 @@ of both ends, first come, first served, each end busy for its own bytes at its o
 iteration leave one after another, the last arriving when all eight have crossed, as under an
 even share of the bandwidth; four prefill workers sending to one decode worker queue at its links
 the same way, as far as its links are the slower end. A worker with attention-DP ranks has a set of
-links per rank, the KV leaving and arriving by the earliest free. The decode engine admits the
-request when a sequence slot and blocks are free. Which token
+links per rank, the KV leaving and arriving by the earliest free (`handoff.py`). The decode
+engine admits the request when a sequence slot and blocks are free. Which token
 the client sees first (TTFT) follows the serving front end (`Deployment.first_token_from`,
 default the backend's `disagg_first_token`): 'decode' -- the decode engine streams it at the
 end of its first iteration with the request (vLLM / SGLang P/D proxies stream every token from
@@ -46,7 +46,7 @@ import heapq
 import math
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 import numpy as np
 
@@ -62,6 +62,7 @@ from ..memory.model import kv_bytes_per_token_per_gpu, kv_pool, memory_breakdown
 from ..models.catalog import get_model
 from ..models.spec import ModelSpec
 from . import engine as _engine_module
+from .handoff import HandoffParts, Handoffs, kv_handoff_parts, kv_handoff_s  # noqa: F401 (re-exported)
 from .backends import Backend, get_backend
 from .engine import MAX_REQUESTS, Engine, EngineConfig, Pipeline, Requests, pp_stage_layers
 from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, mean_busy_fraction, summarize
@@ -198,14 +199,8 @@ class ServeResult:
     # exact mode: the ids of the requests excluded from the summary as warm-up (the first
     # `Workload.warmup` completions)
     warmup_request_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
-    # exact mode, disaggregated: each request's KV hand-off, seconds from its prefill's end to its
-    # KV's arrival at the decode worker, and the part of that spent waiting for busy links (NaN:
-    # no hand-off, e.g. a request with one output token)
-    kv_handoff_s: np.ndarray | None = None
-    kv_link_wait_s: np.ndarray | None = None
-    prefill_end_s: np.ndarray | None = None  # when its prefill ended (the hand-off's start)
-    handoff_fixed_s: float = 0.0  # the front end's fixed hand-off time after each transfer
-    first_token_from_decode: bool = False
+    # exact mode, disaggregated: the hand-offs, request by request (`handoff.Handoffs`)
+    handoffs: Handoffs | None = None
 
     def per_request(self) -> dict[str, np.ndarray]:
         """One row per request (`metrics.per_request_table`). A disaggregated run adds the parts of
@@ -224,14 +219,8 @@ class ServeResult:
         t = per_request_table(np.frombuffer(r.arrival), np.frombuffer(r.t_first), np.frombuffer(r.t_finish),
                               np.frombuffer(r.inp, dtype=np.int64), np.frombuffer(r.out, dtype=np.int64),
                               first_scheduled_s=np.frombuffer(r.t_sched), warmup_ids=self.warmup_request_ids)
-        if self.kv_handoff_s is not None and self.kv_link_wait_s is not None and self.prefill_end_s is not None:
-            handed = ~np.isnan(self.kv_handoff_s)
-            t["prefill_ms"] = (self.prefill_end_s - np.frombuffer(r.t_sched)) * 1e3
-            t["kv_handoff_ms"] = self.kv_handoff_s * 1e3
-            t["kv_link_wait_ms"] = self.kv_link_wait_s * 1e3
-            t["handoff_fixed_ms"] = np.where(handed, self.handoff_fixed_s * 1e3, np.nan)
-            if self.first_token_from_decode:
-                t["decode_first_ms"] = (np.frombuffer(r.t_first) - self.prefill_end_s - self.kv_handoff_s - self.handoff_fixed_s) * 1e3
+        if self.handoffs is not None:
+            t.update(self.handoffs.per_request(np.frombuffer(r.t_sched), np.frombuffer(r.t_first)))
         return t
 
 
@@ -548,78 +537,33 @@ def simulate(
     # the prompts inside it were routed to
     in_front: dict[int, Engine] = {}
 
-    # each worker's links (its GPUs' NICs, or NVLink), one set per attention-DP rank (a request's
-    # KV sits on, or goes to, its rank's GPUs): when each is next free, so that hand-offs leaving
-    # one prefill worker, or reaching one decode worker, together take turns at its bandwidth
-    # instead of each having it all
-    n_links = [b.par.dp for b in builds]
-    xfer = _handoff_parts(builds[0], builds[1]) if dep.disaggregated else HandoffParts(0.0, 0.0, 0.0, "")
-    xfer_lat, xfer_send, xfer_recv = xfer.latency_s, xfer.send_s_per_token, xfer.recv_s_per_token
-    xfer_alone = xfer_send if xfer_send > xfer_recv else xfer_recv
-    # the hand-offs' transfer times (prefill end -> KV arrived, before the fixed hand-off time) and
-    # the share of them spent waiting for busy links: count, sum, max of each
-    ho = [0, 0.0, 0.0, 0.0, 0.0]
-    # exact mode: each request's (ServeResult.kv_handoff_s / kv_link_wait_s)
-    ho_took = np.full(n, np.nan) if dep.disaggregated and sink is None else None
-    ho_wait = np.full(n, np.nan) if ho_took is not None else None
-    ho_start = np.full(n, np.nan) if ho_took is not None else None
-    # the TTFT in parts (`ServeResult.per_request`), summed over the requests the summary counts (the
-    # completions after the warm-up, `_warmup_count`, as both modes count them): a request's
-    # (prefill end, hand-off, link wait) from its hand-off to its completion, by rid (slot)
-    handed: dict[int, tuple[float, float, float]] = {}
+    # disaggregated: the KV hand-offs (`handoff.Handoffs`: the links of both ends, their turn-taking
+    # and the TTFT in parts); the engine ids' workers, numbered across pools (pp virtual engines
+    # share one), and the decode engine each request's KV is on its way to
+    hos = Handoffs(_handoff_parts(builds[0], builds[1]), builds[0].par.dp, builds[1].par.dp, handoff_s,
+                   builds[-1].cfg.first_token_here, n if sink is None else None) if dep.disaggregated else None
     warm_k = _warmup_count(wl.warmup, n)
-    tp_sum = [0, 0.0, 0.0, 0.0, 0.0, 0.0]  # count, queueing, prefill, hand-off, link wait, TTFT
-    link_free: dict[int, list[float]] = {}
-    worker_of: dict[int, int] = {}  # engine id -> its worker, numbered across pools (pp virtual engines share one)
-    in_transit: dict[int, Engine] = {}  # request -> the decode engine its KV cache is on its way to
+    worker_of: dict[int, int] = {}
+    in_transit: dict[int, Engine] = {}
 
     def on_finish(rid: int, t: float, e: Engine) -> None:
         nonlocal seq, finished
         if e.cfg.role == "prefill" and reqs.gen[rid] < reqs.out[rid]:
             # hand the KV cache to the decode pool: the router picks the decode engine now (the
-            # transfer needs a destination; the request counts as routed there while in flight).
-            # Each end's earliest free link set carries the bytes for its own time once free; the
-            # KV has arrived when both ends are done, plus the link latency, then the front end's
-            # fixed hand-off time (which holds no link)
+            # transfer needs a destination; the request counts as routed there while in flight);
+            # it arrives when the links of both ends have carried it, then the front end's fixed
+            # hand-off time follows (which holds no link)
             d = handoff.pick(rid)
             d.in_front += 1
             in_transit[rid] = d
-            toks = reqs.inp[rid] + 1
-            src = link_free.setdefault(worker_of[e.eid], [0.0] * n_links[0])
-            dst = link_free.setdefault(worker_of[d.eid], [0.0] * n_links[1])
-            k, j = src.index(min(src)), dst.index(min(dst))
-            sent = src[k] = (t if t > src[k] else src[k]) + toks * xfer_send
-            got = dst[j] = (t if t > dst[j] else dst[j]) + toks * xfer_recv
-            done = sent if sent > got else got
-            arrived = done + xfer_lat
-            took, waited = arrived - t, done - (t + toks * xfer_alone)  # exactly 0 when no link was busy
-            ho[0] += 1
-            ho[1] += took
-            ho[3] += waited
-            if took > ho[2]:
-                ho[2] = took
-            if waited > ho[4]:
-                ho[4] = waited
-            handed[rid] = (t, took, waited)
-            if ho_took is not None and ho_wait is not None and ho_start is not None:
-                ho_took[rid] = took
-                ho_wait[rid] = waited
-                ho_start[rid] = t
+            arrived = hos.send(rid, t, worker_of[e.eid], worker_of[d.eid], reqs.inp[rid] + 1)
             seq += 1
             heapq.heappush(events, (arrived + handoff_s, seq, 1, rid))
             return
         finished += 1
         reqs.t_finish[rid] = t
-        if handed:
-            h = handed.pop(rid, None)
-            if h is not None and finished > warm_k:
-                a, ts = reqs.arrival[rid], reqs.t_sched[rid]
-                tp_sum[0] += 1
-                tp_sum[1] += ts - a
-                tp_sum[2] += h[0] - ts
-                tp_sum[3] += h[1]
-                tp_sum[4] += h[2]
-                tp_sum[5] += reqs.t_first[rid] - a
+        if hos is not None and hos.in_flight:
+            hos.done(rid, finished > warm_k, reqs.arrival[rid], reqs.t_sched[rid], reqs.t_first[rid])
         if finished == itl_cut:
             _cut_itl()
         if sink is None:
@@ -784,39 +728,13 @@ def simulate(
         record()
     wall = time.perf_counter() - t_wall
     summary = _summarize(dep, builds, wl, reqs, order, itl, slo, sink, fe_tok, handoff_s, first_round, first_ttft_s)
-    if dep.disaggregated:
-        # the KV hand-offs of the whole run (warm-up included): which link, how long the transfers
-        # took from the prefill's end to the KV's arrival (the fixed hand-off time comes on top),
-        # and how much of that was waiting for links busy with other hand-offs
-        n_ho = int(ho[0])
-        summary["kv_handoff"] = {
-            "link": xfer.link, "handoffs": n_ho,
-            "transfer_ms": {"mean": 1e3 * ho[1] / n_ho if n_ho else None, "max": 1e3 * ho[2] if n_ho else None},
-            "link_wait_ms": {"mean": 1e3 * ho[3] / n_ho if n_ho else None, "max": 1e3 * ho[4] if n_ho else None},
-            "fixed_ms": 1e3 * float(handoff_s),
-        }
-        summary["ttft_parts_ms"] = _ttft_parts(tp_sum, float(handoff_s), bool(builds[-1].cfg.first_token_here))
+    if hos is not None:
+        summary["kv_handoff"] = hos.summary()
+        summary["ttft_parts_ms"] = hos.ttft_parts()
     summary["simulation_wall_s"] = wall
     summary["simulator_build"] = SIMULATOR_BUILD
     warm_ids = np.asarray(order[: _warmup_count(wl.warmup, len(order))], dtype=np.int64)
-    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids, ho_took, ho_wait, ho_start,
-                       float(handoff_s), bool(builds[-1].cfg.first_token_here))
-
-
-def _ttft_parts(sums: list, fixed_s: float, first_from_decode: bool) -> dict:
-    """The disaggregated TTFT mean in parts (the means of `ServeResult.per_request`'s columns) over
-    the counted requests that were handed off, from `simulate`'s sums (count, queueing, prefill,
-    hand-off, link wait, TTFT; seconds). Where the decode worker streams the first token the parts
-    add up to the TTFT (`decode_first` is the rest); else TTFT = queueing + prefill."""
-    k = int(sums[0])
-    if not k:
-        return {"requests": 0}
-    q, pre, ho, wait, ttft = (1e3 * x / k for x in sums[1:])
-    out = {"requests": k, "queue": q, "prefill": pre, "kv_handoff": ho, "kv_link_wait": wait, "handoff_fixed": 1e3 * fixed_s}
-    if first_from_decode:
-        out["decode_first"] = ttft - q - pre - ho - 1e3 * fixed_s
-    out["ttft"] = ttft
-    return out
+    return ServeResult(summary, reqs, all_engines, wall, streaming, warm_ids, hos if sink is None else None)
 
 
 def _warmup_count(warmup: int, completed: int) -> int:
@@ -921,52 +839,6 @@ def _check_int(name: str, v, lo: int | None, hint: str) -> None:
     """A Deployment setting that must be an integer (>= lo, if given); bools are refused."""
     if not is_int(v) or (lo is not None and v < lo):
         raise LlmsimError(f"{name} must be an integer{'' if lo is None else f' >= {lo}'}, got {v!r}", hint=hint)
-
-
-def kv_handoff_s(tokens: int, src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
-                 dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float,
-                 domain_gpus: int | None = None) -> float:
-    """Seconds to move `tokens` tokens of KV cache from a prefill worker to a decode worker: the
-    link's latency plus the slower end's transfer. Each GPU sends (receives) its own shard,
-    `*_kv_bytes_per_token` per GPU, over its own link, all GPUs of a worker at once: over NVLink
-    when both workers fit one NVLink domain of the same GPU type (`domain_gpus`, when given: every
-    GPU of both pools, so that any prefill worker can reach any decode worker), else over each side's NIC. A
-    decode worker with fewer GPUs than the prefill worker receives more bytes per GPU (prefill
-    tp8 -> decode tp1: the one decode GPU takes all eight shards), and a slower NIC on either
-    side sets the pace (`kv_handoff_parts` gives each end's time)."""
-    p = kv_handoff_parts(src_gpu, src_gpus_per_worker, src_kv_bytes_per_token,
-                         dst_gpu, dst_gpus_per_worker, dst_kv_bytes_per_token, domain_gpus)
-    return p.latency_s + tokens * max(p.send_s_per_token, p.recv_s_per_token)
-
-
-class HandoffParts(NamedTuple):
-    """A KV hand-off's link (`kv_handoff_parts`)."""
-
-    latency_s: float
-    send_s_per_token: float  # at each sending GPU's link
-    recv_s_per_token: float  # at each receiving GPU's link
-    link: str  # 'nvlink' | 'network' (each side's scale-out NIC)
-
-
-def kv_handoff_parts(src_gpu: GPUSpec, src_gpus_per_worker: int, src_kv_bytes_per_token: float,
-                     dst_gpu: GPUSpec, dst_gpus_per_worker: int, dst_kv_bytes_per_token: float,
-                     domain_gpus: int | None = None) -> HandoffParts:
-    """`kv_handoff_s` in parts: the link's latency, the seconds per token at the sending GPUs'
-    links and at the receiving GPUs' links, and which link. One hand-off alone takes latency +
-    tokens x the larger; `simulate` keeps each end busy for its own part, so that hand-offs queue
-    where the bytes do (a tp1 prefill GPU sending to a tp4 decode worker keeps its one NIC busy
-    four times as long as each of the four receiving NICs)."""
-    together = src_gpus_per_worker + dst_gpus_per_worker if domain_gpus is None else domain_gpus
-    same_domain = (src_gpu.name == dst_gpu.name and together <= src_gpu.nvlink_domain_size
-                   and src_gpu.nvlink_bandwidth_gbps > 0)
-    if same_domain:
-        bw_src = bw_dst = src_gpu.nvlink_bandwidth_gbps * 1e9
-        lat = src_gpu.nvlink_latency_us * 1e-6
-    else:
-        bw_src, bw_dst = src_gpu.nic_bandwidth_gbps * 1e9, dst_gpu.nic_bandwidth_gbps * 1e9
-        lat = max(src_gpu.nic_latency_us, dst_gpu.nic_latency_us) * 1e-6
-    return HandoffParts(lat, src_kv_bytes_per_token / bw_src, dst_kv_bytes_per_token / bw_dst,
-                        "nvlink" if same_domain else "network")
 
 
 def _handoff_parts(src: _PoolBuild, dst: _PoolBuild) -> HandoffParts:
