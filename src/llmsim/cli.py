@@ -408,16 +408,16 @@ def serve(
         g.add_row("KV hand-offs", f"{ho['handoffs']:,} over {over}: transfer mean {ho['transfer_ms']['mean']:,.2f} ms (max "
                   f"{ho['transfer_ms']['max']:,.2f}), of which waiting for busy links {ho['link_wait_ms']['mean']:,.2f} ms "
                   f"(max {ho['link_wait_ms']['max']:,.2f}); then {ho['fixed_ms']:,.0f} ms fixed hand-off each")
-    tp_ = s.get("ttft_parts_ms")
-    if tp_ and tp_["requests"]:
-        head = f"queueing {tp_['queue']:,.2f} + prefill {tp_['prefill']:,.2f}"
-        if "decode_first" in tp_:
-            g.add_row("TTFT parts", f"mean of {tp_['requests']:,} handed-off requests: {head} + KV hand-off {tp_['kv_handoff']:,.2f} "
-                      f"(waiting for links {tp_['kv_link_wait']:,.2f}) + fixed hand-off {tp_['handoff_fixed']:,.2f} + decode slot "
-                      f"and first step {tp_['decode_first']:,.2f} = {tp_['ttft']:,.2f} ms")
+    parts = s.get("ttft_parts_ms")
+    if parts and parts["requests"]:
+        head = f"queueing {parts['queue']:,.2f} + prefill {parts['prefill']:,.2f}"
+        if "decode_first" in parts:
+            g.add_row("TTFT parts", f"mean of {parts['requests']:,} handed-off requests: {head} + KV hand-off {parts['kv_handoff']:,.2f} "
+                      f"(waiting for links {parts['kv_link_wait']:,.2f}) + fixed hand-off {parts['handoff_fixed']:,.2f} + decode slot "
+                      f"and first step {parts['decode_first']:,.2f} = {parts['ttft']:,.2f} ms")
         else:
-            g.add_row("TTFT parts", f"mean of {tp_['requests']:,} handed-off requests: {head} = {tp_['ttft']:,.2f} ms (the prefill "
-                      f"worker's token comes first; the KV hand-off, {tp_['kv_handoff']:,.2f} ms, precedes the second token)")
+            g.add_row("TTFT parts", f"mean of {parts['requests']:,} handed-off requests: {head} = {parts['ttft']:,.2f} ms (the prefill "
+                      f"worker's token comes first; the KV hand-off, {parts['kv_handoff']:,.2f} ms, precedes the second token)")
     if s.get("energy_j_per_output_token") is not None:
         g.add_row("energy / cost", f"{s['energy_j_per_output_token']:.2f} J per output token; ${s['usd_per_million_output_tokens']:,.2f} per million output tokens")
     slow = [c for c in s.get("collective_links", []) if c["link"] != "nvlink"]

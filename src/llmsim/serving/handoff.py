@@ -79,42 +79,43 @@ class Handoffs:
                  first_from_decode: bool, n_requests: int | None = None):
         self.parts, self.fixed_s, self.first_from_decode = parts, float(fixed_s), bool(first_from_decode)
         self._n_links = (prefill_links, decode_links)
-        self._send, self._recv = parts.send_s_per_token, parts.recv_s_per_token
-        self._alone = self._send if self._send > self._recv else self._recv
-        self._free: dict[tuple[int, int], list[float]] = {}  # (end, worker) -> when each link set is next free
-        # every hand-off (warm-up included): count, transfer sum, transfer max, link-wait sum, link-wait max
-        self._all = [0, 0.0, 0.0, 0.0, 0.0]
-        # the counted requests' TTFT parts: count, queueing, prefill, hand-off, link wait, TTFT (sums, s)
-        self._parts = [0, 0.0, 0.0, 0.0, 0.0, 0.0]
-        self.in_flight: dict[int, tuple[float, float, float]] = {}  # request -> (prefill end, transfer, link wait)
+        self._send_s_per_token, self._recv_s_per_token = parts.send_s_per_token, parts.recv_s_per_token
+        self._alone_s_per_token = max(self._send_s_per_token, self._recv_s_per_token)
+        self._free_s: dict[tuple[int, int], list[float]] = {}  # (end, worker) -> when each link set is next free
+        # every hand-off (warm-up included)
+        self.n_handoffs = 0
+        self._transfer_sum_s = self._transfer_max_s = self._wait_sum_s = self._wait_max_s = 0.0
+        # the counted requests' TTFT parts (sums over `_n_counted` requests)
+        self._n_counted = 0
+        self._queue_sum_s = self._prefill_sum_s = self._counted_transfer_sum_s = self._counted_wait_sum_s = self._ttft_sum_s = 0.0
+        self.in_flight: dict[int, tuple[float, float, float]] = {}  # request -> (prefill end, transfer, link wait), s
         keep = n_requests is not None
-        self._start = np.full(n_requests, np.nan) if keep else None
-        self._took = np.full(n_requests, np.nan) if keep else None
-        self._wait = np.full(n_requests, np.nan) if keep else None
+        self._prefill_end_s = np.full(n_requests, np.nan) if keep else None
+        self._transfer_s = np.full(n_requests, np.nan) if keep else None
+        self._wait_s = np.full(n_requests, np.nan) if keep else None
 
     def send(self, rid: int, t: float, src_worker: int, dst_worker: int, tokens: int) -> float:
         """Request `rid`'s prefill ended at `t` on prefill worker `src_worker` (any worker numbering
         that tells workers apart); its `tokens` tokens of KV go to decode worker `dst_worker`.
         Returns when they have arrived (before the fixed hand-off time)."""
-        src = self._free.setdefault((0, src_worker), [0.0] * self._n_links[0])
-        dst = self._free.setdefault((1, dst_worker), [0.0] * self._n_links[1])
+        src = self._free_s.setdefault((0, src_worker), [0.0] * self._n_links[0])
+        dst = self._free_s.setdefault((1, dst_worker), [0.0] * self._n_links[1])
         k, j = src.index(min(src)), dst.index(min(dst))
-        sent = src[k] = (t if t > src[k] else src[k]) + tokens * self._send
-        got = dst[j] = (t if t > dst[j] else dst[j]) + tokens * self._recv
+        sent = src[k] = (t if t > src[k] else src[k]) + tokens * self._send_s_per_token
+        got = dst[j] = (t if t > dst[j] else dst[j]) + tokens * self._recv_s_per_token
         done = sent if sent > got else got
         arrived = done + self.parts.latency_s
-        took, waited = arrived - t, done - (t + tokens * self._alone)  # exactly 0 when no link was busy
-        a = self._all
-        a[0] += 1
-        a[1] += took
-        a[3] += waited
-        if took > a[2]:
-            a[2] = took
-        if waited > a[4]:
-            a[4] = waited
+        took, waited = arrived - t, done - (t + tokens * self._alone_s_per_token)  # exactly 0 when no link was busy
+        self.n_handoffs += 1
+        self._transfer_sum_s += took
+        self._wait_sum_s += waited
+        if took > self._transfer_max_s:
+            self._transfer_max_s = took
+        if waited > self._wait_max_s:
+            self._wait_max_s = waited
         self.in_flight[rid] = (t, took, waited)
-        if self._start is not None and self._took is not None and self._wait is not None:
-            self._start[rid], self._took[rid], self._wait[rid] = t, took, waited
+        if self._prefill_end_s is not None and self._transfer_s is not None and self._wait_s is not None:
+            self._prefill_end_s[rid], self._transfer_s[rid], self._wait_s[rid] = t, took, waited
         return arrived
 
     def done(self, rid: int, counted: bool, arrival: float, scheduled: float, first_token: float) -> None:
@@ -124,22 +125,22 @@ class Handoffs:
         h = self.in_flight.pop(rid, None)
         if h is None or not counted:
             return
-        p = self._parts
-        p[0] += 1
-        p[1] += scheduled - arrival
-        p[2] += h[0] - scheduled
-        p[3] += h[1]
-        p[4] += h[2]
-        p[5] += first_token - arrival
+        prefill_end, took, waited = h
+        self._n_counted += 1
+        self._queue_sum_s += scheduled - arrival
+        self._prefill_sum_s += prefill_end - scheduled
+        self._counted_transfer_sum_s += took
+        self._counted_wait_sum_s += waited
+        self._ttft_sum_s += first_token - arrival
 
     def summary(self) -> dict:
         """The summary's `kv_handoff`: the link, the number of hand-offs, their transfer time (prefill
         end -> KV arrived) and link wait (mean, max; ms), and the fixed hand-off time (ms)."""
-        n, a = int(self._all[0]), self._all
+        n = self.n_handoffs
         return {
             "link": self.parts.link, "handoffs": n,
-            "transfer_ms": {"mean": 1e3 * a[1] / n if n else None, "max": 1e3 * a[2] if n else None},
-            "link_wait_ms": {"mean": 1e3 * a[3] / n if n else None, "max": 1e3 * a[4] if n else None},
+            "transfer_ms": {"mean": 1e3 * self._transfer_sum_s / n if n else None, "max": 1e3 * self._transfer_max_s if n else None},
+            "link_wait_ms": {"mean": 1e3 * self._wait_sum_s / n if n else None, "max": 1e3 * self._wait_max_s if n else None},
             "fixed_ms": 1e3 * self.fixed_s,
         }
 
@@ -147,10 +148,11 @@ class Handoffs:
         """The summary's `ttft_parts_ms`: the counted, handed-off requests' TTFT mean in parts (ms).
         Where the decode worker streams the first token they add up to the TTFT (`decode_first`:
         the rest, waiting for a decode slot and the first iteration); else TTFT = queue + prefill."""
-        k = int(self._parts[0])
+        k = self._n_counted
         if not k:
             return {"requests": 0}
-        q, pre, ho, wait, ttft = (1e3 * x / k for x in self._parts[1:])
+        q, pre, ho, wait, ttft = (1e3 * x / k for x in (self._queue_sum_s, self._prefill_sum_s, self._counted_transfer_sum_s,
+                                                        self._counted_wait_sum_s, self._ttft_sum_s))
         fixed = 1e3 * self.fixed_s
         out = {"requests": k, "queue": q, "prefill": pre, "kv_handoff": ho, "kv_link_wait": wait, "handoff_fixed": fixed}
         if self.first_from_decode:
@@ -162,11 +164,11 @@ class Handoffs:
         """Exact mode: the per-request columns (ms; NaN for a request never handed off): `prefill_ms`,
         `kv_handoff_ms`, `kv_link_wait_ms`, `handoff_fixed_ms` and, where the decode worker streams
         the first token, `decode_first_ms`."""
-        if self._start is None or self._took is None or self._wait is None:
+        if self._prefill_end_s is None or self._transfer_s is None or self._wait_s is None:
             return {}
-        handed = ~np.isnan(self._took)
-        out = {"prefill_ms": (self._start - scheduled_s) * 1e3, "kv_handoff_ms": self._took * 1e3,
-               "kv_link_wait_ms": self._wait * 1e3, "handoff_fixed_ms": np.where(handed, self.fixed_s * 1e3, np.nan)}
+        handed = ~np.isnan(self._transfer_s)
+        out = {"prefill_ms": (self._prefill_end_s - scheduled_s) * 1e3, "kv_handoff_ms": self._transfer_s * 1e3,
+               "kv_link_wait_ms": self._wait_s * 1e3, "handoff_fixed_ms": np.where(handed, self.fixed_s * 1e3, np.nan)}
         if self.first_from_decode:
-            out["decode_first_ms"] = (first_token_s - self._start - self._took - self.fixed_s) * 1e3
+            out["decode_first_ms"] = (first_token_s - self._prefill_end_s - self._transfer_s - self.fixed_s) * 1e3
         return out

@@ -492,7 +492,8 @@ def simulate(
     itl = ItlHistogram() if keep_itl else None
     # ITL leaves out the warm-up: at the warm-up cut-off (the completion that ends the warm-up,
     # as the summary counts it in both modes, `_warmup_count`) the gaps recorded so far go
-    itl_cut = _warmup_count(wl.warmup, n) if itl is not None else 0
+    warm_k = _warmup_count(wl.warmup, n)  # completions the summary leaves out as warm-up
+    itl_cut = warm_k if itl is not None else 0
     events: list[tuple[float, int, int, int]] = []  # (time, seq, kind, rid) kinds: 0 arrival, 1 KV hand-off, 2 leaves the front end,
     # 3 a closed-loop client is free (rid -1: the request it sends is the next one issued)
     seq = 0
@@ -542,7 +543,6 @@ def simulate(
     # share one), and the decode engine each request's KV is on its way to
     hos = Handoffs(_handoff_parts(builds[0], builds[1]), builds[0].par.dp, builds[1].par.dp, handoff_s,
                    builds[-1].cfg.first_token_here, n if sink is None else None) if dep.disaggregated else None
-    warm_k = _warmup_count(wl.warmup, n)
     worker_of: dict[int, int] = {}
     in_transit: dict[int, Engine] = {}
 
