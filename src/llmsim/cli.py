@@ -229,8 +229,9 @@ def serve(
     weight_dtype: Optional[str] = typer.Option(None, help="bf16 | fp8 | int8 | int4 | fp4 (default: the published checkpoint's fp8 / fp4 "
                                                           "where every pool's GPU runs it, else bf16)"),
     act_dtype: Optional[str] = typer.Option(None), kv_dtype: Optional[str] = typer.Option(None),
-    concurrency: Optional[int] = typer.Option(None, help="closed loop: N clients (N = num-requests: offline max throughput)"),
-    rate: Optional[float] = typer.Option(None, help="open loop: arrivals per second"),
+    concurrency: Optional[str] = typer.Option(None, help="closed loop: N clients (N = num-requests: offline max throughput); "
+                                                         "several, comma-separated (1,4,16,64), sweep them: one simulation each"),
+    rate: Optional[str] = typer.Option(None, help="open loop: arrivals per second; several, comma-separated (0.5,1,2), sweep them"),
     cv: Optional[float] = typer.Option(None, help="Gamma arrivals with this coefficient of variation (default Poisson)"),
     trace: Optional[Path] = typer.Option(None, help="replay a trace (Azure CSV, Mooncake JSONL, or llmsim CSV/JSONL)"),
     time_scale: float = typer.Option(1.0, "--time-scale", help="trace replay: multiply every inter-arrival time (0.5 = twice the request rate)"),
@@ -280,6 +281,8 @@ def serve(
                                                "(front-end round trips, handshake, polling), in ms (default: the backend's fitted Backend.disagg_handoff_s)"),
     ttft_slo_ms: Optional[float] = typer.Option(None, "--ttft-slo", help="TTFT target (ms) for goodput / SLO attainment"),
     tpot_slo_ms: Optional[float] = typer.Option(None, "--tpot-slo", help="TPOT target (ms)"),
+    slo_attainment: Optional[float] = typer.Option(None, "--slo-attainment", help="sweeps: the share of requests that must meet the SLOs "
+                                                   "for a level to count as meeting them, in (0, 1] (default 0.9)"),
     kernels: str = typer.Option("auto", help="auto | none | profile | DIR of kernel tables"),
     cpu_overhead_ms: Optional[float] = typer.Option(None, help="override the backend's per-iteration CPU overhead"),
     frontend_us_per_token: Optional[float] = typer.Option(None, help="override the backend's serial front-end (API server) time per prompt token, in µs"),
@@ -304,6 +307,7 @@ def serve(
     """Simulate serving a request stream: TTFT, TPOT, ITL, E2E, throughput, goodput, KV use, cost."""
     from .serving.metrics import SLO, write_per_request
     from .serving.simulate import Deployment, Pool, check_unused_settings, simulate
+    from .serving.sweep import parse_loads
     from .serving.workload import length_dist_trace_path, make_workload
 
     dist_traces = (length_dist_trace_path(input_dist), length_dist_trace_path(output_dist))
@@ -317,13 +321,26 @@ def serve(
     if isl is None and osl is None and input_dist is None and output_dist is None and lengths_from is None and trace is None:
         isl, osl = 1024, 128
     jitter_s = _seconds_opt(client_jitter_ms, "--client-jitter-ms", "ms", "5")
-    try:
-        wl = make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
-                           lengths_from=str(lengths_from) if lengths_from else None, rate=rate, cv=cv, concurrency=concurrency,
-                           trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s,
-                           time_scale=time_scale)
-    except LlmsimError as e:
-        raise _as_serve_flags(e) from None
+    levels = {by: parse_loads(v, by) for by, v in (("concurrency", concurrency), ("rate", rate)) if v is not None}
+    swept = [by for by, v in levels.items() if len(v) > 1]
+    if len(swept) > 1:
+        raise LlmsimError("--concurrency and --rate both list several levels", hint="sweep one of them (and give only one: closed or open loop)")
+    by = swept[0] if swept else None
+    if slo_attainment is not None and by is None:
+        raise LlmsimError("--slo-attainment applies to a sweep (several --concurrency or --rate levels)",
+                          hint="e.g. --concurrency 1,4,16,64 --ttft-slo 500 --tpot-slo 50 --slo-attainment 0.9")
+
+    def workload_at(conc: int | None, r: float | None):
+        try:
+            return make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+                                 lengths_from=str(lengths_from) if lengths_from else None, rate=r, cv=cv, concurrency=conc,
+                                 trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s,
+                                 time_scale=time_scale)
+        except LlmsimError as e:
+            raise _as_serve_flags(e) from None
+
+    first = {k: v[0] for k, v in levels.items()}  # a sweep: its lowest level, checked before anything runs
+    wl = workload_at(first.get("concurrency"), first.get("rate"))
     # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
@@ -353,6 +370,11 @@ def serve(
     try:
         check_unused_settings(dep, wl)
         slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms is not None or tpot_slo_ms is not None) else None
+        if by is not None:
+            _serve_sweep(dep, by, levels[by], lambda v: workload_at(v if by == "concurrency" else first.get("concurrency"),
+                                                                     v if by == "rate" else first.get("rate")),
+                         slo, slo_attainment, output, streaming, as_json, title=f"{model} — {backend}, {_layout(dep)}")
+            return
         if streaming is None:
             streaming = output is None and len(wl) >= STREAMING_FROM
         show_progress = not as_json and len(wl) >= 20_000
@@ -373,13 +395,7 @@ def serve(
         _print_json(s)
         return
 
-    def _lay(p: Pool) -> str:  # every pool's full layout: dp / ep matter as much as tp; the GPU as resolved ('h100' -> h100-sxm)
-        from .hardware import get_gpu
-
-        return f"{p.workers}x (tp={p.tp} pp={p.pp} dp={p.dp} ep={p.ep}) on {get_gpu(p.gpu).name if isinstance(p.gpu, str) else p.gpu.name}"
-
-    layout = f"prefill {_lay(dep.prefill)} + decode {_lay(dep.decode)}" if disagg else _lay(dep.pool)
-    t = Table(title=f"{model} — {backend}, {layout}; {wl.name or ''}")
+    t = Table(title=f"{model} — {backend}, {_layout(dep)}; {wl.name or ''}")
     for c in ("metric", "mean", "p50", "p90", "p99"):
         t.add_column(c, justify="left" if c == "metric" else "right")
     for key, label in (("ttft_ms", "TTFT (ms)"), ("tpot_ms", "TPOT (ms)"), ("itl_ms", "ITL (ms)"), ("e2e_ms", "E2E (ms)"), ("queue_ms", "queueing (ms)")):
@@ -430,6 +446,79 @@ def serve(
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
     g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)
+
+
+def _layout(dep) -> str:
+    """Every pool's full layout (dp / ep matter as much as tp), the GPU as resolved ('h100' -> h100-sxm)."""
+    from .hardware import get_gpu
+
+    def lay(p) -> str:
+        return f"{p.workers}x (tp={p.tp} pp={p.pp} dp={p.dp} ep={p.ep}) on {get_gpu(p.gpu).name if isinstance(p.gpu, str) else p.gpu.name}"
+
+    return f"prefill {lay(dep.prefill)} + decode {lay(dep.decode)}" if dep.prefill is not None else lay(dep.pool)
+
+
+def _serve_sweep(dep, by: str, loads: list, workload_at: Callable, slo, attainment: float | None, output: Optional[Path],
+                 streaming: Optional[bool], as_json: bool, title: str) -> None:
+    """`serve` with several --concurrency / --rate levels: one simulation per level, a row each."""
+    from .serving.metrics import write_per_request
+    from .serving.sweep import DEFAULT_ATTAINMENT_TARGET, sweep
+
+    if attainment is not None and not (math.isfinite(attainment) and 0 < attainment <= 1):
+        raise LlmsimError(f"--slo-attainment must be in (0, 1], got {attainment:g}", hint="e.g. 0.9: 90% of requests meet every SLO")
+    if attainment is not None and slo is None:
+        raise LlmsimError("--slo-attainment needs a latency target", hint="add --ttft-slo MS and/or --tpot-slo MS")
+    wls = {v: workload_at(v) for v in loads}  # every level's workload is checked before the first simulation
+    stream = (output is None and max(len(w) for w in wls.values()) >= STREAMING_FROM) if streaming is None else streaming
+    target = DEFAULT_ATTAINMENT_TARGET if attainment is None else attainment
+    if as_json:
+        res = sweep(dep, by, loads, wls.__getitem__, slo=slo, attainment_target=target, streaming=stream)
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as prog:
+            task = prog.add_task(f"sweeping {by}", total=len(loads))
+            res = sweep(dep, by, loads, wls.__getitem__, slo=slo, attainment_target=target, streaming=stream,
+                        progress=lambda done, total: prog.update(task, completed=done))
+    if output is not None:
+        write_per_request(res.per_request(), output)
+    if as_json:
+        _print_json(res.summary())
+        return
+    level = "clients" if by == "concurrency" else "rate"
+    from rich import box
+
+    t = Table(title=f"{title}; {by} sweep, {len(loads)} levels", box=box.SIMPLE_HEAD, pad_edge=False)
+    cols = [level, "req/s", "tok/s", "per GPU", "TTFT", "p90", "TPOT", "p90"] + (["goodput", "SLO"] if slo is not None else [])
+    for c in cols:
+        t.add_column(c, justify="right")
+
+    def ms(v) -> str:  # latencies to about three figures
+        return "-" if v is None else f"{v:,.0f}" if v >= 100 else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
+
+    def rate(v, spec: str = ",.0f") -> str:
+        return "-" if v is None else format(v, spec)
+
+    for p in res.points:
+        s = p.result.summary
+        lat = [ms((s.get(k) or {}).get(q)) for k in ("ttft_ms", "tpot_ms") for q in ("mean", "p90")]
+        row = [f"{p.load:g}", rate(s["requests_per_s"], ",.2f"), rate(s["output_tokens_per_s"]), rate(s["output_tokens_per_s_per_gpu"]), *lat]
+        if slo is not None:
+            row += [rate(s.get("goodput_requests_per_s"), ",.2f"), rate(s.get("slo_attainment"), ".0%")]
+        t.add_row(*row)
+    out.print(t)
+    notes = [f"{level}{' (requests/s offered)' if by == 'rate' else ''}; req/s and tok/s (output tokens, and per GPU) as served; TTFT and TPOT: mean "
+             "and p90 in ms" + ("; goodput: req/s meeting the SLOs, SLO: their share" if slo is not None else "")
+             + ". Each row is `llmsim serve` at that level alone (same deployment, lengths and seed); --json gives every metric per level"]
+    if slo is not None:
+        best = res.max_load_meeting_slo()
+        goal = " and ".join(x for x in (slo.ttft_ms is not None and f"TTFT <= {slo.ttft_ms:g} ms",
+                                         slo.tpot_ms is not None and f"TPOT <= {slo.tpot_ms:g} ms") if x)
+        notes.append(f"highest level with >= {target:.0%} of requests meeting {goal}: "
+                     + (f"{best:g} {level}" if best is not None else "none of those simulated"))
+    notes.append(f"simulated in {res.wall_s:.2f} s wall")
+    for n in notes:
+        out.print(n)
 
 
 @app.command()
