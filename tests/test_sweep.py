@@ -174,3 +174,27 @@ def test_cli_sweep_table(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "concurrency sweep, 2 levels" in text and "clients" in text and "goodput" in text
     assert "highest level with >= 90% of requests meeting TTFT <= 60 ms and TPOT <= 20 ms:" in text
+
+
+def test_cli_rounds_scale_requests_with_the_concurrency(capsys):
+    s = run_json(capsys, "--concurrency", "4,16", "--rounds", "10", "--warmup-rounds", "2", "--isl", "256", "--osl", "8")
+    got = [(p["concurrency"], p["num_completed"], p["num_warmup"], p["num_requests"]) for p in s["points"]]
+    assert got == [(4, 40, 8, 32), (16, 160, 32, 128)]  # R x c simulated, the first W x c left out
+    # the same as spelling the counts out for one level
+    alone = run_json(capsys, "--concurrency", "16", "--num-requests", "160", "--warmup", "32", "--isl", "256", "--osl", "8")
+    assert same({k: v for k, v in s["points"][1].items() if k != "concurrency"}, alone)
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["--rate", "2", "--rounds", "3"], "need a closed loop (--concurrency)"),
+    (["--concurrency", "4", "--rounds", "3", "--num-requests", "9"], "give --num-requests or --rounds, not both"),
+    (["--concurrency", "4", "--rounds", "3", "--warmup-rounds", "1", "--warmup", "3"], "give --warmup or --warmup-rounds, not both"),
+    (["--concurrency", "4", "--rounds", "0"], "--rounds must be >= 1, got 0"),
+    (["--concurrency", "4", "--rounds", "2", "--warmup-rounds", "2"], "--warmup-rounds must be in [0, 2) (below --rounds), got 2"),
+    (["--concurrency", "4", "--num-requests", "8", "--warmup-rounds", "-1"], "--warmup-rounds must be >= 0, got -1"),
+])
+def test_cli_rounds_bad_input(capsys, argv, msg):
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--model", MODEL, "--kernels", "none", "--isl", "64", "--osl", "4", *argv])
+    assert e.value.code != 0
+    assert msg in " ".join(capsys.readouterr().err.split())

@@ -242,6 +242,10 @@ def serve(
     max_len: Optional[int] = typer.Option(None, help="drop/clip requests longer than this many tokens"),
     num_requests: Optional[int] = typer.Option(None, help="requests to simulate"),
     warmup: int = typer.Option(0, help="completed requests excluded from metrics"),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="closed loop: requests per client instead of --num-requests (R x concurrency "
+                                         "requests at each level; 10 = InferenceMAX's --num-prompts CONC*10)"),
+    warmup_rounds: Optional[int] = typer.Option(None, "--warmup-rounds", help="closed loop: warm-up per client instead of --warmup "
+                                                "(the first W x concurrency completions are excluded)"),
     client_jitter_ms: float = typer.Option(0.0, "--client-jitter-ms", help="closed loop: each request is sent a uniform random 0..X ms after its client is free (client/network turnaround; `validate silicon` uses 5)"),
     max_num_seqs: Optional[int] = typer.Option(None), max_num_batched_tokens: Optional[int] = typer.Option(None),
     chunked_prefill: Optional[bool] = typer.Option(None, "--chunked-prefill/--no-chunked-prefill"),
@@ -316,7 +320,8 @@ def serve(
     if streaming and output is not None:
         raise LlmsimError("--streaming keeps no per-request state, so it cannot write per-request results (-o/--output)",
                           hint="drop --streaming (exact mode) to write per-request results, or drop -o")
-    if num_requests is None and trace is None:
+    _check_rounds(rounds, warmup_rounds, concurrency, num_requests, warmup)
+    if num_requests is None and trace is None and rounds is None:
         num_requests = 1000
     if isl is None and osl is None and input_dist is None and output_dist is None and lengths_from is None and trace is None:
         isl, osl = 1024, 128
@@ -331,10 +336,12 @@ def serve(
                           hint="e.g. --concurrency 1,4,16,64 --ttft-slo 500 --tpot-slo 50 --slo-attainment 0.9")
 
     def workload_at(conc: int | None, r: float | None):
+        n = num_requests if rounds is None else rounds * conc  # --rounds is closed-loop only (_check_rounds)
+        w = warmup if warmup_rounds is None else warmup_rounds * conc
         try:
-            return make_workload(num_requests=num_requests, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
+            return make_workload(num_requests=n, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
                                  lengths_from=str(lengths_from) if lengths_from else None, rate=r, cv=cv, concurrency=conc,
-                                 trace=str(trace) if trace else None, seed=seed, warmup=warmup, max_len=max_len, client_jitter_s=jitter_s,
+                                 trace=str(trace) if trace else None, seed=seed, warmup=w, max_len=max_len, client_jitter_s=jitter_s,
                                  time_scale=time_scale)
         except LlmsimError as e:
             raise _as_serve_flags(e) from None
@@ -446,6 +453,25 @@ def serve(
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
     g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)
+
+
+def _check_rounds(rounds: int | None, warmup_rounds: int | None, concurrency: str | None, num_requests: int | None, warmup: int) -> None:
+    """`serve --rounds R --warmup-rounds W`: the request count and warm-up per client of a closed loop."""
+    if rounds is None and warmup_rounds is None:
+        return
+    if concurrency is None:
+        raise LlmsimError("--rounds / --warmup-rounds count requests per client, so they need a closed loop (--concurrency)",
+                          hint="with --rate or --trace give --num-requests and --warmup instead")
+    if rounds is not None and num_requests is not None:
+        raise LlmsimError("give --num-requests or --rounds, not both", hint="--rounds R simulates R x concurrency requests at each level")
+    if warmup_rounds is not None and warmup != 0:
+        raise LlmsimError("give --warmup or --warmup-rounds, not both", hint="--warmup-rounds W excludes the first W x concurrency completions")
+    if rounds is not None and rounds < 1:
+        raise LlmsimError(f"--rounds must be >= 1, got {rounds}", hint="requests per client, e.g. --rounds 10")
+    if warmup_rounds is not None and (warmup_rounds < 0 or (rounds is not None and warmup_rounds >= rounds)):
+        bound = f"in [0, {rounds}) (below --rounds)" if rounds is not None else ">= 0"
+        raise LlmsimError(f"--warmup-rounds must be {bound}, got {warmup_rounds}",
+                          hint="e.g. --rounds 10 --warmup-rounds 2: 10 requests per client, the first 2 per client not counted")
 
 
 def _layout(dep) -> str:
