@@ -192,6 +192,9 @@ def test_cli_rounds_scale_requests_with_the_concurrency(capsys):
     (["--concurrency", "4", "--rounds", "0"], "--rounds must be >= 1, got 0"),
     (["--concurrency", "4", "--rounds", "2", "--warmup-rounds", "2"], "--warmup-rounds must be in [0, 2) (below --rounds), got 2"),
     (["--concurrency", "4", "--num-requests", "8", "--warmup-rounds", "-1"], "--warmup-rounds must be >= 0, got -1"),
+    # a level whose workload cannot be built is named, before any level is simulated
+    (["--concurrency", "4,8", "--num-requests", "12", "--warmup-rounds", "2"],
+     "(at --concurrency 8; --rounds / --warmup-rounds make 12 requests, 16 of them warm-up)"),
 ])
 def test_cli_rounds_bad_input(capsys, argv, msg):
     with pytest.raises(SystemExit) as e:

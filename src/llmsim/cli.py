@@ -344,7 +344,11 @@ def serve(
                                  trace=str(trace) if trace else None, seed=seed, warmup=w, max_len=max_len, client_jitter_s=jitter_s,
                                  time_scale=time_scale)
         except LlmsimError as e:
-            raise _as_serve_flags(e) from None
+            e = _as_serve_flags(e)
+            where = [f"at {'--concurrency ' + str(conc) if conc is not None else f'--rate {r:g}'}"] if by is not None else []
+            if rounds is not None or warmup_rounds is not None:
+                where.append(f"--rounds / --warmup-rounds make {n} requests, {w} of them warm-up")
+            raise (LlmsimError(f"{e.message} ({'; '.join(where)})", hint=e.hint) if where else e) from None
 
     first = {k: v[0] for k, v in levels.items()}  # a sweep: its lowest level, checked before anything runs
     wl = workload_at(first.get("concurrency"), first.get("rate"))
