@@ -160,8 +160,9 @@ def _as_serve_flags(e: LlmsimError) -> LlmsimError:
 # Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
 _DEPLOYMENT_FLAG_RE = re.compile(r"(?<![-\w])(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
                                  r"|batch_wait_iters|batch_wait_tokens_ratio|adp_balance_timeout_iters|adp_balance_batching_iters"
-                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s|prefill_layer_s|prefill_moe_layer_s)\b")
-_UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_layer_s": "--prefill-layer-us", "prefill_moe_layer_s": "--prefill-moe-layer-us"}
+                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s|prefill_layer_s|prefill_moe_layer_s|attainment_target)\b")
+_UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_layer_s": "--prefill-layer-us", "prefill_moe_layer_s": "--prefill-moe-layer-us",
+               "attainment_target": "--slo-attainment"}
 
 
 def _deployment_flags(e: LlmsimError) -> LlmsimError:
@@ -494,8 +495,6 @@ def _serve_sweep(dep, by: str, loads: list, workload_at: Callable, slo, attainme
     from .serving.metrics import write_per_request
     from .serving.sweep import DEFAULT_ATTAINMENT_TARGET, sweep
 
-    if attainment is not None and not (math.isfinite(attainment) and 0 < attainment <= 1):
-        raise LlmsimError(f"--slo-attainment must be in (0, 1], got {attainment:g}", hint="e.g. 0.9: 90% of requests meet every SLO")
     if attainment is not None and slo is None:
         raise LlmsimError("--slo-attainment needs a latency target", hint="add --ttft-slo MS and/or --tpot-slo MS")
     wls = {v: workload_at(v) for v in loads}  # every level's workload is checked before the first simulation

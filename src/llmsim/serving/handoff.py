@@ -78,10 +78,12 @@ class Handoffs:
     def __init__(self, parts: HandoffParts, prefill_links: int, decode_links: int, fixed_s: float,
                  first_from_decode: bool, n_requests: int | None = None):
         self.parts, self.fixed_s, self.first_from_decode = parts, float(fixed_s), bool(first_from_decode)
-        self._n_links = (prefill_links, decode_links)
+        self._prefill_links, self._decode_links = int(prefill_links), int(decode_links)
         self._send_s_per_token, self._recv_s_per_token = parts.send_s_per_token, parts.recv_s_per_token
         self._alone_s_per_token = max(self._send_s_per_token, self._recv_s_per_token)
-        self._free_s: dict[tuple[int, int], list[float]] = {}  # (end, worker) -> when each link set is next free
+        # worker -> when each of its link sets is next free, at the sending and at the receiving end
+        self._prefill_free_s: dict[int, list[float]] = {}
+        self._decode_free_s: dict[int, list[float]] = {}
         # every hand-off (warm-up included)
         self.n_handoffs = 0
         self._transfer_sum_s = self._transfer_max_s = self._wait_sum_s = self._wait_max_s = 0.0
@@ -98,8 +100,8 @@ class Handoffs:
         """Request `rid`'s prefill ended at `t` on prefill worker `src_worker` (any worker numbering
         that tells workers apart); its `tokens` tokens of KV go to decode worker `dst_worker`.
         Returns when they have arrived (before the fixed hand-off time)."""
-        src = self._free_s.setdefault((0, src_worker), [0.0] * self._n_links[0])
-        dst = self._free_s.setdefault((1, dst_worker), [0.0] * self._n_links[1])
+        src = self._prefill_free_s.setdefault(src_worker, [0.0] * self._prefill_links)
+        dst = self._decode_free_s.setdefault(dst_worker, [0.0] * self._decode_links)
         k, j = src.index(min(src)), dst.index(min(dst))
         sent = src[k] = (t if t > src[k] else src[k]) + tokens * self._send_s_per_token
         got = dst[j] = (t if t > dst[j] else dst[j]) + tokens * self._recv_s_per_token

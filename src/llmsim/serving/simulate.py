@@ -553,7 +553,7 @@ def simulate(
             # transfer needs a destination; the request counts as routed there while in flight);
             # it arrives when the links of both ends have carried it, then the front end's fixed
             # hand-off time follows (which holds no link)
-            d = handoff.pick(rid)
+            d = decode_router.pick(rid)
             d.in_front += 1
             in_transit[rid] = d
             arrived = hos.send(rid, t, worker_of[e.eid], worker_of[d.eid], reqs.inp[rid] + 1)
@@ -605,7 +605,7 @@ def simulate(
                 n_eng += 1
     routers = [_Router(b.engines, dep.router) for b in builds]
     fe_free = [0.0] * sum(len(b.engines) for b in builds)
-    entry, handoff = routers[0], routers[-1]
+    entry, decode_router = routers[0], routers[-1]  # (aggregated: one router, both)
     all_engines = [e for b in builds for e in b.engines]
     for e in all_engines:  # open-loop completions queue nothing (closed-loop ones the next request)
         e.finish_queues_events = wl.concurrency is not None or e.cfg.role == "prefill"

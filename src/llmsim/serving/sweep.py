@@ -19,6 +19,7 @@ What the sweep adds over the points:
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -33,6 +34,11 @@ from .workload import Workload
 SWEEP_BY = {"concurrency": "concurrency", "rate": "rate_per_s"}  # what is swept -> its key in each point
 MAX_SWEEP_POINTS = 64
 DEFAULT_ATTAINMENT_TARGET = 0.9
+
+
+def _valid_level(by: str, v) -> bool:
+    """A concurrency is an integer >= 1, a rate a positive, finite number of requests/s."""
+    return is_int(v) and v >= 1 if by == "concurrency" else is_number(v) and math.isfinite(v) and v > 0
 
 
 def parse_loads(text: str, by: str) -> list[int] | list[float]:
@@ -57,18 +63,23 @@ def parse_loads(text: str, by: str) -> list[int] | list[float]:
             raise LlmsimError(f"{flag} must be {want}{' >= 1' if by == 'concurrency' else ''}, got {s!r}",
                               hint=f"one level, or several comma-separated for a sweep, e.g. "
                                    f"{flag} {'1,4,16,64' if by == 'concurrency' else '0.5,1,2,4'}") from None
-        if by == "concurrency" and v < 1:
-            raise LlmsimError(f"--concurrency must be an integer >= 1, got {v}", hint="the number of clients, e.g. --concurrency 1,4,16,64")
-        if by == "rate" and not (math.isfinite(v) and v > 0):
-            raise LlmsimError(f"--rate must be a positive number of requests per second, got {s}", hint="e.g. --rate 0.5,1,2,4")
+        if not _valid_level(by, v):
+            raise (LlmsimError(f"--concurrency must be an integer >= 1, got {v}", hint="the number of clients, e.g. --concurrency 1,4,16,64")
+                   if by == "concurrency" else
+                   LlmsimError(f"--rate must be a positive number of requests per second, got {s}", hint="e.g. --rate 0.5,1,2,4"))
         out.append(v)
-    if len(set(out)) != len(out):
-        dup = sorted({v for v in out if out.count(v) > 1})
-        raise LlmsimError(f"{flag} lists {', '.join(f'{v:g}' for v in dup)} more than once", hint="give each level once")
-    if len(out) > MAX_SWEEP_POINTS:
-        raise LlmsimError(f"{flag} lists {len(out)} levels; a sweep takes at most {MAX_SWEEP_POINTS}",
-                          hint="space the levels out, e.g. powers of two")
+    _check_count(out, flag)
     return sorted(out)
+
+
+def _check_count(levels: list, name: str) -> None:
+    """Each level once, and at most MAX_SWEEP_POINTS of them."""
+    if len(set(levels)) != len(levels):
+        dup = sorted({v for v in levels if levels.count(v) > 1})
+        raise LlmsimError(f"{name} lists {', '.join(f'{v:g}' for v in dup)} more than once", hint="give each level once")
+    if len(levels) > MAX_SWEEP_POINTS:
+        raise LlmsimError(f"{name} lists {len(levels)} levels; a sweep takes at most {MAX_SWEEP_POINTS}",
+                          hint="space the levels out, e.g. powers of two")
 
 
 @dataclass(frozen=True)
@@ -110,15 +121,11 @@ class SweepResult:
         return s
 
     def per_request(self) -> dict[str, np.ndarray]:
-        """Every point's per-request rows (`ServeResult.per_request`), the level first."""
+        """Every point's per-request rows (`ServeResult.per_request`: the same columns at every
+        level, one deployment), the level first."""
         tables = [p.result.per_request() for p in self.points]
-        cols = list(tables[0])
-        for t in tables[1:]:  # a disaggregated and an aggregated point never mix: one deployment
-            cols += [c for c in t if c not in cols]
-        n = [len(next(iter(t.values()))) for t in tables]
-        out: dict[str, np.ndarray] = {self.key: np.concatenate([np.full(k, p.load) for k, p in zip(n, self.points)])}
-        for c in cols:
-            out[c] = np.concatenate([t[c] if c in t else np.full(k, np.nan) for k, t in zip(n, tables)])
+        out = {self.key: np.concatenate([np.full(len(t["request_id"]), p.load) for t, p in zip(tables, self.points)])}
+        out.update({c: np.concatenate([t[c] for t in tables]) for c in tables[0]})
         return out
 
 
@@ -130,17 +137,15 @@ def sweep(dep: Deployment, by: str, loads: list[int] | list[float], workload: Ca
 
     `progress(done, total)` is called after each point. Deterministic: the same inputs give the
     same points (each `simulate` run is)."""
-    import time
-
     if by not in SWEEP_BY:
         raise LlmsimError(f"a sweep is over 'concurrency' or 'rate', got {by!r}")
     if not isinstance(loads, (list, tuple)) or not loads:
         raise LlmsimError(f"a sweep needs a non-empty list of levels, got {loads!r}", hint="e.g. [1, 4, 16, 64]")
     for v in loads:
-        good = is_int(v) and v >= 1 if by == "concurrency" else is_number(v) and math.isfinite(v) and v > 0
-        if not good:
+        if not _valid_level(by, v):
             raise LlmsimError(f"sweep level {v!r} is not a valid {by}",
                               hint="concurrencies are integers >= 1, rates positive requests per second")
+    _check_count(list(loads), "the sweep")
     if not callable(workload):
         raise LlmsimError("workload must be a function of the level that returns a Workload",
                           hint="e.g. lambda c: make_workload(concurrency=c, num_requests=10 * c, isl=1024, osl=128)")
