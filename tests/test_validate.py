@@ -445,6 +445,13 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
     assert "qwen3.5-fp8-b200-sglang-mtp" in plans[0].reason and plans[0].dep_kwargs is None
     assert "repeats the measurement of q_mtp_c4" in plans[1].reason and plans[1].dep_kwargs is None
     assert not plans[2].reason and plans[2].dep_kwargs is not None
+    # a run its own measurements show to be speculative (SPEC_DECODING_RUNS): the image and the date together
+    run = "source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=4; measured={}T00:00:00.000Z; wip=False; image={}"
+    post2 = "nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2"
+    assert "2026-01-14" in row_speculative_decoding({"silicon_data_source": run.format("2026-01-14", post2)})
+    assert "speculative decoding" in plan_row(row(id="dsr1_jan_c4", **dict(base, silicon_data_source=run.format("2026-01-14", post2)))).reason
+    assert row_speculative_decoding({"silicon_data_source": run.format("2025-12-15", post2)}) is None
+    assert row_speculative_decoding({"silicon_data_source": run.format("2026-01-14", post2.replace("1.1.0rc2", "1.2.0rc6"))}) is None
     # listed, not dropped
     rep = validate_silicon(None, rows=[row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3)))])
     assert rep.rows[0]["status"] == "skipped" and "speculative decoding" in rep.rows[0]["reason"]
@@ -594,6 +601,51 @@ def test_inferencex_dp_attention_layout_encoded_as_tp_times_dp_gpus_runs_as_tp_e
                        silicon_data_source="db-dump/2026-04-27; config_id=9; silicon_concurrency=64", isl="1024", osl="1024",
                        batch_size="", silicon_ttft_ms="300", silicon_tpot_ms="20"))
     assert trt.dep_kwargs is not None and trt.dep_kwargs["pools"]["pool"][:4] == (1, 1, 8, 8), trt.reason
+
+
+def test_inferencex_square_layout_encoding_runs_on_t_gpus():
+    # rule 4b(ii'): InferenceX's single-node {tp: T, ep: T} written as tp T*T (= moe_tp T x moe_ep T), and
+    # {tp: T, ep: T, dp-attn: true} as tp 1 x attention_dp T*T, ran on T GPUs
+    base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4",
+                isl="1024", osl="1024", silicon_ttft_ms="300", silicon_tpot_ms="20")
+    copy = plan_row(row(id="2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c16_tp4_ep4_21", backend="sglang", tp_size="16",
+                        moe_tp_size="4", moe_ep_size="4", batch_size="16",
+                        silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=16", **base))
+    assert copy.dep_kwargs is not None, copy.reason
+    assert copy.dep_kwargs["pools"]["pool"][:4] == (4, 1, 1, 4) and copy.base["num_gpus"] == 4 and copy.base["layout"] == "tp4 ep4"
+    assert "{tp: 4, ep: 4}" in copy.note
+    # the database dump's ids name no layout: tp 64 = 8 x 8 on an 8-GPU B200 node is the same artefact
+    dump = plan_row(row(id="dsv3_b200_sglang_fp4_agg_1024x1024_c16_cfg201", backend="sglang", tp_size="64", moe_tp_size="8",
+                        moe_ep_size="8", batch_size="16", silicon_data_source="db-dump/2026-04-27; config_id=201; silicon_concurrency=16",
+                        **base))
+    assert dump.dep_kwargs is not None and dump.dep_kwargs["pools"]["pool"][:4] == (8, 1, 1, 8) and dump.base["num_gpus"] == 8, dump.reason
+    # the attention-DP form: tp 1 x attention_dp 16, batch_size per rank of the columns (4 x 16 = 64 clients)
+    adp = plan_row(row(id="2026_04_06_deepseek_r1_b200_sxm_trtllm_fp4_agg_1024x1024_c64_tp4_ep4_3", backend="trtllm", tp_size="1",
+                       attention_dp_size="16", moe_tp_size="4", moe_ep_size="4", batch_size="4",
+                       silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=64", **base))
+    assert adp.dep_kwargs is not None, adp.reason
+    assert adp.dep_kwargs["pools"]["pool"][:4] == (1, 1, 4, 4) and adp.base["num_gpus"] == 4 and adp.concurrency == 64
+    assert "dp-attn: true" in adp.note
+    # an id naming another layout still disagrees (rule 4b(i)), and tp 16 = 4 x 4 from a dump row fits a
+    # 72-GPU NVLink domain (GB200), where nothing says it is not 16 GPUs
+    other = plan_row(row(id="2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c16_tp8_ep8_21", backend="sglang",
+                         tp_size="16", moe_tp_size="4", moe_ep_size="4", batch_size="16",
+                         silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=16", **base))
+    assert "disagree with the id" in other.reason
+    # rule 10: the dump row listed first repeats its copy written tp4 ep4; the copy is the one kept
+    from llmsim.serving.validate import plan_rows
+    plans = plan_rows([row(id="dsv3_b200_sglang_fp4_agg_1024x1024_c16_cfg202", backend="sglang", tp_size="16", moe_tp_size="4",
+                           moe_ep_size="4", batch_size="16", silicon_data_source="db-dump/2026-04-27; config_id=202; silicon_concurrency=16",
+                           **base),
+                       row(id="2026_04_06_deepseek_r1_b200_sxm_sglang_fp4_agg_1024x1024_c16_tp4_0_ep4_0_9", backend="sglang", tp_size="4",
+                           moe_tp_size="1", moe_ep_size="4", batch_size="16",
+                           silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=16", **base)])
+    assert plans[0].remapped and "another row (2026_04_06_" in plans[0].reason and plans[0].dep_kwargs is None
+    assert not plans[1].reason and plans[1].dep_kwargs is not None
+    nvl = plan_row(row(id="dsr1_gb200_sglang_fp4_agg_c16_cfg7", backend="sglang", tp_size="16", moe_tp_size="4", moe_ep_size="4",
+                       batch_size="16", silicon_data_source="db-dump/2026-04-27; config_id=7; silicon_concurrency=16",
+                       **{**base, "system": "gb200"}))
+    assert nvl.dep_kwargs is not None and nvl.dep_kwargs["pools"]["pool"][:4] == (16, 1, 1, 4) and nvl.base["num_gpus"] == 16, nvl.reason
 
 
 def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts():

@@ -52,7 +52,15 @@ Mapping rules (assumptions a reader of the numbers must know):
    2026-03-25 / 2026-04-06 sources), the columns must agree: tp*attention_dp == T and, for MoE,
    moe_ep_size == E; (ii) a MoE layout with moe_tp == moe_ep > 1 whose tp*dp exceeds one NVLink
    domain (e.g. tp_size 64 = 8 x 8 for an id saying tp8/ep8 on an 8-GPU B200 node) is the
-   `tp = moe_tp x moe_ep` encoding artefact of some sources. (iii) is not a skip but a mapping. An
+   `tp = moe_tp x moe_ep` encoding artefact of some sources. (ii') An InferenceX row showing it
+   is mapped instead: its single-node `{tp: T, ep: T}` configuration (`dp-attn: true` when the columns
+   say tp 1 x attention_dp T*T) written as T*T GPUs, run as tp T ep T (or attention DP T, ep T) on T
+   GPUs, where the id says `_tpT_epT_` or, ids without a layout (the database dump), T*T exceeds one
+   NVLink domain (`_inferencex_square_encoding`). InferenceX's master config lists `{tp: 4, ep: 4}` and
+   `{tp: 8, ep: 8}` (with and without dp-attn) for these models and engines on single-node B200 / B300
+   runners, and 44 such rows repeat, to the last digit, the TTFT and TPOT of a copy whose columns say
+   tp T ep T or tp 1 x attention_dp T (rule 10 now skips them as repeats). Other sources' rows keep
+   the skip: a tp 16 = 4 x 4 layout may be 16 GPUs. (iii) is not a skip but a mapping. An
    InferenceX MoE row with tp == attention_dp = T > 1, moe_tp 1 and moe_ep == T x T (the vLLM
    MiniMax-M2.5 / Kimi-K2.5 rows of the database dump and their 2026-04-06 copies) is InferenceX's
    `{tp: T, ep: T, dp-attn: true}` configuration written as T x T GPUs. It is simulated as tp T
@@ -112,6 +120,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    entry) in the MTP entry's layout on that image, beside -amd64 runs in the plain entry's. A row
    repeating an image-skipped row's measurement (rule 10's test) is skipped with it: the database
    dump's 21 copies of the B200 MTP rows name no image.
+   One run is known as speculative from its own measurements (`SPEC_DECODING_RUNS`): InferenceX's
+   TRT-LLM DeepSeek-R1 B200 rows measured on 2026-01-14 on 1.1.0rc2.post2 (32 rows; no stored
+   master config of that date), which in all 13 cells they share with the same image's 2025-12-15
+   run (fp8 TP8 EP8, CONC 4-64) measure 0.47-0.75x its TPOT and 1.18-1.75x its TTFT.
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -255,8 +267,9 @@ Mapping rules (assumptions a reader of the numbers must know):
 10. Repeated measurements (`plan_rows`). A modelled row whose simulated benchmark (the
    deployment, with the model's architecture rather than its name; ISL/OSL, client concurrency,
    length recipe) and measured TTFT and TPOT (to `REPEAT_DIGITS` = 9 significant digits: exports
-   differ in the last float digit) are those of an earlier modelled row is the same measurement
-   listed again. It is skipped with the earlier row's id in the reason, so each measurement
+   differ in the last float digit) are those of another modelled row is the same measurement
+   listed again. The first copy in file order is kept (one whose layout columns say what ran
+   before one read through rule 4b(ii')), and the others are skipped with its id in the reason, so each measurement
    counts once in the statistics. Independent runs never agree to nine digits, and the copies in
    the shared CSV carry the same measurement date: InferenceX's database dump ('db-dump/...',
    `config_id`) and its source-file exports ('source_file=2026-03-25.csv', '2026-04-06.csv') list
@@ -489,6 +502,7 @@ class _Plan:
     note: str = ""
     range_ratio: float = RANGE_RATIO  # the row's benchmark recipe (`row_range_ratio`)
     plain_cell: tuple | None = None  # (isl, osl, concurrency) of a rule-4c cell both SGLang entries measured
+    remapped: bool = False  # the layout columns were read through rule 4b(ii') (rule 10 keeps a copy written as run first)
 
     @property
     def cost(self) -> float:
@@ -559,6 +573,24 @@ def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> 
                 f"layout columns (tp {tp} x attention_dp {dp}, moe_ep {ep}) disagree with the id (tp{t_id} ep{e_id})"
             )
     _check_node_artefact(row, spec, gpu, tp, dp, ep)
+
+
+def _inferencex_square_encoding(row: dict, spec, gpu, tp: int, dp: int) -> int | None:
+    """Rule 4b(ii'): the columns tp T*T x attention_dp 1 (or tp 1 x attention_dp T*T), moe_tp T x
+    moe_ep T of an InferenceX MoE row, its single-node `{tp: T, ep: T}` configuration (with
+    `dp-attn: true` in the attention-DP form) written with tp = moe_tp x moe_ep: T, else None.
+    Taken only where something outside the layout columns says T GPUs: the id's `_tpT_epT_`, or
+    (ids without a layout, the database dump) a world size T*T beyond one NVLink domain, which a
+    single-node run cannot have."""
+    if not spec.is_moe or not row_data_source(row).startswith("InferenceX") or min(tp, dp) != 1:
+        return None
+    mtp, mep = _moe_size(row, "moe_tp_size"), _moe_size(row, "moe_ep_size")
+    if not (mtp and mep and mtp == mep > 1 and tp * dp == mep * mep):
+        return None
+    m = _ID_LAYOUT.search(row.get("id") or "")
+    if m:
+        return mep if (int(m.group(1)), int(m.group(2))) == (mep, mep) else None
+    return mep if mep * mep > gpu.nvlink_domain_size else None
 
 
 def _inferencex_dp_attn_encoding(row: dict, spec, tp: int, dp: int, ep: int) -> bool:
@@ -664,9 +696,22 @@ SPEC_DECODING_MODEL_IMAGES = {
 }
 
 
+# Runs (image, measurement date) that the rows themselves show to be speculative-decoding runs (rule
+# 4c): InferenceX's TRT-LLM DeepSeek-R1 B200 rows measured on 2026-01-14 on 1.1.0rc2.post2 (32 rows,
+# no master-config version of that date is stored) measure, in each of the 13 cells they share with the
+# same image's run of 2025-12-15 (fp8, TP8 EP8, 1k/1k, 1k/8k and 8k/1k, CONC 4-64), 0.47-0.75x its TPOT
+# and 1.18-1.75x its TTFT: fewer decode steps per token at a costlier first token, the signature of
+# multi-token prediction, where two plain runs of one image differ by a few percent.
+SPEC_DECODING_RUNS = {
+    ("nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2", "2026-01-14"):
+        "InferenceX TRT-LLM run of 2026-01-14 on 1.1.0rc2.post2: its cells measure 0.47-0.75x the TPOT and 1.18-1.75x "
+        "the TTFT of the same image's 2025-12-15 run, the speculative-decoding signature",
+}
+
+
 def row_speculative_decoding(row: dict) -> str | None:
     """The benchmark configuration with speculative decoding whose serving image measured `row`
-    (rule 4c, `SPEC_DECODING_IMAGES`, `SPEC_DECODING_MODEL_IMAGES`), or None. (The SGLang DeepSeek
+    (rule 4c, `SPEC_DECODING_IMAGES`, `SPEC_DECODING_MODEL_IMAGES`, `SPEC_DECODING_RUNS`), or None. (The SGLang DeepSeek
     cells: `_sglang_dsr1_plain_top`.)"""
     if not row_data_source(row).startswith("InferenceX"):
         return None
@@ -675,7 +720,9 @@ def row_speculative_decoding(row: dict) -> str | None:
         return None
     image = m.group(1).replace("#", "/")
     model = _QUANT_SUFFIX.sub("", str(row.get("model_path") or "").strip()).lower()
-    return SPEC_DECODING_IMAGES.get(image) or SPEC_DECODING_MODEL_IMAGES.get((model, image))
+    d = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row.get("silicon_data_source") or ""))
+    return (SPEC_DECODING_IMAGES.get(image) or SPEC_DECODING_MODEL_IMAGES.get((model, image))
+            or (SPEC_DECODING_RUNS.get((image, d.group(1))) if d else None))
 
 
 def _sglang_dsr1_plain_top(system: str, model: str, weight_dtype: str, tp: int, dp: int, ep: int, isl: int, osl: int) -> int | None:
@@ -860,6 +907,14 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 notes.append(f"layout columns tp {tp} x attention_dp {dp}, moe_ep {ep}: InferenceX's {{tp: {tp}, ep: {tp}, "
                              f"dp-attn: true}}, run as tp{tp} ep{tp} on {tp} GPUs")
                 dp, ep = 1, tp
+            square = _inferencex_square_encoding(row, spec, gpu, tp, dp)
+            if square:  # rule 4b(ii')
+                attn_dp = dp > 1
+                notes.append(f"layout columns tp {tp} x attention_dp {dp}, moe_tp {square} x moe_ep {square}: InferenceX's "
+                             f"{{tp: {square}, ep: {square}{', dp-attn: true' if attn_dp else ''}}} on {square} GPUs, "
+                             f"run as {'attention DP ' + str(square) if attn_dp else 'tp' + str(square)} ep{square}")
+                tp, dp, ep = (1, square, square) if attn_dp else (square, 1, square)
+                plan.remapped = True
             _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
             base["layout"] = _layout(tp, pp, dp, ep)
             base["num_gpus"] = tp * pp * dp
@@ -999,7 +1054,7 @@ def _skip_copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one
             p.reason = f"measured with speculative decoding: repeats the measurement of {hit}, which llmsim does not simulate"
 
 
-REPEAT_REASON = "repeats the measurement of an earlier row"  # rule 10; the row's reason names that row
+REPEAT_REASON = "repeats the measurement of another row"  # rule 10; the row's reason names that row
 REPEAT_DIGITS = 9  # rule 10: measured values equal to 9 significant digits (exports differ in the last float digit)
 REPEAT_ROUNDED_DECIMALS = 2  # rule 10: a copy written with at most 2 decimals (0.01 ms) matches its original rounded alike
 
@@ -1055,20 +1110,21 @@ def _same_measurement(a: tuple[float, float], b: tuple[float, float]) -> bool:
 
 def _skip_repeats(plans: list[_Plan]) -> None:
     """Rule 10: keep the first modelled row of each measurement, skip its later copies (also a
-    copy whose values were rounded to a few decimals: `_same_measurement`)."""
+    copy whose values were rounded to a few decimals: `_same_measurement`). A copy whose layout
+    columns say what ran is kept before one read through rule 4b(ii')'s mapping."""
     kept: dict[tuple, list[tuple[tuple[float, float], str]]] = {}  # benchmark -> its kept rows' (measured pair, id)
-    for p in plans:
+    for p in sorted(plans, key=lambda q: q.remapped):  # stable: file order within each kind
         k = _repeat_key(p)
         if k is None:
             continue
         bench, pair = k
         rows = kept.setdefault(bench, [])
-        earlier = next((i for v, i in rows if _same_measurement(pair, v)), None)
-        if earlier is None:
+        kept_id = next((i for v, i in rows if _same_measurement(pair, v)), None)
+        if kept_id is None:
             rows.append((pair, p.base["id"]))
             continue
         p.dep_kwargs = None
-        p.reason = (f"{REPEAT_REASON} ({earlier}: the same deployment, ISL/OSL and concurrency as simulated, "
+        p.reason = (f"{REPEAT_REASON} ({kept_id}: the same deployment, ISL/OSL and concurrency as simulated, "
                     f"identical TTFT {_fmt(pair[0], 3)} ms and TPOT {_fmt(pair[1], 3)} ms): one benchmark listed again, counted once")
 
 
