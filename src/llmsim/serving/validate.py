@@ -58,7 +58,7 @@ Mapping rules (assumptions a reader of the numbers must know):
    GPUs, where the id says `_tpT_epT_` or, ids without a layout (the database dump), T*T exceeds one
    NVLink domain (`_inferencex_square_encoding`). InferenceX's master config lists `{tp: 4, ep: 4}` and
    `{tp: 8, ep: 8}` (with and without dp-attn) for these models and engines on single-node B200 / B300
-   runners, and 44 such rows repeat, to the last digit, the TTFT and TPOT of a copy whose columns say
+   runners, and 77 such rows repeat, to the last digit, the TTFT and TPOT of a copy whose columns say
    tp T ep T or tp 1 x attention_dp T (rule 10 now skips them as repeats). Other sources' rows keep
    the skip: a tp 16 = 4 x 4 layout may be 16 GPUs. (iii) is not a skip but a mapping. An
    InferenceX MoE row with tp == attention_dp = T > 1, moe_tp 1 and moe_ep == T x T (the vLLM
