@@ -548,6 +548,12 @@ def _moe_size(row: dict, col: str) -> int | None:
 _ID_LAYOUT = re.compile(r"_tp(\d+)(?:_0)?_ep(\d+)(?:_0)?_\d+$")
 
 
+def _id_layout(row: dict) -> tuple[int, int] | None:
+    """The (T, E) of an id ending `_tpT_epE_N` (the 2026-03-25 / 2026-04-06 sources), else None."""
+    m = _ID_LAYOUT.search(row.get("id") or "")
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
 def _check_node_artefact(row: dict, spec, gpu, tp: int, dp: int, ep: int, prefix: str = "") -> None:
     """Rule 4b: a MoE layout with moe_tp == moe_ep > 1 whose tp*dp (= moe_tp*moe_ep) exceeds one
     NVLink domain is the `tp = moe_tp x moe_ep` encoding artefact of some sources (e.g. ids saying
@@ -565,9 +571,9 @@ def _check_node_artefact(row: dict, spec, gpu, tp: int, dp: int, ep: int, prefix
 def _check_layout_artefacts(row: dict, spec, gpu, tp: int, dp: int, ep: int) -> None:
     """Rule 4b for agg rows: the id's `_tpT_epE_` (2026-03-25 / 2026-04-06 sources) must agree with the
     columns (world size tp*dp == T and, for MoE, moe_ep == E); plus the NVLink-domain artefact check."""
-    m = _ID_LAYOUT.search(row.get("id") or "")
-    if m:
-        t_id, e_id = int(m.group(1)), int(m.group(2))
+    named = _id_layout(row)
+    if named:
+        t_id, e_id = named
         if tp * dp != t_id or (spec.is_moe and ep != e_id):
             raise LlmsimError(
                 f"layout columns (tp {tp} x attention_dp {dp}, moe_ep {ep}) disagree with the id (tp{t_id} ep{e_id})"
@@ -587,9 +593,9 @@ def _inferencex_square_encoding(row: dict, spec, gpu, tp: int, dp: int) -> int |
     mtp, mep = _moe_size(row, "moe_tp_size"), _moe_size(row, "moe_ep_size")
     if not (mtp and mep and mtp == mep > 1 and tp * dp == mep * mep):
         return None
-    m = _ID_LAYOUT.search(row.get("id") or "")
-    if m:
-        return mep if (int(m.group(1)), int(m.group(2))) == (mep, mep) else None
+    named = _id_layout(row)
+    if named:
+        return mep if named == (mep, mep) else None
     return mep if mep * mep > gpu.nvlink_domain_size else None
 
 
@@ -909,11 +915,11 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 dp, ep = 1, tp
             square = _inferencex_square_encoding(row, spec, gpu, tp, dp)
             if square:  # rule 4b(ii')
-                attn_dp = dp > 1
-                notes.append(f"layout columns tp {tp} x attention_dp {dp}, moe_tp {square} x moe_ep {square}: InferenceX's "
-                             f"{{tp: {square}, ep: {square}{', dp-attn: true' if attn_dp else ''}}} on {square} GPUs, "
-                             f"run as {'attention DP ' + str(square) if attn_dp else 'tp' + str(square)} ep{square}")
+                written, attn_dp = f"tp {tp} x attention_dp {dp}", dp > 1
                 tp, dp, ep = (1, square, square) if attn_dp else (square, 1, square)
+                notes.append(f"layout columns {written}, moe_tp {square} x moe_ep {square}: InferenceX's "
+                             f"{{tp: {square}, ep: {square}{', dp-attn: true' if attn_dp else ''}}} on {square} GPUs, "
+                             f"run as {_layout(tp, pp, dp, ep)}")
                 plan.remapped = True
             _check_layout_artefacts(row, spec, gpu, tp, dp, ep)
             base["layout"] = _layout(tp, pp, dp, ep)
