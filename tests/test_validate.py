@@ -409,9 +409,11 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert held["predicted_ttft_ms"] > 10 * held["predicted_tpot_ms"] + free["predicted_ttft_ms"]
 
 
-def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
+def test_inferencex_speculative_decoding_rows_run_with_their_scripts_drafts_and_a_published_acceptance():
     # rule 4c: InferenceX's DeepSeek-R1 B200 TRT-LLM MTP benchmarks ran on their own image
-    # (1.2.0rc6.post3; the plain ones on post2); llmsim does not simulate speculative decoding
+    # (1.2.0rc6.post3; the plain ones on post2), with MTP=3 drafts, or 1 with attention DP (their
+    # launch scripts); the acceptance is DeepSeek's published one (`specdecode`), nothing fitted
+    from llmsim.serving.specdecode import DEEPSEEK_MTP_ACCEPTANCE, chain_acceptance
     from llmsim.serving.validate import plan_rows, row_speculative_decoding
 
     src = ("source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency=4; measured=2026-02-06T17:21:58Z; "
@@ -419,13 +421,19 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
     base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
                 backend="trtllm", tp_size="8", moe_tp_size="8", batch_size="4", isl="1024", osl="1024", silicon_ttft_ms="90", silicon_tpot_ms="5")
     mtp = plan_row(row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3))))
-    assert "speculative decoding" in mtp.reason and "dsr1-fp8-b200-trt-mtp" in mtp.reason
+    sd = mtp.dep_kwargs["engine"]["spec_decoding"]
+    assert not mtp.reason and "dsr1-fp8-b200-trt-mtp" in mtp.note and "not fitted" in mtp.note
+    assert (sd.method, sd.num_draft_tokens) == ("mtp", 3) and sd.accepted_per_step == round(chain_acceptance(DEEPSEEK_MTP_ACCEPTANCE, 3), 3)
+    assert build_deployment(mtp.dep_kwargs).spec_decoding == sd
+    dp = plan_row(row(id="dsr1_mtp_dp", **dict(base, tp_size="1", attention_dp_size="8", moe_tp_size="1", moe_ep_size="8",
+                                                 silicon_data_source=src.format(3).replace("concurrency=4", "concurrency=32"))))
+    assert dp.base["layout"] == "tp1 dp8 ep8" and dp.dep_kwargs["engine"]["spec_decoding"].num_draft_tokens == 1
     stp = plan_row(row(id="dsr1_stp_c4", **dict(base, silicon_data_source=src.format(2))))
-    assert not stp.reason and stp.dep_kwargs
-    # the image -> configuration fact is InferenceX's: a user's own benchmark on that image is modelled
+    assert not stp.reason and stp.dep_kwargs and "spec_decoding" not in stp.dep_kwargs["engine"]
+    # the image -> configuration fact is InferenceX's: a user's own benchmark on that image is modelled as written
     own = plan_row(row(id="own_c4", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=4; "
                                                                         "image=nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3")))
-    assert not own.reason
+    assert not own.reason and "spec_decoding" not in own.dep_kwargs["engine"]
     assert row_speculative_decoding({"silicon_data_source": "db-dump/2026-04-27; silicon_concurrency=4"}) is None
     # Qwen3.5's fp8 SGLang MTP entry had an image of its own among Qwen3.5's entries (v0.5.9-cu130; the
     # plain one -amd64), which DeepSeek's plain SGLang entries also ran: the key is (model, image)
@@ -434,7 +442,8 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
         {"silicon_data_source": qsrc.format(""), "model_path": "Qwen/Qwen3.5-397B-A17B-FP8"})
     assert row_speculative_decoding({"silicon_data_source": qsrc.format("-amd64"), "model_path": "Qwen/Qwen3.5-397B-A17B"}) is None
     assert row_speculative_decoding({"silicon_data_source": qsrc.format(""), "model_path": "deepseek-ai/DeepSeek-R1"}) is None
-    # a copy of an MTP row that names no image (the database dump's) is skipped too; a plain row is kept
+    # no published acceptance for Qwen3.5's MTP module: skipped, and so is a copy that names no image
+    # (the database dump's); a plain row is kept
     qb = dict(model_path="Qwen/Qwen3.5-397B-A17B", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
               backend="sglang", tp_size="4", moe_tp_size="4", batch_size="4", isl="1024", osl="1024", silicon_ttft_ms="338.336414",
               silicon_tpot_ms="6.33271925")
@@ -442,45 +451,60 @@ def test_inferencex_speculative_decoding_rows_are_skipped_with_the_reason():
                        row(id="q_dump_c4", **dict(qb, silicon_data_source="db-dump/2026-04-27; config_id=1; silicon_concurrency=4")),
                        row(id="q_plain_c4", **dict(qb, silicon_ttft_ms="297.44", silicon_tpot_ms="9.94",
                                                    silicon_data_source="db-dump/2026-04-27; config_id=2; silicon_concurrency=4"))])
-    assert "qwen3.5-fp8-b200-sglang-mtp" in plans[0].reason and plans[0].dep_kwargs is None
+    assert "qwen3.5-fp8-b200-sglang-mtp" in plans[0].reason and "no published acceptance rate" in plans[0].reason
+    assert plans[0].dep_kwargs is None
     assert "repeats the measurement of q_mtp_c4" in plans[1].reason and plans[1].dep_kwargs is None
     assert not plans[2].reason and plans[2].dep_kwargs is not None
-    # a run its own measurements show to be speculative (SPEC_DECODING_RUNS): the image and the date together
+    # a copy of a simulated MTP row (no image named) takes its speculative decoding, and rule 10 counts them once
+    dump = row(id="dsr1_dump_c4", **dict(base, silicon_data_source="db-dump/2026-04-27; config_id=9; silicon_concurrency=4"))
+    both = plan_rows([row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3))), dump], count_repeats=True)
+    assert both[1].dep_kwargs["engine"]["spec_decoding"] == sd and "speculative decoding" in both[1].note
+    once = plan_rows([row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3))), dump])
+    assert once[0].dep_kwargs is not None and once[1].dep_kwargs is None and "dsr1_mtp_c4" in once[1].reason
+    # a run its own measurements show to be speculative (SPEC_DECODING_RUNS): the image and the date
+    # together; its draft count is not recorded, so it stays skipped
     run = "source_file=2026-04-06.csv; model=DeepSeek-R1; silicon_concurrency=4; measured={}T00:00:00.000Z; wip=False; image={}"
     post2 = "nvcr.io/nvidia/tensorrt-llm/release:1.1.0rc2.post2"
     assert "2026-01-14" in row_speculative_decoding({"silicon_data_source": run.format("2026-01-14", post2)})
-    assert "speculative decoding" in plan_row(row(id="dsr1_jan_c4", **dict(base, silicon_data_source=run.format("2026-01-14", post2)))).reason
+    jan = plan_row(row(id="dsr1_jan_c4", **dict(base, silicon_data_source=run.format("2026-01-14", post2))))
+    assert "speculative decoding" in jan.reason and "draft count is not recorded" in jan.reason and jan.dep_kwargs is None
     assert row_speculative_decoding({"silicon_data_source": run.format("2025-12-15", post2)}) is None
     assert row_speculative_decoding({"silicon_data_source": run.format("2026-01-14", post2.replace("1.1.0rc2", "1.2.0rc6"))}) is None
     # listed, not dropped
-    rep = validate_silicon(None, rows=[row(id="dsr1_mtp_c4", **dict(base, silicon_data_source=src.format(3)))])
+    rep = validate_silicon(None, rows=[row(id="dsr1_jan_c4", **dict(base, silicon_data_source=run.format("2026-01-14", post2)))])
     assert rep.rows[0]["status"] == "skipped" and "speculative decoding" in rep.rows[0]["reason"]
 
 
-def test_inferencex_sglang_mtp_only_cells_are_skipped():
+def test_inferencex_sglang_mtp_only_cells_run_with_mtp():
     # rule 4c: InferenceX's plain SGLang DeepSeek-R1 fp8 B200 entry ran TP8 up to CONC 64 (1k/1k,
     # 1k/8k) and CONC 4 (8k/1k); its MTP entry, on the same image, TP8 up to 512 -- so a TP8 row
-    # above the plain range can only be MTP's; rows inside it are kept
+    # above the plain range can only be MTP's (2 drafts per step, its launch script); rows inside
+    # it run as written
     src = "source_file=2026-03-25.csv; model=DeepSeek-R1; silicon_concurrency={}; wip=False; image=lmsysorg/sglang:v0.5.9-cu130"
     base = dict(model_path="deepseek-ai/DeepSeek-R1", system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8",
                 backend="sglang", tp_size="8", moe_tp_size="8", moe_ep_size="1", batch_size="", isl="1024", osl="1024",
                 silicon_ttft_ms="900", silicon_tpot_ms="30")
 
-    def reason(c, **kw):
-        return plan_row(row(id=f"dsr1_sgl_c{c}", **dict(base, silicon_data_source=src.format(c), **kw))).reason
+    def drafts(c, **kw):
+        p = plan_row(row(id=f"dsr1_sgl_c{c}", **dict(base, silicon_data_source=src.format(c), **kw)))
+        assert not p.reason
+        sd = p.dep_kwargs["engine"].get("spec_decoding")
+        assert sd is None or ("dsr1-fp8-b200-sglang-mtp" in p.note and "<= " in p.note)
+        return sd.num_draft_tokens if sd else 0
 
-    assert "dsr1-fp8-b200-sglang-mtp" in reason(128) and "<= 64" in reason(128)
-    assert not reason(64)  # inside the plain entry's range: either entry, kept
-    assert "sglang-mtp" in reason(8, isl="8192") and not reason(4, isl="8192")
-    assert not reason(128, tp_size="4", moe_tp_size="4")  # TP4: not the MTP entry's layout
-    assert not reason(128, precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4")  # no fp4 MTP entry
-    assert not plan_row(row(id="own", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=128"))).reason
+    assert drafts(128) == 2
+    assert drafts(64) == 0  # inside the plain entry's range: either entry, as written
+    assert drafts(8, isl="8192") == 2 and drafts(4, isl="8192") == 0
+    assert drafts(128, tp_size="4", moe_tp_size="4") == 0  # TP4: not the MTP entry's layout
+    assert drafts(128, precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4") == 0  # no fp4 MTP entry
+    own = plan_row(row(id="own", **dict(base, silicon_data_source="source_file=mine.csv; silicon_concurrency=128")))
+    assert not own.reason and "spec_decoding" not in own.dep_kwargs["engine"]
 
 
-def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
+def test_inferencex_sglang_mtp_twin_inside_the_plain_range_runs_with_mtp():
     # rule 4c inside the plain range: the database dump's config-87 row is the plain entry's
     # measurement of its cell; a row of the same cell (DeepSeek-R1 or -V3) measuring anything else
-    # is the MTP entry's. Without the config-87 row nothing tells them apart and both are kept.
+    # is the MTP entry's. Without the config-87 row nothing tells them apart and both run as written.
     from llmsim.serving.validate import plan_rows
 
     base = dict(system="b200_sxm", precision="fp8", gemm_quant_mode="fp8", moe_quant_mode="fp8", backend="sglang", tp_size="8",
@@ -500,16 +524,19 @@ def test_inferencex_sglang_mtp_twin_inside_the_plain_range_is_skipped():
     plans = {p.base["id"]: p for p in plan_rows([plain, copy, twin, other_cell, tp4], count_repeats=True)}
     for kept in ("dsr1_b200_sglang_fp8_agg_1024x1024_c16_cfg87", "r1_c16_a", "r1_c32", "r1_c16_tp4"):
         assert plans[kept].dep_kwargs is not None and not plans[kept].reason, kept
+        assert "spec_decoding" not in plans[kept].dep_kwargs["engine"], kept
     r = plans["r1_c16_b"]
-    assert r.dep_kwargs is None and "speculative decoding" in r.reason and "config_id=87" in r.reason and "TTFT 402.4 ms / TPOT 13.18 ms" in r.reason
-    # without the plain series in the rows, both measurements of the cell are kept
-    assert all(p.dep_kwargs is not None for p in plan_rows([copy, twin]))
+    assert not r.reason and r.dep_kwargs["engine"]["spec_decoding"].num_draft_tokens == 2
+    assert "speculative decoding" in r.note and "config_id=87" in r.note and "TTFT 402.4 ms / TPOT 13.18 ms" in r.note
+    # without the plain series in the rows, both measurements of the cell run as written
+    assert all(p.dep_kwargs is not None and "spec_decoding" not in p.dep_kwargs["engine"] for p in plan_rows([copy, twin]))
     # a plain row with only a TTFT: a twin with the same TTFT and no TPOT is the same measurement
     p1 = dict(plain, silicon_tpot_ms="")
     assert plan_rows([p1, dict(copy, silicon_tpot_ms="")])[1].dep_kwargs is not None
-    # validate lists the twin as skipped, never drops it
+    # validate simulates the twin with MTP: fewer, longer decode steps, a lower TPOT than the plain row's
     rep = validate_silicon(None, rows=[plain, twin])
-    assert [x["status"] for x in rep.rows] == ["ok", "skipped"] and "speculative decoding" in rep.rows[1]["reason"]
+    assert [x["status"] for x in rep.rows] == ["ok", "ok"] and "speculative decoding" in rep.rows[1]["note"]
+    assert rep.rows[1]["predicted_tpot_ms"] < 0.8 * rep.rows[0]["predicted_tpot_ms"]
 
 
 def test_a_measurement_listed_twice_counts_once():

@@ -219,6 +219,22 @@ def _ep_imbalance_arg(v: str | None) -> float | str | None:
                           hint="e.g. --ep-imbalance 1.2, or --ep-imbalance auto to derive it from the routing skew") from None
 
 
+def _spec_decoding_arg(method: str | None, k: int | None, accepted: float | None):
+    """--spec-decoding / --num-draft-tokens / --accepted-per-step: all three, or none."""
+    if method is None:
+        if k is not None or accepted is not None:
+            raise LlmsimError("--num-draft-tokens / --accepted-per-step need --spec-decoding",
+                              hint="e.g. --spec-decoding mtp --num-draft-tokens 3 --accepted-per-step 1.9")
+        return None
+    if k is None or accepted is None:
+        raise LlmsimError("--spec-decoding needs --num-draft-tokens and --accepted-per-step",
+                          hint="the acceptance depends on the model, draft head and text, so llmsim assumes none: give the engine's "
+                               "reported average acceptance length - 1, e.g. --num-draft-tokens 3 --accepted-per-step 1.9")
+    from .serving.specdecode import SpecDecoding
+
+    return SpecDecoding(method, k, accepted)
+
+
 @app.command()
 def serve(
     model: str = typer.Option("meta-llama/Llama-3.1-8B", "--model", "-m", help="catalog id, HF id or path to a config.json"),
@@ -269,6 +285,13 @@ def serve(
     scheduler_recv_interval: int = typer.Option(1, help="while only decodes run, new requests reach the scheduler every N decode iterations "
                                                 "(SGLang --scheduler-recv-interval; 1 = every iteration)"),
     preemption: str = typer.Option("recompute", help="recompute | swap"),
+    spec_decoding: Optional[str] = typer.Option(None, "--spec-decoding", help="speculative decoding with a one-layer draft head: mtp (the "
+                                                "model's own multi-token-prediction module) | eagle; needs --num-draft-tokens and --accepted-per-step"),
+    num_draft_tokens: Optional[int] = typer.Option(None, "--num-draft-tokens", help="with --spec-decoding: drafts per step (SGLang "
+                                                   "--speculative-num-steps, TRT-LLM num_nextn_predict_layers, vLLM num_speculative_tokens)"),
+    accepted_per_step: Optional[float] = typer.Option(None, "--accepted-per-step", help="with --spec-decoding: mean accepted drafts per step, "
+                                                      "0..num-draft-tokens (the engine's reported average acceptance length - 1; no default: "
+                                                      "it depends on the model, draft head and text)"),
     memory_fraction: Optional[float] = typer.Option(None, help="fraction of GPU memory the engine may use for weights, activations and KV "
                                                     "cache, in (0, 1] (vLLM --gpu-memory-utilization, SGLang --mem-fraction-static; default: the backend's)"),
     prefix_caching: bool = typer.Option(True, "--prefix-caching/--no-prefix-caching"),
@@ -378,6 +401,7 @@ def serve(
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,
         adp_balance_batching_iters=adp_balance_batching_iters, ep_imbalance=_ep_imbalance_arg(ep_imbalance), seed=seed,
+        spec_decoding=_spec_decoding_arg(spec_decoding, num_draft_tokens, accepted_per_step),
     )
     try:
         check_unused_settings(dep, wl)

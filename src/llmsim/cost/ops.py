@@ -94,10 +94,16 @@ class Batch:
     """One engine iteration: prefill chunks as (new_tokens, cached_tokens), decode tokens as context lengths.
 
     A decode token's context length counts every token it attends to, itself included.
+
+    `decode_q`: query tokens per decode sequence. 1, or k + 1 where speculative decoding verifies
+    k draft tokens in the same pass (`serving.specdecode`): every one of them goes through the
+    GEMMs and the LM head, and attends to the sequence's context, whose KV is read once for all of
+    them (the engines pack a sequence's q query tokens like q times the query heads on its KV).
     """
 
     prefill: list[tuple[int, int]] = field(default_factory=list)
     decode_ctx: list[int] = field(default_factory=list)
+    decode_q: int = 1
 
     @property
     def num_prefill_tokens(self) -> int:
@@ -105,7 +111,7 @@ class Batch:
 
     @property
     def num_decode_tokens(self) -> int:
-        return len(self.decode_ctx)
+        return len(self.decode_ctx) * self.decode_q
 
     @property
     def num_tokens(self) -> int:
@@ -114,7 +120,7 @@ class Batch:
     @property
     def num_logit_rows(self) -> int:
         """Rows of the LM head: the last prefill token of each chunk plus every decode token."""
-        return len(self.prefill) + len(self.decode_ctx)
+        return len(self.prefill) + self.num_decode_tokens
 
 
 def _pairs(q: int, p: int, window: int) -> float:
@@ -353,14 +359,17 @@ class OpBuilder:
         if batch.decode_ctx:
             n = len(batch.decode_ctx) * dp_share
             ctx_sum = (sum(min(c, span) for c in batch.decode_ctx) if span else sum(batch.decode_ctx)) * dp_share
+            # a sequence's decode_q query tokens (speculative verification) read its KV once: as
+            # decode_q times the query heads on the same KV heads
+            qh = nh * batch.decode_q
             if m.is_mla:  # absorbed MLA: attend over the shared latent (MQA-like, one cache read per token)
                 lat = m.kv_lora_rank + m.qk_rope_head_dim
-                flops = 2.0 * nh * ctx_sum * (lat + m.kv_lora_rank)
-                nbytes = ctx_sum * lat * self.kv_bytes + n * nh * (lat + m.kv_lora_rank) * ACT_BYTES
-                shape = (n, ctx_sum / max(n, 1e-9), nh, 1, lat, window)
+                flops = 2.0 * qh * ctx_sum * (lat + m.kv_lora_rank)
+                nbytes = ctx_sum * lat * self.kv_bytes + n * qh * (lat + m.kv_lora_rank) * ACT_BYTES
+                shape = (n, ctx_sum / max(n, 1e-9), qh, 1, lat, window)
             else:
-                flops, nbytes = decode_attention_cost(n, ctx_sum, nh, d_qk, d_v, kv_tok_bytes)
-                shape = (n, ctx_sum / max(n, 1e-9), nh, nkv, d_qk, window)
+                flops, nbytes = decode_attention_cost(n, ctx_sum, qh, d_qk, d_v, kv_tok_bytes)
+                shape = (n, ctx_sum / max(n, 1e-9), qh, nkv, d_qk, window)
             ops.append(Op("attn_decode", "attn_decode", grp.count, flops, nbytes, self.prec.kv, shape, tag))
         return ops
 
@@ -371,7 +380,7 @@ class OpBuilder:
         m = self.m
         nih, ihd, k = m.index_n_heads, m.index_head_dim, m.index_topk
         key_bytes = m.index_cache_bytes_per_token_per_layer
-        decode_keys = sum(batch.decode_ctx)  # a decode token's pairs are its context
+        decode_keys = sum(batch.decode_ctx) * batch.decode_q  # a decode token's pairs are its context
         pairs = sum(_pairs(q, p, 0) for q, p in batch.prefill) + decode_keys
         ctx = sum(p + q for q, p in batch.prefill) + decode_keys
         queries = batch.num_tokens
@@ -411,8 +420,9 @@ class OpBuilder:
             ops.append(Op("gdn_prefill", "linear_attn", grp.count, flops, nbytes, "bf16", (GDN_PREFILL_KERNELS,), tag))
         if batch.decode_ctx:
             n = len(batch.decode_ctx) * dp_share
-            flops = 7.0 * n * state
-            nbytes = n * (2.0 * state * GDN_STATE_BYTES + io)
+            q = batch.decode_q  # speculative verification: q steps of the recurrence, each state kept for roll-back
+            flops = 7.0 * n * q * state
+            nbytes = n * ((1 + q) * state * GDN_STATE_BYTES + q * io)
             ops.append(Op("gdn_decode", "linear_attn", grp.count, flops, nbytes, "bf16", (1,), tag))
         return ops
 

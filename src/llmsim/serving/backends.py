@@ -639,20 +639,23 @@ class Backend:
 
     def step_time(self, spec, gpu: GPUSpec, par: Parallel, prec, kernels=None, make: Callable[..., StepTimeModel] = StepTimeModel,
                   allreduce_norm_fusion: bool | None = None, ep_imbalance: float = 1.0, *,
-                  prefill_layer_s: float | None = None, prefill_moe_layer_s: float | None = None) -> StepTimeModel:
+                  prefill_layer_s: float | None = None, prefill_moe_layer_s: float | None = None,
+                  spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0) -> StepTimeModel:
         """The iteration-time model of a pool with layout `par` on `gpu` under this engine: its cost
         model (`cost_model`) and host / fixed prefill times, the all-reduce + norm fusion
         (`fused_norm_tokens`, forced on / off by `allreduce_norm_fusion`) and the expert-parallel
         imbalance. `kernels`: resolved tables (`estimate.resolve_kernels`); `make`: the
         `StepTimeModel` constructor or a cache with its signature (`planner.cache.step_time_model`).
         `prefill_layer_s` / `prefill_moe_layer_s`: a user's values, which replace the fixed prefill
-        times on any GPU (`prefill_fixed_for`) -- still not where kernel tables time it."""
+        times on any GPU (`prefill_fixed_for`) -- still not where kernel tables time it.
+        `spec_draft_tokens` / `spec_tokens_per_step`: speculative decoding (`specdecode`; 0: off)."""
         layer_s, moe_layer_s, mla_layer_s = self.prefill_fixed_for(gpu)
         layer_s = layer_s if prefill_layer_s is None else prefill_layer_s
         moe_layer_s = moe_layer_s if prefill_moe_layer_s is None else prefill_moe_layer_s
         return make(spec, par, prec, self.cost_model(gpu, kernels, par), self.cpu_overhead_s, self.cpu_per_seq_s,
                     layer_s, moe_layer_s, self.prefill_table_moe_layer_s, mla_layer_s,
-                    self.fused_norm_tokens(spec, gpu, par, allreduce_norm_fusion), ep_imbalance)
+                    self.fused_norm_tokens(spec, gpu, par, allreduce_norm_fusion), ep_imbalance,
+                    spec_draft_tokens, spec_tokens_per_step)
 
     def prefill_fixed_for(self, gpu: GPUSpec) -> tuple[float, float, float]:
         """The fixed prefill times (per layer, per MoE layer, per MLA layer) this engine takes on a

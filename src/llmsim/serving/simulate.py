@@ -66,6 +66,7 @@ from .handoff import HandoffParts, Handoffs, kv_handoff_parts, kv_handoff_s  # n
 from .backends import Backend, get_backend
 from .engine import MAX_REQUESTS, Engine, EngineConfig, Pipeline, Requests, pp_stage_layers
 from .metrics import SLO, GpuGroup, ItlHistogram, StreamingSummary, mean_busy_fraction, summarize
+from .specdecode import SpecDecoding, draft_kv_tokens
 from .steptime import StepTimeModel
 from .workload import Workload
 
@@ -177,6 +178,9 @@ class Deployment:
     # iterations (right after a prefill iteration, or at once when idle); the wait is part of
     # TTFT (`EngineConfig.recv_interval_iters`). Aggregated and prefill engines
     recv_interval_iters: int = 1
+    # speculative decoding (`specdecode.SpecDecoding`: draft head, drafts per step, mean accepted
+    # drafts per step) in every pool that decodes; None: off
+    spec_decoding: SpecDecoding | None = None
     # seed of the simulator's own random choices (the attention-DP rank of each request where
     # the engine draws it at random, `Backend.prefill_dp_routing`); the workload has its own
     seed: int = 0
@@ -301,15 +305,24 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s,
                   moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency)
+    # speculative decoding where this pool decodes (a prefill pool's requests leave after one token)
+    sd = dep.spec_decoding if role != "prefill" else None
     st = be.step_time(spec, gpu, par, prec, kernels, step_time_model, dep.allreduce_norm_fusion,
                       resolve_ep_imbalance(dep.ep_imbalance, spec.num_experts, par.ep),
-                      prefill_layer_s=dep.prefill_layer_s, prefill_moe_layer_s=dep.prefill_moe_layer_s)
+                      prefill_layer_s=dep.prefill_layer_s, prefill_moe_layer_s=dep.prefill_moe_layer_s,
+                      spec_draft_tokens=sd.num_draft_tokens if sd else 0, spec_tokens_per_step=sd.tokens_per_step if sd else 1.0)
     # per virtual engine, in tokens of the layers a sequence's KV grows in (`memory.model.kv_pool`:
     # a sliding-window layer's window counts as fixed state, as a linear-attention layer's state)
     kvp = kv_pool(spec, par, prec, mem, held_tokens, dep.block_size)
+    kv_cap = kvp.capacity_tokens
+    # iteration counters (scheduler polls, batch waits, attention-DP balance) count real
+    # iterations; with speculative decoding the engine's decode ticks are 1 / tokens_per_step of one
+    ticks = sd.tokens_per_step if sd else 1.0
+    if sd:  # the draft head's weights and its layer's KV share the pool
+        kv_cap = draft_kv_tokens(kv_cap, spec.num_layers, mem.weights_bytes, kvp.token_bytes, par.dp) // dep.block_size * dep.block_size
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)  # every KV layer's: swaps and hand-offs
-    wait_iters = int(dep.batch_wait_iters) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
-    adp_t = int(dep.adp_balance_timeout_iters) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
+    wait_iters = round(dep.batch_wait_iters * ticks) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
+    adp_t = round(dep.adp_balance_timeout_iters * ticks) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)
     cfg = EngineConfig(
         max_num_seqs=seqs, max_num_batched_tokens=mbt, chunked_prefill=chunked, mixed_batches=mixed, static_batching=dep.static_batching,
         # attention DP with chunked prefill: each rank's scheduler has its share of the budget, and
@@ -317,7 +330,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         max_chunk_tokens=mbt // par.dp if par.dp > 1 and chunked else 0,
         random_rank_queues=par.dp if par.dp > 1 and chunked and role == "prefill" and be.prefill_dp_routing == "random" else 0,
         rank_seed=dep.seed,
-        block_size=dep.block_size, kv_capacity_tokens=kvp.capacity_tokens, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
+        block_size=dep.block_size, kv_capacity_tokens=kv_cap, preemption=dep.preemption, prefix_caching=dep.prefix_caching,
         swap_bandwidth_bytes_per_s=gpu.pcie_bandwidth_gbps * 1e9, kv_bytes_per_token=kv_token_bytes,
         # a hybrid model's linear-attention state and the sliding layers' window, held per sequence out of the same memory
         seq_state_tokens=kvp.state_tokens,
@@ -327,9 +340,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         kv_reserve_cap_tokens=be.kv_reserve_cap_tokens,
         batch_wait_iters=wait_iters,
         batch_wait_tokens_ratio=float(dep.batch_wait_tokens_ratio) if wait_iters else 0.0,
-        recv_interval_iters=int(dep.recv_interval_iters),  # (a decode-role engine ignores it)
+        recv_interval_iters=max(1, round(dep.recv_interval_iters * ticks)),  # (a decode-role engine ignores it)
         adp_balance_timeout_iters=adp_t,
-        adp_balance_batching_iters=int(dep.adp_balance_batching_iters) if adp_t else 0,
+        adp_balance_batching_iters=round(dep.adp_balance_batching_iters * ticks) if adp_t else 0,
         adp_ranks=par.dp,
         overlap_scheduling=be.overlaps(role, par, dep.overlap_scheduling),
         prefix_dedup_on_insert=be.prefix_dedup_on_insert,
@@ -451,6 +464,15 @@ def simulate(
                "decode iterations between the scheduler's polls for new requests (SGLang --scheduler-recv-interval); 1 = every iteration")
     check_seed(dep.seed)
     _check_engine_limits(dep)
+    if dep.spec_decoding is not None:
+        if not isinstance(dep.spec_decoding, SpecDecoding):
+            raise LlmsimError(f"Deployment.spec_decoding must be a SpecDecoding or None, got {dep.spec_decoding!r}",
+                              hint="e.g. SpecDecoding('mtp', num_draft_tokens=3, accepted_per_step=1.9)")
+        dep.spec_decoding.check_model(spec)
+        for p in (dep.pool, dep.decode):
+            if p is not None and p.pp > 1 and (p is dep.decode or not dep.disaggregated):
+                raise LlmsimError("speculative decoding with pipeline parallelism (pp > 1) is not modelled",
+                                  hint="use tp / ep / attention DP for the decoding pool, or drop --spec-decoding")
     n = len(wl)
     progress_every = max(1, min(1000, n // 100))  # about every 1% of the run, at most every 1,000 completions
     if n > MAX_REQUESTS:
@@ -897,6 +919,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
     price = sum(b.gpu.price_per_hour_usd * b.pool.workers * b.pool.gpus_per_worker for b in builds) / num_gpus
     prompt = sum(e.prompt_tokens for e in engines)
     prec = builds[0].st.prec
+    ticks0 = builds[0].st.spec_tokens_per_step  # decode ticks per real iteration of the first pool's engines
     extra = {
         "backend": dep.backend,
         # the formats simulated (the CLI's default weight format is the published checkpoint's)
@@ -910,7 +933,12 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # the GPU-weighted share of the run the engines were running iterations (busy_fraction:
         # the same over the counted window, which the energy uses; equal without a warm-up)
         "engine_busy_fraction": busy,
+        # (with speculative decoding a decode-only iteration counts once per token tick, 1 + accepted per real step)
         "num_iterations": int(sum(e.num_iterations for e in engines)),
+        # speculative decoding in the pools that decode (`specdecode`; None: off)
+        "spec_decoding": None if dep.spec_decoding is None else {
+            "method": dep.spec_decoding.method, "num_draft_tokens": int(dep.spec_decoding.num_draft_tokens),
+            "accepted_per_step": float(dep.spec_decoding.accepted_per_step), "tokens_per_step": dep.spec_decoding.tokens_per_step},
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
         # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),
@@ -953,12 +981,13 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "prefill_dp_rank_queues": "random" if builds[0].cfg.random_rank_queues else "shared",
         # TRT-LLM batch waiting: prefill chunks held back up to this many iterations while decodes
         # run, until prompts + decodes reach the ratio x budget (0: off; off with attention DP)
-        "batch_wait_iters": int(builds[0].cfg.batch_wait_iters),
+        # (in real iterations: with speculative decoding the engine counts them in token ticks)
+        "batch_wait_iters": round(builds[0].cfg.batch_wait_iters / ticks0),
         "batch_wait_tokens_ratio": float(builds[0].cfg.batch_wait_tokens_ratio),
-        "adp_balance_timeout_iters": int(builds[0].cfg.adp_balance_timeout_iters),
-        "adp_balance_batching_iters": int(builds[0].cfg.adp_balance_batching_iters),
+        "adp_balance_timeout_iters": round(builds[0].cfg.adp_balance_timeout_iters / ticks0),
+        "adp_balance_batching_iters": round(builds[0].cfg.adp_balance_batching_iters / ticks0),
         # SGLang receive interval: decode iterations between the scheduler's polls for new requests (1: every one)
-        "recv_interval_iters": int(builds[0].cfg.recv_interval_iters),
+        "recv_interval_iters": max(1, round(builds[0].cfg.recv_interval_iters / ticks0)),
     }
     if dep.disaggregated:
         extra["first_token_from"] = "decode" if builds[-1].cfg.first_token_here else "prefill"

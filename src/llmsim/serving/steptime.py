@@ -22,6 +22,12 @@ An engine iteration's time splits into parts that depend on different aspects of
   for the Blackwell parts they were fitted on (`Backend.prefill_fixed_for`; elsewhere 0, the
   table value and 0).
 
+Speculative decoding (`specdecode`, spec_draft_tokens k > 0): every decode sequence verifies
+q = k + 1 tokens (q tokens through body and head, attention of q queries over its KV), the
+draft head adds `_draft` (one layer over the iteration's tokens, k - 1 more over the newest
+drafts, k LM-head samplings), and a decode-only iteration is charged per token it yields:
+its time / spec_tokens_per_step, as the engine still counts one token per decode tick.
+
 With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
 chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
 are spread evenly (ceil(n / dp) on the busiest), and only the routed experts see the tokens of
@@ -159,8 +165,14 @@ class StepTimeModel:
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                  cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
                  prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0,
-                 ep_imbalance: float = 1.0):
+                 ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
+        # speculative decoding (`specdecode`): k drafts per step, each decode sequence verifies
+        # q = k + 1 tokens, and a decode-only iteration's time is the step's / tokens per step
+        self.spec_k = spec_draft_tokens
+        self._q = spec_draft_tokens + 1
+        self.spec_tokens_per_step = spec_tokens_per_step if spec_draft_tokens else 1.0
+        self._per_tick = 1.0 / self.spec_tokens_per_step
         self.cpu_overhead_s = cpu_overhead_s
         self.cpu_per_seq_s = cpu_per_seq_s
         # fixed time per model layer (all pipeline stages: the latency path) of an iteration that
@@ -266,7 +278,7 @@ class StepTimeModel:
         key = (n, c)
         t = self._dec.get(key)
         if t is None:
-            t = self._dec[key] = self._attn_sum(Batch([], [c] * n))
+            t = self._dec[key] = self._attn_sum(Batch([], [c] * n, self._q))
         return t
 
     def decode_attention(self, n: int, ctx_sum: float) -> float:
@@ -339,8 +351,8 @@ class StepTimeModel:
 
     def _iteration_dp(self, chunks, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
         dp = self._dp
-        dec_rank = -(-n_decode // dp)  # decodes on the busiest rank
-        T = n_decode
+        dec_rank = -(-n_decode // dp) * self._q  # decode tokens on the busiest rank
+        T = n_decode * self._q
         for q, _p in chunks:
             T += q
         if len(chunks) == 1:
@@ -360,7 +372,22 @@ class StepTimeModel:
         t = self._dp_step(dec_rank + chunk_tokens, T, busiest)
         if chunks:
             t += self.prefill_fixed_s
-        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        if self.spec_k:
+            t += self._draft_dp(dec_rank + chunk_tokens, T, n_decode, decode_ctx_sum)
+        t += self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        return t if chunks else t * self._per_tick
+
+    def _draft_dp(self, rank_tokens: int, total_tokens: int, n: int, ctx_sum: float) -> float:
+        """`_draft` with attention DP: the busiest rank's share of each pass."""
+        k, L = self.spec_k, self.model.num_layers
+        t = _memo1(self._rank_memo, self._rank_exact, rank_tokens) + _memo1(self._glob_memo, self._glob_exact, total_tokens)
+        if n and k > 1:
+            nr = -(-n // self._dp)
+            t += (k - 1) * (_memo1(self._rank_memo, self._rank_exact, nr) + _memo1(self._glob_memo, self._glob_exact, n))
+        t /= L
+        if n:
+            t += k * (self.head_s(n) + self.decode_attention(n, ctx_sum) / L)
+        return t
 
     def _dp_step(self, rank_tokens: int, total_tokens: int, busiest_chunks) -> float:
         """Seconds of an attention-DP iteration before its tail: the busiest rank's per-rank
@@ -385,6 +412,8 @@ class StepTimeModel:
         t = self._dp_step(loads.get(j, 0), T, busiest)
         if chunks:
             t += self.prefill_fixed_s
+        if self.spec_k:
+            t += self._draft_dp(loads.get(j, 0), T, 0, 0.0)
         return t + self._tail(0, 0.0, sampling_rows)
 
     def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
@@ -394,8 +423,9 @@ class StepTimeModel:
         return self._iteration_dp((), n, ctx_sum, n)
 
     def _tail(self, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
-        """LM head of the sampled rows, host time and decode attention: the parts every iteration adds."""
-        t = self.head_s(sampling_rows) + self.cpu_overhead_s + self._per_row_s * sampling_rows
+        """LM head of the sampled rows (and of the k drafts each decode verifies), host time and
+        decode attention: the parts every iteration adds."""
+        t = self.head_s(sampling_rows + n_decode * self.spec_k) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
             t += self.decode_attention(n_decode, decode_ctx_sum)
         return t
@@ -408,7 +438,7 @@ class StepTimeModel:
         if len(chunks) == 1:
             q, p = chunks[0]
             return self.one_chunk(q, p, n_decode, decode_ctx_sum, sampling_rows)
-        T = n_decode
+        T = n_decode * self._q
         for q, _p in chunks:
             T += q
         t = self.body(T)
@@ -417,7 +447,10 @@ class StepTimeModel:
             t += self.prefill_attention_shared(q, p, k)
         if chunks:
             t += self.prefill_fixed_s
-        return t + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        if self.spec_k:
+            t += self._draft(T, n_decode, decode_ctx_sum)
+        t += self._tail(n_decode, decode_ctx_sum, sampling_rows)
+        return t if chunks else t * self._per_tick
 
     # The two calls below are the simulator's innermost code (a few per simulated request), so
     # they look up the memos of `body`, `prefill_attention` and `head` themselves and fall back
@@ -427,7 +460,7 @@ class StepTimeModel:
         """`iteration` with one prefill chunk: q new tokens after p cached."""
         if self._dp > 1:
             return self._one_chunk_dp(q, p, n_decode, decode_ctx_sum, sampling_rows)
-        T = n_decode + q
+        T = n_decode * self._q + q
         body = self._body_memo.get(T)
         if body is None:
             body = self.body(T)
@@ -437,6 +470,8 @@ class StepTimeModel:
             pre = self._pre_interp(q, p)
             _remember(self._pre_memo, key, pre)
         t = body + pre + self.prefill_fixed_s
+        if self.spec_k:
+            return t + self._draft(T, n_decode, decode_ctx_sum) + self._tail(n_decode, decode_ctx_sum, sampling_rows)
         h = self._head.get(sampling_rows)
         t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
@@ -458,6 +493,9 @@ class StepTimeModel:
         """A decode-only iteration of n sequences whose contexts sum to ctx_sum."""
         if self._dp > 1:
             return self._decode_step_dp(n, ctx_sum)
+        if self.spec_k:  # a verify step of q = k + 1 tokens per sequence and its drafts, per token it yields
+            T = n * self._q
+            return (self.body(T) + self._draft(T, n, ctx_sum) + self._tail(n, ctx_sum, n)) * self._per_tick
         body = self._body_memo.get(n)
         if body is None:
             body = self.body(n)
@@ -465,6 +503,21 @@ class StepTimeModel:
         if h is None:
             h = self.head(n)
         return body + h + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s + self._per_row_s * n
+
+    def _draft(self, first_tokens: int, n: int, ctx_sum: float) -> float:
+        """The draft head's k passes in an iteration of `first_tokens` target tokens (`specdecode`):
+        one decoder layer over all of them (the verified positions and any prompt tokens, whose
+        hidden states the head extends from), then k - 1 more over the n decode sequences' newest
+        draft, each of the k passes sampling n rows from the shared LM head. A layer's time is the
+        model's per-layer mean (body / layers), its attention the verify's per layer."""
+        k, L = self.spec_k, self.model.num_layers
+        t = self.body(first_tokens)
+        if n and k > 1:
+            t += (k - 1) * self.body(n)
+        t /= L
+        if n:
+            t += k * (self.head_s(n) + self.decode_attention(n, ctx_sum) / L)
+        return t
 
     def decode_run(self, n: int, ctx_sum: float, steps: int) -> float:
         """Total time of `steps` consecutive decode-only iterations of the same n sequences, each

@@ -89,10 +89,18 @@ Mapping rules (assumptions a reader of the numbers must know):
    attention DP with the MoE tensor-parallel, and the fp8 low-latency rows (3) were skipped as
    not fitting in memory. Layouts the simulator rejects (tp not dividing the attention heads,
    e.g. the "tp36"/"tp72" GB200 rows) are skipped with the simulator's message.
-4c. Speculative decoding (skipped, with the reason). llmsim does not simulate speculative
-   decoding (draft tokens, multi-token prediction), and a row measured with it generates several
-   tokens per decode step. InferenceX ran its single-node B200 TRT-LLM DeepSeek-R1 benchmarks in
-   two configurations on separate images: `dsr1-fp4-b200-trt` / `dsr1-fp8-b200-trt` on
+4c. Speculative decoding. A row measured with it generates several tokens per decode step.
+   llmsim simulates it (`specdecode`) where the row's benchmark is known to have used it, with
+   the draft count its launch script sets and a published acceptance prior for the model's MTP
+   module (`MTP_ACCEPTANCE_PRIORS`: DeepSeek-V3 / R1; nothing is fitted to the rows, which record
+   no acceptance); such rows are noted "speculative decoding (...)". Rows whose draft count is not
+   known (`SPEC_DECODING_RUNS`) or whose model has no published prior (Qwen3.5) are skipped with
+   the reason. Drafts (SemiAnalysisAI/InferenceX launch scripts, every stored version of Feb-May
+   2026): TRT-LLM `dsr1_fp{4,8}_b200_trt_mtp.sh` num_nextn_predict_layers 3, or 1 with attention
+   DP (`SPEC_DECODING_IMAGE_DRAFTS`); SGLang `dsr1_fp8_b200_mtp.sh` EAGLE with 2 steps, top-k 1,
+   3 draft tokens (`SGLANG_DSR1_FP8_B200_MTP_DRAFTS`); the client decodes greedily (temperature 0,
+   as the prior's source measured). How the MTP rows are told apart: InferenceX ran its
+   single-node B200 TRT-LLM DeepSeek-R1 benchmarks in two configurations on separate images: `dsr1-fp4-b200-trt` / `dsr1-fp8-b200-trt` on
    tensorrt-llm release 1.2.0rc6.post2, and `dsr1-fp4-b200-trt-mtp` / `dsr1-fp8-b200-trt-mtp`,
    every search-space row `spec-decoding: mtp`, on 1.2.0rc6.post3 (SemiAnalysisAI/InferenceX
    `.github/configs/nvidia-master.yaml`, every version from about February to May 2026), so an
@@ -103,13 +111,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    MTP entry ran the same image as its plain one from late March 2026, but over more
    concurrencies: its TP8 rows above the plain entry's range (`SGLANG_DSR1_FP8_B200_STP_MAX_CONC`:
    > 64 at 1k/1k and 1k/8k, > 4 at 8k/1k; the database dump's plain series, config 87, covers
-   exactly that range) can only be MTP's and are skipped too (27 rows). Inside the range a cell
+   exactly that range) can only be MTP's and run with MTP too (27 rows). Inside the range a cell
    holds one measurement of each entry: the database dump's config-87 row is the plain entry's,
    so another row of the same cell (same layout, ISL/OSL and concurrency; DeepSeek-R1 and -V3
-   alike) whose measured TTFT / TPOT differ from it is the MTP entry's and is skipped as well
+   alike) whose measured TTFT / TPOT differ from it is the MTP entry's and runs with MTP as well
    (`plan_rows`; 17 rows of the shared CSV, each with 0.67-0.91x the plain row's TPOT and
    1.02-2.06x its TTFT, the speculative-decoding signature). A CSV without the config-87 rows
-   keeps every row of the range: nothing in one row tells the two entries apart.
+   runs every row of the range as written: nothing in one row tells the two entries apart.
    InferenceX's Qwen3.5 fp8 B200 SGLang entries (March to late April 2026) ran the plain
    `qwen3.5-fp8-b200-sglang` on lmsysorg/sglang:v0.5.9-cu130-amd64 (TP8 at CONC 4-16, TP4 EP4 at
    16-128) and `qwen3.5-fp8-b200-sglang-mtp` (`spec-decoding: mtp`) on v0.5.9-cu130 (TP4 EP1 at
@@ -117,13 +125,16 @@ Mapping rules (assumptions a reader of the numbers must know):
    DeepSeek's plain SGLang entries ran that image too, hence the key on the model): 42 B200 rows,
    every one TP4 EP1, whose measured TPOT is up to 1.85x faster than simulated at CONC 4 where the
    -amd64 rows' is 0.9-1.0x; and the 12 B300 rows measured on 2026-04-03 (wip, before any B300
-   entry) in the MTP entry's layout on that image, beside -amd64 runs in the plain entry's. A row
-   repeating an image-skipped row's measurement (rule 10's test) is skipped with it: the database
-   dump's 21 copies of the B200 MTP rows name no image.
+   entry) in the MTP entry's layout on that image, beside -amd64 runs in the plain entry's
+   (skipped: no published acceptance for Qwen3.5's MTP module). A row repeating the measurement of
+   a row measured with speculative decoding (rule 10's test) shares its fate: the database dump's
+   copies name no image; a copy of a simulated one runs with the same drafts
+   (`_speculative_copies`, and rule 10 then counts them once), a copy of a skipped one is skipped.
    One run is known as speculative from its own measurements (`SPEC_DECODING_RUNS`): InferenceX's
    TRT-LLM DeepSeek-R1 B200 rows measured on 2026-01-14 on 1.1.0rc2.post2 (32 rows; no stored
    master config of that date), which in all 13 cells they share with the same image's 2025-12-15
-   run (fp8 TP8 EP8, CONC 4-64) measure 0.47-0.75x its TPOT and 1.18-1.75x its TTFT.
+   run (fp8 TP8 EP8, CONC 4-64) measure 0.47-0.75x its TPOT and 1.18-1.75x its TTFT; its draft
+   count is not recorded, so it is skipped.
 5. Client concurrency N (the closed loop). `silicon_concurrency=N` in `silicon_data_source`
    (equal to the id's `_cN_` part in every row where both exist); else the id's `_cN_`; else
    (12 agg, 7 disagg rows) `batch_size x attention_dp` (agg) or `decode_batch_size x
@@ -296,13 +307,14 @@ import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import LlmsimError
+from .specdecode import DEEPSEEK_MTP_ACCEPTANCE, SpecDecoding, chain_acceptance
 
 # ----------------------------------------------------------------------------- constants
 
@@ -715,6 +727,44 @@ SPEC_DECODING_RUNS = {
 }
 
 
+# Drafts per step of the speculative-decoding benchmarks `validate` simulates (rule 4c), from their
+# InferenceX launch scripts (SemiAnalysisAI/InferenceX, Apache-2.0): TRT-LLM DeepSeek-R1 MTP
+# (benchmarks/dsr1_fp{4,8}_b200_trt_mtp.sh: num_nextn_predict_layers MTP=3, MTP=1 with attention DP),
+# keyed by the image that ran only them -> (without attention DP, with attention DP); SGLang
+# DeepSeek-R1 fp8 MTP (benchmarks/dsr1_fp8_b200_mtp.sh: EAGLE with --speculative-num-steps 2,
+# --speculative-eagle-topk 1, --speculative-num-draft-tokens 3).
+SPEC_DECODING_IMAGE_DRAFTS = {"nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post3": (3, 1)}
+SGLANG_DSR1_FP8_B200_MTP_DRAFTS = 2
+
+# Per-position acceptance rates of the MTP modules `validate` simulates, from published sources
+# (`specdecode.DEEPSEEK_MTP_ACCEPTANCE`), by catalog model. No acceptance is recorded in the rows, and
+# none is fitted to them: a speculative row of another model stays skipped.
+MTP_ACCEPTANCE_PRIORS = {"deepseek-r1": DEEPSEEK_MTP_ACCEPTANCE, "deepseek-v3": DEEPSEEK_MTP_ACCEPTANCE}
+
+
+def _image_drafts(row: dict) -> tuple[int, int] | None:
+    """Rule 4c: (drafts without, with attention DP) of the speculative benchmark whose image measured `row`, if known."""
+    m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
+    return SPEC_DECODING_IMAGE_DRAFTS.get(m.group(1).replace("#", "/")) if m else None
+
+
+def _spec_decoding(conf: str, drafts: int | None, model: str) -> SpecDecoding:
+    """Rule 4c: the speculative decoding a row measured with `conf` runs with (`drafts` MTP drafts
+    per step, the model's published acceptance prior), or LlmsimError saying why it cannot be simulated."""
+    rates = MTP_ACCEPTANCE_PRIORS.get(model)
+    if rates is None:
+        raise LlmsimError(f"measured with speculative decoding ({conf}); no published acceptance rate for {model}'s MTP module "
+                          "is known to llmsim, and the rows record none")
+    if drafts is None:
+        raise LlmsimError(f"measured with speculative decoding ({conf}); its draft count is not recorded, so llmsim cannot simulate it")
+    return SpecDecoding("mtp", drafts, round(chain_acceptance(rates, drafts), 3))
+
+
+def _spec_note(sd: SpecDecoding, conf: str) -> str:
+    return (f"speculative decoding ({conf}): {sd.num_draft_tokens} MTP draft(s) per step, {sd.accepted_per_step} accepted on average "
+            "(published DeepSeek MTP acceptance, not fitted)")
+
+
 def row_speculative_decoding(row: dict) -> str | None:
     """The benchmark configuration with speculative decoding whose serving image measured `row`
     (rule 4c, `SPEC_DECODING_IMAGES`, `SPEC_DECODING_MODEL_IMAGES`, `SPEC_DECODING_RUNS`), or None. (The SGLang DeepSeek
@@ -885,10 +935,13 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
         if base["measured_ttft_ms"] is None and base["measured_tpot_ms"] is None:
             raise LlmsimError("no measured TTFT or TPOT")
         spec_dec = row_speculative_decoding(row) if check_speculative else None  # rule 4c
-        if spec_dec:
-            raise LlmsimError(f"measured with speculative decoding ({spec_dec}), which llmsim does not simulate")
+        spec_drafts = _image_drafts(row) if spec_dec else None
         spec = resolve_model(base["model_path"])
         base["model"] = spec.name
+        if spec_dec and mode != "agg":
+            raise LlmsimError(f"measured with speculative decoding ({spec_dec}) in disaggregated serving, which validate does not simulate")
+        if spec_dec and spec_drafts is None:
+            _spec_decoding(spec_dec, None, spec.name)  # raises: no acceptance prior, or no draft count
         gpu = get_gpu(base["system"])
         be = get_backend(base["backend"])
         w, a, kv, label = _precision(row)
@@ -934,17 +987,26 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 raise LlmsimError(
                     f"ambiguous layout: client concurrency {conc} != batch_size {bs} x attention_dp {dp_cols}"
                 )
+            sd = None
+            if spec_dec and spec_drafts:  # rule 4c: the draft count the script sets for this layout
+                sd = _spec_decoding(spec_dec, spec_drafts[1] if dp > 1 else spec_drafts[0], spec.name)
+                notes.append(_spec_note(sd, spec_dec))
             if be.name == "sglang" and row_data_source(row).startswith("InferenceX"):  # rule 4c
                 top = _sglang_dsr1_plain_top(base["system"], spec.name, w, tp, dp, ep, isl, osl)
                 if top is not None:
                     if conc > top:
-                        raise LlmsimError(f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: "
-                                          f"the plain entry ran TP8 at concurrency <= {top} for this ISL/OSL), which llmsim does not simulate")
-                    plan.plain_cell = (isl, osl, conc)  # both entries measured this cell: `plan_rows` tells them apart
+                        conf = (f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry ran TP8 at concurrency "
+                                f"<= {top} for this ISL/OSL")
+                        sd = _spec_decoding(conf, SGLANG_DSR1_FP8_B200_MTP_DRAFTS, spec.name)
+                        notes.append(_spec_note(sd, conf))
+                    else:
+                        plan.plain_cell = (isl, osl, conc)  # both entries measured this cell: `plan_rows` tells them apart
             pools = {"pool": (tp, pp, dp, ep, 1)}
             engine = inferencex_engine_settings(row, spec.name, be.name, mode, isl, osl, tp, conc, w, dp)
             if engine:
                 notes.append("InferenceX launch script: " + ", ".join(f"{k}={v}" for k, v in engine.items()))
+            if sd is not None:
+                engine = {**engine, "spec_decoding": sd}
             aic = aiconfigurator_engine_settings(row, be.name, mode, isl, conc, dp)  # rule 8d
             if aic:
                 notes.append("AIConfigurator benchmark recipe: " + ", ".join(f"{k}={v}" for k, v in aic.items()))
@@ -1013,8 +1075,9 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeats: bool = False) -> list[_Plan]:
     """`plan_row` for every row, then the rules that need the other rows. 4c inside the plain
     range: where the rows hold the InferenceX SGLang DeepSeek fp8 B200 plain entry's measurement
-    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, skipped;
-    4c for copies: a row repeating the measurement of a row an image marks as speculative is skipped.
+    of a cell (config 87), a row of that cell measuring something else is the MTP entry's, run with MTP;
+    4c for copies: a row repeating the measurement of a row simulated with speculative decoding takes
+    its drafts, one of a row skipped as speculative is skipped.
     10: a modelled row repeating an earlier modelled row's measurement is skipped, naming that row
     (`count_repeats=True` keeps every copy)."""
     plans = [plan_row(r, assume_one_worker=assume_one_worker) for r in rows]
@@ -1029,14 +1092,52 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
         ttft, tpot = plain[c]
         if _same(p.base["measured_ttft_ms"], ttft) and _same(p.base["measured_tpot_ms"], tpot):
             continue
-        p.dep_kwargs = None
-        p.reason = (f"measured with speculative decoding (InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain "
-                    f"entry's measurement of this cell is the database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, "
-                    f"TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this row measured another), which llmsim does not simulate")
+        conf = (f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry's measurement of this cell is the "
+                f"database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this "
+                "row measured another")
+        try:
+            sd = _spec_decoding(conf, SGLANG_DSR1_FP8_B200_MTP_DRAFTS, p.base["model"])
+        except LlmsimError as e:
+            p.dep_kwargs, p.reason = None, e.message
+            continue
+        p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": sd}}
+        p.note = "; ".join(x for x in (p.note, _spec_note(sd, conf)) if x)
+    _speculative_copies(plans)
     _skip_copies_of_speculative(rows, plans, assume_one_worker)
     if not count_repeats:
         _skip_repeats(plans)
     return plans
+
+
+def _speculative_copies(plans: list[_Plan]) -> None:
+    """Rule 4c for copies of simulated speculative rows: a row repeating the measurement of a row
+    simulated with speculative decoding (rule 10's test on the deployment without it) takes the
+    same speculative decoding -- the database dump's copies name no image -- so that rule 10 then
+    counts the two once."""
+    spec: list[tuple[tuple, tuple[float, float], Any]] = []  # (benchmark without spec, measured pair, SpecDecoding)
+    for p in plans:
+        sd = p.dep_kwargs["engine"].get("spec_decoding") if p.dep_kwargs is not None else None
+        if sd is not None:
+            k = _repeat_key(_without_spec(p))
+            if k is not None:
+                spec.append((k[0], k[1], sd))
+    if not spec:
+        return
+    for p in plans:
+        if p.dep_kwargs is None or "spec_decoding" in p.dep_kwargs["engine"]:
+            continue
+        k = _repeat_key(p)
+        hit = None if k is None else next((sd for b, v, sd in spec if b == k[0] and _same_measurement(k[1], v)), None)
+        if hit is not None:
+            p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": hit}}
+            p.note = "; ".join(x for x in (p.note, "repeats the measurement of a row measured with speculative decoding: "
+                                           f"{hit.num_draft_tokens} MTP draft(s) per step, {hit.accepted_per_step} accepted") if x)
+
+
+def _without_spec(p: _Plan) -> _Plan:
+    kw = dict(p.dep_kwargs or {})
+    kw["engine"] = {k: v for k, v in kw.get("engine", {}).items() if k != "spec_decoding"}
+    return replace(p, dep_kwargs=kw)
 
 
 def _skip_copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one_worker: bool) -> None:
