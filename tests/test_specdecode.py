@@ -86,9 +86,16 @@ def test_simulated_tpot_falls_with_acceptance_and_every_token_is_delivered():
 
 
 def test_draft_head_takes_kv_room():
-    # 61 layers, a draft layer of weights 61 GB / 61 per GPU out of ~ 1 GB-per-100k-token KV
-    assert draft_kv_tokens(1_000_000, 61, 0.0, 1e4, 1) == int(1_000_000 * 61 / 62)
-    assert draft_kv_tokens(1_000_000, 61, 61e9, 1e4, 1) < draft_kv_tokens(1_000_000, 61, 0.0, 1e4, 1)
+    # a 61-layer pool: the draft layer's KV is one layer more per token, its weights one mean layer's
+    assert draft_kv_tokens(1_000_000, 61e3, 1e3, 0.0, 1) == int(1_000_000 * 61 / 62)
+    assert draft_kv_tokens(1_000_000, 61e3, 1e3, 62e6, 2) == int(1_000_000 * 61 / 62) - 2000
+    # in a simulation: the pool shrinks by about a 62nd and the weights' share
+    wl = make_workload(concurrency=2, isl=128, osl=16, num_requests=4)
+    dep = Deployment("deepseek-r1", Pool("b200", tp=8, ep=8), backend="trtllm", weight_dtype="fp8")
+    plain = simulate(dep, wl).summary["kv_capacity_tokens_per_engine"]
+    mtp = simulate(Deployment("deepseek-r1", Pool("b200", tp=8, ep=8), backend="trtllm", weight_dtype="fp8",
+                              spec_decoding=SpecDecoding("mtp", 1, 0.8)), wl).summary["kv_capacity_tokens_per_engine"]
+    assert 0.90 * plain < mtp < plain * 61 / 62
 
 
 @pytest.mark.parametrize("kw, msg", [

@@ -319,7 +319,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     # iterations; with speculative decoding the engine's decode ticks are 1 / tokens_per_step of one
     ticks = sd.tokens_per_step if sd else 1.0
     if sd:  # the draft head's weights and its layer's KV share the pool
-        kv_cap = draft_kv_tokens(kv_cap, spec.num_layers, mem.weights_bytes, kvp.token_bytes, par.dp) // dep.block_size * dep.block_size
+        kv_cap = draft_kv_tokens(kv_cap, kvp.token_bytes, kv_bytes_per_token_per_gpu(spec, par, prec, layers=1),
+                                 mem.weights_bytes / spec.num_layers, par.dp) // dep.block_size * dep.block_size
     kv_token_bytes = kv_bytes_per_token_per_gpu(spec, par, prec)  # every KV layer's: swaps and hand-offs
     wait_iters = round(dep.batch_wait_iters * ticks) if par.dp == 1 and mixed else 0  # TRT-LLM: no batch waiting with attention DP
     adp_t = round(dep.adp_balance_timeout_iters * ticks) if par.dp > 1 and role != "decode" else 0  # (decode engines get no prompts)

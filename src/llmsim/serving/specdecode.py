@@ -107,11 +107,13 @@ def _deepseek_mtp_rates(positions: int = 8) -> tuple[float, ...]:
 DEEPSEEK_MTP_ACCEPTANCE = _deepseek_mtp_rates()
 
 
-def draft_kv_tokens(capacity_tokens: int, num_layers: int, weights_bytes: float, token_bytes: float, dp: int) -> int:
-    """KV tokens left when a one-layer draft head joins: its weights (one average layer's,
-    weights_bytes / num_layers per GPU) come out of the KV space, and every cached token also
-    holds the draft layer's KV (one layer more than the num_layers the pool was sized for)."""
-    L = num_layers
-    unit = token_bytes * (L + 1) / L
-    lost = weights_bytes / L / unit * dp if unit > 0 else 0.0
-    return max(0, int(capacity_tokens * L / (L + 1) - lost))
+def draft_kv_tokens(capacity_tokens: int, token_bytes: float, layer_kv_bytes: float, layer_weight_bytes: float, dp: int) -> int:
+    """KV tokens left in a pool of `capacity_tokens` (over its dp ranks; `token_bytes` per token
+    per GPU) when a one-layer draft head joins: its weights (`layer_weight_bytes` per GPU, one mean
+    layer's) come out of the KV space, and every cached token also holds the draft layer's KV
+    (`layer_kv_bytes` per GPU, one attention layer's)."""
+    if token_bytes <= 0:
+        return capacity_tokens
+    unit = token_bytes + layer_kv_bytes
+    tokens = capacity_tokens * token_bytes / unit - layer_weight_bytes / unit * dp
+    return max(0, int(tokens))
