@@ -45,7 +45,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -317,7 +317,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     kv_cap = kvp.capacity_tokens
     # iteration counters (scheduler polls, batch waits, attention-DP balance) count real
     # iterations; with speculative decoding the engine's decode ticks are 1 / tokens_per_step of one
-    ticks = sd.tokens_per_step if sd else 1.0
+    ticks = st.spec_tokens_per_step
     if sd:  # the draft head's weights and its layer's KV share the pool
         kv_cap = draft_kv_tokens(kv_cap, kvp.token_bytes, kv_bytes_per_token_per_gpu(spec, par, prec, layers=1),
                                  mem.weights_bytes / spec.num_layers, par.dp) // dep.block_size * dep.block_size
@@ -470,10 +470,10 @@ def simulate(
             raise LlmsimError(f"Deployment.spec_decoding must be a SpecDecoding or None, got {dep.spec_decoding!r}",
                               hint="e.g. SpecDecoding('mtp', num_draft_tokens=3, accepted_per_step=1.9)")
         dep.spec_decoding.check_model(spec)
-        for p in (dep.pool, dep.decode):
-            if p is not None and p.pp > 1 and (p is dep.decode or not dep.disaggregated):
-                raise LlmsimError("speculative decoding with pipeline parallelism (pp > 1) is not modelled",
-                                  hint="use tp / ep / attention DP for the decoding pool, or drop --spec-decoding")
+        decoding = dep.decode if dep.disaggregated else dep.pool  # (a missing decode pool is refused below)
+        if decoding is not None and decoding.pp > 1:
+            raise LlmsimError("speculative decoding with pipeline parallelism (pp > 1) is not modelled",
+                              hint="use tp / ep / attention DP for the decoding pool, or drop --spec-decoding")
     n = len(wl)
     progress_every = max(1, min(1000, n // 100))  # about every 1% of the run, at most every 1,000 completions
     if n > MAX_REQUESTS:
@@ -938,8 +938,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "num_iterations": int(sum(e.num_iterations for e in engines)),
         # speculative decoding in the pools that decode (`specdecode`; None: off)
         "spec_decoding": None if dep.spec_decoding is None else {
-            "method": dep.spec_decoding.method, "num_draft_tokens": int(dep.spec_decoding.num_draft_tokens),
-            "accepted_per_step": float(dep.spec_decoding.accepted_per_step), "tokens_per_step": dep.spec_decoding.tokens_per_step},
+            **asdict(dep.spec_decoding), "tokens_per_step": dep.spec_decoding.tokens_per_step},
         "kv_capacity_tokens_per_engine": int(builds[-1].cfg.kv_capacity_tokens),
         # host time in every iteration, beyond its kernels (backends.py; the per-sequence part per DP rank)
         "cpu_overhead_per_iteration_s": float(builds[0].st.cpu_overhead_s),

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..checks import python_scalars
+from ..checks import is_int, is_number, python_scalars
 from ..errors import LlmsimError
 
 METHODS = ("mtp", "eagle")
@@ -57,12 +57,12 @@ class SpecDecoding:
         if self.method not in METHODS:
             raise LlmsimError(f"unknown speculative-decoding method {self.method!r}", hint=f"use one of {', '.join(METHODS)}")
         k = self.num_draft_tokens
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        if not is_int(k) or k < 1:
             raise LlmsimError(f"num_draft_tokens must be a whole number >= 1, got {k!r}",
                               hint="the drafts per step: SGLang's --speculative-num-steps, TRT-LLM's num_nextn_predict_layers, "
                                    "vLLM's num_speculative_tokens")
         a = self.accepted_per_step
-        if isinstance(a, bool) or not isinstance(a, (int, float)) or not 0.0 <= a <= k:
+        if not is_number(a) or not 0.0 <= a <= k:
             raise LlmsimError(f"accepted_per_step must be a number between 0 and num_draft_tokens ({k}), got {a!r}",
                               hint="the mean accepted drafts per step: the engine's reported average acceptance length minus 1")
 
@@ -73,7 +73,7 @@ class SpecDecoding:
 
     def check_model(self, model) -> None:
         """'mtp' needs the model's own MTP module (`ModelSpec.num_mtp_layers`)."""
-        if self.method == "mtp" and not getattr(model, "num_mtp_layers", 0):
+        if self.method == "mtp" and not model.num_mtp_layers:
             raise LlmsimError(f"{model.name} has no multi-token-prediction module (num_nextn_predict_layers = 0 in its config)",
                               hint="use --spec-decoding eagle (an EAGLE draft head), or a model that ships MTP layers")
 
@@ -107,13 +107,13 @@ def _deepseek_mtp_rates(positions: int = 8) -> tuple[float, ...]:
 DEEPSEEK_MTP_ACCEPTANCE = _deepseek_mtp_rates()
 
 
-def draft_kv_tokens(capacity_tokens: int, token_bytes: float, layer_kv_bytes: float, layer_weight_bytes: float, dp: int) -> int:
+def draft_kv_tokens(capacity_tokens: int, token_bytes: float, draft_token_bytes: float, draft_weight_bytes: float, dp: int) -> int:
     """KV tokens left in a pool of `capacity_tokens` (over its dp ranks; `token_bytes` per token
-    per GPU) when a one-layer draft head joins: its weights (`layer_weight_bytes` per GPU, one mean
+    per GPU) when a one-layer draft head joins: its weights (`draft_weight_bytes` per GPU, one mean
     layer's) come out of the KV space, and every cached token also holds the draft layer's KV
-    (`layer_kv_bytes` per GPU, one attention layer's)."""
+    (`draft_token_bytes` per token per GPU, one attention layer's)."""
     if token_bytes <= 0:
         return capacity_tokens
-    unit = token_bytes + layer_kv_bytes
-    tokens = capacity_tokens * token_bytes / unit - layer_weight_bytes / unit * dp
+    unit = token_bytes + draft_token_bytes
+    tokens = capacity_tokens * token_bytes / unit - draft_weight_bytes / unit * dp
     return max(0, int(tokens))

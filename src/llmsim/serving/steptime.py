@@ -372,22 +372,10 @@ class StepTimeModel:
         t = self._dp_step(dec_rank + chunk_tokens, T, busiest)
         if chunks:
             t += self.prefill_fixed_s
-        if self.spec_k:
-            t += self._draft_dp(dec_rank + chunk_tokens, T, n_decode, decode_ctx_sum)
+        if self.spec_k:  # the busiest rank's share of each draft pass
+            t += self._draft(self._dp_step(dec_rank + chunk_tokens, T, ()), n_decode, decode_ctx_sum)
         t += self._tail(n_decode, decode_ctx_sum, sampling_rows)
         return t if chunks else t * self._per_tick
-
-    def _draft_dp(self, rank_tokens: int, total_tokens: int, n: int, ctx_sum: float) -> float:
-        """`_draft` with attention DP: the busiest rank's share of each pass."""
-        k, L = self.spec_k, self.model.num_layers
-        t = _memo1(self._rank_memo, self._rank_exact, rank_tokens) + _memo1(self._glob_memo, self._glob_exact, total_tokens)
-        if n and k > 1:
-            nr = -(-n // self._dp)
-            t += (k - 1) * (_memo1(self._rank_memo, self._rank_exact, nr) + _memo1(self._glob_memo, self._glob_exact, n))
-        t /= L
-        if n:
-            t += k * (self.head_s(n) + self.decode_attention(n, ctx_sum) / L)
-        return t
 
     def _dp_step(self, rank_tokens: int, total_tokens: int, busiest_chunks) -> float:
         """Seconds of an attention-DP iteration before its tail: the busiest rank's per-rank
@@ -413,7 +401,7 @@ class StepTimeModel:
         if chunks:
             t += self.prefill_fixed_s
         if self.spec_k:
-            t += self._draft_dp(loads.get(j, 0), T, 0, 0.0)
+            t += self._draft(self._dp_step(loads.get(j, 0), T, ()), 0, 0.0)
         return t + self._tail(0, 0.0, sampling_rows)
 
     def _one_chunk_dp(self, q: int, p: int, n_decode: int, decode_ctx_sum: float, sampling_rows: int) -> float:
@@ -441,14 +429,14 @@ class StepTimeModel:
         T = n_decode * self._q
         for q, _p in chunks:
             T += q
-        t = self.body(T)
+        body = t = self.body(T)
         k = len(chunks)
         for q, p in chunks:  # (k >= 2 here: one chunk went to `one_chunk`)
             t += self.prefill_attention_shared(q, p, k)
         if chunks:
             t += self.prefill_fixed_s
         if self.spec_k:
-            t += self._draft(T, n_decode, decode_ctx_sum)
+            t += self._draft(body, n_decode, decode_ctx_sum)
         t += self._tail(n_decode, decode_ctx_sum, sampling_rows)
         return t if chunks else t * self._per_tick
 
@@ -471,7 +459,7 @@ class StepTimeModel:
             _remember(self._pre_memo, key, pre)
         t = body + pre + self.prefill_fixed_s
         if self.spec_k:
-            return t + self._draft(T, n_decode, decode_ctx_sum) + self._tail(n_decode, decode_ctx_sum, sampling_rows)
+            return t + self._draft(body, n_decode, decode_ctx_sum) + self._tail(n_decode, decode_ctx_sum, sampling_rows)
         h = self._head.get(sampling_rows)
         t += (h if h is not None else self.head(max(sampling_rows, 1))) + self.cpu_overhead_s + self._per_row_s * sampling_rows
         if n_decode:
@@ -494,8 +482,8 @@ class StepTimeModel:
         if self._dp > 1:
             return self._decode_step_dp(n, ctx_sum)
         if self.spec_k:  # a verify step of q = k + 1 tokens per sequence and its drafts, per token it yields
-            T = n * self._q
-            return (self.body(T) + self._draft(T, n, ctx_sum) + self._tail(n, ctx_sum, n)) * self._per_tick
+            verify_s = self.body(n * self._q)
+            return (verify_s + self._draft(verify_s, n, ctx_sum) + self._tail(n, ctx_sum, n)) * self._per_tick
         body = self._body_memo.get(n)
         if body is None:
             body = self.body(n)
@@ -504,20 +492,20 @@ class StepTimeModel:
             h = self.head(n)
         return body + h + self.decode_attention(n, ctx_sum) + self.cpu_overhead_s + self._per_row_s * n
 
-    def _draft(self, first_tokens: int, n: int, ctx_sum: float) -> float:
-        """The draft head's k passes in an iteration of `first_tokens` target tokens (`specdecode`):
-        one decoder layer over all of them (the verified positions and any prompt tokens, whose
-        hidden states the head extends from), then k - 1 more over the n decode sequences' newest
-        draft, each of the k passes sampling n rows from the shared LM head. A layer's time is the
-        model's per-layer mean (body / layers), its attention the verify's per layer."""
+    def _draft(self, body_all_s: float, n: int, ctx_sum: float) -> float:
+        """The draft head's k passes in an iteration (`specdecode`): one decoder layer over all its
+        tokens (the verified positions and any prompt tokens, whose hidden states the head extends
+        from), then k - 1 more over the n decode sequences' newest draft, each of the k passes
+        sampling n rows from the shared LM head. A layer's time is the model's per-layer mean: the
+        iteration's body time (`body_all_s`; with attention DP the busiest rank's) or n tokens'
+        over its layers; its attention the verify's per layer."""
         k, L = self.spec_k, self.model.num_layers
-        t = self.body(first_tokens)
-        if n and k > 1:
-            t += (k - 1) * self.body(n)
-        t /= L
-        if n:
-            t += k * (self.head_s(n) + self.decode_attention(n, ctx_sum) / L)
-        return t
+        if not n:
+            return body_all_s / L
+        t = body_all_s
+        if k > 1:  # the later passes: n tokens, with attention DP ceil(n / dp) on the busiest rank
+            t += (k - 1) * (self.body(n) if self._dp == 1 else self._dp_step(-(-n // self._dp), n, ()))
+        return t / L + k * (self.head_s(n) + self.decode_attention(n, ctx_sum) / L)
 
     def decode_run(self, n: int, ctx_sum: float, steps: int) -> float:
         """Total time of `steps` consecutive decode-only iterations of the same n sequences, each

@@ -129,7 +129,7 @@ Mapping rules (assumptions a reader of the numbers must know):
    (skipped: no published acceptance for Qwen3.5's MTP module). A row repeating the measurement of
    a row measured with speculative decoding (rule 10's test) shares its fate: the database dump's
    copies name no image; a copy of a simulated one runs with the same drafts
-   (`_speculative_copies`, and rule 10 then counts them once), a copy of a skipped one is skipped.
+   (`_copies_of_speculative`, and rule 10 then counts them once), a copy of a skipped one is skipped.
    One run is known as speculative from its own measurements (`SPEC_DECODING_RUNS`): InferenceX's
    TRT-LLM DeepSeek-R1 B200 rows measured on 2026-01-14 on 1.1.0rc2.post2 (32 rows; no stored
    master config of that date), which in all 13 cells they share with the same image's 2025-12-15
@@ -742,10 +742,15 @@ SGLANG_DSR1_FP8_B200_MTP_DRAFTS = 2
 MTP_ACCEPTANCE_PRIORS = {"deepseek-r1": DEEPSEEK_MTP_ACCEPTANCE, "deepseek-v3": DEEPSEEK_MTP_ACCEPTANCE}
 
 
+def _row_image(row: dict) -> str | None:
+    """The serving image `silicon_data_source` names (`image=...`, '#' written for '/'), or None."""
+    m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
+    return m.group(1).replace("#", "/") if m else None
+
+
 def _image_drafts(row: dict) -> tuple[int, int] | None:
     """Rule 4c: (drafts without, with attention DP) of the speculative benchmark whose image measured `row`, if known."""
-    m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
-    return SPEC_DECODING_IMAGE_DRAFTS.get(m.group(1).replace("#", "/")) if m else None
+    return SPEC_DECODING_IMAGE_DRAFTS.get(_row_image(row) or "")
 
 
 def _spec_decoding(conf: str, drafts: int | None, model: str) -> SpecDecoding:
@@ -762,7 +767,7 @@ def _spec_decoding(conf: str, drafts: int | None, model: str) -> SpecDecoding:
 
 def _spec_note(sd: SpecDecoding, conf: str) -> str:
     return (f"speculative decoding ({conf}): {sd.num_draft_tokens} MTP draft(s) per step, {sd.accepted_per_step} accepted on average "
-            "(published DeepSeek MTP acceptance, not fitted)")
+            "(the model's published MTP acceptance, `MTP_ACCEPTANCE_PRIORS`; not fitted)")
 
 
 def row_speculative_decoding(row: dict) -> str | None:
@@ -771,10 +776,9 @@ def row_speculative_decoding(row: dict) -> str | None:
     cells: `_sglang_dsr1_plain_top`.)"""
     if not row_data_source(row).startswith("InferenceX"):
         return None
-    m = re.search(r"image=([^;\s]+)", str(row.get("silicon_data_source") or ""))
-    if not m:
+    image = _row_image(row)
+    if not image:
         return None
-    image = m.group(1).replace("#", "/")
     model = _QUANT_SUFFIX.sub("", str(row.get("model_path") or "").strip()).lower()
     d = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row.get("silicon_data_source") or ""))
     return (SPEC_DECODING_IMAGES.get(image) or SPEC_DECODING_MODEL_IMAGES.get((model, image))
@@ -1095,70 +1099,53 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
         conf = (f"InferenceX dsr1-fp8-b200-sglang-mtp, spec-decoding: mtp: the plain entry's measurement of this cell is the "
                 f"database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this "
                 "row measured another")
-        try:
-            sd = _spec_decoding(conf, SGLANG_DSR1_FP8_B200_MTP_DRAFTS, p.base["model"])
-        except LlmsimError as e:
-            p.dep_kwargs, p.reason = None, e.message
-            continue
+        sd = _spec_decoding(conf, SGLANG_DSR1_FP8_B200_MTP_DRAFTS, p.base["model"])  # (a cell's rows are DeepSeek's: a prior exists)
         p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": sd}}
         p.note = "; ".join(x for x in (p.note, _spec_note(sd, conf)) if x)
-    _speculative_copies(plans)
-    _skip_copies_of_speculative(rows, plans, assume_one_worker)
+    _copies_of_speculative(rows, plans, assume_one_worker)
     if not count_repeats:
         _skip_repeats(plans)
     return plans
 
 
-def _speculative_copies(plans: list[_Plan]) -> None:
-    """Rule 4c for copies of simulated speculative rows: a row repeating the measurement of a row
-    simulated with speculative decoding (rule 10's test on the deployment without it) takes the
-    same speculative decoding -- the database dump's copies name no image -- so that rule 10 then
-    counts the two once."""
-    spec: list[tuple[tuple, tuple[float, float], Any]] = []  # (benchmark without spec, measured pair, SpecDecoding)
-    for p in plans:
-        sd = p.dep_kwargs["engine"].get("spec_decoding") if p.dep_kwargs is not None else None
-        if sd is not None:
-            k = _repeat_key(_without_spec(p))
-            if k is not None:
-                spec.append((k[0], k[1], sd))
+def _copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one_worker: bool) -> None:
+    """Rule 4c for copies: a row repeating the measurement of a row measured with speculative
+    decoding (rule 10's test on the deployment without it) shares its fate, even where it does
+    not name the image itself (the database dump's copies name none): the copy of a simulated row
+    takes its speculative decoding, so that rule 10 then counts the two once; the copy of a
+    skipped one is skipped."""
+    spec: list[tuple[tuple, tuple[float, float], Any]] = []  # (benchmark without it, measured pair, SpecDecoding or "id: configuration")
+    for r, p in zip(rows, plans):
+        if p.dep_kwargs is not None:
+            fate = p.dep_kwargs["engine"].get("spec_decoding")
+            k = _repeat_key(_without_spec(p)) if fate is not None else None
+        else:
+            conf = row_speculative_decoding(r)
+            fate = f"{p.base['id']}: {conf}"
+            k = _repeat_key(plan_row(r, assume_one_worker=assume_one_worker, check_speculative=False)) if conf else None
+        if k is not None:
+            spec.append((k[0], k[1], fate))
     if not spec:
         return
     for p in plans:
-        if p.dep_kwargs is None or "spec_decoding" in p.dep_kwargs["engine"]:
-            continue
         k = _repeat_key(p)
-        hit = None if k is None else next((sd for b, v, sd in spec if b == k[0] and _same_measurement(k[1], v)), None)
-        if hit is not None:
+        if k is None or "spec_decoding" in p.dep_kwargs["engine"]:
+            continue
+        hit = next((fate for b, v, fate in spec if b == k[0] and _same_measurement(k[1], v)), None)
+        if isinstance(hit, SpecDecoding):
             p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": hit}}
             p.note = "; ".join(x for x in (p.note, "repeats the measurement of a row measured with speculative decoding: "
                                            f"{hit.num_draft_tokens} MTP draft(s) per step, {hit.accepted_per_step} accepted") if x)
+        elif hit is not None:
+            p.dep_kwargs = None
+            p.reason = f"measured with speculative decoding: repeats the measurement of {hit}, which llmsim does not simulate"
 
 
 def _without_spec(p: _Plan) -> _Plan:
+    """`p` with its deployment's speculative decoding left out (the benchmark a copy would name)."""
     kw = dict(p.dep_kwargs or {})
     kw["engine"] = {k: v for k, v in kw.get("engine", {}).items() if k != "spec_decoding"}
     return replace(p, dep_kwargs=kw)
-
-
-def _skip_copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one_worker: bool) -> None:
-    """Rule 4c for copies: a row listing the measurement of a row measured with speculative
-    decoding (rule 10's test: the same simulated benchmark and measured values) is skipped too,
-    even where it does not name the image itself (the database dump's copies name none)."""
-    spec: list[tuple[tuple, str]] = []  # (repeat key, "id: configuration") of the rows the images skip
-    for r, p in zip(rows, plans):
-        conf = row_speculative_decoding(r) if p.dep_kwargs is None else None
-        if conf:
-            k = _repeat_key(plan_row(r, assume_one_worker=assume_one_worker, check_speculative=False))
-            if k is not None:
-                spec.append((k, f"{p.base['id']}: {conf}"))
-    if not spec:
-        return
-    for p in plans:
-        k = _repeat_key(p)
-        hit = None if k is None else next((i for (b, v), i in spec if b == k[0] and _same_measurement(k[1], v)), None)
-        if hit is not None:
-            p.dep_kwargs = None
-            p.reason = f"measured with speculative decoding: repeats the measurement of {hit}, which llmsim does not simulate"
 
 
 REPEAT_REASON = "repeats the measurement of another row"  # rule 10; the row's reason names that row
