@@ -85,6 +85,24 @@ def test_simulated_tpot_falls_with_acceptance_and_every_token_is_delivered():
     assert {k: v for k, v in again.items() if k != "simulation_wall_s"} == {k: v for k, v in high.summary.items() if k != "simulation_wall_s"}
 
 
+def test_itl_is_one_gap_per_verify_step_as_benchmark_clients_record_it():
+    # a verify step's accepted tokens stream together: benchmark_serving records one ITL per chunk,
+    # so the ITL is the step's time, whatever the acceptance, while TPOT is per token
+    wl = make_workload(concurrency=8, isl=512, osl=256, num_requests=32, seed=1)
+
+    def run(sd):
+        dep = Deployment("deepseek-r1", Pool("b200", tp=8, ep=8), backend="trtllm", weight_dtype="fp8", spec_decoding=sd)
+        return simulate(dep, wl).summary
+
+    plain, zero, high = run(None), run(SpecDecoding("mtp", 3, 0.0)), run(SpecDecoding("mtp", 3, 2.0))
+    # one token per chunk: ITL and TPOT agree (no speculation, or nothing accepted)
+    for s in (plain, zero):
+        assert s["itl_ms"]["mean"] == pytest.approx(s["tpot_ms"]["mean"], rel=0.05)
+    # three tokens per chunk: the mean gap is about three token times; the median gap is a verify step
+    assert 2.6 < high["itl_ms"]["mean"] / high["tpot_ms"]["mean"] < 3.1
+    assert high["itl_ms"]["p50"] == pytest.approx(zero["itl_ms"]["p50"], rel=0.1)
+
+
 def test_draft_head_takes_kv_room():
     # a 61-layer pool: the draft layer's KV is one layer more per token, its weights one mean layer's
     assert draft_kv_tokens(1_000_000, 61e3, 1e3, 0.0, 1) == int(1_000_000 * 61 / 62)

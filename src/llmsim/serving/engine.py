@@ -69,6 +69,8 @@ import numpy as np
 from .steptime import StepTimeModel
 
 _ITL_BATCH = 4096  # token-gap samples buffered per engine before they are binned (numpy) into the histogram
+# ITL counts per streamed chunk under speculative decoding, whose chunks are 1 / T of a decode tick
+_ITL_SPEC_UNITS = 1000
 
 
 @dataclass
@@ -389,6 +391,11 @@ class Engine:
         # token gaps (s) and their counts not yet binned into `itl`; None when ITL is not kept
         self._itl_v: array | None = array("d") if itl is not None else None
         self._itl_c = array("q")
+        # speculative decoding (`StepTimeModel.spec_tokens_per_step` > 1): a decode tick is 1 / T of a
+        # verify step, whose accepted tokens stream together, so the ITL a benchmark client records
+        # is one gap per step (chunk); counts are then in thousandths of a chunk (`_ITL_SPEC_UNITS`)
+        self._itl_t: float = float(getattr(st, "spec_tokens_per_step", 1.0))  # (a stand-in step model may lack it)
+        self._itl_w: int = _ITL_SPEC_UNITS if self._itl_t > 1.0 else 1
         self.waiting: Any = deque()  # new and recompute-preempted requests (a deque, or `_RankQueues`)
         self._ranked = cfg.random_rank_queues > 1 and cfg.role == "prefill" and cfg.chunked_prefill
         if self._ranked:  # per-rank queues (`_RankQueues`); ranks drawn from a fixed-seed stream
@@ -1090,7 +1097,7 @@ class Engine:
                 r.t_first[rid] = end
             elif self._itl_v is not None:  # recomputed after a preemption: this token's gap began before it
                 self._itl_v.append(end - r.t_last[rid])
-                self._itl_c.append(1)
+                self._itl_c.append(self._itl_w)
             if gen >= r.out[rid] or cfg.role == "prefill":
                 r.gen[rid] = gen
                 self._released(rid, remove=True)
@@ -1147,23 +1154,27 @@ class Engine:
         self._iter_start_s = end - t
         return self._finish_step(now, end, work_s)
 
-    def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0, n: int = 0) -> None:
+    def _advance_ticks(self, k: int, end: float, v0: float, c0: int, v1: float = 0.0, c1: int = 0, n: int = 0,
+                       per_chunk: float = 1.0) -> None:
         """k decode ticks of n sequences (0: c0, a one-tick step) happened, ending at `end`, with c0
         token gaps of v0 s and c1 of v1 s (decode runs report two mean gaps, one per half);
-        completes the requests that are done."""
+        completes the requests that are done. `per_chunk`: ticks per streamed chunk (speculative
+        decoding's tokens per step in a decode-only run, else 1): the ITL records c / per_chunk
+        gaps of v x per_chunk."""
         self.tick += k
         vs = self._itl_v
         if self._first_pending:  # (a one-iteration step; a decode run has made them already)
             self._first_tokens(end)
         if self._stall_s or self._gap_groups or self._gap_drop:
-            c0 = self._first_gaps(v0, c0, n or c0)
+            c0 = self._first_gaps(v0, c0, n or c0, per_chunk)
         if vs is not None:
+            w = self._itl_w / per_chunk
             if c0 > 0:
-                vs.append(v0)
-                self._itl_c.append(c0)
+                vs.append(v0 * per_chunk)
+                self._itl_c.append(int(c0 * w + 0.5))
             if c1 > 0:
-                vs.append(v1)
-                self._itl_c.append(c1)
+                vs.append(v1 * per_chunk)
+                self._itl_c.append(int(c1 * w + 0.5))
             if len(vs) >= _ITL_BATCH:
                 self.flush_itl()
         heap = self.heap
@@ -1178,11 +1189,14 @@ class Engine:
         self._gap_drop += len(self._first_pending)
         self._first_pending.clear()
 
-    def _first_gaps(self, v0: float, c0: int, n_first: int) -> int:
+    def _first_gaps(self, v0: float, c0: int, n_first: int, per_chunk: float = 1.0) -> int:
         """The first decode tick of `n_first` sequences after stalls, joins or first tokens
         (`_stall_s`, `_gap_groups`, `_gap_drop`): records the gaps that differ from the tick's
-        mean step v0 and returns how many of the c0 gaps of v0 remain."""
+        mean step v0 and returns how many of the c0 gaps of v0 remain. With `per_chunk` ticks per
+        streamed chunk, each such gap is the first chunk's: per_chunk ticks plus the delay."""
         vs, cs = self._itl_v, self._itl_c
+        w = self._itl_w
+        v0 = v0 * per_chunk
         stall, left = self._stall_s, n_first
         drop = self._gap_drop if self._gap_drop < left else left
         left -= drop
@@ -1191,13 +1205,13 @@ class Engine:
             if left > 0:
                 if vs is not None:
                     vs.append(v0 + base + stall - at)
-                    cs.append(1)
+                    cs.append(w)
                 left -= 1
                 c0 -= 1
         if stall and left > 0:  # the sequences that were decoding while prefill-only iterations ran
             if vs is not None:
                 vs.append(v0 + stall)
-                cs.append(left)
+                cs.append(left * w)
             c0 -= left
         self._stall_s, self._gap_drop = 0.0, 0
         self._gap_groups.clear()
@@ -1269,7 +1283,8 @@ class Engine:
         self._stall_s += extra_s
         # token gaps: the mean step of each half of the run (all of it is the first half when k = 1)
         h = k // 2 or 1
-        self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h), n)
+        self._advance_ticks(k, end, a + b * (h - 1) / 2, n * h, a + b * (h + (k - 1)) / 2, n * (k - h), n,
+                            self._itl_t)
         self.num_iterations += k
         self._iter_start_s = end - (a + b * (k - 1))
         return self._finish_step(now, end, total)

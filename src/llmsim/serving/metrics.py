@@ -8,10 +8,12 @@ Per request i (float64 seconds; NaN when the request did not complete):
 * TPOT  = (E2E - TTFT) / (output_len - 1)    time per output token after the first; only
   requests with output_len > 1 have one (the others are left out of TPOT statistics)
 * queue = first_scheduled_s - arrival_s      wait until the request first got prefill work
-* ITL   = gap between consecutive output tokens of a request, from the engine's
-  streaming `ItlHistogram` (vLLM's ITL; its token-weighted mean equals the
-  token-weighted mean TPOT). With warm-up the simulator cuts it by time: only gaps
-  recorded after the warm-up cut-off (see below) are in it
+* ITL   = gap between consecutive streamed chunks of a request, from the engine's
+  streaming `ItlHistogram` (vLLM's ITL, one per chunk; a chunk is one token, so its
+  token-weighted mean equals the token-weighted mean TPOT, except under speculative
+  decoding, where a verify step's accepted tokens form one chunk: `specdecode`). With
+  warm-up the simulator cuts it by time: only gaps recorded after the warm-up cut-off
+  (see below) are in it
 
 Statistics (`ttft_ms`, `tpot_ms`, `itl_ms`, `e2e_ms`, `queue_ms`) are dicts of
 ``mean, min, p50, p90, p95, p99, max`` in milliseconds; percentiles use numpy's

@@ -23,9 +23,12 @@ time is the step's time divided by 1 + a -- the same tokens per second, the same
 contexts in tokens as before. An iteration that also runs prefill work is charged in full
 (the prompt's chunk takes as long as it really does) while its decodes still advance one
 token, not 1 + a: the decodes lag (a / (1 + a)) x verify step per such iteration, small next
-to the prefill work that iteration carries. Mean TPOT is what the expected-value model gives;
-the inter-token-latency distribution is per token (a client sees 1 + a tokens arrive together
-every step), so ITL percentiles are not modelled.
+to the prefill work that iteration carries. Mean TPOT is what the expected-value model gives.
+A client sees a step's 1 + a tokens arrive together, and benchmark_serving records one ITL per
+streamed chunk, so the engine records the ITL per step: a decode-only run's gaps as 1 / (1 + a)
+as many chunks of (1 + a) ticks (`Engine._advance_ticks`, per_chunk), an iteration with prefill
+work one chunk per decode. Every chunk is one step: the spread of accepted tokens per step
+changes how many chunks there are, not their times.
 
 `chain_acceptance` turns per-position acceptance rates into a; `DEEPSEEK_MTP_ACCEPTANCE` is
 the published prior `llmsim validate` uses for DeepSeek-V3 / R1 MTP rows, which record none.
