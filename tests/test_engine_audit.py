@@ -69,7 +69,9 @@ def test_disaggregated_handoff_is_in_the_itl_tail():
 
 
 class _ConstantSteps:
-    """A step-time stand-in: every decode iteration takes `step_s`."""
+    """A step-time stand-in: every decode iteration takes `step_s` (no speculative decoding)."""
+
+    spec_tokens_per_step = 1.0
 
     def __init__(self, step_s: float):
         self.step_s = step_s

@@ -394,7 +394,7 @@ class Engine:
         # speculative decoding (`StepTimeModel.spec_tokens_per_step` > 1): a decode tick is 1 / T of a
         # verify step, whose accepted tokens stream together, so the ITL a benchmark client records
         # is one gap per step (chunk); counts are then in thousandths of a chunk (`_ITL_SPEC_UNITS`)
-        self._itl_t: float = float(getattr(st, "spec_tokens_per_step", 1.0))  # (a stand-in step model may lack it)
+        self._itl_t: float = st.spec_tokens_per_step
         self._itl_w: int = _ITL_SPEC_UNITS if self._itl_t > 1.0 else 1
         self.waiting: Any = deque()  # new and recompute-preempted requests (a deque, or `_RankQueues`)
         self._ranked = cfg.random_rank_queues > 1 and cfg.role == "prefill" and cfg.chunked_prefill
