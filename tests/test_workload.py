@@ -130,6 +130,17 @@ def test_trace_length_dist(tmp_path):
     assert set(capped.tolist()) == {10, 15}
 
 
+def test_trace_length_dist_built_from_a_list():
+    """A `LengthDist` built in code from a plain list of lengths samples and averages like one from
+    an array (it had failed in `sample` with AttributeError: 'list' object has no attribute 'size')."""
+    d = LengthDist("trace", values=[3, 4, 5])
+    assert isinstance(d.values, np.ndarray)
+    assert set(d.sample(1000, rng()).tolist()) == {3, 4, 5}
+    assert d.mean == 4.0
+    with pytest.raises(LlmsimError, match="at least one length"):
+        LengthDist("trace", values=[])
+
+
 @pytest.mark.parametrize(
     "spec",
     ["", "foo:12", "fixed:0", "fixed:1.5", "1.5", "abc", "uniform:5", "uniform:10,5", "uniform:0,5",

@@ -91,10 +91,9 @@ class Handoffs:
         self._n_counted = 0
         self._queue_sum_s = self._prefill_sum_s = self._counted_transfer_sum_s = self._counted_wait_sum_s = self._ttft_sum_s = 0.0
         self.in_flight: dict[int, tuple[float, float, float]] = {}  # request -> (prefill end, transfer, link wait), s
-        keep = n_requests is not None
-        self._prefill_end_s = np.full(n_requests, np.nan) if keep else None
-        self._transfer_s = np.full(n_requests, np.nan) if keep else None
-        self._wait_s = np.full(n_requests, np.nan) if keep else None
+        self._prefill_end_s = np.full(n_requests, np.nan) if n_requests is not None else None
+        self._transfer_s = np.full(n_requests, np.nan) if n_requests is not None else None
+        self._wait_s = np.full(n_requests, np.nan) if n_requests is not None else None
 
     def send(self, rid: int, t: float, src_worker: int, dst_worker: int, tokens: int) -> float:
         """Request `rid`'s prefill ended at `t` on prefill worker `src_worker` (any worker numbering

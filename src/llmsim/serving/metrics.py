@@ -497,6 +497,13 @@ def _gpu_groups(gpu_groups: Any, num_gpus: int, gpu_power_w: Any, gpu_idle_w: An
     return out
 
 
+def _avg_power_w(g: GpuGroup) -> float:
+    """A checked group's average draw (`_gpu_groups`: with one group's power_w, every group has
+    power_w and idle_w)."""
+    assert g.power_w is not None and g.idle_w is not None
+    return g.idle_w + (g.power_w - g.idle_w) * (1.0 if g.busy_fraction is None else g.busy_fraction)
+
+
 def _finish_summary(
     res: dict[str, Any], *, duration: float | None, win_in: float, win_out: float, n_good: int | None,
     slo: SLO | None, num_gpus: int, gpu_power_w: float | None, gpu_idle_w: float | None,
@@ -518,6 +525,7 @@ def _finish_summary(
     res["num_gpus"] = int(num_gpus)
 
     if slo is not None and not slo.empty:
+        assert n_good is not None  # the callers count good requests whenever there is an SLO
         denom = n_counted + res["num_incomplete"]
         res["slo"] = {"ttft_ms": slo.ttft_ms, "tpot_ms": slo.tpot_ms}
         res["num_good_requests"] = n_good
@@ -533,7 +541,7 @@ def _finish_summary(
         if any(g.busy_fraction is not None for g in groups):
             res["busy_fraction"] = mean_busy_fraction(groups)
         if groups[0].power_w is not None:
-            avgs = [g.idle_w + (g.power_w - g.idle_w) * (1.0 if g.busy_fraction is None else g.busy_fraction) for g in groups]
+            avgs = [_avg_power_w(g) for g in groups]
             watts = math.fsum(g.num_gpus * a for g, a in zip(groups, avgs))
             res["gpu_avg_power_w"] = avgs[0] if len(groups) == 1 else watts / int(num_gpus)
             energy = watts * duration if duration is not None else None
@@ -751,6 +759,7 @@ class StreamingSummary:
             self._released += 1
         if self._released == self.warmup and self._deciding:
             self._deciding = False
+            assert self._last is not None  # warmup > 0 completions were released
             self._cut = self._last[2]
             if p:
                 e, _seq, a, f, s, i, o = (np.array(c) for c in zip(*sorted(p)))
@@ -769,6 +778,7 @@ class StreamingSummary:
         self._start = min(self._start, float(arr.min()))
         self._end = max(self._end, float(fin.max()))
         ttft, e2e, tpot, multi, queue = _latencies_ms(arr, ft, fin, out, sched)
+        assert queue is not None  # (sched is given)
         for k, v in (("ttft_ms", ttft), ("tpot_ms", tpot), ("e2e_ms", e2e), ("queue_ms", queue)):
             self._hist[k].add_many(v)
         i_tok, o_tok = int(inp.sum()), int(out.sum())

@@ -499,7 +499,8 @@ def simulate(
         sink = None
         reqs = Requests(wl.input_len, wl.output_len, wl.hash_ids, wl.hash_block_tokens)
     acquire = reqs.acquire
-    inp_len, out_len = memoryview(wl.input_len), memoryview(wl.output_len)  # Python ints per arrival, cheaply
+    # Python ints per arrival, cheaply (an ndarray is a buffer; numpy's stubs say so only on Python >= 3.12)
+    inp_len, out_len = memoryview(wl.input_len), memoryview(wl.output_len)  # type: ignore[arg-type]
     hashes = wl.hash_ids
     done_slots: list[int] = []  # streaming: finished, metrics not taken yet (their slots still held)
     # closed loop without warm-up: the first round's requests (ids < concurrency), for the start-up
@@ -509,6 +510,7 @@ def simulate(
     first_ttft_s: list[float] = []
 
     def record() -> None:  # streaming: hand the finished requests' metrics to the sink, free their slots
+        assert sink is not None
         sink.add(*reqs.take(done_slots))
         done_slots.clear()
 
@@ -579,6 +581,7 @@ def simulate(
             d = decode_router.pick(rid)
             d.in_front += 1
             in_transit[rid] = d
+            assert hos is not None  # (a prefill engine: disaggregated)
             arrived = hos.send(rid, t, worker_of[e.eid], worker_of[d.eid], reqs.inp[rid] + 1)
             seq += 1
             heapq.heappush(events, (arrived + handoff_s, seq, 1, rid))
@@ -612,6 +615,7 @@ def simulate(
     def _cut_itl() -> None:
         """The warm-up cut-off: drop every token gap recorded so far (binned or still buffered in an
         engine, including the iteration that ends now), so ITL counts only later ones."""
+        assert itl is not None  # (itl_cut is 0, never reached, without one)
         itl.reset()
         for e in all_engines:
             e.discard_itl()
@@ -671,7 +675,7 @@ def simulate(
             if t_open <= t_ev:
                 rid, kind, t = open_base + next_open, 0, t_open
                 next_open += 1
-                if next_open == n_open and open_base + n_open < n_all_open:
+                if next_open == n_open and open_base + n_open < n_all_open and all_open is not None:
                     open_base += n_open
                     arr_times = all_open[open_base:open_base + _ARRIVAL_CHUNK].tolist()
                     n_open, next_open = len(arr_times), 0

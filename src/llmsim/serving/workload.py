@@ -213,7 +213,7 @@ class Workload:
                     )
             self.arrival_s = np.ascontiguousarray(a)
         else:
-            if not is_int(self.concurrency) or self.concurrency < 1:
+            if self.concurrency is None or not is_int(self.concurrency) or self.concurrency < 1:
                 raise LlmsimError(f"concurrency must be an integer >= 1, got {self.concurrency!r}")
             self.concurrency = int(self.concurrency)
         if self.hash_ids is not None:
@@ -396,6 +396,8 @@ class LengthDist:
             raise LlmsimError(f"max_len must be an integer >= 1, got {self.max_len!r}")
         if self.kind == "trace" and (self.values is None or np.asarray(self.values).size == 0):
             raise LlmsimError("a trace length distribution needs at least one length")
+        if self.values is not None and not isinstance(self.values, np.ndarray):  # a list or tuple of lengths
+            object.__setattr__(self, "values", np.asarray(self.values))
 
     def with_max_len(self, max_len: int | None) -> LengthDist:
         """The same distribution clipped to min(current cap, max_len)."""
@@ -412,6 +414,7 @@ class LengthDist:
             return (self.a + self.b) / 2.0
         if self.kind in ("normal", "lognormal"):
             return float(self.a)
+        assert self.values is not None  # a trace distribution has values (__post_init__)
         return float(np.mean(self.values))
 
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -436,6 +439,7 @@ class LengthDist:
             x = np.rint(rng.lognormal(mu, math.sqrt(s2), n))
         else:
             vals = self.values
+            assert vals is not None  # a trace distribution has values (__post_init__)
             x = vals[rng.integers(0, vals.size, size=n)]
         return x
 
@@ -481,7 +485,7 @@ def length_dist_trace_path(spec: object) -> str | None:
     return _split_trace_column(rest, "input")[0].strip() if sep and kind.strip().lower() == "trace" else None
 
 
-def parse_length_dist(spec: str, *, max_len: int | None = None, column: str = "input") -> LengthDist:
+def parse_length_dist(spec: str | LengthDist, *, max_len: int | None = None, column: str = "input") -> LengthDist:
     """Parse a length-distribution spec (see the module docstring).
 
     `column` is the trace column used when a ``trace:PATH`` spec names none
@@ -1248,15 +1252,16 @@ def make_workload(
             raise LlmsimError("output lengths missing", hint="give osl, output_dist or lengths_from")
         if isl is not None and osl is not None and max_len is not None and _check_len(isl, "isl") + _check_len(osl, "osl") > max_len:
             raise LlmsimError(f"isl + osl = {isl + osl} exceeds max_len = {max_len}", hint="lower isl/osl or raise max_len")
+        # (exactly one of isl / input_dist and one of osl / output_dist is given: checked above)
         idist = (
-            LengthDist("fixed", a=_check_len(isl, "isl"), spec=f"fixed:{isl}")
-            if isl is not None
-            else parse_length_dist(input_dist, column="input")
+            parse_length_dist(input_dist, column="input")
+            if input_dist is not None
+            else LengthDist("fixed", a=_check_len(isl, "isl"), spec=f"fixed:{isl}")
         )
         odist = (
-            LengthDist("fixed", a=_check_len(osl, "osl"), spec=f"fixed:{osl}")
-            if osl is not None
-            else parse_length_dist(output_dist, column="output")
+            parse_length_dist(output_dist, column="output")
+            if output_dist is not None
+            else LengthDist("fixed", a=_check_len(osl, "osl"), spec=f"fixed:{osl}")
         )
         if max_len is not None:
             # a fixed length is what was asked for: it must fit, and the sampled side is clipped around it
@@ -1265,8 +1270,8 @@ def make_workload(
             if (fi or 0) + (fo or 0) + (fi is None) + (fo is None) > max_len:
                 raise LlmsimError(f"input {idist} + output {odist} cannot fit max_len = {max_len} tokens",
                                   hint="lower the fixed length(s) or raise max_len")
-            odist = odist.with_max_len(max_len - (fi if fi is not None else 1))
-            idist = idist.with_max_len(max_len - (fo if fo is not None else 1))
+            odist = odist.with_max_len(int(max_len - (fi if fi is not None else 1)))
+            idist = idist.with_max_len(int(max_len - (fo if fo is not None else 1)))
         raw_in, raw_out = idist.draw(n, _sub_rng(seed, 1)), odist.draw(n, _sub_rng(seed, 2))
         inp = np.clip(raw_in, 1, idist.max_len).astype(np.int64, copy=False)
         out = np.clip(raw_out, 1, odist.max_len).astype(np.int64, copy=False)
@@ -1285,7 +1290,7 @@ def make_workload(
             arrival = gamma_arrivals(rate, cv, n, seed)
             how = f"Gamma {float(rate):g} req/s cv={float(cv):g}"
         return Workload(inp, out, arrival, warmup=warmup, name=f"{how}, {n} requests, {len_desc}, seed {seed}")
-    if not is_int(concurrency) or concurrency < 1:
+    if concurrency is None or not is_int(concurrency) or concurrency < 1:
         raise LlmsimError(f"concurrency must be an integer >= 1, got {concurrency!r}")
     how = "offline batch" if concurrency >= n else f"closed loop, {concurrency} clients"
     jitter = float(client_jitter_s)  # (checked on entry)
