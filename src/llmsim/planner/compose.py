@@ -170,18 +170,35 @@ class Config:
     mean_osl: float = 0.0
 
     # ------------------------------------------------------------------ shape
+    # the sweeps the mode requires: `compose_agg` sets `agg` (with a best point), `_disagg_config`
+    # sets `prefill` and `decode` (the decode sweep with a best point)
+    @property
+    def agg_sweep(self) -> Sweep:
+        assert self.agg is not None, "an aggregated configuration has its replica's sweep"
+        return self.agg
+
+    @property
+    def prefill_sweep(self) -> Sweep:
+        assert self.prefill is not None, "a disaggregated configuration has its prefill worker's sweep"
+        return self.prefill
+
+    @property
+    def decode_sweep(self) -> Sweep:
+        assert self.decode is not None, "a disaggregated configuration has its decode worker's sweep"
+        return self.decode
+
     @property
     def parts(self) -> list[tuple[Candidate, int]]:
         if self.mode == "aggregated":
-            return [(self.agg.candidate, self.replicas)]
-        return [(self.prefill.candidate, self.prefill_workers), (self.decode.candidate, self.decode_workers)]
+            return [(self.agg_sweep.candidate, self.replicas)]
+        return [(self.prefill_sweep.candidate, self.prefill_workers), (self.decode_sweep.candidate, self.decode_workers)]
 
     @property
     def prefill_op(self) -> Point | None:
         """The prefill worker's operating point (rate, TTFT) the deployment is sized with."""
         if self.mode == "aggregated":
             return None
-        return self.prefill_point if self.prefill_point is not None else self.prefill.best
+        return self.prefill_point if self.prefill_point is not None else self.prefill_sweep.best
 
     @property
     def verification_status(self) -> str:
@@ -218,7 +235,7 @@ class Config:
     def per_engine_concurrency(self) -> int:
         if self.engine_concurrency is not None:
             return self.engine_concurrency
-        return self.agg.best.concurrency if self.mode == "aggregated" else self.decode.best.concurrency
+        return _best(self.agg_sweep if self.mode == "aggregated" else self.decode_sweep).concurrency
 
     @property
     def engine(self) -> str:
@@ -227,9 +244,9 @@ class Config:
     @property
     def label(self) -> str:
         if self.mode == "aggregated":
-            c = self.agg.candidate
+            c = self.agg_sweep.candidate
             return f"{self.replicas}x [{c.family.label}, {_knobs(c)}, max_num_seqs {self.per_engine_concurrency}]"
-        p, d = self.prefill.candidate, self.decode.candidate
+        p, d = self.prefill_sweep.candidate, self.decode_sweep.candidate
         return (f"{self.prefill_workers}x prefill [{p.family.label}, {_knobs(p)}] + {self.decode_workers}x decode "
                 f"[{d.family.label}, max_num_seqs {self.per_engine_concurrency}]")
 
@@ -244,10 +261,10 @@ class Config:
             return f"mbt{c.max_num_batched_tokens}" if c.chunked_prefill else "nochunk"
 
         if self.mode == "aggregated":
-            c = self.agg.candidate
+            c = self.agg_sweep.candidate
             f = c.family
             return f"{self.replicas}x {f.gpu.name} {lay(c)} {f.prec.label} {f.engine} {kn(c)} seqs{self.per_engine_concurrency}"
-        p, d = self.prefill.candidate, self.decode.candidate
+        p, d = self.prefill_sweep.candidate, self.decode_sweep.candidate
         pg = p.family.gpu.name
         dg = "" if d.family.gpu.name == pg else f"{d.family.gpu.name} "
         return (f"{self.prefill_workers}P {pg} {lay(p)} {kn(p)} + {self.decode_workers}D {dg}{lay(d)} seqs{self.per_engine_concurrency} "
@@ -364,13 +381,14 @@ class Config:
             "verification_status": self.verification_status,
         }
         if self.mode == "aggregated":
-            c = self.agg.candidate
+            c = self.agg_sweep.candidate
             d["replicas"] = self.replicas
             d["replica"] = {**c.family.layout_dict(), **c.knobs_dict(), "max_num_seqs": self.per_engine_concurrency}
         else:
-            pc, dc = self.prefill.candidate, self.decode.candidate
+            pc, dc = self.prefill_sweep.candidate, self.decode_sweep.candidate
             d["prefill_workers"] = self.prefill_workers
             op = self.prefill_op
+            assert op is not None, "a disaggregated configuration has its prefill operating point"
             d["prefill"] = {**pc.family.layout_dict(), **pc.knobs_dict(), "requests_per_s_per_worker": op.rate,
                             f"ttft_{p}_ms_per_worker": op.ttft_ms}
             d[f"predicted_ttft_{p}_ms_parts"] = {
@@ -378,13 +396,21 @@ class Config:
                 "frontend_handoff_ms": op.ttft_handoff_ms, "kv_transfer_ms": self.kv_transfer_ms,
                 "decode_first_step_ms": self.decode_first_step_ms, "total_ms": self.ttft_ms}
             d["decode_workers"] = self.decode_workers
+            bd = _best(self.decode_sweep)
             d["decode"] = {**dc.family.layout_dict(), "max_num_seqs": self.per_engine_concurrency,
-                           "requests_per_s_per_worker": self.decode.best.requests_per_s, f"tpot_{p}_ms_per_worker": self.decode.best.tpot_ms}
+                           "requests_per_s_per_worker": bd.requests_per_s, f"tpot_{p}_ms_per_worker": bd.tpot_ms}
         if self.verified is not None:
             d["verification"] = self.verified.to_dict()
         if self.note:
             d["note"] = self.note
         return d
+
+
+def _best(sw: Sweep) -> Point:
+    """The best point of a sweep a configuration was composed from (`compose_agg` and
+    `compose_disagg` compose only sweeps that have one)."""
+    assert sw.best is not None, "a composed sweep has a best point"
+    return sw.best
 
 
 def _knobs(c: Candidate) -> str:
@@ -439,6 +465,8 @@ def _max_count(budget: Budget, gpu: str, g: int, price: float, tdp: float) -> in
 def _disagg_config(p: Sweep, d: Sweep, x: int, y: int, mean_osl: float, prefill_point: Point | None = None,
                    ttft: DisaggTtft | None = None) -> Config:
     bp, bd = prefill_point if prefill_point is not None else p.best, d.best
+    # `compose_disagg` checked both points and the prefill rate
+    assert bp is not None and bp.rate is not None and bd is not None
     rate = min(x * bp.rate, y * bd.requests_per_s)
     cfg = Config("disaggregated", prefill=p, decode=d, prefill_workers=x, decode_workers=y, prefill_point=prefill_point)
     cfg.requests_per_s = rate

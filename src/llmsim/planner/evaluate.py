@@ -45,6 +45,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -193,6 +194,7 @@ def _deployment(ctx: EvalContext, cand: Candidate, c: int) -> Deployment:
     fam = cand.family
     gpu, par = fam.gpu.spec, fam.par
     pool = Pool(gpu, par.tp, par.pp, par.dp, par.ep, 1)
+    common: dict[str, Any]  # Deployment's fields, of several types
     # mixing as the candidate is launched (`Candidate.mixed_batches`)
     common = dict(model=ctx.model, backend=fam.engine, weight_dtype=fam.prec.weight, kv_dtype=fam.prec.kv, max_num_seqs=c,
                   max_num_batched_tokens=cand.max_num_batched_tokens, chunked_prefill=cand.chunked_prefill, mixed_batches=cand.mixed_batches, kernels=ctx.kernels,
@@ -481,7 +483,8 @@ def prefill_point_for_ttft(ctx: EvalContext, sw: Sweep, target_ms: float) -> Poi
 
     start = len(U_GRID) // 2
     if sw.best is not None and sw.best.rate is not None:
-        start = min(range(len(U_GRID)), key=lambda i: abs(U_GRID[i] * mu - sw.best.rate))
+        best_rate = sw.best.rate
+        start = min(range(len(U_GRID)), key=lambda i: abs(U_GRID[i] * mu - best_rate))
     lo = _search(len(U_GRID), start, ok)
     return memo[lo] if lo is not None else None
 

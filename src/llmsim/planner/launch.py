@@ -138,7 +138,7 @@ def _replica_commands(engine: str, model_id: str, c: Candidate, seqs: int, n: in
 
 
 def _dynamo_commands(engine: str, model_id: str, cfg: Config) -> list[str]:
-    pc, dc = cfg.prefill.candidate, cfg.decode.candidate
+    pc, dc = cfg.prefill_sweep.candidate, cfg.decode_sweep.candidate
     seqs = cfg.per_engine_concurrency
     from dataclasses import replace
 
@@ -232,7 +232,7 @@ def launch_commands(cfg: Config, model_id: str, wl: PlanWorkload, *, ttft_ms: fl
                               if e != cfg.engine and all(get_backend(e).check_gpu(g) is None for g in specs)]
     out: dict = {"simulated_engine": cfg.engine, "serve": {}, "notes": []}
     if cfg.mode == "aggregated":
-        c = cfg.agg.candidate
+        c = cfg.agg_sweep.candidate
         for e in engines:
             out["serve"][e] = _replica_commands(e, model_id, c, cfg.per_engine_concurrency, cfg.replicas)
     else:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from typing import TypedDict
 
 import numpy as np
 
@@ -62,6 +63,14 @@ class MixResult:
     shares: list[dict[str, float]]  # per bucket: instance -> share
     message: str = ""
     extra: dict = field(default_factory=dict)
+
+
+class _Limits(TypedDict):
+    """The plan's budgets as `solve_mix` takes them (None: no limit)."""
+
+    max_gpus: int | None
+    max_usd_per_hour: float | None
+    max_power_w: float | None
 
 
 _BUDGET_FLAGS = {"max_gpus": "--max-gpus", "usd_per_hour": "--budget-usd-per-hour", "power_w": "--max-power-w"}
@@ -178,10 +187,10 @@ def _solve(instances: list[Instance], rates: list[float], gpus_available: dict[s
                 rows.append(row)
                 lo.append(-np.inf)
                 hi.append(float(n))
-    for k, cap_b in budgets.items():  # the plan's budgets over the whole mix
+    for name, cap_b in budgets.items():  # the plan's budgets over the whole mix
         row = np.zeros(nv)
         for i, inst in enumerate(instances):
-            row[i] = {"max_gpus": inst.gpus, "usd_per_hour": inst.usd_per_hour, "power_w": inst.tdp_w}[k]
+            row[i] = {"max_gpus": inst.gpus, "usd_per_hour": inst.usd_per_hour, "power_w": inst.tdp_w}[name]
         rows.append(row)
         lo.append(-np.inf)
         hi.append(float(cap_b) * (1 + 1e-9))
@@ -192,7 +201,7 @@ def _solve(instances: list[Instance], rates: list[float], gpus_available: dict[s
         return MixResult(False, math.inf, {}, [], f"no mix of the available GPUs{within} serves the rate within the SLOs ({res.message})",
                          {"solved": res.status == 2})  # 2: proven infeasible (not a time limit)
     x = np.round(res.x[:nI]).astype(int)
-    shares = [dict() for _ in range(nB)]
+    shares: list[dict[str, float]] = [dict() for _ in range(nB)]
     for k, (b, i) in enumerate(pairs):
         v = float(res.x[nI + k])
         if v > 1e-9:
@@ -275,8 +284,8 @@ def plan_mix(ctx, res, *, rate: float | None, per_type: int = 2, budget=None) ->
     avail = {g.name: g.max_count for g in res.gpus}
     if budget is None:
         budget = getattr(res, "budget", None)
-    limits = {"max_gpus": getattr(budget, "max_gpus", None), "max_usd_per_hour": getattr(budget, "usd_per_hour", None),
-              "max_power_w": getattr(budget, "power_w", None)}
+    limits: _Limits = {"max_gpus": getattr(budget, "max_gpus", None), "max_usd_per_hour": getattr(budget, "usd_per_hour", None),
+                      "max_power_w": getattr(budget, "power_w", None)}
     if budget is not None and getattr(budget, "per_type", None):
         avail = {k: min(v, budget.per_type.get(k, v)) for k, v in avail.items()}
     mix = solve_mix(instances, rates, gpus_available=avail, **limits)

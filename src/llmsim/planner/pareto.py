@@ -93,6 +93,7 @@ def disagg_points(sweeps: list[Sweep], mean_osl: float, ttft_extra_ms=None, ttft
         if ps is None:
             continue
         pf, bp = ps.candidate.family, ps.best
+        assert bp is not None and bp.rate  # `prefills` holds only sweeps with a best rate
         for d in sw.points:
             r = d.requests_per_s
             if r <= 0:
@@ -111,6 +112,7 @@ def disagg_points(sweeps: list[Sweep], mean_osl: float, ttft_extra_ms=None, ttft
 
 def _pcost(sw: Sweep) -> float:
     f = sw.candidate.family
+    assert sw.best is not None and sw.best.rate  # only called on sweeps kept in `prefills`
     return f.num_gpus * f.gpu.price_per_hour_usd / sw.best.rate
 
 

@@ -36,6 +36,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 
@@ -232,7 +233,7 @@ def _verify(ctx: EvalContext, cfg: Config) -> Point:
     """Simulate the whole deployment (closed loop at its total concurrency)."""
     c_eng = cfg.per_engine_concurrency
     if cfg.mode == "aggregated":
-        cand = cfg.agg.candidate
+        cand = cfg.agg_sweep.candidate
         f = cand.family
         pool = Pool(f.gpu.spec, f.par.tp, f.par.pp, f.par.dp, f.par.ep, cfg.replicas)
         dep = Deployment(model=ctx.model, pool=pool, backend=f.engine, weight_dtype=f.prec.weight, kv_dtype=f.prec.kv, max_num_seqs=c_eng,
@@ -240,7 +241,7 @@ def _verify(ctx: EvalContext, cfg: Config) -> Point:
                          router=ctx.router)
         total = cfg.replicas * c_eng
     else:
-        pc, dc = cfg.prefill.candidate, cfg.decode.candidate
+        pc, dc = cfg.prefill_sweep.candidate, cfg.decode_sweep.candidate
         pf, df = pc.family, dc.family
         dep = Deployment(model=ctx.model, prefill=Pool(pf.gpu.spec, pf.par.tp, pf.par.pp, pf.par.dp, pf.par.ep, cfg.prefill_workers),
                          decode=Pool(df.gpu.spec, df.par.tp, df.par.pp, df.par.dp, df.par.ep, cfg.decode_workers),
@@ -354,10 +355,11 @@ def plan(
     search (clients per engine)."""
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
-    disagg = check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search")
-    aggregated = check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search")
-    verify = check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations")
-    mix = check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix")
+    # check_bool returns None only with allow_none=True
+    disagg = cast(bool, check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search"))
+    aggregated = cast(bool, check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search"))
+    verify = cast(bool, check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations"))
+    mix = cast(bool, check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix"))
     chunked_prefill = check_bool("chunked_prefill", chunked_prefill, allow_none=True,
                                   hint="chunked_prefill=True / False restricts aggregated replicas to chunked prefill on / off; None searches both")
     check_seed(seed, hint="e.g. --seed 0")
@@ -425,8 +427,8 @@ def plan(
     knobs = _knob_sets(max_num_batched_tokens, chunked_prefill)
     if max_concurrency is not None:
         ctx.max_concurrency = int(max_concurrency)
-    stats = {"families": 0, "candidates": 0, "pruned_precision": 0, "pruned_memory": 0, "pruned_latency": 0, "pruned_rule_pp": 0,
-             "simulated_candidates": 0, "simulations": 0, "operating_points": 0, "verification_simulations": 0}
+    stats: dict[str, Any] = {"families": 0, "candidates": 0, "pruned_precision": 0, "pruned_memory": 0, "pruned_latency": 0, "pruned_rule_pp": 0,
+                             "simulated_candidates": 0, "simulations": 0, "operating_points": 0, "verification_simulations": 0}
     floors: list[tuple[float, Candidate, Bounds]] = []
 
     # ---------------------------------------------------------------- 1-2: enumerate and prune
@@ -571,8 +573,8 @@ def plan(
                 r = min(mem, key=lambda x: x.detail.get("short_gib", math.inf))
                 lines.append(f"on {g.max_count}x {g.name} the closest, {r.what}, {r.reason}")
             else:
-                why = [r.reason for r in rej if r.what.startswith(g.name) and r.stage in ("precision", "layout")]
-                lines.append(f"{g.name}: " + ("; ".join(why[:2]) if why else "no valid layout"))
+                whys = [r.reason for r in rej if r.what.startswith(g.name) and r.stage in ("precision", "layout")]
+                lines.append(f"{g.name}: " + ("; ".join(whys[:2]) if whys else "no valid layout"))
         given = f"({', '.join(f'{g.name} x{g.max_count}' for g in gpu_opts)}; {', '.join(q.label for q in precs)})"
         if not any(r.stage == "memory" for r in rej):
             # nothing was even sized: every GPU type lacks the precision or the engine asked for
@@ -612,19 +614,20 @@ def plan(
                 pf, df = p.candidate.family, d.candidate.family
                 if (pf.prec, pf.engine) != (df.prec, df.engine):
                     continue
+                assert d.best is not None  # `dec` holds only sweeps with a best point
                 parts = disagg_ttft_parts(spec, p.candidate, d.candidate, d.best, kv_tokens)
                 point = None
                 if ttft_ms is not None and parts.extra_ms > 0:
                     # the decode side takes part of the TTFT budget: the prefill worker's rate must leave room for it
                     point = prefill_point_for_ttft(ctx, p, ttft_ms - parts.extra_ms)
                     if point is None:
-                        e = ttft_short.setdefault(id(p), [0, None, math.inf, ""])
-                        e[0] += 1
+                        short = ttft_short.setdefault(id(p), [0, None, math.inf, ""])
+                        short[0] += 1
                         light = [q for q in p.rate_grid.values() if q.ttft_ms is not None]
                         if light:
-                            e[1] = min(light, key=lambda q: q.rate or 0.0)
-                        if parts.extra_ms < e[2]:
-                            e[2], e[3] = parts.extra_ms, d.candidate.label
+                            short[1] = min(light, key=lambda q: q.rate or 0.0)
+                        if parts.extra_ms < short[2]:
+                            short[2], short[3] = parts.extra_ms, d.candidate.label
                         continue
                 cfg, why = compose_disagg(p, d, rate, budget, wl.mean_osl, objective, prefill_point=point, ttft=parts)
                 if cfg is not None:
@@ -667,9 +670,9 @@ def plan(
                 stats["verification_simulations"] += 1
                 if cfg.verified_meets:
                     verified.append(cfg)
-                nxt = order[i + 1] if i + 1 < len(order) else None
+                next_cfg = order[i + 1] if i + 1 < len(order) else None
                 best_v = min(verified, key=lambda c: c.objective_key(objective)) if verified else None
-                if best_v is not None and (nxt is None or best_v.objective_key(objective) <= nxt.objective_key(objective)):
+                if best_v is not None and (next_cfg is None or best_v.objective_key(objective) <= next_cfg.objective_key(objective)):
                     break
             if verified:
                 chosen = min(verified, key=lambda c: c.objective_key(objective))
@@ -698,10 +701,9 @@ def plan(
             res.message += (f"; {better} configuration(s) predicted to do better were left unchecked (at most {VERIFY_MAX} are "
                             "re-simulated end to end)")
     else:
-        tried = [c for c in configs if c.verified is not None]
+        tried = [(c, c.verified) for c in configs if c.verified is not None]
         if tried:  # parts met the SLOs but no whole deployment did: the nearest end-to-end attempt
-            c = min(tried, key=lambda k: _violation(k.verified, ttft_ms, tpot_ms, "agg"))
-            v = c.verified
+            c, v = min(tried, key=lambda k: _violation(k[1], ttft_ms, tpot_ms, "agg"))
             lab = f"p{percentile:g}"
             ach = ", ".join(x for x in (f"{lab} TTFT {v.ttft_ms:.1f} ms" if v.ttft_ms is not None else "",
                                         f"{lab} TPOT {v.tpot_ms:.2f} ms" if v.tpot_ms is not None else "") if x)
@@ -824,7 +826,7 @@ def _closest(sweeps: list[Sweep], floors, ttft, tpot, pct) -> dict | None:
             if best is None or v < best[0]:
                 best = (v, sw.candidate.label, p)
     # disaggregated: the best prefill and the best decode worker of a precision / engine
-    pre = {}
+    pre: dict[tuple, tuple[float, str, Point]] = {}
     for sw in sweeps:
         if sw.candidate.role in ("prefill", "decode") and sw.points:
             f = sw.candidate.family

@@ -168,12 +168,12 @@ def bounds(model: ModelSpec, cand: Candidate, wl: PlanWorkload, *, ttft_ms: floa
     tt, tp = latency_floors(model, fam, wl, percentile, cand.max_num_batched_tokens, cand.chunked_prefill, want_ttft, want_tpot)
     p = _pct_label(percentile)
     b = Bounds(True, "", "", kv_tokens, kv_conc, tt, tp, 1, detail["weights_gib"], detail)
-    if want_ttft and tt is not None and tt > ttft_ms * SLACK:
+    if want_ttft and ttft_ms is not None and tt is not None and tt > ttft_ms * SLACK:
         knob = f", chunks of {cand.max_num_batched_tokens} tokens" if cand.chunked_prefill and wl.max_len > cand.max_num_batched_tokens else ""
         b.ok, b.stage = False, "latency"
         b.reason = f"{p} TTFT is at least {tt:.1f} ms > {ttft_ms:g} ms even at batch 1 (prompt prefilled alone{knob})"
         return b
-    if want_tpot and tp is not None and tp > tpot_ms * SLACK:
+    if want_tpot and tpot_ms is not None and tp is not None and tp > tpot_ms * SLACK:
         b.ok, b.stage = False, "latency"
         b.reason = f"{p} TPOT is at least {tp:.2f} ms > {tpot_ms:g} ms even at batch 1 (decode alone)"
         return b
