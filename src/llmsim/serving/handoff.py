@@ -91,9 +91,10 @@ class Handoffs:
         self._n_counted = 0
         self._queue_sum_s = self._prefill_sum_s = self._counted_transfer_sum_s = self._counted_wait_sum_s = self._ttft_sum_s = 0.0
         self.in_flight: dict[int, tuple[float, float, float]] = {}  # request -> (prefill end, transfer, link wait), s
-        self._prefill_end_s = np.full(n_requests, np.nan) if n_requests is not None else None
-        self._transfer_s = np.full(n_requests, np.nan) if n_requests is not None else None
-        self._wait_s = np.full(n_requests, np.nan) if n_requests is not None else None
+        # exact mode: each request's (prefill end, transfer, link wait), s; NaN until handed off
+        self._per_request_s: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        if n_requests is not None:
+            self._per_request_s = (np.full(n_requests, np.nan), np.full(n_requests, np.nan), np.full(n_requests, np.nan))
 
     def send(self, rid: int, t: float, src_worker: int, dst_worker: int, tokens: int) -> float:
         """Request `rid`'s prefill ended at `t` on prefill worker `src_worker` (any worker numbering
@@ -115,8 +116,9 @@ class Handoffs:
         if waited > self._wait_max_s:
             self._wait_max_s = waited
         self.in_flight[rid] = (t, took, waited)
-        if self._prefill_end_s is not None and self._transfer_s is not None and self._wait_s is not None:
-            self._prefill_end_s[rid], self._transfer_s[rid], self._wait_s[rid] = t, took, waited
+        pr = self._per_request_s
+        if pr is not None:
+            pr[0][rid], pr[1][rid], pr[2][rid] = t, took, waited
         return arrived
 
     def done(self, rid: int, counted: bool, arrival: float, scheduled: float, first_token: float) -> None:
@@ -165,11 +167,12 @@ class Handoffs:
         """Exact mode: the per-request columns (ms; NaN for a request never handed off): `prefill_ms`,
         `kv_handoff_ms`, `kv_link_wait_ms`, `handoff_fixed_ms` and, where the decode worker streams
         the first token, `decode_first_ms`."""
-        if self._prefill_end_s is None or self._transfer_s is None or self._wait_s is None:
+        if self._per_request_s is None:
             return {}
-        handed = ~np.isnan(self._transfer_s)
-        out = {"prefill_ms": (self._prefill_end_s - scheduled_s) * 1e3, "kv_handoff_ms": self._transfer_s * 1e3,
-               "kv_link_wait_ms": self._wait_s * 1e3, "handoff_fixed_ms": np.where(handed, self.fixed_s * 1e3, np.nan)}
+        prefill_end_s, transfer_s, wait_s = self._per_request_s
+        handed = ~np.isnan(transfer_s)
+        out = {"prefill_ms": (prefill_end_s - scheduled_s) * 1e3, "kv_handoff_ms": transfer_s * 1e3,
+               "kv_link_wait_ms": wait_s * 1e3, "handoff_fixed_ms": np.where(handed, self.fixed_s * 1e3, np.nan)}
         if self.first_from_decode:
-            out["decode_first_ms"] = (first_token_s - self._prefill_end_s - self._transfer_s - self.fixed_s) * 1e3
+            out["decode_first_ms"] = (first_token_s - prefill_end_s - transfer_s - self.fixed_s) * 1e3
         return out

@@ -640,9 +640,9 @@ def simulate(
     # arrivals: open-loop times as chunks of Python floats (cheap to index; arr_times[next_open]
     # is request open_base + next_open), closed-loop ones as events (each sent its client's
     # turnaround delay after the client is free, if the workload has one)
-    all_open = wl.arrival_s
-    n_all_open = 0 if all_open is None else all_open.size
-    arr_times: list[float] = all_open[:_ARRIVAL_CHUNK].tolist() if all_open is not None else []
+    all_open = wl.arrival_s if wl.arrival_s is not None else np.empty(0)  # (closed loop: none)
+    n_all_open = all_open.size
+    arr_times: list[float] = all_open[:_ARRIVAL_CHUNK].tolist()
     n_open = len(arr_times)
     next_open = open_base = 0
     if wl.concurrency is not None:
@@ -675,7 +675,7 @@ def simulate(
             if t_open <= t_ev:
                 rid, kind, t = open_base + next_open, 0, t_open
                 next_open += 1
-                if next_open == n_open and open_base + n_open < n_all_open and all_open is not None:
+                if next_open == n_open and open_base + n_open < n_all_open:
                     open_base += n_open
                     arr_times = all_open[open_base:open_base + _ARRIVAL_CHUNK].tolist()
                     n_open, next_open = len(arr_times), 0
