@@ -218,8 +218,8 @@ def predict(kind: str, rows: Rows, gpu: GPUSpec | str, e: Efficiency | None = No
         out = np.empty(len(m))
         for d in np.unique(dt):
             s = dt == d
-            b = bytes_per_element(canonical(d))
-            nbytes = gemm_bytes(m[s], n[s], k[s], b, b)
+            eb = bytes_per_element(canonical(d))
+            nbytes = gemm_bytes(m[s], n[s], k[s], eb, eb)
             out[s] = rf.gemm_time_s(m[s], n[s], k[s], nbytes, gpu.peak_flops_per_s(d), bw, e, sms, d)
         return out
     b = rows["batch_size"].astype(float)
@@ -540,7 +540,7 @@ def kfold_collectives(gpu: GPUSpec | str, rows: CollectiveRows, k: int = 5, seed
     return errors, fit_collectives(gpu, rows)
 
 
-def kfold_calibrate(gpu: GPUSpec | str, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int = 5000,
+def kfold_calibrate(gpu: GPUSpec | str, tables: dict[str, Rows], k: int = 5, seed: int = 0, max_rows: int | None = 5000,
                     collectives: CollectiveRows | None = None) -> CalibrationReport:
     """Cross-validated fit of `Efficiency` to measured kernel tables (and, given `collectives`,
     of its collective fields to an NCCL table: `kfold_collectives`, reported as kind 'collective').

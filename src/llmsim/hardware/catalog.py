@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from ..checks import is_number
 from ..dtypes import canonical
@@ -338,7 +339,7 @@ def _known_fields(loc: tuple[Any, ...]) -> list[str]:
     return list(GPUSpec.model_fields) + ["base"]
 
 
-def _describe(err: dict[str, Any]) -> str:
+def _describe(err: ErrorDetails) -> str:
     loc = tuple(err.get("loc", ()))
     field = _field_path(loc)
     kind = err.get("type", "")

@@ -38,9 +38,9 @@ def _load_entry(path: Path) -> ModelSpec:
     missing = {"name", "config"} - raw.keys()
     extra = raw.keys() - _ENTRY_KEYS
     if missing or extra:
+        problems = ([f"missing {sorted(missing)}"] if missing else []) + ([f"unknown {sorted(extra)}"] if extra else [])
         raise LlmsimError(
-            f"catalog file {str(path)!r}: "
-            + "; ".join(filter(None, [missing and f"missing {sorted(missing)}", extra and f"unknown {sorted(extra)}"])),
+            f"catalog file {str(path)!r}: " + "; ".join(problems),
             hint=f"catalog entries hold exactly {sorted(_ENTRY_KEYS)}",
         )
     aliases = raw.get("aliases") or []

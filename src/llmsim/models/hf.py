@@ -86,11 +86,6 @@ class _Cfg:
                 return v
         return default
 
-    def int(self, key: str, default: Any = _MISSING, *alternatives: str, positive: bool = False) -> int:
-        """A whole, non-negative count (> 0 with `positive`); absent or null gives `default`."""
-        v = self.req(key, *alternatives) if default is _MISSING else self.get(key, default, *alternatives)
-        return self._as_int(key, v, positive=positive)
-
     def _as_int(self, key: str, v: Any, *, positive: bool = False) -> int:
         """`v` as an int; a clear error naming `key` for non-integers (inf / NaN included) and
         negative values (every integer a config.json gives is a size or a count), or 0 with `positive`."""
@@ -101,6 +96,11 @@ class _Cfg:
             raise LlmsimError(f"{self.origin}: key {key!r} must be {'greater than 0' if positive else 'at least 0'}, got {v!r}",
                               hint="copy the model's config.json from its Hugging Face repository unchanged")
         return int(v)
+
+    def int(self, key: str, default: Any = _MISSING, *alternatives: str, positive: bool = False) -> int:
+        """A whole, non-negative count (> 0 with `positive`); absent or null gives `default`."""
+        v = self.req(key, *alternatives) if default is _MISSING else self.get(key, default, *alternatives)
+        return self._as_int(key, v, positive=positive)
 
     def bool(self, key: str, default: bool) -> bool:
         v = self.get(key, default)
@@ -612,7 +612,8 @@ def _native_quantisation(cfg: dict) -> dict:
         for group in (q.get("config_groups") or {}).values():
             w = group.get("weights") if isinstance(group, dict) else None
             if isinstance(w, dict):
-                bits, kind = w.get("num_bits"), str(w.get("type", "int"))
+                bits: Any = w.get("num_bits")  # any JSON value: only 4 and 8 name a format
+                kind = str(w.get("type", "int"))
                 dtype = {(4, "int"): "int4", (8, "int"): "int8", (8, "float"): "fp8", (4, "float"): "fp4"}.get((bits, kind), "")
                 if dtype == "fp8" and str(w.get("strategy", "")).lower() == "block":
                     block = _block_size(w.get("block_structure"))

@@ -125,7 +125,7 @@ class KernelFactory:
                 l2_bytes = int(getattr(torch.cuda.get_device_properties(self.device), "L2_cache_size", 0) or 0)
             l2_bytes = l2_bytes or (64 << 20 if self.device.type == "cuda" else 8 << 20)
         self.l2_bytes = int(l2_bytes)
-        self._flush_buf = None
+        self._flush_buf: Any = None  # a torch tensor (L2 flush buffer), made on first use
         self.groups: dict[int, Any] = {}  # num_gpus -> process group (collectives)
 
     # ---------------------------------------------------------------- helpers

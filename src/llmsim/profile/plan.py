@@ -476,7 +476,7 @@ class Planner:
 
     def predict_s(self, p: Point) -> float:
         """Predicted kernel time of one shape (calibrated roofline)."""
-        t, _, _ = self.device.predict(p.kind, p.series, [np.float64(c) for c in p.coords])
+        t, _, _ = self.device.predict(p.kind, p.series, [np.asarray(c, dtype=np.float64) for c in p.coords])
         return float(t) * self.scale.get(p.kind, 1.0)
 
     def cost_s(self, p: Point) -> float:
@@ -619,8 +619,11 @@ class Planner:
         s = self.series.get((p.kind, p.series))
         if s is None:
             raise LlmsimError(f"{p} is not part of this plan")
-        ok = latency_s is not None and math.isfinite(latency_s) and latency_s > 0
-        s.set_value(p.coords, math.log(latency_s) if ok else float("nan"))
+        if latency_s is not None and math.isfinite(latency_s) and latency_s > 0:
+            ok, log_latency = True, math.log(latency_s)
+        else:
+            ok, log_latency = False, float("nan")
+        s.set_value(p.coords, log_latency)
         est = self._est.pop(p, None)
         c = float(wall_s) if wall_s is not None else (est if est is not None else self.cost_s(p))
         self.spent_s += c

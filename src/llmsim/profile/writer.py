@@ -73,6 +73,12 @@ class Result:
         return self.latency_s is not None and math.isfinite(self.latency_s) and self.latency_s > 0
 
 
+def _ok_latency_s(r: Result) -> float:
+    """The latency of a result that is `ok` (measured: finite and > 0)."""
+    assert r.latency_s is not None
+    return r.latency_s
+
+
 def _ms(x: float | None) -> float:
     return float(x) * 1e3 if x is not None and math.isfinite(x) else float("nan")
 
@@ -166,7 +172,7 @@ def write_profile(out_dir: str | Path, results: Sequence[Result], *, device: str
             "kernel_source": ("str", [r.source for r in rs]), "dtype": ("str", ["bfloat16"] * len(rs)),
             "tokens": ("int", [r.point.coords[0] for r in rs]), "hidden": ("int", [r.point.coords[1] for r in rs]),
             "bytes": ("int", nbytes), "latency_ms": ("float", [_ms(r.latency_s) for r in rs]),
-            "bandwidth_gbps": ("float", [b / r.latency_s / 1e9 for b, r in zip(nbytes, rs)]),
+            "bandwidth_gbps": ("float", [b / _ok_latency_s(r) / 1e9 for b, r in zip(nbytes, rs)]),
         })
         written[ELEMENTWISE_FILE] = len(rs)
     if results:
@@ -195,7 +201,7 @@ def _peak_bandwidth(results: Sequence[Result]) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in results:
         if r.point.kind == "elementwise" and r.ok:
-            bw = _elementwise_bytes(r.point) / r.latency_s / 1e9
+            bw = _elementwise_bytes(r.point) / _ok_latency_s(r) / 1e9
             op = r.point.series[0]
             out[op] = round(max(out.get(op, 0.0), bw), 1)
     return out

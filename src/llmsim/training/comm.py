@@ -45,7 +45,7 @@ def coll(collective: str, nbytes, group, span, gpu: GPUSpec) -> np.ndarray:
     e = gpu.efficiency
     if collective == "send_recv":
         active = group > 1
-        keys = np.unique(span[active]) if active.any() else []
+        keys: np.ndarray | list[int] = np.unique(span[active]) if active.any() else []
         for sp in keys:
             mask = active & (span == sp)
             bw, lat, _ = gpu.link(int(sp))

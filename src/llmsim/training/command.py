@@ -11,6 +11,7 @@ LlmsimError (message + hint), which the CLI prints and exits with status 2.
 from __future__ import annotations
 
 from .estimate import train_estimate
+from .result import SearchResults, TrainResult
 from .search import search_layouts
 
 _SEARCH_ONLY = ("top", "zero_stages", "recompute_modes", "micro_batches", "max_micro_batch", "max_tp", "max_cp", "max_vpp",
@@ -19,6 +20,7 @@ _SEARCH_ONLY = ("top", "zero_stages", "recompute_modes", "micro_batches", "max_m
 
 def train_command(model, gpu="h100-sxm", *, search: bool = False, console=None, as_json: bool = False, **kwargs):
     """Estimate one layout (default) or search all layouts (``search=True``) and optionally render."""
+    obj: TrainResult | SearchResults
     if search:
         kw = dict(kwargs)
         num_gpus = kw.pop("num_gpus", None)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from ..models.spec import ModelSpec
 from .flops import Geometry
 from .layout import LayoutArrays, TrainLayout, check_layout, recompute_code
 from .result import TrainResult
-from .step import TrainContext, evaluate
+from .step import SUSTAINED_COMPUTE_FRACTION, TrainContext, evaluate
 
 _SUFFIX = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 TRAIN_DTYPES = ("bf16", "fp16", "fp8")
@@ -73,6 +74,13 @@ def _real(name: str, v, *, lo: float, hi: float = math.inf, lo_open: bool = Fals
     if not ok:
         raise LlmsimError(f"{name} must be a finite number in {rng}, got {v!r}", hint=hint)
     return f
+
+
+def check_switch(name: str, v: Any) -> bool:
+    """An on/off switch as a bool (`check_bool` without None: it returns a bool or raises)."""
+    b = check_bool(name, v)
+    assert b is not None  # allow_none is off
+    return b
 
 
 def _check_gpu(gpu) -> None:
@@ -123,7 +131,7 @@ def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int |
         raise LlmsimError(f"finetune must be 'full' or 'lora', got {finetune!r}",
                           hint="'full' trains every weight (pre-training or full fine-tuning), 'lora' only low-rank adapters")
     _pos_int("lora_rank", lora_rank)
-    sw = {k: check_bool(k, v) for k, v in (
+    sw = {k: check_switch(k, v) for k, v in (
         ("sequence_parallel", sequence_parallel), ("overlap_grad_reduce", overlap_grad_reduce),
         ("overlap_param_gather", overlap_param_gather), ("flash_attention", flash_attention), ("fp32_grads", fp32_grads),
         ("uneven_layers", uneven_layers), ("cp_load_balance", cp_load_balance))}
@@ -140,9 +148,12 @@ def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int |
                           hint="parameters per gradient-reduction bucket, e.g. 40e6")
     return TrainContext(
         model=spec, gpu=hw, geo=Geometry.of(spec, dropout), num_gpus=int(num_gpus), global_batch=int(global_batch),
-        seq_len=int(seq_len), dtype=d, **sw, finetune=ft, lora_rank=int(lora_rank),
+        seq_len=int(seq_len), dtype=d, sequence_parallel=sw["sequence_parallel"],
+        overlap_grad_reduce=sw["overlap_grad_reduce"], overlap_param_gather=sw["overlap_param_gather"],
+        flash_attention=sw["flash_attention"], fp32_grads=sw["fp32_grads"], uneven_layers=sw["uneven_layers"],
+        cp_load_balance=sw["cp_load_balance"], finetune=ft, lora_rank=int(lora_rank),
         fragmentation=fragmentation, runtime_overhead_bytes=runtime_overhead_gib * GIB, bucket_params=bucket_params,
-        **({} if compute_efficiency is None else {"compute_efficiency": compute_efficiency}),
+        compute_efficiency=SUSTAINED_COMPUTE_FRACTION if compute_efficiency is None else compute_efficiency,
     )
 
 
@@ -283,6 +294,7 @@ def train_estimate(
     if num_gpus is None and dp is None:
         raise LlmsimError("give num_gpus (or dp)", hint="e.g. num_gpus=64 with tp=8, pp=2 derives dp=4")
     if dp is None:
+        assert num_gpus is not None  # (raised above when both are None)
         _pos_int("num_gpus", num_gpus)
         mp = tp * pp * cp
         if num_gpus % mp:

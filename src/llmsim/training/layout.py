@@ -36,6 +36,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from ..errors import LlmsimError
 from ..models.spec import ModelSpec
@@ -73,6 +74,16 @@ class LayoutArrays:
     """A batch of layouts as parallel int64 arrays (one entry per layout)."""
 
     FIELDS = ("tp", "pp", "vpp", "cp", "ep", "dp", "zero", "mb", "rc")
+    # set by __init__ (one array per name in FIELDS, all of the same length)
+    tp: npt.NDArray[np.int64]
+    pp: npt.NDArray[np.int64]
+    vpp: npt.NDArray[np.int64]
+    cp: npt.NDArray[np.int64]
+    ep: npt.NDArray[np.int64]
+    dp: npt.NDArray[np.int64]
+    zero: npt.NDArray[np.int64]
+    mb: npt.NDArray[np.int64]
+    rc: npt.NDArray[np.int64]
 
     def __init__(self, **kw):
         arrs = [np.atleast_1d(np.asarray(kw[f], dtype=np.int64)) for f in self.FIELDS]
@@ -224,7 +235,8 @@ def rule_violations(model: ModelSpec, L: LayoutArrays, ctx: dict) -> np.ndarray:
 
 
 def valid_mask(model: ModelSpec, L: LayoutArrays, ctx: dict) -> np.ndarray:
-    return ~rule_violations(model, L, ctx).any(axis=0)
+    broken = rule_violations(model, L, ctx).any(axis=0)  # (rules, N) -> (N,): always an array
+    return ~np.asarray(broken)
 
 
 def check_layout(model: ModelSpec, lay: TrainLayout, ctx: dict) -> None:

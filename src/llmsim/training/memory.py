@@ -132,8 +132,7 @@ def act_bytes_per_token_layer(geo: Geometry, kind_moe: bool, tp, s_local, sp: bo
         f_loc = geo.f / tp
         split = split + (3.0 if geo.gated else 2.0) * 2.0 * f_loc
     # regions replicated over tp without sequence parallelism: 2 norm inputs, QKV and MLP inputs, dropout masks
-    rep = 4.0 * h + 2.0 * h + 2.0 * h + 2.0 * drop * h
-    rep = rep / np.where(sp, tp, 1.0)
+    rep = (4.0 * h + 2.0 * h + 2.0 * h + 2.0 * drop * h) / np.where(sp, tp, 1.0)
     full = split + rep
     # attention scores (softmax output 2, dropout mask 1, dropout output 2 bytes per score) without FlashAttention
     scores = (5.0 if geo.dropout else 2.0) * nh * s_local

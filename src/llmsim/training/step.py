@@ -195,7 +195,7 @@ def evaluate(ctx: TrainContext, L: LayoutArrays) -> dict:
     agrs = coll("all_gather", S_act, L.tp, span_tp, gpu) + coll("reduce_scatter", S_act, L.tp, span_tp, gpu)
     tp_one = np.where(sp, agrs, ar)
 
-    per_kind = {k: [] for k in ("gemm_f", "gemm_b", "attn_f", "attn_b", "ew_f", "ew_b", "tp_f", "cp_f", "cp_b", "ep_f", "rc", "flops_f", "attn_flops_f")}
+    per_kind: dict[str, list[np.ndarray]] = {k: [] for k in ("gemm_f", "gemm_b", "attn_f", "attn_b", "ew_f", "ew_b", "tp_f", "cp_f", "cp_b", "ep_f", "rc", "flops_f", "attn_flops_f")}
     for kind in geo.kinds:
         G = _Gemms(ctx, not lora, gbytes)
         for _, n, k, _split in geo.attn_gemms(tpi):
@@ -228,6 +228,7 @@ def evaluate(ctx: TrainContext, L: LayoutArrays) -> dict:
             n_tp_coll += 1.0
 
         # attention core
+        attn_flops: np.ndarray | float
         if flash:
             pairs = mb * geo.pairs_per_seq(s, kind.window) / cp
             fl = 2.0 * nh_l * (geo.d_qk + geo.d_v) * pairs
