@@ -49,12 +49,16 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .calibrate import ErrorStats, check_seed, stats
 from .errors import LlmsimError
 from .hardware.spec import Efficiency, GPUSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .serving.validate import _Plan
 
 # knob -> (Efficiency fields, how the scale applies: 'divide' a fraction or 'multiply' a time)
 KNOBS: dict[str, tuple[tuple[str, ...], str]] = {
@@ -106,7 +110,7 @@ def calibrated_gpu(gpu: GPUSpec, e: Efficiency) -> GPUSpec:
 
 @dataclass
 class _Row:
-    plan: object  # serving.validate._Plan
+    plan: _Plan
     config: str
     meas: dict[str, float | None]  # 'ttft' / 'tpot' ms
 

@@ -12,7 +12,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional, overload
 
 import typer
 from rich.console import Console
@@ -172,6 +172,10 @@ def _deployment_flags(e: LlmsimError) -> LlmsimError:
                     else "--" + m[1].replace("_", "-"))
 
 
+@overload
+def _seconds_opt(v: float, flag: str, unit: str, example: str) -> float: ...
+@overload
+def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float | None: ...
 def _seconds_opt(v: float | None, flag: str, unit: str, example: str) -> float | None:
     """A CLI time option given in ms or µs (`unit`), as seconds; None stays None. Checked here so
     that an error names the flag and its unit (the API's own check names the setting in seconds)."""
@@ -360,8 +364,13 @@ def serve(
                           hint="e.g. --concurrency 1,4,16,64 --ttft-slo 500 --tpot-slo 50 --slo-attainment 0.9")
 
     def workload_at(conc: int | None, r: float | None):
-        n = num_requests if rounds is None else rounds * conc  # --rounds is closed-loop only (_check_rounds)
-        w = warmup if warmup_rounds is None else warmup_rounds * conc
+        n, w = num_requests, warmup
+        if rounds is not None or warmup_rounds is not None:
+            assert conc is not None  # --rounds / --warmup-rounds are closed-loop only (_check_rounds)
+            if rounds is not None:
+                n = rounds * conc
+            if warmup_rounds is not None:
+                w = warmup_rounds * conc
         try:
             return make_workload(num_requests=n, isl=isl, osl=osl, input_dist=input_dist, output_dist=output_dist,
                                  lengths_from=str(lengths_from) if lengths_from else None, rate=r, cv=cv, concurrency=conc,
@@ -375,7 +384,7 @@ def serve(
             raise (LlmsimError(f"{e.message} ({'; '.join(where)})", hint=e.hint) if where else e) from None
 
     first = {k: v[0] for k, v in levels.items()}  # a sweep: its lowest level, checked before anything runs
-    wl = workload_at(first.get("concurrency"), first.get("rate"))
+    wl = workload_at(_concurrency_level(first.get("concurrency")), first.get("rate"))
     # a prefill / decode pool option names a disaggregated deployment (the pools' GPU defaults to --gpu);
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
@@ -407,7 +416,7 @@ def serve(
         check_unused_settings(dep, wl)
         slo = SLO(ttft_slo_ms, tpot_slo_ms) if (ttft_slo_ms is not None or tpot_slo_ms is not None) else None
         if by is not None:
-            _serve_sweep(dep, by, levels[by], lambda v: workload_at(v if by == "concurrency" else first.get("concurrency"),
+            _serve_sweep(dep, by, levels[by], lambda v: workload_at(_concurrency_level(v if by == "concurrency" else first.get("concurrency")),
                                                                      v if by == "rate" else first.get("rate")),
                          slo, slo_attainment, output, streaming, as_json, title=f"{model} — {backend}, {_layout(dep)}")
             return
@@ -482,6 +491,12 @@ def serve(
     mode = "streaming metrics, percentiles within 0.5%" if streaming else "exact metrics"
     g.add_row("simulation", f"{s['num_iterations']:,} engine iterations in {s['simulation_wall_s']:.2f} s wall ({mode}; {s['simulator_build']} build)")
     out.print(g)
+
+
+def _concurrency_level(v: float | None) -> int | None:
+    """A --concurrency level from `parse_loads` (an int; its return type also covers --rate's floats)."""
+    assert v is None or isinstance(v, int)
+    return v
 
 
 def _check_rounds(rounds: int | None, warmup_rounds: int | None, concurrency: str | None, num_requests: int | None, warmup: int) -> None:
@@ -602,8 +617,8 @@ def train(
     """Training step time, tokens/s/GPU, MFU, memory per GPU, and time / $ / energy to train."""
     from .training import train_command
 
-    kw = dict(num_gpus=num_gpus, global_batch=global_batch, seq_len=seq_len, dtype=dtype, tokens=tokens, price_per_hour_usd=price,
-              uneven_layers=uneven_layers, sequence_parallel=sequence_parallel)
+    kw: dict[str, Any] = dict(num_gpus=num_gpus, global_batch=global_batch, seq_len=seq_len, dtype=dtype, tokens=tokens, price_per_hour_usd=price,
+                              uneven_layers=uneven_layers, sequence_parallel=sequence_parallel)
     layout = dict(tp=tp, pp=pp, vpp=vpp, cp=cp, dp=dp)
     choices = dict(ep=ep, zero=zero, micro_batch=micro_batch, recompute=recompute)
     if search:

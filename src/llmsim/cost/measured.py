@@ -52,6 +52,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -180,13 +181,13 @@ class _Grid:
             raise LlmsimError(f"corrupt {kind} grid: shape {self.values.shape} does not match its axes")
         self.index = {k: i for i, k in enumerate(self.keys)}
         fin = np.isfinite(self.values)
-        self.nonempty = fin.reshape(nk, -1).any(axis=1) if nk else np.zeros(0, bool)
+        self.nonempty: np.ndarray = np.asarray(fin.reshape(nk, -1).any(axis=1)) if nk else np.zeros(0, bool)
         shape = self.values.shape
         self._strides = [int(np.prod(shape[d + 2:], dtype=np.int64)) for d in range(nd)]
         self._kstride = int(np.prod(shape[1:], dtype=np.int64))
         self._triangle = nd == 2
         # per-key axes: (values, log values, global indices) of the grid values it measured
-        present = [fin.any(axis=tuple(a for a in range(1, nd + 1) if a != d + 1)) if nk else None for d in range(nd)]
+        present = [np.asarray(fin.any(axis=tuple(a for a in range(1, nd + 1) if a != d + 1))) for d in range(nd)] if nk else []
         logs = [np.log(a) for a in self.axes]
         self._kax: list[list[tuple[list, list, list]]] = []
         for ki in range(nk):
@@ -316,7 +317,7 @@ class _Grid:
 
     def _hermite2(self, base: int, br: list) -> float | None:
         """2-D cubic Hermite with PCHIP node slopes and zero twist: exactly 1-D PCHIP on grid lines."""
-        terms = []
+        terms: list[tuple[tuple[int, float, float], ...]] = []
         for lo, hi, f, h in br:
             if hi < 0:
                 terms.append(((lo, 1.0, 0.0),))
@@ -552,7 +553,7 @@ class KernelTables:
         """Write these tables as a compact bundle (``kernel_tables.npz``: float32 ms grids)."""
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        meta = {
+        meta: dict[str, Any] = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
             "device": self.device,
@@ -741,14 +742,14 @@ class KernelTables:
         if t == "i":
             lo = g.interp_attention(plan[1], batch, seq)
             hi = g.interp_attention(plan[2], batch, seq) if lo is not None else None
-            if hi is None:
+            if lo is None or hi is None:
                 return None
             f = plan[3]
             return math.exp((1.0 - f) * math.log(lo) + f * math.log(hi))
         if t == "e":  # above the largest head count: extend its local log-log slope, clamped to [0, 1]
             top = g.interp_attention(plan[1], batch, seq)
             prev = g.interp_attention(plan[2], batch, seq) if top is not None else None
-            if prev is None:
+            if top is None or prev is None:
                 return None
             alpha = min(1.0, max(0.0, math.log(top / prev) / plan[4]))
             return top * math.exp(alpha * plan[3])
@@ -761,7 +762,7 @@ class KernelTables:
             return self._head_plans[ck]
         except KeyError:
             pass
-        plan = None
+        plan: tuple | None = None
         F = self._families[kind].get(fam)
         if F is not None and h > 0 and kvh > 0:
             idx = F.pairs.get((h, kvh))
@@ -949,14 +950,14 @@ def _to_records(kind: str, cols: Mapping[str, np.ndarray]) -> tuple[str, dict[st
             keep = np.asarray(cols["op_name"]).astype(str) == "gemm"
         else:
             keep = np.ones(n, bool)
-        dts = _map_str(cols["gemm_dtype"], _table_dtype)
-        r = {"framework": fw, "dtype": dts, "m": cols["m"], "n": cols["n"], "k": cols["k"], "latency_s": lat}
+        gemm_dts = _map_str(cols["gemm_dtype"], _table_dtype)
+        r = {"framework": fw, "dtype": gemm_dts, "m": cols["m"], "n": cols["n"], "k": cols["k"], "latency_s": lat}
         return "gemm", {k: np.asarray(v)[keep] for k, v in r.items()}
     if kind in ("context_attention", "generation_attention", "attention"):
         if kind == "attention":
-            ops = np.asarray(_col(cols, "op_name", "", n)).astype(str)
+            op_names = np.asarray(_col(cols, "op_name", "", n)).astype(str)
             step = np.asarray(_col(cols, "step", 0, n))
-            is_gen = (ops == "generation_attention") | ((ops != "context_attention") & (step > 0))
+            is_gen = (op_names == "generation_attention") | ((op_names != "context_attention") & (step > 0))
             kind = "generation_attention" if is_gen.mean() > 0.5 else "context_attention"
         keep = np.ones(n, bool)
         if "beam_width" in cols:

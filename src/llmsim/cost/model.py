@@ -255,6 +255,7 @@ class CostModel:
                 tc = float(rf.custom_allreduce_time_s(op.bytes, group, bw, lat, self.e))
         if tc is not None and (t is None or tc < t):
             t, source = tc, source + "-custom"
+        assert t is not None  # measured, the custom all-reduce, or the roofline: one of them timed it
         ideal = op.bytes / bw
         bound = "network" if ideal >= 0.5 * t else "latency"
         return t, bound, f"{source}:{tier}", min(1.0, ideal / t) if t > 0 else 0.0

@@ -273,7 +273,7 @@ def resolve_ep_imbalance(v: float | str | None, num_experts: int, ep: int) -> fl
     check_ep_imbalance(v)
     if v is None or not num_experts:
         return 1.0
-    if v == "auto":
+    if isinstance(v, str):  # 'auto', the only string check_ep_imbalance lets through
         return expected_ep_imbalance(num_experts, ep)
     if ep > 1 and v > ep:  # the busiest GPU holds at most all the routed tokens: ep x the mean share
         raise LlmsimError(f"ep_imbalance = {v} is more than ep = {ep} allows: the busiest expert-parallel GPU's share "
@@ -354,7 +354,7 @@ class OpBuilder:
             q_tok = batch.num_prefill_tokens * dp_share
             flops, nbytes = prefill_attention_cost(pairs, q_tok, ctx, nh, nkv, d_qk, d_v, kv_tok_bytes)
             # the KV-cache format picks the FMHA kernel (fp8 KV cache -> fp8 FMHA)
-            shape = (tuple(batch.prefill), nh, nkv, d_qk, span, dp_share, self.prec.kv)
+            shape: tuple = (tuple(batch.prefill), nh, nkv, d_qk, span, dp_share, self.prec.kv)
             ops.append(Op("attn_prefill", "attn_prefill", grp.count, flops, nbytes, self.prec.act, shape, tag))
         if batch.decode_ctx:
             n = len(batch.decode_ctx) * dp_share

@@ -263,6 +263,7 @@ def decode_attention_time_s(
     KV cache; force_gqa: one block per (sequence, KV head) whatever the group size (absorbed MLA,
     whose query heads all share one latent KV head)."""
     g = nh / nkv
+    gqa: bool | np.ndarray  # per element where the shapes are arrays
     if force_gqa:
         gqa, blocks = True, _max(n_seqs * nkv, 1.0)
     else:
