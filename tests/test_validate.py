@@ -363,11 +363,34 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
     # TRT-LLM with DP attention: the scripts' attention_dp_config (enable_balance; DeepSeek
     # timeout_iters 60, batching_wait_iters 0; gpt-oss TRT-LLM's defaults 50 / 10); not without DP
+    # (max_num_tokens is each attention-DP rank's: llmsim's pooled engine of 4 ranks gets 4 x 20000)
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1, 64, "fp4", 4) == {
-        "max_num_batched_tokens": 20000, "adp_balance_timeout_iters": 50, "adp_balance_batching_iters": 10}
+        "max_num_batched_tokens": 80000, "adp_balance_timeout_iters": 50, "adp_balance_batching_iters": 10}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "deepseek-r1", "trtllm", "agg", 1024, 1024, 1, 256, "fp4", 8) == {
         "adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp4", 1) == {}
+    # TRT-LLM DeepSeek on B200 measured on 1.2.0rc6.post2 (dsr1_fp{4,8}_b200_trt.sh after PRs #620 / #594):
+    # --max_num_tokens max(8192, (CONC + ISL + 127) // 64 * 64) per rank, free_gpu_memory_fraction 0.8;
+    # fp8 1k/1k from CONC 64 batch waiting (40 iterations, 0.8), 1k/8k from CONC 256 0.7, 8k/1k TP4 0.75
+    r6 = {"silicon_data_source": "db-dump/2026-04-27; measured=2026-02-03; nvcr.io/nvidia/tensorrt-llm/release:1.2.0rc6.post2",
+          "system": "b200_sxm"}
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp4", 1) == {
+        "max_num_batched_tokens": 8192, "memory_fraction": 0.8}
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 8192, 1024, 8, 256, "fp4", 1) == {
+        "max_num_batched_tokens": 8512, "memory_fraction": 0.8}
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 1024, 1024, 1, 256, "fp4", 4) == {
+        "max_num_batched_tokens": 4 * 8192, "memory_fraction": 0.8, "adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0}
+    assert inferencex_engine_settings(r6, "deepseek-v3", "trtllm", "agg", 1024, 1024, 8, 64, "fp8", 1) == {
+        "max_num_batched_tokens": 8192, "memory_fraction": 0.8, "batch_wait_iters": 40, "batch_wait_tokens_ratio": 0.8}
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 32, "fp8", 1) == {
+        "max_num_batched_tokens": 8192, "memory_fraction": 0.8}
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 1024, 8192, 8, 256, "fp8", 1)["memory_fraction"] == 0.7
+    assert inferencex_engine_settings(r6, "deepseek-r1", "trtllm", "agg", 8192, 1024, 4, 8, "fp8", 1)["memory_fraction"] == 0.75
+    # the backend_version column names the image too; other images and GPUs keep TRT-LLM's defaults
+    v6 = {"silicon_data_source": ix, "system": "b200_sxm", "backend_version": "1.2.0rc6.post2"}
+    assert inferencex_engine_settings(v6, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4", 1)["max_num_batched_tokens"] == 8192
+    assert inferencex_engine_settings(dict(v6, backend_version="1.1.0rc2.post2"), "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4") == {}
+    assert inferencex_engine_settings(dict(v6, system="b300_sxm"), "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4") == {}
     # SGLang DeepSeek (dsr1_fp4_b200.sh / dsr1_fp8_b200.sh): --scheduler-recv-interval 10, or 30
     # from CONC 16 (fp8 TP4: 10), and fp8's chunk sizes; nothing for other SGLang models or disagg
     sx = {"silicon_data_source": ix, "system": "b200_sxm"}  # the scripts are B200 ones (reused for B300)

@@ -212,7 +212,14 @@ Mapping rules (assumptions a reader of the numbers must know):
    fitted): TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
    `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
    (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
-   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000`; TRT-LLM with DP
+   TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000` (per attention-DP
+   rank, as every TRT-LLM token budget here); TRT-LLM DeepSeek-R1 / V3 on B200 measured on the
+   1.2.0rc6.post2 image (`dsr1_fp{4,8}_b200_trt.sh` since PRs #620 / #594, which brought that image
+   in with the recipe): `--max_num_tokens` max(8192, (CONC + ISL + 127) // 64 x 64),
+   `free_gpu_memory_fraction` 0.8 (fp8: 0.7 at 1k/8k from CONC 256, 0.75 at 8k/1k on TP4), and for
+   fp8 1k/1k from CONC 64 batch waiting (`batch_wait_timeout_iters: 40`,
+   `batch_wait_max_tokens_ratio: 0.8`) (`_inferencex_trtllm_deepseek`; earlier images ran script
+   versions the stored history does not date, so their rows keep the defaults); TRT-LLM with DP
    attention, the attention-DP balance its scripts switch on with it (`attention_dp_config`
    `enable_balance: true`: DeepSeek-R1 / V3 `timeout_iters: 60, batching_wait_iters: 0`, gpt-oss
    TRT-LLM's defaults 50 / 10; `EngineConfig.adp_balance_timeout_iters`); SGLang
@@ -230,8 +237,9 @@ Mapping rules (assumptions a reader of the numbers must know):
    the B200 recipe) 32768-token chunks, and for fp4 polling every 10 iterations at any CONC
    (`_inferencex_sglang_glm5`). These SGLang scripts are B200 ones (reused for B300), so only
    B200 / B300 rows get them (`_SGLANG_RECIPE_SYSTEMS`). Other rows run the backend's defaults (`backends.py`).
-   Settings whose stored script versions disagree (DeepSeek-R1's TRT-LLM token budget and
-   1k/1k batch waiting at c >= 64) are not applied.
+   Settings whose stored script versions disagree and that the rows' image does not date (the
+   DeepSeek-R1 TRT-LLM budget of the earlier images: a fixed 2200 tokens, or the formula above
+   without its floor) are not applied.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
    'AIConfigurator gap analysis', '.../aic-auto-gap-analysis/data/...': Dynamo deployments
    AIConfigurator generated and benchmarked; not its gap analyses of InferenceX rows) runs
@@ -821,8 +829,74 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
             kw.update(batch_wait_iters=20, batch_wait_tokens_ratio=0.9)
         return kw
     if model == "gpt-oss-120b":
-        return {"max_num_batched_tokens": 20000, **adp}
+        # TRT-LLM's max_num_tokens is each attention-DP rank's; llmsim pools the ranks in one engine
+        return {"max_num_batched_tokens": 20000 * max(dp, 1), **adp}
+    if model in ("deepseek-r1", "deepseek-v3"):
+        return {**_inferencex_trtllm_deepseek(row, isl, osl, tp, conc, weight_dtype, dp), **adp}
     return adp
+
+
+# The image of InferenceX's plain (not speculative) TRT-LLM DeepSeek-R1 B200 entries from PRs #594
+# (fp8) and #620 (fp4), which brought in the recipe `_inferencex_trtllm_deepseek` reads and the image
+# together; the entries kept both through at least April 2026 (`.github/configs/nvidia-master.yaml`,
+# `perf-changelog.yaml`: no performance change for them between #620 and about #1069)
+_TRTLLM_DSR1_RECIPE_IMAGE = "1.2.0rc6.post2"
+
+
+def _inferencex_trtllm_deepseek(row: dict, isl: int, osl: int, tp: int, conc: int, weight_dtype: str, dp: int) -> dict:
+    """TRT-LLM DeepSeek-R1 / V3 on B200 measured on the 1.2.0rc6.post2 image (`backend_version`, or the
+    image named in `silicon_data_source`): `dsr1_fp8_b200_trt.sh` after PR #594 and `dsr1_fp4_b200_trt.sh`
+    after #620 (later `benchmarks/single_node/`, same settings). Both run
+    `--max_num_tokens $(( ($CONC+$ISL+64+63)/64*64 ))` floored at 8192 (one whole prompt beside every
+    decode; per attention-DP rank, so x dp in llmsim's pooled engine) and `free_gpu_memory_fraction` 0.8;
+    fp8 also `batch_wait_timeout_iters: 40`, `batch_wait_max_tokens_ratio: 0.8` for 1k/1k at CONC >= 64,
+    and 0.7 for 1k/8k at CONC >= 256, 0.75 for 8k/1k at TP 4. Earlier rows (images 1.1.0rc2.post2 or
+    none recorded) ran script versions whose budget the stored history does not date: the budget
+    formula without the floor, or a fixed 2200 tokens; they keep TRT-LLM's defaults."""
+    version = str(row.get("backend_version") or "").strip()
+    image = _row_image(row) or str(row.get("silicon_data_source") or "")
+
+    def ran(tag: str) -> bool:
+        return version == tag or image.endswith("tensorrt-llm/release:" + tag)
+
+    if row.get("system") != "b200_sxm":
+        return {}
+    if ran(_TRTLLM_DSR1_MTP_IMAGE):
+        return _inferencex_trtllm_deepseek_mtp(isl, conc, weight_dtype, dp)
+    if not ran(_TRTLLM_DSR1_RECIPE_IMAGE):
+        return {}
+    budget = max(8192, (conc + isl + 64 + 63) // 64 * 64)
+    kw: dict = {"max_num_batched_tokens": budget * max(dp, 1), "memory_fraction": 0.8}
+    if weight_dtype == "fp8":
+        if (isl, osl) == (1024, 1024) and conc >= 64:
+            kw.update(batch_wait_iters=40, batch_wait_tokens_ratio=0.8)
+        elif (isl, osl) == (1024, 8192) and conc >= 256:
+            kw["memory_fraction"] = 0.7
+        elif (isl, osl) == (8192, 1024) and tp == 4:
+            kw["memory_fraction"] = 0.75
+    return kw
+
+
+# The image of InferenceX's speculative TRT-LLM DeepSeek-R1 B200 entries (rule 4c) since PRs #632 (fp8)
+# and #642 (fp4), whose recipe `_inferencex_trtllm_deepseek_mtp` reads
+_TRTLLM_DSR1_MTP_IMAGE = "1.2.0rc6.post3"
+
+
+def _inferencex_trtllm_deepseek_mtp(isl: int, conc: int, weight_dtype: str, dp: int) -> dict:
+    """TRT-LLM DeepSeek-R1 MTP on B200, image 1.2.0rc6.post3 (`dsr1_fp8_b200_trt_mtp.sh` since PR #632,
+    `dsr1_fp4_b200_trt_mtp.sh` since #642; later `benchmarks/single_node/`, same settings):
+    `--max_num_tokens $(( ((MTP+1)*MAX_BATCH_SIZE+ISL+64+63)/64*64 ))` with no floor -- one whole
+    prompt beside every decoding sequence's 1 + MTP verified tokens -- per attention-DP rank, MTP
+    3, or 1 with DP attention, MAX_BATCH_SIZE CONC, or with DP attention CONC / 8 (fp8) / CONC / 4
+    (fp4) from that CONC up; `free_gpu_memory_fraction` 0.8 (fp8 with DP attention 0.7). llmsim's
+    engine counts one token of the budget per decoding sequence, so the MTP x MAX_BATCH_SIZE
+    draft tokens come off the script's budget."""
+    mtp = SPEC_DECODING_IMAGE_DRAFTS["nvcr.io/nvidia/tensorrt-llm/release:" + _TRTLLM_DSR1_MTP_IMAGE][1 if dp > 1 else 0]
+    div = 8 if weight_dtype == "fp8" else 4
+    per_rank = (conc if conc < div else conc // div) if dp > 1 else conc
+    script = ((mtp + 1) * per_rank + isl + 64 + 63) // 64 * 64
+    return {"max_num_batched_tokens": (script - mtp * per_rank) * max(dp, 1),
+            "memory_fraction": 0.7 if weight_dtype == "fp8" and dp > 1 else 0.8}
 
 
 # AIConfigurator's benchmark-mode recipe (rule 8d): `agg max_num_tokens = max_batch_size + SlaConfig.isl
@@ -931,7 +1005,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             raise LlmsimError(f"malformed CSV row: {row[MALFORMED]}")
         if mode not in ("agg", "disagg"):
             raise LlmsimError(f"unknown mode {mode!r}")
-        isl, osl = _int(row.get("isl"), 0, "isl"), _int(row.get("osl"), 0, "osl")
+        isl, osl = _int(row.get("isl"), 0, "isl") or 0, _int(row.get("osl"), 0, "osl") or 0  # (empty -> 0, refused below)
         if isl < 1 or osl < 1:
             raise LlmsimError(f"isl/osl must be >= 1, got {_cell_text(row, 'isl')}/{_cell_text(row, 'osl')}")
         base["measured_ttft_ms"] = _measured_ms(row, "silicon_ttft_ms", osl)
@@ -1100,6 +1174,7 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
                 f"database dump's {SGLANG_DSR1_FP8_B200_STP_CONFIG} row, TTFT {_fmt(ttft)} ms / TPOT {_fmt(tpot, 2)} ms, and this "
                 "row measured another")
         sd = _spec_decoding(conf, SGLANG_DSR1_FP8_B200_MTP_DRAFTS, p.base["model"])  # (a cell's rows are DeepSeek's: a prior exists)
+        assert p.dep_kwargs is not None  # (only a modelled row has a cell)
         p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": sd}}
         p.note = "; ".join(x for x in (p.note, _spec_note(sd, conf)) if x)
     _copies_of_speculative(rows, plans, assume_one_worker)
@@ -1110,42 +1185,45 @@ def plan_rows(rows: list[dict], *, assume_one_worker: bool = False, count_repeat
 
 def _copies_of_speculative(rows: list[dict], plans: list[_Plan], assume_one_worker: bool) -> None:
     """Rule 4c for copies: a row repeating the measurement of a row measured with speculative
-    decoding (rule 10's test on the deployment without it) shares its fate, even where it does
-    not name the image itself (the database dump's copies name none): the copy of a simulated row
-    takes its speculative decoding, so that rule 10 then counts the two once; the copy of a
-    skipped one is skipped."""
-    spec: list[tuple[tuple, tuple[float, float], Any]] = []  # (benchmark without it, measured pair, SpecDecoding or "id: configuration")
+    decoding (rule 10's test on the deployment without its engine settings, which the row's image
+    decides: rule 8c) shares its fate, even where it does not name the image itself (the database
+    dump's copies name none): the copy of a simulated row takes its speculative decoding and its
+    launch script's settings, so that rule 10 then counts the two once; the copy of a skipped one is
+    skipped."""
+    # (benchmark without engine settings, measured pair, (SpecDecoding, engine settings) or "id: configuration")
+    spec: list[tuple[tuple, tuple[float, float], Any]] = []
     for r, p in zip(rows, plans):
         if p.dep_kwargs is not None:
-            fate = p.dep_kwargs["engine"].get("spec_decoding")
-            k = _repeat_key(_without_spec(p)) if fate is not None else None
+            sd = p.dep_kwargs["engine"].get("spec_decoding")
+            fate: Any = (sd, p.dep_kwargs["engine"])
+            k = _repeat_key(_without_engine(p)) if sd is not None else None
         else:
             conf = row_speculative_decoding(r)
             fate = f"{p.base['id']}: {conf}"
-            k = _repeat_key(plan_row(r, assume_one_worker=assume_one_worker, check_speculative=False)) if conf else None
+            k = _repeat_key(_without_engine(plan_row(r, assume_one_worker=assume_one_worker, check_speculative=False))) if conf else None
         if k is not None:
             spec.append((k[0], k[1], fate))
     if not spec:
         return
     for p in plans:
-        k = _repeat_key(p)
-        if k is None or "spec_decoding" in p.dep_kwargs["engine"]:
+        k = _repeat_key(_without_engine(p))
+        if k is None or p.dep_kwargs is None or "spec_decoding" in p.dep_kwargs["engine"]:
             continue
         hit = next((fate for b, v, fate in spec if b == k[0] and _same_measurement(k[1], v)), None)
-        if isinstance(hit, SpecDecoding):
-            p.dep_kwargs = {**p.dep_kwargs, "engine": {**p.dep_kwargs["engine"], "spec_decoding": hit}}
+        if isinstance(hit, tuple):
+            sd, engine = hit
+            p.dep_kwargs = {**p.dep_kwargs, "engine": dict(engine)}
             p.note = "; ".join(x for x in (p.note, "repeats the measurement of a row measured with speculative decoding: "
-                                           f"{hit.num_draft_tokens} MTP draft(s) per step, {hit.accepted_per_step} accepted") if x)
+                                           f"{sd.num_draft_tokens} MTP draft(s) per step, {sd.accepted_per_step} accepted") if x)
         elif hit is not None:
             p.dep_kwargs = None
             p.reason = f"measured with speculative decoding: repeats the measurement of {hit}, which llmsim does not simulate"
 
 
-def _without_spec(p: _Plan) -> _Plan:
-    """`p` with its deployment's speculative decoding left out (the benchmark a copy would name)."""
-    kw = dict(p.dep_kwargs or {})
-    kw["engine"] = {k: v for k, v in kw.get("engine", {}).items() if k != "spec_decoding"}
-    return replace(p, dep_kwargs=kw)
+def _without_engine(p: _Plan) -> _Plan:
+    """`p` with none of its engine settings (speculative decoding, the launch script's: the benchmark
+    as a copy that names no image would read)."""
+    return replace(p, dep_kwargs={**p.dep_kwargs, "engine": {}}) if p.dep_kwargs is not None else p
 
 
 REPEAT_REASON = "repeats the measurement of another row"  # rule 10; the row's reason names that row
@@ -1324,6 +1402,7 @@ def run_plan(plan: _Plan, *, cpu_overhead_s: float | None = None, stagger: bool 
                reason=plan.reason, note=plan.note, sim_wall_s=0.0, range_ratio=ratio)
     if plan.dep_kwargs is None:
         return out
+    assert plan.concurrency is not None  # (a modelled row's plan has its client count)
     t0 = time.perf_counter()
     try:
         wl = closed_loop_workload(plan.concurrency, plan.isl, plan.osl, rounds=rounds, warmup_rounds=warmup_rounds,
@@ -1375,7 +1454,9 @@ def run_plans(tasks: list[tuple[_Plan, dict]], jobs: int = 1) -> list[dict]:
         for t in todo:
             i, r = _run_task(t)
             out[i] = r
-    return out
+    done = [r for r in out if r is not None]
+    assert len(done) == len(out)  # every task ran
+    return done
 
 
 # ----------------------------------------------------------------------------- statistics
