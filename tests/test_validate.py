@@ -391,6 +391,16 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert inferencex_engine_settings(v6, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4", 1)["max_num_batched_tokens"] == 8192
     assert inferencex_engine_settings(dict(v6, backend_version="1.1.0rc2.post2"), "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4") == {}
     assert inferencex_engine_settings(dict(v6, system="b300_sxm"), "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 4, "fp4") == {}
+    # the MTP entries' image (rule 4c, 1.2.0rc6.post3: dsr1_fp{8,4}_b200_trt_mtp.sh since PRs #632 / #642):
+    # --max_num_tokens ((MTP+1) x MAX_BATCH_SIZE + ISL + 127) // 64 x 64, no floor, less the MTP draft tokens
+    # llmsim's engine does not charge; MTP 3 (1 with DP attention), batch CONC (CONC / 8 for fp8 with DP)
+    r3 = {"silicon_data_source": ix + "; image=nvcr.io#nvidia#tensorrt-llm#release:1.2.0rc6.post3", "system": "b200_sxm"}
+    assert inferencex_engine_settings(r3, "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp8", 1) == {
+        "max_num_batched_tokens": 1344 - 3 * 64, "memory_fraction": 0.8}
+    assert inferencex_engine_settings(r3, "deepseek-r1", "trtllm", "agg", 1024, 1024, 1, 256, "fp8", 8) == {
+        "max_num_batched_tokens": 8 * (1152 - 32), "memory_fraction": 0.7, "adp_balance_timeout_iters": 60, "adp_balance_batching_iters": 0}
+    # the version column alone does not make a row speculative (rule 4c reads the image), so no MTP budget
+    assert inferencex_engine_settings(dict(v6, backend_version="1.2.0rc6.post3"), "deepseek-r1", "trtllm", "agg", 1024, 1024, 8, 64, "fp8") == {}
     # SGLang DeepSeek (dsr1_fp4_b200.sh / dsr1_fp8_b200.sh): --scheduler-recv-interval 10, or 30
     # from CONC 16 (fp8 TP4: 10), and fp8's chunk sizes; nothing for other SGLang models or disagg
     sx = {"silicon_data_source": ix, "system": "b200_sxm"}  # the scripts are B200 ones (reused for B300)

@@ -830,7 +830,7 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         return kw
     if model == "gpt-oss-120b":
         # TRT-LLM's max_num_tokens is each attention-DP rank's; llmsim pools the ranks in one engine
-        return {"max_num_batched_tokens": 20000 * max(dp, 1), **adp}
+        return {"max_num_batched_tokens": _pooled_budget(20000, dp), **adp}
     if model in ("deepseek-r1", "deepseek-v3"):
         return {**_inferencex_trtllm_deepseek(row, isl, osl, tp, conc, weight_dtype, dp), **adp}
     return adp
@@ -853,20 +853,17 @@ def _inferencex_trtllm_deepseek(row: dict, isl: int, osl: int, tp: int, conc: in
     and 0.7 for 1k/8k at CONC >= 256, 0.75 for 8k/1k at TP 4. Earlier rows (images 1.1.0rc2.post2 or
     none recorded) ran script versions whose budget the stored history does not date: the budget
     formula without the floor, or a fixed 2200 tokens; they keep TRT-LLM's defaults."""
-    version = str(row.get("backend_version") or "").strip()
-    image = _row_image(row) or str(row.get("silicon_data_source") or "")
-
-    def ran(tag: str) -> bool:
-        return version == tag or image.endswith("tensorrt-llm/release:" + tag)
-
     if row.get("system") != "b200_sxm":
         return {}
-    if ran(_TRTLLM_DSR1_MTP_IMAGE):
-        return _inferencex_trtllm_deepseek_mtp(isl, conc, weight_dtype, dp)
-    if not ran(_TRTLLM_DSR1_RECIPE_IMAGE):
+    drafts = _image_drafts(row)  # rule 4c: the MTP entries' image, which names their drafts per step
+    if drafts is not None:
+        return _inferencex_trtllm_deepseek_mtp(drafts[1 if dp > 1 else 0], isl, conc, weight_dtype, dp)
+    image = _row_image(row) or str(row.get("silicon_data_source") or "")  # (the database dump names it bare)
+    if str(row.get("backend_version") or "").strip() != _TRTLLM_DSR1_RECIPE_IMAGE and \
+            not image.endswith("tensorrt-llm/release:" + _TRTLLM_DSR1_RECIPE_IMAGE):
         return {}
-    budget = max(8192, (conc + isl + 64 + 63) // 64 * 64)
-    kw: dict = {"max_num_batched_tokens": budget * max(dp, 1), "memory_fraction": 0.8}
+    budget = max(8192, _trtllm_script_budget(conc + isl))
+    kw: dict = {"max_num_batched_tokens": _pooled_budget(budget, dp), "memory_fraction": 0.8}
     if weight_dtype == "fp8":
         if (isl, osl) == (1024, 1024) and conc >= 64:
             kw.update(batch_wait_iters=40, batch_wait_tokens_ratio=0.8)
@@ -877,25 +874,30 @@ def _inferencex_trtllm_deepseek(row: dict, isl: int, osl: int, tp: int, conc: in
     return kw
 
 
-# The image of InferenceX's speculative TRT-LLM DeepSeek-R1 B200 entries (rule 4c) since PRs #632 (fp8)
-# and #642 (fp4), whose recipe `_inferencex_trtllm_deepseek_mtp` reads
-_TRTLLM_DSR1_MTP_IMAGE = "1.2.0rc6.post3"
+def _trtllm_script_budget(tokens: int) -> int:
+    """InferenceX's TRT-LLM `--max_num_tokens $(( (TOKENS+64+63)/64*64 ))`: 64 more, rounded up to 64."""
+    return (tokens + 64 + 63) // 64 * 64
 
 
-def _inferencex_trtllm_deepseek_mtp(isl: int, conc: int, weight_dtype: str, dp: int) -> dict:
-    """TRT-LLM DeepSeek-R1 MTP on B200, image 1.2.0rc6.post3 (`dsr1_fp8_b200_trt_mtp.sh` since PR #632,
-    `dsr1_fp4_b200_trt_mtp.sh` since #642; later `benchmarks/single_node/`, same settings):
+def _pooled_budget(per_rank_tokens: int, dp: int) -> int:
+    """A TRT-LLM / vLLM token budget, set per attention-DP rank, as llmsim's one engine of the dp ranks takes it."""
+    return per_rank_tokens * max(dp, 1)
+
+
+def _inferencex_trtllm_deepseek_mtp(mtp: int, isl: int, conc: int, weight_dtype: str, dp: int) -> dict:
+    """TRT-LLM DeepSeek-R1 MTP on B200 with `mtp` drafts per step (rule 4c: the 1.2.0rc6.post3 image of
+    `dsr1_fp8_b200_trt_mtp.sh` since PR #632 and `dsr1_fp4_b200_trt_mtp.sh` since #642; later
+    `benchmarks/single_node/`, same settings):
     `--max_num_tokens $(( ((MTP+1)*MAX_BATCH_SIZE+ISL+64+63)/64*64 ))` with no floor -- one whole
     prompt beside every decoding sequence's 1 + MTP verified tokens -- per attention-DP rank, MTP
     3, or 1 with DP attention, MAX_BATCH_SIZE CONC, or with DP attention CONC / 8 (fp8) / CONC / 4
     (fp4) from that CONC up; `free_gpu_memory_fraction` 0.8 (fp8 with DP attention 0.7). llmsim's
     engine counts one token of the budget per decoding sequence, so the MTP x MAX_BATCH_SIZE
     draft tokens come off the script's budget."""
-    mtp = SPEC_DECODING_IMAGE_DRAFTS["nvcr.io/nvidia/tensorrt-llm/release:" + _TRTLLM_DSR1_MTP_IMAGE][1 if dp > 1 else 0]
     div = 8 if weight_dtype == "fp8" else 4
     per_rank = (conc if conc < div else conc // div) if dp > 1 else conc
-    script = ((mtp + 1) * per_rank + isl + 64 + 63) // 64 * 64
-    return {"max_num_batched_tokens": (script - mtp * per_rank) * max(dp, 1),
+    script = _trtllm_script_budget((mtp + 1) * per_rank + isl)
+    return {"max_num_batched_tokens": _pooled_budget(script - mtp * per_rank, dp),
             "memory_fraction": 0.7 if weight_dtype == "fp8" and dp > 1 else 0.8}
 
 
@@ -917,7 +919,7 @@ def aiconfigurator_engine_settings(row: dict, backend: str, mode: str, isl: int,
     if mode != "agg" or backend not in AIC_RECIPE_BACKENDS or row_data_source(row) != "AIConfigurator gap analysis":
         return {}
     per_rank = -(-conc // max(dp, 1)) + isl + AIC_RECIPE_EXTRA_TOKENS
-    return {"max_num_batched_tokens": per_rank * max(dp, 1)}
+    return {"max_num_batched_tokens": _pooled_budget(per_rank, dp)}
 
 
 # The GPUs whose InferenceX SGLang launch scripts rule 8c reads: the B200 scripts, reused for (or
