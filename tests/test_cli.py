@@ -218,6 +218,31 @@ def test_every_command_help_renders(command, capsys):
     assert "Usage" in capsys.readouterr().out
 
 
+def test_no_help_text_is_eaten_by_rich_markup():
+    # typer renders help through rich markup, which silently drops a "[...]" it reads as a tag
+    # (`validate silicon --range-ratio` lost "[int(L x ratio), L]" and `profile` told users to
+    # `pip install 'llmsim'` instead of 'llmsim[profile]'): every command's and option's help must
+    # come out exactly as written
+    import typer
+    from rich.text import Text
+
+    from llmsim.cli import app
+
+    eaten, seen = [], []
+
+    def walk(cmd, path):
+        texts = [(path, cmd.help or "")] + [(f"{path} {p.opts[0] if p.opts else p.name}", getattr(p, "help", None) or "")
+                                             for p in cmd.params]
+        seen.extend(where for where, t in texts if t)
+        eaten.extend((where, t) for where, t in texts if t and Text.from_markup(t).plain != t.replace("\\[", "["))  # "\\[": a literal "["
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():  # groups (typer vendors its own click)
+            walk(sub, f"{path} {name}")
+
+    walk(typer.main.get_command(app), "llmsim")
+    assert "llmsim validate silicon --range-ratio" in seen and len(seen) > 100  # the walk reaches every subcommand
+    assert eaten == []
+
+
 def test_serve_disaggregated_handoff_option(capsys):
     """--handoff-ms reaches the simulation and the JSON says which value made the numbers."""
     base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--prefill-gpu", "h100-sxm", "--decode-gpu", "h100-sxm",

@@ -650,7 +650,7 @@ def profile(
 ) -> None:
     """Measure GEMMs, attention, bandwidth and (under torchrun) collectives on this GPU; use the result with --kernels DIR.
 
-    Needs PyTorch on a CUDA GPU (`pip install 'llmsim[profile]'`). Several GPUs:
+    Needs PyTorch on a CUDA GPU (`pip install 'llmsim\\[profile]'`). Several GPUs:
     `torchrun --nproc-per-node 8 -m llmsim.profile --out DIR`.
     """
     from .profile import run_profile
@@ -830,7 +830,7 @@ def validate_silicon(
     rounds: int = typer.Option(VALIDATE_ROUNDS, "--rounds", help="benchmark protocol: requests per client (the benchmark sent rounds x concurrency requests; 10 = InferenceMAX's --num-prompts CONC*10)"),
     warmup_rounds: int = typer.Option(VALIDATE_WARMUP_ROUNDS, "--warmup-rounds", help="benchmark protocol: requests per client excluded as warm-up (0 = every request counted)"),
     kernels: str = typer.Option("auto", help="auto | none | profile (the bundled `llmsim profile` run of the row's GPU) | DIR of kernel tables; applied to rows on the GPU the tables were measured on, other rows use auto"),
-    range_ratio: Optional[float] = typer.Option(None, "--range-ratio", help="benchmark protocol: lengths uniform in [int(L x ratio), L] (benchmark_serving --random-range-ratio; 1 = fixed); default: per row, 0.8 for InferenceMAX / InferenceX rows (their recipe), fixed otherwise"),
+    range_ratio: Optional[float] = typer.Option(None, "--range-ratio", help="benchmark protocol: lengths uniform from int(L x ratio) to L (benchmark_serving --random-range-ratio; 1 = fixed); default: per row, 0.8 for InferenceMAX / InferenceX rows (their recipe), fixed otherwise"),
     count_repeats: bool = typer.Option(False, "--count-repeats", help="simulate and count every copy of a measurement listed more than once (same benchmark, identical TTFT and TPOT); default: the first copy counts, later ones are skipped naming it"),
 ) -> None:
     """Simulate every benchmark row of FILE and report predicted vs measured TTFT and TPOT.
