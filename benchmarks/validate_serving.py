@@ -15,8 +15,8 @@ x mode, per backend, per mode and overall; the issue's targets (median APE <= 10
 Nothing is fitted in the default run: the backends' parameters are the named defaults of
 `llmsim/serving/backends.py`. All but seven were chosen before any comparison with these rows;
 `cpu_per_seq_s` (15 us per sequence per attention-DP rank), `disagg_handoff_s` (per backend:
-vllm / sglang 150 ms, trtllm 50 ms per prefill -> decode hand-off, refitted after `prefill_layer_s`), `prefill_layer_s`
-(per backend: vllm 0.5, sglang 1.0, trtllm 0.25 ms per model layer of an iteration that runs
+vllm / sglang 150 ms, trtllm 0 ms per prefill -> decode hand-off, refitted after `prefill_layer_s`), `prefill_layer_s`
+(per backend: vllm 0.5, sglang 1.5, trtllm 0.125 ms per model layer of an iteration that runs
 prefill, on GPUs without measured kernel tables), `moe_efficiency` (vllm 0.2, sglang 0.2,
 trtllm 1.0: the share of the dense GEMM rate the fused-MoE expert GEMMs reach, fitted jointly
 with `prefill_layer_s`) and `prefill_moe_layer_s` (trtllm 0.75 ms more per MoE layer of a prefill
