@@ -708,6 +708,57 @@ def test_inferencex_square_layout_encoding_runs_on_t_gpus():
     assert nvl.dep_kwargs is not None and nvl.dep_kwargs["pools"]["pool"][:4] == (16, 1, 1, 4) and nvl.base["num_gpus"] == 16, nvl.reason
 
 
+def test_inferencex_sglang_disagg_rows_run_their_srt_slurm_recipes():
+    # rule 8c for disaggregated rows: InferenceX's SGLang DeepSeek-R1 entries on the v0.5.8 images ran
+    # srt-slurm recipes whose prefill workers set chunked-prefill-size = 16384 x DP (SGLang divides it
+    # by the DP size), against a default of 16384 per worker; tied to a row by GPU, precision,
+    # ISL/OSL and both pools' layouts
+    from llmsim.serving.simulate import Deployment, Pool, _build_pool, pool_batched_tokens
+    from llmsim.serving.backends import get_backend
+    from llmsim.serving.validate import build_deployment, inferencex_disagg_settings, plan_row
+    from llmsim.models import get_model
+    from llmsim.layout import Precision
+
+    def disagg(image: str, pw: int, pdp: int, dw: int, ddp: int, conc: int, system: str = "gb300", precision: str = "fp8") -> dict:
+        q = "nvfp4" if precision == "fp4" else "fp8"
+        return row(id=f"dsr1_{system}_sglang_{precision}_disagg_1024x1024_c{conc}_cfg9", model_path="deepseek-ai/DeepSeek-R1-0528",
+                   system=system, precision=precision, gemm_quant_mode=q, moe_quant_mode=q, backend="sglang", mode="disagg",
+                   isl="1024", osl="1024", batch_size="", tp_size="", attention_dp_size="", moe_tp_size="", moe_ep_size="",
+                   silicon_data_source=f"db-dump/2026-04-27; config_id=9; silicon_concurrency={conc}; measured=2026-02-12; {image}",
+                   prefill_num_workers=str(pw), prefill_tp_size="1", prefill_attention_dp_size=str(pdp), prefill_moe_tp_size="1",
+                   prefill_moe_ep_size=str(pdp), decode_num_workers=str(dw), decode_tp_size="1", decode_attention_dp_size=str(ddp),
+                   decode_moe_tp_size="1", decode_moe_ep_size=str(ddp), silicon_ttft_ms="3000", silicon_tpot_ms="40")
+
+    img = "lmsysorg/sglang:v0.5.8.post1-cu130"
+    mid = plan_row(disagg(img, 2, 8, 1, 32, 4096))  # recipes/gb300-fp8/1k1k/stp/mid.yaml
+    assert mid.dep_kwargs is not None, mid.reason
+    assert mid.dep_kwargs["pool_budgets"] == {"prefill": 131072} and "gb300-fp8/1k1k/stp/mid.yaml" in mid.note
+    dep = build_deployment(mid.dep_kwargs)
+    assert dep.prefill is not None and dep.decode is not None
+    assert (dep.prefill.max_num_batched_tokens, dep.decode.max_num_batched_tokens, dep.max_num_batched_tokens) == (131072, None, None)
+    # the prefill engine's ranks each take 16384 tokens an iteration (the default would give 2048)
+    spec, be = get_model("deepseek-r1"), get_backend("sglang")
+    build = _build_pool(spec, dep.prefill, dep, be, Precision("fp8", "fp8", "fp8"), "prefill")
+    assert build.cfg.max_chunk_tokens == 16384
+    default = _build_pool(spec, Pool("gb300", 1, 1, 8, 8, 2), dep, be, Precision("fp8", "fp8", "fp8"), "prefill")
+    assert default.cfg.max_chunk_tokens == 2048
+    assert pool_batched_tokens(Pool("gb300"), Deployment(max_num_batched_tokens=4096)) == 4096
+    # the low-latency recipe also switches FlashInfer's all-reduce fusion off
+    low = inferencex_disagg_settings(disagg(img, 1, 1, 4, 1, 8), "deepseek-r1", "sglang", "gb300", "fp8", 1024, 1024,
+                                     {"prefill": (4, 1, 1, 1, 1), "decode": (4, 1, 1, 1, 4)})
+    assert low == ("gb300-fp8/1k1k/stp/low-latency.yaml", {"prefill": 8192}, {"allreduce_norm_fusion": False})
+    # an unknown topology, the December 2025 image, another backend or a user's CSV: the engine's defaults
+    for other in (disagg(img, 3, 8, 1, 32, 4096), disagg("lmsysorg/sglang:v0.5.5.post2", 2, 8, 1, 32, 4096),
+                  {**disagg(img, 2, 8, 1, 32, 4096), "silicon_data_source": f"source_file=mine.csv; silicon_concurrency=4096; {img}"}):
+        p = plan_row(other)
+        assert p.dep_kwargs is not None and "pool_budgets" not in p.dep_kwargs, p.reason
+    assert inferencex_disagg_settings(disagg(img, 2, 8, 1, 32, 4096), "deepseek-r1", "trtllm", "gb300", "fp8", 1024, 1024,
+                                      {"prefill": (1, 1, 8, 8, 2), "decode": (1, 1, 32, 32, 1)}) == ("", {}, {})
+    # a pool's own budget is checked like the deployment's
+    with pytest.raises(LlmsimError, match="max_num_batched_tokens must be an integer >= 1"):
+        _build_pool(spec, Pool("gb300", 1, 1, 8, 8, 1, max_num_batched_tokens=0), Deployment(), be, Precision("fp8", "fp8", "fp8"), "prefill")
+
+
 def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts():
     # rule 4b(iv): the December 2025 GB200 SGLang disagg runs (image v0.5.5.post2) wrote every worker as
     # tp 1 x attention_dp N, moe_tp N; the scripts ran low-latency modes (4-GPU decode workers) at tp N

@@ -88,6 +88,11 @@ class Pool:
     dp: int = 1
     ep: int = 1
     workers: int = 1
+    # this pool's token budget per replica, as the engine counts it (SGLang: per replica, divided
+    # among its attention-DP ranks; vLLM / TRT-LLM: the dp ranks' budgets together). None: the
+    # Deployment's `max_num_batched_tokens`, else the engine's default. A disaggregated prefill
+    # pool is often given a larger one than its decode pool
+    max_num_batched_tokens: int | None = None
 
     def __post_init__(self) -> None:
         python_scalars(self)
@@ -249,10 +254,19 @@ def _pool_named(role: str, fn: Callable[..., Any], *args: Any) -> Any:
         raise LlmsimError(f"the {role} pool ({flag}* options): {e.message}", hint=e.hint) from None
 
 
+def pool_batched_tokens(pool: Pool, dep: Deployment) -> int | None:
+    """The token budget given for `pool`'s engines: its own (`Pool.max_num_batched_tokens`), else the
+    Deployment's; None where neither sets one (the engine's default)."""
+    return pool.max_num_batched_tokens if pool.max_num_batched_tokens is not None else dep.max_num_batched_tokens
+
+
 def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec: Precision, role: str,
                 step_time_model: Callable[..., StepTimeModel] = StepTimeModel, held_tokens: int = 0) -> _PoolBuild:
     # (the parallel degrees are `Parallel.validate`'s to check)
     _check_int("workers", pool.workers, None, "engine replicas in the pool, a whole number, e.g. Pool('h100-sxm', tp=2, workers=3)")
+    if pool.max_num_batched_tokens is not None:
+        _check_int("a pool's max_num_batched_tokens", pool.max_num_batched_tokens, 1,
+                   "the most tokens one iteration of this pool's engines processes (e.g. 16384); None = the deployment's")
     if pool.workers < 1:
         flag = {"prefill": "--prefill-workers", "decode": "--decode-workers"}.get(role, "--replicas")
         raise LlmsimError(f"the {'aggregated' if role == 'both' else role} pool needs at least one worker (engine replica), got {pool.workers}",
@@ -276,7 +290,7 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         seqs = dep.max_num_seqs
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
     mixed = be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches
-    mbt = dep.max_num_batched_tokens
+    mbt = pool_batched_tokens(pool, dep)
     if dep.max_num_seqs is None and mbt is not None and mixed:
         seqs = min(seqs, mbt)  # as the engines clamp their default to a given token budget
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
@@ -548,14 +562,15 @@ def simulate(
                 f"the KV cache of one {what}engine holds {b.cfg.kv_capacity_tokens} tokens but a request needs {cap_need}{state}",
                 hint="use more GPUs per replica, an fp8 KV cache, fewer pipeline stages, or shorter requests",
             )
+        given = pool_batched_tokens(b.pool, dep)
         if (b.cfg.role != "decode" and not b.cfg.chunked_prefill and be.rejects_prompt_over_budget
-                and dep.max_num_batched_tokens is not None and longest_prompt > dep.max_num_batched_tokens):
+                and given is not None and longest_prompt > given):
             # vLLM refuses to start with a budget under its context length, TRT-LLM rejects the
             # request at submission: neither runs a whole prompt past the budget it was given
             raise LlmsimError(
                 f"without chunked prefill a whole prompt must fit one iteration, but a prompt of {longest_prompt} tokens "
-                f"exceeds max_num_batched_tokens = {dep.max_num_batched_tokens} ({be.name} would refuse it)",
-                hint=f"raise --max-num-batched-tokens to at least {longest_prompt}, or turn chunked prefill on",
+                f"exceeds {what}max_num_batched_tokens = {given} ({be.name} would refuse it)",
+                hint=f"raise --{what.replace(' ', '-')}max-num-batched-tokens to at least {longest_prompt}, or turn chunked prefill on",
             )
 
     delay = wl.send_delay_s  # closed-loop client turnaround (or None)

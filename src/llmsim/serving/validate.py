@@ -240,6 +240,19 @@ Mapping rules (assumptions a reader of the numbers must know):
    Settings whose stored script versions disagree and that the rows' image does not date (the
    DeepSeek-R1 TRT-LLM budget of the earlier images: a fixed 2200 tokens, or the formula above
    without its floor) are not applied.
+   Disaggregated rows: InferenceX's SGLang DeepSeek-R1 entries on the v0.5.8 / v0.5.8.post1 images
+   (GB200, GB300, B200) ran srt-slurm recipes (`SGLANG_DISAGG_RECIPES`, tied to a row by GPU,
+   precision, ISL/OSL and both pools' layouts and worker counts; facts from ishandhanani/srt-slurm
+   `recipes/`, the branch the master config names). Their prefill workers set
+   `chunked-prefill-size` -- 16384 x DP under DP attention (SGLang divides it among the ranks), so
+   16384 tokens per rank where SGLang's default gives 2048 at DP 8 -- which becomes the prefill
+   pool's own token budget (`Pool.max_num_batched_tokens`); the low-latency GB300 fp8 recipes
+   also switch FlashInfer's all-reduce fusion off. Before this (2026-11-25) every disaggregated
+   row ran the defaults: the saturated DP-attention prefill pools then ran 8x as many
+   iterations, each with the fixed prefill time, and their TTFT came out up to 5x the measured
+   one (GB300 fp8 P 1x(dp8) + D 1x(dp8), c = 7680: 5.32x, now 0.63x), the disaggregated rows
+   wanting a shorter fixed prefill time than the aggregated ones. Not applied: B200 fp8 DP-attention
+   prefill workers with EP 8 (stored recipe versions disagree), the December 2025 v0.5.5.post2 runs.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
    'AIConfigurator gap analysis', '.../aic-auto-gap-analysis/data/...': Dynamo deployments
    AIConfigurator generated and benchmarked; not its gap analyses of InferenceX rows) runs
@@ -975,6 +988,81 @@ def _inferencex_sglang_glm5(weight_dtype: str) -> dict:
     return {}
 
 
+# Rule 8c for disaggregated rows: the srt-slurm recipes InferenceX's SGLang DeepSeek-R1 disaggregated
+# entries ran on the v0.5.8 / v0.5.8.post1 images (`.github/configs/nvidia-master.yaml`, entries
+# dsr1-{fp4,fp8}-{gb200,gb300,b200}-dynamo-sglang: CONFIG_FILE=recipes/... of ishandhanani/srt-slurm,
+# branch sa-submission-q1-2026; Apache-2.0). A recipe is tied to a row by its GPU, precision, ISL/OSL and
+# both pools' layouts and worker counts (the rows' concurrencies are the recipe's). Only settings llmsim
+# models differently from SGLang's defaults are taken: the prefill worker's `chunked-prefill-size`,
+# which SGLang divides by the DP size under DP attention (server_args `_handle_data_parallelism`, v0.5.5
+# to v0.5.8), so every DP-attention prefill recipe here runs 16384 tokens per rank where the default
+# (16384 per worker) gives 2048 (DP 8) or 4096 (DP 4); and `enable-flashinfer-allreduce-fusion: false`
+# where a recipe sets it. Not applied: `max-total-tokens` (the prefill worker's KV pool; llmsim sizes
+# it from memory), `max-running-requests` (not binding at the rows' concurrencies), the decode workers'
+# CUDA-graph sizes. Keys: (system, weight dtype, ISL, OSL, prefill (tp, dp, ep, workers), decode (tp, dp,
+# ep, workers)) in llmsim's layout (SGLang's tp-size N with dp-size N and DP attention is tp 1 x dp N).
+# Value: (recipe path under recipes/, prefill chunked-prefill-size, all-reduce fusion or None = default).
+# Left out: B200 fp8 DEP8 (ep 8) prefill workers, whose stored recipe versions disagree (131072 vs
+# 32768-token chunks), and the December 2025 v0.5.5.post2 GB200 runs (rule 4b(iv)), whose launch
+# scripts' versions the stored history does not date.
+SGLANG_DISAGG_RECIPES: dict[tuple, tuple[str, int, bool | None]] = {
+    # GB300 fp8 (v0.5.8.post1-cu130)
+    ("gb300", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("gb300-fp8/1k1k/stp/max.yaml", 131072, None),
+    ("gb300", "fp8", 1024, 1024, (1, 8, 8, 2), (1, 32, 32, 1)): ("gb300-fp8/1k1k/stp/mid.yaml", 131072, None),
+    ("gb300", "fp8", 8192, 1024, (1, 8, 8, 5), (1, 32, 32, 1)): ("gb300-fp8/8k1k/stp/mid.yaml", 131072, None),
+    ("gb300", "fp8", 1024, 1024, (4, 1, 1, 1), (4, 1, 1, 4)): ("gb300-fp8/1k1k/stp/low-latency.yaml", 8192, False),
+    ("gb300", "fp8", 8192, 1024, (4, 1, 1, 1), (4, 1, 1, 1)): ("gb300-fp8/8k1k/stp/low-latency.yaml", 32768, False),
+    # GB300 fp4 (v0.5.8.post1-cu130-runtime)
+    ("gb300", "fp4", 1024, 1024, (1, 4, 4, 4), (1, 32, 32, 1)): ("gb300-fp4/1k1k/mid_curve.yaml", 65536, None),
+    ("gb300", "fp4", 8192, 1024, (4, 1, 1, 10), (1, 32, 32, 1)): ("gb300-fp4/8k1k/max_tpt.yaml", 131072, None),
+    ("gb300", "fp4", 1024, 1024, (4, 1, 1, 1), (4, 1, 1, 2)): ("gb300-fp4/1k1k/low_latency.yaml", 8192, None),
+    ("gb300", "fp4", 8192, 1024, (4, 1, 1, 1), (4, 1, 1, 4)): ("gb300-fp4/8k1k/low_latency.yaml", 24576, None),
+    # GB200 fp8 (v0.5.8.post1-cu130)
+    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("gb200-fp8/1k1k/ultra-tpt.yaml", 131072, None),
+    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 2), (1, 32, 32, 1)): ("gb200-fp8/1k1k/max-tpt.yaml", 131072, None),
+    ("gb200", "fp8", 8192, 1024, (1, 8, 8, 5), (1, 32, 32, 1)): ("gb200-fp8/8k1k/mid-curve.yaml", 131072, None),
+    ("gb200", "fp8", 1024, 1024, (4, 1, 1, 1), (4, 1, 1, 1)): ("gb200-fp8/1k1k/low-latency.yaml", 8192, None),
+    ("gb200", "fp8", 8192, 1024, (8, 1, 1, 1), (8, 1, 1, 1)): ("gb200-fp8/8k1k/low-latency.yaml", 24576, None),
+    # GB200 fp4 (v0.5.8-cu130)
+    ("gb200", "fp4", 1024, 1024, (1, 4, 4, 4), (1, 32, 32, 1)): ("gb200-fp4/1k1k/mid-curve.yaml", 65536, None),
+    ("gb200", "fp4", 8192, 1024, (4, 1, 1, 10), (1, 32, 32, 1)): ("gb200-fp4/8k1k/max-tpt.yaml", 131072, None),
+    ("gb200", "fp4", 1024, 1024, (4, 1, 1, 1), (4, 1, 1, 2)): ("gb200-fp4/1k1k/low-latency.yaml", 8192, None),
+    ("gb200", "fp4", 8192, 1024, (4, 1, 1, 1), (4, 1, 1, 4)): ("gb200-fp4/8k1k/low-latency.yaml", 24576, None),
+    # B200 fp4 (v0.5.8.post1-cu130-runtime)
+    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 7), (1, 8, 8, 2)): ("b200-fp4/8k1k/stp/max-tpt-dep4-7p-dep8-2d.yaml", 65536, None),
+    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 1), (8, 1, 8, 1)): ("b200-fp4/8k1k/stp/low-latency-dep4-1p-tep8-1d.yaml", 32768, None),
+    ("b200_sxm", "fp4", 8192, 1024, (4, 1, 1, 1), (8, 1, 1, 1)): ("b200-fp4/8k1k/stp/low-latency-tp4-1p-tp8-1d.yaml", 32768, None),
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 1)): ("b200-fp4/1k1k-stp.yaml (max-throughput 1p1d)", 32768, None),
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 2)): ("b200-fp4/1k1k-stp.yaml (max-throughput 1p2d)", 32768, None),
+    # B200 fp8 (v0.5.8.post1-cu130-amd64): DEP8 prefill without EP (8k1k.yaml, also NVIDIA/srt-slurm's
+    # copy), TP8 EP8 prefill (1k1k-stp.yaml, 8k1k-stp.yaml)
+    ("b200_sxm", "fp8", 8192, 1024, (1, 8, 1, 1), (1, 8, 8, 1)): ("b200-fp8/8k1k.yaml (max-throughput 1p1d)", 65536, None),
+    ("b200_sxm", "fp8", 8192, 1024, (1, 8, 1, 1), (1, 8, 8, 2)): ("b200-fp8/8k1k.yaml (max-throughput 1p2d)", 65536, None),
+    ("b200_sxm", "fp8", 8192, 1024, (1, 8, 1, 2), (1, 8, 8, 1)): ("b200-fp8/8k1k.yaml (max-throughput 2p1d)", 65536, None),
+    ("b200_sxm", "fp8", 8192, 1024, (1, 8, 1, 3), (1, 8, 8, 1)): ("b200-fp8/8k1k.yaml (max-throughput 3p1d)", 65536, None),
+    ("b200_sxm", "fp8", 8192, 1024, (1, 8, 1, 1), (8, 1, 1, 4)): ("b200-fp8/8k1k.yaml (low-latency 1p4d)", 65536, None),
+    ("b200_sxm", "fp8", 1024, 1024, (8, 1, 8, 1), (8, 1, 8, 1)): ("b200-fp8/1k1k-stp.yaml (low-latency 1p1d)", 32768, None),
+    ("b200_sxm", "fp8", 8192, 1024, (8, 1, 8, 1), (8, 1, 8, 1)): ("b200-fp8/8k1k-stp.yaml (1p1d)", 32768, None),
+    ("b200_sxm", "fp8", 8192, 1024, (8, 1, 8, 1), (8, 1, 8, 4)): ("b200-fp8/8k1k-stp.yaml (1p4d)", 32768, None),
+}
+SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
+
+
+def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str, weight_dtype: str, isl: int, osl: int,
+                               pools: dict) -> tuple[str, dict, dict]:
+    """Rule 8c for a disaggregated InferenceX row: (recipe, the pools' own token budgets, Deployment
+    settings) from `SGLANG_DISAGG_RECIPES`; ('', {}, {}) where no recipe is known for the row."""
+    if not (backend == "sglang" and model in ("deepseek-r1", "deepseek-v3") and row_data_source(row).startswith("InferenceX")
+            and SGLANG_DISAGG_RECIPE_IMAGE.search(str(row.get("silicon_data_source") or ""))):
+        return "", {}, {}
+    (ptp, _pp, pdp, pep, pw), (dtp, _dp, ddp, dep_, dw) = pools["prefill"], pools["decode"]
+    hit = SGLANG_DISAGG_RECIPES.get((system, weight_dtype, isl, osl, (ptp, pdp, pep, pw), (dtp, ddp, dep_, dw)))
+    if hit is None:
+        return "", {}, {}
+    recipe, chunk, fusion = hit
+    return recipe, {"prefill": chunk}, ({} if fusion is None else {"allreduce_norm_fusion": fusion})
+
+
 def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: bool = True) -> _Plan:
     """Map one CSV row to a deployment and a workload (rules in the module docstring).
     `check_speculative=False` plans a row rule 4c's images would skip (to recognise its copies)."""
@@ -1039,6 +1127,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             notes.append("block-scaled fp8 checkpoint (128x128 weight blocks): fp8_block GEMMs")
         base["precision"] = label
         conc = _concurrency_from_source(row)
+        budgets: dict = {}  # rule 8c: pools' own token budgets (disaggregated recipes)
         if mode == "agg":
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
             dp_cols = dp  # the attention_dp the columns (and their batch_size, per rank) were written with
@@ -1114,7 +1203,10 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 pools = scripted
             base["layout"] = f"P {_layout(*pools['prefill'])} + D {_layout(*pools['decode'])}"
             base["num_gpus"] = sum(w_ * t_ * p_ * d_ for t_, p_, d_, _e, w_ in pools.values())
-            engine = {}  # rule 8c: no disaggregated recipe is applied
+            recipe, budgets, engine = inferencex_disagg_settings(row, spec.name, be.name, base["system"], w, isl, osl, pools)  # rule 8c
+            if recipe:
+                notes.append(f"InferenceX srt-slurm recipe {recipe}: prefill chunked-prefill-size {budgets['prefill']}"
+                             + "".join(f", {k}={v}" for k, v in engine.items()))
             for pre, (t_, _p, d_, e_, _w) in pools.items():
                 _check_node_artefact(row, spec, gpu, t_, d_, e_, pre + "_")
         if conc < 1:
@@ -1136,6 +1228,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             # unless the benchmark's launch script sets one (rule 8c)
             "engine": engine,
         }
+        if budgets:  # rule 8c: a disaggregated recipe's own budget for a pool
+            plan.dep_kwargs["pool_budgets"] = budgets
     except LlmsimError as e:
         plan.reason = e.message
     plan.note = "; ".join(notes)
@@ -1330,7 +1424,8 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     from .simulate import Deployment, Pool
 
     g = kw["gpu"] if gpu is None else gpu
-    pools = {k: Pool(g, *v) for k, v in kw["pools"].items()}
+    budgets = kw.get("pool_budgets", {})  # rule 8c: a pool's own token budget from its launch recipe
+    pools = {k: replace(Pool(g, *v), max_num_batched_tokens=budgets.get(k)) for k, v in kw["pools"].items()}
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
         "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"],
