@@ -265,6 +265,21 @@ def test_serve_pool_options_alone_make_a_disaggregated_deployment(capsys):
     assert implied["ttft_ms"] == named["ttft_ms"] and implied["tpot_ms"] == named["tpot_ms"]
 
 
+def test_serve_pool_own_budget_and_request_cap(capsys):
+    """--prefill-max-num-batched-tokens / --decode-max-num-seqs set one pool's own settings (the summary's
+    `pools` say so); a decode cap below the clients keeps the rest waiting for a slot, so TTFT grows."""
+    base = ["serve", "--model", "llama-3.1-8b", "--kernels", "none", "--gpu", "h100-sxm", "--backend", "vllm", "--prefill-tp", "1",
+            "--decode-workers", "2", "--concurrency", "32", "--num-requests", "64", "--isl", "512", "--osl", "128", "--json"]
+    own = run_json(capsys, *base, "--prefill-max-num-batched-tokens", "2048", "--decode-max-num-seqs", "8")
+    plain = run_json(capsys, *base)
+    pre, dec = own["pools"]
+    assert (pre["role"], pre["max_num_batched_tokens"], dec["role"], dec["max_num_seqs"]) == ("prefill", 2048, "decode", 8)
+    assert plain["pools"][1]["max_num_seqs"] > 8 and plain["pools"][0]["max_num_batched_tokens"] != 2048
+    assert own["ttft_ms"]["mean"] > 2 * plain["ttft_ms"]["mean"]
+    code, out, err = run_error(capsys, *base, "--decode-max-num-seqs", "0")
+    assert code != 0 and "--decode-max-num-seqs" in out + err
+
+
 def test_serve_prefill_layer_option(capsys):
     """--prefill-layer-us reaches the simulation (one client: each TTFT grows by layers x it)
     and the JSON says which value made the numbers."""

@@ -732,7 +732,7 @@ def test_inferencex_sglang_disagg_rows_run_their_srt_slurm_recipes():
     img = "lmsysorg/sglang:v0.5.8.post1-cu130"
     mid = plan_row(disagg(img, 2, 8, 1, 32, 4096))  # recipes/gb300-fp8/1k1k/stp/mid.yaml
     assert mid.dep_kwargs is not None, mid.reason
-    assert mid.dep_kwargs["pool_budgets"] == {"prefill": 131072} and "gb300-fp8/1k1k/stp/mid.yaml" in mid.note
+    assert mid.dep_kwargs["pool_settings"] == {"prefill": {"max_num_batched_tokens": 131072}} and "gb300-fp8/1k1k/stp/mid.yaml" in mid.note
     dep = build_deployment(mid.dep_kwargs)
     assert dep.prefill is not None and dep.decode is not None
     assert (dep.prefill.max_num_batched_tokens, dep.decode.max_num_batched_tokens, dep.max_num_batched_tokens) == (131072, None, None)
@@ -746,17 +746,52 @@ def test_inferencex_sglang_disagg_rows_run_their_srt_slurm_recipes():
     # the low-latency recipe also switches FlashInfer's all-reduce fusion off
     low = inferencex_disagg_settings(disagg(img, 1, 1, 4, 1, 8), "deepseek-r1", "sglang", "gb300", "fp8", 1024, 1024,
                                      {"prefill": (4, 1, 1, 1, 1), "decode": (4, 1, 1, 1, 4)})
-    assert low == ("gb300-fp8/1k1k/stp/low-latency.yaml", {"prefill": 8192}, {"allreduce_norm_fusion": False})
+    assert low == ("gb300-fp8/1k1k/stp/low-latency.yaml", {"prefill": {"max_num_batched_tokens": 8192}}, {"allreduce_norm_fusion": False})
     # an unknown topology, the December 2025 image, another backend or a user's CSV: the engine's defaults
     for other in (disagg(img, 3, 8, 1, 32, 4096), disagg("lmsysorg/sglang:v0.5.5.post2", 2, 8, 1, 32, 4096),
                   {**disagg(img, 2, 8, 1, 32, 4096), "silicon_data_source": f"source_file=mine.csv; silicon_concurrency=4096; {img}"}):
         p = plan_row(other)
-        assert p.dep_kwargs is not None and "pool_budgets" not in p.dep_kwargs, p.reason
+        assert p.dep_kwargs is not None and "pool_settings" not in p.dep_kwargs, p.reason
     assert inferencex_disagg_settings(disagg(img, 2, 8, 1, 32, 4096), "deepseek-r1", "trtllm", "gb300", "fp8", 1024, 1024,
                                       {"prefill": (1, 1, 8, 8, 2), "decode": (1, 1, 32, 32, 1)}) == ("", {}, {})
     # a pool's own budget is checked like the deployment's
     with pytest.raises(LlmsimError, match="max_num_batched_tokens must be an integer >= 1"):
         _build_pool(spec, Pool("gb300", 1, 1, 8, 8, 1, max_num_batched_tokens=0), Deployment(), be, Precision("fp8", "fp8", "fp8"), "prefill")
+
+
+def test_inferencex_trtllm_disagg_rows_run_their_srt_slurm_recipes():
+    # rule 8c, TRT-LLM: the context server's max_num_tokens / max_batch_size and the generation server's
+    # max_batch_size, per attention-DP rank, and chunked context off (the recipes never turn it on); a
+    # generation batch below the clients' share keeps the rest waiting at the decode worker
+    from dataclasses import replace
+
+    from llmsim.serving.simulate import simulate
+    from llmsim.serving.validate import build_deployment, closed_loop_workload, plan_row
+
+    def disagg(conc: int, image: str = "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.8.1.post2") -> dict:
+        return row(id=f"dsr1_gb200_trtllm_fp4_disagg_1024x1024_c{conc}_cfg9", model_path="deepseek-ai/DeepSeek-R1-0528",
+                   system="gb200", precision="fp4", gemm_quant_mode="nvfp4", moe_quant_mode="nvfp4", backend="trtllm", mode="disagg",
+                   isl="1024", osl="1024", batch_size="", tp_size="", attention_dp_size="", moe_tp_size="", moe_ep_size="",
+                   silicon_data_source=f"db-dump/2026-04-27; config_id=9; silicon_concurrency={conc}; measured=2026-02-12; {image}",
+                   prefill_num_workers="1", prefill_tp_size="1", prefill_attention_dp_size="4", prefill_moe_tp_size="1",
+                   prefill_moe_ep_size="4", decode_num_workers="4", decode_tp_size="8", decode_attention_dp_size="1",
+                   decode_moe_tp_size="1", decode_moe_ep_size="8", silicon_ttft_ms="4790", silicon_tpot_ms="10.6")
+
+    p = plan_row(disagg(192))  # recipes/trtllm/gb200-fp4/1k1k/stp/ctx1_gen4_tep8_batch32_eplb0_mtp0.yaml
+    assert p.dep_kwargs is not None, p.reason
+    assert p.dep_kwargs["pool_settings"] == {"prefill": {"max_num_seqs": 4 * 16, "max_num_batched_tokens": 4 * 16384},
+                                             "decode": {"max_num_seqs": 32}}
+    assert p.dep_kwargs["engine"] == {"chunked_prefill": False} and "ctx1_gen4_tep8_batch32" in p.note
+    dep = build_deployment(p.dep_kwargs)
+    assert dep.decode is not None and dep.decode.max_num_seqs == 32 and dep.max_num_seqs >= 192  # (the deployment-wide cap)
+    # 192 clients on 4 decode workers of 32: 64 wait at the decode workers for a slot (measured TTFT 4.8 s)
+    wl = closed_loop_workload(192, 1024, 512, rounds=1)
+    capped = simulate(dep, wl).summary
+    uncapped = simulate(replace(dep, decode=replace(dep.decode, max_num_seqs=None)), wl).summary
+    assert capped["ttft_ms"]["mean"] > 1.5 * uncapped["ttft_ms"]["mean"]
+    # another image: TRT-LLM's defaults
+    other = plan_row(disagg(192, "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5.1-rc0.pre3"))
+    assert other.dep_kwargs is not None and "pool_settings" not in other.dep_kwargs and other.dep_kwargs["engine"] == {}
 
 
 def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts():

@@ -307,12 +307,16 @@ def serve(
     prefill_workers: Optional[int] = typer.Option(None, help="disaggregated: prefill workers (default 1)"),
     prefill_max_num_batched_tokens: Optional[int] = typer.Option(None, min=1, help="disaggregated: the prefill workers' own token budget per "
                                                                  "iteration (SGLang: --chunked-prefill-size; default --max-num-batched-tokens, else the backend's)"),
+    prefill_max_num_seqs: Optional[int] = typer.Option(None, min=1, help="disaggregated: the prefill workers' own cap on running requests "
+                                                       "(TRT-LLM context server max_batch_size x attention DP; default --max-num-seqs, else the backend's)"),
     decode_gpu: Optional[str] = typer.Option(None, help="disaggregated: decode pool GPU (default --gpu)"),
     decode_tp: Optional[int] = typer.Option(None, help="disaggregated: decode worker layout (default 1)"), decode_pp: Optional[int] = typer.Option(None),
     decode_dp: Optional[int] = typer.Option(None), decode_ep: Optional[int] = typer.Option(None),
     decode_workers: Optional[int] = typer.Option(None, help="disaggregated: decode workers (default 1)"),
     decode_max_num_batched_tokens: Optional[int] = typer.Option(None, min=1, help="disaggregated: the decode workers' own token budget per "
                                                                 "iteration (default --max-num-batched-tokens, else the backend's)"),
+    decode_max_num_seqs: Optional[int] = typer.Option(None, min=1, help="disaggregated: the decode workers' own cap on running requests; "
+                                                      "requests beyond it wait at the decode worker for a slot (default --max-num-seqs, else the backend's)"),
     first_token_from: Optional[str] = typer.Option(None, help="disaggregated: prefill | decode, which worker's token the client sees first (default: the backend's front end; trtllm prefill, vllm/sglang decode)"),
     handoff_ms: Optional[float] = typer.Option(None, "--handoff-ms", help="disaggregated: fixed time per prefill -> decode hand-off beyond the KV transfer "
                                                "(front-end round trips, handshake, polling), in ms (default: the backend's fitted Backend.disagg_handoff_s)"),
@@ -394,7 +398,8 @@ def serve(
     # ignoring it and simulating one aggregated replica would be a silent wrong answer
     pool_opts = (prefill_tp, prefill_pp, prefill_dp, prefill_ep, prefill_workers, decode_tp, decode_pp, decode_dp, decode_ep, decode_workers)
     disagg = (prefill_gpu is not None or decode_gpu is not None or any(v is not None for v in pool_opts)
-              or prefill_max_num_batched_tokens is not None or decode_max_num_batched_tokens is not None)
+              or any(v is not None for v in (prefill_max_num_batched_tokens, decode_max_num_batched_tokens, prefill_max_num_seqs,
+                                             decode_max_num_seqs)))
     if disagg and any(v is not None for v in (tp, pp, dp, ep, replicas)):
         raise LlmsimError("--tp / --pp / --dp / --ep / --replicas lay out an aggregated replica, but the --prefill-* / --decode-* "
                           "options make this deployment disaggregated",
@@ -402,8 +407,10 @@ def serve(
     weight_dtype, wnote = _checkpoint_weight_dtype(model, [prefill_gpu or gpu, decode_gpu or gpu] if disagg else [gpu], weight_dtype)
     dep = Deployment(
         model=model, pool=Pool() if disagg else Pool(gpu, *(_one(v) for v in (tp, pp, dp, ep, replicas))),
-        prefill=replace(Pool(prefill_gpu or gpu, *(_one(v) for v in pool_opts[:5])), max_num_batched_tokens=prefill_max_num_batched_tokens) if disagg else None,
-        decode=replace(Pool(decode_gpu or gpu, *(_one(v) for v in pool_opts[5:])), max_num_batched_tokens=decode_max_num_batched_tokens) if disagg else None,
+        prefill=replace(Pool(prefill_gpu or gpu, *(_one(v) for v in pool_opts[:5])), max_num_batched_tokens=prefill_max_num_batched_tokens,
+                        max_num_seqs=prefill_max_num_seqs) if disagg else None,
+        decode=replace(Pool(decode_gpu or gpu, *(_one(v) for v in pool_opts[5:])), max_num_batched_tokens=decode_max_num_batched_tokens,
+                       max_num_seqs=decode_max_num_seqs) if disagg else None,
         backend=backend, weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens, chunked_prefill=chunked_prefill, mixed_batches=mixed_batches, allreduce_norm_fusion=allreduce_norm_fusion,
         overlap_scheduling=overlap_scheduling, static_batching=static_batching,

@@ -93,6 +93,9 @@ class Pool:
     # Deployment's `max_num_batched_tokens`, else the engine's default. A disaggregated prefill
     # pool is often given a larger one than its decode pool
     max_num_batched_tokens: int | None = None
+    # this pool's cap on running requests per replica, as the engine counts it (like
+    # `Deployment.max_num_seqs`); None: the Deployment's, else the engine's default
+    max_num_seqs: int | None = None
 
     def __post_init__(self) -> None:
         python_scalars(self)
@@ -264,6 +267,9 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
                 step_time_model: Callable[..., StepTimeModel] = StepTimeModel, held_tokens: int = 0) -> _PoolBuild:
     # (the parallel degrees are `Parallel.validate`'s to check)
     _check_int("workers", pool.workers, None, "engine replicas in the pool, a whole number, e.g. Pool('h100-sxm', tp=2, workers=3)")
+    if pool.max_num_seqs is not None:
+        _check_int("a pool's max_num_seqs", pool.max_num_seqs, 1,
+                   "the most requests one engine of this pool runs at once (e.g. 256); None = the deployment's")
     if pool.max_num_batched_tokens is not None:
         _check_int("a pool's max_num_batched_tokens", pool.max_num_batched_tokens, 1,
                    "the most tokens one iteration of this pool's engines processes (e.g. 16384); None = the deployment's")
@@ -279,7 +285,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         pool.gpu, price_per_hour_usd=dep.price_per_hour_usd)
     par = Parallel(pool.tp, pool.pp, pool.dp, pool.ep).validate(spec)
     gpu.peak_flops_per_s(gemm_compute_dtype(prec.weight, prec.act))
-    if dep.max_num_seqs is None:
+    given_seqs = pool.max_num_seqs if pool.max_num_seqs is not None else dep.max_num_seqs
+    if given_seqs is None:
         # the engine's default running-request cap, for this pooled engine of all dp attention-DP
         # ranks: vLLM's max_num_seqs is per DP engine core and TRT-LLM's max_batch_size per rank,
         # so x dp, as their token budget; SGLang's --max-running-requests is per replica (with DP
@@ -287,11 +294,11 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
         # says which (an explicit max_num_seqs is the pooled engine's, the replica's, as given)
         seqs = be.default_max_num_seqs(gpu) * (par.dp if be.budget_per_dp_rank else 1)
     else:
-        seqs = dep.max_num_seqs
+        seqs = given_seqs
     chunked = be.chunked_prefill if dep.chunked_prefill is None else dep.chunked_prefill
     mixed = be.mixed_batches if dep.mixed_batches is None else dep.mixed_batches
     mbt = pool_batched_tokens(pool, dep)
-    if dep.max_num_seqs is None and mbt is not None and mixed:
+    if given_seqs is None and mbt is not None and mixed:
         seqs = min(seqs, mbt)  # as the engines clamp their default to a given token budget
     if mbt is None:  # the engine's default for this GPU and DP size, room for every decode when mixed
         mbt = be.batched_tokens(gpu, par.dp)

@@ -253,6 +253,13 @@ Mapping rules (assumptions a reader of the numbers must know):
    one (GB300 fp8 P 1x(dp8) + D 1x(dp8), c = 7680: 5.32x, now 0.63x), the disaggregated rows
    wanting a shorter fixed prefill time than the aggregated ones. Not applied: B200 fp8 DP-attention
    prefill workers with EP 8 (stored recipe versions disagree), the December 2025 v0.5.5.post2 runs.
+   Likewise InferenceX's Dynamo + TRT-LLM DeepSeek-R1 entries on the tensorrtllm-runtime 0.8.1.post1
+   / .post2 images (`TRTLLM_DISAGG_RECIPES`, srt-slurm `recipes/trtllm/...`): the context server's
+   `max_num_tokens` and `max_batch_size`, the generation server's `max_batch_size` (per
+   attention-DP rank; `Pool.max_num_seqs`), and chunked context off (no recipe turns it on). Where a
+   generation server's batch is below its share of the clients, the others wait at the decode
+   worker for a slot, and their first token with them: GB200 fp4 P 1x(dp4) + D 4x(tp8), c = 192
+   (4 x 32 seats) measured 4.8 s TTFT, simulated 0.4 s before and 5.2 s now.
 8d. AIConfigurator's recipe. A row of AIConfigurator's own gap-analysis collector (`row_data_source`
    'AIConfigurator gap analysis', '.../aic-auto-gap-analysis/data/...': Dynamo deployments
    AIConfigurator generated and benchmarked; not its gap analyses of InferenceX rows) runs
@@ -1045,6 +1052,63 @@ SGLANG_DISAGG_RECIPES: dict[tuple, tuple[str, int, bool | None]] = {
     ("b200_sxm", "fp8", 8192, 1024, (8, 1, 8, 1), (8, 1, 8, 1)): ("b200-fp8/8k1k-stp.yaml (1p1d)", 32768, None),
     ("b200_sxm", "fp8", 8192, 1024, (8, 1, 8, 1), (8, 1, 8, 4)): ("b200-fp8/8k1k-stp.yaml (1p4d)", 32768, None),
 }
+# Rule 8c for disaggregated rows, TRT-LLM: the srt-slurm recipes InferenceX's Dynamo + TRT-LLM DeepSeek-R1
+# entries ran on the tensorrtllm-runtime 0.8.1.post1 / .post2 images (`.github/configs/nvidia-master.yaml`:
+# CONFIG_FILE=recipes/trtllm/<gpu>-<precision>/<isl><osl>/stp/<name>.yaml; read in connorcarpenter15/srt-slurm
+# @5a156f6b, which holds the whole set, B200 fp8 also in ishandhanani/srt-slurm; Apache-2.0). Taken where llmsim
+# models them differently from TRT-LLM's defaults: the context (prefill) server's `max_num_tokens` and
+# `max_batch_size` and the generation (decode) server's `max_batch_size`, all per attention-DP rank (llmsim's
+# pooled engine takes them x DP), and chunked context off (no recipe sets `enable_chunked_prefill`; TRT-LLM's
+# default is off, llmsim's TRT-LLM default on). A generation server's batch below its share of the clients
+# holds the rest at the decode worker: their first token waits for a slot. Value: (recipe under
+# recipes/trtllm/, context max_num_tokens, context max_batch_size, generation max_batch_size), None where the
+# stored copies disagree or the recipe depends on the concurrency (and does not bind). Layouts as in
+# `SGLANG_DISAGG_RECIPES`; the B200 fp8 8k/1k context servers run EP 1, which the rows write as ep 8 or 1.
+# Not applied: the servers' `free_gpu_memory_fraction` (0.1-0.9: the KV pools; llmsim sizes them from the
+# backend's fraction), the 0.5.1 image's GB200 rows (no recipe read), Kimi-K2.5 (none stored).
+TRTLLM_DISAGG_RECIPES: dict[tuple, tuple[str, int | None, int, int | None]] = {
+    # B200 fp4 (0.8.1.post1): context TP4 EP4 with attention DP
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 5)): ("b200-fp4/1k1k/stp/ctx1_gen5_tep8_batch32_eplb0_mtp0.yaml", 10240, 8, 32),
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 1)): ("b200-fp4/1k1k/stp/ctx1_gen1_dep8_batch512_eplb0_mtp0.yaml", 10240, 8, 512),
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 2)): ("b200-fp4/1k1k/stp/ctx1_gen2_dep8_batch128_eplb0_mtp0.yaml", 10240, 8, 128),
+    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 6)): ("b200-fp4/1k1k/stp/ctx1_gen6_tep8_batch64_eplb0_mtp0.yaml", 10240, 8, 64),
+    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 1), (8, 1, 8, 5)): ("b200-fp4/8k1k/stp/ctx1_gen5_tep8_batch8_eplb0_mtp0.yaml", 16896, 2, 16),
+    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 2), (8, 1, 8, 5)): ("b200-fp4/8k1k/stp/ctx2_gen5_tep8_batch64_eplb0_mtp0.yaml", 16896, 2, 64),
+    # B200 fp8 (0.8.1.post2): 8k/1k context TP8 EP1 with attention DP, one request per rank
+    **{("b200_sxm", "fp8", 8192, 1024, (1, 8, e, w), d): (r, 8320, 1, g) for e in (1, 8) for w, d, r, g in (
+        (1, (1, 8, 8, 1), "b200-fp8/8k1k/stp/ctx1_gen1_dep8_batch{128,256}_eplb0_mtp0_{128,256}.yaml", None),
+        (1, (1, 8, 8, 2), "b200-fp8/8k1k/stp/ctx1_gen2_dep8_batch64_eplb0_mtp0_128.yaml", None),
+        (1, (8, 1, 1, 4), "b200-fp8/8k1k/stp/ctx1_gen4_tp8_batch32_eplb0_mtp0_128.yaml", 32),
+        (1, (8, 1, 1, 6), "b200-fp8/8k1k/stp/ctx1_gen6_tp8_batch16_eplb0_mtp0_96.yaml", 16),
+        (2, (1, 8, 8, 1), "b200-fp8/8k1k/stp/ctx2_gen1_dep8_batch640_eplb0_mtp0_640.yaml", 640))},
+    ("b200_sxm", "fp8", 8192, 1024, (8, 1, 1, 1), (8, 1, 1, 1)): ("b200-fp8/8k1k/stp/ctx1_gen1_tp8_batch1_eplb0_mtp0_1.yaml", 8320, 64, 1),
+    ("b200_sxm", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("b200-fp8/1k1k/stp/ctx1_gen1_dep8_batch512_eplb0_mtp0_4096.yaml", 16384, 16, 512),
+    ("b200_sxm", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 5)): ("b200-fp8/1k1k/stp/ctx1_gen5_dep8_batch48_eplb0_mtp0_1920.yaml", 16384, 16, 48),
+    # GB200 fp4 (0.8.1.post2): context TP4 EP4 with attention DP
+    ("gb200", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 4)): ("gb200-fp4/1k1k/stp/ctx1_gen4_tep8_batch32_eplb0_mtp0.yaml", 16384, 16, 32),
+    ("gb200", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 4, 4, 2)): ("gb200-fp4/1k1k/stp/ctx1_gen2_dep4_batch768_eplb0_mtp0.yaml", 16384, 16, 768),
+    ("gb200", "fp4", 1024, 8192, (1, 4, 4, 1), (1, 32, 32, 1)): ("gb200-fp4/1k8k/stp/ctx1_gen1_dep32_batch{64,128,256}_*.yaml", 16384, 16, None),
+    ("gb200", "fp4", 1024, 8192, (1, 4, 4, 1), (4, 1, 4, 15)): ("gb200-fp4/1k8k/stp/ctx1_gen15_tep4_batch{4,8}_eplb0_mtp0.yaml", 16384, 16, None),
+    ("gb200", "fp4", 8192, 1024, (1, 4, 4, 1), (8, 1, 8, 4)): ("gb200-fp4/8k1k/stp/ctx1_gen4_tep8_batch16_eplb0_mtp0.yaml", 16640, 2, 16),
+    ("gb200", "fp4", 8192, 1024, (1, 4, 4, 10), (1, 16, 16, 1)): ("gb200-fp4/8k1k/stp/ctx10_gen1_dep16_batch256_eplb256_mtp0.yaml", 16640, 2, 256),
+    # GB200 fp8 (0.8.1.post2): context TP8 EP8 with attention DP
+    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 32, 32, 1)): ("gb200-fp8/1k1k/stp/ctx1_gen1_dep32_batch8_eplb0_mtp0_256.yaml", 16384, 16, 8),
+    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("gb200-fp8/1k1k/stp/ctx1_gen1_dep8_batch768_eplb0_mtp0_6144.yaml", 16384, 16, 768),
+    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (8, 1, 8, 3)): ("gb200-fp8/1k1k/stp/ctx1_gen3_tep8_batch8_eplb0_mtp0_27.yaml", 16384, 16, 8),
+    ("gb200", "fp8", 1024, 8192, (1, 8, 8, 1), (1, 32, 32, 1)): ("gb200-fp8/1k8k/stp/ctx1_gen1_dep32_batch64_eplb0_mtp0_2048.yaml", 16384, 16, 64),
+    ("gb200", "fp8", 1024, 8192, (1, 8, 8, 1), (1, 16, 16, 2)): ("gb200-fp8/1k8k/stp/ctx1_gen2_dep16_batch256_eplb0_mtp0_8192.yaml", 16384, 16, 256),
+    ("gb200", "fp8", 8192, 1024, (1, 8, 8, 1), (8, 1, 8, 3)): ("gb200-fp8/8k1k/stp/ctx1_gen3_tep8_batch16_eplb0_mtp0_63.yaml", 16384, 2, 16),
+    # GB300 fp4 (0.8.1.post2): context TP2 EP2 with attention DP
+    ("gb300", "fp4", 1024, 1024, (1, 2, 2, 1), (8, 1, 8, 4)): ("gb300-fp4/1k1k/stp/ctx1_gen4_tep8_batch32_eplb0_mtp0.yaml", 16384, 16, 32),
+    ("gb300", "fp4", 1024, 1024, (1, 2, 2, 2), (1, 8, 8, 1)): ("gb300-fp4/1k1k/stp/ctx2_gen1_dep8_batch1024_eplb0_mtp0.yaml", 16384, 16, 1024),
+    ("gb300", "fp4", 8192, 1024, (1, 2, 2, 11), (1, 4, 4, 3)): ("gb300-fp4/8k1k/stp/ctx11_gen3_dep4_batch256_eplb0_mtp0.yaml", 16640, 2, 256),
+    # GB300 fp8 (0.8.1.post2): context TP4 EP4 with attention DP (8k/1k: NVIDIA/srt-slurm's copy says 8232 tokens)
+    ("gb300", "fp8", 1024, 1024, (1, 4, 4, 3), (1, 8, 8, 2)): ("gb300-fp8/1k1k/stp/ctx3_gen2_dep8_batch768_eplb0_mtp0_12288.yaml", 16384, 16, 768),
+    ("gb300", "fp8", 1024, 8192, (1, 4, 4, 1), (1, 32, 32, 1)): ("gb300-fp8/1k8k/stp/ctx1_gen1_dep32_batch32_eplb0_mtp0_1024.yaml", 16384, 16, 32),
+    ("gb300", "fp8", 1024, 8192, (1, 4, 4, 1), (1, 16, 16, 2)): ("gb300-fp8/1k8k/stp/ctx1_gen2_dep16_batch{128,256}_*.yaml", 16384, 16, None),
+    ("gb300", "fp8", 8192, 1024, (1, 4, 4, 6), (1, 32, 32, 1)): ("gb300-fp8/8k1k/stp/ctx6_gen1_dep32_batch16_eplb0_mtp0_512.yaml", None, 2, 16),
+}
+TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[12](?![\w.])")
 SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
 
 
@@ -1052,15 +1116,24 @@ def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str,
                                pools: dict) -> tuple[str, dict, dict]:
     """Rule 8c for a disaggregated InferenceX row: (recipe, the pools' own token budgets, Deployment
     settings) from `SGLANG_DISAGG_RECIPES`; ('', {}, {}) where no recipe is known for the row."""
-    if not (backend == "sglang" and model in ("deepseek-r1", "deepseek-v3") and row_data_source(row).startswith("InferenceX")
-            and SGLANG_DISAGG_RECIPE_IMAGE.search(str(row.get("silicon_data_source") or ""))):
+    src = str(row.get("silicon_data_source") or "")
+    if model not in ("deepseek-r1", "deepseek-v3") or not row_data_source(row).startswith("InferenceX"):
         return "", {}, {}
     (ptp, _pp, pdp, pep, pw), (dtp, _dp, ddp, dep_, dw) = pools["prefill"], pools["decode"]
-    hit = SGLANG_DISAGG_RECIPES.get((system, weight_dtype, isl, osl, (ptp, pdp, pep, pw), (dtp, ddp, dep_, dw)))
-    if hit is None:
-        return "", {}, {}
-    recipe, chunk, fusion = hit
-    return recipe, {"prefill": chunk}, ({} if fusion is None else {"allreduce_norm_fusion": fusion})
+    key = (system, weight_dtype, isl, osl, (ptp, pdp, pep, pw), (dtp, ddp, dep_, dw))
+    if backend == "sglang" and SGLANG_DISAGG_RECIPE_IMAGE.search(src) and key in SGLANG_DISAGG_RECIPES:
+        recipe, chunk, fusion = SGLANG_DISAGG_RECIPES[key]
+        return recipe, {"prefill": {"max_num_batched_tokens": chunk}}, ({} if fusion is None else {"allreduce_norm_fusion": fusion})
+    if backend == "trtllm" and TRTLLM_DISAGG_RECIPE_IMAGE.search(src) and key in TRTLLM_DISAGG_RECIPES:
+        recipe, ctx_tokens, ctx_batch, gen_batch = TRTLLM_DISAGG_RECIPES[key]
+        prefill: dict = {"max_num_seqs": ctx_batch * pdp}
+        if ctx_tokens is not None:
+            prefill["max_num_batched_tokens"] = _pooled_budget(ctx_tokens, pdp)
+        own = {"prefill": prefill}
+        if gen_batch is not None:
+            own["decode"] = {"max_num_seqs": gen_batch * ddp}
+        return "trtllm/" + recipe, own, {"chunked_prefill": False}
+    return "", {}, {}
 
 
 def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: bool = True) -> _Plan:
@@ -1127,7 +1200,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             notes.append("block-scaled fp8 checkpoint (128x128 weight blocks): fp8_block GEMMs")
         base["precision"] = label
         conc = _concurrency_from_source(row)
-        budgets: dict = {}  # rule 8c: pools' own token budgets (disaggregated recipes)
+        pool_settings: dict = {}  # rule 8c: pools' own token budgets / request caps (disaggregated recipes)
         if mode == "agg":
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
             dp_cols = dp  # the attention_dp the columns (and their batch_size, per rank) were written with
@@ -1203,10 +1276,11 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 pools = scripted
             base["layout"] = f"P {_layout(*pools['prefill'])} + D {_layout(*pools['decode'])}"
             base["num_gpus"] = sum(w_ * t_ * p_ * d_ for t_, p_, d_, _e, w_ in pools.values())
-            recipe, budgets, engine = inferencex_disagg_settings(row, spec.name, be.name, base["system"], w, isl, osl, pools)  # rule 8c
+            recipe, pool_settings, engine = inferencex_disagg_settings(row, spec.name, be.name, base["system"], w, isl, osl, pools)  # rule 8c
             if recipe:
-                notes.append(f"InferenceX srt-slurm recipe {recipe}: prefill chunked-prefill-size {budgets['prefill']}"
-                             + "".join(f", {k}={v}" for k, v in engine.items()))
+                notes.append(f"InferenceX srt-slurm recipe {recipe}: "
+                             + ", ".join([f"{pool} {k}={v}" for pool, kv in pool_settings.items() for k, v in kv.items()]
+                                         + [f"{k}={v}" for k, v in engine.items()]))
             for pre, (t_, _p, d_, e_, _w) in pools.items():
                 _check_node_artefact(row, spec, gpu, t_, d_, e_, pre + "_")
         if conc < 1:
@@ -1228,8 +1302,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
             # unless the benchmark's launch script sets one (rule 8c)
             "engine": engine,
         }
-        if budgets:  # rule 8c: a disaggregated recipe's own budget for a pool
-            plan.dep_kwargs["pool_budgets"] = budgets
+        if pool_settings:  # rule 8c: a disaggregated recipe's own settings for a pool
+            plan.dep_kwargs["pool_settings"] = pool_settings
     except LlmsimError as e:
         plan.reason = e.message
     plan.note = "; ".join(notes)
@@ -1424,8 +1498,8 @@ def build_deployment(kw: dict, *, cpu_overhead_s: float | None = None, gpu=None,
     from .simulate import Deployment, Pool
 
     g = kw["gpu"] if gpu is None else gpu
-    budgets = kw.get("pool_budgets", {})  # rule 8c: a pool's own token budget from its launch recipe
-    pools = {k: replace(Pool(g, *v), max_num_batched_tokens=budgets.get(k)) for k, v in kw["pools"].items()}
+    own = kw.get("pool_settings", {})  # rule 8c: a pool's own token budget / request cap from its launch recipe
+    pools = {k: replace(Pool(g, *v), **own.get(k, {})) for k, v in kw["pools"].items()}
     common = {
         "model": kw["model"], "backend": kw["backend"], "weight_dtype": kw["weight_dtype"], "act_dtype": kw["act_dtype"],
         "kv_dtype": kw["kv_dtype"], "max_num_seqs": kw["max_num_seqs"],
