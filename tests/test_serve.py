@@ -1641,3 +1641,24 @@ def test_disaggregated_ttft_parts_are_the_counted_requests_means():
     assert tp["handoff_fixed"] == pytest.approx(150.0)
     assert tp["queue"] + tp["prefill"] + tp["kv_handoff"] + tp["handoff_fixed"] + tp["decode_first"] == pytest.approx(tp["ttft"])
     assert (t["decode_first_ms"][handed] > 0).all() and (t["kv_link_wait_ms"][handed] >= 0).all()
+
+
+def test_router_sees_a_full_engine_busy_until_its_request_really_finishes():
+    """A full decode engine may run its decode stretch ahead to the next completion, but while a
+    router compares the engines' outstanding requests that completion must not count before the
+    event loop reaches it: four clients on four decode workers of one seat each never wait for a
+    seat (before the fix, the router saw a seat freed up to a whole decode early, and a new request
+    sat behind a running one for ~7 s)."""
+    dep = Deployment("llama-3.1-8b", prefill=Pool("h100-sxm"), decode=Pool("h100-sxm", workers=4, max_num_seqs=1),
+                     backend="vllm", kernels="none")
+    from llmsim.serving.validate import closed_loop_workload
+
+    wl = closed_loop_workload(4, 512, 600, rounds=6, range_ratio=0.8)  # lengths uniform in [0.8 L, L]: clients desynchronise
+    r = simulate(dep, wl)
+    ttft = np.frombuffer(r.requests.t_first) - np.frombuffer(r.requests.arrival)
+    e2e = np.frombuffer(r.requests.t_finish) - np.frombuffer(r.requests.arrival)
+    assert ttft.max() < 0.1 * e2e.mean(), (ttft.max(), e2e.mean())
+    # round robin ignores the load, so it does send requests to busy seats: the check can fail
+    rr = simulate(Deployment(**{**dep.__dict__, "router": "round_robin"}), wl)
+    rr_ttft = np.frombuffer(rr.requests.t_first) - np.frombuffer(rr.requests.arrival)
+    assert rr_ttft.max() > 2 * ttft.max()

@@ -789,6 +789,14 @@ def test_inferencex_trtllm_disagg_rows_run_their_srt_slurm_recipes():
     capped = simulate(dep, wl).summary
     uncapped = simulate(replace(dep, decode=replace(dep.decode, max_num_seqs=None)), wl).summary
     assert capped["ttft_ms"]["mean"] > 1.5 * uncapped["ttft_ms"]["mean"]
+    # a concurrency outside the recipe's list: no recipe (each file names the concurrencies it ran)
+    assert "pool_settings" not in plan_row(disagg(4)).dep_kwargs
+    # the file holds every stp recipe, one key per concurrency
+    from llmsim.serving.validate import trtllm_disagg_recipes
+    table = trtllm_disagg_recipes()
+    r = table[("gb200", "fp8", 8192, 1024, 6, (1, 8, 8, 1), (8, 1, 8, 3))]
+    assert r["recipe"] == "gb200-fp8/8k1k/stp/ctx1_gen3_tep8_batch1_eplb0_mtp0_6.yaml" and r["gen_max_batch_size"] == "1"
+    assert len(table) > 100
     # another image: TRT-LLM's defaults
     other = plan_row(disagg(192, "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:0.5.1-rc0.pre3"))
     assert other.dep_kwargs is not None and "pool_settings" not in other.dep_kwargs and other.dep_kwargs["engine"] == {}

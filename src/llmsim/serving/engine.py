@@ -464,6 +464,10 @@ class Engine:
         self.outstanding = 0  # routed here and not finished (router's load signal)
         self.in_front = 0  # routed here, not yet added: in this replica's API server (front end), or KV in flight to this decode engine
         self.finish_queues_events = True  # whether on_finish may queue new events (simulate knows)
+        # whether a router reads this engine's `outstanding` to choose among it and others (simulate
+        # knows): then a full engine's decode run must not report a completion before the event
+        # loop reaches it, or the router would see a free seat that is still taken
+        self.routed = False
         self._prefix = reqs.hash_ids is not None and cfg.prefix_caching
         self._first_pending: list[int] = []  # decode role, first_token_here: admitted, first token not yet out
         # sum over running requests of their whole (capped) output in tokens: bounds the reservation
@@ -1261,9 +1265,10 @@ class Engine:
             b = (st.decode_step(n, S + n * (k - 1)) - a) / (k - 1)
         else:
             b = 0.0
-        # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary
+        # a new arrival (or, for a decode engine, a KV hand-off) could join at the next boundary;
+        # a full engine runs on to its next completion unless a router reads its load meanwhile
         if k > 1 and next_arrival < math.inf and not self.waiting and not self.incoming \
-                and len(self.running) < cfg.max_num_seqs and not cfg.static_batching:
+                and (len(self.running) < cfg.max_num_seqs or self.routed) and not cfg.static_batching:
             # stop at the first iteration boundary at or after the next arrival
             dt = next_arrival - now - extra_s
             # smallest k' with k' a + b k'(k'-1)/2 >= dt

@@ -658,6 +658,9 @@ def simulate(
     all_engines = [e for b in builds for e in b.engines]
     for e in all_engines:  # open-loop completions queue nothing (closed-loop ones the next request)
         e.finish_queues_events = wl.concurrency is not None or e.cfg.role == "prefill"
+    for r in routers:  # a router that compares the engines' outstanding requests (not round robin)
+        for e in r.engines:
+            e.routed = len(r.engines) > 1 and r.policy != "round_robin"
 
     # arrivals: open-loop times as chunks of Python floats (cheap to index; arr_times[next_open]
     # is request open_base + next_open), closed-loop ones as events (each sent its client's

@@ -254,7 +254,8 @@ Mapping rules (assumptions a reader of the numbers must know):
    wanting a shorter fixed prefill time than the aggregated ones. Not applied: B200 fp8 DP-attention
    prefill workers with EP 8 (stored recipe versions disagree), the December 2025 v0.5.5.post2 runs.
    Likewise InferenceX's Dynamo + TRT-LLM DeepSeek-R1 entries on the tensorrtllm-runtime 0.8.1.post1
-   / .post2 images (`TRTLLM_DISAGG_RECIPES`, srt-slurm `recipes/trtllm/...`): the context server's
+   / .post2 images (`trtllm_disagg_recipes`: `data/trtllm_disagg_recipes.csv`, every single-token
+   srt-slurm `recipes/trtllm/...` file, one per concurrency or list of them): the context server's
    `max_num_tokens` and `max_batch_size`, the generation server's `max_batch_size` (per
    attention-DP rank; `Pool.max_num_seqs`), and chunked context off (no recipe turns it on). Where a
    generation server's batch is below its share of the clients, the others wait at the decode
@@ -1054,66 +1055,49 @@ SGLANG_DISAGG_RECIPES: dict[tuple, tuple[str, int, bool | None]] = {
 }
 # Rule 8c for disaggregated rows, TRT-LLM: the srt-slurm recipes InferenceX's Dynamo + TRT-LLM DeepSeek-R1
 # entries ran on the tensorrtllm-runtime 0.8.1.post1 / .post2 images (`.github/configs/nvidia-master.yaml`:
-# CONFIG_FILE=recipes/trtllm/<gpu>-<precision>/<isl><osl>/stp/<name>.yaml; read in connorcarpenter15/srt-slurm
-# @5a156f6b, which holds the whole set, B200 fp8 also in ishandhanani/srt-slurm; Apache-2.0). Taken where llmsim
-# models them differently from TRT-LLM's defaults: the context (prefill) server's `max_num_tokens` and
+# CONFIG_FILE=recipes/trtllm/<gpu>-<precision>/<isl><osl>/stp/<name>.yaml, one file per concurrency or short
+# list of them), transcribed in `data/trtllm_disagg_recipes.csv` (source and commit in its header). Taken where
+# llmsim models them differently from TRT-LLM's defaults: the context (prefill) server's `max_num_tokens` and
 # `max_batch_size` and the generation (decode) server's `max_batch_size`, all per attention-DP rank (llmsim's
 # pooled engine takes them x DP), and chunked context off (no recipe sets `enable_chunked_prefill`; TRT-LLM's
 # default is off, llmsim's TRT-LLM default on). A generation server's batch below its share of the clients
-# holds the rest at the decode worker: their first token waits for a slot. Value: (recipe under
-# recipes/trtllm/, context max_num_tokens, context max_batch_size, generation max_batch_size), None where the
-# stored copies disagree or the recipe depends on the concurrency (and does not bind). Layouts as in
-# `SGLANG_DISAGG_RECIPES`; the B200 fp8 8k/1k context servers run EP 1, which the rows write as ep 8 or 1.
-# Not applied: the servers' `free_gpu_memory_fraction` (0.1-0.9: the KV pools; llmsim sizes them from the
-# backend's fraction), the 0.5.1 image's GB200 rows (no recipe read), Kimi-K2.5 (none stored).
-TRTLLM_DISAGG_RECIPES: dict[tuple, tuple[str, int | None, int, int | None]] = {
-    # B200 fp4 (0.8.1.post1): context TP4 EP4 with attention DP
-    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 5)): ("b200-fp4/1k1k/stp/ctx1_gen5_tep8_batch32_eplb0_mtp0.yaml", 10240, 8, 32),
-    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 1)): ("b200-fp4/1k1k/stp/ctx1_gen1_dep8_batch512_eplb0_mtp0.yaml", 10240, 8, 512),
-    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 8, 8, 2)): ("b200-fp4/1k1k/stp/ctx1_gen2_dep8_batch128_eplb0_mtp0.yaml", 10240, 8, 128),
-    ("b200_sxm", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 6)): ("b200-fp4/1k1k/stp/ctx1_gen6_tep8_batch64_eplb0_mtp0.yaml", 10240, 8, 64),
-    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 1), (8, 1, 8, 5)): ("b200-fp4/8k1k/stp/ctx1_gen5_tep8_batch8_eplb0_mtp0.yaml", 16896, 2, 16),
-    ("b200_sxm", "fp4", 8192, 1024, (1, 4, 4, 2), (8, 1, 8, 5)): ("b200-fp4/8k1k/stp/ctx2_gen5_tep8_batch64_eplb0_mtp0.yaml", 16896, 2, 64),
-    # B200 fp8 (0.8.1.post2): 8k/1k context TP8 EP1 with attention DP, one request per rank
-    **{("b200_sxm", "fp8", 8192, 1024, (1, 8, e, w), d): (r, 8320, 1, g) for e in (1, 8) for w, d, r, g in (
-        (1, (1, 8, 8, 1), "b200-fp8/8k1k/stp/ctx1_gen1_dep8_batch{128,256}_eplb0_mtp0_{128,256}.yaml", None),
-        (1, (1, 8, 8, 2), "b200-fp8/8k1k/stp/ctx1_gen2_dep8_batch64_eplb0_mtp0_128.yaml", None),
-        (1, (8, 1, 1, 4), "b200-fp8/8k1k/stp/ctx1_gen4_tp8_batch32_eplb0_mtp0_128.yaml", 32),
-        (1, (8, 1, 1, 6), "b200-fp8/8k1k/stp/ctx1_gen6_tp8_batch16_eplb0_mtp0_96.yaml", 16),
-        (2, (1, 8, 8, 1), "b200-fp8/8k1k/stp/ctx2_gen1_dep8_batch640_eplb0_mtp0_640.yaml", 640))},
-    ("b200_sxm", "fp8", 8192, 1024, (8, 1, 1, 1), (8, 1, 1, 1)): ("b200-fp8/8k1k/stp/ctx1_gen1_tp8_batch1_eplb0_mtp0_1.yaml", 8320, 64, 1),
-    ("b200_sxm", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("b200-fp8/1k1k/stp/ctx1_gen1_dep8_batch512_eplb0_mtp0_4096.yaml", 16384, 16, 512),
-    ("b200_sxm", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 5)): ("b200-fp8/1k1k/stp/ctx1_gen5_dep8_batch48_eplb0_mtp0_1920.yaml", 16384, 16, 48),
-    # GB200 fp4 (0.8.1.post2): context TP4 EP4 with attention DP
-    ("gb200", "fp4", 1024, 1024, (1, 4, 4, 1), (8, 1, 8, 4)): ("gb200-fp4/1k1k/stp/ctx1_gen4_tep8_batch32_eplb0_mtp0.yaml", 16384, 16, 32),
-    ("gb200", "fp4", 1024, 1024, (1, 4, 4, 1), (1, 4, 4, 2)): ("gb200-fp4/1k1k/stp/ctx1_gen2_dep4_batch768_eplb0_mtp0.yaml", 16384, 16, 768),
-    ("gb200", "fp4", 1024, 8192, (1, 4, 4, 1), (1, 32, 32, 1)): ("gb200-fp4/1k8k/stp/ctx1_gen1_dep32_batch{64,128,256}_*.yaml", 16384, 16, None),
-    ("gb200", "fp4", 1024, 8192, (1, 4, 4, 1), (4, 1, 4, 15)): ("gb200-fp4/1k8k/stp/ctx1_gen15_tep4_batch{4,8}_eplb0_mtp0.yaml", 16384, 16, None),
-    ("gb200", "fp4", 8192, 1024, (1, 4, 4, 1), (8, 1, 8, 4)): ("gb200-fp4/8k1k/stp/ctx1_gen4_tep8_batch16_eplb0_mtp0.yaml", 16640, 2, 16),
-    ("gb200", "fp4", 8192, 1024, (1, 4, 4, 10), (1, 16, 16, 1)): ("gb200-fp4/8k1k/stp/ctx10_gen1_dep16_batch256_eplb256_mtp0.yaml", 16640, 2, 256),
-    # GB200 fp8 (0.8.1.post2): context TP8 EP8 with attention DP
-    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 32, 32, 1)): ("gb200-fp8/1k1k/stp/ctx1_gen1_dep32_batch8_eplb0_mtp0_256.yaml", 16384, 16, 8),
-    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (1, 8, 8, 1)): ("gb200-fp8/1k1k/stp/ctx1_gen1_dep8_batch768_eplb0_mtp0_6144.yaml", 16384, 16, 768),
-    ("gb200", "fp8", 1024, 1024, (1, 8, 8, 1), (8, 1, 8, 3)): ("gb200-fp8/1k1k/stp/ctx1_gen3_tep8_batch8_eplb0_mtp0_27.yaml", 16384, 16, 8),
-    ("gb200", "fp8", 1024, 8192, (1, 8, 8, 1), (1, 32, 32, 1)): ("gb200-fp8/1k8k/stp/ctx1_gen1_dep32_batch64_eplb0_mtp0_2048.yaml", 16384, 16, 64),
-    ("gb200", "fp8", 1024, 8192, (1, 8, 8, 1), (1, 16, 16, 2)): ("gb200-fp8/1k8k/stp/ctx1_gen2_dep16_batch256_eplb0_mtp0_8192.yaml", 16384, 16, 256),
-    ("gb200", "fp8", 8192, 1024, (1, 8, 8, 1), (8, 1, 8, 3)): ("gb200-fp8/8k1k/stp/ctx1_gen3_tep8_batch16_eplb0_mtp0_63.yaml", 16384, 2, 16),
-    # GB300 fp4 (0.8.1.post2): context TP2 EP2 with attention DP
-    ("gb300", "fp4", 1024, 1024, (1, 2, 2, 1), (8, 1, 8, 4)): ("gb300-fp4/1k1k/stp/ctx1_gen4_tep8_batch32_eplb0_mtp0.yaml", 16384, 16, 32),
-    ("gb300", "fp4", 1024, 1024, (1, 2, 2, 2), (1, 8, 8, 1)): ("gb300-fp4/1k1k/stp/ctx2_gen1_dep8_batch1024_eplb0_mtp0.yaml", 16384, 16, 1024),
-    ("gb300", "fp4", 8192, 1024, (1, 2, 2, 11), (1, 4, 4, 3)): ("gb300-fp4/8k1k/stp/ctx11_gen3_dep4_batch256_eplb0_mtp0.yaml", 16640, 2, 256),
-    # GB300 fp8 (0.8.1.post2): context TP4 EP4 with attention DP (8k/1k: NVIDIA/srt-slurm's copy says 8232 tokens)
-    ("gb300", "fp8", 1024, 1024, (1, 4, 4, 3), (1, 8, 8, 2)): ("gb300-fp8/1k1k/stp/ctx3_gen2_dep8_batch768_eplb0_mtp0_12288.yaml", 16384, 16, 768),
-    ("gb300", "fp8", 1024, 8192, (1, 4, 4, 1), (1, 32, 32, 1)): ("gb300-fp8/1k8k/stp/ctx1_gen1_dep32_batch32_eplb0_mtp0_1024.yaml", 16384, 16, 32),
-    ("gb300", "fp8", 1024, 8192, (1, 4, 4, 1), (1, 16, 16, 2)): ("gb300-fp8/1k8k/stp/ctx1_gen2_dep16_batch{128,256}_*.yaml", 16384, 16, None),
-    ("gb300", "fp8", 8192, 1024, (1, 4, 4, 6), (1, 32, 32, 1)): ("gb300-fp8/8k1k/stp/ctx6_gen1_dep32_batch16_eplb0_mtp0_512.yaml", None, 2, 16),
-}
+# holds the rest at the decode worker: their first token waits for a slot. A recipe is tied to a row by GPU,
+# precision, ISL/OSL, the row's concurrency (in the recipe's list) and both pools' layouts and worker counts;
+# the B200 fp8 8k/1k context servers run EP 1, which the rows' columns may write as ep = dp (the master
+# config's label). Not applied: the servers' `free_gpu_memory_fraction` (0.1-0.9: the KV pools; llmsim sizes
+# them from the backend's fraction), values whose stored copies disagree (empty in the file), the 0.5.1
+# image's GB200 rows and Kimi-K2.5 (no recipe stored).
+TRTLLM_DISAGG_RECIPES_CSV = Path(__file__).with_name("data") / "trtllm_disagg_recipes.csv"
+_RECIPE_GPUS = {"b200": "b200_sxm", "gb200": "gb200", "gb300": "gb300"}
+
+
+def trtllm_disagg_recipes() -> dict[tuple, dict]:
+    """`data/trtllm_disagg_recipes.csv` by (system, weight dtype, ISL, OSL, concurrency, prefill (tp, dp, ep,
+    workers), decode (tp, dp, ep, workers)) in llmsim's layout (attention DP: tp 1 x dp N) -> the file's row."""
+    global _TRTLLM_RECIPES
+    if _TRTLLM_RECIPES is None:
+        def layout(r: dict, side: str) -> tuple[int, int, int, int]:
+            tp, ep, w = int(r[side + "_tp"]), int(r[side + "_ep"]), int(r[side + "_workers"])
+            return (1, tp, ep, w) if r[side + "_attention_dp"] == "1" else (tp, 1, ep, w)
+
+        table: dict[tuple, dict] = {}
+        with open(TRTLLM_DISAGG_RECIPES_CSV, newline="") as f:
+            for r in csv.DictReader(line for line in f if not line.startswith("#")):
+                weight = r["recipe"].split("/")[0].split("-")[1]  # 'gb200-fp8/...' -> 'fp8'
+                for c in r["concurrencies"].split("x"):
+                    table[(_RECIPE_GPUS[r["gpu"]], weight, int(r["isl"]), int(r["osl"]), int(c),
+                           layout(r, "ctx"), layout(r, "gen"))] = r
+        _TRTLLM_RECIPES = table
+    return _TRTLLM_RECIPES
+
+
+_TRTLLM_RECIPES: dict[tuple, dict] | None = None
 TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[12](?![\w.])")
 SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
 
 
 def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str, weight_dtype: str, isl: int, osl: int,
-                               pools: dict) -> tuple[str, dict, dict]:
+                               pools: dict, conc: int | None = None) -> tuple[str, dict, dict]:
     """Rule 8c for a disaggregated InferenceX row: (recipe, the pools' own token budgets, Deployment
     settings) from `SGLANG_DISAGG_RECIPES`; ('', {}, {}) where no recipe is known for the row."""
     src = str(row.get("silicon_data_source") or "")
@@ -1124,15 +1108,21 @@ def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str,
     if backend == "sglang" and SGLANG_DISAGG_RECIPE_IMAGE.search(src) and key in SGLANG_DISAGG_RECIPES:
         recipe, chunk, fusion = SGLANG_DISAGG_RECIPES[key]
         return recipe, {"prefill": {"max_num_batched_tokens": chunk}}, ({} if fusion is None else {"allreduce_norm_fusion": fusion})
-    if backend == "trtllm" and TRTLLM_DISAGG_RECIPE_IMAGE.search(src) and key in TRTLLM_DISAGG_RECIPES:
-        recipe, ctx_tokens, ctx_batch, gen_batch = TRTLLM_DISAGG_RECIPES[key]
-        prefill: dict = {"max_num_seqs": ctx_batch * pdp}
-        if ctx_tokens is not None:
-            prefill["max_num_batched_tokens"] = _pooled_budget(ctx_tokens, pdp)
+    if backend == "trtllm" and TRTLLM_DISAGG_RECIPE_IMAGE.search(src) and conc is not None:
+        table = trtllm_disagg_recipes()
+        d = (dtp, ddp, dep_, dw)
+        r = table.get((system, weight_dtype, isl, osl, conc, (ptp, pdp, pep, pw), d))
+        if r is None and pdp > 1 and pep == pdp:  # an EP-1 context server the columns label ep = dp
+            r = table.get((system, weight_dtype, isl, osl, conc, (ptp, pdp, 1, pw), d))
+        if r is None:
+            return "", {}, {}
+        prefill: dict = {"max_num_seqs": int(r["ctx_max_batch_size"]) * pdp}
+        if r["ctx_max_num_tokens"]:
+            prefill["max_num_batched_tokens"] = _pooled_budget(int(r["ctx_max_num_tokens"]), pdp)
         own = {"prefill": prefill}
-        if gen_batch is not None:
-            own["decode"] = {"max_num_seqs": gen_batch * ddp}
-        return "trtllm/" + recipe, own, {"chunked_prefill": False}
+        if r["gen_max_batch_size"]:
+            own["decode"] = {"max_num_seqs": int(r["gen_max_batch_size"]) * ddp}
+        return "trtllm/" + r["recipe"], own, {"chunked_prefill": False}
     return "", {}, {}
 
 
@@ -1276,7 +1266,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
                 pools = scripted
             base["layout"] = f"P {_layout(*pools['prefill'])} + D {_layout(*pools['decode'])}"
             base["num_gpus"] = sum(w_ * t_ * p_ * d_ for t_, p_, d_, _e, w_ in pools.values())
-            recipe, pool_settings, engine = inferencex_disagg_settings(row, spec.name, be.name, base["system"], w, isl, osl, pools)  # rule 8c
+            recipe, pool_settings, engine = inferencex_disagg_settings(row, spec.name, be.name, base["system"], w, isl, osl, pools,
+                                                                       conc)  # rule 8c
             if recipe:
                 notes.append(f"InferenceX srt-slurm recipe {recipe}: "
                              + ", ".join([f"{pool} {k}={v}" for pool, kv in pool_settings.items() for k, v in kv.items()]
