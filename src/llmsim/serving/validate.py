@@ -254,10 +254,10 @@ Mapping rules (assumptions a reader of the numbers must know):
    wanting a shorter fixed prefill time than the aggregated ones. Not applied: B200 fp8 DP-attention
    prefill workers with EP 8 (stored recipe versions disagree), the December 2025 v0.5.5.post2 runs.
    Likewise InferenceX's Dynamo + TRT-LLM DeepSeek-R1 entries on the tensorrtllm-runtime 0.8.1.post1
-   / .post2 images (`trtllm_disagg_recipes`: `data/trtllm_disagg_recipes.csv`, every single-token
+   / .post2 / .post3 images (`trtllm_disagg_recipes`: `data/trtllm_disagg_recipes.csv`, every single-token
    srt-slurm `recipes/trtllm/...` file, one per concurrency or list of them): the context server's
    `max_num_tokens` and `max_batch_size`, the generation server's `max_batch_size` (per
-   attention-DP rank; `Pool.max_num_seqs`), and chunked context off (no recipe turns it on). Where a
+   attention-DP rank; `Pool.max_num_seqs`), and chunked context as the recipe sets it. Where a
    generation server's batch is below its share of the clients, the others wait at the decode
    worker for a slot, and their first token with them: GB200 fp4 P 1x(dp4) + D 4x(tp8), c = 192
    (4 x 32 seats) measured 4.8 s TTFT, simulated 0.4 s before and 5.2 s now.
@@ -1054,13 +1054,13 @@ SGLANG_DISAGG_RECIPES: dict[tuple, tuple[str, int, bool | None]] = {
     ("b200_sxm", "fp8", 8192, 1024, (8, 1, 8, 1), (8, 1, 8, 4)): ("b200-fp8/8k1k-stp.yaml (1p4d)", 32768, None),
 }
 # Rule 8c for disaggregated rows, TRT-LLM: the srt-slurm recipes InferenceX's Dynamo + TRT-LLM DeepSeek-R1
-# entries ran on the tensorrtllm-runtime 0.8.1.post1 / .post2 images (`.github/configs/nvidia-master.yaml`:
+# entries ran on the tensorrtllm-runtime 0.8.1.post1 / .post2 / .post3 (H100) images (`.github/configs/nvidia-master.yaml`:
 # CONFIG_FILE=recipes/trtllm/<gpu>-<precision>/<isl><osl>/stp/<name>.yaml, one file per concurrency or short
 # list of them), transcribed in `data/trtllm_disagg_recipes.csv` (source and commit in its header). Taken where
 # llmsim models them differently from TRT-LLM's defaults: the context (prefill) server's `max_num_tokens` and
 # `max_batch_size` and the generation (decode) server's `max_batch_size`, all per attention-DP rank (llmsim's
-# pooled engine takes them x DP), and chunked context off (no recipe sets `enable_chunked_prefill`; TRT-LLM's
-# default is off, llmsim's TRT-LLM default on). A generation server's batch below its share of the clients
+# pooled engine takes them x DP), and chunked context as the recipe sets it (off unless it sets
+# `enable_chunked_prefill: true`, as the H100 1k/1k ones do; TRT-LLM's default is off, llmsim's TRT-LLM default on). A generation server's batch below its share of the clients
 # holds the rest at the decode worker: their first token waits for a slot. A recipe is tied to a row by GPU,
 # precision, ISL/OSL, the row's concurrency (in the recipe's list) and both pools' layouts and worker counts;
 # the B200 fp8 8k/1k context servers run EP 1, which the rows' columns may write as ep = dp (the master
@@ -1068,7 +1068,7 @@ SGLANG_DISAGG_RECIPES: dict[tuple, tuple[str, int, bool | None]] = {
 # them from the backend's fraction), values whose stored copies disagree (empty in the file), the 0.5.1
 # image's GB200 rows and Kimi-K2.5 (no recipe stored).
 TRTLLM_DISAGG_RECIPES_CSV = Path(__file__).with_name("data") / "trtllm_disagg_recipes.csv"
-_RECIPE_GPUS = {"b200": "b200_sxm", "gb200": "gb200", "gb300": "gb300"}
+_RECIPE_GPUS = {"b200": "b200_sxm", "gb200": "gb200", "gb300": "gb300", "h100": "h100_sxm"}
 
 
 def trtllm_disagg_recipes() -> dict[tuple, dict]:
@@ -1092,7 +1092,7 @@ def trtllm_disagg_recipes() -> dict[tuple, dict]:
 
 
 _TRTLLM_RECIPES: dict[tuple, dict] | None = None
-TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[12](?![\w.])")
+TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[123](?![\w.])")
 SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
 
 
@@ -1122,7 +1122,7 @@ def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str,
         own = {"prefill": prefill}
         if r["gen_max_batch_size"]:
             own["decode"] = {"max_num_seqs": int(r["gen_max_batch_size"]) * ddp}
-        return "trtllm/" + r["recipe"], own, {"chunked_prefill": False}
+        return "trtllm/" + r["recipe"], own, {"chunked_prefill": r["ctx_enable_chunked_prefill"] == "true"}
     return "", {}, {}
 
 
