@@ -359,7 +359,9 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert plan_row(row(id="l70_tp1_8k_c4", tp_size="1", **dict(base, isl="8192"))).dep_kwargs["engine"] == {"max_num_batched_tokens": 16384}
     # not an InferenceX row, or another backend: the backend's defaults
     assert plan_row(row(id="l70_gap_c4", tp_size="1", **dict(base, silicon_data_source="db; silicon_concurrency=4"))).dep_kwargs["engine"] == {}
-    assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {}
+    # vLLM Llama-70B (InferenceMAX's 2025 scripts): async scheduling, one more iteration before a new request runs
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {"overlap_scheduling": True}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "minimax-m2.5", "vllm", "agg", 1024, 1024, 1) == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
     # TRT-LLM with DP attention: the scripts' attention_dp_config (enable_balance; DeepSeek
     # timeout_iters 60, batching_wait_iters 0; gpt-oss TRT-LLM's defaults 50 / 10); not without DP

@@ -209,7 +209,10 @@ Mapping rules (assumptions a reader of the numbers must know):
 8c. Server recipes. A row measured by InferenceMAX / InferenceX (`row_data_source`) runs the
    server settings of its published launch script where they change scheduling
    (`inferencex_engine_settings`, facts from SemiAnalysisAI/InferenceX `benchmarks/`, not
-   fitted): TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
+   fitted): vLLM Llama-3.1-70B (the 2025 `70b_fp8_b200_docker.sh`, `70b_fp4_b200_docker.sh`,
+   `70b_fp8_h100_slurm.sh`, every stored version) `async-scheduling: true`, a new request waiting one
+   more iteration (`Backend.overlap_scheduling`; their B200 FlashInfer all-reduce fusion is not
+   applied, as vLLM's fusion stays off in llmsim); TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
    `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
    (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
    TRT-LLM gpt-oss-120b (`gptoss_fp4_b200_trt.sh`) `--max_num_tokens 20000` (per attention-DP
@@ -839,6 +842,13 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         if model == "glm-5":
             return _inferencex_sglang_glm5(weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
+    if backend == "vllm" and model == "llama-3.1-70b":
+        # InferenceMAX's 2025 Llama-70B vLLM scripts (`70b_fp8_b200_docker.sh`, `70b_fp4_b200_docker.sh`,
+        # `70b_fp8_h100_slurm.sh`; every stored version, SemiAnalysisAI/InferenceX @bb4c7f9 and the
+        # jyothisambolu/InferenceMAX fork) run `async-scheduling: true`: a new request waits one more
+        # iteration (`Backend.overlap_scheduling`). Their B200 `enable_fi_allreduce_fusion` is not
+        # applied: vLLM's fused all-reduce stays off in llmsim (see `Backend.allreduce_norm_fusion`)
+        return {"overlap_scheduling": True}
     if backend != "trtllm":
         return {}
     balance = _TRTLLM_ADP_BALANCE.get(model) if dp > 1 else None
