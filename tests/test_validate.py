@@ -359,9 +359,15 @@ def test_inferencex_rows_run_their_launch_scripts_settings():
     assert plan_row(row(id="l70_tp1_8k_c4", tp_size="1", **dict(base, isl="8192"))).dep_kwargs["engine"] == {"max_num_batched_tokens": 16384}
     # not an InferenceX row, or another backend: the backend's defaults
     assert plan_row(row(id="l70_gap_c4", tp_size="1", **dict(base, silicon_data_source="db; silicon_concurrency=4"))).dep_kwargs["engine"] == {}
-    # vLLM Llama-70B (InferenceMAX's 2025 scripts): async scheduling, one more iteration before a new request runs
-    assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {"overlap_scheduling": True}
-    assert inferencex_engine_settings({"silicon_data_source": ix}, "minimax-m2.5", "vllm", "agg", 1024, 1024, 1) == {}
+    # vLLM Llama-70B and gpt-oss measured in 2025 (InferenceMAX's 2025 scripts): async scheduling, one
+    # more iteration before a new request runs; later gpt-oss runs (v0.15.1 on) and other models: not
+    ix25 = ix + "; measured=2025-10-21T00:00:00.000Z"
+    assert inferencex_engine_settings({"silicon_data_source": ix25}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {"overlap_scheduling": True}
+    assert inferencex_engine_settings({"silicon_data_source": ix25}, "gpt-oss-120b", "vllm", "agg", 1024, 1024, 8) == {"overlap_scheduling": True}
+    ix26 = ix + "; measured=2026-02-10T00:00:00.000Z"
+    assert inferencex_engine_settings({"silicon_data_source": ix26}, "gpt-oss-120b", "vllm", "agg", 1024, 1024, 8) == {}
+    assert inferencex_engine_settings({"silicon_data_source": ix}, "llama-3.1-70b", "vllm", "agg", 1024, 1024, 1) == {}  # (undated)
+    assert inferencex_engine_settings({"silicon_data_source": ix25}, "minimax-m2.5", "vllm", "agg", 1024, 1024, 1) == {}
     assert inferencex_engine_settings({"silicon_data_source": ix}, "gpt-oss-120b", "trtllm", "agg", 1024, 1024, 1) == {"max_num_batched_tokens": 20000}
     # TRT-LLM with DP attention: the scripts' attention_dp_config (enable_balance; DeepSeek
     # timeout_iters 60, batching_wait_iters 0; gpt-oss TRT-LLM's defaults 50 / 10); not without DP

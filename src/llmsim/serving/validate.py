@@ -209,9 +209,10 @@ Mapping rules (assumptions a reader of the numbers must know):
 8c. Server recipes. A row measured by InferenceMAX / InferenceX (`row_data_source`) runs the
    server settings of its published launch script where they change scheduling
    (`inferencex_engine_settings`, facts from SemiAnalysisAI/InferenceX `benchmarks/`, not
-   fitted): vLLM Llama-3.1-70B (the 2025 `70b_fp8_b200_docker.sh`, `70b_fp4_b200_docker.sh`,
-   `70b_fp8_h100_slurm.sh`, every stored version) `async-scheduling: true`, a new request waiting one
-   more iteration (`Backend.overlap_scheduling`; their B200 FlashInfer all-reduce fusion is not
+   fitted): vLLM Llama-3.1-70B and gpt-oss-120b rows measured in 2025 (InferenceMAX's 2025 scripts
+   `70b_fp8_b200_docker.sh`, `70b_fp4_b200_docker.sh`, `70b_fp8_h100_slurm.sh` and the flat
+   `gptoss_fp4_{b200,h100}*.sh`, every stored version) `async-scheduling: true`, a new request waiting
+   one more iteration (`Backend.overlap_scheduling`; their B200 FlashInfer all-reduce fusion is not
    applied, as vLLM's fusion stays off in llmsim); TRT-LLM Llama-3.1-70B (`70b_fp8_b200_trt_slurm.sh`, `70b_fp4_b200_trt_docker.sh`)
    `--max_num_tokens 16384`, and for ISL = OSL = 1024 with TP < 8 batch waiting
    (`batch_wait_timeout_iters: 20`, `batch_wait_max_tokens_ratio: 0.9`; `EngineConfig.batch_wait_iters`);
@@ -842,12 +843,15 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         if model == "glm-5":
             return _inferencex_sglang_glm5(weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
-    if backend == "vllm" and model == "llama-3.1-70b":
-        # InferenceMAX's 2025 Llama-70B vLLM scripts (`70b_fp8_b200_docker.sh`, `70b_fp4_b200_docker.sh`,
-        # `70b_fp8_h100_slurm.sh`; every stored version, SemiAnalysisAI/InferenceX @bb4c7f9 and the
-        # jyothisambolu/InferenceMAX fork) run `async-scheduling: true`: a new request waits one more
-        # iteration (`Backend.overlap_scheduling`). Their B200 `enable_fi_allreduce_fusion` is not
-        # applied: vLLM's fused all-reduce stays off in llmsim (see `Backend.allreduce_norm_fusion`)
+    if backend == "vllm" and model in _VLLM_2025_ASYNC_MODELS and _measured_year(row) == 2025:
+        # InferenceMAX's 2025 vLLM scripts for these models run `async-scheduling: true`: a new request
+        # waits one more iteration (`Backend.overlap_scheduling`). Llama-70B: `70b_fp8_b200_docker.sh`,
+        # `70b_fp4_b200_docker.sh`, `70b_fp8_h100_slurm.sh` (every stored version, SemiAnalysisAI/InferenceX
+        # @bb4c7f9 and the jyothisambolu/InferenceMAX fork); gpt-oss-120b: every stored copy (45, in 16
+        # repositories) of the flat `benchmarks/gptoss_fp4_{b200,h100}{,_docker,_slurm}.sh`, the 2025 layout
+        # (its `single_node/` successor dropped it with the v0.15.1 image, PR #789). Their B200
+        # `enable_fi_allreduce_fusion` is not applied: vLLM's fused all-reduce stays off in llmsim (see
+        # `Backend.allreduce_norm_fusion`)
         return {"overlap_scheduling": True}
     if backend != "trtllm":
         return {}
@@ -865,6 +869,16 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
     if model in ("deepseek-r1", "deepseek-v3"):
         return {**_inferencex_trtllm_deepseek(row, isl, osl, tp, conc, weight_dtype, dp), **adp}
     return adp
+
+
+# vLLM models whose InferenceMAX launch scripts of 2025 ran async scheduling (`inferencex_engine_settings`)
+_VLLM_2025_ASYNC_MODELS = ("llama-3.1-70b", "gpt-oss-120b")
+
+
+def _measured_year(row: dict) -> int | None:
+    """The year `silicon_data_source` says the row was measured (`measured=2025-11-02...`), or None."""
+    m = re.search(r"measured=(\d{4})-", str(row.get("silicon_data_source") or ""))
+    return int(m.group(1)) if m else None
 
 
 # The image of InferenceX's plain (not speculative) TRT-LLM DeepSeek-R1 B200 entries from PRs #594
