@@ -7,7 +7,7 @@ exactly what they name, numpy scalars included, and nothing else.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -41,6 +41,10 @@ def is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+@overload
+def check_bool(name: str, v: Any, *, allow_none: Literal[False] = False, hint: str | None = None) -> bool: ...
+@overload
+def check_bool(name: str, v: Any, *, allow_none: bool, hint: str | None = None) -> bool | None: ...
 def check_bool(name: str, v: Any, *, allow_none: bool = False, hint: str | None = None) -> bool | None:
     """An on/off switch as a real bool (numpy bools too); None too if `allow_none`. A truthy
     string or number is an LlmsimError naming `name`."""

@@ -36,7 +36,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -355,11 +355,10 @@ def plan(
     search (clients per engine)."""
     t0 = time.perf_counter()
     say = progress or (lambda msg: None)
-    # check_bool returns None only with allow_none=True
-    disagg = cast(bool, check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search"))
-    aggregated = cast(bool, check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search"))
-    verify = cast(bool, check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations"))
-    mix = cast(bool, check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix"))
+    disagg = check_bool("disagg", disagg, hint="disagg=False (--no-disagg) leaves disaggregated serving out of the search")
+    aggregated = check_bool("aggregated", aggregated, hint="aggregated=False (--no-agg) leaves aggregated serving out of the search")
+    verify = check_bool("verify", verify, hint="verify=False skips the end-to-end simulation of the best configurations")
+    mix = check_bool("mix", mix, hint="mix=True (--mix) also plans a heterogeneous GPU mix")
     chunked_prefill = check_bool("chunked_prefill", chunked_prefill, allow_none=True,
                                   hint="chunked_prefill=True / False restricts aggregated replicas to chunked prefill on / off; None searches both")
     check_seed(seed, hint="e.g. --seed 0")

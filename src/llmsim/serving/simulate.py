@@ -377,6 +377,8 @@ class _Router:
         if policy not in ROUTERS:
             raise LlmsimError(f"unknown router {policy!r}", hint=f"use one of {', '.join(ROUTERS)}")
         self.engines, self.policy, self._rr = engines, policy, 0
+        for e in engines:  # engines whose load (outstanding requests) this router compares
+            e.routed = len(engines) > 1 and policy != "round_robin"
 
     def pick(self, rid: int) -> Engine:
         es = self.engines
@@ -658,9 +660,6 @@ def simulate(
     all_engines = [e for b in builds for e in b.engines]
     for e in all_engines:  # open-loop completions queue nothing (closed-loop ones the next request)
         e.finish_queues_events = wl.concurrency is not None or e.cfg.role == "prefill"
-    for r in routers:  # a router that compares the engines' outstanding requests (not round robin)
-        for e in r.engines:
-            e.routed = len(r.engines) > 1 and r.policy != "round_robin"
 
     # arrivals: open-loop times as chunks of Python floats (cheap to index; arr_times[next_open]
     # is request open_base + next_open), closed-loop ones as events (each sent its client's

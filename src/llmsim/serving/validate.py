@@ -335,6 +335,7 @@ system/backend/mode group, per backend, per mode, per backend x mode and overall
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 import time
@@ -781,6 +782,12 @@ def _row_image(row: dict) -> str | None:
     return m.group(1).replace("#", "/") if m else None
 
 
+def _measured_date(row: dict) -> str | None:
+    """The date `silicon_data_source` says the row was measured (`measured=2025-11-02...` -> '2025-11-02'), or None."""
+    m = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row.get("silicon_data_source") or ""))
+    return m.group(1) if m else None
+
+
 def _image_drafts(row: dict) -> tuple[int, int] | None:
     """Rule 4c: (drafts without, with attention DP) of the speculative benchmark whose image measured `row`, if known."""
     return SPEC_DECODING_IMAGE_DRAFTS.get(_row_image(row) or "")
@@ -813,9 +820,9 @@ def row_speculative_decoding(row: dict) -> str | None:
     if not image:
         return None
     model = _QUANT_SUFFIX.sub("", str(row.get("model_path") or "").strip()).lower()
-    d = re.search(r"measured=(\d{4}-\d\d-\d\d)", str(row.get("silicon_data_source") or ""))
+    d = _measured_date(row)
     return (SPEC_DECODING_IMAGES.get(image) or SPEC_DECODING_MODEL_IMAGES.get((model, image))
-            or (SPEC_DECODING_RUNS.get((image, d.group(1))) if d else None))
+            or (SPEC_DECODING_RUNS.get((image, d)) if d else None))
 
 
 def _sglang_dsr1_plain_top(system: str, model: str, weight_dtype: str, tp: int, dp: int, ep: int, isl: int, osl: int) -> int | None:
@@ -843,7 +850,7 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
         if model == "glm-5":
             return _inferencex_sglang_glm5(weight_dtype)
         return _inferencex_sglang_deepseek(model, tp, conc, weight_dtype)
-    if backend == "vllm" and model in _VLLM_2025_ASYNC_MODELS and _measured_year(row) == 2025:
+    if backend == "vllm" and model in _VLLM_2025_ASYNC_MODELS and (_measured_date(row) or "").startswith("2025-"):
         # InferenceMAX's 2025 vLLM scripts for these models run `async-scheduling: true`: a new request
         # waits one more iteration (`Backend.overlap_scheduling`). Llama-70B: `70b_fp8_b200_docker.sh`,
         # `70b_fp4_b200_docker.sh`, `70b_fp8_h100_slurm.sh` (every stored version, SemiAnalysisAI/InferenceX
@@ -873,12 +880,6 @@ def inferencex_engine_settings(row: dict, model: str, backend: str, mode: str, i
 
 # vLLM models whose InferenceMAX launch scripts of 2025 ran async scheduling (`inferencex_engine_settings`)
 _VLLM_2025_ASYNC_MODELS = ("llama-3.1-70b", "gpt-oss-120b")
-
-
-def _measured_year(row: dict) -> int | None:
-    """The year `silicon_data_source` says the row was measured (`measured=2025-11-02...`), or None."""
-    m = re.search(r"measured=(\d{4})-", str(row.get("silicon_data_source") or ""))
-    return int(m.group(1)) if m else None
 
 
 # The image of InferenceX's plain (not speculative) TRT-LLM DeepSeek-R1 B200 entries from PRs #594
@@ -1095,27 +1096,22 @@ TRTLLM_DISAGG_RECIPES_CSV = Path(__file__).with_name("data") / "trtllm_disagg_re
 _RECIPE_GPUS = {"b200": "b200_sxm", "gb200": "gb200", "gb300": "gb300", "h100": "h100_sxm"}
 
 
+@functools.cache
 def trtllm_disagg_recipes() -> dict[tuple, dict]:
     """`data/trtllm_disagg_recipes.csv` by (system, weight dtype, ISL, OSL, concurrency, prefill (tp, dp, ep,
     workers), decode (tp, dp, ep, workers)) in llmsim's layout (attention DP: tp 1 x dp N) -> the file's row."""
-    global _TRTLLM_RECIPES
-    if _TRTLLM_RECIPES is None:
-        def layout(r: dict, side: str) -> tuple[int, int, int, int]:
-            tp, ep, w = int(r[side + "_tp"]), int(r[side + "_ep"]), int(r[side + "_workers"])
-            return (1, tp, ep, w) if r[side + "_attention_dp"] == "1" else (tp, 1, ep, w)
+    def layout(r: dict, side: str) -> tuple[int, int, int, int]:
+        tp, ep, w = int(r[side + "_tp"]), int(r[side + "_ep"]), int(r[side + "_workers"])
+        return (1, tp, ep, w) if r[side + "_attention_dp"] == "1" else (tp, 1, ep, w)
 
-        table: dict[tuple, dict] = {}
-        with open(TRTLLM_DISAGG_RECIPES_CSV, newline="") as f:
-            for r in csv.DictReader(line for line in f if not line.startswith("#")):
-                weight = r["recipe"].split("/")[0].split("-")[1]  # 'gb200-fp8/...' -> 'fp8'
-                for c in r["concurrencies"].split("x"):
-                    table[(_RECIPE_GPUS[r["gpu"]], weight, int(r["isl"]), int(r["osl"]), int(c),
-                           layout(r, "ctx"), layout(r, "gen"))] = r
-        _TRTLLM_RECIPES = table
-    return _TRTLLM_RECIPES
-
-
-_TRTLLM_RECIPES: dict[tuple, dict] | None = None
+    table: dict[tuple, dict] = {}
+    with open(TRTLLM_DISAGG_RECIPES_CSV, newline="") as f:
+        for r in csv.DictReader(line for line in f if not line.startswith("#")):
+            weight = r["recipe"].split("/")[0].split("-")[1]  # 'gb200-fp8/...' -> 'fp8'
+            for c in r["concurrencies"].split("x"):
+                table[(_RECIPE_GPUS[r["gpu"]], weight, int(r["isl"]), int(r["osl"]), int(c),
+                       layout(r, "ctx"), layout(r, "gen"))] = r
+    return table
 TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[123](?![\w.])")
 SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
 

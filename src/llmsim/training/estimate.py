@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any
 
 import numpy as np
 
@@ -76,13 +75,6 @@ def _real(name: str, v, *, lo: float, hi: float = math.inf, lo_open: bool = Fals
     return f
 
 
-def check_switch(name: str, v: Any) -> bool:
-    """An on/off switch as a bool (`check_bool` without None: it returns a bool or raises)."""
-    b = check_bool(name, v)
-    assert b is not None  # allow_none is off
-    return b
-
-
 def _check_gpu(gpu) -> None:
     if isinstance(gpu, (bool, np.bool_)) or not isinstance(gpu, (str, os.PathLike, GPUSpec)):
         raise LlmsimError(f"gpu must be a catalog id, a GPU YAML/JSON file or a GPUSpec, got {gpu!r}",
@@ -131,7 +123,7 @@ def make_context(model, gpu, *, num_gpus: int, global_batch: int, seq_len: int |
         raise LlmsimError(f"finetune must be 'full' or 'lora', got {finetune!r}",
                           hint="'full' trains every weight (pre-training or full fine-tuning), 'lora' only low-rank adapters")
     _pos_int("lora_rank", lora_rank)
-    sw = {k: check_switch(k, v) for k, v in (
+    sw = {k: check_bool(k, v) for k, v in (
         ("sequence_parallel", sequence_parallel), ("overlap_grad_reduce", overlap_grad_reduce),
         ("overlap_param_gather", overlap_param_gather), ("flash_attention", flash_attention), ("fp32_grads", fp32_grads),
         ("uneven_layers", uneven_layers), ("cp_load_balance", cp_load_balance))}

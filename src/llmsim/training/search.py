@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from ..checks import is_int
+from ..checks import check_bool, is_int
 from ..errors import LlmsimError
 from ..hardware.spec import GIB
-from .estimate import TRAIN_OPTIONS, build_result, check_switch, make_context, parse_tokens
+from .estimate import TRAIN_OPTIONS, build_result, make_context, parse_tokens
 from .layout import RECOMPUTE, RULES, LayoutArrays, recompute_code, rule_violations
 from .result import SearchResults
 from .step import evaluate
@@ -201,7 +201,7 @@ def search_layouts(
         raise LlmsimError(f"search_layouts got unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}",
                           hint=f"accepted: {', '.join(own + TRAIN_OPTIONS)} (the search chooses tp, pp, vpp, cp, ep, dp, "
                                "zero, micro_batch and recompute itself)")
-    include_unfit = check_switch("include_unfit", include_unfit)
+    include_unfit = check_bool("include_unfit", include_unfit)
     space = check_space(zero=zero, recompute=recompute, micro_batches=micro_batches, max_micro_batch=max_micro_batch,
                         max_tp=max_tp, max_cp=max_cp, max_vpp=max_vpp, ep=ep)
     if not is_int(top) or top < 1:
