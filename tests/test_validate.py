@@ -844,6 +844,27 @@ def test_inferencemax_gb200_sglang_labelled_layouts_run_as_their_launch_scripts(
         assert p.dep_kwargs["pools"]["decode"][:4] == (1, 1, 4, 1) and "InferenceMAX labels" not in p.note
 
 
+def test_inferencemax_gb200_deepseek_disagg_runs_written_as_aggregated_are_skipped():
+    # rule 4b(v): InferenceMAX ran GB200 DeepSeek-R1 only as multi-node Dynamo disaggregated deployments;
+    # the 2026-04-06 source writes some as aggregated rows whose tp is the deployment's GPU count
+    def agg(tp: int, system: str = "gb200", source: str = "source_file=2026-04-06.csv; model=DeepSeek-R1; ") -> dict:
+        return row(id=f"2026_04_06_deepseek_r1_{system}_trtllm_fp4_agg_8192x1024_c2150_tp{tp}_ep1_121",
+                   model_path="deepseek-ai/DeepSeek-R1", system=system, precision="fp4", gemm_quant_mode="nvfp4",
+                   moe_quant_mode="nvfp4", backend="trtllm", mode="agg", isl="8192", osl="1024", batch_size="2150",
+                   tp_size=str(tp), pp_size="1", attention_dp_size="1", moe_tp_size=str(tp), moe_ep_size="1",
+                   silicon_data_source=source + "silicon_concurrency=2150; measured=2025-11-17T00:00:00.000Z; wip=False",
+                   silicon_ttft_ms="5755.3", silicon_tpot_ms="43.9")
+
+    for tp in (32, 28):  # tp 32 divides the heads and used to run as one TP32 engine; tp 28 names a 4 + 3 x 8 deployment
+        p = plan_row(agg(tp))
+        assert p.dep_kwargs is None and "Dynamo disaggregated run written as aggregated" in p.reason, p.reason
+        assert f"tp {tp} = the deployment's GPU count" in p.reason
+    # another GPU, or a user's own CSV of the same columns: the columns are the layout
+    assert plan_row(agg(8, system="b200_sxm")).dep_kwargs is not None
+    own = plan_row(agg(32, source="source_file=mine.csv; "))
+    assert "written as aggregated" not in own.reason
+
+
 # ------------------------------------------------------------------ bad input: never a traceback, never a guess
 
 

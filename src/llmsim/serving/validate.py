@@ -87,8 +87,20 @@ Mapping rules (assumptions a reader of the numbers must know):
    8k/1k max-throughput script is not stored: its prefill follows the fp4 1k/1k one, tp = dp =
    ep = 4, which is also what its labels say). Until stop 39 (2026-11-23) they ran as written:
    attention DP with the MoE tensor-parallel, and the fp8 low-latency rows (3) were skipped as
-   not fitting in memory. Layouts the simulator rejects (tp not dividing the attention heads,
-   e.g. the "tp36"/"tp72" GB200 rows) are skipped with the simulator's message.
+   not fitting in memory. (v) is a skip. InferenceMAX ran its GB200 DeepSeek-R1 benchmarks only
+   as multi-node Dynamo disaggregated deployments (`dsr1-{fp4,fp8}-gb200-dynamo-{trt,sglang}`,
+   `multinode: true, disagg: true` in the master configs read, InferenceMAX/InferenceMAX @525079ad
+   and SemiAnalysisAI/InferenceX @48f302cc; no aggregated GB200 DeepSeek entry name in the index),
+   and the 2026-04-06 source writes 55 measurements of those runs (2025-11-17) as aggregated rows
+   whose tp is the deployment's whole GPU count: tp 12-72, mostly not dividing the 128 heads; tp 28
+   at 8k/1k, c = 3-102, is one 4-GPU context worker plus three TP8 generation workers, the layout
+   the CSV's disaggregated rows of that entry's image (0.5.1-rc0.pre3) record at the same
+   concurrencies; at c = 2,150 the "tp32" row measures 44 ms
+   TPOT where llmsim's one TP32 engine takes 159. Which GPUs prefilled and which decoded is not
+   recorded, so an InferenceX aggregated GB200 DeepSeek row is skipped with that reason
+   (`_check_inferencemax_gb200_disagg_as_agg`; before stop 63 two of them, tp 32 and tp 64, ran
+   as TP engines, 4.7x and 69x the measured TTFT). Layouts the simulator rejects (tp not dividing
+   the attention heads) are skipped with the simulator's message.
 4c. Speculative decoding. A row measured with it generates several tokens per decode step.
    llmsim simulates it (`specdecode`) where the row's benchmark is known to have used it, with
    the draft count its launch script sets and a published acceptance prior for the model's MTP
@@ -676,6 +688,21 @@ def _inferencemax_gb200_sglang_layout(row: dict, spec, system: str, backend: str
     return out if out != pools else None
 
 
+# Rule 4b(v): the InferenceMAX GPU whose DeepSeek entries were all multi-node Dynamo disaggregated runs
+_INFERENCEMAX_DISAGG_ONLY = {("gb200", "deepseek-r1"), ("gb200", "deepseek-v3")}
+
+
+def _check_inferencemax_gb200_disagg_as_agg(row: dict, system: str, model: str) -> None:
+    """Rule 4b(v): an InferenceX row written as aggregated for a GPU and model whose InferenceMAX
+    entries were all multi-node Dynamo disaggregated deployments (GB200 DeepSeek-R1): its tp is the
+    deployment's GPU count, and its prefill / decode split is not recorded."""
+    if (system, model) in _INFERENCEMAX_DISAGG_ONLY and row_data_source(row).startswith("InferenceX"):
+        raise LlmsimError(
+            f"an InferenceMAX {system} {model} Dynamo disaggregated run written as aggregated (tp {_cell_text(row, 'tp_size')} "
+            "= the deployment's GPU count; its prefill / decode workers are not recorded)"
+        )
+
+
 def row_data_source(row: dict) -> str:
     """Which harness measured `row`, from its `silicon_data_source`: 'InferenceX <file>' for
     InferenceMAX / InferenceX's files ('source_file=2026-04-06.csv'), 'InferenceX db-dump' for a
@@ -1212,6 +1239,7 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
         conc = _concurrency_from_source(row)
         pool_settings: dict = {}  # rule 8c: pools' own token budgets / request caps (disaggregated recipes)
         if mode == "agg":
+            _check_inferencemax_gb200_disagg_as_agg(row, base["system"], spec.name)  # rule 4b(v)
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
             dp_cols = dp  # the attention_dp the columns (and their batch_size, per rank) were written with
             if _inferencex_dp_attn_encoding(row, spec, tp, dp, ep):  # rule 4b(iii)
