@@ -710,9 +710,10 @@ def test_inferencex_square_layout_encoding_runs_on_t_gpus():
                            silicon_data_source="source_file=2026-04-06.csv; silicon_concurrency=16", **base)])
     assert plans[0].remapped and "another row (2026_04_06_" in plans[0].reason and plans[0].dep_kwargs is None
     assert not plans[1].reason and plans[1].dep_kwargs is not None
-    nvl = plan_row(row(id="dsr1_gb200_sglang_fp4_agg_c16_cfg7", backend="sglang", tp_size="16", moe_tp_size="4", moe_ep_size="4",
+    # (Kimi-K2.5: InferenceMAX's GB200 DeepSeek-R1 rows written as aggregated are rule 4b(v)'s skips)
+    nvl = plan_row(row(id="kimik2.5_gb200_sglang_fp4_agg_c16_cfg7", backend="sglang", tp_size="16", moe_tp_size="4", moe_ep_size="4",
                        batch_size="16", silicon_data_source="db-dump/2026-04-27; config_id=7; silicon_concurrency=16",
-                       **{**base, "system": "gb200"}))
+                       **{**base, "system": "gb200", "model_path": "moonshotai/Kimi-K2.5"}))
     assert nvl.dep_kwargs is not None and nvl.dep_kwargs["pools"]["pool"][:4] == (16, 1, 1, 4) and nvl.base["num_gpus"] == 16, nvl.reason
 
 
