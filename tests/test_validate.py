@@ -860,8 +860,9 @@ def test_inferencemax_gb200_deepseek_disagg_runs_written_as_aggregated_are_skipp
         p = plan_row(agg(tp))
         assert p.dep_kwargs is None and "Dynamo disaggregated run written as aggregated" in p.reason, p.reason
         assert f"tp {tp} = the deployment's GPU count" in p.reason
-    # another GPU, or a user's own CSV of the same columns: the columns are the layout
+    # another GPU, one GB200 tray, or a user's own CSV of the same columns: the columns are the layout
     assert plan_row(agg(8, system="b200_sxm")).dep_kwargs is not None
+    assert "written as aggregated" not in plan_row(agg(4)).reason
     own = plan_row(agg(32, source="source_file=mine.csv; "))
     assert "written as aggregated" not in own.reason
 

@@ -97,8 +97,8 @@ Mapping rules (assumptions a reader of the numbers must know):
    the CSV's disaggregated rows of that entry's image (0.5.1-rc0.pre3) record at the same
    concurrencies; at c = 2,150 the "tp32" row measures 44 ms
    TPOT where llmsim's one TP32 engine takes 159. Which GPUs prefilled and which decoded is not
-   recorded, so an InferenceX aggregated GB200 DeepSeek row is skipped with that reason
-   (`_check_inferencemax_gb200_disagg_as_agg`; before stop 63 two of them, tp 32 and tp 64, ran
+   recorded, so an InferenceX aggregated GB200 DeepSeek row wider than one 4-GPU tray is skipped
+   with that reason (`_check_inferencemax_gb200_disagg_as_agg`; before stop 63 two of them, tp 32 and tp 64, ran
    as TP engines, 4.7x and 69x the measured TTFT). Layouts the simulator rejects (tp not dividing
    the attention heads) are skipped with the simulator's message.
 4c. Speculative decoding. A row measured with it generates several tokens per decode step.
@@ -695,8 +695,11 @@ _INFERENCEMAX_DISAGG_ONLY = {("gb200", "deepseek-r1"), ("gb200", "deepseek-v3")}
 def _check_inferencemax_gb200_disagg_as_agg(row: dict, system: str, model: str) -> None:
     """Rule 4b(v): an InferenceX row written as aggregated for a GPU and model whose InferenceMAX
     entries were all multi-node Dynamo disaggregated deployments (GB200 DeepSeek-R1): its tp is the
-    deployment's GPU count, and its prefill / decode split is not recorded."""
-    if (system, model) in _INFERENCEMAX_DISAGG_ONLY and row_data_source(row).startswith("InferenceX"):
+    deployment's GPU count, and its prefill / decode split is not recorded. Only rows spanning more
+    than one 4-GPU GB200 tray: a single-tray aggregated entry, which no master config read has, would
+    be a plausible engine."""
+    if (system, model) in _INFERENCEMAX_DISAGG_ONLY and row_data_source(row).startswith("InferenceX") \
+            and _size(row, "tp_size") * _size(row, "attention_dp_size") > 4:
         raise LlmsimError(
             f"an InferenceMAX {system} {model} Dynamo disaggregated run written as aggregated (tp {_cell_text(row, 'tp_size')} "
             "= the deployment's GPU count; its prefill / decode workers are not recorded)"
