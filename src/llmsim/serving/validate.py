@@ -692,14 +692,14 @@ def _inferencemax_gb200_sglang_layout(row: dict, spec, system: str, backend: str
 _INFERENCEMAX_DISAGG_ONLY = {("gb200", "deepseek-r1"), ("gb200", "deepseek-v3")}
 
 
-def _check_inferencemax_gb200_disagg_as_agg(row: dict, system: str, model: str) -> None:
+def _check_inferencemax_gb200_disagg_as_agg(row: dict, system: str, model: str, gpu, world: int) -> None:
     """Rule 4b(v): an InferenceX row written as aggregated for a GPU and model whose InferenceMAX
     entries were all multi-node Dynamo disaggregated deployments (GB200 DeepSeek-R1): its tp is the
-    deployment's GPU count, and its prefill / decode split is not recorded. Only rows spanning more
-    than one 4-GPU GB200 tray: a single-tray aggregated entry, which no master config read has, would
-    be a plausible engine."""
+    deployment's GPU count, and its prefill / decode split is not recorded. Only rows whose world
+    size (tp x attention_dp) spans more than one node (`GPUSpec.gpus_per_node`: a 4-GPU GB200 tray):
+    a single-tray aggregated entry, which no master config read has, would be a plausible engine."""
     if (system, model) in _INFERENCEMAX_DISAGG_ONLY and row_data_source(row).startswith("InferenceX") \
-            and _size(row, "tp_size") * _size(row, "attention_dp_size") > 4:
+            and world > gpu.gpus_per_node:
         raise LlmsimError(
             f"an InferenceMAX {system} {model} Dynamo disaggregated run written as aggregated (tp {_cell_text(row, 'tp_size')} "
             "= the deployment's GPU count; its prefill / decode workers are not recorded)"
@@ -1142,14 +1142,17 @@ def trtllm_disagg_recipes() -> dict[tuple, dict]:
                 table[(_RECIPE_GPUS[r["gpu"]], weight, int(r["isl"]), int(r["osl"]), int(c),
                        layout(r, "ctx"), layout(r, "gen"))] = r
     return table
+
+
 TRTLLM_DISAGG_RECIPE_IMAGE = re.compile(r"ai-dynamo/tensorrtllm-runtime:0\.8\.1\.post[123](?![\w.])")
 SGLANG_DISAGG_RECIPE_IMAGE = re.compile(r"lmsysorg/sglang:v0\.5\.8(?:\.post1)?-cu130(?![\w.])")
 
 
 def inferencex_disagg_settings(row: dict, model: str, backend: str, system: str, weight_dtype: str, isl: int, osl: int,
                                pools: dict, conc: int | None = None) -> tuple[str, dict, dict]:
-    """Rule 8c for a disaggregated InferenceX row: (recipe, the pools' own token budgets, Deployment
-    settings) from `SGLANG_DISAGG_RECIPES`; ('', {}, {}) where no recipe is known for the row."""
+    """Rule 8c for a disaggregated InferenceX row: (recipe, the pools' own settings, Deployment
+    settings) from `SGLANG_DISAGG_RECIPES` (SGLang) or `trtllm_disagg_recipes()` (TRT-LLM, matched on
+    the row's concurrency `conc` too); ('', {}, {}) where no recipe is known for the row."""
     src = str(row.get("silicon_data_source") or "")
     if model not in ("deepseek-r1", "deepseek-v3") or not row_data_source(row).startswith("InferenceX"):
         return "", {}, {}
@@ -1242,8 +1245,8 @@ def plan_row(row: dict, *, assume_one_worker: bool = False, check_speculative: b
         conc = _concurrency_from_source(row)
         pool_settings: dict = {}  # rule 8c: pools' own token budgets / request caps (disaggregated recipes)
         if mode == "agg":
-            _check_inferencemax_gb200_disagg_as_agg(row, base["system"], spec.name)  # rule 4b(v)
             tp, pp, dp, ep = _pool_args(row, "", spec, what="layout")
+            _check_inferencemax_gb200_disagg_as_agg(row, base["system"], spec.name, gpu, tp * dp)  # rule 4b(v)
             dp_cols = dp  # the attention_dp the columns (and their batch_size, per rank) were written with
             if _inferencex_dp_attn_encoding(row, spec, tp, dp, ep):  # rule 4b(iii)
                 notes.append(f"layout columns tp {tp} x attention_dp {dp}, moe_ep {ep}: InferenceX's {{tp: {tp}, ep: {tp}, "
