@@ -477,6 +477,46 @@ def test_attention_dp_iteration_is_as_long_as_its_busiest_rank():
     assert four.decode_run(8, 8000, 3) == pytest.approx(sum(four.decode_step(8, 8000 + 8 * i) for i in range(3)), rel=1e-3)
 
 
+def test_prefill_all_to_all_bandwidth_slows_only_attention_dp_prefill_iterations():
+    """`prefill_a2a_bw_bytes_s` (SGLang's DeepEP normal-mode all-to-alls): an attention-DP + EP
+    iteration that runs prefill takes, per dispatch / combine operator, (g - 1) / g x S / bw where
+    that exceeds the collective model's time; decode-only iterations and pools without attention DP
+    are unchanged."""
+    from llmsim.cost.model import CostModel
+    from llmsim.cost.ops import Batch
+    from llmsim.hardware import get_gpu
+    from llmsim.layout import Parallel, Precision
+    from llmsim.models import get_model
+    from llmsim.serving.backends import get_backend
+    from llmsim.serving.steptime import StepTimeModel
+
+    spec, cm, prec = get_model("deepseek-v3"), CostModel(get_gpu("b200"), None), Precision.make("fp8")
+    par, bw = Parallel(tp=1, dp=8, ep=8), 100e9
+    base, capped = StepTimeModel(spec, par, prec, cm), StepTimeModel(spec, par, prec, cm, prefill_a2a_bw_bytes_s=bw)
+    # by hand: a rank holding 4,096 prompt tokens dispatches 4096 x 8 experts x 7168 fp8 bytes and
+    # combines the same in bf16, in each of the 58 MoE layers, over the 8-GPU EP group
+    msg = 4096 * 8 * 7168
+    ops = {o.name: o for o in base.builder.build(Batch([(4096 * 8, 0)], [])) if o.name in ("moe_dispatch", "moe_combine")}
+    assert (ops["moe_dispatch"].bytes, ops["moe_combine"].bytes, ops["moe_dispatch"].count) == (msg, 2 * msg, 58)
+    extra = sum(58 * (7 / 8 * o.bytes / bw - cm.cost(o).time_s) for o in ops.values())
+    assert extra > 0.1  # at 100 GB/s the two all-to-alls take ~0.3 ms + 0.6 ms per layer
+    assert capped.iteration([(4096, 0)], 0, 0, 1) - base.iteration([(4096, 0)], 0, 0, 1) == pytest.approx(extra, rel=1e-6)
+    # prefill chunks on given ranks (SGLang's disaggregated prefill workers): the busiest rank's tokens
+    assert capped.iteration_ranked([(4096, 0), (1024, 0)], [0, 3], 2) - base.iteration_ranked([(4096, 0), (1024, 0)], [0, 3], 2) \
+        == pytest.approx(extra, rel=1e-6)
+    assert capped.decode_step(64, 64 * 2000) == base.decode_step(64, 64 * 2000)  # decode: the low-latency kernels
+    # a bandwidth above the collective model's costs nothing; no attention DP: no all-to-all
+    assert StepTimeModel(spec, par, prec, cm, prefill_a2a_bw_bytes_s=10e12).iteration([(4096, 0)], 0, 0, 1) \
+        == base.iteration([(4096, 0)], 0, 0, 1)
+    tp8 = Parallel(tp=8, ep=8)
+    assert StepTimeModel(spec, tp8, prec, cm, prefill_a2a_bw_bytes_s=bw).iteration([(4096, 0)], 0, 0, 1) \
+        == StepTimeModel(spec, tp8, prec, cm).iteration([(4096, 0)], 0, 0, 1)
+    # the backends pass theirs: SGLang's is set, vLLM and TRT-LLM keep the collective model
+    sg = get_backend("sglang").step_time(spec, get_gpu("b200"), par, prec)
+    assert sg.prefill_a2a_bw == get_backend("sglang").prefill_a2a_bw_bytes_s > 0
+    assert get_backend("trtllm").step_time(spec, get_gpu("b200"), par, prec).prefill_a2a_bw == 0.0
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 def test_attention_dp_chunks_are_capped_at_one_ranks_budget(monkeypatch, mixed):
     # each attention-DP rank schedules its own share of the token budget (SGLang divides

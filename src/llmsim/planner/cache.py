@@ -46,22 +46,24 @@ def _gpu_key(gpu: GPUSpec) -> str:
 def _key(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float,
          cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
          prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0,
-         ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0) -> tuple:
+         ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0,
+         prefill_a2a_bw_bytes_s: float = 0.0) -> tuple:
     return (spec, par, prec, _gpu_key(cost.gpu), id(cost.kernels) if cost.kernels is not None else None, cost.settings,
             float(cpu_overhead_s), float(cpu_per_seq_s), float(prefill_layer_s), float(prefill_moe_layer_s),
             float(prefill_table_moe_layer_s), float(prefill_mla_layer_s), int(fused_norm_tokens), float(ep_imbalance),
-            int(spec_draft_tokens), float(spec_tokens_per_step))
+            int(spec_draft_tokens), float(spec_tokens_per_step), float(prefill_a2a_bw_bytes_s))
 
 
 def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                     cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
                     prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0,
-                    ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0) -> StepTimeModel:
+                    ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0,
+                    prefill_a2a_bw_bytes_s: float = 0.0) -> StepTimeModel:
     """The shared StepTimeModel for this (model, layout, precision, cost model, overheads);
     same signature as the `StepTimeModel` constructor so it can stand in for it."""
     key = _key(spec, par, prec, cost, cpu_overhead_s, cpu_per_seq_s, prefill_layer_s, prefill_moe_layer_s,
                prefill_table_moe_layer_s, prefill_mla_layer_s, fused_norm_tokens, ep_imbalance, spec_draft_tokens,
-               spec_tokens_per_step)
+               spec_tokens_per_step, prefill_a2a_bw_bytes_s)
     st = _MODELS.get(key)
     if st is None:
         with _LOCK:
@@ -72,7 +74,7 @@ def step_time_model(spec: ModelSpec, par: Parallel, prec: Precision, cost: CostM
                 st = _MODELS[key] = StepTimeModel(spec, par, prec, cost, cpu_overhead_s, cpu_per_seq_s,
                                                          prefill_layer_s, prefill_moe_layer_s, prefill_table_moe_layer_s,
                                                          prefill_mla_layer_s, fused_norm_tokens, ep_imbalance,
-                                                         spec_draft_tokens, spec_tokens_per_step)
+                                                         spec_draft_tokens, spec_tokens_per_step, prefill_a2a_bw_bytes_s)
     return st
 
 

@@ -167,6 +167,11 @@ never adjusted per benchmark row:
   grouped GEMMs over each GPU's own experts (`Backend.moe_efficiency_for`). SGLang 0.71, the
   measured grouped-GEMM ratio; None elsewhere (their `moe_efficiency`). MEASURED: see
   `A2A_MOE_EFFICIENCY`.
+- `prefill_a2a_bw_bytes_s`: the bandwidth per GPU the MoE dispatch / combine all-to-alls of an
+  attention-DP + EP pool reach in iterations that run prefill (`StepTimeModel._a2a_extra_exact`:
+  each is at least (g - 1) / g x its message / this). SGLang 300 GB/s: its DeepEP normal-mode
+  kernels, which it runs for prefill batches (`--deepep-mode auto`); 0 elsewhere and in decode
+  iterations (the collective model's time). FITTED: see `PREFILL_A2A_BW_BYTES_S`.
 - `allreduce_norm_fusion`: where the engine runs each tensor-parallel all-reduce and the
   residual add + RMSNorm after it as one kernel, so those norms cost no launch of their own
   (`fused_norm_tokens`, `OpBuilder` in `cost/ops.py`). 'tp' (TRT-LLM): its PyTorch models fuse
@@ -410,6 +415,31 @@ MOE_EFFICIENCY = {"vllm": 0.2, "sglang": 0.2, "trtllm": 1.0}
 # moe_efficiency is 1.0 already.
 A2A_MOE_EFFICIENCY: dict[str, float | None] = {"vllm": None, "sglang": 0.71, "trtllm": None}
 
+# Bandwidth (bytes/s per GPU, the (g-1)/g share of each message that leaves the GPU) the
+# expert-parallel all-to-alls reach in an attention-DP iteration that runs prefill
+# (`Backend.prefill_a2a_bw_bytes_s`; 0: the collective model's, fitted on the shared H100 NCCL
+# table, as in every decode iteration). SGLang's attention-DP pools run `--moe-a2a-backend
+# deepep`, whose default `--deepep-mode auto` dispatches prefill (extend) batches with DeepEP's
+# normal-mode kernels and decode batches with its low-latency ones. The normal-mode kernels run on
+# a fixed budget of SMs (24 by default), so on Blackwell's 900 GB/s NVLink they stay far below the
+# link (llmsim's collective model: 0.724 x 900 = 652 GB/s). The SGLang rows showed it: their
+# attention-DP prefill pools were the most under-predicted group (predicted / measured TTFT
+# median 0.74, 3 of 44 rows within 15%), while their TP prefill pools sat at 1.04.
+# FITTED on the shared silicon rows' train half (seed-0 configuration split,
+# `benchmarks/validate_serving.py`), criterion as `PREFILL_LAYER_S`'s (mean of SGLang's train TTFT
+# and TPOT median APE over its agg and disagg rows; every row it changes is a Blackwell
+# disaggregated one): 0 (off) 11.86; 250 / 300 / 350 / 400 / 450 GB/s 11.09 / **10.76** / 10.88 /
+# 11.08 / 11.25. SGLang disaggregated TTFT / TPOT median APE, train (34 rows) 27.7 / 7.4% ->
+# 16.9 / 7.5%, held-out (64, seen after) 26.7 / 17.4% -> 22.7 / 17.4%. Probed first on the same
+# rows and left: scaling decode iterations' all-to-alls too (x1.5: train TTFT 27.7 -> 30.7%), and
+# TRT-LLM's prefill all-to-alls (its own kernels, not DeepEP; x1.5 / 2 / 3: train disagg TTFT
+# 23.6 -> 18.8 / 25.9 / 34.1%, held-out 23.7 -> 24.6 / 25.9 / 36.9%, no consistent gain).
+# For comparison only (not fitted to): DeepEP's README gives ~153-158 GB/s intranode on H800
+# (NVLink ~160 GB/s achievable), deepseek-ai/DeepEP#16 337 GB/s on H20, and deepseek-ai/DeepEP#394
+# reports 169 GB/s dispatch / 135 GB/s combine intranode on GB200 with 24 SMs ("unable to
+# saturate NVL BW") -- the fitted 300 GB/s is about twice that GB200 figure.
+PREFILL_A2A_BW_BYTES_S = {"vllm": 0.0, "sglang": 300e9, "trtllm": 0.0}
+
 # More fixed time per MoE layer of an iteration that runs prefill, on GPUs without measured kernel tables
 # (`Backend.prefill_moe_layer_s`). FITTED jointly with `PREFILL_LAYER_S` on the same train half and
 # criterion (mean of the backend's TTFT and TPOT median APE over its train rows, agg and disagg).
@@ -561,6 +591,7 @@ class Backend:
     large_gpu_max_num_seqs: int = 0  # the default on GPUs with >= LARGE_GPU_SEQS_GIB of HBM other than A100 (0: no change)
     moe_efficiency: float = 1.0
     a2a_moe_efficiency: float | None = None  # moe_efficiency where attention DP meets EP (None: moe_efficiency)
+    prefill_a2a_bw_bytes_s: float = 0.0  # the all-to-alls' bandwidth in attention-DP prefill iterations (0: the collective model's)
     prefill_moe_layer_s: float = 0.0
     prefill_table_moe_layer_s: float = 0.0  # per MoE layer of a prefill iteration on GPUs with kernel tables
     prefill_mla_layer_s: float = 0.0  # per layer of an MLA model in a prefill iteration, roofline GPUs
@@ -667,7 +698,7 @@ class Backend:
         return make(spec, par, prec, self.cost_model(gpu, kernels, par), self.cpu_overhead_s, self.cpu_per_seq_s,
                     layer_s, moe_layer_s, self.prefill_table_moe_layer_s, mla_layer_s,
                     self.fused_norm_tokens(spec, gpu, par, allreduce_norm_fusion), ep_imbalance,
-                    spec_draft_tokens, spec_tokens_per_step)
+                    spec_draft_tokens, spec_tokens_per_step, self.prefill_a2a_bw_bytes_s)
 
     def prefill_fixed_for(self, gpu: GPUSpec) -> tuple[float, float, float]:
         """The fixed prefill times (per layer, per MoE layer, per MLA layer) this engine takes on a
@@ -701,7 +732,7 @@ BACKENDS: dict[str, Backend] = {
                       mixed_batches=False, large_hbm_batched_tokens=16384, budget_per_dp_rank=False, unchunked_budget_to_context=False,
                       disagg_handoff_s=DISAGG_HANDOFF_S["sglang"], prefill_dp_routing="random",
                       prefill_layer_s=PREFILL_LAYER_S["sglang"], moe_efficiency=MOE_EFFICIENCY["sglang"],
-                      a2a_moe_efficiency=A2A_MOE_EFFICIENCY["sglang"],
+                      a2a_moe_efficiency=A2A_MOE_EFFICIENCY["sglang"], prefill_a2a_bw_bytes_s=PREFILL_A2A_BW_BYTES_S["sglang"],
                       prefill_moe_layer_s=PREFILL_MOE_LAYER_S["sglang"], prefill_table_moe_layer_s=PREFILL_TABLE_MOE_LAYER_S["sglang"],
                       allreduce_norm_fusion="flashinfer", overlap_scheduling=OVERLAP_SCHEDULING["sglang"],
                       prefix_dedup_on_insert=True, rejects_prompt_over_budget=False),

@@ -60,6 +60,8 @@ _HEAD_NAMES = frozenset({"final_norm", "lm_head", "logits_allgather"})
 # with attention DP, the routed-expert work is spread over the EP group whatever rank the tokens
 # came from; every other operator runs on one attention-DP rank's own tokens
 _GLOBAL_NAMES = frozenset({"moe_experts_up", "moe_experts_down", "moe_act"})
+# the expert-parallel all-to-alls of an attention-DP rank (`_a2a_extra_exact`)
+_A2A_NAMES = frozenset({"moe_dispatch", "moe_combine"})
 _EXACT_T = 512
 _GRID_RATIO = 1.03
 _DEC_SLOTS = 1 << 23  # decode-attention memo entries (8 bytes each) kept at most
@@ -165,7 +167,8 @@ class StepTimeModel:
     def __init__(self, model: ModelSpec, par: Parallel, prec: Precision, cost: CostModel, cpu_overhead_s: float = 0.0,
                  cpu_per_seq_s: float = 0.0, prefill_layer_s: float = 0.0, prefill_moe_layer_s: float = 0.0,
                  prefill_table_moe_layer_s: float = 0.0, prefill_mla_layer_s: float = 0.0, fused_norm_tokens: int = 0,
-                 ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0):
+                 ep_imbalance: float = 1.0, spec_draft_tokens: int = 0, spec_tokens_per_step: float = 1.0,
+                 prefill_a2a_bw_bytes_s: float = 0.0):
         self.model, self.par, self.prec, self.cost = model, par, prec, cost
         # speculative decoding (`specdecode`): k drafts per step, each decode sequence verifies
         # q = k + 1 tokens, and a decode-only iteration's time is the step's / tokens per step
@@ -218,6 +221,12 @@ class StepTimeModel:
         self._pre1: dict[tuple[int, int], float] = {}
         self._pre1_memo: dict[int, float] = {}
         self._pre1_interp = _Bilinear(self._pre1_exact, (32, 1.1), (32, 1.1))
+        # the bandwidth the engine's all-to-all kernels reach in iterations that run prefill
+        # (`Backend.prefill_a2a_bw_bytes_s`; 0: the collective model's, as in decode). Only
+        # attention-DP pools with expert parallelism run all-to-alls.
+        self.prefill_a2a_bw = prefill_a2a_bw_bytes_s if self._dp > 1 and par.ep > 1 else 0.0
+        self._a2a_extra: dict[int, float] = {}
+        self._a2a_extra_memo: dict[int, float] = {}
         # (iteration, one_chunk and decode_step hand dp > 1 to their `_dp` forms: one check per
         # call; the compiled build, setup.py, allows no per-instance method override)
 
@@ -338,6 +347,22 @@ class StepTimeModel:
             t = self._glob[T] = self._sum(Batch([(T, 0)], []), lambda n: n in _GLOBAL_NAMES)
         return t
 
+    def _a2a_extra_exact(self, Tr: int) -> float:
+        """Seconds the dispatch / combine all-to-alls of a rank holding Tr tokens take beyond the
+        collective model's time in an iteration that runs prefill, where the engine's kernels move
+        at most `prefill_a2a_bw` bytes/s: per operator max(0, (g - 1) / g x S / bw - t), for its
+        message of S bytes over the g GPUs of the EP group."""
+        t = self._a2a_extra.get(Tr)
+        if t is None:
+            t = 0.0
+            for o in self.builder.build(Batch([(Tr * self._dp, 0)], [])):
+                if o.name in _A2A_NAMES:
+                    g = o.shape[1]
+                    floor_s = (g - 1) / g * o.bytes / self.prefill_a2a_bw
+                    t += max(0.0, floor_s - self.cost.cost(o).time_s) * o.count
+            self._a2a_extra[Tr] = t
+        return t
+
     def _pre1_exact(self, q: int, p: int) -> float:
         """Attention operators of one prefill chunk run whole on one rank."""
         key = (q, p)
@@ -372,6 +397,8 @@ class StepTimeModel:
         t = self._dp_step(dec_rank + chunk_tokens, T, busiest)
         if chunks:
             t += self.prefill_fixed_s
+            if self.prefill_a2a_bw:
+                t += _memo1(self._a2a_extra_memo, self._a2a_extra_exact, dec_rank + chunk_tokens)
         if self.spec_k:  # the busiest rank's share of each draft pass
             t += self._draft(self._dp_step(dec_rank + chunk_tokens, T, ()), n_decode, decode_ctx_sum)
         t += self._tail(n_decode, decode_ctx_sum, sampling_rows)
@@ -400,6 +427,8 @@ class StepTimeModel:
         t = self._dp_step(loads.get(j, 0), T, busiest)
         if chunks:
             t += self.prefill_fixed_s
+            if self.prefill_a2a_bw:
+                t += _memo1(self._a2a_extra_memo, self._a2a_extra_exact, loads.get(j, 0))
         if self.spec_k:
             t += self._draft(self._dp_step(loads.get(j, 0), T, ()), 0, 0.0)
         return t + self._tail(0, 0.0, sampling_rows)
