@@ -314,6 +314,20 @@ def test_serve_moe_efficiency_option(capsys):
     assert code != 0 and "--moe-efficiency must be in (0, 1]" in out + err
 
 
+def test_serve_prefill_a2a_option(capsys):
+    """--prefill-a2a-gbps holds an attention-DP + EP pool's prefill all-to-alls to that bandwidth
+    (a slower one: longer TTFT, the same decode steps) and is reported in the JSON, in bytes/s."""
+    base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "sglang", "--gpu", "h100-sxm",
+            "--tp", "1", "--dp", "4", "--ep", "4", "--concurrency", "1", "--num-requests", "3", "--isl", "4000", "--osl", "4", "--json"]
+    slow, off, default = (run_json(capsys, *base, "--prefill-a2a-gbps", "20"), run_json(capsys, *base, "--prefill-a2a-gbps", "0"),
+                          run_json(capsys, *base))
+    assert (slow["prefill_a2a_bw_bytes_s"], off["prefill_a2a_bw_bytes_s"], default["prefill_a2a_bw_bytes_s"]) == ([20e9], [0.0], [300e9])
+    assert slow["ttft_ms"]["mean"] > default["ttft_ms"]["mean"] >= off["ttft_ms"]["mean"]
+    assert slow["tpot_ms"]["mean"] == pytest.approx(off["tpot_ms"]["mean"], rel=1e-9)
+    code, out, err = run_error(capsys, *base, "--prefill-a2a-gbps", "-5")
+    assert code != 0 and "--prefill-a2a-gbps must be a number of GB/s, at least 0" in " ".join((out + err).split())
+
+
 def test_serve_adp_balance_options(capsys):
     """--adp-balance-timeout-iters holds prompts on an attention-DP pool (longer TTFT) and is reported in the JSON."""
     base = ["serve", "--model", "mixtral-8x7b", "--weight-dtype", "fp8", "--kernels", "none", "--backend", "trtllm", "--gpu", "h100-sxm",
@@ -382,6 +396,7 @@ def test_serve_bad_engine_options_are_errors_not_defaults(capsys):
                      (("--act-dtype", "fp8"), "fp8 activations need quantised weights"),
                      (("--ep-imbalance", "2"), "no pool has ep > 1"),
                      (("--moe-efficiency", "0.5"), "llama-3.1-8b is a dense model"),
+                     (("--prefill-a2a-gbps", "300"), "llama-3.1-8b is a dense model"),
                      (("--batch-wait-tokens-ratio", "0.5"), "give --batch-wait-iters N too"),
                      (("--adp-balance-timeout-iters", "50"), "no pool has dp > 1"),
                      (("--adp-balance-batching-iters", "5"), "give --adp-balance-timeout-iters N too"),

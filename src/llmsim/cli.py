@@ -161,8 +161,8 @@ def _as_serve_flags(e: LlmsimError) -> LlmsimError:
 # Deployment / SLO settings whose `serve` flag is their name with dashes (or, for the SLOs, named here)
 _DEPLOYMENT_FLAG_RE = re.compile(r"(?<![-\w])(first_token_from|max_num_seqs|max_num_batched_tokens|memory_fraction|kv_reserve_output"
                                  r"|batch_wait_iters|batch_wait_tokens_ratio|adp_balance_timeout_iters|adp_balance_batching_iters"
-                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s|prefill_layer_s|prefill_moe_layer_s|attainment_target)\b")
-_UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_layer_s": "--prefill-layer-us", "prefill_moe_layer_s": "--prefill-moe-layer-us",
+                                 r"|ep_imbalance|moe_efficiency|block_size)\b|\bSLO (ttft|tpot)_ms\b|\b(disagg_handoff_s|prefill_layer_s|prefill_moe_layer_s|prefill_a2a_bw_bytes_s|attainment_target)\b")
+_UNIT_FLAGS = {"disagg_handoff_s": "--handoff-ms", "prefill_a2a_bw_bytes_s": "--prefill-a2a-gbps", "prefill_layer_s": "--prefill-layer-us", "prefill_moe_layer_s": "--prefill-moe-layer-us",
                "attainment_target": "--slo-attainment"}
 
 
@@ -171,6 +171,15 @@ def _deployment_flags(e: LlmsimError) -> LlmsimError:
     ("first_token_from" -> "--first-token-from", "SLO ttft_ms" -> "--ttft-slo (ms)")."""
     return _renamed(e, _DEPLOYMENT_FLAG_RE, lambda m: f"--{m[2]}-slo (ms)" if m[2] else _UNIT_FLAGS[m[3]] if m[3]
                     else "--" + m[1].replace("_", "-"))
+
+
+def _gbps_opt(v: float | None, flag: str, example: str) -> float | None:
+    """A CLI bandwidth option given in GB/s, as bytes/s; None stays None."""
+    if v is None:
+        return None
+    if not (math.isfinite(v) and v >= 0):
+        raise LlmsimError(f"{flag} must be a number of GB/s, at least 0, got {v:g}", hint=f"e.g. {flag} {example} (0: the collective model's bandwidth)")
+    return v * 1e9
 
 
 @overload
@@ -333,6 +342,9 @@ def serve(
     prefill_moe_layer_us: Optional[float] = typer.Option(None, help="override the backend's fixed time per MoE layer of an iteration that runs "
                                                          "prefill, in µs (0: off; MoE models only; by default only on the Blackwell GPUs it was fitted on; given, on "
                                                          "any GPU but never where measured kernel tables time it)"),
+    prefill_a2a_gbps: Optional[float] = typer.Option(None, "--prefill-a2a-gbps", help="override the backend's bandwidth (GB/s per GPU) of the MoE "
+                                                     "all-to-alls in attention-DP + EP iterations that run prefill (SGLang: its DeepEP "
+                                                     "normal-mode kernels; 0: the collective model's)"),
     moe_efficiency: Optional[float] = typer.Option(None, help="override the backend's fraction of the dense GEMM's compute rate that its fused-MoE "
                                                    "expert GEMMs reach, in (0, 1] (MoE models only)"),
     kv_reserve_output: Optional[float] = typer.Option(None, help="share of each running request's remaining output KV that admission keeps back "
@@ -419,6 +431,7 @@ def serve(
         first_token_from=first_token_from, disagg_handoff_s=_seconds_opt(handoff_ms, "--handoff-ms", "ms", "150"),
         frontend_s_per_token=_seconds_opt(frontend_us_per_token, "--frontend-us-per-token", "µs", "1"),
         prefill_layer_s=_seconds_opt(prefill_layer_us, "--prefill-layer-us", "µs", "500"), moe_efficiency=moe_efficiency,
+        prefill_a2a_bw_bytes_s=_gbps_opt(prefill_a2a_gbps, "--prefill-a2a-gbps", "300"),
         prefill_moe_layer_s=_seconds_opt(prefill_moe_layer_us, "--prefill-moe-layer-us", "µs", "750"),
         kv_reserve_output=kv_reserve_output, batch_wait_iters=batch_wait_iters, batch_wait_tokens_ratio=batch_wait_tokens_ratio,
         recv_interval_iters=scheduler_recv_interval, adp_balance_timeout_iters=adp_balance_timeout_iters,

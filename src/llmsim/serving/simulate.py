@@ -132,6 +132,9 @@ class Deployment:
     prefill_layer_s: float | None = None  # None: the backend's on the GPU (`Backend.prefill_fixed_for`); given: on any GPU without kernel tables
     prefill_moe_layer_s: float | None = None  # None: the backend's on the GPU (`Backend.prefill_fixed_for`); given: likewise
     moe_efficiency: float | None = None  # every pool; None: the backend's (`Backend.moe_efficiency_for` the pool)
+    # bytes/s per GPU the MoE all-to-alls of attention-DP + EP pools reach in iterations that run
+    # prefill (None: the backend's `Backend.prefill_a2a_bw_bytes_s`; 0: the collective model's)
+    prefill_a2a_bw_bytes_s: float | None = None
     # the tensor-parallel all-reduce and the RMSNorm after it run as one kernel (True), as
     # separate kernels (False), or as the engine does (None: `Backend.allreduce_norm_fusion`)
     allreduce_norm_fusion: bool | None = None
@@ -325,7 +328,8 @@ def _build_pool(spec: ModelSpec, pool: Pool, dep: Deployment, be: Backend, prec:
     kernels = resolve_kernels(dep.kernels, gpu)
     # the Deployment's overrides of the engine's host and kernel parameters (None keeps the backend's)
     be = be.with_(cpu_overhead_s=dep.cpu_overhead_s, cpu_per_seq_s=dep.cpu_per_seq_s,
-                  moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency)
+                  moe_efficiency=dep.moe_efficiency, a2a_moe_efficiency=dep.moe_efficiency,
+                  prefill_a2a_bw_bytes_s=dep.prefill_a2a_bw_bytes_s)
     # speculative decoding where this pool decodes (a prefill pool's requests leave after one token)
     sd = dep.spec_decoding if role != "prefill" else None
     st = be.step_time(spec, gpu, par, prec, kernels, step_time_model, dep.allreduce_norm_fusion,
@@ -471,6 +475,10 @@ def simulate(
     if dep.prefill_moe_layer_s is not None:
         _check_seconds("prefill_moe_layer_s", dep.prefill_moe_layer_s,
                        "fixed seconds per MoE layer of an iteration that runs prefill (e.g. 0.0005); 0 = off")
+    if dep.prefill_a2a_bw_bytes_s is not None and not (is_number(dep.prefill_a2a_bw_bytes_s)
+                                                       and math.isfinite(dep.prefill_a2a_bw_bytes_s) and dep.prefill_a2a_bw_bytes_s >= 0):
+        raise LlmsimError(f"prefill_a2a_bw_bytes_s must be a finite number of bytes/s >= 0, got {dep.prefill_a2a_bw_bytes_s!r}",
+                          hint="e.g. 300e9 (300 GB/s per GPU); 0 = the collective model's bandwidth")
     if dep.moe_efficiency is not None:
         _check_fraction("moe_efficiency", dep.moe_efficiency,
                         "fraction of the dense GEMM's compute rate the fused-MoE expert GEMMs reach, in (0, 1] (e.g. 0.5)", positive=True)
@@ -851,7 +859,8 @@ def check_unused_settings(dep: Deployment, wl: Workload | None = None) -> None:
         raise LlmsimError(f"ep_imbalance ({dep.ep_imbalance!r}) applies to MoE layers run with expert parallelism, but no pool has ep > 1",
                           hint="drop --ep-imbalance, or give the pool an ep degree (--ep / --prefill-ep / --decode-ep)")
     if not spec.is_moe:
-        for name, flag in (("moe_efficiency", "--moe-efficiency"), ("prefill_moe_layer_s", "--prefill-moe-layer-us")):
+        for name, flag in (("moe_efficiency", "--moe-efficiency"), ("prefill_moe_layer_s", "--prefill-moe-layer-us"),
+                           ("prefill_a2a_bw_bytes_s", "--prefill-a2a-gbps")):
             if getattr(dep, name) is not None:
                 raise LlmsimError(f"{name} applies to mixture-of-experts layers, but {spec.name} is a dense model",
                                   hint=f"drop {flag} (the {name} setting)")
@@ -993,6 +1002,9 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         # fused-MoE expert GEMMs: fraction of the dense GEMM's compute rate (1.0 for dense models too;
         # `Backend.moe_efficiency_for`), one entry per pool (prefill pool first when disaggregated)
         "moe_efficiency": [float(b.st.cost.moe_efficiency) for b in builds],
+        # bytes/s per GPU the all-to-alls of prefill iterations are held to (0: not capped, or no
+        # attention DP + EP; `Backend.prefill_a2a_bw_bytes_s`), one entry per pool
+        "prefill_a2a_bw_bytes_s": [float(b.st.prefill_a2a_bw) for b in builds],
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine
