@@ -31,7 +31,10 @@ its time / spec_tokens_per_step, as the engine still counts one token per decode
 With attention DP (dp > 1) the iteration takes as long as the busiest rank: each prefill
 chunk runs whole on one rank (chunks placed largest-first on the least-loaded rank), decodes
 are spread evenly (ceil(n / dp) on the busiest), and only the routed experts see the tokens of
-all ranks (`_iteration_dp`).
+all ranks (`_iteration_dp`). In such an iteration that runs prefill, an engine whose prefill
+all-to-all kernels reach only `prefill_a2a_bw_bytes_s` per GPU (`Backend.prefill_a2a_bw_bytes_s`:
+SGLang's DeepEP normal mode) adds what its dispatch / combine take beyond the collective model's
+time (`_a2a_extra_exact`).
 
 Each part is computed by `llmsim.cost` (the same operators and measured/roofline times as
 `llmsim estimate`) on first use and cached. body(T) is evaluated exactly for T ≤ 512 and on
