@@ -326,6 +326,9 @@ def test_serve_prefill_a2a_option(capsys):
     assert slow["tpot_ms"]["mean"] == pytest.approx(off["tpot_ms"]["mean"], rel=1e-9)
     code, out, err = run_error(capsys, *base, "--prefill-a2a-gbps", "-5")
     assert code != 0 and "--prefill-a2a-gbps must be a number of GB/s, at least 0" in " ".join((out + err).split())
+    tp_only = base[:base.index("--dp")] + ["--dp", "1"] + base[base.index("--dp") + 2:]  # ep 4 without attention DP: no all-to-all
+    code, out, err = run_error(capsys, *tp_only, "--prefill-a2a-gbps", "20")
+    assert code != 0 and "no pool has dp > 1 and ep > 1" in " ".join((out + err).split())
 
 
 def test_serve_adp_balance_options(capsys):

@@ -864,6 +864,9 @@ def check_unused_settings(dep: Deployment, wl: Workload | None = None) -> None:
             if getattr(dep, name) is not None:
                 raise LlmsimError(f"{name} applies to mixture-of-experts layers, but {spec.name} is a dense model",
                                   hint=f"drop {flag} (the {name} setting)")
+    if dep.prefill_a2a_bw_bytes_s is not None and spec.is_moe and not any(p.dp > 1 and p.ep > 1 for p in pools):
+        raise LlmsimError("prefill_a2a_bw_bytes_s sets the all-to-alls of attention-DP + expert-parallel pools, but no pool has "
+                          "dp > 1 and ep > 1", hint="drop --prefill-a2a-gbps, or give a pool both (e.g. --dp 8 --ep 8)")
     if dep.batch_wait_tokens_ratio and not dep.batch_wait_iters:
         raise LlmsimError("batch_wait_tokens_ratio only applies while new prefill work is held back (batch_wait_iters > 0)",
                           hint="give --batch-wait-iters N too, or drop --batch-wait-tokens-ratio")
