@@ -1007,7 +1007,7 @@ def _summarize(dep, builds, wl, reqs: Requests, order, itl, slo, sink: Streaming
         "moe_efficiency": [float(b.st.cost.moe_efficiency) for b in builds],
         # bytes/s per GPU the all-to-alls of prefill iterations are held to (0: not capped, or no
         # attention DP + EP; `Backend.prefill_a2a_bw_bytes_s`), one entry per pool
-        "prefill_a2a_bw_bytes_s": [float(b.st.prefill_a2a_bw) for b in builds],
+        "prefill_a2a_bw_bytes_s": [float(b.st.prefill_a2a_bw_bytes_s) for b in builds],
         # KV admission: share of each running request's remaining output kept back (0: preempt instead)
         "kv_reserve_output": float(builds[-1].cfg.kv_reserve_output),
         # serial front end (tokenisation) per prompt token, before a request reaches an engine

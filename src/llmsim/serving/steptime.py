@@ -227,7 +227,7 @@ class StepTimeModel:
         # the bandwidth the engine's all-to-all kernels reach in iterations that run prefill
         # (`Backend.prefill_a2a_bw_bytes_s`; 0: the collective model's, as in decode). Only
         # attention-DP pools with expert parallelism run all-to-alls.
-        self.prefill_a2a_bw = prefill_a2a_bw_bytes_s if self._dp > 1 and par.ep > 1 else 0.0
+        self.prefill_a2a_bw_bytes_s = prefill_a2a_bw_bytes_s if self._dp > 1 and par.ep > 1 else 0.0
         self._a2a_extra: dict[int, float] = {}
         self._a2a_extra_memo: dict[int, float] = {}
         # (iteration, one_chunk and decode_step hand dp > 1 to their `_dp` forms: one check per
@@ -353,7 +353,7 @@ class StepTimeModel:
     def _a2a_extra_exact(self, Tr: int) -> float:
         """Seconds the dispatch / combine all-to-alls of a rank holding Tr tokens take beyond the
         collective model's time in an iteration that runs prefill, where the engine's kernels move
-        at most `prefill_a2a_bw` bytes/s: per operator max(0, (g - 1) / g x S / bw - t), for its
+        at most `prefill_a2a_bw_bytes_s` bytes/s: per operator max(0, (g - 1) / g x S / bw - t), for its
         message of S bytes over the g GPUs of the EP group."""
         t = self._a2a_extra.get(Tr)
         if t is None:
@@ -361,7 +361,7 @@ class StepTimeModel:
             for o in self.builder.build(Batch([(Tr * self._dp, 0)], [])):
                 if o.name in _A2A_NAMES:
                     g = o.shape[1]
-                    floor_s = (g - 1) / g * o.bytes / self.prefill_a2a_bw
+                    floor_s = (g - 1) / g * o.bytes / self.prefill_a2a_bw_bytes_s
                     t += max(0.0, floor_s - self.cost.cost(o).time_s) * o.count
             self._a2a_extra[Tr] = t
         return t
@@ -400,7 +400,7 @@ class StepTimeModel:
         t = self._dp_step(dec_rank + chunk_tokens, T, busiest)
         if chunks:
             t += self.prefill_fixed_s
-            if self.prefill_a2a_bw:
+            if self.prefill_a2a_bw_bytes_s:
                 t += _memo1(self._a2a_extra_memo, self._a2a_extra_exact, dec_rank + chunk_tokens)
         if self.spec_k:  # the busiest rank's share of each draft pass
             t += self._draft(self._dp_step(dec_rank + chunk_tokens, T, ()), n_decode, decode_ctx_sum)
@@ -430,7 +430,7 @@ class StepTimeModel:
         t = self._dp_step(loads.get(j, 0), T, busiest)
         if chunks:
             t += self.prefill_fixed_s
-            if self.prefill_a2a_bw:
+            if self.prefill_a2a_bw_bytes_s:
                 t += _memo1(self._a2a_extra_memo, self._a2a_extra_exact, loads.get(j, 0))
         if self.spec_k:
             t += self._draft(self._dp_step(loads.get(j, 0), T, ()), 0, 0.0)
